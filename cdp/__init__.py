@@ -1,0 +1,1 @@
+"""cdp: an event-sourced customer-data store for Fasttrack chat-center webhooks."""

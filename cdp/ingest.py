@@ -1,0 +1,22 @@
+"""Webhooks into the log and every projection, in one transaction."""
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from cdp import db, log
+from cdp.events import Incoming
+from cdp.log import Receipt
+from cdp.projectors import Projector, project
+
+
+def record(
+    engine: Engine, batch: Sequence[Incoming], projectors: Sequence[Projector]
+) -> list[Receipt]:
+    """Append checked webhooks and project them; once this returns, every query sees them."""
+    with db.writing(engine) as connection:
+        log.lock(connection)
+        head = log.head(connection)
+        receipts, new = log.append(connection, batch)
+        project(connection, projectors, new, head)
+    return receipts

@@ -1,0 +1,145 @@
+"""The event log: idempotent appends in commit order, and reads after a position."""
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, func, select, text
+
+from cdp.events import Incoming, parse
+from cdp.models import Event
+
+events = Event.__table__
+# Any constant will do: it only has to be the same for every writer of one database.
+_APPEND_LOCK: Final = 0x63647000
+_CHUNK: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A webhook as the log holds it."""
+
+    position: int
+    received_at: int
+    incoming: Incoming
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    position: int
+    duplicate: bool
+
+
+def lock(connection: Connection) -> None:
+    """Serialize appends until this transaction ends, so positions follow commit order.
+
+    SQLite has one writer at a time already (writes begin IMMEDIATE); PostgreSQL takes
+    a transaction-scoped advisory lock.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+
+
+def head(connection: Connection) -> int:
+    """The position of the latest event, 0 for an empty log."""
+    return connection.scalar(select(func.coalesce(func.max(events.c.position), 0))) or 0
+
+
+def append(
+    connection: Connection, batch: Sequence[Incoming], received_at: int | None = None
+) -> tuple[list[Receipt], list[Recorded]]:
+    """Append the webhooks not yet in the log; a receipt for each, and what was new.
+
+    The caller holds lock(). A body that is already logged (or repeated within the
+    batch) is a duplicate and answers with the position of the first copy.
+    """
+    received_at = received_at if received_at is not None else time.time_ns() // 1_000_000
+    known = _positions(connection, {incoming.dedupe_key for incoming in batch})
+    fresh: dict[str, Incoming] = {}
+    for incoming in batch:
+        if incoming.dedupe_key not in known:
+            fresh.setdefault(incoming.dedupe_key, incoming)
+    recorded = []
+    if fresh:
+        rows = [_row(incoming, received_at) for incoming in fresh.values()]
+        positions = connection.scalars(
+            events.insert().returning(events.c.position, sort_by_parameter_order=True), rows
+        ).all()
+        for position, incoming in zip(positions, fresh.values(), strict=True):
+            known[incoming.dedupe_key] = position
+            recorded.append(Recorded(position, received_at, incoming))
+    unclaimed = set(fresh)
+    receipts = []
+    for incoming in batch:
+        key = incoming.dedupe_key
+        receipts.append(Receipt(position=known[key], duplicate=key not in unclaimed))
+        unclaimed.discard(key)
+    return receipts, recorded
+
+
+def read(
+    connection: Connection,
+    *,
+    after: int = 0,
+    limit: int | None = None,
+    event_type: str | None = None,
+    chat_uuid: str | None = None,
+    profile_uuid: str | None = None,
+) -> list[Row[Any]]:
+    """Log rows after a position, oldest first, optionally filtered."""
+    query = select(
+        events.c.position,
+        events.c.event_type,
+        events.c.occurred_at,
+        events.c.received_at,
+        events.c.chat_uuid,
+        events.c.profile_uuid,
+        events.c.dedupe_key,
+        events.c.body,
+    ).where(events.c.position > after)
+    if event_type is not None:
+        query = query.where(events.c.event_type == event_type)
+    if chat_uuid is not None:
+        query = query.where(events.c.chat_uuid == chat_uuid)
+    if profile_uuid is not None:
+        query = query.where(events.c.profile_uuid == profile_uuid)
+    return list(connection.execute(query.order_by(events.c.position).limit(limit)))
+
+
+def replay(connection: Connection, *, after: int = 0, by_chat: bool = False) -> Iterator[Recorded]:
+    """Stream the log, re-parsed: in position order, or only events naming a chat, chat by chat."""
+    query = select(events.c.position, events.c.received_at, events.c.body).where(
+        events.c.position > after
+    )
+    if by_chat:
+        query = query.where(events.c.chat_uuid.is_not(None)).order_by(
+            events.c.chat_uuid, events.c.position
+        )
+    else:
+        query = query.order_by(events.c.position)
+    for position, received_at, body in connection.execute(query.execution_options(yield_per=2000)):
+        yield Recorded(position, received_at, parse(body))
+
+
+def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        query = select(events.c.dedupe_key, events.c.position).where(events.c.dedupe_key.in_(chunk))
+        found.update({key: position for key, position in connection.execute(query)})
+    return found
+
+
+def _row(incoming: Incoming, received_at: int) -> dict[str, object]:
+    webhook = incoming.webhook
+    return {
+        "event_type": webhook.event_type,
+        "occurred_at": webhook.timestamp,
+        "received_at": received_at,
+        "chat_uuid": webhook.chat_uuid,
+        "profile_uuid": webhook.profile_uuid,
+        "dedupe_key": incoming.dedupe_key,
+        "body": incoming.body,
+    }

@@ -1,0 +1,161 @@
+"""Every table: the event log, the projections' read models and their checkpoints.
+
+Times are integer milliseconds since the Unix epoch (UTC), the unit of the
+webhooks' own `timestamp`: exact, and the same arithmetic on every database.
+"""
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[int]: JSON}
+
+
+class Event(Base):
+    """The log: every accepted webhook, exactly as it arrived. The database refuses changes."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_chat_uuid_position", "chat_uuid", "position"),
+        Index("ix_events_profile_uuid_position", "profile_uuid", "position"),
+        Index("ix_events_event_type_position", "event_type", "position"),
+        {"sqlite_autoincrement": True},
+    )
+
+    position: Mapped[int] = mapped_column(Position, primary_key=True, autoincrement=True)
+    event_type: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+    chat_uuid: Mapped[str | None] = mapped_column(String(200))
+    profile_uuid: Mapped[str | None] = mapped_column(String(200))
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    """How far into the log each projector has got; written with the projector's rows."""
+
+    __tablename__ = "projection_checkpoints"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class TimelineEntry(Base):
+    """One row per logged event that names a chat: what it said, and where it falls."""
+
+    __tablename__ = "timeline"
+    __table_args__ = (
+        Index("ix_timeline_chat_uuid_order", "chat_uuid", "occurred_at", "rank", "dedupe_key"),
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)
+    rank: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(200))
+    # What the event says.
+    profile_uuid: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    avatar: Mapped[str | None] = mapped_column(Text)
+    event_team_id: Mapped[int | None] = mapped_column(BigInteger)
+    event_team_name: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+    operator_uuid: Mapped[str | None] = mapped_column(String(200))
+    operator_name: Mapped[str | None] = mapped_column(Text)
+    operator_avatar: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Where it falls, derived from all of the chat's events.
+    kind: Mapped[str] = mapped_column(String(20))
+    session_number: Mapped[int | None] = mapped_column(Integer)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    team_name: Mapped[str | None] = mapped_column(Text)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    last_activity_at: Mapped[int] = mapped_column(BigInteger)
+    title: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+    teams: Mapped[list[int]] = mapped_column(JSON)
+    handoffs: Mapped[int] = mapped_column(Integer)
+    messages_in: Mapped[int] = mapped_column(Integer)
+    messages_out: Mapped[int] = mapped_column(Integer)
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index("ix_handoffs_at", "at"),
+        Index("ix_handoffs_chat_uuid_at", "chat_uuid", "at"),
+        Index("ix_handoffs_from_team_id_at", "from_team_id", "at"),
+        Index("ix_handoffs_to_team_id_at", "to_team_id", "at"),
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    session_number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[int] = mapped_column(BigInteger)
+    from_team_id: Mapped[int] = mapped_column(BigInteger)
+    from_team_name: Mapped[str | None] = mapped_column(Text)
+    to_team_id: Mapped[int] = mapped_column(BigInteger)
+    to_team_name: Mapped[str | None] = mapped_column(Text)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+    __table_args__ = (
+        Index("ix_chats_profile_uuid", "profile_uuid"),
+        Index("ix_chats_phone_e164", "phone_e164"),
+        Index("ix_chats_team_id", "team_id"),
+    )
+
+    uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    profile_uuid: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    avatar: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    team_name: Mapped[str | None] = mapped_column(Text)
+    operator_uuid: Mapped[str | None] = mapped_column(String(200))
+    operator_name: Mapped[str | None] = mapped_column(Text)
+    operator_avatar: Mapped[str | None] = mapped_column(Text)
+    session_number: Mapped[int | None] = mapped_column(Integer)
+
+
+class ProfileChat(Base):
+    """Every (profile, chat) pair the events named, and when."""
+
+    __tablename__ = "profile_chats"
+
+    profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_seen_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger)

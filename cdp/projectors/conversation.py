@@ -1,0 +1,268 @@
+"""The session rules: one chat's events, in any order, folded into its conversation.
+
+Pure code, no database: the chats projector feeds it a chat's facts, live or on rebuild.
+Events are ordered by (occurred_at, rank, dedupe_key): rank puts a session_updated
+before other events of the same millisecond (the opening pair can share one), and
+the dedupe key, a hash of the body, settles what is left, so that the order never
+depends on the order of delivery.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from itertools import islice
+from typing import Any, Final
+
+from cdp.events import (
+    KNOWN_TYPES,
+    MESSAGE_CREATED,
+    MESSAGE_UPDATED,
+    OPERATOR_REPLIED,
+    SESSION_UPDATED,
+    Incoming,
+)
+
+KINDS: Final = {
+    MESSAGE_CREATED: "message_in",
+    OPERATOR_REPLIED: "operator_reply",
+    MESSAGE_UPDATED: "message_updated",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    idle_timeout_ms: int
+    open_window_ms: int
+
+    @classmethod
+    def of(cls, idle_timeout: timedelta, open_window: timedelta) -> "Rules":
+        return cls(
+            idle_timeout // timedelta(milliseconds=1), open_window // timedelta(milliseconds=1)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What one event says about its chat."""
+
+    position: int
+    occurred_at: int
+    rank: int
+    dedupe_key: str
+    event_type: str
+    profile_uuid: str | None = None
+    platform: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    avatar: str | None = None
+    event_team_id: int | None = None
+    event_team_name: str | None = None
+    title: str | None = None
+    context: str | None = None
+    operator_uuid: str | None = None
+    operator_name: str | None = None
+    operator_avatar: str | None = None
+    message: dict[str, Any] | None = None
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        return (self.occurred_at, self.rank, self.dedupe_key)
+
+    @property
+    def known(self) -> bool:
+        return self.event_type in KNOWN_TYPES
+
+
+FACT_FIELDS: Final = tuple(Fact.__dataclass_fields__)
+
+
+def fact_of(position: int, incoming: Incoming) -> Fact:
+    webhook = incoming.webhook
+    base = Fact(
+        position=position,
+        occurred_at=webhook.timestamp,
+        rank=0 if webhook.event_type == SESSION_UPDATED else 1,
+        dedupe_key=incoming.dedupe_key,
+        event_type=webhook.event_type,
+    )
+    payload = webhook.payload
+    if payload is None:
+        return base
+    chat, session = payload.chat, payload.session
+    team = session.team if session else None
+    operator = session.operator if session else None
+    return replace(
+        base,
+        profile_uuid=webhook.profile_uuid,
+        platform=chat.platform,
+        name=chat.name,
+        phone=chat.phone,
+        avatar=chat.avatar,
+        event_team_id=team.id if team else None,
+        event_team_name=team.name if team else None,
+        title=session.title if session else None,
+        context=session.context if session else None,
+        operator_uuid=operator.uuid if operator else None,
+        operator_name=operator.name if operator else None,
+        operator_avatar=operator.avatar if operator else None,
+        message=payload.message,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an event falls in its chat: its kind, its session, the team then in charge."""
+
+    kind: str
+    session_number: int | None
+    team_id: int | None
+    team_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    uuid: str | None
+    name: str | None
+    avatar: str | None
+
+
+@dataclass(slots=True)
+class SessionState:
+    number: int
+    opened_at: int
+    last_activity_at: int
+    team_id: int
+    team_name: str | None
+    teams: list[int]
+    title: str | None = None
+    context: str | None = None
+    handoffs: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    operator: Operator | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRecord:
+    position: int
+    session_number: int
+    at: int
+    from_team_id: int
+    from_team_name: str | None
+    to_team_id: int
+    to_team_name: str | None
+
+
+@dataclass(slots=True)
+class ChatState:
+    uuid: str
+    first_seen_at: int
+    last_seen_at: int
+    profile_uuid: str | None = None
+    platform: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    avatar: str | None = None
+
+
+@dataclass(slots=True)
+class Conversation:
+    chat: ChatState | None
+    placements: dict[int, Placement] = field(default_factory=dict)
+    sessions: list[SessionState] = field(default_factory=list)
+    handoffs: list[HandoffRecord] = field(default_factory=list)
+
+    @property
+    def session(self) -> SessionState | None:
+        """The chat's latest session: its team is the chat's team, its operator the chat's."""
+        return self.sessions[-1] if self.sessions else None
+
+
+def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
+    ordered = sorted(facts, key=lambda fact: fact.order)
+    conversation = Conversation(chat=None)
+    session: SessionState | None = None
+    previous_at: int | None = None  # the chat's previous event of a known type
+    for index, fact in enumerate(ordered):
+        if fact.event_type == SESSION_UPDATED:
+            assert fact.event_team_id is not None  # validation requires the team
+            idle = (
+                previous_at is not None and fact.occurred_at - previous_at >= rules.idle_timeout_ms
+            )
+            if session is None or idle or _opens_pair(ordered, index, rules):
+                session = SessionState(
+                    number=len(conversation.sessions) + 1,
+                    opened_at=fact.occurred_at,
+                    last_activity_at=fact.occurred_at,
+                    team_id=fact.event_team_id,
+                    team_name=fact.event_team_name,
+                    teams=[fact.event_team_id],
+                )
+                conversation.sessions.append(session)
+                kind = "session_opened"
+            elif fact.event_team_id != session.team_id:
+                conversation.handoffs.append(
+                    HandoffRecord(
+                        position=fact.position,
+                        session_number=session.number,
+                        at=fact.occurred_at,
+                        from_team_id=session.team_id,
+                        from_team_name=session.team_name,
+                        to_team_id=fact.event_team_id,
+                        to_team_name=fact.event_team_name,
+                    )
+                )
+                session.team_id, session.team_name = fact.event_team_id, fact.event_team_name
+                session.teams.append(fact.event_team_id)
+                session.handoffs += 1
+                session.operator = None
+                kind = "handoff"
+            else:
+                session.team_name = fact.event_team_name
+                kind = "session_updated"
+        else:
+            kind = KINDS.get(fact.event_type, "other")
+            if session is not None and fact.event_type == MESSAGE_CREATED:
+                session.messages_in += 1
+            elif session is not None and fact.event_type == OPERATOR_REPLIED:
+                session.messages_out += 1
+                session.operator = Operator(
+                    fact.operator_uuid, fact.operator_name, fact.operator_avatar
+                )
+        if fact.known:
+            previous_at = fact.occurred_at
+            _observe(conversation, chat_uuid, fact)
+            if session is not None:
+                session.last_activity_at = fact.occurred_at
+                session.title = fact.title if fact.title is not None else session.title
+                session.context = fact.context if fact.context is not None else session.context
+        conversation.placements[fact.position] = Placement(
+            kind=kind,
+            session_number=session.number if session else None,
+            team_id=session.team_id if session else None,
+            team_name=session.team_name if session else None,
+        )
+    return conversation
+
+
+def _opens_pair(ordered: Sequence[Fact], index: int, rules: Rules) -> bool:
+    """Is this session_updated followed, within the window, by the opening message_created?"""
+    start = ordered[index].occurred_at
+    for later in islice(ordered, index + 1, None):
+        if later.occurred_at - start > rules.open_window_ms or later.event_type == SESSION_UPDATED:
+            return False
+        if later.event_type == MESSAGE_CREATED:
+            return True
+    return False
+
+
+def _observe(conversation: Conversation, chat_uuid: str, fact: Fact) -> None:
+    """Chat attributes are the latest non-null values; the profile the latest one named."""
+    chat = conversation.chat
+    if chat is None:
+        chat = conversation.chat = ChatState(chat_uuid, fact.occurred_at, fact.occurred_at)
+    chat.last_seen_at = fact.occurred_at
+    for name in ("profile_uuid", "platform", "name", "phone", "avatar"):
+        value = getattr(fact, name)
+        if value is not None:
+            setattr(chat, name, value)

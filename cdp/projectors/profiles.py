@@ -1,0 +1,71 @@
+"""Which chats each profile was named on, and when: the facts behind GET /profiles.
+
+Kept as (profile, chat, first seen, last seen) with min/max upserts, which commute,
+so the rows never depend on the order events arrive in.
+"""
+
+from collections.abc import Sequence
+from itertools import islice
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Connection, Table, case
+
+from cdp import db, log
+from cdp.events import KNOWN_TYPES
+from cdp.log import Recorded
+from cdp.models import ProfileChat
+
+profile_chats: Final = ProfileChat.__table__
+_BATCH: Final = 2000
+
+
+class ProfilesProjector:
+    name = "profiles"
+    tables: tuple[Table, ...] = (profile_chats,)
+
+    def apply(self, connection: Connection, batch: Sequence[Recorded]) -> None:
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for recorded in batch:
+            webhook = recorded.incoming.webhook
+            if webhook.event_type not in KNOWN_TYPES or webhook.profile_uuid is None:
+                continue
+            assert webhook.chat_uuid is not None
+            key = (webhook.profile_uuid, webhook.chat_uuid)
+            row = seen.setdefault(
+                key,
+                {
+                    "profile_uuid": key[0],
+                    "chat_uuid": key[1],
+                    "first_seen_at": webhook.timestamp,
+                    "last_seen_at": webhook.timestamp,
+                },
+            )
+            row["first_seen_at"] = min(row["first_seen_at"], webhook.timestamp)
+            row["last_seen_at"] = max(row["last_seen_at"], webhook.timestamp)
+        db.upsert(
+            connection,
+            profile_chats,
+            list(seen.values()),
+            key=["profile_uuid", "chat_uuid"],
+            set_={
+                "first_seen_at": lambda new: _least(
+                    new.first_seen_at, profile_chats.c.first_seen_at
+                ),
+                "last_seen_at": lambda new: _greatest(
+                    new.last_seen_at, profile_chats.c.last_seen_at
+                ),
+            },
+        )
+
+    def rebuild(self, connection: Connection) -> None:
+        replay = log.replay(connection)
+        while batch := list(islice(replay, _BATCH)):
+            self.apply(connection, batch)
+
+
+def _least(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:
+    return case((a < b, a), else_=b)
+
+
+def _greatest(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:
+    return case((a > b, a), else_=b)

@@ -1,0 +1,38 @@
+"""Alembic environment: the database is the connection handed in, or CDP_DATABASE_URL."""
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import Connection
+
+from cdp.db import make_engine
+from cdp.models import Base
+from cdp.settings import Settings
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logging", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("cdp migrations run online only: point CDP_DATABASE_URL at the database")
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    run(connection)
+else:
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or Settings().database_url)
+    with engine.connect() as connection:
+        run(connection)
+    engine.dispose()
