@@ -1,0 +1,43 @@
+"""GET /events: the raw log, for audits and for readers that follow it."""
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+from sqlalchemy import Connection
+
+from cdp import queries
+from cdp.schemas import Event, EventPage
+
+
+class EventController(Controller):
+    path = "/events"
+    tags = ["log"]
+
+    @get(sync_to_thread=True)
+    def page(
+        self,
+        connection: Connection,
+        after: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        event_type: str | None = None,
+        chat_uuid: str | None = None,
+        profile_uuid: str | None = None,
+    ) -> EventPage:
+        """Events after a position, oldest first; follow `next_after` until it is null."""
+        return queries.events(
+            connection,
+            after=after,
+            limit=limit,
+            event_type=event_type,
+            chat_uuid=chat_uuid,
+            profile_uuid=profile_uuid,
+        )
+
+    @get("/{position:int}", sync_to_thread=True)
+    def one(self, position: int, connection: Connection) -> Event:
+        found = queries.event(connection, position)
+        if found is None:
+            raise NotFoundException(f"no event at position {position}")
+        return found

@@ -1,0 +1,12 @@
+"""GET /health: the service answers and its database does too."""
+
+from litestar import get
+from sqlalchemy import Connection
+
+from cdp import log
+from cdp.schemas import Health
+
+
+@get("/health", sync_to_thread=True, tags=["service"])
+def health(connection: Connection) -> Health:
+    return Health(status="ok", database=connection.dialect.name, head=log.head(connection))

@@ -1,0 +1,32 @@
+"""POST /webhooks/fasttrack: where Fasttrack delivers."""
+
+from litestar import Controller, Response, post
+from litestar.openapi import ResponseSpec
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from cdp import events, ingest
+from cdp.api.service import Service
+from cdp.schemas import Problem, Receipt
+
+
+class WebhookController(Controller):
+    path = "/webhooks/fasttrack"
+    tags = ["ingest"]
+
+    @post(
+        sync_to_thread=True,
+        status_code=HTTP_202_ACCEPTED,
+        responses={
+            200: ResponseSpec(Receipt, description="Already logged: the original position"),
+            400: ResponseSpec(Problem, description="The body is not a JSON object"),
+            422: ResponseSpec(Problem, description="The webhook is invalid; `errors` names each field"),
+        },
+    )
+    def receive(self, body: bytes, service: Service) -> Response[Receipt]:
+        """Log one webhook as it arrived and project it, in one transaction."""
+        incoming = events.parse(body)
+        (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
+        return Response(
+            Receipt(position=receipt.position, duplicate=receipt.duplicate),
+            status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED,
+        )
