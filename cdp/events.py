@@ -40,7 +40,7 @@ class InvalidWebhook(ValueError):
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
+        super().__init__("invalid webhook: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
 
 
 def _team_id(value: object) -> object:

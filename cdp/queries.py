@@ -306,3 +306,15 @@ def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Pr
         schemas.Projection(name=name, position=mark, head=head, lag=head - mark)
         for name, mark in ((name, marks.get(name, 0)) for name in names)
     ]
+
+
+def counts(connection: Connection) -> dict[str, int]:
+    """How many rows the log and each read model hold."""
+    statements = {
+        "events": select(func.count()).select_from(log.events),
+        "profiles": select(func.count(func.distinct(profile_chats.c.profile_uuid))),
+        "chats": select(func.count()).select_from(chats),
+        "sessions": select(func.count()).select_from(sessions),
+        "handoffs": select(func.count()).select_from(handoffs),
+    }
+    return {name: connection.scalar(statement) or 0 for name, statement in statements.items()}

@@ -15,6 +15,17 @@ class Settings(BaseSettings):
     session_open_window: timedelta = timedelta(seconds=5)
     phone_region: str = "RU"
 
+    @field_validator("session_idle_timeout", "session_open_window", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """A bare number is seconds; ISO 8601 ("PT24H") and "HH:MM:SS" work as well."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
     @field_validator("session_idle_timeout", "session_open_window")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

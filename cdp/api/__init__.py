@@ -78,7 +78,7 @@ def _malformed(_: Request[object, object, object], error: MalformedBody) -> Resp
 
 def _invalid(_: Request[object, object, object], error: InvalidWebhook) -> Response[dict[str, object]]:
     errors = [{"path": e.path, "message": e.message} for e in error.errors]
-    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, f"invalid webhook: {error}", errors)
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error), errors)
 
 
 def _bad_parameters(
