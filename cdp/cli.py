@@ -94,8 +94,13 @@ class _Tally:
 
 @main.command("import")
 @click.argument("file", type=click.File("rb"))
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000),
-              help="Webhooks per transaction.")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Webhooks per transaction.",
+)
 @click.pass_obj
 def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
     """Ingest webhook bodies from FILE (- for stdin), one JSON object per line.
@@ -131,9 +136,8 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
             flush()
     flush()
     progress.done()
-    click.echo(
-        f"accepted: {tally.accepted}, duplicates: {tally.duplicates}, rejected: {len(tally.rejected)}"
-    )
+    rejected = len(tally.rejected)
+    click.echo(f"accepted: {tally.accepted}, duplicates: {tally.duplicates}, rejected: {rejected}")
     for number, reason in tally.rejected:
         click.echo(f"line {number}: {reason}")
     if tally.rejected:
@@ -165,7 +169,9 @@ def rebuild(settings: Settings) -> None:
     started = time.perf_counter()
     with db.writing(engine) as connection:
         head = projectors.rebuild(connection, projectors.registry(settings))
-    click.echo(f"rebuilt projections up to position {head} in {time.perf_counter() - started:.2f} s")
+    click.echo(
+        f"rebuilt projections up to position {head} in {time.perf_counter() - started:.2f} s"
+    )
 
 
 @main.command()
@@ -180,6 +186,8 @@ def status(settings: Settings) -> None:
     click.echo(f"database: {db.dialect(engine)}")
     click.echo(f"log head: {positions[0].head if positions else 0}")
     for projection in positions:
-        click.echo(f"projection {projection.name}: position {projection.position}, lag {projection.lag}")
+        click.echo(
+            f"projection {projection.name}: position {projection.position}, lag {projection.lag}"
+        )
     for name, count in counts.items():
         click.echo(f"{name}: {count}")

@@ -42,11 +42,15 @@ def profile(connection: Connection, uuid: str) -> schemas.Profile | None:
 
 def profiles(connection: Connection, uuids: Sequence[str]) -> list[schemas.Profile]:
     """Profiles in the order asked; unknown uuids are left out."""
-    seen = select(
-        profile_chats.c.profile_uuid,
-        func.min(profile_chats.c.first_seen_at),
-        func.max(profile_chats.c.last_seen_at),
-    ).where(profile_chats.c.profile_uuid.in_(uuids)).group_by(profile_chats.c.profile_uuid)
+    seen = (
+        select(
+            profile_chats.c.profile_uuid,
+            func.min(profile_chats.c.first_seen_at),
+            func.max(profile_chats.c.last_seen_at),
+        )
+        .where(profile_chats.c.profile_uuid.in_(uuids))
+        .group_by(profile_chats.c.profile_uuid)
+    )
     spans = {uuid: (first, last) for uuid, first, last in connection.execute(seen)}
     owned: dict[str, list[Row[Any]]] = defaultdict(list)
     query = select(chats).where(chats.c.profile_uuid.in_(uuids))
@@ -177,7 +181,10 @@ def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
 
 def chat_known(connection: Connection, uuid: str) -> bool:
     """Has any logged event named this chat (of a known type or not)?"""
-    return connection.scalar(select(timeline.c.position).where(timeline.c.chat_uuid == uuid).limit(1)) is not None
+    return (
+        connection.scalar(select(timeline.c.position).where(timeline.c.chat_uuid == uuid).limit(1))
+        is not None
+    )
 
 
 def chat_sessions(connection: Connection, uuid: str, clock: Clock) -> list[schemas.Session]:
@@ -280,7 +287,9 @@ def events(
         profile_uuid=profile_uuid,
     )
     items = [_event(row) for row in rows[:limit]]
-    return schemas.EventPage(items=items, next_after=items[-1].position if len(rows) > limit else None)
+    return schemas.EventPage(
+        items=items, next_after=items[-1].position if len(rows) > limit else None
+    )
 
 
 def event(connection: Connection, position: int) -> schemas.Event | None:

@@ -17,9 +17,9 @@ from sqlalchemy.exc import OperationalError
 
 from cdp import __doc__ as summary
 from cdp.api import chats, events, health, profiles, projections, teams, webhooks
+from cdp.api.service import Service
 from cdp.db import make_engine
 from cdp.events import InvalidWebhook, MalformedBody
-from cdp.api.service import Service
 from cdp.projectors import registry
 from cdp.queries import Clock
 from cdp.settings import Settings
@@ -65,18 +65,24 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-def _problem(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> Response[dict[str, object]]:
+def _problem(
+    status: int, detail: str, errors: list[dict[str, str]] | None = None
+) -> Response[dict[str, object]]:
     content: dict[str, object] = {"detail": detail}
     if errors is not None:
         content["errors"] = errors
     return Response(content, status_code=status)
 
 
-def _malformed(_: Request[object, object, object], error: MalformedBody) -> Response[dict[str, object]]:
+def _malformed(
+    _: Request[object, object, object], error: MalformedBody
+) -> Response[dict[str, object]]:
     return _problem(HTTP_400_BAD_REQUEST, str(error))
 
 
-def _invalid(_: Request[object, object, object], error: InvalidWebhook) -> Response[dict[str, object]]:
+def _invalid(
+    _: Request[object, object, object], error: InvalidWebhook
+) -> Response[dict[str, object]]:
     errors = [{"path": e.path, "message": e.message} for e in error.errors]
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error), errors)
 
@@ -94,7 +100,9 @@ def _bad_parameters(
     return _problem(HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
 
 
-def _http_error(_: Request[object, object, object], error: HTTPException) -> Response[dict[str, object]]:
+def _http_error(
+    _: Request[object, object, object], error: HTTPException
+) -> Response[dict[str, object]]:
     return Response({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
 

@@ -3,7 +3,9 @@
 from datetime import datetime
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
 from sqlalchemy import Connection
 
 from cdp import queries
@@ -16,24 +18,38 @@ class ChatController(Controller):
     tags = ["chats"]
 
     @get(sync_to_thread=True)
-    def one(self, uuid: str, connection: Connection, service: Service) -> Chat:
+    def one(
+        self,
+        uuid: FromPath[str],
+        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
+    ) -> Chat:
         found = queries.chat(connection, uuid, service.clock)
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         return found
 
     @get("/sessions", sync_to_thread=True)
-    def sessions(self, uuid: str, connection: Connection, service: Service) -> Items[Session]:
+    def sessions(
+        self,
+        uuid: FromPath[str],
+        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
+    ) -> Items[Session]:
         _require(connection, uuid)
         return Items[Session](items=queries.chat_sessions(connection, uuid, service.clock))
 
     @get("/handoffs", sync_to_thread=True)
-    def handoffs(self, uuid: str, connection: Connection) -> Items[Handoff]:
+    def handoffs(
+        self, uuid: FromPath[str], connection: NamedDependency[Connection]
+    ) -> Items[Handoff]:
         _require(connection, uuid)
         return Items[Handoff](items=queries.chat_handoffs(connection, uuid))
 
     @get("/timeline", sync_to_thread=True)
-    def timeline(self, uuid: str, connection: Connection) -> Items[TimelineItem]:
+    def timeline(
+        self, uuid: FromPath[str], connection: NamedDependency[Connection]
+    ) -> Items[TimelineItem]:
         _require(connection, uuid)
         return Items[TimelineItem](items=queries.chat_timeline(connection, uuid))
 
@@ -45,15 +61,15 @@ class HandoffController(Controller):
     @get(sync_to_thread=True)
     def audit(
         self,
-        connection: Connection,
-        team_id: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        connection: NamedDependency[Connection],
+        team_id: FromQuery[int | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
     ) -> Items[Handoff]:
         """Handoffs across chats from or to `team_id`, at or after `since`, before `until`."""
         return Items[Handoff](items=queries.team_handoffs(connection, team_id, since, until))
 
 
-def _require(connection: Connection, uuid: str) -> None:
+def _require(connection: NamedDependency[Connection], uuid: str) -> None:
     if not queries.chat_known(connection, uuid):
         raise NotFoundException(f"no chat {uuid!r}")

@@ -3,8 +3,9 @@
 from typing import Annotated
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
@@ -18,12 +19,12 @@ class EventController(Controller):
     @get(sync_to_thread=True)
     def page(
         self,
-        connection: Connection,
-        after: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        event_type: str | None = None,
-        chat_uuid: str | None = None,
-        profile_uuid: str | None = None,
+        connection: NamedDependency[Connection],
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        event_type: FromQuery[str | None] = None,
+        chat_uuid: FromQuery[str | None] = None,
+        profile_uuid: FromQuery[str | None] = None,
     ) -> EventPage:
         """Events after a position, oldest first; follow `next_after` until it is null."""
         return queries.events(
@@ -36,7 +37,7 @@ class EventController(Controller):
         )
 
     @get("/{position:int}", sync_to_thread=True)
-    def one(self, position: int, connection: Connection) -> Event:
+    def one(self, position: FromPath[int], connection: NamedDependency[Connection]) -> Event:
         found = queries.event(connection, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")

@@ -3,8 +3,9 @@
 from typing import Annotated
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
@@ -19,16 +20,14 @@ class TeamController(Controller):
     @get("/chats", sync_to_thread=True)
     def chats(
         self,
-        team_id: int,
-        connection: Connection,
-        service: Service,
-        session_state: Annotated[str | None, Parameter(query="state")] = None,
+        team_id: FromPath[int],
+        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
+        session_state: Annotated[str | None, QueryParameter(name="state")] = None,
     ) -> Items[Chat]:
-        """Chats whose active team is this one; `state` keeps those whose session is open or idle."""
+        """Chats whose active team is this one; `state` keeps those with an open or idle session."""
         if session_state not in (None, "open", "idle"):
-            raise ValidationException(
-                "state must be open or idle",
-                extra=[{"key": "state", "message": f"must be open or idle, got {session_state!r}"}],
-            )
+            message = f"must be open or idle, got {session_state!r}"
+            raise ValidationException(message, extra=[{"key": "state", "message": message}])
         found = queries.team_chats(connection, team_id, session_state, service.clock)
         return Items[Chat](items=found)

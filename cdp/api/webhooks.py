@@ -1,7 +1,9 @@
 """POST /webhooks/fasttrack: where Fasttrack delivers."""
 
 from litestar import Controller, Response, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from cdp import events, ingest
@@ -19,10 +21,12 @@ class WebhookController(Controller):
         responses={
             200: ResponseSpec(Receipt, description="Already logged: the original position"),
             400: ResponseSpec(Problem, description="The body is not a JSON object"),
-            422: ResponseSpec(Problem, description="The webhook is invalid; `errors` names each field"),
+            422: ResponseSpec(
+                Problem, description="The webhook is invalid; `errors` names each field"
+            ),
         },
     )
-    def receive(self, body: bytes, service: Service) -> Response[Receipt]:
+    def receive(self, body: RawBody, service: NamedDependency[Service]) -> Response[Receipt]:
         """Log one webhook as it arrived and project it, in one transaction."""
         incoming = events.parse(body)
         (receipt,) = ingest.record(service.engine, [incoming], service.projectors)

@@ -1,0 +1,102 @@
+"""Fixtures: every test that takes `database` runs once on SQLite and once on PostgreSQL.
+
+PostgreSQL is CDP_TEST_POSTGRES_URL (default: the local server's `test` database); the
+suite creates a database of its own beside it and drops it at the end. An unreachable
+server fails the PostgreSQL tests: they are never skipped.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from cdp import schema
+from cdp.api import create_app
+from cdp.db import make_engine
+from cdp.models import Base
+from cdp.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "CDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "cdp.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run."""
+    admin_url = make_url(POSTGRES_URL)
+    name = f"cdp_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is needed by the suite: {error}", pytrace=False)
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database."""
+    if request.param == "sqlite":
+        path = tmp_path / "cdp.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    empty(url)
+    return url
+
+
+def empty(url: str) -> None:
+    """Empty every table, the log included: only tests may, by switching triggers off."""
+    engine = make_engine(url)
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database: str) -> Settings:
+    return Settings(
+        database_url=database,
+        session_idle_timeout=timedelta(hours=24),
+        session_open_window=timedelta(seconds=5),
+        phone_region="RU",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with TestClient(create_app(settings)) as client:
+        yield client
