@@ -1,0 +1,99 @@
+"""The event log on each database: append-only, idempotent, positions in commit order."""
+
+import json
+import threading
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from cdp import db, ingest, log
+from cdp.db import make_engine
+from cdp.events import parse
+from cdp.projectors import registry
+from cdp.settings import Settings
+from tests.factories import samples, webhook
+
+
+def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[log.Receipt]:
+    batch = [parse(json.dumps(body)) for body in bodies]
+    return ingest.record(engine, batch, registry(settings))
+
+
+def test_positions_increase_in_append_order(engine: Engine, settings: Settings) -> None:
+    receipts = ingest.record(engine, [parse(body) for body in samples()], registry(settings))
+    positions = [receipt.position for receipt in receipts]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
+    assert not any(receipt.duplicate for receipt in receipts)
+
+
+def test_a_body_delivered_twice_is_stored_once(engine: Engine, settings: Settings) -> None:
+    body = webhook("message_created", message="hi")
+    (first,) = append(engine, settings, body)
+    (again,) = ingest.record(engine, [parse(json.dumps(body, indent=2))], registry(settings))
+    assert again == log.Receipt(position=first.position, duplicate=True)
+    with engine.connect() as connection:
+        assert len(log.read(connection)) == 1
+
+
+def test_a_repeat_within_one_batch_is_a_duplicate_of_its_first_copy(
+    engine: Engine, settings: Settings
+) -> None:
+    one, two = webhook("message_created", message="one"), webhook("message_created", message="two")
+    receipts = append(engine, settings, one, two, one)
+    assert [receipt.duplicate for receipt in receipts] == [False, False, True]
+    assert receipts[2].position == receipts[0].position
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE events SET event_type = 'edited'", "DELETE FROM events"]
+)
+def test_the_database_refuses_to_change_the_log(
+    engine: Engine, settings: Settings, statement: str
+) -> None:
+    append(engine, settings, webhook("message_created", message="kept"))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text(statement))
+    with engine.connect() as connection:
+        (row,) = log.read(connection)
+    assert row.event_type == "message_created"
+
+
+def test_postgresql_refuses_to_truncate_the_log(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(text("TRUNCATE events CASCADE"))
+    finally:
+        engine.dispose()
+
+
+def test_a_second_writer_waits_so_positions_follow_commit_order(
+    engine: Engine, settings: Settings
+) -> None:
+    """A reader resuming after position N never misses an event that committed later."""
+    projectors = registry(settings)
+    appended = threading.Event()
+    second: list[log.Receipt] = []
+
+    def write_second() -> None:
+        appended.wait()
+        second.extend(
+            ingest.record(
+                engine, [parse(json.dumps(webhook("message_created", message="2")))], projectors
+            )
+        )
+
+    writer = threading.Thread(target=write_second)
+    writer.start()
+    with db.writing(engine) as connection:
+        log.lock(connection)
+        receipts, _ = log.append(
+            connection, [parse(json.dumps(webhook("message_created", message="1")))]
+        )
+        appended.set()
+        writer.join(timeout=0.5)
+        assert writer.is_alive(), "the second append did not wait for the first to commit"
+    writer.join(timeout=30)
+    assert second[0].position > receipts[0].position

@@ -1,0 +1,167 @@
+"""Projections depend only on the set of distinct events: not on delivery order, batching or
+repeats, and a rebuild from the log gives exactly what was built live."""
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from cdp import db, ingest, log, projectors, queries
+from cdp.db import make_engine
+from cdp.events import parse
+from cdp.settings import Settings
+from tests.conftest import empty
+from tests.factories import PAST, webhook
+
+CHATS, PROFILES, TEAMS = ["c1", "c2"], ["p1", "p2", None], [1, 2, "3"]
+PHONES = [None, "+7 999 000-00-01", "8 (999) 000-00-01", "79990000002"]
+# Short rules, so that a few minutes of events cross the idle timeout and the open window.
+IDLE, WINDOW = timedelta(seconds=60), timedelta(seconds=5)
+# Few moments, so that events often share a millisecond, around the window and the timeout.
+MOMENTS = [0, 1000, 4000, 5000, 6000, 30_000, 64_000, 65_000, 130_000, 200_000]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events = []
+    for _ in range(draw(st.integers(1, 16))):
+        event_type = draw(
+            st.sampled_from(
+                [
+                    "session_updated",
+                    "message_created",
+                    "operator_replied",
+                    "message_updated",
+                    "chat_rated",
+                ]
+            )
+        )
+        body = webhook(
+            event_type,
+            chat=draw(st.sampled_from(CHATS)),
+            at=PAST + draw(st.sampled_from(MOMENTS)) + draw(st.sampled_from([0, 0, 0, 1])),
+            profile=draw(st.sampled_from(PROFILES)),
+            team=draw(st.sampled_from(TEAMS))
+            if event_type in ("session_updated", "operator_replied")
+            else None,
+            operator=draw(st.sampled_from(["anna", "boris"]))
+            if event_type == "operator_replied"
+            else None,
+            message=draw(st.sampled_from(["a", "b", "c"]))
+            if event_type != "session_updated"
+            else None,
+            phone=draw(st.sampled_from(PHONES)),
+            name=draw(st.sampled_from([None, "Anna", "Анна"])),
+        )
+        events.append(body)
+    return events
+
+
+@pytest.fixture
+def fresh(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Engine]]:
+    """Make an empty database of the fixture's kind, as often as an example needs one."""
+    engines: list[Engine] = []
+
+    def make() -> Engine:
+        for engine in engines:
+            engine.dispose()
+        if database.startswith("sqlite"):
+            path = tmp_path / f"{uuid.uuid4().hex}.db"
+            shutil.copy(request.getfixturevalue("sqlite_template"), path)
+            url = f"sqlite:///{path}"
+        else:
+            empty(database)
+            url = database
+        engines.append(make_engine(url))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+def deliver(engine: Engine, bodies: list[dict[str, Any]], batch_sizes: list[int]) -> None:
+    registry = projectors.registry(rules())
+    incoming = [parse(json.dumps(body, ensure_ascii=False)) for body in bodies]
+    start = 0
+    for size in batch_sizes:
+        if start >= len(incoming):
+            break
+        ingest.record(engine, incoming[start : start + size], registry)
+        start += size
+    if start < len(incoming):
+        ingest.record(engine, incoming[start:], registry)
+
+
+def rules() -> Settings:
+    return Settings(database_url="sqlite://", session_idle_timeout=IDLE, session_open_window=WINDOW)
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Every query's answer, with log positions replaced by the event they name."""
+    clock = queries.Clock(IDLE // timedelta(milliseconds=1))
+    with engine.connect() as connection:
+        keys = {row.position: row.dedupe_key for row in log.read(connection)}
+        answers = {
+            "profiles": [p.model_dump() for p in queries.profiles(connection, ["p1", "p2"])],
+            "phones": [
+                p.model_dump() for p in queries.profiles_by_phone(connection, "+79990000001", "RU")
+            ],
+            "teams": {
+                team: [c.model_dump() for c in queries.team_chats(connection, team, None, clock)]
+                for team in (1, 2, 3)
+            },
+            "audit": [h.model_dump() for h in queries.team_handoffs(connection)],
+        }
+        for chat in CHATS:
+            found = queries.chat(connection, chat, clock)
+            answers[chat] = {
+                "chat": found.model_dump() if found else None,
+                "sessions": [
+                    s.model_dump() for s in queries.chat_sessions(connection, chat, clock)
+                ],
+                "handoffs": [h.model_dump() for h in queries.chat_handoffs(connection, chat)],
+                "timeline": [t.model_dump() for t in queries.chat_timeline(connection, chat)],
+            }
+    return json.loads(json.dumps(answers, default=str), object_hook=lambda d: _keyed(d, keys))
+
+
+def _keyed(item: dict[str, Any], keys: dict[int, str]) -> dict[str, Any]:
+    if isinstance(item.get("position"), int):
+        item["position"] = keys[item["position"]]
+    return item
+
+
+@settings(
+    max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(history=histories(), data=st.data())
+def test_any_delivery_order_and_a_rebuild_give_the_same_answers(
+    fresh: Callable[[], Engine], history: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    repeats = data.draw(st.lists(st.sampled_from(history), max_size=4), label="repeats")
+    first_order = data.draw(st.permutations(history + repeats), label="first order")
+    second_order = data.draw(st.permutations(history), label="second order")
+    batches = data.draw(st.lists(st.integers(1, 6), max_size=8), label="batch sizes")
+
+    engine = fresh()
+    deliver(engine, first_order, [1] * len(first_order))
+    expected = snapshot(engine)
+
+    engine = fresh()
+    deliver(engine, second_order, batches)
+    assert snapshot(engine) == expected
+
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, projectors.registry(rules()))
+    assert snapshot(engine) == expected
