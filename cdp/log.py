@@ -8,9 +8,8 @@ from typing import Any, Final
 from sqlalchemy import Connection, Row, func, select, text
 
 from cdp.events import Incoming, parse
-from cdp.models import Event
+from cdp.models import events
 
-events = Event.__table__
 # Any constant will do: it only has to be the same for every writer of one database.
 _APPEND_LOCK: Final = 0x63647000
 _CHUNK: Final = 500

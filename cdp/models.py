@@ -6,7 +6,7 @@ webhooks' own `timestamp`: exact, and the same arithmetic on every database.
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
@@ -109,7 +109,7 @@ class Session(Base):
 class Handoff(Base):
     __tablename__ = "handoffs"
     __table_args__ = (
-        Index("ix_handoffs_at", "at"),
+        Index("ix_handoffs_at", "at", "dedupe_key"),
         Index("ix_handoffs_chat_uuid_at", "chat_uuid", "at"),
         Index("ix_handoffs_from_team_id_at", "from_team_id", "at"),
         Index("ix_handoffs_to_team_id_at", "to_team_id", "at"),
@@ -123,6 +123,8 @@ class Handoff(Base):
     from_team_name: Mapped[str | None] = mapped_column(Text)
     to_team_id: Mapped[int] = mapped_column(BigInteger)
     to_team_name: Mapped[str | None] = mapped_column(Text)
+    # Orders handoffs of the same millisecond as the conversation fold orders their events.
+    dedupe_key: Mapped[str] = mapped_column(String(64))
 
 
 class Chat(Base):
@@ -159,3 +161,18 @@ class ProfileChat(Base):
     chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[int] = mapped_column(BigInteger)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+events = _table(Event)
+checkpoints = _table(Checkpoint)
+timeline = _table(TimelineEntry)
+sessions = _table(Session)
+handoffs = _table(Handoff)
+chats = _table(Chat)
+profile_chats = _table(ProfileChat)

@@ -9,17 +9,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, true
 
-from cdp import log, schemas
-from cdp.models import Chat, Handoff, ProfileChat, Session, TimelineEntry
+from cdp import log, models, schemas
+from cdp.models import chats, handoffs, profile_chats, sessions, timeline
 from cdp.phones import normalize
 from cdp.projectors import positions
 from cdp.schemas import utc
-
-chats = Chat.__table__
-sessions = Session.__table__
-handoffs = Handoff.__table__
-timeline = TimelineEntry.__table__
-profile_chats = ProfileChat.__table__
 
 
 class Clock:
@@ -226,7 +220,7 @@ def team_handoffs(
 
 
 def _handoffs(connection: Connection, condition: Any) -> list[schemas.Handoff]:
-    query = select(handoffs).where(condition).order_by(handoffs.c.at, handoffs.c.position)
+    query = select(handoffs).where(condition).order_by(handoffs.c.at, handoffs.c.dedupe_key)
     return [
         schemas.Handoff(
             chat_uuid=row.chat_uuid,
@@ -320,7 +314,7 @@ def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Pr
 def counts(connection: Connection) -> dict[str, int]:
     """How many rows the log and each read model hold."""
     statements = {
-        "events": select(func.count()).select_from(log.events),
+        "events": select(func.count()).select_from(models.events),
         "profiles": select(func.count(func.distinct(profile_chats.c.profile_uuid))),
         "chats": select(func.count()).select_from(chats),
         "sessions": select(func.count()).select_from(sessions),

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
@@ -74,21 +75,17 @@ def _problem(
     return Response(content, status_code=status)
 
 
-def _malformed(
-    _: Request[object, object, object], error: MalformedBody
-) -> Response[dict[str, object]]:
+def _malformed(_: Request[Any, Any, Any], error: MalformedBody) -> Response[dict[str, object]]:
     return _problem(HTTP_400_BAD_REQUEST, str(error))
 
 
-def _invalid(
-    _: Request[object, object, object], error: InvalidWebhook
-) -> Response[dict[str, object]]:
+def _invalid(_: Request[Any, Any, Any], error: InvalidWebhook) -> Response[dict[str, object]]:
     errors = [{"path": e.path, "message": e.message} for e in error.errors]
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, str(error), errors)
 
 
 def _bad_parameters(
-    _: Request[object, object, object], error: ValidationException
+    _: Request[Any, Any, Any], error: ValidationException
 ) -> Response[dict[str, object]]:
     extra = error.extra if isinstance(error.extra, list) else []
     errors = [
@@ -100,13 +97,11 @@ def _bad_parameters(
     return _problem(HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
 
 
-def _http_error(
-    _: Request[object, object, object], error: HTTPException
-) -> Response[dict[str, object]]:
+def _http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, object]]:
     return Response({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
 
 def _database_down(
-    _: Request[object, object, object], error: OperationalError
+    _: Request[Any, Any, Any], error: OperationalError
 ) -> Response[dict[str, object]]:
     return _problem(HTTP_503_SERVICE_UNAVAILABLE, f"database unavailable: {error.orig}")

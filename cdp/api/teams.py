@@ -1,6 +1,6 @@
 """GET /teams/{id}/chats: the chats a team has now."""
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from cdp import queries
 from cdp.api.service import Service
-from cdp.schemas import Chat, Items
+from cdp.schemas import Chat, Items, SessionState
 
 
 class TeamController(Controller):
@@ -29,5 +29,6 @@ class TeamController(Controller):
         if session_state not in (None, "open", "idle"):
             message = f"must be open or idle, got {session_state!r}"
             raise ValidationException(message, extra=[{"key": "state", "message": message}])
-        found = queries.team_chats(connection, team_id, session_state, service.clock)
+        state = cast("SessionState | None", session_state)
+        found = queries.team_chats(connection, team_id, state, service.clock)
         return Items[Chat](items=found)

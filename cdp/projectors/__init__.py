@@ -10,13 +10,11 @@ from sqlalchemy import Connection, Table, select
 
 from cdp import db, log
 from cdp.log import Recorded
-from cdp.models import Checkpoint
+from cdp.models import checkpoints
 from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
 from cdp.settings import Settings
-
-checkpoints = Checkpoint.__table__
 
 
 class Projector(Protocol):

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, bindparam, select
 
 from cdp import db, log
 from cdp.log import Recorded
-from cdp.models import Chat, Handoff, Session, TimelineEntry
+from cdp.models import chats, handoffs, sessions, timeline
 from cdp.phones import normalize
 from cdp.projectors.conversation import (
     FACT_FIELDS,
@@ -27,10 +27,6 @@ from cdp.projectors.conversation import (
     fold,
 )
 
-timeline: Final = TimelineEntry.__table__
-sessions: Final = Session.__table__
-handoffs: Final = Handoff.__table__
-chats: Final = Chat.__table__
 _FLUSH_ROWS: Final = 2000
 _CHUNK: Final = 500
 

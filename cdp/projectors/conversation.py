@@ -151,6 +151,7 @@ class HandoffRecord:
     from_team_name: str | None
     to_team_id: int
     to_team_name: str | None
+    dedupe_key: str
 
 
 @dataclass(slots=True)
@@ -210,6 +211,7 @@ def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
                         from_team_name=session.team_name,
                         to_team_id=fact.event_team_id,
                         to_team_name=fact.event_team_name,
+                        dedupe_key=fact.dedupe_key,
                     )
                 )
                 session.team_id, session.team_name = fact.event_team_id, fact.event_team_name

@@ -13,9 +13,8 @@ from sqlalchemy import ColumnElement, Connection, Table, case
 from cdp import db, log
 from cdp.events import KNOWN_TYPES
 from cdp.log import Recorded
-from cdp.models import ProfileChat
+from cdp.models import profile_chats
 
-profile_chats: Final = ProfileChat.__table__
 _BATCH: Final = 2000
 
 

@@ -133,9 +133,10 @@ def upgrade() -> None:
         sa.Column("from_team_name", sa.Text(), nullable=True),
         sa.Column("to_team_id", sa.BigInteger(), nullable=False),
         sa.Column("to_team_name", sa.Text(), nullable=True),
+        sa.Column("dedupe_key", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_handoffs")),
     )
-    op.create_index("ix_handoffs_at", "handoffs", ["at"])
+    op.create_index("ix_handoffs_at", "handoffs", ["at", "dedupe_key"])
     op.create_index("ix_handoffs_chat_uuid_at", "handoffs", ["chat_uuid", "at"])
     op.create_index("ix_handoffs_from_team_id_at", "handoffs", ["from_team_id", "at"])
     op.create_index("ix_handoffs_to_team_id_at", "handoffs", ["to_team_id", "at"])

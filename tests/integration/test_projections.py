@@ -6,6 +6,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from itertools import permutations
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,18 @@ def test_any_delivery_order_and_a_rebuild_give_the_same_answers(
     with db.writing(engine) as connection:
         projectors.rebuild(connection, projectors.registry(rules()))
     assert snapshot(engine) == expected
+
+
+def test_handoffs_of_one_millisecond_are_listed_alike_whatever_the_delivery_order(
+    fresh: Callable[[], Engine],
+) -> None:
+    transfers = [webhook("session_updated", chat="c1", at=PAST, team=team) for team in (1, 2, 3)]
+    listed = []
+    for order in permutations(transfers):
+        engine = fresh()
+        deliver(engine, list(order), [1, 1, 1])
+        with engine.connect() as connection:
+            found = queries.chat_handoffs(connection, "c1")
+        listed.append([(h.from_team.id, h.to_team.id, h.at) for h in found])
+    assert len(listed[0]) == 2
+    assert all(answer == listed[0] for answer in listed)
