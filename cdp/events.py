@@ -160,6 +160,11 @@ def parse(raw: bytes | str) -> Incoming:
     return Incoming(body=body, dedupe_key=dedupe_key(document), webhook=validate(document))
 
 
+def reparse(body: str, dedupe_key: str) -> Incoming:
+    """A body the log already holds, with the dedupe key it was stored under."""
+    return Incoming(body=body, dedupe_key=dedupe_key, webhook=validate(json.loads(body)))
+
+
 def validate(document: dict[str, Any]) -> Webhook:
     """Check the envelope and, for a known event type, its payload; report every bad field."""
     errors: list[FieldError] = []

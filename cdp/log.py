@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, func, select, text
 
-from cdp.events import Incoming, parse
+from cdp.events import Incoming, reparse
 from cdp.models import events
 
 # Any constant will do: it only has to be the same for every writer of one database.
@@ -108,17 +108,18 @@ def read(
 
 def replay(connection: Connection, *, after: int = 0, by_chat: bool = False) -> Iterator[Recorded]:
     """Stream the log, re-parsed: in position order, or only events naming a chat, chat by chat."""
-    query = select(events.c.position, events.c.received_at, events.c.body).where(
-        events.c.position > after
-    )
+    query = select(
+        events.c.position, events.c.received_at, events.c.dedupe_key, events.c.body
+    ).where(events.c.position > after)
     if by_chat:
         query = query.where(events.c.chat_uuid.is_not(None)).order_by(
             events.c.chat_uuid, events.c.position
         )
     else:
         query = query.order_by(events.c.position)
-    for position, received_at, body in connection.execute(query.execution_options(yield_per=2000)):
-        yield Recorded(position, received_at, parse(body))
+    rows = connection.execute(query.execution_options(yield_per=2000))
+    for position, received_at, dedupe_key, body in rows:
+        yield Recorded(position, received_at, reparse(body, dedupe_key))
 
 
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:

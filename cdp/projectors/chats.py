@@ -7,7 +7,7 @@ from its timeline rows, and only the rows that changed are written.
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from itertools import groupby
 from typing import Any, Final
 
@@ -89,6 +89,11 @@ def _stored(
     return found
 
 
+def _row(record: object) -> dict[str, Any]:
+    """A dataclass's fields as a dict, shallow: asdict() deep-copies, and that costs."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}  # type: ignore[arg-type]
+
+
 class _Writes:
     """The rows a batch of folded chats asks for, written set-wise on flush."""
 
@@ -120,19 +125,17 @@ class _Writes:
         self.chat_uuids.append(chat_uuid)
         for fact in new:
             self.timeline_new.append(
-                {**asdict(fact), "chat_uuid": chat_uuid, **asdict(placements[fact.position])}
+                {**_row(fact), "chat_uuid": chat_uuid, **_row(placements[fact.position])}
             )
         for position, (_, placement) in stored.items():
             if placements[position] != placement:
-                self.timeline_moved.append(
-                    {"at_position": position, **asdict(placements[position])}
-                )
+                self.timeline_moved.append({"at_position": position, **_row(placements[position])})
         for session in conversation.sessions:
-            row = asdict(session)
+            row = _row(session)
             for name in ("team_id", "team_name", "operator"):
                 del row[name]
             self.sessions.append({**row, "chat_uuid": chat_uuid})
-        self.handoffs.extend({**asdict(h), "chat_uuid": chat_uuid} for h in conversation.handoffs)
+        self.handoffs.extend({**_row(h), "chat_uuid": chat_uuid} for h in conversation.handoffs)
         if conversation.chat is not None:
             self.chats.append(self._chat_row(conversation))
 
@@ -142,7 +145,7 @@ class _Writes:
         if session is not None:
             operator = session.operator
         return {
-            **asdict(conversation.chat),
+            **_row(conversation.chat),
             "phone_e164": normalize(conversation.chat.phone, self.phone_region),
             "team_id": session.team_id if session else None,
             "team_name": session.team_name if session else None,
