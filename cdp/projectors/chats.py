@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from itertools import groupby
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Table, bindparam, select
 
@@ -26,6 +26,9 @@ from cdp.projectors.conversation import (
     fact_of,
     fold,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _FLUSH_ROWS: Final = 2000
 _CHUNK: Final = 500
@@ -89,9 +92,9 @@ def _stored(
     return found
 
 
-def _row(record: object) -> dict[str, Any]:
+def _row(record: "DataclassInstance") -> dict[str, Any]:
     """A dataclass's fields as a dict, shallow: asdict() deep-copies, and that costs."""
-    return {field.name: getattr(record, field.name) for field in fields(record)}  # type: ignore[arg-type]
+    return {field.name: getattr(record, field.name) for field in fields(record)}
 
 
 class _Writes:
