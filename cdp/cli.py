@@ -39,9 +39,16 @@ def main(context: click.Context) -> None:
         raise click.ClickException(f"invalid settings: {problems}") from None
 
 
+def _connect(settings: Settings) -> Engine:
+    """An engine that is disposed of when the command ends."""
+    engine = db.make_engine(settings.database_url)
+    click.get_current_context().call_on_close(engine.dispose)
+    return engine
+
+
 def _engine(settings: Settings, *, migrate: bool = False) -> Engine:
     """An engine on a schema at the latest migration; SQLite is brought there by itself."""
-    engine = db.make_engine(settings.database_url)
+    engine = _connect(settings)
     current, latest = schema.pending(engine)
     if current != latest:
         if migrate or db.dialect(engine) == "sqlite":
@@ -65,7 +72,7 @@ def serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
 
     from cdp.api import create_app
 
-    _engine(settings, migrate=migrate).dispose()
+    _engine(settings, migrate=migrate).dispose()  # the app opens its own
     uvicorn.run(create_app(settings), host=host, port=port)
 
 
@@ -73,7 +80,7 @@ def serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
 @click.pass_obj
 def migrate(settings: Settings) -> None:
     """Upgrade the database schema to the latest migration."""
-    engine = db.make_engine(settings.database_url)
+    engine = _connect(settings)
     schema.upgrade(engine)
     click.echo(f"schema at revision {schema.pending(engine)[0]}")
 

@@ -28,7 +28,10 @@ def test_every_sample_is_accepted() -> None:
 
 
 def test_the_body_is_kept_exactly_as_received() -> None:
-    body = '{ "timestamp": 1,\n "payload": {"chat": {"uuid": "c"}, "x": [1.50]}, "event_type": "message_created" }'
+    body = (
+        '{ "timestamp": 1,\n "payload": {"chat": {"uuid": "c"}, "x": [1.50]},'
+        ' "event_type": "message_created" }'
+    )
     assert parse(body.encode()).body == body
 
 
