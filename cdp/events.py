@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,9 +54,18 @@ def _team_id(value: object) -> object:
 
 
 TeamId = Annotated[int, BeforeValidator(_team_id), Field(ge=0, le=INT64_MAX)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 OptionalText = StrictStr | None
 # Identifiers are indexed columns; 200 characters is far above any uuid Fasttrack sends.
-OptionalId = Annotated[StrictStr, Field(max_length=200)] | None
+Id = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+OptionalId = Annotated[StrictStr, Field(max_length=200), AfterValidator(_no_nul)] | None
 
 
 class _Model(BaseModel):
@@ -64,7 +74,7 @@ class _Model(BaseModel):
 
 
 class Chat(_Model):
-    uuid: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    uuid: Id
     avatar: OptionalText = None
     platform: OptionalText = None
     phone: OptionalText = None
@@ -120,7 +130,7 @@ KNOWN_TYPES: Final = frozenset(PAYLOADS)
 
 
 class Envelope(_Model):
-    event_type: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    event_type: Id
     payload: dict[str, Any]
     timestamp: Annotated[StrictInt, Field(ge=0, le=MAX_TIMESTAMP_MS)]
 
@@ -209,7 +219,7 @@ def _lenient_uuid(value: object) -> str | None:
     """An unknown event type names a chat or profile only if it has a non-empty string uuid."""
     if isinstance(value, dict):
         uuid = value.get("uuid")
-        if isinstance(uuid, str) and 0 < len(uuid) <= 200:
+        if isinstance(uuid, str) and 0 < len(uuid) <= 200 and "\x00" not in uuid:
             return uuid
     return None
 

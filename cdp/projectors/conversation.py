@@ -94,19 +94,24 @@ def fact_of(position: int, incoming: Incoming) -> Fact:
     return replace(
         base,
         profile_uuid=webhook.profile_uuid,
-        platform=chat.platform,
-        name=chat.name,
-        phone=chat.phone,
-        avatar=chat.avatar,
+        platform=_text(chat.platform),
+        name=_text(chat.name),
+        phone=_text(chat.phone),
+        avatar=_text(chat.avatar),
         event_team_id=team.id if team else None,
-        event_team_name=team.name if team else None,
-        title=session.title if session else None,
-        context=session.context if session else None,
+        event_team_name=_text(team.name) if team else None,
+        title=_text(session.title) if session else None,
+        context=_text(session.context) if session else None,
         operator_uuid=operator.uuid if operator else None,
-        operator_name=operator.name if operator else None,
-        operator_avatar=operator.avatar if operator else None,
+        operator_name=_text(operator.name) if operator else None,
+        operator_avatar=_text(operator.avatar) if operator else None,
         message=payload.message,
     )
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; the read models show U+FFFD, the log keeps the NUL."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 @dataclass(frozen=True, slots=True)

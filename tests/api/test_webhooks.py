@@ -126,3 +126,19 @@ def test_a_202_means_every_query_already_reflects_the_webhook(client: Client) ->
         client.get("/chats/0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10").json()["operator"]["name"]
         == "Светлана"
     )
+
+
+def test_a_nul_character_in_an_identifier_is_a_422(client: Client) -> None:
+    answer = post(client, webhook("message_created", chat="c\u0000d"))
+    assert answer.status_code == 422
+    assert [error["path"] for error in answer.json()["errors"]] == ["payload.chat.uuid"]
+    assert head(client) == 0
+
+
+def test_a_nul_character_in_text_is_kept_in_the_log_and_replaced_in_read_models(
+    client: Client,
+) -> None:
+    body = webhook("message_created", chat="c", name="An\u0000na", message="hi\u0000")
+    position = post(client, body).json()["position"]
+    assert client.get(f"/events/{position}").json()["body"] == body
+    assert client.get("/chats/c").json()["name"] == "An\ufffdna"
