@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> Litestar:
             HTTPException: _http_error,
             OperationalError: _database_down,
         },
+        before_request=_refuse_nul,
         on_shutdown=[engine.dispose],
         openapi_config=OpenAPIConfig(title="cdp", version="0.1.0", description=summary),
     )
@@ -73,6 +74,14 @@ def _problem(
     if errors is not None:
         content["errors"] = errors
     return Response(content, status_code=status)
+
+
+def _refuse_nul(request: Request[Any, Any, Any]) -> Response[dict[str, object]] | None:
+    """No identifier cdp stores holds a NUL, and PostgreSQL cannot even compare one."""
+    values = [request.url.path, *(value for _, value in request.query_params.multi_items())]
+    if any("\x00" in value for value in values):
+        return _problem(HTTP_400_BAD_REQUEST, "invalid request: it contains a NUL character", [])
+    return None
 
 
 def _malformed(_: Request[Any, Any, Any], error: MalformedBody) -> Response[dict[str, object]]:

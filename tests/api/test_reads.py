@@ -289,3 +289,13 @@ def test_the_openapi_schema_lists_every_route(client: Client) -> None:
         "/projections/rebuild",
         "/health",
     } <= paths
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/chats/a%00b", "/profiles/a%00", "/events?chat_uuid=a%00", "/handoffs?team_id=1&x=%00"],
+)
+def test_a_nul_character_in_a_lookup_is_a_400(client: Client, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 400
+    assert "NUL" in answer.json()["detail"]
