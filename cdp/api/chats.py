@@ -1,15 +1,17 @@
 """GET /chats/...: one chat's state, sessions, handoffs and timeline; GET /handoffs, the audit."""
 
 from datetime import datetime
+from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
 from cdp.api.service import Service
+from cdp.events import INT64_MAX
 from cdp.schemas import Chat, Handoff, Items, Session, TimelineItem
 
 
@@ -62,7 +64,7 @@ class HandoffController(Controller):
     def audit(
         self,
         connection: NamedDependency[Connection],
-        team_id: FromQuery[int | None] = None,
+        team_id: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
         since: FromQuery[datetime | None] = None,
         until: FromQuery[datetime | None] = None,
     ) -> Items[Handoff]:

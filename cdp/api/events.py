@@ -5,10 +5,11 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
+from cdp.events import INT64_MAX
 from cdp.schemas import Event, EventPage
 
 
@@ -20,7 +21,7 @@ class EventController(Controller):
     def page(
         self,
         connection: NamedDependency[Connection],
-        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        after: Annotated[int, QueryParameter(ge=0, le=INT64_MAX)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         event_type: FromQuery[str | None] = None,
         chat_uuid: FromQuery[str | None] = None,
@@ -37,7 +38,11 @@ class EventController(Controller):
         )
 
     @get("/{position:int}", sync_to_thread=True)
-    def one(self, position: FromPath[int], connection: NamedDependency[Connection]) -> Event:
+    def one(
+        self,
+        position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
+        connection: NamedDependency[Connection],
+    ) -> Event:
         found = queries.event(connection, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")

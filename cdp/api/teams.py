@@ -5,11 +5,12 @@ from typing import Annotated, cast
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
 from cdp.api.service import Service
+from cdp.events import INT64_MAX
 from cdp.schemas import Chat, Items, SessionState
 
 
@@ -20,7 +21,7 @@ class TeamController(Controller):
     @get("/chats", sync_to_thread=True)
     def chats(
         self,
-        team_id: FromPath[int],
+        team_id: Annotated[int, PathParameter(ge=0, le=INT64_MAX)],
         connection: NamedDependency[Connection],
         service: NamedDependency[Service],
         session_state: Annotated[str | None, QueryParameter(name="state")] = None,

@@ -299,3 +299,20 @@ def test_a_nul_character_in_a_lookup_is_a_400(client: Client, path: str) -> None
     answer = client.get(path)
     assert answer.status_code == 400
     assert "NUL" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/events?after=9223372036854775808", "after"),
+        ("/events/9223372036854775808", "position"),
+        ("/teams/9223372036854775808/chats", "team_id"),
+        ("/handoffs?team_id=-1", "team_id"),
+    ],
+)
+def test_an_integer_beyond_what_the_log_holds_is_a_400(
+    client: Client, path: str, parameter: str
+) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 400
+    assert [error["path"] for error in answer.json()["errors"]] == [parameter]
