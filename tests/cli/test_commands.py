@@ -148,3 +148,26 @@ def test_an_invalid_setting_is_named(tmp_path: Path, variable: str, value: str) 
     result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "status", **{variable: value})
     assert result.exit_code == 1
     assert variable in result.output
+
+
+def test_commands_bring_a_new_sqlite_file_to_the_latest_schema_by_themselves(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = cdp(url, "import", "-", stdin=jsonl(*opened("c")))
+    assert result.exit_code == 0, result.output
+    assert "accepted: 2" in result.output
+
+
+def test_progress_is_shown_on_a_terminal_and_nowhere_else(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cdp.cli import _Progress, _Tally
+
+    progress = _Progress(enabled=True)
+    progress.show(_Tally(lines=7, accepted=5, duplicates=1, rejected=[(3, "bad")]))
+    progress.done()
+    # click drops the ANSI erase sequence when stderr is not a terminal, as here
+    assert capsys.readouterr().err == "\r7 lines: 5 accepted, 1 duplicates, 1 rejected\r"
+    _Progress(enabled=False).show(_Tally(lines=1))
+    assert capsys.readouterr().err == ""
