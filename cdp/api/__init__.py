@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import timedelta
+from importlib.metadata import version
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -63,7 +64,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         before_request=_refuse_nul,
         on_shutdown=[engine.dispose],
-        openapi_config=OpenAPIConfig(title="cdp", version="0.1.0", description=summary),
+        openapi_config=OpenAPIConfig(title="cdp", version=version("cdp"), description=summary),
     )
 
 
