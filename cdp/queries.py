@@ -146,9 +146,7 @@ def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
     if row.team_id is not None:
         team = schemas.Team(id=row.team_id, name=row.team_name)
     if row.operator_uuid is not None or row.operator_name is not None:
-        operator = schemas.Operator(
-            uuid=row.operator_uuid, name=row.operator_name, avatar=row.operator_avatar
-        )
+        operator = _operator(row)
     if row.current_number is not None:
         session = schemas.CurrentSession(
             number=row.current_number,
@@ -170,6 +168,12 @@ def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
         session=session,
         first_seen_at=utc(row.first_seen_at),
         last_seen_at=utc(row.last_seen_at),
+    )
+
+
+def _operator(row: Row[Any]) -> schemas.Operator:
+    return schemas.Operator(
+        uuid=row.operator_uuid, name=row.operator_name, avatar=row.operator_avatar
     )
 
 
@@ -244,9 +248,7 @@ def chat_timeline(connection: Connection, uuid: str) -> list[schemas.TimelineIte
     for row in connection.execute(query):
         operator = None
         if row.event_type == "operator_replied":
-            operator = schemas.Operator(
-                uuid=row.operator_uuid, name=row.operator_name, avatar=row.operator_avatar
-            )
+            operator = _operator(row)
         team = None if row.team_id is None else schemas.Team(id=row.team_id, name=row.team_name)
         items.append(
             schemas.TimelineItem(
