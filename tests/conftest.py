@@ -1,8 +1,9 @@
 """Fixtures: every test that takes `database` runs once on SQLite and once on PostgreSQL.
 
-PostgreSQL is CDP_TEST_POSTGRES_URL (default: the local server's `test` database); the
-suite creates a database of its own beside it and drops it at the end. An unreachable
-server fails the PostgreSQL tests: they are never skipped.
+PostgreSQL is the server of CDP_TEST_POSTGRES_URL (default: the local one, as `postgres`):
+the suite creates a database of its own there, through the server's maintenance database
+`postgres`, and drops it at the end. An unreachable server fails the PostgreSQL tests:
+they are never skipped.
 """
 
 import os
@@ -23,7 +24,7 @@ from cdp.models import Base
 from cdp.settings import Settings
 
 POSTGRES_URL = os.environ.get(
-    "CDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "CDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 
 
@@ -39,7 +40,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test run."""
-    admin_url = make_url(POSTGRES_URL)
+    admin_url = make_url(POSTGRES_URL).set(database="postgres")
     name = f"cdp_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
