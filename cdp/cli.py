@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from cdp import db, ingest, projectors, queries, schema
-from cdp.events import Incoming, InvalidWebhook, MalformedBody, parse
 from cdp.settings import Settings
+from cdp.webhook import Incoming, InvalidWebhook, MalformedBody, latest_timestamp, parse
 
 
 class _Group(click.Group):
@@ -136,7 +136,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
         if not body.strip():
             continue
         try:
-            batch.append(parse(body))
+            batch.append(parse(body, latest=latest_timestamp(settings.max_clock_skew)))
         except (MalformedBody, InvalidWebhook) as error:
             tally.rejected.append((number, str(error)))
         if len(batch) >= batch_size:

@@ -5,9 +5,9 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 
 from cdp import db, log
-from cdp.events import Incoming
 from cdp.log import Receipt
 from cdp.projectors import Projector, project
+from cdp.webhook import Incoming
 
 
 def record(

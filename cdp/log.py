@@ -7,8 +7,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, func, select, text
 
-from cdp.events import Incoming, reparse
 from cdp.models import events
+from cdp.webhook import Incoming, Webhook, logged
 
 # Any constant will do: it only has to be the same for every writer of one database.
 _APPEND_LOCK: Final = 0x63647000
@@ -107,9 +107,20 @@ def read(
 
 
 def replay(connection: Connection, *, after: int = 0, by_chat: bool = False) -> Iterator[Recorded]:
-    """Stream the log, re-parsed: in position order, or only events naming a chat, chat by chat."""
+    """Stream the log: in position order, or only events naming a chat, chat by chat.
+
+    Each event is what its columns say, with its body read leniently: never re-validated,
+    since a logged event is a fact, and never failing, whatever the body holds.
+    """
     query = select(
-        events.c.position, events.c.received_at, events.c.dedupe_key, events.c.body
+        events.c.position,
+        events.c.received_at,
+        events.c.event_type,
+        events.c.occurred_at,
+        events.c.chat_uuid,
+        events.c.profile_uuid,
+        events.c.dedupe_key,
+        events.c.body,
     ).where(events.c.position > after)
     if by_chat:
         query = query.where(events.c.chat_uuid.is_not(None)).order_by(
@@ -118,8 +129,9 @@ def replay(connection: Connection, *, after: int = 0, by_chat: bool = False) -> 
     else:
         query = query.order_by(events.c.position)
     rows = connection.execute(query.execution_options(yield_per=2000))
-    for position, received_at, dedupe_key, body in rows:
-        yield Recorded(position, received_at, reparse(body, dedupe_key))
+    for position, received_at, event_type, occurred_at, chat_uuid, profile_uuid, key, body in rows:
+        webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
+        yield Recorded(position, received_at, Incoming(body, key, webhook))
 
 
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:

@@ -1,13 +1,12 @@
 """The questions the API answers, each one a few set-based reads of the read models."""
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, true
+from sqlalchemy import Connection, Row, Text, and_, cast, func, or_, select, true
 
 from cdp import log, models, schemas
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
@@ -142,11 +141,10 @@ def _chats(connection: Connection, condition: Any, clock: Clock) -> list[schemas
 
 
 def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
-    team = operator = session = None
+    team = session = None
     if row.team_id is not None:
         team = schemas.Team(id=row.team_id, name=row.team_name)
-    if row.operator_uuid is not None or row.operator_name is not None:
-        operator = _operator(row)
+    operator = _operator(row)
     if row.current_number is not None:
         session = schemas.CurrentSession(
             number=row.current_number,
@@ -171,7 +169,10 @@ def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
     )
 
 
-def _operator(row: Row[Any]) -> schemas.Operator:
+def _operator(row: Any) -> schemas.Operator | None:
+    """The operator a row names, or None if it names none (a reply without session.operator)."""
+    if row.operator_uuid is None and row.operator_name is None and row.operator_avatar is None:
+        return None
     return schemas.Operator(
         uuid=row.operator_uuid, name=row.operator_name, avatar=row.operator_avatar
     )
@@ -239,8 +240,10 @@ def _handoffs(connection: Connection, condition: Any) -> list[schemas.Handoff]:
 
 
 def chat_timeline(connection: Connection, uuid: str) -> list[schemas.TimelineItem]:
+    # The message as the JSON text it is stored as: served as it is, whatever its depth.
+    message = cast(timeline.c.message, Text).label("message_text")
     query = (
-        select(timeline)
+        select(*(column for column in timeline.c if column is not timeline.c.message), message)
         .where(timeline.c.chat_uuid == uuid)
         .order_by(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
     )
@@ -259,7 +262,7 @@ def chat_timeline(connection: Connection, uuid: str) -> list[schemas.TimelineIte
                 session_number=row.session_number,
                 team=team,
                 operator=operator,
-                message=row.message,
+                message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
             )
         )
     return items
@@ -301,7 +304,7 @@ def _event(row: Row[Any]) -> schemas.Event:
         received_at=utc(row.received_at),
         chat_uuid=row.chat_uuid,
         profile_uuid=row.profile_uuid,
-        body=json.loads(row.body),
+        body=schemas.RawJSON.of(row.body),
     )
 
 

@@ -1,9 +1,10 @@
 """What the API answers: read models as pydantic schemas, times as UTC datetimes."""
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -21,6 +22,45 @@ Kind = Literal[
 
 def utc(milliseconds: int) -> datetime:
     return EPOCH + timedelta(milliseconds=milliseconds)
+
+
+def iso(moment: datetime) -> str:
+    """One format for every time: ISO 8601 in UTC, always with milliseconds."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Instant = Annotated[datetime, PlainSerializer(iso, return_type=str)]
+
+
+class RawJSON:
+    """JSON text answered as it is, never parsed again: a logged body, however deep."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawJSON) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"RawJSON({self.text!r})"
+
+    @classmethod
+    def of(cls, text: str) -> "RawJSON":
+        """`text`, if it is JSON; text that is not (only ever written around cdp) as a string."""
+        try:
+            json.loads(text, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            return cls(json.dumps(text))
+        return cls(text)
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def milliseconds(moment: datetime) -> int:
@@ -46,8 +86,8 @@ class ProfileChat(BaseModel):
     name: str | None
     phone: str | None
     avatar: str | None
-    first_seen_at: datetime
-    last_seen_at: datetime
+    first_seen_at: Instant
+    last_seen_at: Instant
 
 
 class Profile(BaseModel):
@@ -55,15 +95,15 @@ class Profile(BaseModel):
     chats: list[ProfileChat]
     phones: list[str]
     names: list[str]
-    first_seen_at: datetime
-    last_seen_at: datetime
+    first_seen_at: Instant
+    last_seen_at: Instant
     merged_into: str | None
 
 
 class CurrentSession(BaseModel):
     number: int
-    opened_at: datetime
-    last_activity_at: datetime
+    opened_at: Instant
+    last_activity_at: Instant
     title: str | None
     context: str | None
     state: SessionState
@@ -79,14 +119,14 @@ class Chat(BaseModel):
     team: Team | None
     operator: Operator | None
     session: CurrentSession | None
-    first_seen_at: datetime
-    last_seen_at: datetime
+    first_seen_at: Instant
+    last_seen_at: Instant
 
 
 class Session(BaseModel):
     number: int
-    opened_at: datetime
-    last_activity_at: datetime
+    opened_at: Instant
+    last_activity_at: Instant
     state: SessionState
     teams: list[int]
     handoffs: int
@@ -96,7 +136,7 @@ class Session(BaseModel):
 
 class Handoff(BaseModel):
     chat_uuid: str
-    at: datetime
+    at: Instant
     session_number: int
     from_team: Team
     to_team: Team
@@ -104,24 +144,28 @@ class Handoff(BaseModel):
 
 
 class TimelineItem(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     position: int
-    occurred_at: datetime
+    occurred_at: Instant
     event_type: str
     kind: Kind
     session_number: int | None
     team: Team | None
     operator: Operator | None
-    message: dict[str, Any] | None
+    message: RawJSON | None
 
 
 class Event(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     position: int
     event_type: str
-    occurred_at: datetime
-    received_at: datetime
+    occurred_at: Instant
+    received_at: Instant
     chat_uuid: str | None
     profile_uuid: str | None
-    body: dict[str, Any]
+    body: RawJSON
 
 
 class Projection(BaseModel):

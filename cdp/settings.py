@@ -1,37 +1,77 @@
 """Every setting of the service, read from CDP_* environment variables."""
 
+import importlib.util
 from datetime import timedelta
+from typing import Annotated, Final
 
 import phonenumbers
-from pydantic import field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+_URL_EXAMPLES: Final = "sqlite:///./cdp.db or postgresql+psycopg://user@host/database"
+
+
+def _duration(value: object) -> object:
+    """A bare number is seconds; ISO 8601 ("PT24H") and "HH:MM:SS" are left to pydantic."""
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip()):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+        except OverflowError:
+            raise ValueError(f"{value} seconds is out of range") from None
+    return value
+
+
+def _between(low: timedelta, high: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(
+                f"must be from {_seconds(low)} to {_seconds(high)} seconds, got {_seconds(value)}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():.15g}"
+
+
+_SECONDS: Final = BeforeValidator(_duration)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDP_", frozen=True)
 
     database_url: str = "sqlite:///./cdp.db"
-    session_idle_timeout: timedelta = timedelta(hours=24)
-    session_open_window: timedelta = timedelta(seconds=5)
+    session_idle_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(days=366))
+    ] = timedelta(hours=24)
+    session_open_window: Annotated[
+        timedelta, _SECONDS, _between(timedelta(milliseconds=1), timedelta(hours=1))
+    ] = timedelta(seconds=5)
     phone_region: str = "RU"
+    max_clock_skew: Annotated[timedelta, _SECONDS, _between(timedelta(0), timedelta(days=7))] = (
+        timedelta(hours=1)
+    )
+    database_pool_size: int = Field(default=8, ge=1, le=200)
+    database_pool_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(0), timedelta(minutes=10))
+    ] = timedelta(seconds=5)
+    database_connect_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(minutes=10))
+    ] = timedelta(seconds=5)
+    database_statement_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(days=1))
+    ] = timedelta(seconds=30)
 
-    @field_validator("session_idle_timeout", "session_open_window", mode="before")
+    @field_validator("database_url")
     @classmethod
-    def _seconds(cls, value: object) -> object:
-        """A bare number is seconds; ISO 8601 ("PT24H") and "HH:MM:SS" work as well."""
-        if isinstance(value, str):
-            try:
-                return timedelta(seconds=float(value))
-            except ValueError:
-                return value
-        return value
-
-    @field_validator("session_idle_timeout", "session_open_window")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError(f"must be a positive duration, got {value}")
-        return value
+    def _database(cls, value: str) -> str:
+        return database_url(value).render_as_string(hide_password=False)
 
     @field_validator("phone_region")
     @classmethod
@@ -40,3 +80,29 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. RU, KZ)")
         return region
+
+
+def database_url(value: str) -> URL:
+    """The URL of a database cdp can use; ValueError saying what is wrong and what to do."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; write e.g. {_URL_EXAMPLES}") from None
+    scheme = url.drivername
+    if scheme in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+        if scheme == "postgres":
+            raise ValueError(
+                f"the scheme postgres:// is not understood; write {url.drivername}://..."
+            )
+    if url.drivername == "postgresql+psycopg":
+        if importlib.util.find_spec("psycopg") is None:
+            raise ValueError(
+                "the PostgreSQL driver is not installed: pip install 'cdp[postgresql]'"
+            )
+    elif url.drivername in ("sqlite", "sqlite+pysqlite"):
+        if url.database in (None, "", ":memory:"):
+            raise ValueError("SQLite needs a file: write e.g. sqlite:///./cdp.db")
+    else:
+        raise ValueError(f"cdp cannot use {scheme}:// databases; write e.g. {_URL_EXAMPLES}")
+    return url

@@ -5,6 +5,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cdp.settings import Settings
+from cdp.webhook import Incoming, latest_timestamp, parse
+
 SAMPLES = Path(__file__).with_name("samples")
 # A fixed moment far enough in the past that every session is idle now.
 PAST = 1_777_000_000_000
@@ -82,3 +85,8 @@ def line(body: dict[str, Any]) -> bytes:
 
 def samples() -> list[bytes]:
     return [path.read_bytes() for path in sorted(SAMPLES.glob("*.json"))]
+
+
+def checked(raw: bytes | str) -> Incoming:
+    """A body checked as POST /webhooks/fasttrack checks it, with the default clock skew."""
+    return parse(raw, latest=latest_timestamp(Settings().max_clock_skew))

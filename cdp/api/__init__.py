@@ -18,13 +18,22 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
 from cdp import __doc__ as summary
-from cdp.api import chats, events, health, profiles, projections, teams, webhooks
+from cdp.api import (
+    chats,
+    events,
+    health,
+    profiles,
+    projections,
+    serialization,
+    teams,
+    webhooks,
+)
 from cdp.api.service import Service
 from cdp.db import make_engine
-from cdp.events import InvalidWebhook, MalformedBody
 from cdp.projectors import registry
 from cdp.queries import Clock
 from cdp.settings import Settings
+from cdp.webhook import InvalidWebhook, MalformedBody
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -64,6 +73,8 @@ def create_app(settings: Settings) -> Litestar:
         },
         before_request=_refuse_nul,
         on_shutdown=[engine.dispose],
+        type_encoders=serialization.TYPE_ENCODERS,
+        plugins=[serialization.RawJSONSchema()],
         openapi_config=OpenAPIConfig(title="cdp", version=version("cdp"), description=summary),
     )
 

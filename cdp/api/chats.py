@@ -11,8 +11,8 @@ from sqlalchemy import Connection
 
 from cdp import queries
 from cdp.api.service import Service
-from cdp.events import INT64_MAX
 from cdp.schemas import Chat, Handoff, Items, Session, TimelineItem
+from cdp.webhook import INT64_MAX
 
 
 class ChatController(Controller):

@@ -9,8 +9,8 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 from sqlalchemy import Connection
 
 from cdp import queries
-from cdp.events import INT64_MAX
 from cdp.schemas import Event, EventPage
+from cdp.webhook import INT64_MAX
 
 
 class EventController(Controller):

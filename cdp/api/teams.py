@@ -10,8 +10,8 @@ from sqlalchemy import Connection
 
 from cdp import queries
 from cdp.api.service import Service
-from cdp.events import INT64_MAX
 from cdp.schemas import Chat, Items, SessionState
+from cdp.webhook import INT64_MAX
 
 
 class TeamController(Controller):

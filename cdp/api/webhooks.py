@@ -6,7 +6,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from cdp import events, ingest
+from cdp import ingest, webhook
 from cdp.api.service import Service
 from cdp.schemas import Problem, Receipt
 
@@ -28,7 +28,8 @@ class WebhookController(Controller):
     )
     def receive(self, body: RawBody, service: NamedDependency[Service]) -> Response[Receipt]:
         """Log one webhook as it arrived and project it, in one transaction."""
-        incoming = events.parse(body)
+        latest = webhook.latest_timestamp(service.settings.max_clock_skew)
+        incoming = webhook.parse(body, latest=latest)
         (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
         return Response(
             Receipt(position=receipt.position, duplicate=receipt.duplicate),

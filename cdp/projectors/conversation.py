@@ -13,13 +13,15 @@ from datetime import timedelta
 from itertools import islice
 from typing import Any, Final
 
-from cdp.events import (
+from cdp.webhook import (
     KNOWN_TYPES,
     MESSAGE_CREATED,
     MESSAGE_UPDATED,
     OPERATOR_REPLIED,
     SESSION_UPDATED,
     Incoming,
+    identifier,
+    team_id,
 )
 
 KINDS: Final = {
@@ -70,6 +72,9 @@ class Fact:
 
     @property
     def known(self) -> bool:
+        """Does the event count? Unknown types, and a session_updated without a team, do not."""
+        if self.event_type == SESSION_UPDATED:
+            return self.event_team_id is not None
         return self.event_type in KNOWN_TYPES
 
 
@@ -77,6 +82,10 @@ FACT_FIELDS: Final = tuple(Fact.__dataclass_fields__)
 
 
 def fact_of(position: int, incoming: Incoming) -> Fact:
+    """What a webhook says about its chat, read leniently: a field of the wrong type is absent.
+
+    Live webhooks were checked already; a logged one is a fact whatever today's checks say.
+    """
     webhook = incoming.webhook
     base = Fact(
         position=position,
@@ -85,33 +94,39 @@ def fact_of(position: int, incoming: Incoming) -> Fact:
         dedupe_key=incoming.dedupe_key,
         event_type=webhook.event_type,
     )
-    payload = webhook.payload
-    if payload is None:
+    if webhook.event_type not in KNOWN_TYPES or webhook.document is None:
         return base
-    chat, session = payload.chat, payload.session
-    team = session.team if session else None
-    operator = session.operator if session else None
+    payload = _object(webhook.document.get("payload"))
+    chat, session = _object(payload.get("chat")), _object(payload.get("session"))
+    team, operator = _object(session.get("team")), _object(session.get("operator"))
+    message = payload.get("message")
     return replace(
         base,
         profile_uuid=webhook.profile_uuid,
-        platform=_text(chat.platform),
-        name=_text(chat.name),
-        phone=_text(chat.phone),
-        avatar=_text(chat.avatar),
-        event_team_id=team.id if team else None,
-        event_team_name=_text(team.name) if team else None,
-        title=_text(session.title) if session else None,
-        context=_text(session.context) if session else None,
-        operator_uuid=operator.uuid if operator else None,
-        operator_name=_text(operator.name) if operator else None,
-        operator_avatar=_text(operator.avatar) if operator else None,
-        message=payload.message,
+        platform=_text(chat.get("platform")),
+        name=_text(chat.get("name")),
+        phone=_text(chat.get("phone")),
+        avatar=_text(chat.get("avatar")),
+        event_team_id=team_id(team.get("id")),
+        event_team_name=_text(team.get("name")),
+        title=_text(session.get("title")),
+        context=_text(session.get("context")),
+        operator_uuid=identifier(operator.get("uuid")),
+        operator_name=_text(operator.get("name")),
+        operator_avatar=_text(operator.get("avatar")),
+        message=message if isinstance(message, dict) else None,
     )
 
 
-def _text(value: str | None) -> str | None:
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
     """PostgreSQL text cannot hold NUL; the read models show U+FFFD, the log keeps the NUL."""
-    return value.replace("\x00", "\ufffd") if value else value
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +205,8 @@ def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
     session: SessionState | None = None
     previous_at: int | None = None  # the chat's previous event of a known type
     for index, fact in enumerate(ordered):
-        if fact.event_type == SESSION_UPDATED:
-            assert fact.event_team_id is not None  # validation requires the team
+        if fact.known and fact.event_type == SESSION_UPDATED:
+            assert fact.event_team_id is not None
             idle = (
                 previous_at is not None and fact.occurred_at - previous_at >= rules.idle_timeout_ms
             )
@@ -256,7 +271,11 @@ def _opens_pair(ordered: Sequence[Fact], index: int, rules: Rules) -> bool:
     """Is this session_updated followed, within the window, by the opening message_created?"""
     start = ordered[index].occurred_at
     for later in islice(ordered, index + 1, None):
-        if later.occurred_at - start > rules.open_window_ms or later.event_type == SESSION_UPDATED:
+        if later.occurred_at - start > rules.open_window_ms:
+            return False
+        if not later.known:
+            continue
+        if later.event_type == SESSION_UPDATED:
             return False
         if later.event_type == MESSAGE_CREATED:
             return True

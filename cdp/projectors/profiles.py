@@ -11,9 +11,9 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, Table, case
 
 from cdp import db, log
-from cdp.events import KNOWN_TYPES
 from cdp.log import Recorded
 from cdp.models import profile_chats
+from cdp.webhook import KNOWN_TYPES
 
 _BATCH: Final = 2000
 

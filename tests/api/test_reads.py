@@ -37,8 +37,8 @@ def test_a_profile_lists_its_chats_phones_and_names(client: Client) -> None:
     assert [chat["uuid"] for chat in profile["chats"]] == ["tg", "wa"]
     assert profile["phones"] == ["+79990000001", "8 999 000-00-02"]
     assert profile["names"] == ["Anna", "Анна"]
-    assert profile["first_seen_at"] == "2026-04-24T03:06:40Z"
-    assert profile["last_seen_at"] == "2026-04-24T03:07:40.050000Z"
+    assert profile["first_seen_at"] == "2026-04-24T03:06:40.000Z"
+    assert profile["last_seen_at"] == "2026-04-24T03:07:40.050Z"
     assert profile["merged_into"] is None
 
 
@@ -82,8 +82,8 @@ def test_a_chat_shows_its_team_operator_and_latest_session(client: Client) -> No
     assert chat["operator"] == {"uuid": "anna", "name": "Operator anna", "avatar": None}
     assert chat["session"] == {
         "number": 1,
-        "opened_at": "2026-04-24T03:06:40Z",
-        "last_activity_at": "2026-04-24T03:07:40Z",
+        "opened_at": "2026-04-24T03:06:40.000Z",
+        "last_activity_at": "2026-04-24T03:07:40.000Z",
         "title": "Доставка",
         "context": None,
         "state": "idle",
@@ -143,7 +143,7 @@ def test_a_chats_handoffs_are_listed_in_time_order(client: Client) -> None:
         (2, 3, 1),
     ]
     assert [h["position"] for h in found] == [positions[3], positions[0]]
-    assert [h["at"] for h in found] == ["2026-04-24T03:08:40Z", "2026-04-24T03:09:40Z"]
+    assert [h["at"] for h in found] == ["2026-04-24T03:08:40.000Z", "2026-04-24T03:09:40.000Z"]
 
 
 def test_the_timeline_is_in_time_order_with_every_kind(client: Client) -> None:
@@ -217,7 +217,7 @@ def test_the_log_pages_through_every_event_with_filters(client: Client) -> None:
     assert (event["event_type"], event["chat_uuid"], event["occurred_at"]) == (
         "operator_replied",
         "a",
-        "2026-04-24T03:06:40Z",
+        "2026-04-24T03:06:40.000Z",
     )
     assert event["received_at"].endswith("Z")
     assert client.get("/events/999").status_code == 404

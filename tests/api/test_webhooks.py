@@ -142,3 +142,55 @@ def test_a_nul_character_in_text_is_kept_in_the_log_and_replaced_in_read_models(
     position = post(client, body).json()["position"]
     assert client.get(f"/events/{position}").json()["body"] == body
     assert client.get("/chats/c").json()["name"] == "An\ufffdna"
+
+
+def with_text(raw_value: str) -> bytes:
+    body = json.dumps(webhook("message_created", chat="c", message="PLACEHOLDER"))
+    return body.replace('"text": "PLACEHOLDER"', f'"text": {raw_value}').encode()
+
+
+HOSTILE = {
+    "lone surrogate": (with_text('"\\ud800"'), 422, "payload.message.text"),
+    "100 000 levels deep": (with_text("[" * 100_000 + "]" * 100_000), 400, "nested more than 64"),
+    "1e400": (with_text("1e400"), 422, "payload.message.text"),
+    "NaN": (with_text("NaN"), 422, "payload.message.text"),
+    "-Infinity": (with_text("-Infinity"), 422, "payload.message.text"),
+    "seconds": (
+        json.dumps(webhook("message_created", chat="c", at=1_777_967_172)).encode(),
+        422,
+        "looks like seconds",
+    ),
+    "year 9999": (
+        json.dumps(webhook("session_updated", chat="c", team=9, at=253_402_300_000_000)).encode(),
+        422,
+        "ahead of the server's clock",
+    ),
+    "zero-width space": (
+        json.dumps(webhook("message_created", chat="c\u200b")).encode(),
+        422,
+        "payload.chat.uuid",
+    ),
+    "right-to-left override": (
+        json.dumps(webhook("message_created", chat="c", profile="\u202ep")).encode(),
+        422,
+        "payload.profile.uuid",
+    ),
+    "trailing space": (
+        json.dumps(webhook("operator_replied", chat="c", operator="op ", team=1)).encode(),
+        422,
+        "payload.session.operator.uuid",
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "status", "named"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_body_is_refused_with_a_clear_error_and_changes_nothing(
+    client: Client, body: bytes, status: int, named: str
+) -> None:
+    post(client, webhook("session_updated", chat="c", team=1, name="Anna"))
+    before = client.get("/chats/c").json()
+    answer = post(client, body)
+    assert answer.status_code == status
+    assert named in answer.text
+    assert head(client) == 1
+    assert client.get("/chats/c").json() == before

@@ -9,19 +9,18 @@ from sqlalchemy.exc import DBAPIError
 
 from cdp import db, ingest, log
 from cdp.db import make_engine
-from cdp.events import parse
 from cdp.projectors import registry
 from cdp.settings import Settings
-from tests.factories import samples, webhook
+from tests.factories import checked, samples, webhook
 
 
 def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[log.Receipt]:
-    batch = [parse(json.dumps(body)) for body in bodies]
+    batch = [checked(json.dumps(body)) for body in bodies]
     return ingest.record(engine, batch, registry(settings))
 
 
 def test_positions_increase_in_append_order(engine: Engine, settings: Settings) -> None:
-    receipts = ingest.record(engine, [parse(body) for body in samples()], registry(settings))
+    receipts = ingest.record(engine, [checked(body) for body in samples()], registry(settings))
     positions = [receipt.position for receipt in receipts]
     assert positions == sorted(positions)
     assert len(set(positions)) == len(positions)
@@ -31,7 +30,7 @@ def test_positions_increase_in_append_order(engine: Engine, settings: Settings) 
 def test_a_body_delivered_twice_is_stored_once(engine: Engine, settings: Settings) -> None:
     body = webhook("message_created", message="hi")
     (first,) = append(engine, settings, body)
-    (again,) = ingest.record(engine, [parse(json.dumps(body, indent=2))], registry(settings))
+    (again,) = ingest.record(engine, [checked(json.dumps(body, indent=2))], registry(settings))
     assert again == log.Receipt(position=first.position, duplicate=True)
     with engine.connect() as connection:
         assert len(log.read(connection)) == 1
@@ -81,7 +80,7 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
         appended.wait()
         second.extend(
             ingest.record(
-                engine, [parse(json.dumps(webhook("message_created", message="2")))], projectors
+                engine, [checked(json.dumps(webhook("message_created", message="2")))], projectors
             )
         )
 
@@ -90,7 +89,7 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     with db.writing(engine) as connection:
         log.lock(connection)
         receipts, _ = log.append(
-            connection, [parse(json.dumps(webhook("message_created", message="1")))]
+            connection, [checked(json.dumps(webhook("message_created", message="1")))]
         )
         appended.set()
         writer.join(timeout=0.5)

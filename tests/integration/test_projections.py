@@ -17,10 +17,9 @@ from sqlalchemy import Engine
 
 from cdp import db, ingest, log, projectors, queries
 from cdp.db import make_engine
-from cdp.events import parse
 from cdp.settings import Settings
 from tests.conftest import empty
-from tests.factories import PAST, webhook
+from tests.factories import PAST, checked, webhook
 
 CHATS, PROFILES, TEAMS = ["c1", "c2"], ["p1", "p2", None], [1, 2, "3"]
 PHONES = [None, "+7 999 000-00-01", "8 (999) 000-00-01", "79990000002"]
@@ -93,7 +92,7 @@ def fresh(
 
 def deliver(engine: Engine, bodies: list[dict[str, Any]], batch_sizes: list[int]) -> None:
     registry = projectors.registry(rules())
-    incoming = [parse(json.dumps(body, ensure_ascii=False)) for body in bodies]
+    incoming = [checked(json.dumps(body, ensure_ascii=False)) for body in bodies]
     start = 0
     for size in batch_sizes:
         if start >= len(incoming):
@@ -105,7 +104,7 @@ def deliver(engine: Engine, bodies: list[dict[str, Any]], batch_sizes: list[int]
 
 
 def rules() -> Settings:
-    return Settings(database_url="sqlite://", session_idle_timeout=IDLE, session_open_window=WINDOW)
+    return Settings(session_idle_timeout=IDLE, session_open_window=WINDOW)
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:

@@ -1,0 +1,423 @@
+"""The webhook as Fasttrack sends it: parsing, validation and the dedupe key.
+
+What arrives is checked strictly (`parse`); what the log already holds is read leniently
+(`logged`), since a logged event is a fact whatever today's checks would say of it.
+"""
+
+import hashlib
+import json
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+SESSION_UPDATED: Final = "session_updated"
+MESSAGE_CREATED: Final = "message_created"
+OPERATOR_REPLIED: Final = "operator_replied"
+MESSAGE_UPDATED: Final = "message_updated"
+KNOWN_TYPES: Final = frozenset(
+    (SESSION_UPDATED, MESSAGE_CREATED, OPERATOR_REPLIED, MESSAGE_UPDATED)
+)
+
+INT64_MAX: Final = 2**63 - 1
+# Timestamps are milliseconds; anything before 2000 is a mistake, most often seconds.
+EARLIEST_TIMESTAMP_MS: Final = 946_684_800_000
+# Far above any real webhook (about 5 levels), far below what parsing recursively risks.
+MAX_DEPTH: Final = 64
+# How deep a body the log already holds may be and still be read (older logs took any depth).
+MAX_LOGGED_DEPTH: Final = 512
+MAX_ID_LENGTH: Final = 200
+
+
+class MalformedBody(ValueError):
+    """The body is not a JSON object (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+
+class InvalidWebhook(ValueError):
+    """The body is a JSON object but not a valid webhook (HTTP 422)."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("invalid webhook: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
+
+
+def team_id(value: object) -> int | None:
+    """Fasttrack documents the id as a number but sends strings of digits too; None if neither."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    elif not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return value if 0 <= value <= INT64_MAX else None
+
+
+def _team_id(value: object) -> int:
+    parsed = team_id(value)
+    if parsed is None:
+        raise ValueError(f"must be an integer or a string of digits (up to 2^63-1), got {value!r}")
+    return parsed
+
+
+def identifier_problem(value: str) -> str | None:
+    """Why `value` cannot be an identifier (look-alike ids make look-alike chats), or None."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
+    if value.strip() != value:
+        return f"must not begin or end with whitespace, got {value!r}"
+    if not (value.isascii() and value.isprintable()):
+        for character in value:
+            category = unicodedata.category(character)
+            if (
+                category[0] == "C"
+                or category in ("Zl", "Zp")
+                or (category == "Zs" and character != " ")
+            ):
+                name = unicodedata.name(character, "a control character")
+                return f"must not contain U+{ord(character):04X} ({name}), got {value!r}"
+    return None
+
+
+def identifier(value: object) -> str | None:
+    """`value` if it is a valid identifier, else None: how a logged body's ids are read."""
+    return value if isinstance(value, str) and identifier_problem(value) is None else None
+
+
+def _identifier(value: str) -> str:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+TeamId = Annotated[int, BeforeValidator(_team_id)]
+OptionalText = StrictStr | None
+Id = Annotated[StrictStr, AfterValidator(_identifier)]
+# An optional id may be empty: Fasttrack's way, perhaps, of saying there is none.
+OptionalId = Annotated[Id | None, BeforeValidator(_empty_is_none)]
+
+
+class _Model(BaseModel):
+    # Unknown fields are kept: the log stores the body as it came, the models only check it.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Chat(_Model):
+    uuid: Id
+    avatar: OptionalText = None
+    platform: OptionalText = None
+    phone: OptionalText = None
+    name: OptionalText = None
+
+
+class Profile(_Model):
+    uuid: OptionalId = None
+
+
+class Team(_Model):
+    id: TeamId
+    name: OptionalText = None
+
+
+class Operator(_Model):
+    uuid: OptionalId = None
+    name: OptionalText = None
+    avatar: OptionalText = None
+
+
+class Session(_Model):
+    title: OptionalText = None
+    context: OptionalText = None
+    team: Team | None = None
+    operator: Operator | None = None
+
+
+class SessionWithTeam(Session):
+    team: Team
+
+
+class ChatPayload(_Model):
+    """The payload of every known event type."""
+
+    chat: Chat
+    profile: Profile | None = None
+    session: Session | None = None
+    message: dict[str, Any] | None = None
+
+
+class SessionUpdatedPayload(ChatPayload):
+    session: SessionWithTeam
+
+
+PAYLOADS: Final[dict[str, type[ChatPayload]]] = {
+    SESSION_UPDATED: SessionUpdatedPayload,
+    MESSAGE_CREATED: ChatPayload,
+    OPERATOR_REPLIED: ChatPayload,
+    MESSAGE_UPDATED: ChatPayload,
+}
+
+
+class Envelope(_Model):
+    event_type: Id
+    payload: dict[str, Any]
+    timestamp: StrictInt
+
+    @field_validator("timestamp")
+    @classmethod
+    def _in_range(cls, value: int, info: ValidationInfo) -> int:
+        if value < EARLIEST_TIMESTAMP_MS:
+            hint = " (it looks like seconds)" if value >= EARLIEST_TIMESTAMP_MS // 1000 else ""
+            raise ValueError(
+                f"{value} is before 2000-01-01{hint}: timestamp is milliseconds since the epoch"
+            )
+        assert info.context is not None
+        latest: int = info.context["latest"]
+        if value > latest:
+            raise ValueError(
+                f"{value} ({_iso(value)}) is further ahead of the server's clock than "
+                f"CDP_MAX_CLOCK_SKEW allows (latest accepted now: {_iso(latest)})"
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """What the log keeps beside the body: the type, the time and the ids the webhook names.
+
+    `document` is the parsed body; None for a logged body that cannot be read any more.
+    """
+
+    event_type: str
+    timestamp: int
+    chat_uuid: str | None
+    profile_uuid: str | None
+    document: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A webhook body as received, checked, with its dedupe key."""
+
+    body: str
+    dedupe_key: str
+    webhook: Webhook
+
+
+def latest_timestamp(max_clock_skew: timedelta) -> int:
+    """The latest timestamp accepted now: the server's clock plus the allowed skew."""
+    return time.time_ns() // 1_000_000 + max_clock_skew // timedelta(milliseconds=1)
+
+
+def parse(raw: bytes | str, *, latest: int) -> Incoming:
+    """Check one webhook body; raise MalformedBody or InvalidWebhook naming what is wrong.
+
+    `latest` is the latest timestamp accepted: the server's clock plus the allowed skew.
+    """
+    try:
+        body = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as error:
+        raise MalformedBody(f"body is not UTF-8: {error}") from None
+    if (depth := nesting(body, MAX_DEPTH)) > MAX_DEPTH:
+        raise MalformedBody(f"body is nested more than {MAX_DEPTH} levels deep")
+    try:
+        # NaN and Infinity become floats here only to be refused, with their path, below.
+        document = json.loads(body, parse_constant=float)
+    except ValueError as error:
+        raise MalformedBody(f"body is not valid JSON: {error}") from None
+    assert depth <= MAX_DEPTH
+    if not isinstance(document, dict):
+        raise MalformedBody(f"body must be a JSON object, got {_json_type(document)}")
+    try:
+        key = dedupe_key(document)
+    except ValueError:  # a non-finite number, or a lone surrogate that is no Unicode text
+        raise InvalidWebhook([_unrepresentable(document)]) from None
+    return Incoming(body=body, dedupe_key=key, webhook=validate(document, latest=latest))
+
+
+def validate(document: dict[str, Any], *, latest: int) -> Webhook:
+    """Check the envelope and, for a known event type, its payload; report every bad field."""
+    errors: list[FieldError] = []
+    try:
+        envelope: Envelope | None = Envelope.model_validate(document, context={"latest": latest})
+    except ValidationError as error:
+        envelope, errors = None, _field_errors(error)
+    event_type, raw_payload = document.get("event_type"), document.get("payload")
+    model = PAYLOADS.get(event_type) if isinstance(event_type, str) else None
+    payload = None
+    if model is not None and isinstance(raw_payload, dict):
+        try:
+            payload = model.model_validate(raw_payload)
+        except ValidationError as error:
+            errors += _field_errors(error, prefix="payload")
+    if errors or envelope is None:
+        raise InvalidWebhook(errors)
+    if payload is None:
+        chat_uuid = _lenient_uuid(envelope.payload.get("chat"))
+        profile_uuid = _lenient_uuid(envelope.payload.get("profile"))
+    else:
+        chat_uuid = payload.chat.uuid
+        profile_uuid = payload.profile.uuid if payload.profile else None
+    return Webhook(envelope.event_type, envelope.timestamp, chat_uuid, profile_uuid, document)
+
+
+def dedupe_key(document: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON: sorted keys, no insignificant whitespace.
+
+    ValueError if the document holds a non-finite number or a lone surrogate.
+    """
+    canonical = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def logged(body: str) -> dict[str, Any] | None:
+    """A body the log holds as a JSON object, or None if it cannot be read as one.
+
+    Never raises: reads and rebuilds go on whatever the log holds. Values no read model can
+    store (non-finite numbers, lone surrogates) come back as null and U+FFFD.
+    """
+    if nesting(body, MAX_LOGGED_DEPTH) > MAX_LOGGED_DEPTH:
+        return None
+    try:
+        document = json.loads(body, parse_float=_finite, parse_constant=lambda _: None)
+        if _SURROGATE_ESCAPE.search(body):
+            document = _representable(document)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+# A JSON string, escapes included; what is left between strings holds every bracket.
+_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET: Final = re.compile(r"[\[\]{}]")
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def nesting(text: str, limit: int) -> int:
+    """How deeply JSON `text` nests arrays and objects, counted up to `limit` + 1, no recursion."""
+    depth = deepest = 0
+    for bracket in _BRACKET.finditer(_STRING.sub("", text)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+def _walk(document: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every value in the document with its path, depth first, without recursion."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        yield path, value
+        if isinstance(value, dict):
+            stack.extend(((*path, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
+
+
+def _unrepresentable(document: dict[str, Any]) -> FieldError:
+    """The first value that is no JSON number or no Unicode text, as a field error."""
+    for path, value in _walk(document):
+        where = ".".join(map(str, path)) or "body"
+        if isinstance(value, float) and not math.isfinite(value):
+            return FieldError(where, "must be a finite number (it overflows a double, or is NaN)")
+        if isinstance(value, str) and not _is_unicode(value):
+            return FieldError(where, "must be Unicode text, it holds an unpaired surrogate escape")
+        if isinstance(value, dict):
+            for key in value:
+                if not _is_unicode(key):
+                    return FieldError(where, "has a key with an unpaired surrogate escape")
+    return FieldError("body", "holds a value JSON cannot represent")  # pragma: no cover
+
+
+def _finite(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _representable(value: Any) -> Any:
+    """The value with unpaired surrogates as U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_representable(key): _representable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_representable(item) for item in value]
+    return value
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lenient_uuid(value: object) -> str | None:
+    """An unknown event type names a chat or profile only by a valid identifier."""
+    return identifier(value.get("uuid")) if isinstance(value, dict) else None
+
+
+def _field_errors(error: ValidationError, prefix: str | None = None) -> list[FieldError]:
+    errors = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in (prefix, *item["loc"]) if part is not None)
+        message = item["msg"].removeprefix("Value error, ")
+        errors.append(FieldError(path=path or "body", message=message))
+    return errors
+
+
+def _iso(milliseconds: int) -> str:
+    if not 0 <= milliseconds <= _LAST_MS:
+        return "a time after year 9999" if milliseconds > 0 else "a time before 1970"
+    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def _json_type(value: object) -> Literal["array", "string", "number", "boolean", "null"]:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -1,0 +1,95 @@
+"""Nothing the log holds breaks a read or a rebuild: rows written into it around cdp."""
+
+import json
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import Engine, insert
+
+from cdp.models import events
+from tests.factories import PAST, webhook
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def deep(depth: int) -> str:
+    """A message_created of chat "c" whose message nests `depth` levels of arrays."""
+    body = json.dumps(webhook("message_created", chat="c", message="x", at=PAST + depth))
+    return body.replace('"text": "x"', '"text": ' + "[" * depth + "]" * depth)
+
+
+ODD_BODIES = {
+    "255 levels deep": deep(255),
+    "900 levels deep": deep(900),
+    "100 000 levels deep": deep(100_000),
+    "not JSON": "{not json",
+    "a JSON array": "[1, 2]",
+    "an overflowing number": deep(1).replace("[]", "1e400"),
+    "a lone surrogate": deep(1).replace("[]", '"\\ud800"'),
+    "a session_updated without a team": json.dumps(webhook("session_updated", chat="c", at=PAST)),
+}
+
+
+def log_directly(engine: Engine, bodies: dict[str, str]) -> None:
+    rows: list[dict[str, Any]] = [
+        {
+            "event_type": "session_updated" if "session" in name else "message_created",
+            "occurred_at": PAST + index,
+            "received_at": PAST + index,
+            "chat_uuid": "c",
+            "profile_uuid": "profile-1",
+            "dedupe_key": f"{index:064x}",
+            "body": body,
+        }
+        for index, (name, body) in enumerate(bodies.items(), start=1)
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(events), rows)
+
+
+@pytest.fixture
+def odd_log(client: Client, engine: Engine) -> Client:
+    """A log holding every odd body, then one good webhook of the same chat, all projected."""
+    log_directly(engine, ODD_BODIES)
+    answer = client.post(
+        "/webhooks/fasttrack",
+        content=json.dumps(webhook("session_updated", chat="c", team=1, at=PAST + 100)),
+    )
+    assert answer.status_code == 202, answer.text  # the projectors caught up through them
+    return client
+
+
+def test_every_page_of_the_log_serves_every_body(odd_log: Client) -> None:
+    page = odd_log.get("/events", params={"limit": 1000})
+    assert page.status_code == 200
+    bodies = [item["body"] for item in page.json()["items"]]
+    assert len(bodies) == len(ODD_BODIES) + 1
+    assert bodies[:2] == [json.loads(ODD_BODIES["255 levels deep"]), json.loads(deep(900))]
+    # Too deep for the server to read, or not JSON at all: served as the text it is.
+    assert bodies[2:4] == [ODD_BODIES["100 000 levels deep"], "{not json"]
+    assert bodies[4] == [1, 2]
+
+
+def test_each_logged_event_is_served_on_its_own(odd_log: Client) -> None:
+    for position in range(1, len(ODD_BODIES) + 2):
+        assert odd_log.get(f"/events/{position}").status_code == 200
+
+
+def test_the_chats_timeline_serves_every_message(odd_log: Client) -> None:
+    timeline = odd_log.get("/chats/c/timeline")
+    assert timeline.status_code == 200
+    items = timeline.json()["items"]
+    assert len(items) == len(ODD_BODIES) + 1
+    deepest_read = json.loads(ODD_BODIES["255 levels deep"])["payload"]["message"]
+    assert [item["message"] for item in items[:3]] == [deepest_read, None, None]
+    kinds = {item["kind"] for item in items}
+    assert "other" in kinds  # the session_updated without a team counts for nothing
+    assert odd_log.get("/chats/c").json()["team"]["id"] == 1
+
+
+def test_a_rebuild_goes_through_every_body_and_gives_the_same_answers(odd_log: Client) -> None:
+    before = [odd_log.get(path).json() for path in ("/chats/c", "/chats/c/timeline")]
+    assert odd_log.post("/projections/rebuild").status_code == 200
+    after = [odd_log.get(path).json() for path in ("/chats/c", "/chats/c/timeline")]
+    assert after == before
