@@ -1,29 +1,49 @@
 """The cdp command: serve, migrate, import, rebuild, status."""
 
+import logging
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import click
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from tqdm import tqdm
 
 from cdp import db, ingest, projectors, queries, schema
 from cdp.settings import Settings
 from cdp.webhook import Incoming, InvalidWebhook, MalformedBody, latest_timestamp, parse
 
 
+class SettingsError(click.ClickException):
+    """A setting that cannot work: exit status 2, as for any other misuse."""
+
+    exit_code = 2
+
+
+class ImportStopped(click.ClickException):
+    """An import that a failure not of one line's making stopped: exit status 3."""
+
+    exit_code = 3
+
+
 class _Group(click.Group):
     def invoke(self, context: click.Context) -> object:
         try:
             return super().invoke(context)
-        except OperationalError as error:
-            raise click.ClickException(f"cannot use the database: {error.orig}") from None
+        except (DBAPIError, PoolTimeout) as error:
+            raise click.ClickException(f"cannot use the database: {_reason(error)}") from None
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="cdp", prog_name="cdp", message="%(prog)s %(version)s")
 @click.pass_context
 def main(context: click.Context) -> None:
     """An event-sourced customer-data store for Fasttrack chat-center webhooks.
@@ -34,21 +54,33 @@ def main(context: click.Context) -> None:
         context.obj = Settings()
     except ValidationError as error:
         problems = "; ".join(
-            f"CDP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+            f"CDP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
         )
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise SettingsError(f"invalid settings: {problems}") from None
 
 
-def _connect(settings: Settings) -> Engine:
-    """An engine that is disposed of when the command ends."""
-    engine = db.make_engine(settings.database_url)
+def _connect(settings: Settings, *, existing: bool = False) -> Engine:
+    """An engine that is disposed of when the command ends.
+
+    With `existing`, a SQLite file that is not there is an error, not a new empty file.
+    """
+    url = make_url(settings.database_url)
+    if existing and url.get_backend_name() == "sqlite" and url.database:
+        path = Path(url.database)
+        if not path.exists():
+            raise click.ClickException(
+                f"no database at {path.resolve()}: run cdp where it is, or point "
+                "CDP_DATABASE_URL at it (cdp migrate or cdp import create a new one)"
+            )
+    engine = db.engine_of(settings, connections=2)
     click.get_current_context().call_on_close(engine.dispose)
     return engine
 
 
-def _engine(settings: Settings, *, migrate: bool = False) -> Engine:
+def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False) -> Engine:
     """An engine on a schema at the latest migration; SQLite is brought there by itself."""
-    engine = _connect(settings)
+    engine = _connect(settings, existing=existing)
     current, latest = schema.pending(engine)
     if current != latest:
         if migrate or db.dialect(engine) == "sqlite":
@@ -59,6 +91,12 @@ def _engine(settings: Settings, *, migrate: bool = False) -> Engine:
                 f"{latest}: run `cdp migrate` first (or `cdp serve --migrate`)"
             )
     return engine
+
+
+def _reason(error: Exception) -> str:
+    """One line: the driver's own message, without its traceback or SQL."""
+    cause = getattr(error, "orig", None) or error
+    return " ".join(str(cause).split()) or type(cause).__name__
 
 
 @main.command()
@@ -73,7 +111,12 @@ def serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
     from cdp.api import create_app
 
     _engine(settings, migrate=migrate).dispose()  # the app opens its own
-    uvicorn.run(create_app(settings), host=host, port=port)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # No access log: its lines would carry query strings, and those can hold phone numbers.
+    # Every refused or failed request is logged by the API itself, with its reason.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 @main.command()
@@ -87,16 +130,21 @@ def migrate(settings: Settings) -> None:
 
 @dataclass
 class _Tally:
-    lines: int = 0
     accepted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
-            f"{self.lines} lines: {self.accepted} accepted, {self.duplicates} duplicates, "
-            f"{len(self.rejected)} rejected"
+            f"accepted: {self.accepted}, duplicates: {self.duplicates}, "
+            f"rejected: {len(self.rejected)}"
         )
+
+
+ONE_OBJECT_PER_LINE = (
+    "the importer reads one JSON object per line; a pretty-printed file can be turned into "
+    "that with: jq -c . FILE > FILE.jsonl (or jq -c '.[]' for an array of webhooks)"
+)
 
 
 @main.command("import")
@@ -113,13 +161,24 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
     """Ingest webhook bodies from FILE (- for stdin), one JSON object per line.
 
     Each line passes the same checks and deduplication as POST /webhooks/fasttrack.
-    Blank lines are skipped. Exits with status 1 if any line was rejected.
+    Blank lines are skipped. Exits with status 1 if any line was rejected, 3 if the import
+    stopped early (the database went away, the disk filled up): what was stored by then is
+    kept, and running the same import again stores the rest, each event once.
     """
     engine = _engine(settings)
     registry = projectors.registry(settings)
     tally = _Tally()
-    progress = _Progress(sys.stderr.isatty())
     batch: list[Incoming] = []
+    number = 0
+    progress = tqdm(
+        total=_size(file),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="import",
+        disable=not sys.stderr.isatty(),
+        file=sys.stderr,
+    )
 
     def flush() -> None:
         for receipt in ingest.record(engine, batch, registry):
@@ -128,51 +187,59 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
             else:
                 tally.accepted += 1
         batch.clear()
-        progress.show(tally)
+        progress.set_postfix_str(str(tally), refresh=False)
 
-    for number, line in enumerate(file, start=1):
-        tally.lines = number
-        body = line.rstrip(b"\r\n")
-        if not body.strip():
-            continue
-        try:
-            batch.append(parse(body, latest=latest_timestamp(settings.max_clock_skew)))
-        except (MalformedBody, InvalidWebhook) as error:
-            tally.rejected.append((number, str(error)))
-        if len(batch) >= batch_size:
+    try:
+        with progress:
+            for number, line in enumerate(file, start=1):
+                progress.update(len(line))
+                body = line.rstrip(b"\r\n")
+                if not body.strip():
+                    continue
+                try:
+                    batch.append(parse(body, latest=latest_timestamp(settings.max_clock_skew)))
+                except (MalformedBody, InvalidWebhook) as error:
+                    tally.rejected.append((number, str(error)))
+                if len(batch) >= batch_size:
+                    flush()
             flush()
-    flush()
-    progress.done()
-    rejected = len(tally.rejected)
-    click.echo(f"accepted: {tally.accepted}, duplicates: {tally.duplicates}, rejected: {rejected}")
-    for number, reason in tally.rejected:
-        click.echo(f"line {number}: {reason}")
+    except (DBAPIError, PoolTimeout, OSError) as error:
+        first = number - len(batch) + 1 if batch else number
+        _report(tally)
+        raise ImportStopped(
+            f"import stopped at line {first}: {_reason(error)}. Lines before it are stored; "
+            "run the same import again to store the rest (what is stored counts as duplicates)"
+        ) from None
+    _report(tally)
     if tally.rejected:
         sys.exit(1)
 
 
-class _Progress:
-    """A line on the terminal that says how far an import has got, at most ten times a second."""
+def _size(file: BinaryIO) -> int | None:
+    """The size of a regular file, for the progress bar; None for a pipe or a terminal."""
+    try:
+        info = os.fstat(file.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.shown_at = 0.0
 
-    def show(self, tally: _Tally) -> None:
-        if self.enabled and time.monotonic() - self.shown_at >= 0.1:
-            click.echo(f"\r{tally}", nl=False, err=True)
-            self.shown_at = time.monotonic()
-
-    def done(self) -> None:
-        if self.enabled:
-            click.echo("\r\033[K", nl=False, err=True)
+def _report(tally: _Tally) -> None:
+    click.echo(str(tally))
+    for number, reason in tally.rejected:
+        click.echo(f"line {number}: {reason}")
+    if any(
+        "not valid JSON" in reason or "must be a JSON object" in reason
+        for _, reason in tally.rejected
+    ):
+        click.echo(f"hint: {ONE_OBJECT_PER_LINE}")
 
 
 @main.command()
 @click.pass_obj
 def rebuild(settings: Settings) -> None:
     """Rebuild every projection from the log (ingest waits until it is done)."""
-    engine = _engine(settings)
+    engine = _engine(settings, existing=True)
     started = time.perf_counter()
     with db.writing(engine) as connection:
         head = projectors.rebuild(connection, projectors.registry(settings))
@@ -184,13 +251,13 @@ def rebuild(settings: Settings) -> None:
 @main.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
-    """Print the log head, each projection's position, and row counts."""
-    engine = _engine(settings)
+    """Print the database, the log head, each projection's position, and row counts."""
+    engine = _engine(settings, existing=True)
     names = [projector.name for projector in projectors.registry(settings)]
     with engine.connect() as connection:
         positions = queries.projections(connection, names)
         counts = queries.counts(connection)
-    click.echo(f"database: {db.dialect(engine)}")
+    click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
     click.echo(f"log head: {positions[0].head if positions else 0}")
     for projection in positions:
         click.echo(

@@ -2,20 +2,52 @@
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+if TYPE_CHECKING:
+    from cdp.settings import Settings
+
 _WRITER = "cdp_writer"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit transactions."""
+def engine_of(settings: "Settings", *, connections: int) -> Engine:
+    """The engine of CDP_DATABASE_URL, with every wait bounded as the settings say."""
+    return make_engine(
+        settings.database_url,
+        connections=connections,
+        wait=settings.database_pool_timeout,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
+
+
+def make_engine(
+    url: str,
+    *,
+    connections: int = 5,
+    wait: timedelta = timedelta(seconds=30),
+    connect_timeout: timedelta = timedelta(seconds=10),
+    statement_timeout: timedelta = timedelta(seconds=30),
+) -> Engine:
+    """An engine for `url` holding at most `connections`, waiting for one at most `wait`.
+
+    PostgreSQL gets connect and statement timeouts; SQLite gets WAL, a busy timeout (the
+    statement timeout) and explicit transactions.
+    """
+    pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": wait.total_seconds()}
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+        milliseconds = statement_timeout // timedelta(milliseconds=1)
+        connect_args = {
+            "connect_timeout": max(1, round(connect_timeout.total_seconds())),
+            "options": f"-c statement_timeout={milliseconds}",
+        }
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+    engine = create_engine(url, connect_args={"timeout": statement_timeout.total_seconds()}, **pool)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

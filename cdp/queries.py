@@ -1,31 +1,117 @@
 """The questions the API answers, each one a few set-based reads of the read models."""
 
-import time
+import base64
+import json
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Text, and_, cast, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Text,
+    and_,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+)
 
 from cdp import log, models, schemas
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
-from cdp.phones import normalize
 from cdp.projectors import positions
 from cdp.schemas import utc
+from cdp.webhook import OPERATOR_REPLIED
+
+T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
 class Clock:
-    """When a session counts as idle: `idle_timeout_ms` after its last activity."""
+    """When sessions count as idle, as of one moment (`now`, in ms): read once per request."""
 
-    def __init__(self, idle_timeout_ms: int) -> None:
-        self.idle_timeout_ms = idle_timeout_ms
+    idle_timeout_ms: int
+    now: int
 
-    def now(self) -> int:
-        return time.time_ns() // 1_000_000
+    @property
+    def idle_before(self) -> int:
+        """A session whose last activity is before this is idle."""
+        return self.now - self.idle_timeout_ms
 
     def state(self, last_activity_at: int) -> schemas.SessionState:
-        return "open" if self.now() - last_activity_at < self.idle_timeout_ms else "idle"
+        return "open" if last_activity_at > self.idle_before else "idle"
+
+
+class BadCursor(ValueError):
+    """An `after` that is not a cursor this list gave (HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Where one page of a list starts and how long it is: `after` is the previous `next`."""
+
+    after: str | None = None
+    limit: int = 100
+
+
+def _page(
+    connection: Connection,
+    query: Select[Any],
+    order: Sequence[tuple[ColumnElement[Any], bool]],
+    listing: Listing,
+    build: Callable[[Row[Any]], T],
+) -> schemas.Page[T]:
+    """A page of `query` in `order` ((column, descending) pairs that make each row unique).
+
+    The cursor is the last row's sort key, so a page never repeats or skips a row that
+    stayed where it was, however the list changes in between.
+    """
+    if listing.after is not None:
+        query = query.where(_beyond(order, _decode(listing.after, order)))
+    query = query.order_by(*(column.desc() if down else column for column, down in order))
+    rows = list(connection.execute(query.limit(listing.limit + 1)))
+    cursor = None
+    if len(rows) > listing.limit:
+        rows = rows[: listing.limit]
+        last = rows[-1]._mapping
+        cursor = _encode([last[column] for column, _ in order])
+    return schemas.Page[T](items=[build(row) for row in rows], next=cursor)
+
+
+def _beyond(
+    order: Sequence[tuple[ColumnElement[Any], bool]], key: list[Any]
+) -> ColumnElement[bool]:
+    """Rows after `key` in `order`: (a > x) or (a = x and b > y) or ..."""
+    alternatives = []
+    for index, (column, down) in enumerate(order):
+        ties = [order[i][0] == key[i] for i in range(index)]
+        past = column < key[index] if down else column > key[index]
+        alternatives.append(and_(*ties, past))
+    return or_(*alternatives)
+
+
+def _encode(key: list[Any]) -> str:
+    text = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, order: Sequence[tuple[ColumnElement[Any], bool]]) -> list[Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        key = None
+    kinds = [column.type.python_type for column, _ in order]
+    if not (
+        isinstance(key, list)
+        and len(key) == len(kinds)
+        and all(type(value) is kind for value, kind in zip(key, kinds, strict=True))
+    ):
+        raise BadCursor(f"{cursor!r} is not a cursor of this list: pass a `next` it gave")
+    return key
 
 
 def profile(connection: Connection, uuid: str) -> schemas.Profile | None:
@@ -65,7 +151,7 @@ def profiles(connection: Connection, uuids: Sequence[str]) -> list[schemas.Profi
                 )
                 for row in owned[uuid]
             ],
-            phones=sorted({row.phone for row in owned[uuid] if row.phone}),
+            phones=sorted({row.phone_e164 or row.phone for row in owned[uuid] if row.phone}),
             names=sorted({row.name for row in owned[uuid] if row.name}),
             first_seen_at=utc(spans[uuid][0]),
             last_seen_at=utc(spans[uuid][1]),
@@ -99,45 +185,44 @@ def _merged_into(connection: Connection, uuids: list[str]) -> dict[str, str]:
     return {uuid: holder for uuid, holder in connection.execute(query) if holder}
 
 
-def profiles_by_phone(connection: Connection, phone: str, region: str) -> list[schemas.Profile]:
-    """Profiles owning a chat with this number, however it is written. ValueError if not one."""
-    number = normalize(phone, region)
-    if number is None:
-        raise ValueError(f"{phone!r} is not a phone number")
-    query = (
-        select(chats.c.profile_uuid)
-        .where(chats.c.phone_e164 == number, chats.c.profile_uuid.is_not(None))
-        .group_by(chats.c.profile_uuid)
-        .order_by(chats.c.profile_uuid)
-    )
-    return profiles(connection, list(connection.scalars(query)))
+def profiles_by_phone(
+    connection: Connection, number: str, listing: Listing
+) -> schemas.Page[schemas.Profile]:
+    """Profiles owning a chat with this number (E.164), in uuid order."""
+    owner = chats.c.profile_uuid
+    query = select(owner).where(chats.c.phone_e164 == number, owner.is_not(None)).distinct()
+    page = _page(connection, query, [(owner, False)], listing, lambda row: str(row.profile_uuid))
+    return schemas.Page[schemas.Profile](items=profiles(connection, page.items), next=page.next)
 
 
 def chat(connection: Connection, uuid: str, clock: Clock) -> schemas.Chat | None:
-    found = _chats(connection, chats.c.uuid == uuid, clock)
-    return found[0] if found else None
+    found = connection.execute(_chats().where(chats.c.uuid == uuid)).first()
+    return None if found is None else _chat(found, clock)
 
 
 def team_chats(
-    connection: Connection, team_id: int, state: schemas.SessionState | None, clock: Clock
-) -> list[schemas.Chat]:
-    """Chats whose active team is `team_id`, optionally only those whose session is open/idle."""
-    condition = chats.c.team_id == team_id
+    connection: Connection,
+    team_id: int,
+    state: schemas.SessionState | None,
+    clock: Clock,
+    listing: Listing,
+) -> schemas.Page[schemas.Chat]:
+    """Chats whose active team is `team_id`, optionally only those whose session is open/idle,
+    most recently active first."""
+    query = _chats().where(chats.c.team_id == team_id)
     if state is not None:
-        fresh = sessions.c.last_activity_at > clock.now() - clock.idle_timeout_ms
-        condition = and_(condition, fresh if state == "open" else ~fresh)
-    return _chats(connection, condition, clock)
+        fresh = sessions.c.last_activity_at > clock.idle_before
+        query = query.where(fresh if state == "open" else ~fresh)
+    order = [(chats.c.last_seen_at, True), (chats.c.uuid, False)]
+    return _page(connection, query, order, listing, lambda row: _chat(row, clock))
 
 
-def _chats(connection: Connection, condition: Any, clock: Clock) -> list[schemas.Chat]:
+def _chats() -> Select[Any]:
+    """Chats with their latest session, its columns named current_*."""
     current = sessions.c.chat_uuid == chats.c.uuid
-    query = (
-        select(chats, *(column.label(f"current_{column.name}") for column in sessions.c))
-        .outerjoin(sessions, and_(current, sessions.c.number == chats.c.session_number))
-        .where(condition)
-        .order_by(chats.c.last_seen_at.desc(), chats.c.uuid)
-    )
-    return [_chat(row, clock) for row in connection.execute(query)]
+    return select(
+        chats, *(column.label(f"current_{column.name}") for column in sessions.c)
+    ).outerjoin(sessions, and_(current, sessions.c.number == chats.c.session_number))
 
 
 def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
@@ -186,10 +271,16 @@ def chat_known(connection: Connection, uuid: str) -> bool:
     )
 
 
-def chat_sessions(connection: Connection, uuid: str, clock: Clock) -> list[schemas.Session]:
-    query = select(sessions).where(sessions.c.chat_uuid == uuid).order_by(sessions.c.number)
-    return [
-        schemas.Session(
+def chat_sessions(
+    connection: Connection, uuid: str, clock: Clock, listing: Listing
+) -> schemas.Page[schemas.Session] | None:
+    """A chat's sessions in order; None if no logged event named the chat."""
+    if not chat_known(connection, uuid):
+        return None
+    query = select(sessions).where(sessions.c.chat_uuid == uuid)
+
+    def build(row: Row[Any]) -> schemas.Session:
+        return schemas.Session(
             number=row.number,
             opened_at=utc(row.opened_at),
             last_activity_at=utc(row.last_activity_at),
@@ -199,35 +290,44 @@ def chat_sessions(connection: Connection, uuid: str, clock: Clock) -> list[schem
             messages_in=row.messages_in,
             messages_out=row.messages_out,
         )
-        for row in connection.execute(query)
-    ]
+
+    return _page(connection, query, [(sessions.c.number, False)], listing, build)
 
 
-def chat_handoffs(connection: Connection, uuid: str) -> list[schemas.Handoff]:
-    return _handoffs(connection, handoffs.c.chat_uuid == uuid)
+def chat_handoffs(
+    connection: Connection, uuid: str, listing: Listing
+) -> schemas.Page[schemas.Handoff] | None:
+    """A chat's handoffs in time order; None if no logged event named the chat."""
+    if not chat_known(connection, uuid):
+        return None
+    return _handoffs(connection, handoffs.c.chat_uuid == uuid, listing)
 
 
 def team_handoffs(
     connection: Connection,
+    listing: Listing,
     team_id: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[schemas.Handoff]:
-    """Handoffs across chats, from or to a team, at or after `since` and before `until`."""
+    since: int | None = None,
+    until: int | None = None,
+) -> schemas.Page[schemas.Handoff]:
+    """Handoffs across chats, from or to a team, at or after `since` and before `until` (ms)."""
     conditions = []
     if team_id is not None:
         conditions.append(or_(handoffs.c.from_team_id == team_id, handoffs.c.to_team_id == team_id))
     if since is not None:
-        conditions.append(handoffs.c.at >= schemas.milliseconds(since))
+        conditions.append(handoffs.c.at >= since)
     if until is not None:
-        conditions.append(handoffs.c.at < schemas.milliseconds(until))
-    return _handoffs(connection, and_(true(), *conditions))
+        conditions.append(handoffs.c.at < until)
+    return _handoffs(connection, and_(true(), *conditions), listing)
 
 
-def _handoffs(connection: Connection, condition: Any) -> list[schemas.Handoff]:
-    query = select(handoffs).where(condition).order_by(handoffs.c.at, handoffs.c.dedupe_key)
-    return [
-        schemas.Handoff(
+def _handoffs(
+    connection: Connection, condition: ColumnElement[bool], listing: Listing
+) -> schemas.Page[schemas.Handoff]:
+    order = [(handoffs.c.at, False), (handoffs.c.dedupe_key, False)]
+
+    def build(row: Row[Any]) -> schemas.Handoff:
+        return schemas.Handoff(
             chat_uuid=row.chat_uuid,
             at=utc(row.at),
             session_number=row.session_number,
@@ -235,37 +335,40 @@ def _handoffs(connection: Connection, condition: Any) -> list[schemas.Handoff]:
             to_team=schemas.Team(id=row.to_team_id, name=row.to_team_name),
             position=row.position,
         )
-        for row in connection.execute(query)
-    ]
+
+    return _page(connection, select(handoffs).where(condition), order, listing, build)
 
 
-def chat_timeline(connection: Connection, uuid: str) -> list[schemas.TimelineItem]:
+def chat_timeline(
+    connection: Connection, uuid: str, listing: Listing
+) -> schemas.Page[schemas.TimelineItem] | None:
+    """A chat's events in time order, where each falls; None if no logged event named it."""
+    if not chat_known(connection, uuid):
+        return None
     # The message as the JSON text it is stored as: served as it is, whatever its depth.
     message = cast(timeline.c.message, Text).label("message_text")
-    query = (
-        select(*(column for column in timeline.c if column is not timeline.c.message), message)
-        .where(timeline.c.chat_uuid == uuid)
-        .order_by(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
-    )
-    items = []
-    for row in connection.execute(query):
-        operator = None
-        if row.event_type == "operator_replied":
-            operator = _operator(row)
-        team = None if row.team_id is None else schemas.Team(id=row.team_id, name=row.team_name)
-        items.append(
-            schemas.TimelineItem(
-                position=row.position,
-                occurred_at=utc(row.occurred_at),
-                event_type=row.event_type,
-                kind=row.kind,
-                session_number=row.session_number,
-                team=team,
-                operator=operator,
-                message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
-            )
+    query = select(
+        *(column for column in timeline.c if column is not timeline.c.message), message
+    ).where(timeline.c.chat_uuid == uuid)
+    order = [
+        (timeline.c.occurred_at, False),
+        (timeline.c.rank, False),
+        (timeline.c.dedupe_key, False),
+    ]
+
+    def build(row: Row[Any]) -> schemas.TimelineItem:
+        return schemas.TimelineItem(
+            position=row.position,
+            occurred_at=utc(row.occurred_at),
+            event_type=row.event_type,
+            kind=row.kind,
+            session_number=row.session_number,
+            team=None if row.team_id is None else schemas.Team(id=row.team_id, name=row.team_name),
+            operator=_operator(row) if row.event_type == OPERATOR_REPLIED else None,
+            message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
         )
-    return items
+
+    return _page(connection, query, order, listing, build)
 
 
 def events(

@@ -179,6 +179,13 @@ class Items(BaseModel, Generic[T]):
     items: list[T]
 
 
+class Page(BaseModel, Generic[T]):
+    """One page of a list; ask again with `after=<next>` until `next` is null."""
+
+    items: list[T]
+    next: str | None
+
+
 class EventPage(BaseModel):
     items: list[Event]
     next_after: int | None

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_clock_skew: Annotated[timedelta, _SECONDS, _between(timedelta(0), timedelta(days=7))] = (
         timedelta(hours=1)
     )
-    database_pool_size: int = Field(default=8, ge=1, le=200)
+    database_pool_size: int = Field(default=10, ge=5, le=500)
     database_pool_timeout: Annotated[
         timedelta, _SECONDS, _between(timedelta(0), timedelta(minutes=10))
     ] = timedelta(seconds=5)

@@ -1,77 +1,88 @@
 """GET /chats/...: one chat's state, sessions, handoffs and timeline; GET /handoffs, the audit."""
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, QueryParameter
-from sqlalchemy import Connection
+from litestar.params import FromPath, QueryParameter
 
 from cdp import queries
+from cdp.api.params import After, Limit, Moment, listing, period
 from cdp.api.service import Service
-from cdp.schemas import Chat, Handoff, Items, Session, TimelineItem
+from cdp.schemas import Chat, Handoff, Page, Session, TimelineItem
 from cdp.webhook import INT64_MAX
+
+T = TypeVar("T")
 
 
 class ChatController(Controller):
     path = "/chats/{uuid:str}"
     tags = ["chats"]
 
-    @get(sync_to_thread=True)
-    def one(
-        self,
-        uuid: FromPath[str],
-        connection: NamedDependency[Connection],
-        service: NamedDependency[Service],
-    ) -> Chat:
-        found = queries.chat(connection, uuid, service.clock)
+    @get()
+    async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Chat:
+        found = await service.read(queries.chat, uuid, service.clock())
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         return found
 
-    @get("/sessions", sync_to_thread=True)
-    def sessions(
+    @get("/sessions")
+    async def sessions(
         self,
         uuid: FromPath[str],
-        connection: NamedDependency[Connection],
         service: NamedDependency[Service],
-    ) -> Items[Session]:
-        _require(connection, uuid)
-        return Items[Session](items=queries.chat_sessions(connection, uuid, service.clock))
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[Session]:
+        found = await service.read(
+            queries.chat_sessions, uuid, service.clock(), listing(after, limit)
+        )
+        return _found(found, uuid)
 
-    @get("/handoffs", sync_to_thread=True)
-    def handoffs(
-        self, uuid: FromPath[str], connection: NamedDependency[Connection]
-    ) -> Items[Handoff]:
-        _require(connection, uuid)
-        return Items[Handoff](items=queries.chat_handoffs(connection, uuid))
+    @get("/handoffs")
+    async def handoffs(
+        self,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[Handoff]:
+        found = await service.read(queries.chat_handoffs, uuid, listing(after, limit))
+        return _found(found, uuid)
 
-    @get("/timeline", sync_to_thread=True)
-    def timeline(
-        self, uuid: FromPath[str], connection: NamedDependency[Connection]
-    ) -> Items[TimelineItem]:
-        _require(connection, uuid)
-        return Items[TimelineItem](items=queries.chat_timeline(connection, uuid))
+    @get("/timeline")
+    async def timeline(
+        self,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[TimelineItem]:
+        found = await service.read(queries.chat_timeline, uuid, listing(after, limit))
+        return _found(found, uuid)
 
 
 class HandoffController(Controller):
     path = "/handoffs"
     tags = ["chats"]
 
-    @get(sync_to_thread=True)
-    def audit(
+    @get()
+    async def audit(
         self,
-        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
         team_id: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
-        since: FromQuery[datetime | None] = None,
-        until: FromQuery[datetime | None] = None,
-    ) -> Items[Handoff]:
+        since: Moment = None,
+        until: Moment = None,
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[Handoff]:
         """Handoffs across chats from or to `team_id`, at or after `since`, before `until`."""
-        return Items[Handoff](items=queries.team_handoffs(connection, team_id, since, until))
+        start, end = period(since, until)
+        return await service.read(queries.team_handoffs, listing(after, limit), team_id, start, end)
 
 
-def _require(connection: NamedDependency[Connection], uuid: str) -> None:
-    if not queries.chat_known(connection, uuid):
+def _found(page: Page[T] | None, uuid: str) -> Page[T]:
+    if page is None:
         raise NotFoundException(f"no chat {uuid!r}")
+    return page

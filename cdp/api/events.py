@@ -6,9 +6,10 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, PathParameter, QueryParameter
-from sqlalchemy import Connection
 
 from cdp import queries
+from cdp.api.params import Limit
+from cdp.api.service import Service
 from cdp.schemas import Event, EventPage
 from cdp.webhook import INT64_MAX
 
@@ -17,19 +18,19 @@ class EventController(Controller):
     path = "/events"
     tags = ["log"]
 
-    @get(sync_to_thread=True)
-    def page(
+    @get()
+    async def page(
         self,
-        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
         after: Annotated[int, QueryParameter(ge=0, le=INT64_MAX)] = 0,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
         event_type: FromQuery[str | None] = None,
         chat_uuid: FromQuery[str | None] = None,
         profile_uuid: FromQuery[str | None] = None,
     ) -> EventPage:
         """Events after a position, oldest first; follow `next_after` until it is null."""
-        return queries.events(
-            connection,
+        return await service.read(
+            queries.events,
             after=after,
             limit=limit,
             event_type=event_type,
@@ -37,13 +38,13 @@ class EventController(Controller):
             profile_uuid=profile_uuid,
         )
 
-    @get("/{position:int}", sync_to_thread=True)
-    def one(
+    @get("/{position:str}")
+    async def one(
         self,
         position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
-        connection: NamedDependency[Connection],
+        service: NamedDependency[Service],
     ) -> Event:
-        found = queries.event(connection, position)
+        found = await service.read(queries.event, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")
         return found

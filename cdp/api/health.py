@@ -2,12 +2,13 @@
 
 from litestar import get
 from litestar.di import NamedDependency
-from sqlalchemy import Connection
 
 from cdp import log
+from cdp.api.service import Service
 from cdp.schemas import Health
 
 
-@get("/health", sync_to_thread=True, tags=["service"])
-def health(connection: NamedDependency[Connection]) -> Health:
-    return Health(status="ok", database=connection.dialect.name, head=log.head(connection))
+@get("/health", tags=["service"])
+async def health(service: NamedDependency[Service]) -> Health:
+    head = await service.health(log.head)
+    return Health(status="ok", database=service.engine.dialect.name, head=head)

@@ -4,36 +4,36 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
-from sqlalchemy import Connection
 
 from cdp import queries
+from cdp.api.params import After, Limit, listing
 from cdp.api.service import Service
-from cdp.schemas import Items, Profile
+from cdp.phones import normalize
+from cdp.schemas import Page, Profile
 
 
 class ProfileController(Controller):
     path = "/profiles"
     tags = ["profiles"]
 
-    @get(sync_to_thread=True)
-    def by_phone(
+    @get()
+    async def by_phone(
         self,
         phone: FromQuery[str],
-        connection: NamedDependency[Connection],
         service: NamedDependency[Service],
-    ) -> Items[Profile]:
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[Profile]:
         """Profiles owning a chat with this phone number, in any common notation."""
-        try:
-            found = queries.profiles_by_phone(connection, phone, service.settings.phone_region)
-        except ValueError as error:
-            raise ValidationException(
-                str(error), extra=[{"key": "phone", "message": str(error)}]
-            ) from None
-        return Items[Profile](items=found)
+        number = normalize(phone, service.settings.phone_region)
+        if number is None:
+            message = f"{phone!r} is not a phone number"
+            raise ValidationException(message, extra=[{"key": "phone", "message": message}])
+        return await service.read(queries.profiles_by_phone, number, listing(after, limit))
 
-    @get("/{uuid:str}", sync_to_thread=True)
-    def one(self, uuid: FromPath[str], connection: NamedDependency[Connection]) -> Profile:
-        found = queries.profile(connection, uuid)
+    @get("/{uuid:str}")
+    async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
+        found = await service.read(queries.profile, uuid)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found

@@ -1,35 +1,35 @@
 """GET /teams/{id}/chats: the chats a team has now."""
 
-from typing import Annotated, cast
+from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.params import PathParameter, QueryParameter
-from sqlalchemy import Connection
 
 from cdp import queries
+from cdp.api.params import After, Limit, listing
 from cdp.api.service import Service
-from cdp.schemas import Chat, Items, SessionState
+from cdp.schemas import Chat, Page
 from cdp.webhook import INT64_MAX
 
 
 class TeamController(Controller):
-    path = "/teams/{team_id:int}"
+    path = "/teams/{team_id:str}"
     tags = ["teams"]
 
-    @get("/chats", sync_to_thread=True)
-    def chats(
+    @get("/chats")
+    async def chats(
         self,
         team_id: Annotated[int, PathParameter(ge=0, le=INT64_MAX)],
-        connection: NamedDependency[Connection],
         service: NamedDependency[Service],
-        session_state: Annotated[str | None, QueryParameter(name="state")] = None,
-    ) -> Items[Chat]:
-        """Chats whose active team is this one; `state` keeps those with an open or idle session."""
-        if session_state not in (None, "open", "idle"):
-            message = f"must be open or idle, got {session_state!r}"
-            raise ValidationException(message, extra=[{"key": "state", "message": message}])
-        state = cast("SessionState | None", session_state)
-        found = queries.team_chats(connection, team_id, state, service.clock)
-        return Items[Chat](items=found)
+        session_state: Annotated[
+            Literal["open", "idle"] | None, QueryParameter(name="state")
+        ] = None,
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[Chat]:
+        """Chats whose active team is this one, most recently active first; `state` keeps
+        those whose latest session is open (or idle)."""
+        return await service.read(
+            queries.team_chats, team_id, session_state, service.clock(), listing(after, limit)
+        )

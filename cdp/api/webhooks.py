@@ -8,6 +8,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from cdp import ingest, webhook
 from cdp.api.service import Service
+from cdp.log import Receipt as Logged
 from cdp.schemas import Problem, Receipt
 
 
@@ -16,7 +17,6 @@ class WebhookController(Controller):
     tags = ["ingest"]
 
     @post(
-        sync_to_thread=True,
         status_code=HTTP_202_ACCEPTED,
         responses={
             200: ResponseSpec(Receipt, description="Already logged: the original position"),
@@ -26,11 +26,16 @@ class WebhookController(Controller):
             ),
         },
     )
-    def receive(self, body: RawBody, service: NamedDependency[Service]) -> Response[Receipt]:
+    async def receive(self, body: RawBody, service: NamedDependency[Service]) -> Response[Receipt]:
         """Log one webhook as it arrived and project it, in one transaction."""
-        latest = webhook.latest_timestamp(service.settings.max_clock_skew)
-        incoming = webhook.parse(body, latest=latest)
-        (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
+
+        def record() -> Logged:
+            latest = webhook.latest_timestamp(service.settings.max_clock_skew)
+            incoming = webhook.parse(body, latest=latest)
+            (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
+            return receipt
+
+        receipt = await service.work("webhooks", record)
         return Response(
             Receipt(position=receipt.position, duplicate=receipt.duplicate),
             status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED,

@@ -35,11 +35,23 @@ def test_a_profile_lists_its_chats_phones_and_names(client: Client) -> None:
     )
     profile = client.get("/profiles/p").json()
     assert [chat["uuid"] for chat in profile["chats"]] == ["tg", "wa"]
-    assert profile["phones"] == ["+79990000001", "8 999 000-00-02"]
+    assert profile["phones"] == ["+79990000001", "+79990000002"]
     assert profile["names"] == ["Anna", "Анна"]
     assert profile["first_seen_at"] == "2026-04-24T03:06:40.000Z"
     assert profile["last_seen_at"] == "2026-04-24T03:07:40.050Z"
     assert profile["merged_into"] is None
+
+
+def test_a_profile_lists_one_number_once_however_it_was_written_and_keeps_odd_ones(
+    client: Client,
+) -> None:
+    deliver(
+        client,
+        *opened("tg", at=PAST, profile="p", phone="+7 999 000-00-02"),
+        *opened("wa", at=PAST + MINUTE, profile="p", phone="89990000002"),
+        *opened("vk", at=PAST + 2 * MINUTE, profile="p", phone="ask the bot"),
+    )
+    assert client.get("/profiles/p").json()["phones"] == ["+79990000002", "ask the bot"]
 
 
 def test_an_unknown_profile_is_a_404(client: Client) -> None:

@@ -1,18 +1,31 @@
 """The cdp command: import, rebuild, status, migrate, and serve's schema check."""
 
+import fcntl
+import importlib.util
+import io
 import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 
-from cdp import queries
+from cdp import ingest, queries
 from cdp.cli import main
 from cdp.db import make_engine
-from tests.factories import opened, reply, samples, webhook
+from tests.conftest import empty
+from tests.factories import PAST, now_ms, opened, reply, samples, webhook
 
 
 def cdp(database: str, *args: str, stdin: str | None = None, **env: str) -> Result:
@@ -43,7 +56,7 @@ def test_import_stores_good_lines_and_reports_bad_ones_by_number(
     assert "line 6: invalid webhook: payload.chat.uuid" in result.output
     engine = make_engine(database)
     with engine.connect() as connection:
-        chat = queries.chat(connection, "c", queries.Clock(1000))
+        chat = queries.chat(connection, "c", queries.Clock(1000, now_ms()))
         assert chat is not None
         assert chat.operator is not None
     engine.dispose()
@@ -146,7 +159,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
 )
 def test_an_invalid_setting_is_named(tmp_path: Path, variable: str, value: str) -> None:
     result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "status", **{variable: value})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert variable in result.output
 
 
@@ -159,15 +172,195 @@ def test_commands_bring_a_new_sqlite_file_to_the_latest_schema_by_themselves(
     assert "accepted: 2" in result.output
 
 
-def test_progress_is_shown_on_a_terminal_and_nowhere_else(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from cdp.cli import _Progress, _Tally
+def test_version_prints_the_installed_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"cdp {version('cdp')}\n"
 
-    progress = _Progress(enabled=True)
-    progress.show(_Tally(lines=7, accepted=5, duplicates=1, rejected=[(3, "bad")]))
-    progress.done()
-    # click drops the ANSI erase sequence when stderr is not a terminal, as here
-    assert capsys.readouterr().err == "\r7 lines: 5 accepted, 1 duplicates, 1 rejected\r"
-    _Progress(enabled=False).show(_Tally(lines=1))
-    assert capsys.readouterr().err == ""
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgres://cdp@db/cdp", "write postgresql+psycopg://"),
+        ("mysql://cdp@db/cdp", "cannot use mysql:// databases"),
+        ("not a url", "not a database URL"),
+        ("sqlite://", "SQLite needs a file"),
+    ],
+)
+def test_a_bad_database_url_is_one_line_saying_what_to_do(url: str, says: str) -> None:
+    result = cdp(url, "status")
+    assert result.exit_code == 2
+    assert says in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_postgresql_driver_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    result = cdp("postgresql+psycopg://cdp@db/cdp", "status")
+    assert result.exit_code == 2
+    assert "pip install 'cdp[postgresql]'" in result.output
+
+
+@pytest.mark.parametrize("value", ["1e20", "inf", "-5", "P100000D"])
+def test_a_duration_out_of_range_is_named_not_a_traceback(tmp_path: Path, value: str) -> None:
+    result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "status", CDP_SESSION_IDLE_TIMEOUT=value)
+    assert result.exit_code == 2
+    assert "CDP_SESSION_IDLE_TIMEOUT" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["status", "rebuild"])
+def test_status_and_rebuild_of_a_missing_sqlite_file_say_so_and_create_nothing(
+    tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "elsewhere.db"
+    result = cdp(f"sqlite:///{path}", command)
+    assert result.exit_code == 1
+    assert f"no database at {path}" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_names_the_database_it_read_without_its_password(database: str) -> None:
+    url = make_url(database)
+    if url.get_backend_name() == "postgresql":  # trust authentication ignores the password
+        database = url.set(password="s3cret").render_as_string(hide_password=False)
+    result = cdp(database, "status")
+    assert result.exit_code == 0, result.output
+    shown = make_url(database).render_as_string(hide_password=True)
+    assert f"database: {shown}" in result.output.splitlines()
+    assert "s3cret" not in result.output
+
+
+def test_a_line_with_a_lone_surrogate_is_one_rejected_line_among_stored_ones(
+    database: str,
+) -> None:
+    bad = jsonl(webhook("message_created", chat="c", message="TEXT"))
+    bad = bad.replace('"text": "TEXT"', '"text": "\\ud800"')
+    good = opened("c")
+    result = cdp(database, "import", "-", stdin=jsonl(good[0]) + bad + jsonl(good[1]))
+    assert result.exit_code == 1
+    assert "accepted: 2, duplicates: 0, rejected: 1" in result.output
+    assert "line 2: invalid webhook: payload.message.text" in result.output
+
+
+def test_a_pretty_printed_file_gets_a_hint_about_one_object_per_line(database: str) -> None:
+    result = cdp(database, "import", "-", stdin=json.dumps(webhook("message_created"), indent=2))
+    assert result.exit_code == 1
+    assert "jq -c" in result.output
+
+
+def test_an_import_stopped_by_the_database_reports_what_it_stored_and_resumes_exactly(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = [webhook("message_created", chat="c", at=PAST + n, message=str(n)) for n in range(25)]
+    record, calls = ingest.record, []
+
+    def failing_third_batch(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        return record(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "record", failing_third_batch)
+    stopped = cdp(database, "import", "--batch-size", "10", "-", stdin=jsonl(*bodies))
+    assert stopped.exit_code == 3
+    assert "accepted: 20, duplicates: 0, rejected: 0" in stopped.output
+    assert "import stopped at line 21: database or disk is full" in stopped.output
+    assert "Traceback" not in stopped.output
+    monkeypatch.setattr(ingest, "record", record)
+    again = cdp(database, "import", "--batch-size", "10", "-", stdin=jsonl(*bodies))
+    assert again.exit_code == 0, again.output
+    assert "accepted: 5, duplicates: 20, rejected: 0" in again.output
+    assert "events: 25" in cdp(database, "status").output
+
+
+def test_an_import_whose_postgresql_goes_away_stops_with_one_line_and_resumes(
+    postgres_url: str,
+) -> None:
+    empty(postgres_url)
+    name = make_url(postgres_url).database
+    admin = create_engine(
+        make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    bodies = [webhook("message_created", chat="c", at=PAST + n, message=str(n)) for n in range(30)]
+
+    class Vanishing(io.BytesIO):
+        """Lines that, after the first batch, make the database refuse every connection."""
+
+        def __iter__(self) -> Iterator[bytes]:
+            for number, line in enumerate(iter(self.readline, b""), start=1):
+                if number == 11:
+                    with admin.connect() as connection:
+                        connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                        connection.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = :name AND pid <> pg_backend_pid()"
+                            ),
+                            {"name": name},
+                        )
+                yield line
+
+    try:
+        stopped = CliRunner().invoke(
+            main,
+            ["import", "--batch-size", "10", "-"],
+            input=Vanishing(jsonl(*bodies).encode()),
+            env={"CDP_DATABASE_URL": postgres_url},
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    assert stopped.exit_code == 3, stopped.output
+    assert "accepted: 10, duplicates: 0, rejected: 0" in stopped.output
+    assert "import stopped at line 11" in stopped.output
+    assert "Traceback" not in stopped.output
+    again = cdp(postgres_url, "import", "--batch-size", "10", "-", stdin=jsonl(*bodies))
+    assert "accepted: 20, duplicates: 10, rejected: 0" in again.output
+    admin.dispose()
+
+
+def test_import_shows_its_progress_on_a_terminal(database: str, tmp_path: Path) -> None:
+    path = tmp_path / "webhooks.jsonl"
+    path.write_text(jsonl(*(webhook("message_created", at=PAST + n) for n in range(50))))
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.run(
+        [sys.executable, "-m", "cdp", "import", str(path)],
+        env={**os.environ, "CDP_DATABASE_URL": database},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=60,
+        check=False,
+    )
+    os.close(terminal)
+    shown = b""
+    while select.select([controller], [], [], 0.1)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.returncode == 0, process.stdout
+    screen = shown.decode()
+    assert "100%" in screen  # the fraction of the file done
+    assert "B/s" in screen  # the rate
+    assert "accepted: 50" in screen
+
+
+def test_import_shows_no_progress_when_stderr_is_not_a_terminal(database: str) -> None:
+    result = CliRunner().invoke(
+        main, ["import", "-"], input=jsonl(*opened("c")), env={"CDP_DATABASE_URL": database}
+    )
+    assert result.exit_code == 0
+    assert result.stderr == ""

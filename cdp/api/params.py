@@ -1,0 +1,81 @@
+"""Query parameters that several endpoints share, and how their values are read."""
+
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Annotated, Any, Final
+
+from litestar.exceptions import ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import ParameterKwarg, PathParameter, QueryParameter
+
+from cdp.queries import Listing
+
+Limit = Annotated[
+    int, QueryParameter(ge=1, le=1000, description="How many items a page holds, 1 to 1000.")
+]
+After = Annotated[
+    str | None,
+    QueryParameter(description="Where the page starts: the `next` of the page before."),
+]
+Moment = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "ISO 8601 (`2026-05-01T09:30:00+03:00`; without a zone, UTC), a date "
+            "(`2026-05-01`, its midnight UTC), or epoch milliseconds (`1777593600000`)."
+        ),
+    ),
+]
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MS: Final = 2**63 - 1
+
+
+def listing(after: str | None, limit: int) -> Listing:
+    return Listing(after=after, limit=limit)
+
+
+def moment(name: str, value: str | None) -> int | None:
+    """Milliseconds since the epoch of a since/until value; a 400 naming `name` if it is none."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text.isascii() and text.isdigit():
+            milliseconds = int(text)
+            if milliseconds > _MAX_MS:
+                raise ValueError
+            return milliseconds
+        if len(text) == 10:
+            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+        else:
+            parsed = datetime.fromisoformat(text)
+    except ValueError:
+        message = f"must be ISO 8601, a date (YYYY-MM-DD) or epoch milliseconds, got {value!r}"
+        raise ValidationException(message, extra=[{"key": name, "message": message}]) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def period(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """(since, until) in ms; a 400 if either is unreadable or since comes after until."""
+    start, end = moment("since", since), moment("until", until)
+    if start is not None and end is not None and start > end:
+        message = f"since ({since}) is after until ({until})"
+        raise ValidationException(message, extra=[{"key": "since", "message": message}])
+    return start, end
+
+
+@cache
+def query_names(handler: HTTPRouteHandler) -> dict[str, str]:
+    """The query parameters a handler declares: {name in Python: name in the URL}."""
+    names = {}
+    for name, parameter in handler.parsed_fn_signature.parameters.items():
+        declared: Any = parameter.kwarg_definition
+        if isinstance(declared, PathParameter):
+            continue
+        if isinstance(declared, QueryParameter):
+            names[name] = declared.name or name
+        elif isinstance(declared, ParameterKwarg) and declared.query:
+            names[name] = declared.query
+    return names

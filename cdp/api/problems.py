@@ -1,0 +1,133 @@
+"""What a refused or failed request is answered, and the one line logged for it.
+
+Every 4xx and 5xx is `{"detail", "errors"?}` and one log line with its reason. Log lines
+never hold a phone number or a text in full: quoted values are cut short, digit runs masked.
+"""
+
+import logging
+import re
+from typing import Any, Final
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from cdp.api.params import query_names
+from cdp.api.service import Busy
+from cdp.queries import BadCursor
+from cdp.webhook import InvalidWebhook, MalformedBody
+
+logger = logging.getLogger("cdp.api")
+AnyRequest = Request[Any, Any, Any]
+Answer = Response[dict[str, object]]
+
+_QUOTED: Final = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
+_DIGITS: Final = re.compile(r"\+?\d[\d\s().-]{4,}\d")
+_SHOWN: Final = 24
+
+
+def redact(text: str) -> str:
+    """`text` with each quoted value cut short and its digit runs masked but the last two."""
+    return _QUOTED.sub(lambda match: _mask(match.group()), text)
+
+
+def _mask(value: str) -> str:
+    masked = _DIGITS.sub(
+        lambda digits: "*" * (len(digits.group()) - 2) + digits.group()[-2:], value
+    )
+    return masked if len(masked) <= _SHOWN else masked[: _SHOWN - 1] + "…" + masked[-1]
+
+
+def problem(
+    request: AnyRequest,
+    status: int,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    cause: str | None = None,
+) -> Answer:
+    """The answer, logged on one line with its reason (`cause` if the answer says less)."""
+    query = "&".join(f"{key}={_mask(repr(value))}" for key, value in request.query_params.items())
+    target = request.url.path + (f"?{query}" if query else "")
+    level = logging.WARNING if status >= 500 else logging.INFO
+    logger.log(level, "%s %s -> %d: %s", request.method, target, status, redact(cause or detail))
+    content: dict[str, object] = {"detail": detail}
+    if errors is not None:
+        content["errors"] = errors
+    return Response(content, status_code=status, headers=headers)
+
+
+def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
+    return problem(request, HTTP_400_BAD_REQUEST, str(error))
+
+
+def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
+    errors = [{"path": e.path, "message": e.message} for e in error.errors]
+    return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(error), errors)
+
+
+def bad_parameters(request: AnyRequest, error: ValidationException) -> Answer:
+    extra = error.extra if isinstance(error.extra, list) else []
+    # Litestar names a parameter as the handler does; the client knows the name in the URL.
+    names = query_names(request.route_handler) if request.scope.get("route_handler") else {}
+    errors = [
+        {
+            "path": names.get(str(item.get("key", "")), str(item.get("key", ""))),
+            "message": str(item.get("message", "")),
+        }
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or error.detail
+    return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
+
+
+def bad_cursor(request: AnyRequest, error: BadCursor) -> Answer:
+    errors = [{"path": "after", "message": str(error)}]
+    return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: after: {error}", errors)
+
+
+def http_error(request: AnyRequest, error: HTTPException) -> Answer:
+    return problem(request, error.status_code, error.detail, headers=error.headers)
+
+
+def busy(request: AnyRequest, error: Busy | PoolTimeout) -> Answer:
+    return problem(request, HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
+
+
+def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
+    # The driver's message names hosts, users and databases: for the log, not the answer.
+    cause = f"database unavailable: {type(error.orig).__name__}: {error.orig}".strip()
+    return problem(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "database unavailable",
+        headers={"Retry-After": "5"},
+        cause=cause.replace("\n", " "),
+    )
+
+
+def internal(request: AnyRequest, error: Exception) -> Answer:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
+
+
+HANDLERS: Final = {
+    MalformedBody: malformed,
+    InvalidWebhook: invalid,
+    ValidationException: bad_parameters,
+    BadCursor: bad_cursor,
+    HTTPException: http_error,
+    Busy: busy,
+    PoolTimeout: busy,
+    OperationalError: database_down,
+    InterfaceError: database_down,
+    Exception: internal,
+}

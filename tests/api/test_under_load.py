@@ -1,0 +1,127 @@
+"""A real server under many concurrent reads: it never freezes, and waits are bounded.
+
+Each test starts `cdp serve` in a process of its own, on SQLite and on PostgreSQL.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cdp import ingest
+from cdp.db import make_engine
+from cdp.projectors import registry
+from cdp.settings import Settings
+from tests.factories import PAST, checked, now_ms, webhook
+
+READS = 100
+
+
+def seed(database: str, events: int) -> None:
+    """`events` messages of about 1 KB each, so that a page of the log takes some work."""
+    bodies = [
+        webhook("message_created", chat=f"c{n % 20}", at=PAST + n, message="x" * 1000 + str(n))
+        for n in range(events)
+    ]
+    engine = make_engine(database)
+    ingest.record(engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()))
+    engine.dispose()
+
+
+@pytest.fixture
+def serve(database: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `cdp serve` on the test database with the settings given; its base URL."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(**settings: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, "CDP_DATABASE_URL": database, **settings}
+        with (tmp_path / "server.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cdp", "serve", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("cdp serve did not start within 30 s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a frozen server does not even stop
+            process.kill()
+            process.wait()
+
+
+async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list[float]]:
+    """100 concurrent reads of a large log page; meanwhile /health and webhooks, timed."""
+    limits = httpx.Limits(max_connections=READS + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        reads = [
+            asyncio.create_task(client.get("/events", params={"limit": 1000})) for _ in range(READS)
+        ]
+        health, posts = [], []
+        await asyncio.sleep(0.2)  # let the reads queue up first
+        n = 0
+        while not all(read.done() for read in reads) or n < 3:
+            started = time.perf_counter()
+            assert (await client.get("/health", timeout=5)).status_code == 200
+            health.append(time.perf_counter() - started)
+            body = webhook("message_created", chat="probe", at=now_ms(), message=f"probe {n}")
+            started = time.perf_counter()
+            answer = await client.post("/webhooks/fasttrack", content=json.dumps(body), timeout=5)
+            assert answer.status_code == 202, answer.text
+            posts.append(time.perf_counter() - started)
+            n += 1
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(*reads), health, posts
+
+
+def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
+    database: str, serve: Callable[..., str]
+) -> None:
+    seed(database, 300)
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="120")
+    reads, health, posts = asyncio.run(under_reads(url))
+    assert [read.status_code for read in reads] == [200] * READS
+    assert {len(read.json()["items"]) for read in reads} >= {300}
+    assert len(health) >= 3
+    assert max(health) < 1.0, health
+    assert max(posts) < 1.0, posts
+
+
+def test_a_read_that_finds_no_connection_in_time_is_a_503_with_retry_after(
+    database: str, serve: Callable[..., str]
+) -> None:
+    seed(database, 300)
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="0")
+    reads, health, _ = asyncio.run(under_reads(url))
+    statuses = {read.status_code for read in reads}
+    assert statuses <= {200, 503}
+    assert 503 in statuses
+    busy = next(read for read in reads if read.status_code == 503)
+    assert busy.headers["Retry-After"] == "1"
+    assert "busy" in busy.json()["detail"]
+    assert health
