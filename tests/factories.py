@@ -8,7 +8,7 @@ from typing import Any
 from cdp.settings import Settings
 from cdp.webhook import Incoming, latest_timestamp, parse
 
-SAMPLES = Path(__file__).with_name("samples")
+SAMPLES = Path(__file__).parents[1] / "cdp" / "samples"
 # A fixed moment far enough in the past that every session is idle now.
 PAST = 1_777_000_000_000
 

@@ -5,12 +5,11 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
-from cdp import __doc__ as summary
 from cdp.api import (
     chats,
+    docs,
     events,
     health,
     params,
@@ -25,6 +24,17 @@ from cdp.api.service import Service
 from cdp.projectors import registry
 from cdp.settings import Settings
 
+DESCRIPTION = """\
+An event-sourced customer-data store for Fasttrack chat-center webhooks.
+
+Every webhook is appended, exactly as it arrived, to an immutable log; projections turn
+the log into customer profiles, chats, sessions and handoffs. Errors are
+`{"detail": ..., "errors": [{"path", "message"}]}`. Lists come in pages: ask again with
+`after=<next>` until `next` is null. Times are ISO 8601 in UTC, with milliseconds.
+
+The API has no authentication yet: expose it only to a trusted network.
+"""
+
 
 def create_app(settings: Settings) -> Litestar:
     service = Service.of(settings, registry(settings))
@@ -38,14 +48,15 @@ def create_app(settings: Settings) -> Litestar:
             events.EventController,
             projections.ProjectionController,
             health.health,
+            *docs.asset_routers(),
         ],
         dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=_check_parameters,
         on_shutdown=[service.engine.dispose],
         type_encoders=serialization.TYPE_ENCODERS,
-        plugins=[serialization.RawJSONSchema()],
-        openapi_config=OpenAPIConfig(title="cdp", version=version("cdp"), description=summary),
+        plugins=[serialization.RawJSONSchema(), docs.DefaultResponses()],
+        openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
     )
 
 

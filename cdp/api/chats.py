@@ -8,6 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from cdp import queries
+from cdp.api.docs import NOT_FOUND
 from cdp.api.params import After, Limit, Moment, listing, period
 from cdp.api.service import Service
 from cdp.schemas import Chat, Handoff, Page, Session, TimelineItem
@@ -20,14 +21,15 @@ class ChatController(Controller):
     path = "/chats/{uuid:str}"
     tags = ["chats"]
 
-    @get()
+    @get(summary="A chat", responses=NOT_FOUND)
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Chat:
+        """The chat's attributes, its profile, its team and operator now, and its latest session."""
         found = await service.read(queries.chat, uuid, service.clock())
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         return found
 
-    @get("/sessions")
+    @get("/sessions", summary="A chat's sessions", responses=NOT_FOUND)
     async def sessions(
         self,
         uuid: FromPath[str],
@@ -35,12 +37,13 @@ class ChatController(Controller):
         after: After = None,
         limit: Limit = 100,
     ) -> Page[Session]:
+        """The chat's sessions in order, with their teams, handoffs and message counts."""
         found = await service.read(
             queries.chat_sessions, uuid, service.clock(), listing(after, limit)
         )
         return _found(found, uuid)
 
-    @get("/handoffs")
+    @get("/handoffs", summary="A chat's handoffs", responses=NOT_FOUND)
     async def handoffs(
         self,
         uuid: FromPath[str],
@@ -48,10 +51,11 @@ class ChatController(Controller):
         after: After = None,
         limit: Limit = 100,
     ) -> Page[Handoff]:
+        """The chat's handoffs from team to team, in time order."""
         found = await service.read(queries.chat_handoffs, uuid, listing(after, limit))
         return _found(found, uuid)
 
-    @get("/timeline")
+    @get("/timeline", summary="A chat's timeline", responses=NOT_FOUND)
     async def timeline(
         self,
         uuid: FromPath[str],
@@ -59,6 +63,7 @@ class ChatController(Controller):
         after: After = None,
         limit: Limit = 100,
     ) -> Page[TimelineItem]:
+        """The chat's events in time order, each with its kind, session, team and message."""
         found = await service.read(queries.chat_timeline, uuid, listing(after, limit))
         return _found(found, uuid)
 
@@ -67,7 +72,7 @@ class HandoffController(Controller):
     path = "/handoffs"
     tags = ["chats"]
 
-    @get()
+    @get(summary="The handoff audit")
     async def audit(
         self,
         service: NamedDependency[Service],

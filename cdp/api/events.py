@@ -8,6 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from cdp import queries
+from cdp.api.docs import NOT_FOUND
 from cdp.api.params import Limit
 from cdp.api.service import Service
 from cdp.schemas import Event, EventPage
@@ -18,7 +19,7 @@ class EventController(Controller):
     path = "/events"
     tags = ["log"]
 
-    @get()
+    @get(summary="The log, page by page")
     async def page(
         self,
         service: NamedDependency[Service],
@@ -38,12 +39,13 @@ class EventController(Controller):
             profile_uuid=profile_uuid,
         )
 
-    @get("/{position:str}")
+    @get("/{position:str}", summary="One logged event", responses=NOT_FOUND)
     async def one(
         self,
         position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
         service: NamedDependency[Service],
     ) -> Event:
+        """One logged event, its body exactly as it was received."""
         found = await service.read(queries.event, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")

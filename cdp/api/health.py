@@ -8,7 +8,8 @@ from cdp.api.service import Service
 from cdp.schemas import Health
 
 
-@get("/health", tags=["service"])
+@get("/health", tags=["service"], summary="Is the service up?")
 async def health(service: NamedDependency[Service]) -> Health:
+    """Answers 200 while the service and its database answer, 503 otherwise."""
     head = await service.health(log.head)
     return Health(status="ok", database=service.engine.dialect.name, head=head)

@@ -6,6 +6,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 
 from cdp import queries
+from cdp.api.docs import NOT_FOUND
 from cdp.api.params import After, Limit, listing
 from cdp.api.service import Service
 from cdp.phones import normalize
@@ -16,7 +17,7 @@ class ProfileController(Controller):
     path = "/profiles"
     tags = ["profiles"]
 
-    @get()
+    @get(summary="Profiles by phone number")
     async def by_phone(
         self,
         phone: FromQuery[str],
@@ -31,8 +32,9 @@ class ProfileController(Controller):
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
         return await service.read(queries.profiles_by_phone, number, listing(after, limit))
 
-    @get("/{uuid:str}")
+    @get("/{uuid:str}", summary="A profile", responses=NOT_FOUND)
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
+        """A customer: the chats they own across messengers, their phones and names."""
         found = await service.read(queries.profile, uuid)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")

@@ -12,11 +12,12 @@ class ProjectionController(Controller):
     path = "/projections"
     tags = ["projections"]
 
-    @get()
+    @get(summary="How far each projection has got")
     async def positions(self, service: NamedDependency[Service]) -> Items[Projection]:
+        """Each projection's checkpoint, the log head and the lag between them."""
         return await _positions(service)
 
-    @post("/rebuild", status_code=200)
+    @post("/rebuild", status_code=200, summary="Rebuild every projection")
     async def rebuild(self, service: NamedDependency[Service]) -> Items[Projection]:
         """Rebuild every projection from the log; answers when done. Ingest waits meanwhile."""
 

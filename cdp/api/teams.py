@@ -17,7 +17,7 @@ class TeamController(Controller):
     path = "/teams/{team_id:str}"
     tags = ["teams"]
 
-    @get("/chats")
+    @get("/chats", summary="A team's chats")
     async def chats(
         self,
         team_id: Annotated[int, PathParameter(ge=0, le=INT64_MAX)],

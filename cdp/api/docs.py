@@ -1,0 +1,170 @@
+"""The OpenAPI schema and its pages: served by cdp itself, true to what the API sends.
+
+The pages' JavaScript and CSS come from the openapi-ui-bundles package, so /schema works
+with no internet access. The webhook's request body is documented from the pydantic
+envelope, with the samples in cdp/samples as examples.
+"""
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import openapi_ui_bundles
+from litestar.datastructures import CacheControlHeader
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from litestar.plugins import ReceiveRoutePlugin
+from litestar.router import Router
+from litestar.routes import BaseRoute, HTTPRoute
+from litestar.static_files import create_static_files_router
+from pydantic import BaseModel
+
+from cdp.schemas import Problem
+from cdp.webhook import ChatPayload, Envelope, SessionUpdatedPayload
+
+ASSETS: Final = "/schema/assets"
+SAMPLES: Final = Path(__file__).parents[1] / "samples"
+_FAVICON: Final = f"<link rel='icon' type='image/png' href='{ASSETS}/swagger/favicon-32x32.png'>"
+
+
+def config(title: str, version: str, description: str) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title=title,
+        version=version,
+        description=description,
+        use_handler_docstrings=True,
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path=["/", "/swagger"],
+                js_url=f"{ASSETS}/swagger/swagger-ui-bundle.js",
+                css_url=f"{ASSETS}/swagger/swagger-ui.css",
+                standalone_preset_js_url=f"{ASSETS}/swagger/swagger-ui-standalone-preset.js",
+                favicon=_FAVICON,
+            ),
+            RedocRenderPlugin(
+                js_url=f"{ASSETS}/redoc/redoc.standalone.js", google_fonts=False, favicon=_FAVICON
+            ),
+        ],
+    )
+
+
+def asset_routers() -> list[Router]:
+    cache = CacheControlHeader(max_age=86400)
+    return [
+        create_static_files_router(
+            path=f"{ASSETS}/{name}",
+            directories=[bundle.static_path],
+            name=f"{name}-assets",
+            cache_control=cache,
+            include_in_schema=False,
+        )
+        for name, bundle in (
+            ("swagger", openapi_ui_bundles.swagger_ui),
+            ("redoc", openapi_ui_bundles.redoc),
+        )
+    ]
+
+
+def problem(description: str, example: dict[str, Any] | None = None) -> ResponseSpec:
+    """An error answer as it is sent: {detail, errors}."""
+    examples = [Example(summary=description, value=example)] if example else None
+    return ResponseSpec(
+        Problem, description=description, generate_examples=False, examples=examples
+    )
+
+
+# Every endpoint can answer these; a handler's own description of one wins.
+COMMON_ERRORS: Final = {
+    400: problem(
+        "Invalid request: `errors` names each bad or unknown parameter",
+        {
+            "detail": "invalid request: limit: Expected `int` <= 1000",
+            "errors": [{"path": "limit", "message": "Expected `int` <= 1000"}],
+        },
+    ),
+    503: problem(
+        "The database is unavailable, or busy (then with Retry-After)",
+        {"detail": "database unavailable"},
+    ),
+}
+NOT_FOUND: Final = {404: problem("Nothing by that identifier", {"detail": "no chat 'c-1'"})}
+
+
+class DefaultResponses(ReceiveRoutePlugin):
+    """Gives every cdp endpoint the error answers every endpoint can give."""
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if handler.fn.__module__.startswith("cdp."):
+                    handler.responses = {**COMMON_ERRORS, **(handler.responses or {})}
+
+
+@dataclass
+class WebhookOperation(Operation):
+    """POST /webhooks/fasttrack reads its body itself; this says what that body is."""
+
+    def __post_init__(self) -> None:
+        examples = {
+            path.stem: Example(
+                summary=path.stem.replace("_", " "), value=json.loads(path.read_text())
+            )
+            for path in sorted(SAMPLES.glob("*.json"))
+        }
+        self.request_body = RequestBody(
+            required=True,
+            description=(
+                "One webhook exactly as Fasttrack sends it. The four known event types are "
+                "checked as described; any other event type needs only a valid envelope."
+            ),
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=envelope_schema(),  # type: ignore[arg-type]
+                    examples=examples,  # type: ignore[arg-type]
+                )
+            },
+        )
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The envelope, with the payloads of the known event types spelled out."""
+    schema = inline_schema(Envelope)
+    schema["properties"]["payload"] = {
+        "description": (
+            "For session_updated: a session with its team is required. For message_created, "
+            "operator_replied and message_updated: the chat is required. Other fields are kept."
+        ),
+        "anyOf": [
+            inline_schema(SessionUpdatedPayload),
+            inline_schema(ChatPayload),
+            {"type": "object", "description": "the payload of another event type"},
+        ],
+    }
+    schema["properties"]["timestamp"]["description"] = (
+        "When the event happened, in milliseconds since the epoch: from 2000 to "
+        "CDP_MAX_CLOCK_SKEW ahead of the server's clock."
+    )
+    return schema
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its $defs inlined: Litestar keeps its own components."""
+    schema = model.model_json_schema(mode="validation")
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                rest = {key: value for key, value in node.items() if key != "$ref"}
+                target = copy.deepcopy(definitions[reference.removeprefix("#/$defs/")])
+                return {**inline(target), **inline(rest)}
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return dict(inline(schema))
