@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> Litestar:
         type_encoders=serialization.TYPE_ENCODERS,
         plugins=[serialization.RawJSONSchema(), docs.DefaultResponses()],
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
+        logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
 
 

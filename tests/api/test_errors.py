@@ -1,0 +1,95 @@
+"""Errors a person can act on: one log line with the reason, no personal data, no internals."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from cdp.api import create_app
+from cdp.settings import Settings
+from tests.factories import webhook
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def test_a_422_is_logged_on_one_line_with_its_field_errors(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = webhook("session_updated", team="12a", phone="+7 999 123-45-67")
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
+    assert answer.status_code == 422
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert line.startswith("POST /webhooks/fasttrack -> 422: invalid webhook: ")
+    assert "payload.session.team.id" in line
+    assert "\n" not in line
+
+
+def test_a_logged_refusal_never_holds_a_phone_number_or_a_long_text_in_full(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/profiles", params={"phone": "+7 999 123-45-67 ext"})
+        assert answer.status_code == 400
+        long = "Здравствуйте, меня зовут Анна, мой заказ 12345678 не пришёл"
+        body = webhook("message_created", chat=long + " ")
+        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+    lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert len(lines) == 2
+    assert all("123-45-67" not in line and "1234567" not in line for line in lines)
+    assert all(long not in line and "12345678" not in line for line in lines)
+    assert "phone=" in lines[0]
+
+
+def test_a_404_and_an_unknown_parameter_are_logged_with_their_reason(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        client.get("/chats/nobody")
+        client.get("/events", params={"chat_uid": "c"})
+    lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert lines[0] == "GET /chats/nobody -> 404: no chat 'nobody'"
+    assert "unknown query parameter 'chat_uid'" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://cdp_user@127.0.0.1:1/secret_db",
+        "sqlite:///{tmp}/no/such/folder/cdp.db",
+    ],
+)
+def test_a_503_says_the_database_is_unavailable_and_nothing_more(
+    url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(database_url=url.format(tmp=tmp_path), database_connect_timeout=1)
+    with caplog.at_level(logging.INFO, logger="cdp.api"), TestClient(create_app(settings)) as bad:
+        body = json.dumps(webhook("message_created"))
+        answers = [
+            bad.get("/health"),
+            bad.get("/chats/c"),
+            bad.post("/webhooks/fasttrack", content=body),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.json() == {"detail": "database unavailable"}
+        assert answer.headers["Retry-After"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert len(lines) == 3
+    assert all("database unavailable: OperationalError" in line for line in lines)
+
+
+def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(
+    client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("the projector is broken at /srv/cdp/secret")
+
+    monkeypatch.setattr("cdp.queries.chat", broken)
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/chats/c")
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "internal server error"}
+    assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
