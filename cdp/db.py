@@ -1,5 +1,6 @@
 """Engines, transactions and the few statements that differ between SQLite and PostgreSQL."""
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -40,14 +41,18 @@ def make_engine(
     statement timeout) and explicit transactions.
     """
     pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": wait.total_seconds()}
+    # JSON columns keep text as text, not \u escapes: what they hold is served as it is.
+    options: dict[str, Any] = {**pool, "json_serializer": _json}
     if make_url(url).get_backend_name() != "sqlite":
         milliseconds = statement_timeout // timedelta(milliseconds=1)
         connect_args = {
             "connect_timeout": max(1, round(connect_timeout.total_seconds())),
             "options": f"-c statement_timeout={milliseconds}",
         }
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
-    engine = create_engine(url, connect_args={"timeout": statement_timeout.total_seconds()}, **pool)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
+    engine = create_engine(
+        url, connect_args={"timeout": statement_timeout.total_seconds()}, **options
+    )
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -75,6 +80,10 @@ def writing(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_WRITER: True})
         with connection.begin():
             yield connection
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def dialect(connection: Connection | Engine) -> str:
