@@ -189,6 +189,14 @@ def test_the_timeline_is_in_time_order_with_every_kind(client: Client) -> None:
     assert client.get("/chats/missing/timeline").status_code == 404
 
 
+def test_a_reply_whose_webhook_names_no_operator_shows_operator_null(client: Client) -> None:
+    anonymous = webhook("operator_replied", chat="c", at=PAST + MINUTE, team=1, message="hi")
+    deliver(client, *opened("c"), anonymous)
+    replies = [i for i in items(client, "/chats/c/timeline") if i["kind"] == "operator_reply"]
+    assert [item["operator"] for item in replies] == [None]
+    assert client.get("/chats/c").json()["operator"] is None
+
+
 def test_a_team_lists_the_chats_it_has_now_by_state(client: Client) -> None:
     deliver(client, *opened("old", at=PAST, team=1), *opened("new", at=now_ms() - MINUTE, team=1))
     deliver(client, *opened("moved", at=PAST, team=1), handoff("moved", at=PAST + MINUTE, team=2))

@@ -1,0 +1,79 @@
+"""Every wait on the database is bounded: connecting, a statement, a free connection."""
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from cdp.db import make_engine
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_connecting_to_a_server_that_never_answers_gives_up_after_the_connect_timeout(
+    silent_server: int,
+) -> None:
+    engine = make_engine(
+        f"postgresql+psycopg://cdp@127.0.0.1:{silent_server}/cdp",
+        connect_timeout=timedelta(seconds=1),
+    )
+    failures: list[Exception] = []
+
+    def connect() -> None:
+        try:
+            engine.connect().close()
+        except Exception as error:
+            failures.append(error)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(timeout=30)  # without a connect timeout the driver waits for ever
+    assert not attempt.is_alive()
+    assert [type(error) for error in failures] == [OperationalError]
+    engine.dispose()
+
+
+def test_a_postgresql_statement_longer_than_the_statement_timeout_is_cancelled(
+    postgres_url: str,
+) -> None:
+    engine = make_engine(postgres_url, statement_timeout=timedelta(seconds=1))
+    with pytest.raises(OperationalError, match="statement timeout"), engine.connect() as c:
+        c.execute(text("SELECT pg_sleep(5)"))
+    engine.dispose()
+
+
+def test_waiting_for_a_free_connection_gives_up_after_the_pool_timeout(engine: Engine) -> None:
+    bounded = make_engine(str(engine.url), connections=1, wait=timedelta(milliseconds=200))
+    with bounded.connect(), pytest.raises(PoolTimeout), bounded.connect():
+        pass
+    bounded.dispose()
