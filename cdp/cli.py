@@ -226,13 +226,11 @@ def _size(file: BinaryIO) -> int | None:
 
 def _report(tally: _Tally) -> None:
     click.echo(str(tally))
+    malformed = ("not valid JSON", "must be a JSON object")
+    if any(word in reason for _, reason in tally.rejected for word in malformed):
+        click.echo(f"hint: {ONE_OBJECT_PER_LINE}")
     for number, reason in tally.rejected:
         click.echo(f"line {number}: {reason}")
-    if any(
-        "not valid JSON" in reason or "must be a JSON object" in reason
-        for _, reason in tally.rejected
-    ):
-        click.echo(f"hint: {ONE_OBJECT_PER_LINE}")
 
 
 @main.command()

@@ -98,7 +98,8 @@ def database_url(value: str) -> URL:
     if url.drivername == "postgresql+psycopg":
         if importlib.util.find_spec("psycopg") is None:
             raise ValueError(
-                "the PostgreSQL driver is not installed: pip install 'cdp[postgresql]'"
+                "the PostgreSQL driver is not installed: install it with pip install "
+                "'psycopg[binary]' (from a checkout of cdp: pip install -e '.[postgresql]')"
             )
     elif url.drivername in ("sqlite", "sqlite+pysqlite"):
         if url.database in (None, "", ":memory:"):

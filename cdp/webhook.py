@@ -249,6 +249,8 @@ def parse(raw: bytes | str, *, latest: int) -> Incoming:
         # NaN and Infinity become floats here only to be refused, with their path, below.
         document = json.loads(body, parse_constant=float)
     except ValueError as error:
+        if "integer string conversion" in str(error):  # Python's own cap on integer digits
+            raise MalformedBody("body holds an integer of more than 4300 digits") from None
         raise MalformedBody(f"body is not valid JSON: {error}") from None
     assert depth <= MAX_DEPTH
     if not isinstance(document, dict):

@@ -8,7 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from cdp import queries
-from cdp.api.docs import NOT_FOUND
+from cdp.api.docs import not_found
 from cdp.api.params import After, Limit, Moment, listing, period
 from cdp.api.service import Service
 from cdp.schemas import Chat, Handoff, Page, Session, TimelineItem
@@ -21,7 +21,7 @@ class ChatController(Controller):
     path = "/chats/{uuid:str}"
     tags = ["chats"]
 
-    @get(summary="A chat", responses=NOT_FOUND)
+    @get(summary="A chat", responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"))
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Chat:
         """The chat's attributes, its profile, its team and operator now, and its latest session."""
         found = await service.read(queries.chat, uuid, service.clock())
@@ -29,7 +29,11 @@ class ChatController(Controller):
             raise NotFoundException(f"no chat {uuid!r}")
         return found
 
-    @get("/sessions", summary="A chat's sessions", responses=NOT_FOUND)
+    @get(
+        "/sessions",
+        summary="A chat's sessions",
+        responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"),
+    )
     async def sessions(
         self,
         uuid: FromPath[str],
@@ -43,7 +47,11 @@ class ChatController(Controller):
         )
         return _found(found, uuid)
 
-    @get("/handoffs", summary="A chat's handoffs", responses=NOT_FOUND)
+    @get(
+        "/handoffs",
+        summary="A chat's handoffs",
+        responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"),
+    )
     async def handoffs(
         self,
         uuid: FromPath[str],
@@ -55,7 +63,11 @@ class ChatController(Controller):
         found = await service.read(queries.chat_handoffs, uuid, listing(after, limit))
         return _found(found, uuid)
 
-    @get("/timeline", summary="A chat's timeline", responses=NOT_FOUND)
+    @get(
+        "/timeline",
+        summary="A chat's timeline",
+        responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"),
+    )
     async def timeline(
         self,
         uuid: FromPath[str],

@@ -79,10 +79,16 @@ def problem(description: str, example: dict[str, Any] | None = None) -> Response
 # Every endpoint can answer these; a handler's own description of one wins.
 COMMON_ERRORS: Final = {
     400: problem(
-        "Invalid request: `errors` names each bad or unknown parameter",
+        "Invalid request: `errors` names each bad, repeated or unknown parameter",
         {
-            "detail": "invalid request: limit: Expected `int` <= 1000",
-            "errors": [{"path": "limit", "message": "Expected `int` <= 1000"}],
+            "detail": "invalid request: chat_uid: unknown query parameter 'chat_uid' (this "
+            "endpoint takes: none)",
+            "errors": [
+                {
+                    "path": "chat_uid",
+                    "message": "unknown query parameter 'chat_uid' (this endpoint takes: none)",
+                }
+            ],
         },
     ),
     503: problem(
@@ -90,7 +96,11 @@ COMMON_ERRORS: Final = {
         {"detail": "database unavailable"},
     ),
 }
-NOT_FOUND: Final = {404: problem("Nothing by that identifier", {"detail": "no chat 'c-1'"})}
+
+
+def not_found(example: str) -> dict[int, ResponseSpec]:
+    """A 404 for an endpoint that looks one thing up, with the answer it gives."""
+    return {404: problem("Nothing by that identifier", {"detail": example})}
 
 
 class DefaultResponses(ReceiveRoutePlugin):

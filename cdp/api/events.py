@@ -8,7 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from cdp import queries
-from cdp.api.docs import NOT_FOUND
+from cdp.api.docs import not_found
 from cdp.api.params import Limit
 from cdp.api.service import Service
 from cdp.schemas import Event, EventPage
@@ -39,7 +39,11 @@ class EventController(Controller):
             profile_uuid=profile_uuid,
         )
 
-    @get("/{position:str}", summary="One logged event", responses=NOT_FOUND)
+    @get(
+        "/{position:str}",
+        summary="One logged event",
+        responses=not_found("no event at position 42"),
+    )
     async def one(
         self,
         position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],

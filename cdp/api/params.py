@@ -2,13 +2,15 @@
 
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NoReturn
 
+from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg, PathParameter, QueryParameter
 
 from cdp.queries import Listing
+from cdp.webhook import EARLIEST_TIMESTAMP_MS
 
 Limit = Annotated[
     int, QueryParameter(ge=1, le=1000, description="How many items a page holds, 1 to 1000.")
@@ -39,30 +41,32 @@ def moment(name: str, value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        milliseconds = int(text)
+        if milliseconds < EARLIEST_TIMESTAMP_MS:
+            _refuse(name, f"{value} ms is before 2000-01-01: it looks like seconds, not ms")
+        return min(milliseconds, _MAX_MS)
     try:
-        if text.isascii() and text.isdigit():
-            milliseconds = int(text)
-            if milliseconds > _MAX_MS:
-                raise ValueError
-            return milliseconds
         if len(text) == 10:
             parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
         else:
             parsed = datetime.fromisoformat(text)
     except ValueError:
-        message = f"must be ISO 8601, a date (YYYY-MM-DD) or epoch milliseconds, got {value!r}"
-        raise ValidationException(message, extra=[{"key": name, "message": message}]) from None
+        _refuse(name, f"must be ISO 8601, a date (YYYY-MM-DD) or epoch milliseconds, got {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _refuse(name: str, message: str) -> NoReturn:
+    raise ValidationException(message, extra=[{"key": name, "message": message}])
 
 
 def period(since: str | None, until: str | None) -> tuple[int | None, int | None]:
     """(since, until) in ms; a 400 if either is unreadable or since comes after until."""
     start, end = moment("since", since), moment("until", until)
     if start is not None and end is not None and start > end:
-        message = f"since ({since}) is after until ({until})"
-        raise ValidationException(message, extra=[{"key": "since", "message": message}])
+        _refuse("since", f"since ({since}) is after until ({until})")
     return start, end
 
 
@@ -79,3 +83,30 @@ def query_names(handler: HTTPRouteHandler) -> dict[str, str]:
         elif isinstance(declared, ParameterKwarg) and declared.query:
             names[name] = declared.query
     return names
+
+
+def check(request: Request[Any, Any, Any]) -> None:
+    """Refuse NUL characters, and query parameters the endpoint does not take or takes once.
+
+    No identifier cdp stores holds a NUL, and PostgreSQL cannot even compare one. An unknown
+    parameter is most often a typo, and a repeated one a mistake: answering as if it were
+    not there would answer a question nobody asked.
+    """
+    problems = []
+    if "\x00" in request.url.path:
+        problems.append({"key": "path", "message": "must not contain a NUL character"})
+    given = [name for name, _ in request.query_params.multi_items()]
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            problems.append({"key": name, "message": "must not contain a NUL character"})
+    handler = request.route_handler
+    if handler.fn.__module__.startswith("cdp."):  # not the OpenAPI pages
+        known = set(query_names(handler).values())
+        takes = ", ".join(sorted(known)) or "none"
+        for name in sorted(set(given) - known):
+            message = f"unknown query parameter {name!r} (this endpoint takes: {takes})"
+            problems.append({"key": name, "message": message})
+        for name in sorted({name for name in given if given.count(name) > 1} & known):
+            problems.append({"key": name, "message": "given more than once"})
+    if problems:
+        raise ValidationException("invalid request", extra=problems)

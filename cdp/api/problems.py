@@ -31,18 +31,29 @@ Answer = Response[dict[str, object]]
 _QUOTED: Final = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
 _DIGITS: Final = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 _SHOWN: Final = 24
+_MISSING: Final = re.compile(r"Missing required \w+ parameter '([^']+)'")
 
 
 def redact(text: str) -> str:
     """`text` with each quoted value cut short and its digit runs masked but the last two."""
-    return _QUOTED.sub(lambda match: _mask(match.group()), text)
+    return _printable(_QUOTED.sub(lambda match: _mask(match.group()), text))
+
+
+def _printable(text: str) -> str:
+    """No line breaks, NULs or terminal escapes from a request can reach the log as they are."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _mask(value: str) -> str:
-    masked = _DIGITS.sub(
-        lambda digits: "*" * (len(digits.group()) - 2) + digits.group()[-2:], value
-    )
+    """A quoted value: digit runs masked, and cut short."""
+    masked = _masked_digits(value)
     return masked if len(masked) <= _SHOWN else masked[: _SHOWN - 1] + "…" + masked[-1]
+
+
+def _masked_digits(text: str) -> str:
+    return _DIGITS.sub(lambda digits: "*" * (len(digits.group()) - 2) + digits.group()[-2:], text)
 
 
 def problem(
@@ -54,8 +65,12 @@ def problem(
     cause: str | None = None,
 ) -> Answer:
     """The answer, logged on one line with its reason (`cause` if the answer says less)."""
-    query = "&".join(f"{key}={_mask(repr(value))}" for key, value in request.query_params.items())
-    target = request.url.path + (f"?{query}" if query else "")
+    query = "&".join(
+        f"{_printable(key)}={_mask(repr(value))}"
+        for key, value in request.query_params.multi_items()
+    )
+    # The path can hold a phone-like id, or a forged log line: masked and escaped too.
+    target = _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
     level = logging.WARNING if status >= 500 else logging.INFO
     logger.log(level, "%s %s -> %d: %s", request.method, target, status, redact(cause or detail))
     content: dict[str, object] = {"detail": detail}
@@ -65,7 +80,9 @@ def problem(
 
 
 def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
-    return problem(request, HTTP_400_BAD_REQUEST, str(error))
+    return problem(
+        request, HTTP_400_BAD_REQUEST, str(error), [{"path": "body", "message": str(error)}]
+    )
 
 
 def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
@@ -85,6 +102,8 @@ def bad_parameters(request: AnyRequest, error: ValidationException) -> Answer:
         for item in extra
         if isinstance(item, dict)
     ]
+    if not errors and (missing := _MISSING.search(str(error.detail))):
+        errors = [{"path": missing.group(1), "message": "is required"}]
     detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or error.detail
     return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
 
@@ -95,6 +114,9 @@ def bad_cursor(request: AnyRequest, error: BadCursor) -> Answer:
 
 
 def http_error(request: AnyRequest, error: HTTPException) -> Answer:
+    if error.detail == "client disconnected prematurely":  # Litestar's words; nobody to answer
+        detail = "the client went away before it sent the whole body"
+        return problem(request, HTTP_400_BAD_REQUEST, detail)
     return problem(request, error.status_code, error.detail, headers=error.headers)
 
 

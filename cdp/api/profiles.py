@@ -6,7 +6,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 
 from cdp import queries
-from cdp.api.docs import NOT_FOUND
+from cdp.api.docs import not_found
 from cdp.api.params import After, Limit, listing
 from cdp.api.service import Service
 from cdp.phones import normalize
@@ -32,7 +32,11 @@ class ProfileController(Controller):
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
         return await service.read(queries.profiles_by_phone, number, listing(after, limit))
 
-    @get("/{uuid:str}", summary="A profile", responses=NOT_FOUND)
+    @get(
+        "/{uuid:str}",
+        summary="A profile",
+        responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
+    )
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
         """A customer: the chats they own across messengers, their phones and names."""
         found = await service.read(queries.profile, uuid)

@@ -93,3 +93,66 @@ def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_a
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal server error"}
     assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
+
+
+@pytest.mark.parametrize(
+    ("path", "forged"),
+    [
+        ("/chats/x%0A2026-11-25 13:00:00,000 INFO cdp.api: FORGED", "\n"),
+        ("/chats/x%00y", "\x00"),
+        ("/chats/x%1B[31mred", "\x1b"),
+    ],
+)
+def test_a_path_cannot_forge_a_log_line_or_write_control_characters(
+    client: Client, caplog: pytest.LogCaptureFixture, path: str, forged: str
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        assert client.get(path).status_code in (400, 404)
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert forged not in line
+    assert line.isprintable()
+
+
+def test_a_phone_like_id_in_the_path_is_masked_in_the_log(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        assert client.get("/chats/79991234567").status_code == 404
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert "9991234567" not in line
+    assert "/chats/*********67" in line
+
+
+@pytest.mark.parametrize(
+    ("request_path", "named"),
+    [
+        ("/events?limit=1&limit=1000", "limit"),
+        ("/teams/1/chats?state=open&state=idle", "state"),
+        ("/profiles", "phone"),
+        ("/events?event_type=a%00", "event_type"),
+        ("/chats/a%00b", "path"),
+    ],
+)
+def test_every_400_names_what_is_wrong_in_errors(
+    client: Client, request_path: str, named: str
+) -> None:
+    answer = client.get(request_path)
+    assert answer.status_code == 400
+    assert [error["path"] for error in answer.json()["errors"]] == [named]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{", "not valid JSON"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "an integer of more than 4300 digits"),
+        (b"[" * 100 + b"]" * 100, "nested more than 64 levels deep"),
+    ],
+)
+def test_a_body_that_cannot_be_read_is_a_400_naming_the_body(
+    client: Client, body: bytes, says: str
+) -> None:
+    answer = client.post("/webhooks/fasttrack", content=body)
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [{"path": "body", "message": answer.json()["detail"]}]
+    assert says in answer.json()["detail"]
