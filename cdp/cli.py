@@ -169,7 +169,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
     registry = projectors.registry(settings)
     tally = _Tally()
     batch: list[Incoming] = []
-    number = 0
+    number = first_unstored = 0
     progress = tqdm(
         total=_size(file),
         unit="B",
@@ -197,17 +197,20 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
                 if not body.strip():
                     continue
                 try:
-                    batch.append(parse(body, latest=latest_timestamp(settings.max_clock_skew)))
+                    incoming = parse(body, latest=latest_timestamp(settings.max_clock_skew))
                 except (MalformedBody, InvalidWebhook) as error:
                     tally.rejected.append((number, str(error)))
+                else:
+                    first_unstored = first_unstored if batch else number
+                    batch.append(incoming)
                 if len(batch) >= batch_size:
                     flush()
             flush()
     except (DBAPIError, PoolTimeout, OSError) as error:
-        first = number - len(batch) + 1 if batch else number
         _report(tally)
         raise ImportStopped(
-            f"import stopped at line {first}: {_reason(error)}. Lines before it are stored; "
+            f"import stopped at line {first_unstored if batch else number}: {_reason(error)}. "
+            "Lines before it are stored; "
             "run the same import again to store the rest (what is stored counts as duplicates)"
         ) from None
     _report(tally)

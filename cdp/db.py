@@ -42,12 +42,19 @@ def make_engine(
     """
     pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": wait.total_seconds()}
     # JSON columns keep text as text, not \u escapes: what they hold is served as it is.
-    options: dict[str, Any] = {**pool, "json_serializer": _json}
+    # hide_parameters: a failed statement's values (phone numbers, messages) stay out of logs.
+    options: dict[str, Any] = {**pool, "json_serializer": _json, "hide_parameters": True}
     if make_url(url).get_backend_name() != "sqlite":
         milliseconds = statement_timeout // timedelta(milliseconds=1)
         connect_args = {
             "connect_timeout": max(1, round(connect_timeout.total_seconds())),
             "options": f"-c statement_timeout={milliseconds}",
+            # A server gone silent (a network partition) is noticed in about a minute.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 60_000,
         }
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
     engine = create_engine(
@@ -58,6 +65,8 @@ def make_engine(
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN, so writers can ask for IMMEDIATE.
         dbapi_connection.isolation_level = None
+        # Text that is not UTF-8 (only ever written around cdp) reads with U+FFFD, not an error.
+        dbapi_connection.text_factory = _utf8
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -80,6 +89,10 @@ def writing(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_WRITER: True})
         with connection.begin():
             yield connection
+
+
+def _utf8(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _json(value: object) -> str:

@@ -1,6 +1,5 @@
 """The event log: idempotent appends in commit order, and reads after a position."""
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -8,6 +7,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Row, func, select, text
 
 from cdp.models import events
+from cdp.times import now_ms
 from cdp.webhook import Incoming, Webhook, logged
 
 # Any constant will do: it only has to be the same for every writer of one database.
@@ -53,7 +53,7 @@ def append(
     The caller holds lock(). A body that is already logged (or repeated within the
     batch) is a duplicate and answers with the position of the first copy.
     """
-    received_at = received_at if received_at is not None else time.time_ns() // 1_000_000
+    received_at = received_at if received_at is not None else now_ms()
     known = _positions(connection, {incoming.dedupe_key for incoming in batch})
     fresh: dict[str, Incoming] = {}
     for incoming in batch:

@@ -4,14 +4,18 @@ import base64
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    Integer,
     Row,
     Select,
+    String,
     Text,
     and_,
     cast,
@@ -24,7 +28,7 @@ from sqlalchemy import (
 from cdp import log, models, schemas
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
 from cdp.projectors import positions
-from cdp.schemas import utc
+from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
 
 T = TypeVar("T")
@@ -100,18 +104,34 @@ def _encode(key: list[Any]) -> str:
 
 
 def _decode(cursor: str, order: Sequence[tuple[ColumnElement[Any], bool]]) -> list[Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
-        key = None
-    kinds = [column.type.python_type for column, _ in order]
+    key = None
+    if len(cursor) <= _MAX_CURSOR:
+        with suppress(ValueError):
+            key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     if not (
         isinstance(key, list)
-        and len(key) == len(kinds)
-        and all(type(value) is kind for value, kind in zip(key, kinds, strict=True))
+        and len(key) == len(order)
+        and all(_fits(value, column) for value, (column, _) in zip(key, order, strict=True))
     ):
-        raise BadCursor(f"{cursor!r} is not a cursor of this list: pass a `next` it gave")
+        raise BadCursor(f"{cursor[:80]!r} is not a cursor of this list: pass a `next` it gave")
     return key
+
+
+_MAX_CURSOR: Final = 1000
+
+
+def _fits(value: object, column: ColumnElement[Any]) -> bool:
+    """Could a row hold `value` in `column`? A forged cursor must not reach the database."""
+    if isinstance(column.type, Integer):  # BigInteger too
+        bits = 63 if isinstance(column.type, BigInteger) else 31
+        return type(value) is int and -(2**bits) <= value < 2**bits
+    if isinstance(column.type, String):
+        return (
+            type(value) is str
+            and "\x00" not in value
+            and not any("\ud800" <= character <= "\udfff" for character in value)
+        )
+    return False
 
 
 def profile(connection: Connection, uuid: str) -> schemas.Profile | None:

@@ -1,13 +1,14 @@
 """What the API answers: read models as pydantic schemas, times as UTC datetimes."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
+from cdp.times import iso
+
 T = TypeVar("T")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SessionState = Literal["open", "idle"]
 Kind = Literal[
     "session_opened",
@@ -18,15 +19,6 @@ Kind = Literal[
     "message_updated",
     "other",
 ]
-
-
-def utc(milliseconds: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=milliseconds)
-
-
-def iso(moment: datetime) -> str:
-    """One format for every time: ISO 8601 in UTC, always with milliseconds."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Instant = Annotated[datetime, PlainSerializer(iso, return_type=str)]
@@ -61,12 +53,6 @@ class RawJSON:
 
 def _not_json(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
-
-
-def milliseconds(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 class Team(BaseModel):

@@ -8,11 +8,10 @@ import hashlib
 import json
 import math
 import re
-import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -26,6 +25,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from cdp.times import iso, now_ms, utc
 
 SESSION_UPDATED: Final = "session_updated"
 MESSAGE_CREATED: Final = "message_created"
@@ -65,7 +66,7 @@ class InvalidWebhook(ValueError):
 
 def team_id(value: object) -> int | None:
     """Fasttrack documents the id as a number but sends strings of digits too; None if neither."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     elif not isinstance(value, int) or isinstance(value, bool):
         return None
@@ -200,8 +201,8 @@ class Envelope(_Model):
         latest: int = info.context["latest"]
         if value > latest:
             raise ValueError(
-                f"{value} ({_iso(value)}) is further ahead of the server's clock than "
-                f"CDP_MAX_CLOCK_SKEW allows (latest accepted now: {_iso(latest)})"
+                f"{value} ({iso(utc(value))}) is further ahead of the server's clock than "
+                f"CDP_MAX_CLOCK_SKEW allows (latest accepted now: {iso(utc(latest))})"
             )
         return value
 
@@ -231,7 +232,7 @@ class Incoming:
 
 def latest_timestamp(max_clock_skew: timedelta) -> int:
     """The latest timestamp accepted now: the server's clock plus the allowed skew."""
-    return time.time_ns() // 1_000_000 + max_clock_skew // timedelta(milliseconds=1)
+    return now_ms() + max_clock_skew // timedelta(milliseconds=1)
 
 
 def parse(raw: bytes | str, *, latest: int) -> Incoming:
@@ -243,7 +244,7 @@ def parse(raw: bytes | str, *, latest: int) -> Incoming:
         body = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as error:
         raise MalformedBody(f"body is not UTF-8: {error}") from None
-    if (depth := nesting(body, MAX_DEPTH)) > MAX_DEPTH:
+    if nesting(body, MAX_DEPTH) > MAX_DEPTH:
         raise MalformedBody(f"body is nested more than {MAX_DEPTH} levels deep")
     try:
         # NaN and Infinity become floats here only to be refused, with their path, below.
@@ -252,7 +253,6 @@ def parse(raw: bytes | str, *, latest: int) -> Incoming:
         if "integer string conversion" in str(error):  # Python's own cap on integer digits
             raise MalformedBody("body holds an integer of more than 4300 digits") from None
         raise MalformedBody(f"body is not valid JSON: {error}") from None
-    assert depth <= MAX_DEPTH
     if not isinstance(document, dict):
         raise MalformedBody(f"body must be a JSON object, got {_json_type(document)}")
     try:
@@ -317,7 +317,8 @@ def logged(body: str) -> dict[str, Any] | None:
 
 
 # A JSON string, escapes included; what is left between strings holds every bracket.
-_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# An unterminated string runs to the end: no rescan from each quote, so the scan stays linear.
+_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _BRACKET: Final = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -353,7 +354,7 @@ def _walk(document: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], Any
 def _unrepresentable(document: dict[str, Any]) -> FieldError:
     """The first value that is no JSON number or no Unicode text, as a field error."""
     for path, value in _walk(document):
-        where = ".".join(map(str, path)) or "body"
+        where = ".".join(str(part)[:64] for part in path) or "body"
         if isinstance(value, float) and not math.isfinite(value):
             return FieldError(where, "must be a finite number (it overflows a double, or is NaN)")
         if isinstance(value, str) and not _is_unicode(value):
@@ -401,16 +402,6 @@ def _field_errors(error: ValidationError, prefix: str | None = None) -> list[Fie
         message = item["msg"].removeprefix("Value error, ")
         errors.append(FieldError(path=path or "body", message=message))
     return errors
-
-
-def _iso(milliseconds: int) -> str:
-    if not 0 <= milliseconds <= _LAST_MS:
-        return "a time after year 9999" if milliseconds > 0 else "a time before 1970"
-    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_LAST_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def _json_type(value: object) -> Literal["array", "string", "number", "boolean", "null"]:

@@ -9,8 +9,9 @@ from litestar.params import FromPath, QueryParameter
 
 from cdp import queries
 from cdp.api.docs import not_found
-from cdp.api.params import After, Limit, Moment, listing, period
+from cdp.api.params import After, Limit, Moment, period
 from cdp.api.service import Service
+from cdp.queries import Listing
 from cdp.schemas import Chat, Handoff, Page, Session, TimelineItem
 from cdp.webhook import INT64_MAX
 
@@ -24,7 +25,7 @@ class ChatController(Controller):
     @get(summary="A chat", responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"))
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Chat:
         """The chat's attributes, its profile, its team and operator now, and its latest session."""
-        found = await service.read(queries.chat, uuid, service.clock())
+        found = await service.reads.query(queries.chat, uuid, service.clock())
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         return found
@@ -42,8 +43,8 @@ class ChatController(Controller):
         limit: Limit = 100,
     ) -> Page[Session]:
         """The chat's sessions in order, with their teams, handoffs and message counts."""
-        found = await service.read(
-            queries.chat_sessions, uuid, service.clock(), listing(after, limit)
+        found = await service.reads.query(
+            queries.chat_sessions, uuid, service.clock(), Listing(after, limit)
         )
         return _found(found, uuid)
 
@@ -60,7 +61,7 @@ class ChatController(Controller):
         limit: Limit = 100,
     ) -> Page[Handoff]:
         """The chat's handoffs from team to team, in time order."""
-        found = await service.read(queries.chat_handoffs, uuid, listing(after, limit))
+        found = await service.reads.query(queries.chat_handoffs, uuid, Listing(after, limit))
         return _found(found, uuid)
 
     @get(
@@ -76,7 +77,7 @@ class ChatController(Controller):
         limit: Limit = 100,
     ) -> Page[TimelineItem]:
         """The chat's events in time order, each with its kind, session, team and message."""
-        found = await service.read(queries.chat_timeline, uuid, listing(after, limit))
+        found = await service.reads.query(queries.chat_timeline, uuid, Listing(after, limit))
         return _found(found, uuid)
 
 
@@ -96,7 +97,9 @@ class HandoffController(Controller):
     ) -> Page[Handoff]:
         """Handoffs across chats from or to `team_id`, at or after `since`, before `until`."""
         start, end = period(since, until)
-        return await service.read(queries.team_handoffs, listing(after, limit), team_id, start, end)
+        return await service.reads.query(
+            queries.team_handoffs, Listing(after, limit), team_id, start, end
+        )
 
 
 def _found(page: Page[T] | None, uuid: str) -> Page[T]:

@@ -22,6 +22,7 @@ from litestar.routes import BaseRoute, HTTPRoute
 from litestar.static_files import create_static_files_router
 from pydantic import BaseModel
 
+from cdp.api.params import ours
 from cdp.schemas import Problem
 from cdp.webhook import ChatPayload, Envelope, SessionUpdatedPayload
 
@@ -109,7 +110,7 @@ class DefaultResponses(ReceiveRoutePlugin):
     def receive_route(self, route: BaseRoute) -> None:
         if isinstance(route, HTTPRoute):
             for handler in route.route_handlers:
-                if handler.fn.__module__.startswith("cdp."):
+                if ours(handler):
                     handler.responses = {**COMMON_ERRORS, **(handler.responses or {})}
 
 

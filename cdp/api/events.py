@@ -30,7 +30,7 @@ class EventController(Controller):
         profile_uuid: FromQuery[str | None] = None,
     ) -> EventPage:
         """Events after a position, oldest first; follow `next_after` until it is null."""
-        return await service.read(
+        return await service.reads.query(
             queries.events,
             after=after,
             limit=limit,
@@ -50,7 +50,7 @@ class EventController(Controller):
         service: NamedDependency[Service],
     ) -> Event:
         """One logged event, its body exactly as it was received."""
-        found = await service.read(queries.event, position)
+        found = await service.reads.query(queries.event, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")
         return found

@@ -11,5 +11,5 @@ from cdp.schemas import Health
 @get("/health", tags=["service"], summary="Is the service up?")
 async def health(service: NamedDependency[Service]) -> Health:
     """Answers 200 while the service and its database answer, 503 otherwise."""
-    head = await service.health(log.head)
+    head = await service.health.query(log.head)
     return Health(status="ok", database=service.engine.dialect.name, head=head)

@@ -1,16 +1,16 @@
 """Query parameters that several endpoints share, and how their values are read."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from functools import cache
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import ParameterKwarg, PathParameter, QueryParameter
+from litestar.params import QueryParameter
 
-from cdp.queries import Listing
-from cdp.webhook import EARLIEST_TIMESTAMP_MS
+from cdp.times import milliseconds
+from cdp.webhook import EARLIEST_TIMESTAMP_MS, INT64_MAX
 
 Limit = Annotated[
     int, QueryParameter(ge=1, le=1000, description="How many items a page holds, 1 to 1000.")
@@ -28,12 +28,6 @@ Moment = Annotated[
         ),
     ),
 ]
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_MS: Final = 2**63 - 1
-
-
-def listing(after: str | None, limit: int) -> Listing:
-    return Listing(after=after, limit=limit)
 
 
 def moment(name: str, value: str | None) -> int | None:
@@ -42,10 +36,10 @@ def moment(name: str, value: str | None) -> int | None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit() and len(text) <= 19:
-        milliseconds = int(text)
-        if milliseconds < EARLIEST_TIMESTAMP_MS:
+        number = int(text)
+        if number < EARLIEST_TIMESTAMP_MS:
             _refuse(name, f"{value} ms is before 2000-01-01: it looks like seconds, not ms")
-        return min(milliseconds, _MAX_MS)
+        return min(number, INT64_MAX)
     try:
         if len(text) == 10:
             parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
@@ -53,9 +47,7 @@ def moment(name: str, value: str | None) -> int | None:
             parsed = datetime.fromisoformat(text)
     except ValueError:
         _refuse(name, f"must be ISO 8601, a date (YYYY-MM-DD) or epoch milliseconds, got {value!r}")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+    return milliseconds(parsed)
 
 
 def _refuse(name: str, message: str) -> NoReturn:
@@ -70,19 +62,23 @@ def period(since: str | None, until: str | None) -> tuple[int | None, int | None
     return start, end
 
 
+def ours(handler: HTTPRouteHandler) -> bool:
+    """Is this one of cdp's endpoints (not the OpenAPI pages or their assets)?"""
+    return handler.fn.__module__.startswith("cdp.")
+
+
 @cache
-def query_names(handler: HTTPRouteHandler) -> dict[str, str]:
-    """The query parameters a handler declares: {name in Python: name in the URL}."""
-    names = {}
-    for name, parameter in handler.parsed_fn_signature.parameters.items():
-        declared: Any = parameter.kwarg_definition
-        if isinstance(declared, PathParameter):
-            continue
-        if isinstance(declared, QueryParameter):
-            names[name] = declared.name or name
-        elif isinstance(declared, ParameterKwarg) and declared.query:
-            names[name] = declared.query
-    return names
+def query_names(handler: HTTPRouteHandler, path: frozenset[str]) -> dict[str, str]:
+    """The query parameters a handler takes, as Litestar reads them (dependencies' too):
+    {name in Python: name in the URL}. `path` names the route's path parameters."""
+    model = handler.create_kwargs_model(path_parameters=dict.fromkeys(path))  # type: ignore[arg-type]
+    return {
+        parameter.field_name: parameter.field_alias for parameter in model.expected_query_params
+    }
+
+
+def request_query_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return query_names(request.route_handler, frozenset(request.path_params))
 
 
 def check(request: Request[Any, Any, Any]) -> None:
@@ -99,9 +95,8 @@ def check(request: Request[Any, Any, Any]) -> None:
     for name, value in request.query_params.multi_items():
         if "\x00" in value:
             problems.append({"key": name, "message": "must not contain a NUL character"})
-    handler = request.route_handler
-    if handler.fn.__module__.startswith("cdp."):  # not the OpenAPI pages
-        known = set(query_names(handler).values())
+    if ours(request.route_handler):
+        known = set(request_query_names(request).values())
         takes = ", ".join(sorted(known)) or "none"
         for name in sorted(set(given) - known):
             message = f"unknown query parameter {name!r} (this endpoint takes: {takes})"

@@ -19,7 +19,7 @@ from litestar.status_codes import (
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cdp.api.params import query_names
+from cdp.api.params import request_query_names
 from cdp.api.service import Busy
 from cdp.queries import BadCursor
 from cdp.webhook import InvalidWebhook, MalformedBody
@@ -28,7 +28,11 @@ logger = logging.getLogger("cdp.api")
 AnyRequest = Request[Any, Any, Any]
 Answer = Response[dict[str, object]]
 
-_QUOTED: Final = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
+# A quote left open runs to the end: no rescan from each quote, so redacting stays linear.
+_QUOTED: Final = re.compile(
+    r"""'[^'\\]*(?:\\.[^'\\]*)*(?:'|\\?\Z)|"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)""", re.DOTALL
+)
+_LOGGED: Final = 2000  # characters of a reason that reach the log
 _DIGITS: Final = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 _SHOWN: Final = 24
 _MISSING: Final = re.compile(r"Missing required \w+ parameter '([^']+)'")
@@ -36,7 +40,7 @@ _MISSING: Final = re.compile(r"Missing required \w+ parameter '([^']+)'")
 
 def redact(text: str) -> str:
     """`text` with each quoted value cut short and its digit runs masked but the last two."""
-    return _printable(_QUOTED.sub(lambda match: _mask(match.group()), text))
+    return _printable(_QUOTED.sub(lambda match: _mask(match.group()), text[:_LOGGED]))
 
 
 def _printable(text: str) -> str:
@@ -93,7 +97,7 @@ def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
 def bad_parameters(request: AnyRequest, error: ValidationException) -> Answer:
     extra = error.extra if isinstance(error.extra, list) else []
     # Litestar names a parameter as the handler does; the client knows the name in the URL.
-    names = query_names(request.route_handler) if request.scope.get("route_handler") else {}
+    names = request_query_names(request) if request.scope.get("route_handler") else {}
     errors = [
         {
             "path": names.get(str(item.get("key", "")), str(item.get("key", ""))),

@@ -7,9 +7,10 @@ from litestar.params import FromPath, FromQuery
 
 from cdp import queries
 from cdp.api.docs import not_found
-from cdp.api.params import After, Limit, listing
+from cdp.api.params import After, Limit
 from cdp.api.service import Service
 from cdp.phones import normalize
+from cdp.queries import Listing
 from cdp.schemas import Page, Profile
 
 
@@ -30,7 +31,7 @@ class ProfileController(Controller):
         if number is None:
             message = f"{phone!r} is not a phone number"
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
-        return await service.read(queries.profiles_by_phone, number, listing(after, limit))
+        return await service.reads.query(queries.profiles_by_phone, number, Listing(after, limit))
 
     @get(
         "/{uuid:str}",
@@ -39,7 +40,7 @@ class ProfileController(Controller):
     )
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
         """A customer: the chats they own across messengers, their phones and names."""
-        found = await service.read(queries.profile, uuid)
+        found = await service.reads.query(queries.profile, uuid)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found

@@ -25,10 +25,10 @@ class ProjectionController(Controller):
             with db.writing(service.engine) as connection:
                 projectors.rebuild(connection, service.projectors)
 
-        await service.work("rebuilds", rebuild)
+        await service.rebuilds.run(rebuild)
         return await _positions(service)
 
 
 async def _positions(service: Service) -> Items[Projection]:
     names = [projector.name for projector in service.projectors]
-    return Items[Projection](items=await service.read(queries.projections, names))
+    return Items[Projection](items=await service.reads.query(queries.projections, names))

@@ -6,16 +6,15 @@ CDP_DATABASE_POOL_TIMEOUT, then gets a 503; so many slow reads can never hold up
 or a webhook, and the pool can never be waited on by more threads than it has connections.
 """
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine
 
-from cdp import db
+from cdp import db, times
 from cdp.projectors import Projector
 from cdp.queries import Clock
 from cdp.settings import Settings
@@ -40,14 +39,15 @@ class Busy(Exception):
 
 
 class Lane:
-    """At most `size` calls at once, each in a worker thread with its own connection."""
+    """At most `size` calls at once, each in a worker thread of its own."""
 
-    def __init__(self, name: str, size: int, wait: timedelta) -> None:
-        self.name, self.size, self.wait = name, size, wait
+    def __init__(self, name: str, size: int, wait: timedelta, engine: Engine) -> None:
+        self.name, self.size, self.wait, self.engine = name, size, wait, engine
         self._gate: anyio.Semaphore | None = None
         self._threads: anyio.CapacityLimiter | None = None
 
     async def run(self, work: Callable[[], T]) -> T:
+        """Run `work` (which opens its own transaction) in a thread of this lane."""
         if self._gate is None or self._threads is None:  # made on the event loop, once
             self._gate = anyio.Semaphore(self.size)
             self._threads = anyio.CapacityLimiter(self.size)
@@ -64,59 +64,43 @@ class Lane:
         finally:
             self._gate.release()
 
+    async def query(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a query on a connection of its own, in a thread of this lane."""
+
+        def work() -> T:
+            with self.engine.connect() as connection:
+                return query(connection, *args, **kwargs)
+
+        return await self.run(work)
+
 
 @dataclass(frozen=True)
 class Service:
     settings: Settings
     engine: Engine
     projectors: list[Projector]
-    lanes: dict[str, Lane] = field(init=False)
-
-    def __post_init__(self) -> None:
-        wait = self.settings.database_pool_timeout
-        sizes = {
-            "reads": self.settings.database_pool_size - RESERVED,
-            "webhooks": WRITE_LANE,
-            "health": PROBE_LANE,
-            "rebuilds": ADMIN_LANE,
-        }
-        lanes = {name: Lane(name, size, wait) for name, size in sizes.items()}
-        object.__setattr__(self, "lanes", lanes)
+    reads: Lane
+    webhooks: Lane
+    health: Lane
+    rebuilds: Lane
 
     @classmethod
     def of(cls, settings: Settings, projectors: list[Projector]) -> "Service":
         engine = db.engine_of(settings, connections=settings.database_pool_size)
-        return cls(settings=settings, engine=engine, projectors=projectors)
+        wait = settings.database_pool_timeout
+        return cls(
+            settings=settings,
+            engine=engine,
+            projectors=projectors,
+            reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
+            webhooks=Lane("webhooks", WRITE_LANE, wait, engine),
+            health=Lane("health", PROBE_LANE, wait, engine),
+            rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
+        )
 
     def clock(self) -> Clock:
         """The time of this request: read once, so that one answer never disagrees with itself."""
         idle_ms = self.settings.session_idle_timeout // timedelta(milliseconds=1)
-        return Clock(idle_ms, time.time_ns() // 1_000_000)
-
-    async def read(
-        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Run a query on a connection of the read lane."""
-        return await self._on(self.lanes["reads"], query, *args, **kwargs)
-
-    async def health(
-        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        return await self._on(self.lanes["health"], query, *args, **kwargs)
-
-    async def work(self, lane: str, job: Callable[[], T]) -> T:
-        """Run a job that opens its own transaction, in the lane named."""
-        return await self.lanes[lane].run(job)
-
-    async def _on(
-        self,
-        lane: Lane,
-        query: Callable[Concatenate[Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        def work() -> T:
-            with self.engine.connect() as connection:
-                return query(connection, *args, **kwargs)
-
-        return await lane.run(work)
+        return Clock(idle_ms, times.now_ms())

@@ -7,8 +7,9 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from cdp import queries
-from cdp.api.params import After, Limit, listing
+from cdp.api.params import After, Limit
 from cdp.api.service import Service
+from cdp.queries import Listing
 from cdp.schemas import Chat, Page
 from cdp.webhook import INT64_MAX
 
@@ -30,6 +31,6 @@ class TeamController(Controller):
     ) -> Page[Chat]:
         """Chats whose active team is this one, most recently active first; `state` keeps
         those whose latest session is open (or idle)."""
-        return await service.read(
-            queries.team_chats, team_id, session_state, service.clock(), listing(after, limit)
+        return await service.reads.query(
+            queries.team_chats, team_id, session_state, service.clock(), Listing(after, limit)
         )

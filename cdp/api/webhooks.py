@@ -70,7 +70,7 @@ class WebhookController(Controller):
             (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
             return receipt
 
-        receipt = await service.work("webhooks", record)
+        receipt = await service.webhooks.run(record)
         return Response(
             Receipt(position=receipt.position, duplicate=receipt.duplicate),
             status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED,

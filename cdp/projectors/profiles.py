@@ -26,10 +26,10 @@ class ProfilesProjector:
         seen: dict[tuple[str, str], dict[str, Any]] = {}
         for recorded in batch:
             webhook = recorded.incoming.webhook
-            if webhook.event_type not in KNOWN_TYPES or webhook.profile_uuid is None:
+            profile, chat = webhook.profile_uuid, webhook.chat_uuid
+            if webhook.event_type not in KNOWN_TYPES or profile is None or chat is None:
                 continue
-            assert webhook.chat_uuid is not None
-            key = (webhook.profile_uuid, webhook.chat_uuid)
+            key = (profile, chat)
             row = seen.setdefault(
                 key,
                 {

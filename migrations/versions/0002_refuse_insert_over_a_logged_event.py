@@ -9,6 +9,9 @@ names no position and a fresh dedupe_key: two index lookups that find nothing.
 SQLite hands a BEFORE INSERT trigger NEW.position = -1 when the position is left to
 AUTOINCREMENT, so no logged row may sit below position 1, or every append would meet it.
 
+SQLite also stores any value in any column; a row whose time is text would break every read
+of it. A third trigger refuses a row whose columns do not hold the types the model says.
+
 PostgreSQL needs nothing: INSERT ... ON CONFLICT DO UPDATE and MERGE fire the row-level
 UPDATE and DELETE trigger of 0001, and it has no REPLACE.
 
@@ -32,6 +35,17 @@ SQLITE_GUARDS = {
         OR EXISTS (SELECT 1 FROM events WHERE dedupe_key = NEW.dedupe_key)
     BEGIN
         SELECT RAISE(ABORT, 'the event log is append-only: INSERT over a logged event is refused');
+    END
+    """,
+    "events_refuse_wrong_types": """
+    CREATE TRIGGER events_refuse_wrong_types BEFORE INSERT ON events
+    WHEN typeof(NEW.occurred_at) != 'integer' OR typeof(NEW.received_at) != 'integer'
+        OR typeof(NEW.event_type) != 'text' OR typeof(NEW.dedupe_key) != 'text'
+        OR typeof(NEW.body) != 'text'
+        OR typeof(NEW.chat_uuid) NOT IN ('text', 'null')
+        OR typeof(NEW.profile_uuid) NOT IN ('text', 'null')
+    BEGIN
+        SELECT RAISE(ABORT, 'the event log is append-only: a row of the wrong types is refused');
     END
     """,
     "events_refuse_position_below_1": """

@@ -1,5 +1,6 @@
 """Lists that can grow come in pages; parameters are checked, unknown ones refused."""
 
+import base64
 import json
 from typing import Any
 
@@ -203,6 +204,50 @@ def test_open_chats_are_all_reported_open_when_the_clock_ticks_between_reads(
         def time_ns() -> int:
             return next(ticks)
 
-    monkeypatch.setattr("cdp.api.service.time", Ticking)
+    monkeypatch.setattr("cdp.times.time", Ticking)
     listed = client.get("/teams/1/chats", params={"state": "open"}).json()["items"]
     assert [chat["session"]["state"] for chat in listed] == ["open"]
+
+
+@pytest.mark.parametrize(("silence", "state"), [(-1, "open"), (0, "idle"), (1, "idle")])
+def test_a_session_is_open_until_exactly_one_idle_timeout_after_its_last_activity(
+    client: Client, monkeypatch: pytest.MonkeyPatch, silence: int, state: str
+) -> None:
+    now, day = now_ms(), 24 * 60 * MINUTE
+    deliver(client, webhook("session_updated", chat="c", team=1, at=now - day - silence))
+
+    class Frozen:
+        @staticmethod
+        def time_ns() -> int:
+            return now * 1_000_000
+
+    monkeypatch.setattr("cdp.times.time", Frozen)
+    assert client.get("/chats/c").json()["session"]["state"] == state
+    assert client.get("/chats/c/sessions").json()["items"][0]["state"] == state
+    listed = client.get("/teams/1/chats", params={"state": state}).json()["items"]
+    assert [chat["uuid"] for chat in listed] == ["c"]
+
+
+def cursor(*key: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "forged"),
+    [
+        ("/handoffs", {}, cursor(2**63, "a")),
+        ("/chats/c/sessions", {}, cursor(-(10**20))),
+        ("/chats/c/sessions", {}, cursor(2**31)),  # sessions.number is a 32-bit integer
+        ("/profiles", {"phone": "+79990000001"}, cursor("\ud800")),
+        ("/handoffs", {}, cursor(1, "\u0000")),
+        ("/chats/c/timeline", {}, cursor(1, True, "x")),
+        ("/chats/c/timeline", {}, "A" * 5000),
+    ],
+)
+def test_a_forged_cursor_is_a_400_never_a_database_error(
+    client: Client, path: str, params: dict[str, str], forged: str
+) -> None:
+    a_busy_chat(client)
+    answer = client.get(path, params={**params, "after": forged})
+    assert answer.status_code == 400, answer.text
+    assert [error["path"] for error in answer.json()["errors"]] == ["after"]

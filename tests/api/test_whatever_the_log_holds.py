@@ -1,13 +1,18 @@
 """Nothing the log holds breaks a read or a rebuild: rows written into it around cdp."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
+from cdp import schema
+from cdp.api import create_app
+from cdp.db import make_engine
 from cdp.models import events
+from cdp.settings import Settings
 from tests.factories import PAST, webhook
 
 Client = TestClient  # type: ignore[type-arg]
@@ -28,6 +33,9 @@ ODD_BODIES = {
     "an overflowing number": deep(1).replace("[]", "1e400"),
     "a lone surrogate": deep(1).replace("[]", '"\\ud800"'),
     "a session_updated without a team": json.dumps(webhook("session_updated", chat="c", at=PAST)),
+    "a session_updated whose team id has 5000 digits": json.dumps(
+        webhook("session_updated", chat="c", team="9" * 5000, at=PAST)
+    ),
 }
 
 
@@ -93,3 +101,55 @@ def test_a_rebuild_goes_through_every_body_and_gives_the_same_answers(odd_log: C
     assert odd_log.post("/projections/rebuild").status_code == 200
     after = [odd_log.get(path).json() for path in ("/chats/c", "/chats/c/timeline")]
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"chat_uuid": None},  # a known type naming no chat, yet a profile
+        {"occurred_at": 2**62},  # beyond year 9999
+        {"occurred_at": -(2**62)},  # before year 1
+    ],
+    ids=["no chat", "after 9999", "before year 1"],
+)
+def test_odd_columns_break_no_read_no_webhook_and_no_rebuild(
+    client: Client, engine: Engine, columns: dict[str, Any]
+) -> None:
+    row = {
+        "event_type": "message_created",
+        "occurred_at": PAST,
+        "received_at": PAST,
+        "chat_uuid": "c",
+        "profile_uuid": "p",
+        "dedupe_key": "f" * 64,
+        "body": json.dumps(webhook("message_created", chat="c", profile="p")),
+        **columns,
+    }
+    with engine.begin() as connection:
+        connection.execute(insert(events), [row])
+    good = json.dumps(webhook("session_updated", chat="c", team=1, at=PAST + 5))
+    assert client.post("/webhooks/fasttrack", content=good).status_code == 202
+    for path in ("/events", "/events/1", "/chats/c", "/chats/c/timeline", "/profiles/p"):
+        assert client.get(path).status_code in (200, 404), path
+    assert client.post("/projections/rebuild").status_code == 200
+
+
+def test_text_that_is_not_utf_8_in_a_sqlite_log_reads_as_u_fffd(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cdp.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    body = json.dumps(webhook("message_created", chat="c", message="MARK"))
+    with engine.begin() as connection:  # SQLite keeps whatever bytes it is given as text
+        connection.execute(
+            text(
+                "INSERT INTO events (event_type, occurred_at, received_at, chat_uuid, "
+                "dedupe_key, body) VALUES ('message_created', :at, :at, 'c', :key, "
+                "CAST(:bytes AS TEXT))"
+            ),
+            {"at": PAST, "key": "e" * 64, "bytes": body.replace("MARK", "\xff").encode("latin-1")},
+        )
+    engine.dispose()
+    with TestClient(create_app(Settings(database_url=url))) as client:
+        assert client.get("/events").json()["items"][0]["body"]["payload"]["message"]["text"]
+        assert client.post("/projections/rebuild").status_code == 200
+        assert client.get("/chats/c/timeline").status_code == 200

@@ -283,6 +283,19 @@ def test_an_import_stopped_by_the_database_reports_what_it_stored_and_resumes_ex
     assert "events: 25" in cdp(database, "status").output
 
 
+def test_an_import_stopped_names_its_first_unstored_line_past_rejected_ones(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object, **kwargs: object) -> object:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(ingest, "record", failing)
+    lines = "{broken\n\n" + jsonl(*opened("c"))
+    stopped = cdp(database, "import", "-", stdin=lines)
+    assert stopped.exit_code == 3
+    assert "import stopped at line 3: disk I/O error" in stopped.output
+
+
 def test_an_import_whose_postgresql_goes_away_stops_with_one_line_and_resumes(
     postgres_url: str,
 ) -> None:

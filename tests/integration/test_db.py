@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp.db import make_engine
@@ -73,7 +73,18 @@ def test_a_postgresql_statement_longer_than_the_statement_timeout_is_cancelled(
 
 
 def test_waiting_for_a_free_connection_gives_up_after_the_pool_timeout(engine: Engine) -> None:
-    bounded = make_engine(str(engine.url), connections=1, wait=timedelta(milliseconds=200))
+    url = engine.url.render_as_string(hide_password=False)
+    bounded = make_engine(url, connections=1, wait=timedelta(milliseconds=200))
     with bounded.connect(), pytest.raises(PoolTimeout), bounded.connect():
         pass
     bounded.dispose()
+
+
+def test_a_failed_statement_never_carries_its_values_into_an_error_message(
+    engine: Engine,
+) -> None:
+    with pytest.raises(DBAPIError) as raised, engine.connect() as connection:
+        connection.execute(
+            text("SELECT * FROM no_such_table WHERE x = :phone"), {"phone": "+79991234567"}
+        )
+    assert "+79991234567" not in str(raised.value)

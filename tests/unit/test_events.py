@@ -1,13 +1,14 @@
 """Parsing a webhook body: what is accepted, what is refused and how it is named."""
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from cdp.projectors.conversation import fact_of
-from cdp.webhook import InvalidWebhook, MalformedBody, logged, parse
+from cdp.webhook import InvalidWebhook, MalformedBody, logged, nesting, parse
 from tests.factories import PAST, checked, now_ms, samples, webhook
 
 
@@ -277,3 +278,16 @@ def test_a_logged_body_255_levels_deep_is_read() -> None:
     document = logged('{"a": ' + "[" * 254 + "]" * 254 + "}")
     assert document is not None
     assert isinstance(document["a"], list)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"a":' + '"\\' * 300_000, '"' * 600_000, '["' * 300_000, '"\\\\' * 200_000],
+    ids=["escaped quotes", "quotes", "open strings", "escaped backslashes"],
+)
+def test_measuring_the_nesting_of_any_body_takes_one_pass(body: str) -> None:
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (nesting(body, 64), done.set()), daemon=True)
+    worker.start()
+    worker.join(timeout=30)  # one pass takes milliseconds; a quadratic scan takes hours
+    assert done.is_set()
