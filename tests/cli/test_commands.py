@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from cdp import ingest, queries
 from cdp.cli import main
 from cdp.db import make_engine
+from tests.api.test_whatever_the_log_holds import ODD_BODIES, log_directly
 from tests.conftest import empty
 from tests.factories import PAST, now_ms, opened, reply, samples, webhook
 
@@ -380,3 +381,15 @@ def test_import_shows_no_progress_when_stderr_is_not_a_terminal(database: str) -
     )
     assert result.exit_code == 0
     assert result.stderr == ""
+
+
+def test_import_goes_on_whatever_odd_rows_the_log_already_holds(
+    database: str, engine: Engine
+) -> None:
+    log_directly(engine, ODD_BODIES)  # the projectors have not seen them: import catches up
+    result = cdp(database, "import", "-", stdin=jsonl(*opened("c", at=PAST + 1000)))
+    assert result.exit_code == 0, result.output
+    assert "accepted: 2" in result.output
+    assert (
+        f"projection chats: position {len(ODD_BODIES) + 2}, lag 0" in cdp(database, "status").output
+    )
