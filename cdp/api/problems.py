@@ -69,18 +69,23 @@ def problem(
     cause: str | None = None,
 ) -> Answer:
     """The answer, logged on one line with its reason (`cause` if the answer says less)."""
-    query = "&".join(
-        f"{_printable(key)}={_mask(repr(value))}"
-        for key, value in request.query_params.multi_items()
-    )
-    # The path can hold a phone-like id, or a forged log line: masked and escaped too.
-    target = _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
     level = logging.WARNING if status >= 500 else logging.INFO
-    logger.log(level, "%s %s -> %d: %s", request.method, target, status, redact(cause or detail))
+    reason = redact(cause or detail)
+    logger.log(level, "%s %s -> %d: %s", request.method, _target(request), status, reason)
     content: dict[str, object] = {"detail": detail}
     if errors is not None:
         content["errors"] = errors
     return Response(content, status_code=status, headers=headers)
+
+
+def _target(request: AnyRequest) -> str:
+    """The path and query as a log line may show them: a phone-like id or a forged log line
+    in the path is masked and escaped, and every query value cut short and masked."""
+    query = "&".join(
+        f"{_printable(key)}={_mask(repr(value))}"
+        for key, value in request.query_params.multi_items()
+    )
+    return _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
 
 
 def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
@@ -141,7 +146,7 @@ def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
 
 
 def internal(request: AnyRequest, error: Exception) -> Answer:
-    logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    logger.error("%s %s failed", request.method, _target(request), exc_info=error)
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 
