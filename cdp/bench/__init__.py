@@ -1,0 +1,1 @@
+"""`cdp bench`: how fast this installation ingests, imports, rebuilds and answers."""
