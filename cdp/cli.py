@@ -1,11 +1,12 @@
 """The cdp command: serve, migrate, import, rebuild, status."""
 
+import json
 import logging
 import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,3 +267,51 @@ def status(settings: Settings) -> None:
         )
     for name, count in counts.items():
         click.echo(f"{name}: {count}")
+
+
+@main.command()
+@click.option(
+    "--database",
+    "url",
+    help="Where to measure: a PostgreSQL server (databases are made and dropped on it), "
+    "or sqlite:/// (files in a temporary folder). Default: CDP_DATABASE_URL's kind.",
+)
+@click.option("--events", default=10_000, show_default=True, type=click.IntRange(100, 10**8))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True))
+@click.pass_obj
+def bench(
+    settings: Settings, url: str | None, events: int, seed: int, json_path: str | None
+) -> None:
+    """Measure this installation: each figure beside a baseline measured in the same run.
+
+    Generates its own seeded traffic; touches no existing database.
+    """
+    from cdp.bench.run import Figure, Plan, measure
+
+    database = url or settings.database_url
+    if make_url(database).get_backend_name() == "sqlite":
+        database = "sqlite:///"
+    click.echo(
+        f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
+    )
+    click.echo(f"{'figure':<52} {'value':>12}  {'baseline':>12}  ratio  (baseline)")
+
+    def show(figure: Figure) -> None:
+        baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12
+        ratio = f"{figure.ratio:5.2f}" if figure.ratio is not None else "     "
+        click.echo(
+            f"{figure.name:<52} {figure.value:>12,.1f}  {baseline}  {ratio}  "
+            f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
+        )
+
+    sizes = tuple(sorted({1, min(1_000, events), min(10_000, events)}))
+    plan = Plan(
+        database=database, events=events, seed=seed, small=min(10_000, events), chat_sizes=sizes
+    )
+    figures = measure(plan, show)
+    if json_path:
+        rows = [{**asdict(figure), "ratio": figure.ratio} for figure in figures]
+        Path(json_path).write_text(
+            json.dumps({"events": events, "seed": seed, "figures": rows}, indent=2)
+        )

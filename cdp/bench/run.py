@@ -1,0 +1,533 @@
+"""The figures of `cdp bench`, each measured beside a baseline in the same run.
+
+The machine is shared and noisy: a figure means something only as a ratio to its baseline,
+measured the same way, on the same database, moments apart.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Column, Index, MetaData, Table, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from cdp import db, ingest, queries, schema
+from cdp.bench.traffic import Traffic, lines, webhooks
+from cdp.models import chats, events, handoffs, timeline
+from cdp.projectors import registry
+from cdp.settings import Settings
+from cdp.times import now_ms
+from cdp.webhook import latest_timestamp, logged, parse
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measurement beside its baseline; `ratio` is value / baseline."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to measure: on which database server, with how many events."""
+
+    database: (
+        str  # SQLite: any sqlite:/// URL (files go to a temporary folder); PostgreSQL: a server
+    )
+    events: int = 10_000
+    seed: int = 1
+    small: int = 10_000  # the size the query figures are compared with
+    chat_sizes: tuple[int, ...] = (1, 1_000, 10_000)
+    repeats: int = 50
+    clients: int = 16
+    posts: int = 3_000
+
+
+def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
+    """Every figure of the plan, each reported as soon as it is measured."""
+    figures: list[Figure] = []
+
+    def take(found: Iterable[Figure]) -> None:
+        for figure in found:
+            figures.append(figure)
+            report(figure)
+
+    with _databases(plan.database) as fresh:
+        big = fresh()
+        take(_import_and_rebuild(plan, big, fresh()))
+        small = big
+        if plan.small < plan.events:
+            small = fresh()
+            _load(small, Traffic(events=plan.small, seed=plan.seed))
+        take(_queries(plan, small, big))
+        take(_one_webhook(plan, fresh))
+        take(_http_ingest(plan, fresh()))
+    return figures
+
+
+@contextmanager
+def _databases(url: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh, migrated databases on the server of `url`, and drops them at the end."""
+    made: list[str] = []
+    server = make_url(url)
+    with tempfile.TemporaryDirectory(prefix="cdp-bench-") as folder:
+
+        def fresh() -> str:
+            name = f"cdp_bench_{uuid.uuid4().hex[:10]}"
+            if server.get_backend_name() == "sqlite":
+                fresh_url = f"sqlite:///{Path(folder) / name}.db"
+            else:
+                _on_server(
+                    server.render_as_string(hide_password=False), f'CREATE DATABASE "{name}"'
+                )
+                made.append(name)
+                fresh_url = server.set(database=name).render_as_string(hide_password=False)
+            engine = db.make_engine(fresh_url)
+            schema.upgrade(engine)
+            engine.dispose()
+            return fresh_url
+
+        try:
+            yield fresh
+        finally:
+            for name in made:
+                _on_server(
+                    server.render_as_string(hide_password=False),
+                    f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                )
+
+
+def _on_server(url: str, statement: str) -> None:
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(statement))
+    admin.dispose()
+
+
+def _load(url: str, traffic: Traffic) -> None:
+    """Fill a database with `traffic`, in the import's batches, without timing it."""
+    engine = db.make_engine(url)
+    projectors = registry(Settings())
+    latest = latest_timestamp(Settings().max_clock_skew)
+    batch = []
+    for line in lines(traffic):
+        batch.append(parse(line, latest=latest))
+        if len(batch) == 500:
+            ingest.record(engine, batch, projectors)
+            batch.clear()
+    if batch:
+        ingest.record(engine, batch, projectors)
+    engine.dispose()
+
+
+# -- import and rebuild ------------------------------------------------------------------
+
+
+def _import_and_rebuild(plan: Plan, url: str, bare_url: str) -> Iterator[Figure]:
+    traffic = Traffic(events=plan.events, seed=plan.seed, redeliveries=0.02)
+    with tempfile.TemporaryDirectory(prefix="cdp-bench-") as folder:
+        path = Path(folder) / "webhooks.jsonl"
+        with path.open("wb") as file:
+            file.writelines(lines(traffic))
+        seconds, memory = _child(url, "import", str(path))
+        baseline = _bare_insert(bare_url, path)
+    yield Figure(
+        "cdp import", plan.events / seconds, "events/s", plan.events / baseline, "bare insert"
+    )
+    yield Figure("cdp import: peak memory", memory, "MB")
+    seconds, memory = _child(url, "rebuild")
+    baseline = _bare_rebuild(url, bare_url)
+    yield Figure(
+        "cdp rebuild",
+        plan.events / seconds,
+        "events/s",
+        plan.events / baseline,
+        "read+parse+insert",
+    )
+    yield Figure("cdp rebuild: peak memory", memory, "MB")
+
+
+def _child(url: str, *command: str) -> tuple[float, float]:
+    """Run `cdp COMMAND` in a process of its own: (seconds, peak resident memory in MB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdp", *command],
+        env={**os.environ, "CDP_DATABASE_URL": url},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"cdp {' '.join(command)} failed: {errors.decode()[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+_LOG_COLUMNS = (
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "chat_uuid",
+    "profile_uuid",
+    "dedupe_key",
+    "body",
+)
+
+
+def _bare_insert(url: str, path: Path) -> float:
+    """Seconds to insert the file's log rows into a bare copy of the log (same indexes, no
+    triggers, no projections) with the driver, in one transaction; COPY on PostgreSQL."""
+    latest = latest_timestamp(Settings().max_clock_skew)
+    rows, seen = [], set()
+    with path.open("rb") as file:
+        for line in file:
+            incoming = parse(line.rstrip(b"\n"), latest=latest)
+            if incoming.dedupe_key not in seen:
+                seen.add(incoming.dedupe_key)
+                webhook = incoming.webhook
+                rows.append(
+                    (
+                        webhook.event_type,
+                        webhook.timestamp,
+                        now_ms(),
+                        webhook.chat_uuid,
+                        webhook.profile_uuid,
+                        incoming.dedupe_key,
+                        incoming.body,
+                    )
+                )
+    table = _bare_copy(url, events, "bare_events", indexes=True)
+    columns = ", ".join(_LOG_COLUMNS)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        raw: Any = connection.connection.driver_connection
+        started = time.perf_counter()
+        if engine.dialect.name == "postgresql":
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" * len(_LOG_COLUMNS))
+            raw.cursor().executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return seconds
+
+
+def _bare_rebuild(url: str, bare_url: str) -> float:
+    """Seconds to read every logged row, parse its body, and insert one timeline-shaped row
+    for it into a bare table, in one transaction."""
+    table = Table(
+        _bare_copy(bare_url, timeline, "bare_timeline", indexes=False),
+        MetaData(),
+        *(Column(column.name, column.type) for column in timeline.c),
+    )
+    source, target = create_engine(url), create_engine(bare_url)
+    query = select(
+        events.c.position,
+        events.c.chat_uuid,
+        events.c.occurred_at,
+        events.c.dedupe_key,
+        events.c.event_type,
+        events.c.body,
+    )
+    started = time.perf_counter()
+    with source.connect() as reading, target.begin() as writing:
+        batch: list[dict[str, Any]] = []
+        for row in reading.execute(query.execution_options(yield_per=2000)):
+            payload = (logged(row.body) or {}).get("payload") or {}
+            batch.append(
+                {
+                    **dict.fromkeys(table.c.keys()),
+                    "position": row.position,
+                    "chat_uuid": row.chat_uuid or "",
+                    "rank": 1,
+                    "occurred_at": row.occurred_at,
+                    "dedupe_key": row.dedupe_key,
+                    "event_type": row.event_type,
+                    "kind": "other",
+                    "message": payload.get("message"),
+                }
+            )
+            if len(batch) == 2000:
+                writing.execute(table.insert(), batch)
+                batch.clear()
+        if batch:
+            writing.execute(table.insert(), batch)
+    seconds = time.perf_counter() - started
+    source.dispose()
+    target.dispose()
+    return seconds
+
+
+def _bare_copy(url: str, model: Table, name: str, *, indexes: bool) -> str:
+    """Create a table shaped like `model`, named `name`: no triggers, no projections."""
+    metadata = MetaData()
+    copy = Table(
+        name,
+        metadata,
+        *(
+            Column(
+                column.name,
+                column.type,
+                primary_key=column.primary_key,
+                unique=bool(column.unique),
+                autoincrement=column.autoincrement,
+            )
+            for column in model.c
+        ),
+    )
+    if indexes:
+        for index in model.indexes:
+            Index(f"bare_{index.name}", *(copy.c[column.name] for column in index.columns))
+    engine = create_engine(url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    engine.dispose()
+    return name
+
+
+# -- queries -----------------------------------------------------------------------------
+
+
+def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
+    """p50 and p99 of every query the API runs, at the small size and at the plan's size."""
+    at_small = _query_times(small_url, plan.repeats)
+    at_big = _query_times(big_url, plan.repeats) if big_url != small_url else at_small
+    for name, times in at_big.items():
+        small_times = at_small[name]
+        for cut, label in ((50, "p50"), (99, "p99")):
+            yield Figure(
+                f"query {name} at {plan.events:,} events: {label}",
+                _percentile(times, cut) * 1000,
+                "ms",
+                _percentile(small_times, cut) * 1000,
+                f"at {plan.small:,}",
+            )
+
+
+def _query_times(url: str, repeats: int) -> dict[str, list[float]]:
+    engine = db.make_engine(url)
+    clock = queries.Clock(24 * 3_600_000, now_ms())
+    page = queries.Listing(limit=100)
+    with engine.connect() as connection:
+        chat_ids = list(
+            connection.scalars(select(chats.c.uuid).order_by(func.random()).limit(repeats))
+        )
+        profile_ids = list(
+            connection.scalars(
+                select(chats.c.profile_uuid)
+                .where(chats.c.profile_uuid.is_not(None))
+                .order_by(func.random())
+                .limit(repeats)
+            )
+        )
+        phones = list(
+            connection.scalars(
+                select(chats.c.phone_e164)
+                .where(chats.c.phone_e164.is_not(None))
+                .order_by(func.random())
+                .limit(repeats)
+            )
+        )
+        teams = list(connection.scalars(select(handoffs.c.to_team_id).distinct()))
+        head = connection.scalar(select(func.max(events.c.position))) or 0
+        work: dict[str, Callable[[int], object]] = {
+            "profile": lambda n: queries.profile(connection, profile_ids[n % len(profile_ids)]),
+            "phone search": lambda n: queries.profiles_by_phone(
+                connection, phones[n % len(phones)], page
+            ),
+            "chat": lambda n: queries.chat(connection, chat_ids[n % len(chat_ids)], clock),
+            "sessions": lambda n: queries.chat_sessions(
+                connection, chat_ids[n % len(chat_ids)], clock, page
+            ),
+            "timeline page": lambda n: queries.chat_timeline(
+                connection, chat_ids[n % len(chat_ids)], page
+            ),
+            "handoff audit page": lambda n: queries.team_handoffs(
+                connection, page, teams[n % len(teams)]
+            ),
+            "team chats page": lambda n: queries.team_chats(
+                connection, teams[n % len(teams)], "open", clock, page
+            ),
+            "log page": lambda n: queries.events(
+                connection, after=(n * 7919) % max(head, 1), limit=100
+            ),
+        }
+        times: dict[str, list[float]] = {}
+        for name, run in work.items():
+            run(0)  # warm
+            times[name] = []
+            for n in range(repeats):
+                started = time.perf_counter()
+                run(n)
+                times[name].append(time.perf_counter() - started)
+    engine.dispose()
+    return times
+
+
+def _percentile(values: list[float], cut: int) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[cut - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+# -- one webhook into a chat of N events -------------------------------------------------
+
+
+def _one_webhook(plan: Plan, fresh: Callable[[], str]) -> Iterator[Figure]:
+    """The median time of one webhook into a chat that has N events already."""
+    medians = {size: _into_chat(fresh(), size, plan) for size in plan.chat_sizes}
+    first = medians[plan.chat_sizes[0]]
+    for size, median in medians.items():
+        yield Figure(
+            f"one webhook into a chat of {size:,} events",
+            median * 1000,
+            "ms",
+            first * 1000,
+            f"a chat of {plan.chat_sizes[0]:,}",
+        )
+
+
+def _into_chat(url: str, size: int, plan: Plan) -> float:
+    traffic = Traffic(events=size, seed=plan.seed, long_chats=1.0, long_chat_events=size)
+    bodies = list(webhooks(traffic))
+    chat = bodies[0]["payload"]["chat"]
+    engine = db.make_engine(url)
+    projectors = registry(Settings())
+    latest = latest_timestamp(Settings().max_clock_skew)
+    incoming = [parse(json.dumps(body, ensure_ascii=False), latest=latest) for body in bodies]
+    for start in range(0, len(incoming), 500):
+        ingest.record(engine, incoming[start : start + 500], projectors)
+    last = max(body["timestamp"] for body in bodies)
+    times = []
+    for n in range(min(plan.repeats, 30)):
+        body = {
+            "event_type": "message_created",
+            "timestamp": last + 1000 * (n + 1),
+            "payload": {
+                "chat": chat,
+                "message": {
+                    "uuid": f"bench-{n}",
+                    "type": "text",
+                    "text": "Ещё один вопрос по заказу",
+                },
+            },
+        }
+        one = parse(json.dumps(body, ensure_ascii=False), latest=latest)
+        started = time.perf_counter()
+        ingest.record(engine, [one], projectors)
+        times.append(time.perf_counter() - started)
+    engine.dispose()
+    return statistics.median(times)
+
+
+# -- HTTP ingest -------------------------------------------------------------------------
+
+
+def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
+    """Webhooks/s and latency with `plan.clients` concurrent clients, against one server."""
+    bodies = [
+        json.dumps(body, ensure_ascii=False).encode()
+        for body in webhooks(Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 1))
+    ]
+    cdp = _served(["-m", "cdp", "serve"], url, bodies, plan.clients)
+    noop = _served(["-m", "uvicorn", "cdp.bench.noop:app"], url, bodies, plan.clients)
+    yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
+    yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
+    yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
+
+
+@dataclass(frozen=True)
+class _Load:
+    rate: float
+    p50: float
+    p99: float
+
+
+def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> _Load:
+    """Start a server with `command`, post every body with `clients` at once, stop it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, *command, "--port", str(port), "--log-level", "warning"]
+        if "uvicorn" in command
+        else [sys.executable, *command, "--port", str(port)],
+        env={**os.environ, "CDP_DATABASE_URL": url},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.post(f"{base}/webhooks/fasttrack", content=b"{}", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"{' '.join(command)} did not start") from None
+                time.sleep(0.1)
+        return asyncio.run(_post_all(base, bodies, clients))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _post_all(base: str, bodies: list[bytes], clients: int) -> _Load:
+    queue = iter(bodies)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+
+        async def post_in_turn() -> None:
+            for body in queue:
+                started = time.perf_counter()
+                answer = await client.post("/webhooks/fasttrack", content=body)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code not in (200, 202):
+                    raise RuntimeError(
+                        f"a webhook was answered {answer.status_code}: {answer.text}"
+                    )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post_in_turn() for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return _Load(
+        rate=len(bodies) / seconds,
+        p50=_percentile(latencies, 50),
+        p99=_percentile(latencies, 99),
+    )

@@ -1,0 +1,71 @@
+"""A tiny `cdp bench` run on each database, so the benchmark cannot rot. No speed is asserted."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, make_url, text
+
+from cdp.cli import main
+
+QUERIES = (
+    "profile",
+    "phone search",
+    "chat",
+    "sessions",
+    "timeline page",
+    "handoff audit page",
+    "team chats page",
+    "log page",
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return "sqlite:///"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
+    server: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        main, ["bench", "--events", "500", "--database", server, "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    figures = {figure["name"]: figure for figure in json.loads(out.read_text())["figures"]}
+    expected = {
+        "cdp import",
+        "cdp import: peak memory",
+        "cdp rebuild",
+        "cdp rebuild: peak memory",
+        "one webhook into a chat of 1 events",
+        "one webhook into a chat of 500 events",
+        "HTTP ingest",
+        "HTTP ingest: p50",
+        "HTTP ingest: p99",
+        *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
+    }
+    assert set(figures) == expected
+    for name, figure in figures.items():
+        assert figure["value"] > 0, name
+        if figure["baseline"] is not None:
+            assert figure["ratio"] == pytest.approx(figure["value"] / figure["baseline"]), name
+            assert name in result.output
+    assert figures["cdp import"]["baseline"] is not None
+    assert figures["HTTP ingest"]["baseline"] is not None
+
+
+def test_the_bench_leaves_no_database_behind(postgres_url: str) -> None:
+    result = CliRunner().invoke(main, ["bench", "--events", "200", "--database", postgres_url])
+    assert result.exit_code == 0, result.output
+    admin = create_engine(make_url(postgres_url).set(database="postgres"))
+    with admin.connect() as connection:
+        left = connection.scalars(
+            text("SELECT datname FROM pg_database WHERE datname LIKE 'cdp_bench_%'")
+        ).all()
+    admin.dispose()
+    assert left == []
