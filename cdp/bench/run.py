@@ -222,7 +222,7 @@ def _bare_insert(url: str, path: Path) -> float:
                         incoming.body,
                     )
                 )
-    table = _bare_copy(url, events, "bare_events", indexes=True)
+    table = _bare_copy(url, events, "bare_events", indexes=True).name
     columns = ", ".join(_LOG_COLUMNS)
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -246,11 +246,7 @@ def _bare_insert(url: str, path: Path) -> float:
 def _bare_rebuild(url: str, bare_url: str) -> float:
     """Seconds to read every logged row, parse its body, and insert one timeline-shaped row
     for it into a bare table, in one transaction."""
-    table = Table(
-        _bare_copy(bare_url, timeline, "bare_timeline", indexes=False),
-        MetaData(),
-        *(Column(column.name, column.type) for column in timeline.c),
-    )
+    table = _bare_copy(bare_url, timeline, "bare_timeline", indexes=False)
     source, target = create_engine(url), create_engine(bare_url)
     query = select(
         events.c.position,
@@ -289,7 +285,7 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     return seconds
 
 
-def _bare_copy(url: str, model: Table, name: str, *, indexes: bool) -> str:
+def _bare_copy(url: str, model: Table, name: str, *, indexes: bool) -> Table:
     """Create a table shaped like `model`, named `name`: no triggers, no projections."""
     metadata = MetaData()
     copy = Table(
@@ -313,7 +309,7 @@ def _bare_copy(url: str, model: Table, name: str, *, indexes: bool) -> str:
     metadata.drop_all(engine)
     metadata.create_all(engine)
     engine.dispose()
-    return name
+    return copy
 
 
 # -- queries -----------------------------------------------------------------------------
