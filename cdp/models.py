@@ -34,6 +34,9 @@ class Event(Base):
         Index("ix_events_chat_uuid_position", "chat_uuid", "position"),
         Index("ix_events_profile_uuid_position", "profile_uuid", "position"),
         Index("ix_events_event_type_position", "event_type", "position"),
+        # The log filtered by chat or profile and by type at once (GET /events).
+        Index("ix_events_chat_uuid_event_type", "chat_uuid", "event_type", "position"),
+        Index("ix_events_profile_uuid_event_type", "profile_uuid", "event_type", "position"),
         {"sqlite_autoincrement": True},
     )
 
@@ -110,9 +113,10 @@ class Handoff(Base):
     __tablename__ = "handoffs"
     __table_args__ = (
         Index("ix_handoffs_at", "at", "dedupe_key"),
-        Index("ix_handoffs_chat_uuid_at", "chat_uuid", "at"),
-        Index("ix_handoffs_from_team_id_at", "from_team_id", "at"),
-        Index("ix_handoffs_to_team_id_at", "to_team_id", "at"),
+        # Each in the lists' own order (at, dedupe_key), so that a page is read, not sorted.
+        Index("ix_handoffs_chat_uuid_order", "chat_uuid", "at", "dedupe_key"),
+        Index("ix_handoffs_from_team_id_order", "from_team_id", "at", "dedupe_key"),
+        Index("ix_handoffs_to_team_id_order", "to_team_id", "at", "dedupe_key"),
     )
 
     position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -132,7 +136,8 @@ class Chat(Base):
     __table_args__ = (
         Index("ix_chats_profile_uuid", "profile_uuid"),
         Index("ix_chats_phone_e164", "phone_e164"),
-        Index("ix_chats_team_id", "team_id"),
+        # A team's chats, most recently active first: read backwards, not sorted.
+        Index("ix_chats_team_id_order", "team_id", "last_seen_at", "uuid"),
     )
 
     uuid: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -1,11 +1,14 @@
 """The questions the API answers, each one a few set-based reads of the read models."""
 
 import base64
+import heapq
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
@@ -20,9 +23,8 @@ from sqlalchemy import (
     and_,
     cast,
     func,
-    or_,
     select,
-    true,
+    tuple_,
 )
 
 from cdp import log, models, schemas
@@ -62,40 +64,53 @@ class Listing:
     limit: int = 100
 
 
+Order = Sequence[ColumnElement[Any]]
+
+
 def _page(
     connection: Connection,
-    query: Select[Any],
-    order: Sequence[tuple[ColumnElement[Any], bool]],
+    queries: Select[Any] | Sequence[Select[Any]],
+    order: Order,
     listing: Listing,
     build: Callable[[Row[Any]], T],
+    *,
+    descending: bool = False,
 ) -> schemas.Page[T]:
-    """A page of `query` in `order` ((column, descending) pairs that make each row unique).
+    """A page of the rows of `queries` in `order`: columns that make each row unique, all
+    ascending or all `descending`.
 
-    The cursor is the last row's sort key, so a page never repeats or skips a row that
-    stayed where it was, however the list changes in between.
+    Several queries of disjoint rows are each read in order and merged, so that each can
+    use an index of its own (an OR of two columns would be read whole and sorted). The
+    cursor is the last row's sort key, so a page never repeats or skips a row that stayed
+    where it was, however the list changes in between.
     """
-    if listing.after is not None:
-        query = query.where(_beyond(order, _decode(listing.after, order)))
-    query = query.order_by(*(column.desc() if down else column for column, down in order))
-    rows = list(connection.execute(query.limit(listing.limit + 1)))
+    key = tuple_(*order)
+    found: list[list[Row[Any]]] = []
+    for query in [queries] if isinstance(queries, Select) else queries:
+        if listing.after is not None:
+            last = tuple_(*_decode(listing.after, order))
+            query = query.where(key < last if descending else key > last)
+        query = query.order_by(*(column.desc() if descending else column for column in order))
+        found.append(list(connection.execute(query.limit(listing.limit + 1))))
+    rows = (
+        found[0]
+        if len(found) == 1
+        else list(
+            islice(
+                heapq.merge(*found, key=lambda row: _key(row, order), reverse=descending),
+                listing.limit + 1,
+            )
+        )
+    )
     cursor = None
     if len(rows) > listing.limit:
         rows = rows[: listing.limit]
-        last = rows[-1]._mapping
-        cursor = _encode([last[column] for column, _ in order])
+        cursor = _encode(list(_key(rows[-1], order)))
     return schemas.Page[T](items=[build(row) for row in rows], next=cursor)
 
 
-def _beyond(
-    order: Sequence[tuple[ColumnElement[Any], bool]], key: list[Any]
-) -> ColumnElement[bool]:
-    """Rows after `key` in `order`: (a > x) or (a = x and b > y) or ..."""
-    alternatives = []
-    for index, (column, down) in enumerate(order):
-        ties = [order[i][0] == key[i] for i in range(index)]
-        past = column < key[index] if down else column > key[index]
-        alternatives.append(and_(*ties, past))
-    return or_(*alternatives)
+def _key(row: Row[Any], order: Order) -> tuple[Any, ...]:
+    return tuple(row._mapping[column] for column in order)
 
 
 def _encode(key: list[Any]) -> str:
@@ -103,7 +118,7 @@ def _encode(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, order: Sequence[tuple[ColumnElement[Any], bool]]) -> list[Any]:
+def _decode(cursor: str, order: Order) -> list[Any]:
     key = None
     if len(cursor) <= _MAX_CURSOR:
         with suppress(ValueError):
@@ -111,7 +126,7 @@ def _decode(cursor: str, order: Sequence[tuple[ColumnElement[Any], bool]]) -> li
     if not (
         isinstance(key, list)
         and len(key) == len(order)
-        and all(_fits(value, column) for value, (column, _) in zip(key, order, strict=True))
+        and all(_fits(value, column) for value, column in zip(key, order, strict=True))
     ):
         raise BadCursor(f"{cursor[:80]!r} is not a cursor of this list: pass a `next` it gave")
     return key
@@ -211,7 +226,7 @@ def profiles_by_phone(
     """Profiles owning a chat with this number (E.164), in uuid order."""
     owner = chats.c.profile_uuid
     query = select(owner).where(chats.c.phone_e164 == number, owner.is_not(None)).distinct()
-    page = _page(connection, query, [(owner, False)], listing, lambda row: str(row.profile_uuid))
+    page = _page(connection, query, [owner], listing, lambda row: str(row.profile_uuid))
     return schemas.Page[schemas.Profile](items=profiles(connection, page.items), next=page.next)
 
 
@@ -230,11 +245,16 @@ def team_chats(
     """Chats whose active team is `team_id`, optionally only those whose session is open/idle,
     most recently active first."""
     query = _chats().where(chats.c.team_id == team_id)
-    if state is not None:
-        fresh = sessions.c.last_activity_at > clock.idle_before
-        query = query.where(fresh if state == "open" else ~fresh)
-    order = [(chats.c.last_seen_at, True), (chats.c.uuid, False)]
-    return _page(connection, query, order, listing, lambda row: _chat(row, clock))
+    fresh = sessions.c.last_activity_at > clock.idle_before
+    if state == "open":
+        # A session's last activity is never after its chat's last_seen_at: the scan of the
+        # team's chats, newest first, can stop where they went quiet.
+        query = query.where(fresh, chats.c.last_seen_at > clock.idle_before)
+    elif state == "idle":
+        query = query.where(~fresh)
+    order = [chats.c.last_seen_at, chats.c.uuid]
+    build = partial(_chat, clock=clock)
+    return _page(connection, query, order, listing, build, descending=True)
 
 
 def _chats() -> Select[Any]:
@@ -311,7 +331,7 @@ def chat_sessions(
             messages_out=row.messages_out,
         )
 
-    return _page(connection, query, [(sessions.c.number, False)], listing, build)
+    return _page(connection, query, [sessions.c.number], listing, build)
 
 
 def chat_handoffs(
@@ -320,7 +340,7 @@ def chat_handoffs(
     """A chat's handoffs in time order; None if no logged event named the chat."""
     if not chat_known(connection, uuid):
         return None
-    return _handoffs(connection, handoffs.c.chat_uuid == uuid, listing)
+    return _handoffs(connection, [select(handoffs).where(handoffs.c.chat_uuid == uuid)], listing)
 
 
 def team_handoffs(
@@ -331,20 +351,22 @@ def team_handoffs(
     until: int | None = None,
 ) -> schemas.Page[schemas.Handoff]:
     """Handoffs across chats, from or to a team, at or after `since` and before `until` (ms)."""
-    conditions = []
-    if team_id is not None:
-        conditions.append(or_(handoffs.c.from_team_id == team_id, handoffs.c.to_team_id == team_id))
+    query = select(handoffs)
     if since is not None:
-        conditions.append(handoffs.c.at >= since)
+        query = query.where(handoffs.c.at >= since)
     if until is not None:
-        conditions.append(handoffs.c.at < until)
-    return _handoffs(connection, and_(true(), *conditions), listing)
+        query = query.where(handoffs.c.at < until)
+    if team_id is None:
+        return _handoffs(connection, [query], listing)
+    # From and to a team are disjoint (a handoff changes team): two index scans, merged.
+    sides = [handoffs.c.from_team_id, handoffs.c.to_team_id]
+    return _handoffs(connection, [query.where(side == team_id) for side in sides], listing)
 
 
 def _handoffs(
-    connection: Connection, condition: ColumnElement[bool], listing: Listing
+    connection: Connection, queries: Sequence[Select[Any]], listing: Listing
 ) -> schemas.Page[schemas.Handoff]:
-    order = [(handoffs.c.at, False), (handoffs.c.dedupe_key, False)]
+    order = [handoffs.c.at, handoffs.c.dedupe_key]
 
     def build(row: Row[Any]) -> schemas.Handoff:
         return schemas.Handoff(
@@ -356,7 +378,7 @@ def _handoffs(
             position=row.position,
         )
 
-    return _page(connection, select(handoffs).where(condition), order, listing, build)
+    return _page(connection, queries, order, listing, build)
 
 
 def chat_timeline(
@@ -370,11 +392,7 @@ def chat_timeline(
     query = select(
         *(column for column in timeline.c if column is not timeline.c.message), message
     ).where(timeline.c.chat_uuid == uuid)
-    order = [
-        (timeline.c.occurred_at, False),
-        (timeline.c.rank, False),
-        (timeline.c.dedupe_key, False),
-    ]
+    order = [timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key]
 
     def build(row: Row[Any]) -> schemas.TimelineItem:
         return schemas.TimelineItem(
