@@ -60,12 +60,18 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
 
 
 def test_the_bench_leaves_no_database_behind(postgres_url: str) -> None:
+    admin = create_engine(make_url(postgres_url).set(database="postgres"))
+
+    def benches() -> set[str]:
+        with admin.connect() as connection:
+            return set(
+                connection.scalars(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'cdp_bench_%'")
+                )
+            )
+
+    before = benches()
     result = CliRunner().invoke(main, ["bench", "--events", "200", "--database", postgres_url])
     assert result.exit_code == 0, result.output
-    admin = create_engine(make_url(postgres_url).set(database="postgres"))
-    with admin.connect() as connection:
-        left = connection.scalars(
-            text("SELECT datname FROM pg_database WHERE datname LIKE 'cdp_bench_%'")
-        ).all()
+    assert benches() - before == set()
     admin.dispose()
-    assert left == []
