@@ -290,8 +290,6 @@ def bench(
     from cdp.bench.run import Figure, Plan, measure
 
     database = url or settings.database_url
-    if make_url(database).get_backend_name() == "sqlite":
-        database = "sqlite:///"
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
@@ -305,10 +303,7 @@ def bench(
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
         )
 
-    sizes = tuple(sorted({1, min(1_000, events), min(10_000, events)}))
-    plan = Plan(
-        database=database, events=events, seed=seed, small=min(10_000, events), chat_sizes=sizes
-    )
+    plan = Plan.of(database, events, seed)
     figures = measure(plan, show)
     if json_path:
         rows = [{**asdict(figure), "ratio": figure.ratio} for figure in figures]

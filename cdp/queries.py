@@ -1,14 +1,12 @@
 """The questions the API answers, each one a few set-based reads of the read models."""
 
 import base64
-import heapq
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
@@ -25,6 +23,7 @@ from sqlalchemy import (
     func,
     select,
     tuple_,
+    union_all,
 )
 
 from cdp import log, models, schemas
@@ -69,7 +68,7 @@ Order = Sequence[ColumnElement[Any]]
 
 def _page(
     connection: Connection,
-    queries: Select[Any] | Sequence[Select[Any]],
+    queries: Sequence[Select[Any]],
     order: Order,
     listing: Listing,
     build: Callable[[Row[Any]], T],
@@ -79,38 +78,32 @@ def _page(
     """A page of the rows of `queries` in `order`: columns that make each row unique, all
     ascending or all `descending`.
 
-    Several queries of disjoint rows are each read in order and merged, so that each can
-    use an index of its own (an OR of two columns would be read whole and sorted). The
-    cursor is the last row's sort key, so a page never repeats or skips a row that stayed
-    where it was, however the list changes in between.
+    Several queries of disjoint rows are each read in order, up to a page, and the database
+    orders what they found together: each can use an index of its own, where an OR of two
+    columns would be read whole and sorted. The cursor is the last row's sort key, so a page
+    never repeats or skips a row that stayed where it was, however the list changes.
     """
-    key = tuple_(*order)
-    found: list[list[Row[Any]]] = []
-    for query in [queries] if isinstance(queries, Select) else queries:
-        if listing.after is not None:
-            last = tuple_(*_decode(listing.after, order))
-            query = query.where(key < last if descending else key > last)
-        query = query.order_by(*(column.desc() if descending else column for column in order))
-        found.append(list(connection.execute(query.limit(listing.limit + 1))))
-    rows = (
-        found[0]
-        if len(found) == 1
-        else list(
-            islice(
-                heapq.merge(*found, key=lambda row: _key(row, order), reverse=descending),
-                listing.limit + 1,
-            )
-        )
-    )
+    limit = listing.limit + 1
+    after = None if listing.after is None else tuple_(*_decode(listing.after, order))
+
+    def arranged(query: Select[Any], columns: Order) -> Select[Any]:
+        if after is not None:
+            key = tuple_(*columns)
+            query = query.where(key < after if descending else key > after)
+        ordered = (column.desc() if descending else column for column in columns)
+        return query.order_by(*ordered).limit(limit)
+
+    if len(queries) == 1:
+        query = arranged(queries[0], order)
+    else:
+        found = union_all(*(select(arranged(q, order).subquery()) for q in queries)).subquery()
+        query = arranged(select(found), [found.c[column.name] for column in order])
+    rows = list(connection.execute(query))
     cursor = None
     if len(rows) > listing.limit:
         rows = rows[: listing.limit]
-        cursor = _encode(list(_key(rows[-1], order)))
+        cursor = _encode([rows[-1]._mapping[column.name] for column in order])
     return schemas.Page[T](items=[build(row) for row in rows], next=cursor)
-
-
-def _key(row: Row[Any], order: Order) -> tuple[Any, ...]:
-    return tuple(row._mapping[column] for column in order)
 
 
 def _encode(key: list[Any]) -> str:
@@ -226,7 +219,7 @@ def profiles_by_phone(
     """Profiles owning a chat with this number (E.164), in uuid order."""
     owner = chats.c.profile_uuid
     query = select(owner).where(chats.c.phone_e164 == number, owner.is_not(None)).distinct()
-    page = _page(connection, query, [owner], listing, lambda row: str(row.profile_uuid))
+    page = _page(connection, [query], [owner], listing, lambda row: str(row.profile_uuid))
     return schemas.Page[schemas.Profile](items=profiles(connection, page.items), next=page.next)
 
 
@@ -254,7 +247,7 @@ def team_chats(
         query = query.where(~fresh)
     order = [chats.c.last_seen_at, chats.c.uuid]
     build = partial(_chat, clock=clock)
-    return _page(connection, query, order, listing, build, descending=True)
+    return _page(connection, [query], order, listing, build, descending=True)
 
 
 def _chats() -> Select[Any]:
@@ -331,7 +324,7 @@ def chat_sessions(
             messages_out=row.messages_out,
         )
 
-    return _page(connection, query, [sessions.c.number], listing, build)
+    return _page(connection, [query], [sessions.c.number], listing, build)
 
 
 def chat_handoffs(
@@ -406,7 +399,7 @@ def chat_timeline(
             message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
         )
 
-    return _page(connection, query, order, listing, build)
+    return _page(connection, [query], order, listing, build)
 
 
 def events(

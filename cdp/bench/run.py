@@ -15,8 +15,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from cdp import db, ingest, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
-from cdp.models import chats, events, handoffs, timeline
+from cdp.models import chats, events, timeline
 from cdp.projectors import registry
 from cdp.settings import Settings
 from cdp.times import now_ms
@@ -59,9 +60,21 @@ class Plan:
     seed: int = 1
     small: int = 10_000  # the size the query figures are compared with
     chat_sizes: tuple[int, ...] = (1, 1_000, 10_000)
-    repeats: int = 50
+    repeats: int = 200
     clients: int = 16
     posts: int = 3_000
+
+    @classmethod
+    def of(cls, database: str, events: int, seed: int) -> "Plan":
+        """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
+        one webhook into chats of 1, 1 000 and 10 000 events (as many as the run has)."""
+        return cls(
+            database=database,
+            events=events,
+            seed=seed,
+            small=min(10_000, max(events // 10, 1_000), events),
+            chat_sizes=tuple(sorted({1, min(1_000, events), min(10_000, events)})),
+        )
 
 
 def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
@@ -112,10 +125,11 @@ def _databases(url: str) -> Iterator[Callable[[], str]]:
             yield fresh
         finally:
             for name in made:
-                _on_server(
-                    server.render_as_string(hide_password=False),
-                    f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-                )
+                with suppress(Exception):  # one that cannot be dropped must not keep the rest
+                    _on_server(
+                        server.render_as_string(hide_password=False),
+                        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    )
 
 
 def _on_server(url: str, statement: str) -> None:
@@ -169,7 +183,13 @@ def _import_and_rebuild(plan: Plan, url: str, bare_url: str) -> Iterator[Figure]
 
 
 def _child(url: str, *command: str) -> tuple[float, float]:
-    """Run `cdp COMMAND` in a process of its own: (seconds, peak resident memory in MB)."""
+    """Run `cdp COMMAND` in a process of its own: (seconds of work, peak resident memory in
+    MB). The seconds a process of cdp takes to start and stop (`cdp --version`) are left out."""
+    seconds, memory = _process(url, *command)
+    return max(seconds - _process(url, "--version")[0], 1e-3), memory
+
+
+def _process(url: str, *command: str) -> tuple[float, float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "cdp", *command],
@@ -189,15 +209,7 @@ def _child(url: str, *command: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-_LOG_COLUMNS = (
-    "event_type",
-    "occurred_at",
-    "received_at",
-    "chat_uuid",
-    "profile_uuid",
-    "dedupe_key",
-    "body",
-)
+_LOG_COLUMNS = tuple(column.name for column in events.c if column is not events.c.position)
 
 
 def _bare_insert(url: str, path: Path) -> float:
@@ -333,7 +345,7 @@ def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
 
 def _query_times(url: str, repeats: int) -> dict[str, list[float]]:
     engine = db.make_engine(url)
-    clock = queries.Clock(24 * 3_600_000, now_ms())
+    idle = Settings().session_idle_timeout // timedelta(milliseconds=1)
     page = queries.Listing(limit=100)
     with engine.connect() as connection:
         chat_ids = list(
@@ -355,8 +367,16 @@ def _query_times(url: str, repeats: int) -> dict[str, list[float]]:
                 .limit(repeats)
             )
         )
-        teams = list(connection.scalars(select(handoffs.c.to_team_id).distinct()))
+        teams = list(
+            connection.scalars(
+                select(chats.c.team_id).distinct().where(chats.c.team_id.is_not(None))
+            )
+        )
         head = connection.scalar(select(func.max(events.c.position))) or 0
+        # As of the traffic's last moment, so that some chats are open to be listed.
+        clock = queries.Clock(
+            idle, (connection.scalar(select(func.max(chats.c.last_seen_at))) or 0) + 1
+        )
         work: dict[str, Callable[[int], object]] = {
             "profile": lambda n: queries.profile(connection, profile_ids[n % len(profile_ids)]),
             "phone search": lambda n: queries.profiles_by_phone(
@@ -500,7 +520,11 @@ def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> 
         return asyncio.run(_post_all(base, bodies, clients))
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def _post_all(base: str, bodies: list[bytes], clients: int) -> _Load:

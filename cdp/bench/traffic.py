@@ -107,8 +107,11 @@ def _in_time_order(traffic: Traffic, chosen: random.Random) -> Iterator[dict[str
     """Conversations interleaved by time: each one a generator, merged on the clock."""
     long_chats = round(traffic.events * traffic.long_chats / traffic.long_chat_events)
     budgets = [traffic.long_chat_events] * long_chats
-    while sum(budgets) < traffic.events:
+    total = sum(budgets)
+    while total < traffic.events:
         budgets.append(chosen.randint(4, 60))
+        total += budgets[-1]
+    budgets.reverse()  # popped from the end: the long chats first
     conversations: list[Iterator[tuple[int, dict[str, Any]]]] = []
     customers = _customers(chosen)
     while budgets:
@@ -116,7 +119,7 @@ def _in_time_order(traffic: Traffic, chosen: random.Random) -> Iterator[dict[str
         for chat in customer["chats"][: len(budgets)]:
             long = len(conversations) < long_chats
             gap = (2 * HOUR_MS, 12 * HOUR_MS) if long else (DAY_MS, 3 * DAY_MS)
-            conversations.append(_conversation(customer, chat, budgets.pop(0), gap, chosen))
+            conversations.append(_conversation(customer, chat, budgets.pop(), gap, chosen))
     merged = heapq.merge(*conversations, key=lambda item: item[0])
     for count, (_, body) in enumerate(merged):
         if count >= traffic.events:

