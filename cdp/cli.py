@@ -303,7 +303,7 @@ def bench(
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
         )
 
-    plan = Plan.of(database, events, seed)
+    plan = Plan.of(database, events, seed, settings)
     figures = measure(plan, show)
     if json_path:
         rows = [{**asdict(figure), "ratio": figure.ratio} for figure in figures]

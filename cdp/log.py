@@ -61,7 +61,7 @@ def append(
             fresh.setdefault(incoming.dedupe_key, incoming)
     recorded = []
     if fresh:
-        rows = [_row(incoming, received_at) for incoming in fresh.values()]
+        rows = [row(incoming, received_at) for incoming in fresh.values()]
         positions = connection.scalars(
             events.insert().returning(events.c.position, sort_by_parameter_order=True), rows
         ).all()
@@ -144,7 +144,8 @@ def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     return found
 
 
-def _row(incoming: Incoming, received_at: int) -> dict[str, object]:
+def row(incoming: Incoming, received_at: int) -> dict[str, object]:
+    """The log row of a checked webhook."""
     webhook = incoming.webhook
     return {
         "event_type": webhook.event_type,

@@ -111,6 +111,9 @@ def _encode(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
+_MAX_CURSOR: Final = 1000
+
+
 def _decode(cursor: str, order: Order) -> list[Any]:
     key = None
     if len(cursor) <= _MAX_CURSOR:
@@ -123,9 +126,6 @@ def _decode(cursor: str, order: Order) -> list[Any]:
     ):
         raise BadCursor(f"{cursor[:80]!r} is not a cursor of this list: pass a `next` it gave")
     return key
-
-
-_MAX_CURSOR: Final = 1000
 
 
 def _fits(value: object, column: ColumnElement[Any]) -> bool:

@@ -7,6 +7,7 @@ measured the same way, on the same database, moments apart.
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -16,16 +17,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Column, Index, MetaData, Table, create_engine, func, select, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    MetaData,
+    Table,
+    create_engine,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 
-from cdp import db, ingest, queries, schema
+from cdp import db, ingest, log, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
 from cdp.models import chats, events, timeline
 from cdp.projectors import registry
@@ -63,9 +75,10 @@ class Plan:
     repeats: int = 200
     clients: int = 16
     posts: int = 3_000
+    settings: Settings = field(default_factory=Settings)
 
     @classmethod
-    def of(cls, database: str, events: int, seed: int) -> "Plan":
+    def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
         one webhook into chats of 1, 1 000 and 10 000 events (as many as the run has)."""
         return cls(
@@ -74,6 +87,7 @@ class Plan:
             seed=seed,
             small=min(10_000, max(events // 10, 1_000), events),
             chat_sizes=tuple(sorted({1, min(1_000, events), min(10_000, events)})),
+            settings=settings,
         )
 
 
@@ -92,7 +106,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
         small = big
         if plan.small < plan.events:
             small = fresh()
-            _load(small, Traffic(events=plan.small, seed=plan.seed))
+            _load(small, Traffic(events=plan.small, seed=plan.seed), plan.settings)
         take(_queries(plan, small, big))
         take(_one_webhook(plan, fresh))
         take(_http_ingest(plan, fresh()))
@@ -139,11 +153,11 @@ def _on_server(url: str, statement: str) -> None:
     admin.dispose()
 
 
-def _load(url: str, traffic: Traffic) -> None:
+def _load(url: str, traffic: Traffic, settings: Settings) -> None:
     """Fill a database with `traffic`, in the import's batches, without timing it."""
     engine = db.make_engine(url)
-    projectors = registry(Settings())
-    latest = latest_timestamp(Settings().max_clock_skew)
+    projectors = registry(settings)
+    latest = latest_timestamp(settings.max_clock_skew)
     batch = []
     for line in lines(traffic):
         batch.append(parse(line, latest=latest))
@@ -165,7 +179,7 @@ def _import_and_rebuild(plan: Plan, url: str, bare_url: str) -> Iterator[Figure]
         with path.open("wb") as file:
             file.writelines(lines(traffic))
         seconds, memory = _child(url, "import", str(path))
-        baseline = _bare_insert(bare_url, path)
+        baseline = _bare_insert(bare_url, path, plan.settings)
     yield Figure(
         "cdp import", plan.events / seconds, "events/s", plan.events / baseline, "bare insert"
     )
@@ -212,45 +226,40 @@ def _process(url: str, *command: str) -> tuple[float, float]:
 _LOG_COLUMNS = tuple(column.name for column in events.c if column is not events.c.position)
 
 
-def _bare_insert(url: str, path: Path) -> float:
+def _bare_insert(url: str, path: Path, settings: Settings) -> float:
     """Seconds to insert the file's log rows into a bare copy of the log (same indexes, no
-    triggers, no projections) with the driver, in one transaction; COPY on PostgreSQL."""
-    latest = latest_timestamp(Settings().max_clock_skew)
-    rows, seen = [], set()
-    with path.open("rb") as file:
-        for line in file:
-            incoming = parse(line.rstrip(b"\n"), latest=latest)
-            if incoming.dedupe_key not in seen:
-                seen.add(incoming.dedupe_key)
-                webhook = incoming.webhook
-                rows.append(
-                    (
-                        webhook.event_type,
-                        webhook.timestamp,
-                        now_ms(),
-                        webhook.chat_uuid,
-                        webhook.profile_uuid,
-                        incoming.dedupe_key,
-                        incoming.body,
-                    )
-                )
+    triggers, no projections) with the driver, in one transaction; COPY on PostgreSQL.
+
+    The rows are made ready a chunk at a time, untimed, so memory stays bounded."""
+    latest = latest_timestamp(settings.max_clock_skew)
     table = _bare_copy(url, events, "bare_events", indexes=True).name
     columns = ", ".join(_LOG_COLUMNS)
     engine = create_engine(url)
-    with engine.begin() as connection:
+    seconds, seen = 0.0, set()
+    with path.open("rb") as file, engine.begin() as connection:
         raw: Any = connection.connection.driver_connection
+        while chunk := list(islice(file, 10_000)):
+            rows = []
+            for line in chunk:
+                incoming = parse(line.rstrip(b"\n"), latest=latest)
+                if incoming.dedupe_key not in seen:
+                    seen.add(incoming.dedupe_key)
+                    stored = log.row(incoming, now_ms())
+                    rows.append(tuple(stored[name] for name in _LOG_COLUMNS))
+            started = time.perf_counter()
+            if engine.dialect.name == "postgresql":
+                with (
+                    raw.cursor() as cursor,
+                    cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+                ):
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join("?" * len(_LOG_COLUMNS))
+                raw.cursor().executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+            seconds += time.perf_counter() - started
         started = time.perf_counter()
-        if engine.dialect.name == "postgresql":
-            with (
-                raw.cursor() as cursor,
-                cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" * len(_LOG_COLUMNS))
-            raw.cursor().executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-    seconds = time.perf_counter() - started
+    seconds += time.perf_counter() - started  # the commit
     engine.dispose()
     return seconds
 
@@ -329,8 +338,8 @@ def _bare_copy(url: str, model: Table, name: str, *, indexes: bool) -> Table:
 
 def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
     """p50 and p99 of every query the API runs, at the small size and at the plan's size."""
-    at_small = _query_times(small_url, plan.repeats)
-    at_big = _query_times(big_url, plan.repeats) if big_url != small_url else at_small
+    at_small = _query_times(small_url, plan)
+    at_big = _query_times(big_url, plan) if big_url != small_url else at_small
     for name, times in at_big.items():
         small_times = at_small[name]
         for cut, label in ((50, "p50"), (99, "p99")):
@@ -343,35 +352,22 @@ def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
             )
 
 
-def _query_times(url: str, repeats: int) -> dict[str, list[float]]:
+def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
     engine = db.make_engine(url)
-    idle = Settings().session_idle_timeout // timedelta(milliseconds=1)
+    idle = plan.settings.session_idle_timeout // timedelta(milliseconds=1)
     page = queries.Listing(limit=100)
+    chosen = random.Random(plan.seed)
+
+    def sample(column: ColumnElement[Any]) -> list[Any]:
+        """Up to `plan.repeats` values of a column, the same ones for the same seed."""
+        found = sorted(connection.scalars(select(column).distinct().where(column.is_not(None))))
+        return list(chosen.sample(found, min(plan.repeats, len(found))))
+
     with engine.connect() as connection:
-        chat_ids = list(
-            connection.scalars(select(chats.c.uuid).order_by(func.random()).limit(repeats))
-        )
-        profile_ids = list(
-            connection.scalars(
-                select(chats.c.profile_uuid)
-                .where(chats.c.profile_uuid.is_not(None))
-                .order_by(func.random())
-                .limit(repeats)
-            )
-        )
-        phones = list(
-            connection.scalars(
-                select(chats.c.phone_e164)
-                .where(chats.c.phone_e164.is_not(None))
-                .order_by(func.random())
-                .limit(repeats)
-            )
-        )
-        teams = list(
-            connection.scalars(
-                select(chats.c.team_id).distinct().where(chats.c.team_id.is_not(None))
-            )
-        )
+        chat_ids = sample(chats.c.uuid)
+        profile_ids = sample(chats.c.profile_uuid)
+        phones = sample(chats.c.phone_e164)
+        teams = sample(chats.c.team_id)
         head = connection.scalar(select(func.max(events.c.position))) or 0
         # As of the traffic's last moment, so that some chats are open to be listed.
         clock = queries.Clock(
@@ -403,7 +399,7 @@ def _query_times(url: str, repeats: int) -> dict[str, list[float]]:
         for name, run in work.items():
             run(0)  # warm
             times[name] = []
-            for n in range(repeats):
+            for n in range(plan.repeats):
                 started = time.perf_counter()
                 run(n)
                 times[name].append(time.perf_counter() - started)
@@ -438,14 +434,12 @@ def _one_webhook(plan: Plan, fresh: Callable[[], str]) -> Iterator[Figure]:
 
 def _into_chat(url: str, size: int, plan: Plan) -> float:
     traffic = Traffic(events=size, seed=plan.seed, long_chats=1.0, long_chat_events=size)
+    _load(url, traffic, plan.settings)
     bodies = list(webhooks(traffic))
     chat = bodies[0]["payload"]["chat"]
     engine = db.make_engine(url)
-    projectors = registry(Settings())
-    latest = latest_timestamp(Settings().max_clock_skew)
-    incoming = [parse(json.dumps(body, ensure_ascii=False), latest=latest) for body in bodies]
-    for start in range(0, len(incoming), 500):
-        ingest.record(engine, incoming[start : start + 500], projectors)
+    projectors = registry(plan.settings)
+    latest = latest_timestamp(plan.settings.max_clock_skew)
     last = max(body["timestamp"] for body in bodies)
     times = []
     for n in range(min(plan.repeats, 30)):
@@ -479,7 +473,8 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
         for body in webhooks(Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 1))
     ]
     cdp = _served(["-m", "cdp", "serve"], url, bodies, plan.clients)
-    noop = _served(["-m", "uvicorn", "cdp.bench.noop:app"], url, bodies, plan.clients)
+    noop_server = ["-m", "uvicorn", "cdp.bench.noop:app", "--log-level", "warning"]
+    noop = _served(noop_server, url, bodies, plan.clients)
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
@@ -498,9 +493,7 @@ def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, *command, "--port", str(port), "--log-level", "warning"]
-        if "uvicorn" in command
-        else [sys.executable, *command, "--port", str(port)],
+        [sys.executable, *command, "--port", str(port)],
         env={**os.environ, "CDP_DATABASE_URL": url},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
