@@ -106,32 +106,43 @@ def read(
     return list(connection.execute(query.order_by(events.c.position).limit(limit)))
 
 
-def replay(connection: Connection, *, after: int = 0, by_chat: bool = False) -> Iterator[Recorded]:
-    """Stream the log: in position order, or only events naming a chat, chat by chat.
+def replay(
+    connection: Connection,
+    *,
+    after: int = 0,
+    until: int | None = None,
+    limit: int | None = None,
+    by_chat: bool = False,
+) -> Iterator[Recorded]:
+    """Stream the log after a position (up to `until`): in log order, or chat by chat.
 
     Each event is what its columns say, with its body read leniently: never re-validated,
-    since a logged event is a fact, and never failing, whatever the body holds.
+    since a logged event is a fact, and never failing, whatever the body holds. Chat by
+    chat, each chat's events come in log order, and those naming no chat come together.
     """
-    query = select(
-        events.c.position,
-        events.c.received_at,
-        events.c.event_type,
-        events.c.occurred_at,
-        events.c.chat_uuid,
-        events.c.profile_uuid,
-        events.c.dedupe_key,
-        events.c.body,
-    ).where(events.c.position > after)
+    query = select(*_REPLAYED).where(events.c.position > after)
+    if until is not None:
+        query = query.where(events.c.position <= until)
     if by_chat:
-        query = query.where(events.c.chat_uuid.is_not(None)).order_by(
-            events.c.chat_uuid, events.c.position
-        )
+        query = query.order_by(events.c.chat_uuid, events.c.position)
     else:
         query = query.order_by(events.c.position)
-    rows = connection.execute(query.execution_options(yield_per=2000))
+    rows = connection.execute(query.limit(limit).execution_options(yield_per=2000))
     for position, received_at, event_type, occurred_at, chat_uuid, profile_uuid, key, body in rows:
         webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
         yield Recorded(position, received_at, Incoming(body, key, webhook))
+
+
+_REPLAYED: Final = (
+    events.c.position,
+    events.c.received_at,
+    events.c.event_type,
+    events.c.occurred_at,
+    events.c.chat_uuid,
+    events.c.profile_uuid,
+    events.c.dedupe_key,
+    events.c.body,
+)
 
 
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:

@@ -3,8 +3,9 @@
 Each projector's checkpoint is written in the same transaction as its rows.
 """
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from typing import Final, Protocol
 
 from sqlalchemy import Connection, Table, select
 
@@ -16,16 +17,21 @@ from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
 from cdp.settings import Settings
 
+# Events per write on rebuild and catch-up: large enough to write set-wise, small
+# enough to keep memory flat whatever the size of the log.
+BATCH: Final = 5000
+
 
 class Projector(Protocol):
     name: str
     tables: tuple[Table, ...]
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded]) -> None:
-        """Project new events, given in log order."""
+    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
+        """Project new events, given in log order.
 
-    def rebuild(self, connection: Connection) -> None:
-        """Fill the projector's emptied tables from the whole log."""
+        `fresh`: the projector's tables hold nothing yet of the chats the batch names, and
+        the batch holds every event of each of them (a rebuild).
+        """
 
 
 def registry(settings: Settings) -> list[Projector]:
@@ -44,28 +50,49 @@ def project(
     """Feed events just appended after `head` to every projector, in the append's transaction.
 
     A projector whose checkpoint is behind `head` (added since, or never rebuilt) first
-    gets the events it missed: no projector ever skips part of the log.
+    gets the events it missed, a batch at a time: no projector ever skips part of the log.
     """
     if not new:
         return
     marks = positions(connection)
     for projector in projectors:
         mark = marks.get(projector.name, 0)
-        batch = new if mark == head else list(log.replay(connection, after=mark))
-        projector.apply(connection, batch)
+        while mark < head:
+            missed = list(log.replay(connection, after=mark, until=head, limit=BATCH))
+            projector.apply(connection, missed, fresh=False)
+            mark = missed[-1].position
+        projector.apply(connection, new, fresh=False)
     _advance(connection, projectors, new[-1].position)
 
 
 def rebuild(connection: Connection, projectors: Sequence[Projector]) -> int:
-    """Empty every projection and refill it from the log; the log head they now stand at."""
+    """Empty every projection and refill it from the log, read once; the head they reach."""
     log.lock(connection)
     head = log.head(connection)
     for projector in projectors:
         for table in reversed(projector.tables):
             connection.execute(table.delete())
-        projector.rebuild(connection)
+    for batch in _whole_chats(log.replay(connection, by_chat=True)):
+        for projector in projectors:
+            projector.apply(connection, batch, fresh=True)
     _advance(connection, projectors, head)
     return head
+
+
+def _whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
+    """Batches of about BATCH events that never split a chat (events naming none may split)."""
+    batch: list[Recorded] = []
+    for chat_uuid, events in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
+        for recorded in events:
+            batch.append(recorded)
+            if chat_uuid is None and len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _advance(connection: Connection, projectors: Sequence[Projector], position: int) -> None:

@@ -5,6 +5,10 @@ Events are ordered by (occurred_at, rank, dedupe_key): rank puts a session_updat
 before other events of the same millisecond (the opening pair can share one), and
 the dedupe key, a hash of the body, settles what is left, so that the order never
 depends on the order of delivery.
+
+A fold can start at a session's opening instead of the chat's first event: nothing
+before an opening shapes what comes after it, so a late event is folded with the
+facts from the opening before it (see `resumes_before`), not with the whole chat.
 """
 
 from collections.abc import Iterable, Sequence
@@ -41,6 +45,16 @@ class Rules:
         return cls(
             idle_timeout // timedelta(milliseconds=1), open_window // timedelta(milliseconds=1)
         )
+
+    def reach(self, occurred_at: int) -> int:
+        """The earliest time a new fact at `occurred_at` can change: its own, or the time of
+        a session_updated it could pair with (one within the open window before it).
+
+        A session opened strictly before this time opens whatever is added at or after
+        `occurred_at`, so a fold resumed at that opening places the new fact as a fold of
+        the whole chat would.
+        """
+        return occurred_at - self.open_window_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +161,7 @@ class Operator:
 
 
 @dataclass(slots=True)
-class SessionState:
+class Session:
     number: int
     opened_at: int
     last_activity_at: int
@@ -163,7 +177,7 @@ class SessionState:
 
 
 @dataclass(frozen=True, slots=True)
-class HandoffRecord:
+class Handoff:
     position: int
     session_number: int
     at: int
@@ -175,7 +189,7 @@ class HandoffRecord:
 
 
 @dataclass(slots=True)
-class ChatState:
+class Chat:
     uuid: str
     first_seen_at: int
     last_seen_at: int
@@ -188,21 +202,28 @@ class ChatState:
 
 @dataclass(slots=True)
 class Conversation:
-    chat: ChatState | None
+    """What a run of a chat's facts folds into: where each falls, its sessions and handoffs,
+    and the chat attributes those facts carry (the latest non-null of each)."""
+
+    chat: Chat | None
     placements: dict[int, Placement] = field(default_factory=dict)
-    sessions: list[SessionState] = field(default_factory=list)
-    handoffs: list[HandoffRecord] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
 
     @property
-    def session(self) -> SessionState | None:
+    def session(self) -> Session | None:
         """The chat's latest session: its team is the chat's team, its operator the chat's."""
         return self.sessions[-1] if self.sessions else None
 
 
-def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
+def fold(
+    chat_uuid: str, facts: Iterable[Fact], rules: Rules, *, sessions_before: int = 0
+) -> Conversation:
+    """Fold a chat's facts: all of them, or those from the opening of session
+    `sessions_before + 1` on (that opening is then the first fact, and opens again)."""
     ordered = sorted(facts, key=lambda fact: fact.order)
     conversation = Conversation(chat=None)
-    session: SessionState | None = None
+    session: Session | None = None
     previous_at: int | None = None  # the chat's previous event of a known type
     for index, fact in enumerate(ordered):
         if fact.known and fact.event_type == SESSION_UPDATED:
@@ -211,8 +232,8 @@ def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
                 previous_at is not None and fact.occurred_at - previous_at >= rules.idle_timeout_ms
             )
             if session is None or idle or _opens_pair(ordered, index, rules):
-                session = SessionState(
-                    number=len(conversation.sessions) + 1,
+                session = Session(
+                    number=sessions_before + len(conversation.sessions) + 1,
                     opened_at=fact.occurred_at,
                     last_activity_at=fact.occurred_at,
                     team_id=fact.event_team_id,
@@ -223,7 +244,7 @@ def fold(chat_uuid: str, facts: Iterable[Fact], rules: Rules) -> Conversation:
                 kind = "session_opened"
             elif fact.event_team_id != session.team_id:
                 conversation.handoffs.append(
-                    HandoffRecord(
+                    Handoff(
                         position=fact.position,
                         session_number=session.number,
                         at=fact.occurred_at,
@@ -286,7 +307,7 @@ def _observe(conversation: Conversation, chat_uuid: str, fact: Fact) -> None:
     """Chat attributes are the latest non-null values; the profile the latest one named."""
     chat = conversation.chat
     if chat is None:
-        chat = conversation.chat = ChatState(chat_uuid, fact.occurred_at, fact.occurred_at)
+        chat = conversation.chat = Chat(chat_uuid, fact.occurred_at, fact.occurred_at)
     chat.last_seen_at = fact.occurred_at
     for name in ("profile_uuid", "platform", "name", "phone", "avatar"):
         value = getattr(fact, name)

@@ -5,24 +5,21 @@ so the rows never depend on the order events arrive in.
 """
 
 from collections.abc import Sequence
-from itertools import islice
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, case
 
-from cdp import db, log
+from cdp import db
 from cdp.log import Recorded
 from cdp.models import profile_chats
 from cdp.webhook import KNOWN_TYPES
-
-_BATCH: Final = 2000
 
 
 class ProfilesProjector:
     name = "profiles"
     tables: tuple[Table, ...] = (profile_chats,)
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded]) -> None:
+    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         seen: dict[tuple[str, str], dict[str, Any]] = {}
         for recorded in batch:
             webhook = recorded.incoming.webhook
@@ -41,6 +38,10 @@ class ProfilesProjector:
             )
             row["first_seen_at"] = min(row["first_seen_at"], webhook.timestamp)
             row["last_seen_at"] = max(row["last_seen_at"], webhook.timestamp)
+        if fresh:  # every pair is whole in this batch, and none is stored yet
+            if seen:
+                connection.execute(profile_chats.insert(), list(seen.values()))
+            return
         db.upsert(
             connection,
             profile_chats,
@@ -55,11 +56,6 @@ class ProfilesProjector:
                 ),
             },
         )
-
-    def rebuild(self, connection: Connection) -> None:
-        replay = log.replay(connection)
-        while batch := list(islice(replay, _BATCH)):
-            self.apply(connection, batch)
 
 
 def _least(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:

@@ -193,3 +193,42 @@ def test_handoffs_of_one_millisecond_are_listed_alike_whatever_the_delivery_orde
         listed.append([(h.from_team.id, h.to_team.id, h.at) for h in found.items])
     assert len(listed[0]) == 2
     assert all(answer == listed[0] for answer in listed)
+
+
+def test_late_events_far_back_in_a_long_chat_are_folded_as_a_rebuild_folds_them(
+    fresh: Callable[[], Engine],
+) -> None:
+    gap = 100_000  # beyond the idle timeout: each session_updated opens a session
+    history = []
+    for number in range(6):
+        at = PAST + 1_000_000 + number * gap
+        history.append(webhook("session_updated", chat="c1", at=at, team=1 + number % 2))
+        # The second session opens by the idle timeout alone: its message is not a pair.
+        later = 10_000 if number == 1 else 10
+        history.append(webhook("message_created", chat="c1", at=at + later, message="hi"))
+        history.append(webhook("operator_replied", chat="c1", at=at + 20, team=1, operator="anna"))
+    late = [
+        # Bridges the idle gap between sessions 1 and 2: they become one.
+        webhook("message_created", chat="c1", at=PAST + 1_000_000 + gap // 2, message="late"),
+        # A handoff inside what was session 3.
+        webhook("session_updated", chat="c1", at=PAST + 1_000_000 + 2 * gap + 15, team=3),
+        # A session before all the others: every later one is renumbered.
+        webhook("session_updated", chat="c1", at=PAST, team=2),
+        webhook("message_created", chat="c1", at=PAST + 10, message="first"),
+    ]
+    engine = fresh()
+    deliver(engine, history, [len(history)])
+    deliver(engine, late, [1] * len(late))
+    answers = snapshot(engine)
+
+    assert [s["number"] for s in answers["c1"]["sessions"]] == [1, 2, 3, 4, 5, 6]
+    assert [(h["from_team"]["id"], h["to_team"]["id"]) for h in answers["c1"]["handoffs"]] == [
+        (1, 2),
+        (1, 3),
+    ]
+    engine = fresh()
+    deliver(engine, history + late, [len(history + late)])
+    assert snapshot(engine) == answers
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, projectors.registry(rules()))
+    assert snapshot(engine) == answers
