@@ -4,9 +4,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Table, case, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from cdp.settings import Settings
 
 _WRITER = "cdp_writer"
+# Called for every text value SQLite returns: a partial of str runs in C, a def would not.
+_UTF8 = partial(str, encoding="utf-8", errors="replace")
 
 
 def engine_of(settings: "Settings", *, connections: int) -> Engine:
@@ -66,7 +69,7 @@ def make_engine(
         # Let SQLAlchemy's "begin" event issue BEGIN, so writers can ask for IMMEDIATE.
         dbapi_connection.isolation_level = None
         # Text that is not UTF-8 (only ever written around cdp) reads with U+FFFD, not an error.
-        dbapi_connection.text_factory = _utf8
+        dbapi_connection.text_factory = _UTF8
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -91,10 +94,6 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-def _utf8(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -109,18 +108,34 @@ def upsert(
     rows: Sequence[Mapping[str, Any]],
     *,
     key: Sequence[str],
-    set_: Mapping[str, Any] | None = None,
+    least: Sequence[str] = (),
+    greatest: Sequence[str] = (),
 ) -> None:
-    """INSERT ... ON CONFLICT (key) DO UPDATE; `set_` defaults to every non-key column."""
+    """INSERT ... ON CONFLICT (key) DO UPDATE: a stored row takes the new values, except
+    that the columns in `least` and `greatest` keep the smaller or larger of the two."""
     if not rows:
         return
-    insert = postgresql.insert if dialect(connection) == "postgresql" else sqlite.insert
+    statement = _upsert(
+        dialect(connection), table, tuple(key), tuple(rows[0]), tuple(least), tuple(greatest)
+    )
+    connection.execute(statement, rows)
+
+
+@cache  # building one costs more than running it: it aliases every column of the table
+def _upsert(
+    dialect: str,
+    table: Table,
+    key: tuple[str, ...],
+    columns: tuple[str, ...],
+    least: tuple[str, ...],
+    greatest: tuple[str, ...],
+) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table)
-    if set_ is None:
-        set_ = {name: statement.excluded[name] for name in rows[0] if name not in key}
-    else:
-        set_ = {
-            name: value(statement.excluded) if callable(value) else value
-            for name, value in set_.items()
-        }
-    connection.execute(statement.on_conflict_do_update(index_elements=key, set_=set_), rows)
+    new = statement.excluded
+    set_: dict[str, Any] = {name: new[name] for name in columns if name not in key}
+    for name in least:
+        set_[name] = case((new[name] < table.c[name], new[name]), else_=table.c[name])
+    for name in greatest:
+        set_[name] = case((new[name] > table.c[name], new[name]), else_=table.c[name])
+    return statement.on_conflict_do_update(index_elements=list(key), set_=set_)

@@ -17,6 +17,6 @@ def record(
     with db.writing(engine) as connection:
         log.lock(connection)
         head = log.head(connection)
-        receipts, new = log.append(connection, batch)
+        receipts, new = log.append(connection, batch, head=head)
         project(connection, projectors, new, head)
     return receipts

@@ -46,35 +46,43 @@ def head(connection: Connection) -> int:
 
 
 def append(
-    connection: Connection, batch: Sequence[Incoming], received_at: int | None = None
+    connection: Connection,
+    batch: Sequence[Incoming],
+    received_at: int | None = None,
+    *,
+    head: int,
 ) -> tuple[list[Receipt], list[Recorded]]:
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
-    The caller holds lock(). A body that is already logged (or repeated within the
-    batch) is a duplicate and answers with the position of the first copy.
+    The caller holds lock() and read `head` under it, so the new events take the
+    positions after it, in batch order. A body that is already logged (or repeated
+    within the batch) is a duplicate and answers with the position of the first copy.
     """
     received_at = received_at if received_at is not None else now_ms()
     known = _positions(connection, {incoming.dedupe_key for incoming in batch})
-    fresh: dict[str, Incoming] = {}
+    recorded: list[Recorded] = []
+    rows = []
     for incoming in batch:
         if incoming.dedupe_key not in known:
-            fresh.setdefault(incoming.dedupe_key, incoming)
-    recorded = []
-    if fresh:
-        rows = [row(incoming, received_at) for incoming in fresh.values()]
-        positions = connection.scalars(
-            events.insert().returning(events.c.position, sort_by_parameter_order=True), rows
-        ).all()
-        for position, incoming in zip(positions, fresh.values(), strict=True):
-            known[incoming.dedupe_key] = position
+            position = known[incoming.dedupe_key] = head + len(recorded) + 1
             recorded.append(Recorded(position, received_at, incoming))
-    unclaimed = set(fresh)
+            rows.append(row(incoming, received_at, position))
+    if rows:
+        connection.execute(events.insert(), rows)
+        if connection.dialect.name == "postgresql":  # keep the column's default past them
+            connection.execute(_FOLLOW_SEQUENCE, {"position": rows[-1]["position"]})
+    fresh = {r.incoming.dedupe_key for r in recorded}
     receipts = []
     for incoming in batch:
         key = incoming.dedupe_key
-        receipts.append(Receipt(position=known[key], duplicate=key not in unclaimed))
-        unclaimed.discard(key)
+        receipts.append(Receipt(position=known[key], duplicate=key not in fresh))
+        fresh.discard(key)
     return receipts, recorded
+
+
+_FOLLOW_SEQUENCE: Final = text(
+    "SELECT setval(pg_get_serial_sequence('events', 'position'), :position)"
+)
 
 
 def read(
@@ -155,10 +163,11 @@ def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     return found
 
 
-def row(incoming: Incoming, received_at: int) -> dict[str, object]:
+def row(incoming: Incoming, received_at: int, position: int) -> dict[str, object]:
     """The log row of a checked webhook."""
     webhook = incoming.webhook
     return {
+        "position": position,
         "event_type": webhook.event_type,
         "occurred_at": webhook.timestamp,
         "received_at": received_at,

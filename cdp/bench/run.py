@@ -244,7 +244,7 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
                 incoming = parse(line.rstrip(b"\n"), latest=latest)
                 if incoming.dedupe_key not in seen:
                     seen.add(incoming.dedupe_key)
-                    stored = log.row(incoming, now_ms())
+                    stored = log.row(incoming, now_ms(), position=len(seen))
                     rows.append(tuple(stored[name] for name in _LOG_COLUMNS))
             started = time.perf_counter()
             if engine.dialect.name == "postgresql":

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     RowMapping,
+    Select,
     Table,
     and_,
     bindparam,
@@ -42,9 +43,39 @@ from cdp.projectors.conversation import (
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-_CHUNK: Final = 500  # chats per statement that names them one by one
+_CHUNK: Final = 500  # chats per statement that names them
 _PLACEMENT_FIELDS: Final = tuple(Placement.__dataclass_fields__)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "chat_uuid")
+
+
+def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Select[Any]:
+    """The rows of `table` from the opening of a chat's latest session (less `back`) on."""
+    opening = and_(
+        sessions.c.chat_uuid == chats.c.uuid, sessions.c.number == chats.c.session_number - back
+    )
+    since = and_(
+        table.c.chat_uuid == chats.c.uuid,
+        at >= sessions.c.opened_at,
+        table.c.session_number >= sessions.c.number,
+    )
+    return select(table).select_from(chats.join(sessions, opening).join(table, since))
+
+
+# Built once: building a statement over every column of a table costs more than running it.
+_CHATS: Final = select(chats)
+_TIMELINE: Final = select(timeline)
+_SESSIONS: Final = select(sessions)
+_HANDOFFS: Final = select(handoffs)
+_LAST_TWO_SESSIONS: Final = (
+    select(sessions)
+    .join(chats, chats.c.uuid == sessions.c.chat_uuid)
+    .where(sessions.c.number >= chats.c.session_number - 1)
+)
+# [back]: from the latest session's opening, or from the one before.
+_FACTS_SINCE: Final = [
+    _from_latest_opening(timeline, timeline.c.occurred_at, back) for back in (0, 1)
+]
+_HANDOFFS_SINCE: Final = [_from_latest_opening(handoffs, handoffs.c.at, back) for back in (0, 1)]
 
 
 @dataclass(slots=True)
@@ -62,39 +93,9 @@ class _Stored:
     sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
     handoffs: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-
-@dataclass(frozen=True, slots=True)
-class _Resume:
-    """Where one chat's fold starts again: at an opening, after a fact, or at the start."""
-
-    chat_uuid: str
-    sessions_before: int = 0
-    opened_at: int | None = None  # the opening of session `sessions_before + 1`
-    after: tuple[int, int, str] | None = None  # the order of the last fact kept as it is
-
-    def facts(self) -> ColumnElement[bool]:
-        condition = timeline.c.chat_uuid == self.chat_uuid
-        if self.opened_at is not None:
-            return and_(
-                condition,
-                timeline.c.occurred_at >= self.opened_at,
-                timeline.c.session_number > self.sessions_before,
-            )
-        if self.after is not None:
-            order = tuple_(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
-            return and_(condition, order > tuple_(*self.after))
-        return condition
-
-    def sessions(self) -> ColumnElement[bool]:
-        return and_(
-            sessions.c.chat_uuid == self.chat_uuid, sessions.c.number > self.sessions_before
-        )
-
-    def handoffs(self) -> ColumnElement[bool]:
-        condition = handoffs.c.chat_uuid == self.chat_uuid
-        if self.opened_at is not None:
-            return and_(condition, handoffs.c.at >= self.opened_at)
-        return condition
+    def place(self, row: Mapping[Any, Any]) -> None:
+        fact = Fact(**{name: row[name] for name in FACT_FIELDS})
+        self.placed.append((fact, Placement(*(row[name] for name in _PLACEMENT_FIELDS))))
 
 
 class ChatsProjector:
@@ -127,48 +128,44 @@ class ChatsProjector:
 
     def _stored(self, connection: Connection, new: Mapping[str, list[Fact]]) -> dict[str, _Stored]:
         """For each chat, what its new facts can change, read set-wise."""
-        chat_uuids = list(new)
-        stored = {chat_uuid: _Stored() for chat_uuid in chat_uuids}
-        for row in _chunked(connection, select(chats), chats.c.uuid, chat_uuids):
+        stored = {chat_uuid: _Stored() for chat_uuid in new}
+        for row in _chunked(connection, _CHATS, chats.c.uuid, list(new)):
             stored[row["uuid"]].chat = dict(row)
         # Most events land in a chat's latest session, or pair with its opening: the
         # last two sessions settle where to resume for nearly every chat.
-        latest = select(sessions).join(chats, chats.c.uuid == sessions.c.chat_uuid)
-        latest = latest.where(sessions.c.number >= chats.c.session_number - 1)
         recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _chunked(connection, latest, chats.c.uuid, chat_uuids):
-            recent[row["chat_uuid"]].append(dict(row))
-        resumes = []
+        for row in _chunked(connection, _LAST_TWO_SESSIONS, chats.c.uuid, list(new)):
+            recent[row["chat_uuid"]].append(_session_row(row))
+        back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
+        beginning, elsewhere = [], []
         for chat_uuid, facts in new.items():
+            chat = stored[chat_uuid]
             reach = self.rules.reach(min(fact.occurred_at for fact in facts))
             opened = [s for s in recent[chat_uuid] if s["opened_at"] < reach]
             if opened:
-                anchor = max(opened, key=lambda s: s["number"])
-                resumes.append(_Resume(chat_uuid, anchor["number"] - 1, anchor["opened_at"]))
-                for session in recent[chat_uuid]:
-                    if session["number"] >= anchor["number"]:
-                        stored[chat_uuid].sessions[session["number"]] = _session_row(session)
-            elif stored[chat_uuid].chat is None:
-                resumes.append(_Resume(chat_uuid))  # no known event yet: nothing to skip
+                anchor = max(s["number"] for s in opened)
+                chat.sessions_before = anchor - 1
+                chat.sessions = {s["number"]: s for s in recent[chat_uuid] if s["number"] >= anchor}
+                back[max(chat.sessions) - anchor].append(chat_uuid)
+            elif chat.chat is None:
+                beginning.append(chat_uuid)  # no known event yet: no session, no handoff
             else:
-                resumes.append(_resume_before(connection, chat_uuid, reach))
-        for resume in resumes:
-            stored[resume.chat_uuid].sessions_before = resume.sessions_before
-        for row in _any_of(connection, select(timeline), [r.facts() for r in resumes]):
-            fact = Fact(**{name: row[name] for name in FACT_FIELDS})
-            placement = Placement(*(row[name] for name in _PLACEMENT_FIELDS))
-            stored[row["chat_uuid"]].placed.append((fact, placement))
-        unread = [resume for resume in resumes if not stored[resume.chat_uuid].sessions]
-        for row in _any_of(connection, select(sessions), [r.sessions() for r in unread]):
-            stored[row["chat_uuid"]].sessions[row["number"]] = _session_row(row)
-        for row in _any_of(connection, select(handoffs), [r.handoffs() for r in resumes]):
-            if row["session_number"] > stored[row["chat_uuid"]].sessions_before:
+                elsewhere.append(chat_uuid)
+        for steps, chat_uuids in enumerate(back):
+            for row in _chunked(connection, _FACTS_SINCE[steps], chats.c.uuid, chat_uuids):
+                stored[row["chat_uuid"]].place(row)
+            for row in _chunked(connection, _HANDOFFS_SINCE[steps], chats.c.uuid, chat_uuids):
                 stored[row["chat_uuid"]].handoffs[row["position"]] = dict(row)
+        for row in _chunked(connection, _TIMELINE, timeline.c.chat_uuid, beginning):
+            stored[row["chat_uuid"]].place(row)
+        for chat_uuid in elsewhere:  # a late event before the last two sessions: rare
+            reach = self.rules.reach(min(fact.occurred_at for fact in new[chat_uuid]))
+            _read_before(connection, stored[chat_uuid], chat_uuid, reach)
         return stored
 
 
-def _resume_before(connection: Connection, chat_uuid: str, reach: int) -> _Resume:
-    """Where to resume a chat whose recent sessions all opened at or after `reach`."""
+def _read_before(connection: Connection, chat: _Stored, chat_uuid: str, reach: int) -> None:
+    """Read what a chat holds from the last opening (or the last fact) before `reach`."""
     last = connection.execute(
         select(
             timeline.c.occurred_at,
@@ -182,17 +179,32 @@ def _resume_before(connection: Connection, chat_uuid: str, reach: int) -> _Resum
         )
         .limit(1)
     ).first()
-    if last is None:
-        return _Resume(chat_uuid)
-    if last.session_number is None:
-        return _Resume(chat_uuid, after=(last.occurred_at, last.rank, last.dedupe_key))
-    opened_at = connection.scalar(
-        select(sessions.c.opened_at).where(
-            sessions.c.chat_uuid == chat_uuid, sessions.c.number == last.session_number
+    facts = timeline.c.chat_uuid == chat_uuid
+    handoffs_since = handoffs.c.chat_uuid == chat_uuid
+    if last is not None and last.session_number is None:  # no session yet: resume after it
+        order = tuple_(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
+        facts = and_(facts, order > tuple_(last.occurred_at, last.rank, last.dedupe_key))
+    elif last is not None:
+        opened_at = connection.scalar(
+            select(sessions.c.opened_at).where(
+                sessions.c.chat_uuid == chat_uuid, sessions.c.number == last.session_number
+            )
         )
-    )
-    assert opened_at is not None, "a timeline row names a session the sessions table lacks"
-    return _Resume(chat_uuid, last.session_number - 1, opened_at)
+        assert opened_at is not None, "a timeline row names a session the sessions table lacks"
+        chat.sessions_before = last.session_number - 1
+        facts = and_(
+            facts,
+            timeline.c.occurred_at >= opened_at,
+            timeline.c.session_number >= last.session_number,
+        )
+        handoffs_since = and_(handoffs_since, handoffs.c.session_number >= last.session_number)
+    for row in connection.execute(_TIMELINE.where(facts)).mappings():
+        chat.place(row)
+    later = and_(sessions.c.chat_uuid == chat_uuid, sessions.c.number > chat.sessions_before)
+    for row in connection.execute(_SESSIONS.where(later)).mappings():
+        chat.sessions[row["number"]] = _session_row(row)
+    for row in connection.execute(_HANDOFFS.where(handoffs_since)).mappings():
+        chat.handoffs[row["position"]] = dict(row)
 
 
 def _chunked(
@@ -202,15 +214,6 @@ def _chunked(
     for start in range(0, len(values), _CHUNK):
         chunk = values[start : start + _CHUNK]
         yield from connection.execute(query.where(column.in_(chunk))).mappings()
-
-
-def _any_of(
-    connection: Connection, query: Any, conditions: list[ColumnElement[bool]]
-) -> Iterable[RowMapping]:
-    """The rows matching any of `conditions`, a statement per few hundred of them."""
-    for start in range(0, len(conditions), _CHUNK // 2):
-        chunk = conditions[start : start + _CHUNK // 2]
-        yield from connection.execute(query.where(or_(*chunk))).mappings()
 
 
 def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ so the rows never depend on the order events arrive in.
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, case
+from sqlalchemy import Connection, Table
 
 from cdp import db
 from cdp.log import Recorded
@@ -47,20 +47,6 @@ class ProfilesProjector:
             profile_chats,
             list(seen.values()),
             key=["profile_uuid", "chat_uuid"],
-            set_={
-                "first_seen_at": lambda new: _least(
-                    new.first_seen_at, profile_chats.c.first_seen_at
-                ),
-                "last_seen_at": lambda new: _greatest(
-                    new.last_seen_at, profile_chats.c.last_seen_at
-                ),
-            },
+            least=["first_seen_at"],
+            greatest=["last_seen_at"],
         )
-
-
-def _least(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:
-    return case((a < b, a), else_=b)
-
-
-def _greatest(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:
-    return case((a > b, a), else_=b)

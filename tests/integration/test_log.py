@@ -89,7 +89,9 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     with db.writing(engine) as connection:
         log.lock(connection)
         receipts, _ = log.append(
-            connection, [checked(json.dumps(webhook("message_created", message="1")))]
+            connection,
+            [checked(json.dumps(webhook("message_created", message="1")))],
+            head=log.head(connection),
         )
         appended.set()
         writer.join(timeout=0.5)
