@@ -4,26 +4,35 @@ Database work never runs on the event loop. Each kind of request has a lane: a n
 connections and as many worker threads. A request waits for a place in its lane at most
 CDP_DATABASE_POOL_TIMEOUT, then gets a 503; so many slow reads can never hold up /health
 or a webhook, and the pool can never be waited on by more threads than it has connections.
+
+Webhooks go through one writer that commits them in groups: those that arrive while a
+transaction is open are checked, appended and projected together in the next one.
 """
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Concatenate, ParamSpec, TypeVar
+from functools import partial
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine
 
-from cdp import db, times
+from cdp import db, ingest, times, webhook
+from cdp.log import Receipt
 from cdp.projectors import Projector
 from cdp.queries import Clock
 from cdp.settings import Settings
+from cdp.webhook import Incoming
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # Connections kept for everything but reads: webhooks, /health, and rebuilds.
-WRITE_LANE, PROBE_LANE, ADMIN_LANE = 2, 1, 1
+WRITE_LANE, PROBE_LANE, ADMIN_LANE = 1, 1, 1
+# Webhooks per transaction at most, and waiting at most: beyond that, 503 at once.
+GROUP, BACKLOG = 500, 2000
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
 
 
@@ -76,13 +85,91 @@ class Lane:
         return await self.run(work)
 
 
+@dataclass(slots=True)
+class _Delivery:
+    body: bytes
+    answer: "asyncio.Future[Receipt]"
+
+
+class Writer:
+    """Group commit: each transaction takes every webhook that arrived while the one
+    before it was open. Each request still answers only once its own group committed."""
+
+    def __init__(
+        self, lane: Lane, projectors: list[Projector], settings: Settings, backlog: int = BACKLOG
+    ) -> None:
+        self.lane, self.projectors, self.settings, self.backlog = (
+            lane,
+            projectors,
+            settings,
+            backlog,
+        )
+        self.groups = 0  # transactions run
+        self._waiting: list[_Delivery] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def record(self, body: bytes) -> Receipt:
+        """Log and project one webhook body; raises what parse() or the database raise."""
+        if len(self._waiting) >= self.backlog:
+            raise Busy("webhooks", timedelta(0))
+        delivery = _Delivery(body, asyncio.get_running_loop().create_future())
+        self._waiting.append(delivery)
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        try:
+            # Bounded while it waits for a transaction; once in one, the database's own
+            # timeouts bound it, and it must not answer before its commit.
+            return await asyncio.wait_for(
+                asyncio.shield(delivery.answer), self.lane.wait.total_seconds()
+            )
+        except TimeoutError:
+            if delivery in self._waiting:
+                self._waiting.remove(delivery)
+                raise Busy("webhooks", self.lane.wait) from None
+            return await delivery.answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
+                self.groups += 1
+                try:
+                    outcomes = await self.lane.run(partial(self._commit, [d.body for d in group]))
+                except Exception as error:  # the database failed the whole group
+                    outcomes = [error] * len(group)
+                for delivery, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        delivery.answer.set_exception(outcome)
+                    else:
+                        delivery.answer.set_result(outcome)
+        finally:
+            self._draining = None
+
+    def _commit(self, bodies: list[bytes]) -> list[Receipt | Exception]:
+        """Check each body, then log and project the valid ones in one transaction."""
+        latest = webhook.latest_timestamp(self.settings.max_clock_skew)
+        outcomes: list[Receipt | Exception] = []
+        valid: list[Incoming] = []
+        for body in bodies:
+            try:
+                valid.append(webhook.parse(body, latest=latest))
+                outcomes.append(_PENDING)
+            except (webhook.MalformedBody, webhook.InvalidWebhook) as error:
+                outcomes.append(error)
+        receipts = iter(ingest.record(self.lane.engine, valid, self.projectors) if valid else [])
+        return [next(receipts) if outcome is _PENDING else outcome for outcome in outcomes]
+
+
+_PENDING: Final = Receipt(position=0, duplicate=False)
+
+
 @dataclass(frozen=True)
 class Service:
     settings: Settings
     engine: Engine
     projectors: list[Projector]
     reads: Lane
-    webhooks: Lane
+    webhooks: Writer
     health: Lane
     rebuilds: Lane
 
@@ -95,7 +182,7 @@ class Service:
             engine=engine,
             projectors=projectors,
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
-            webhooks=Lane("webhooks", WRITE_LANE, wait, engine),
+            webhooks=Writer(Lane("webhooks", WRITE_LANE, wait, engine), projectors, settings),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
         )

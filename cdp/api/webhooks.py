@@ -7,10 +7,8 @@ from litestar.openapi.spec import Example
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from cdp import ingest, webhook
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
-from cdp.log import Receipt as Logged
 from cdp.schemas import Receipt
 
 
@@ -63,14 +61,7 @@ class WebhookController(Controller):
         duplicate: 200 with the first copy's position. Once this answers 202, every query
         reflects the webhook.
         """
-
-        def record() -> Logged:
-            latest = webhook.latest_timestamp(service.settings.max_clock_skew)
-            incoming = webhook.parse(body, latest=latest)
-            (receipt,) = ingest.record(service.engine, [incoming], service.projectors)
-            return receipt
-
-        receipt = await service.webhooks.run(record)
+        receipt = await service.webhooks.record(body)
         return Response(
             Receipt(position=receipt.position, duplicate=receipt.duplicate),
             status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED,

@@ -1,0 +1,87 @@
+"""Webhooks that arrive together are committed together, and each still gets its own answer."""
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func, select
+
+from cdp.api import create_app
+from cdp.api.service import Busy, Lane, Writer
+from cdp.models import chats, events
+from cdp.projectors import registry
+from cdp.settings import Settings
+from tests.factories import PAST, webhook
+
+
+def bodies(count: int) -> list[bytes]:
+    return [
+        json.dumps(
+            webhook("message_created", chat=f"chat-{n % 7}", at=PAST + n, message=str(n))
+        ).encode()
+        for n in range(count)
+    ]
+
+
+async def post_all(settings: Settings, sent: list[bytes]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://cdp") as client:
+        posts = (client.post("/webhooks/fasttrack", content=body) for body in sent)
+        return list(await asyncio.gather(*posts))
+
+
+def test_a_flood_of_webhooks_gets_one_answer_each_duplicates_and_errors_included(
+    settings: Settings, engine: Engine
+) -> None:
+    fresh = bodies(40)
+    not_json = b'{"event_type": '
+    no_chat: dict[str, Any] = {"event_type": "message_created", "timestamp": "soon"}
+    sent = [*fresh, fresh[3], not_json, json.dumps(no_chat).encode(), fresh[17]]
+
+    answers = asyncio.run(post_all(settings, sent))
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [202] * 40 + [200, 400, 422, 200]
+    positions = [answer.json()["position"] for answer in answers[:40]]
+    assert sorted(positions) == list(range(1, 41))
+    assert answers[40].json() == {"position": positions[3], "duplicate": True}
+    assert answers[43].json() == {"position": positions[17], "duplicate": True}
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(events)) == 40
+        assert connection.scalar(select(func.count()).select_from(chats)) == 7
+
+
+def test_webhooks_that_arrive_while_a_transaction_is_open_share_the_next_one(
+    settings: Settings, engine: Engine
+) -> None:
+    sent = bodies(60)
+
+    async def flood() -> tuple[list[Any], int]:
+        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
+        writer = Writer(lane, registry(settings), settings)
+        receipts = await asyncio.gather(*(writer.record(body) for body in sent))
+        return receipts, writer.groups
+
+    receipts, groups = asyncio.run(flood())
+
+    assert sorted(receipt.position for receipt in receipts) == list(range(1, 61))
+    assert groups < len(sent)
+
+
+def test_a_full_backlog_answers_busy_at_once_and_stores_nothing_of_what_it_refused(
+    settings: Settings, engine: Engine
+) -> None:
+    async def flood() -> list[Any]:
+        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
+        writer = Writer(lane, registry(settings), settings, backlog=5)
+        return await asyncio.gather(
+            *(writer.record(body) for body in bodies(8)), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(flood())
+
+    assert [type(outcome) for outcome in outcomes[5:]] == [Busy] * 3
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(events)) == 5
