@@ -152,9 +152,9 @@ ONE_OBJECT_PER_LINE = (
 @click.argument("file", type=click.File("rb"))
 @click.option(
     "--batch-size",
-    default=500,
+    default=5000,
     show_default=True,
-    type=click.IntRange(1, 10_000),
+    type=click.IntRange(1, 50_000),
     help="Webhooks per transaction.",
 )
 @click.pass_obj

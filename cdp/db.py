@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Executable, Table, case, create_engine, event
+from sqlalchemy import JSON, Connection, Engine, Executable, Table, case, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -100,6 +100,32 @@ def _json(value: object) -> str:
 
 def dialect(connection: Connection | Engine) -> str:
     return connection.dialect.name
+
+
+def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new rows: with COPY on PostgreSQL when there are many (its fastest path)."""
+    if not rows:
+        return
+    if dialect(connection) != "postgresql" or len(rows) < _COPY_FROM:
+        connection.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    as_json = [isinstance(table.c[name].type, JSON) for name in names]
+    quote = connection.dialect.identifier_preparer.quote
+    copy_in = f"COPY {quote(table.name)} ({', '.join(map(quote, names))}) FROM STDIN"
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(copy_in) as copy:
+        for row in rows:
+            values = [row[name] for name in names]
+            copy.write_row(
+                [
+                    _json(v) if j and v is not None else v
+                    for v, j in zip(values, as_json, strict=True)
+                ]
+            )
+
+
+_COPY_FROM = 50  # rows: below it, COPY's setup costs more than it saves
 
 
 def upsert(

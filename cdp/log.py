@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, func, select, text
 
+from cdp import db
 from cdp.models import events
 from cdp.times import now_ms
 from cdp.webhook import Incoming, Webhook, logged
@@ -68,7 +69,7 @@ def append(
             recorded.append(Recorded(position, received_at, incoming))
             rows.append(row(incoming, received_at, position))
     if rows:
-        connection.execute(events.insert(), rows)
+        db.insert(connection, events, rows)
         if connection.dialect.name == "postgresql":  # keep the column's default past them
             connection.execute(_FOLLOW_SEQUENCE, {"position": rows[-1]["position"]})
     fresh = {r.incoming.dedupe_key for r in recorded}

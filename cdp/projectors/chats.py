@@ -296,8 +296,7 @@ class _Writes:
         return row
 
     def flush(self, connection: Connection) -> None:
-        if self.timeline_new:
-            connection.execute(timeline.insert(), self.timeline_new)
+        db.insert(connection, timeline, self.timeline_new)
         if self.timeline_moved:
             # The other keys of each row (kind, session_number, team) become the SET clause.
             move = timeline.update().where(timeline.c.position == bindparam("at_position"))

@@ -39,8 +39,7 @@ class ProfilesProjector:
             row["first_seen_at"] = min(row["first_seen_at"], webhook.timestamp)
             row["last_seen_at"] = max(row["last_seen_at"], webhook.timestamp)
         if fresh:  # every pair is whole in this batch, and none is stored yet
-            if seen:
-                connection.execute(profile_chats.insert(), list(seen.values()))
+            db.insert(connection, profile_chats, list(seen.values()))
             return
         db.upsert(
             connection,

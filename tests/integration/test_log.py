@@ -1,7 +1,10 @@
 """The event log on each database: append-only, idempotent, positions in commit order."""
 
 import json
+import shutil
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -11,7 +14,8 @@ from cdp import db, ingest, log
 from cdp.db import make_engine
 from cdp.projectors import registry
 from cdp.settings import Settings
-from tests.factories import checked, samples, webhook
+from tests.conftest import empty
+from tests.factories import PAST, checked, samples, webhook
 
 
 def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[log.Receipt]:
@@ -98,3 +102,42 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
         assert writer.is_alive(), "the second append did not wait for the first to commit"
     writer.join(timeout=30)
     assert second[0].position > receipts[0].position
+
+
+def test_a_large_batch_is_stored_as_the_same_webhooks_one_at_a_time(
+    settings: Settings, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Large batches take the bulk path (COPY on PostgreSQL): same rows, same positions."""
+    bodies = [
+        webhook("message_created", chat=f"chat-{n % 3}", at=PAST + n, message=f"Привет\t{n}\\")
+        for n in range(120)
+    ]
+    stored = []
+    for sizes in ([1] * len(bodies), [len(bodies)]):
+        url = settings.database_url
+        if url.startswith("sqlite"):
+            shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / f"{len(sizes)}.db")
+            url = f"sqlite:///{tmp_path / f'{len(sizes)}.db'}"
+        else:
+            empty(url)
+        settings = settings.model_copy(update={"database_url": url})
+        engine = make_engine(url)
+        start = 0
+        for size in sizes:
+            append(engine, settings, *bodies[start : start + size])
+            start += size
+        with engine.connect() as connection:
+            logged = [(r.position, r.chat_uuid, r.body) for r in log.read(connection)]
+            messages = connection.execute(
+                text("SELECT position, message, session_number FROM timeline ORDER BY position")
+            ).all()
+        engine.dispose()
+        stored.append((logged, [(p, _json(m), n) for p, m, n in messages]))
+    assert stored[0] == stored[1]
+    assert stored[1][1][7][1]["text"] == "Привет\t7\\"
+    assert [position for position, _, _ in stored[1][0]] == list(range(1, 121))
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as read: decoded already, or text (a raw SELECT on SQLite)."""
+    return json.loads(value) if isinstance(value, str) else value
