@@ -103,29 +103,37 @@ def dialect(connection: Connection | Engine) -> str:
 
 
 def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert new rows: with COPY on PostgreSQL when there are many (its fastest path)."""
+    """Insert new rows through the driver's fastest path: COPY on PostgreSQL, executemany
+    on SQLite. Statement building per row cost more than the database's own work."""
     if not rows:
         return
-    if dialect(connection) != "postgresql" or len(rows) < _COPY_FROM:
+    if len(rows) < _BULK_FROM:
         connection.execute(table.insert(), rows)
         return
     names = list(rows[0])
     as_json = [isinstance(table.c[name].type, JSON) for name in names]
+    values = (
+        [
+            _json(row[name]) if is_json and row[name] is not None else row[name]
+            for name, is_json in zip(names, as_json, strict=True)
+        ]
+        for row in rows
+    )
     quote = connection.dialect.identifier_preparer.quote
-    copy_in = f"COPY {quote(table.name)} ({', '.join(map(quote, names))}) FROM STDIN"
+    into = f"{quote(table.name)} ({', '.join(map(quote, names))})"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(copy_in) as copy:
-        for row in rows:
-            values = [row[name] for name in names]
-            copy.write_row(
-                [
-                    _json(v) if j and v is not None else v
-                    for v, j in zip(values, as_json, strict=True)
-                ]
-            )
+    try:
+        if dialect(connection) == "postgresql":
+            with cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {into} VALUES ({', '.join('?' * len(names))})", values)
+    finally:
+        cursor.close()
 
 
-_COPY_FROM = 50  # rows: below it, COPY's setup costs more than it saves
+_BULK_FROM = 50  # rows: below it, the setup costs more than it saves
 
 
 def upsert(

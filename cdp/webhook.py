@@ -325,7 +325,11 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def nesting(text: str, limit: int) -> int:
-    """How deeply JSON `text` nests arrays and objects, counted up to `limit` + 1, no recursion."""
+    """How deeply JSON `text` nests arrays and objects, counted up to `limit` + 1, no recursion;
+    or, when that cannot exceed `limit`, how many brackets it opens (an upper bound)."""
+    opened = text.count("{") + text.count("[")
+    if opened <= limit:  # nothing can nest deeper than the brackets it opens: skip the scan
+        return opened
     depth = deepest = 0
     for bracket in _BRACKET.finditer(_STRING.sub("", text)):
         if bracket.group() in "[{":

@@ -116,7 +116,7 @@ class ChatsProjector:
         if not new:
             return
         stored = {} if fresh else self._stored(connection, new)
-        writes = _Writes(self.phone_region)
+        writes = _Writes(self.phone_region, fresh=fresh)
         for chat_uuid, facts in new.items():
             before = stored.get(chat_uuid) or _Stored()
             known = [fact for fact, _ in before.placed]
@@ -228,8 +228,9 @@ def _fields(record: "DataclassInstance") -> dict[str, Any]:
 class _Writes:
     """The rows a batch of folded chats changes, written set-wise on flush."""
 
-    def __init__(self, phone_region: str) -> None:
+    def __init__(self, phone_region: str, *, fresh: bool) -> None:
         self.phone_region = phone_region
+        self.fresh = fresh  # nothing stored: every row is new
         self.timeline_new: list[dict[str, Any]] = []
         self.timeline_moved: list[dict[str, Any]] = []
         self.sessions: list[dict[str, Any]] = []
@@ -312,6 +313,11 @@ class _Writes:
             for start in range(0, len(self.handoffs_gone), _CHUNK):
                 chunk = self.handoffs_gone[start : start + _CHUNK]
                 connection.execute(handoffs.delete().where(handoffs.c.position.in_(chunk)))
+        if self.fresh:
+            db.insert(connection, sessions, self.sessions)
+            db.insert(connection, handoffs, self.handoffs)
+            db.insert(connection, chats, self.chats)
+            return
         db.upsert(connection, sessions, self.sessions, key=["chat_uuid", "number"])
         db.upsert(connection, handoffs, self.handoffs, key=["position"])
         db.upsert(connection, chats, self.chats, key=["uuid"])
