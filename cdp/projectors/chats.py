@@ -10,7 +10,7 @@ the session it lands in, not the length of its chat.
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
@@ -222,7 +222,7 @@ def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def _fields(record: "DataclassInstance") -> dict[str, Any]:
     """A dataclass's fields as a dict, shallow: asdict() deep-copies, and that costs."""
-    return {field.name: getattr(record, field.name) for field in fields(record)}
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
 class _Writes:

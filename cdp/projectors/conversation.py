@@ -12,7 +12,7 @@ facts from the opening before it (see `resumes_before`), not with the whole chat
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
 from typing import Any, Final
@@ -101,21 +101,19 @@ def fact_of(position: int, incoming: Incoming) -> Fact:
     Live webhooks were checked already; a logged one is a fact whatever today's checks say.
     """
     webhook = incoming.webhook
-    base = Fact(
-        position=position,
-        occurred_at=webhook.timestamp,
-        rank=0 if webhook.event_type == SESSION_UPDATED else 1,
-        dedupe_key=incoming.dedupe_key,
-        event_type=webhook.event_type,
-    )
+    rank = 0 if webhook.event_type == SESSION_UPDATED else 1
     if webhook.event_type not in KNOWN_TYPES or webhook.document is None:
-        return base
+        return Fact(position, webhook.timestamp, rank, incoming.dedupe_key, webhook.event_type)
     payload = _object(webhook.document.get("payload"))
     chat, session = _object(payload.get("chat")), _object(payload.get("session"))
     team, operator = _object(session.get("team")), _object(session.get("operator"))
     message = payload.get("message")
-    return replace(
-        base,
+    return Fact(
+        position=position,
+        occurred_at=webhook.timestamp,
+        rank=rank,
+        dedupe_key=incoming.dedupe_key,
+        event_type=webhook.event_type,
         profile_uuid=webhook.profile_uuid,
         platform=_text(chat.get("platform")),
         name=_text(chat.get("name")),

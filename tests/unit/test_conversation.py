@@ -216,3 +216,11 @@ def test_the_fold_does_not_depend_on_the_order_of_its_input() -> None:
         shuffled = facts[:]
         shuffler.shuffle(shuffled)
         assert fold("c", shuffled, RULES) == expected
+
+
+def test_a_timeline_row_is_a_fact_where_it_falls_and_its_chat_nothing_more_or_less() -> None:
+    from cdp.models import timeline
+    from cdp.projectors.conversation import FACT_FIELDS, Placement
+
+    written = {*FACT_FIELDS, *Placement.__dataclass_fields__, "chat_uuid"}
+    assert written == {column.name for column in timeline.columns}

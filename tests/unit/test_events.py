@@ -1,11 +1,14 @@
 """Parsing a webhook body: what is accepted, what is refused and how it is named."""
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdp.projectors.conversation import fact_of
 from cdp.webhook import InvalidWebhook, MalformedBody, logged, nesting, parse
@@ -291,3 +294,41 @@ def test_measuring_the_nesting_of_any_body_takes_one_pass(body: str) -> None:
     worker.start()
     worker.join(timeout=30)  # one pass takes milliseconds; a quadratic scan takes hours
     assert done.is_set()
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(extra=_JSON, ascii_only=st.booleans())
+def test_a_body_is_read_as_json_reads_it(extra: Any, ascii_only: bool) -> None:
+    """The fast reader must give what json.loads gives, float for float, key for key."""
+    body = webhook("message_created", message="hi")
+    body["payload"]["extra"] = extra
+    text = json.dumps(body, ensure_ascii=ascii_only)
+    expected = repr(json.loads(text))
+    assert repr(checked(text).webhook.document) == expected
+    assert repr(logged(text)) == expected
+
+
+@given(extra=_JSON, ascii_only=st.booleans(), spaced=st.booleans())
+def test_a_body_has_the_dedupe_key_of_its_canonical_json_floats_or_not(
+    extra: Any, ascii_only: bool, spaced: bool
+) -> None:
+    """The key must never change: a redelivery of a body logged long ago is a duplicate."""
+    body = webhook("message_created", message="hi")
+    body["payload"]["extra"] = extra
+    text = json.dumps(body, ensure_ascii=ascii_only, indent=2 if spaced else None)
+    canonical = json.dumps(
+        json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert checked(text).dedupe_key == hashlib.sha256(canonical.encode()).hexdigest()
