@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, func, select, text
+from sqlalchemy import Connection, Row, bindparam, func, select, text
 
 from cdp import db
 from cdp.models import events
@@ -154,13 +154,19 @@ _REPLAYED: Final = (
 )
 
 
+_KNOWN: Final = select(events.c.dedupe_key, events.c.position).where(
+    events.c.dedupe_key.in_(bindparam("keys", expanding=True))
+)
+
+
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     ordered = sorted(keys)
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
-        query = select(events.c.dedupe_key, events.c.position).where(events.c.dedupe_key.in_(chunk))
-        found.update({key: position for key, position in connection.execute(query)})
+        found.update(
+            {key: position for key, position in connection.execute(_KNOWN, {"keys": chunk})}
+        )
     return found
 
 

@@ -81,8 +81,10 @@ def request_query_names(request: Request[Any, Any, Any]) -> dict[str, str]:
     return query_names(request.route_handler, frozenset(request.path_params))
 
 
-def check(request: Request[Any, Any, Any]) -> None:
+async def check(request: Request[Any, Any, Any]) -> None:
     """Refuse NUL characters, and query parameters the endpoint does not take or takes once.
+
+    Async though it never waits: a plain function would be sent to a worker thread.
 
     No identifier cdp stores holds a NUL, and PostgreSQL cannot even compare one. An unknown
     parameter is most often a typo, and a repeated one a mistake: answering as if it were

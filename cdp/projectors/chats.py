@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     RowMapping,
@@ -58,18 +59,22 @@ def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Sel
         at >= sessions.c.opened_at,
         table.c.session_number >= sessions.c.number,
     )
-    return select(table).select_from(chats.join(sessions, opening).join(table, since))
+    query = select(table).select_from(chats.join(sessions, opening).join(table, since))
+    return query.where(chats.c.uuid.in_(_NAMED))
 
 
 # Built once: building a statement over every column of a table costs more than running it.
-_CHATS: Final = select(chats)
+# Those that read a batch's chats take their uuids as the expanding parameter "chats".
+_NAMED: Final[BindParameter[Any]] = bindparam("chats", expanding=True)
+_CHATS: Final = select(chats).where(chats.c.uuid.in_(_NAMED))
+_TIMELINE_OF: Final = select(timeline).where(timeline.c.chat_uuid.in_(_NAMED))
 _TIMELINE: Final = select(timeline)
 _SESSIONS: Final = select(sessions)
 _HANDOFFS: Final = select(handoffs)
 _LAST_TWO_SESSIONS: Final = (
     select(sessions)
     .join(chats, chats.c.uuid == sessions.c.chat_uuid)
-    .where(sessions.c.number >= chats.c.session_number - 1)
+    .where(sessions.c.number >= chats.c.session_number - 1, chats.c.uuid.in_(_NAMED))
 )
 # [back]: from the latest session's opening, or from the one before.
 _FACTS_SINCE: Final = [
@@ -129,12 +134,12 @@ class ChatsProjector:
     def _stored(self, connection: Connection, new: Mapping[str, list[Fact]]) -> dict[str, _Stored]:
         """For each chat, what its new facts can change, read set-wise."""
         stored = {chat_uuid: _Stored() for chat_uuid in new}
-        for row in _chunked(connection, _CHATS, chats.c.uuid, list(new)):
+        for row in _chunked(connection, _CHATS, list(new)):
             stored[row["uuid"]].chat = dict(row)
         # Most events land in a chat's latest session, or pair with its opening: the
         # last two sessions settle where to resume for nearly every chat.
         recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _chunked(connection, _LAST_TWO_SESSIONS, chats.c.uuid, list(new)):
+        for row in _chunked(connection, _LAST_TWO_SESSIONS, list(new)):
             recent[row["chat_uuid"]].append(_session_row(row))
         back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
         beginning, elsewhere = [], []
@@ -152,11 +157,11 @@ class ChatsProjector:
             else:
                 elsewhere.append(chat_uuid)
         for steps, chat_uuids in enumerate(back):
-            for row in _chunked(connection, _FACTS_SINCE[steps], chats.c.uuid, chat_uuids):
+            for row in _chunked(connection, _FACTS_SINCE[steps], chat_uuids):
                 stored[row["chat_uuid"]].place(row)
-            for row in _chunked(connection, _HANDOFFS_SINCE[steps], chats.c.uuid, chat_uuids):
+            for row in _chunked(connection, _HANDOFFS_SINCE[steps], chat_uuids):
                 stored[row["chat_uuid"]].handoffs[row["position"]] = dict(row)
-        for row in _chunked(connection, _TIMELINE, timeline.c.chat_uuid, beginning):
+        for row in _chunked(connection, _TIMELINE_OF, beginning):
             stored[row["chat_uuid"]].place(row)
         for chat_uuid in elsewhere:  # a late event before the last two sessions: rare
             reach = self.rules.reach(min(fact.occurred_at for fact in new[chat_uuid]))
@@ -207,13 +212,11 @@ def _read_before(connection: Connection, chat: _Stored, chat_uuid: str, reach: i
         chat.handoffs[row["position"]] = dict(row)
 
 
-def _chunked(
-    connection: Connection, query: Any, column: ColumnElement[Any], values: list[str]
-) -> Iterable[RowMapping]:
-    """The rows whose `column` is one of `values`, a statement per few hundred of them."""
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        yield from connection.execute(query.where(column.in_(chunk))).mappings()
+def _chunked(connection: Connection, query: Any, chat_uuids: list[str]) -> Iterable[RowMapping]:
+    """The rows `query` finds for these chats, a statement per few hundred of them."""
+    for start in range(0, len(chat_uuids), _CHUNK):
+        chunk = chat_uuids[start : start + _CHUNK]
+        yield from connection.execute(query, {"chats": chunk}).mappings()
 
 
 def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
