@@ -1,5 +1,8 @@
 """Every table: the event log, the projections' read models and their checkpoints.
 
+Code outside this module uses the tables (`events`, `chats`, ...); the classes, named
+*Row, only declare them.
+
 Times are integer milliseconds since the Unix epoch (UTC), the unit of the
 webhooks' own `timestamp`: exact, and the same arithmetic on every database.
 """
@@ -26,7 +29,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[int]: JSON}
 
 
-class Event(Base):
+class EventRow(Base):
     """The log: every accepted webhook, exactly as it arrived. The database refuses changes."""
 
     __tablename__ = "events"
@@ -50,7 +53,7 @@ class Event(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
-class Checkpoint(Base):
+class CheckpointRow(Base):
     """How far into the log each projector has got; written with the projector's rows."""
 
     __tablename__ = "projection_checkpoints"
@@ -59,7 +62,7 @@ class Checkpoint(Base):
     position: Mapped[int] = mapped_column(BigInteger)
 
 
-class TimelineEntry(Base):
+class TimelineRow(Base):
     """One row per logged event that names a chat: what it said, and where it falls."""
 
     __tablename__ = "timeline"
@@ -94,7 +97,7 @@ class TimelineEntry(Base):
     team_name: Mapped[str | None] = mapped_column(Text)
 
 
-class Session(Base):
+class SessionRow(Base):
     __tablename__ = "sessions"
 
     chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -109,7 +112,7 @@ class Session(Base):
     messages_out: Mapped[int] = mapped_column(Integer)
 
 
-class Handoff(Base):
+class HandoffRow(Base):
     __tablename__ = "handoffs"
     __table_args__ = (
         Index("ix_handoffs_at", "at", "dedupe_key"),
@@ -131,7 +134,7 @@ class Handoff(Base):
     dedupe_key: Mapped[str] = mapped_column(String(64))
 
 
-class Chat(Base):
+class ChatRow(Base):
     __tablename__ = "chats"
     __table_args__ = (
         Index("ix_chats_profile_uuid", "profile_uuid"),
@@ -157,7 +160,7 @@ class Chat(Base):
     session_number: Mapped[int | None] = mapped_column(Integer)
 
 
-class ProfileChat(Base):
+class ProfileChatRow(Base):
     """Every (profile, chat) pair the events named, and when."""
 
     __tablename__ = "profile_chats"
@@ -174,10 +177,10 @@ def _table(model: type[Base]) -> Table:
     return table
 
 
-events = _table(Event)
-checkpoints = _table(Checkpoint)
-timeline = _table(TimelineEntry)
-sessions = _table(Session)
-handoffs = _table(Handoff)
-chats = _table(Chat)
-profile_chats = _table(ProfileChat)
+events = _table(EventRow)
+checkpoints = _table(CheckpointRow)
+timeline = _table(TimelineRow)
+sessions = _table(SessionRow)
+handoffs = _table(HandoffRow)
+chats = _table(ChatRow)
+profile_chats = _table(ProfileChatRow)
