@@ -1,12 +1,13 @@
 """Engines, transactions and the few statements that differ between SQLite and PostgreSQL."""
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache, partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from sqlalchemy import JSON, Connection, Engine, Executable, Table, case, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -95,7 +96,21 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _JSON_ENCODER.encode(value).decode()
+
+
+# Text as text, not \u escapes: what JSON columns hold is served as it is. Ten times
+# faster than json.dumps, and what it writes reads back to the same values.
+_JSON_ENCODER = msgspec.json.Encoder()
+
+
+def _with_json(positions: list[int], row: Sequence[Any]) -> list[Any]:
+    """The row with the values at `positions` written as JSON text (None stays NULL)."""
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = _json(values[i])
+    return values
 
 
 def dialect(connection: Connection | Engine) -> str:
@@ -111,14 +126,10 @@ def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
         connection.execute(table.insert(), rows)
         return
     names = list(rows[0])
-    as_json = [isinstance(table.c[name].type, JSON) for name in names]
-    values = (
-        [
-            _json(row[name]) if is_json and row[name] is not None else row[name]
-            for name, is_json in zip(names, as_json, strict=True)
-        ]
-        for row in rows
-    )
+    pick = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    values: Iterable[Sequence[Any]] = map(pick, rows)
+    if as_json := [i for i, name in enumerate(names) if isinstance(table.c[name].type, JSON)]:
+        values = map(partial(_with_json, as_json), values)
     quote = connection.dialect.identifier_preparer.quote
     into = f"{quote(table.name)} ({', '.join(map(quote, names))})"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
