@@ -258,13 +258,15 @@ def _chats() -> Select[Any]:
     ).outerjoin(sessions, and_(current, sessions.c.number == chats.c.session_number))
 
 
+# Answers are built with model_construct: the rows come from cdp's own tables, typed by
+# the schema, and validating a page of them again cost more than reading it.
 def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
     team = session = None
     if row.team_id is not None:
-        team = schemas.Team(id=row.team_id, name=row.team_name)
+        team = schemas.Team.model_construct(id=row.team_id, name=row.team_name)
     operator = _operator(row)
     if row.current_number is not None:
-        session = schemas.CurrentSession(
+        session = schemas.CurrentSession.model_construct(
             number=row.current_number,
             opened_at=utc(row.current_opened_at),
             last_activity_at=utc(row.current_last_activity_at),
@@ -272,7 +274,7 @@ def _chat(row: Row[Any], clock: Clock) -> schemas.Chat:
             context=row.current_context,
             state=clock.state(row.current_last_activity_at),
         )
-    return schemas.Chat(
+    return schemas.Chat.model_construct(
         uuid=row.uuid,
         profile_uuid=row.profile_uuid,
         platform=row.platform,
@@ -291,7 +293,7 @@ def _operator(row: Any) -> schemas.Operator | None:
     """The operator a row names, or None if it names none (a reply without session.operator)."""
     if row.operator_uuid is None and row.operator_name is None and row.operator_avatar is None:
         return None
-    return schemas.Operator(
+    return schemas.Operator.model_construct(
         uuid=row.operator_uuid, name=row.operator_name, avatar=row.operator_avatar
     )
 
@@ -313,7 +315,7 @@ def chat_sessions(
     query = select(sessions).where(sessions.c.chat_uuid == uuid)
 
     def build(row: Row[Any]) -> schemas.Session:
-        return schemas.Session(
+        return schemas.Session.model_construct(
             number=row.number,
             opened_at=utc(row.opened_at),
             last_activity_at=utc(row.last_activity_at),
@@ -362,12 +364,12 @@ def _handoffs(
     order = [handoffs.c.at, handoffs.c.dedupe_key]
 
     def build(row: Row[Any]) -> schemas.Handoff:
-        return schemas.Handoff(
+        return schemas.Handoff.model_construct(
             chat_uuid=row.chat_uuid,
             at=utc(row.at),
             session_number=row.session_number,
-            from_team=schemas.Team(id=row.from_team_id, name=row.from_team_name),
-            to_team=schemas.Team(id=row.to_team_id, name=row.to_team_name),
+            from_team=schemas.Team.model_construct(id=row.from_team_id, name=row.from_team_name),
+            to_team=schemas.Team.model_construct(id=row.to_team_id, name=row.to_team_name),
             position=row.position,
         )
 
@@ -388,13 +390,15 @@ def chat_timeline(
     order = [timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key]
 
     def build(row: Row[Any]) -> schemas.TimelineItem:
-        return schemas.TimelineItem(
+        return schemas.TimelineItem.model_construct(
             position=row.position,
             occurred_at=utc(row.occurred_at),
             event_type=row.event_type,
             kind=row.kind,
             session_number=row.session_number,
-            team=None if row.team_id is None else schemas.Team(id=row.team_id, name=row.team_name),
+            team=None
+            if row.team_id is None
+            else schemas.Team.model_construct(id=row.team_id, name=row.team_name),
             operator=_operator(row) if row.event_type == OPERATOR_REPLIED else None,
             message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
         )
