@@ -50,6 +50,11 @@ _PLACEMENT_FIELDS: Final = tuple(Placement.__dataclass_fields__)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "chat_uuid")
 
 
+# Built once: building a statement over every column of a table costs more than running it.
+# Those that read a batch's chats take their uuids as the expanding parameter "chats".
+_NAMED: Final[BindParameter[Any]] = bindparam("chats", expanding=True)
+
+
 def _from_last_two_sessions(table: Table, at: ColumnElement[int]) -> Select[Any]:
     """The rows of `table` from the opening of a chat's session before its latest on."""
     before_latest = case((chats.c.session_number > 1, chats.c.session_number - 1), else_=1)
@@ -63,9 +68,6 @@ def _from_last_two_sessions(table: Table, at: ColumnElement[int]) -> Select[Any]
     return query.where(chats.c.uuid.in_(_NAMED))
 
 
-# Built once: building a statement over every column of a table costs more than running it.
-# Those that read a batch's chats take their uuids as the expanding parameter "chats".
-_NAMED: Final[BindParameter[Any]] = bindparam("chats", expanding=True)
 _CHATS: Final = select(chats).where(chats.c.uuid.in_(_NAMED))
 _TIMELINE_OF: Final = select(timeline).where(timeline.c.chat_uuid.in_(_NAMED))
 _TIMELINE: Final = select(timeline)
