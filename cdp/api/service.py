@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine
@@ -98,12 +98,8 @@ class Writer:
     def __init__(
         self, lane: Lane, projectors: list[Projector], settings: Settings, backlog: int = BACKLOG
     ) -> None:
-        self.lane, self.projectors, self.settings, self.backlog = (
-            lane,
-            projectors,
-            settings,
-            backlog,
-        )
+        self.lane, self.projectors, self.settings = lane, projectors, settings
+        self.backlog = backlog
         self.groups = 0  # transactions run
         self._waiting: list[_Delivery] = []
         self._draining: asyncio.Task[None] | None = None
@@ -126,7 +122,7 @@ class Writer:
             if delivery in self._waiting:
                 self._waiting.remove(delivery)
                 raise Busy("webhooks", self.lane.wait) from None
-            return await delivery.answer
+            return await asyncio.shield(delivery.answer)
 
     async def _drain(self) -> None:
         try:
@@ -138,6 +134,8 @@ class Writer:
                 except Exception as error:  # the database failed the whole group
                     outcomes = [error] * len(group)
                 for delivery, outcome in zip(group, outcomes, strict=True):
+                    if delivery.answer.done():  # never, while every wait on it is shielded
+                        continue
                     if isinstance(outcome, Exception):
                         delivery.answer.set_exception(outcome)
                     else:
@@ -148,19 +146,16 @@ class Writer:
     def _commit(self, bodies: list[bytes]) -> list[Receipt | Exception]:
         """Check each body, then log and project the valid ones in one transaction."""
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
-        outcomes: list[Receipt | Exception] = []
+        refused: list[Exception | None] = []  # None: valid, its receipt comes from the log
         valid: list[Incoming] = []
         for body in bodies:
             try:
                 valid.append(webhook.parse(body, latest=latest))
-                outcomes.append(_PENDING)
+                refused.append(None)
             except (webhook.MalformedBody, webhook.InvalidWebhook) as error:
-                outcomes.append(error)
+                refused.append(error)
         receipts = iter(ingest.record(self.lane.engine, valid, self.projectors) if valid else [])
-        return [next(receipts) if outcome is _PENDING else outcome for outcome in outcomes]
-
-
-_PENDING: Final = Receipt(position=0, duplicate=False)
+        return [next(receipts) if error is None else error for error in refused]
 
 
 @dataclass(frozen=True)

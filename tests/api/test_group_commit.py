@@ -85,3 +85,22 @@ def test_a_full_backlog_answers_busy_at_once_and_stores_nothing_of_what_it_refus
     assert [type(outcome) for outcome in outcomes[5:]] == [Busy] * 3
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 5
+
+
+def test_a_request_cancelled_while_its_group_commits_holds_up_no_other_and_is_stored(
+    settings: Settings, engine: Engine
+) -> None:
+    async def flood() -> list[Any]:
+        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
+        writer = Writer(lane, registry(settings), settings)
+        requests = [asyncio.create_task(writer.record(body)) for body in bodies(10)]
+        await asyncio.sleep(0)  # every body is waiting for the group now
+        requests[0].cancel()  # its client went away
+        return await asyncio.gather(*requests, return_exceptions=True)
+
+    outcomes = asyncio.run(flood())
+
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert sorted(outcome.position for outcome in outcomes[1:]) == list(range(2, 11))
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(events)) == 10
