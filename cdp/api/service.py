@@ -108,21 +108,25 @@ class Writer:
         """Log and project one webhook body; raises what parse() or the database raise."""
         if len(self._waiting) >= self.backlog:
             raise Busy("webhooks", timedelta(0))
-        delivery = _Delivery(body, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        delivery = _Delivery(body, loop.create_future())
         self._waiting.append(delivery)
         if self._draining is None:
             self._draining = asyncio.create_task(self._drain())
+        # Bounded while it waits for a transaction; once in one, the database's own
+        # timeouts bound it, and it must not answer before its commit. A timer, not
+        # wait_for: that would start a task per webhook.
+        timer = loop.call_later(self.lane.wait.total_seconds(), self._expire, delivery)
         try:
-            # Bounded while it waits for a transaction; once in one, the database's own
-            # timeouts bound it, and it must not answer before its commit.
-            return await asyncio.wait_for(
-                asyncio.shield(delivery.answer), self.lane.wait.total_seconds()
-            )
-        except TimeoutError:
-            if delivery in self._waiting:
-                self._waiting.remove(delivery)
-                raise Busy("webhooks", self.lane.wait) from None
-            return await asyncio.shield(delivery.answer)
+            return await delivery.answer
+        finally:
+            timer.cancel()
+
+    def _expire(self, delivery: _Delivery) -> None:
+        """A webhook still waiting for a transaction when its time is up: 503, not stored."""
+        if delivery in self._waiting and not delivery.answer.done():
+            self._waiting.remove(delivery)
+            delivery.answer.set_exception(Busy("webhooks", self.lane.wait))
 
     async def _drain(self) -> None:
         try:
@@ -134,7 +138,7 @@ class Writer:
                 except Exception as error:  # the database failed the whole group
                     outcomes = [error] * len(group)
                 for delivery, outcome in zip(group, outcomes, strict=True):
-                    if delivery.answer.done():  # never, while every wait on it is shielded
+                    if delivery.answer.done():  # its request was cancelled: the client left
                         continue
                     if isinstance(outcome, Exception):
                         delivery.answer.set_exception(outcome)

@@ -2,8 +2,9 @@
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine, func, select
@@ -14,6 +15,8 @@ from cdp.models import chats, events
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import PAST, webhook
+
+T = TypeVar("T")
 
 
 def bodies(count: int) -> list[bytes]:
@@ -104,3 +107,26 @@ def test_a_request_cancelled_while_its_group_commits_holds_up_no_other_and_is_st
     assert sorted(outcome.position for outcome in outcomes[1:]) == list(range(2, 11))
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 10
+
+
+def test_a_webhook_that_waits_too_long_for_a_transaction_is_refused_and_not_stored(
+    settings: Settings, engine: Engine
+) -> None:
+    class SlowLane(Lane):
+        async def run(self, work: Callable[[], T]) -> T:
+            await asyncio.sleep(0.5)  # a transaction that takes its time
+            return await super().run(work)
+
+    async def two() -> list[Any]:
+        writer = Writer(SlowLane("webhooks", 1, timedelta(seconds=0.1), engine), [], settings)
+        first = asyncio.create_task(writer.record(bodies(1)[0]))
+        await asyncio.sleep(0.01)  # the first is in its transaction now
+        second = asyncio.create_task(writer.record(bodies(2)[1]))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(two())
+
+    assert first.position == 1
+    assert isinstance(second, Busy)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(events)) == 1
