@@ -539,8 +539,9 @@ async def _post_all(base: str, bodies: list[bytes], clients: int) -> _Load:
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                     % (host.encode(), len(body), body)
                 )
-                status, length = await _answer(reader)
-                await reader.readexactly(length)
+                async with asyncio.timeout(60):  # a server that hangs fails the run
+                    status, length = await _answer(reader)
+                    await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
                 if status not in (200, 202):
                     raise RuntimeError(f"a webhook was answered {status}")

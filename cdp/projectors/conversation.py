@@ -8,7 +8,7 @@ depends on the order of delivery.
 
 A fold can start at a session's opening instead of the chat's first event: nothing
 before an opening shapes what comes after it, so a late event is folded with the
-facts from the opening before it (see `resumes_before`), not with the whole chat.
+facts from the opening before it (see `Rules.reach`), not with the whole chat.
 """
 
 from collections.abc import Iterable, Sequence
