@@ -22,7 +22,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    case,
     or_,
     select,
     tuple_,
@@ -55,10 +54,11 @@ _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "c
 _NAMED: Final[BindParameter[Any]] = bindparam("chats", expanding=True)
 
 
-def _from_last_two_sessions(table: Table, at: ColumnElement[int]) -> Select[Any]:
-    """The rows of `table` from the opening of a chat's session before its latest on."""
-    before_latest = case((chats.c.session_number > 1, chats.c.session_number - 1), else_=1)
-    opening = and_(sessions.c.chat_uuid == chats.c.uuid, sessions.c.number == before_latest)
+def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Select[Any]:
+    """The rows of `table` from the opening of a chat's latest session (less `back`) on."""
+    opening = and_(
+        sessions.c.chat_uuid == chats.c.uuid, sessions.c.number == chats.c.session_number - back
+    )
     since = and_(
         table.c.chat_uuid == chats.c.uuid,
         at >= sessions.c.opened_at,
@@ -78,8 +78,12 @@ _LAST_TWO_SESSIONS: Final = (
     .join(chats, chats.c.uuid == sessions.c.chat_uuid)
     .where(sessions.c.number >= chats.c.session_number - 1, chats.c.uuid.in_(_NAMED))
 )
-_FACTS_SINCE: Final = _from_last_two_sessions(timeline, timeline.c.occurred_at)
-_HANDOFFS_SINCE: Final = _from_last_two_sessions(handoffs, handoffs.c.at)
+# [back]: from the latest session's opening, or from the one before. Two statements, not
+# one reading both: what a webhook reads then follows the session it lands in alone.
+_FACTS_SINCE: Final = [
+    _from_latest_opening(timeline, timeline.c.occurred_at, back) for back in (0, 1)
+]
+_HANDOFFS_SINCE: Final = [_from_latest_opening(handoffs, handoffs.c.at, back) for back in (0, 1)]
 
 
 @dataclass(slots=True)
@@ -140,7 +144,8 @@ class ChatsProjector:
         recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in _chunked(connection, _LAST_TWO_SESSIONS, list(new)):
             recent[row["chat_uuid"]].append(_session_row(row))
-        resumed, beginning, elsewhere = [], [], []
+        back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
+        beginning, elsewhere = [], []
         for chat_uuid, facts in new.items():
             chat = stored[chat_uuid]
             reach = self.rules.reach(min(fact.occurred_at for fact in facts))
@@ -149,18 +154,15 @@ class ChatsProjector:
                 anchor = max(s["number"] for s in opened)
                 chat.sessions_before = anchor - 1
                 chat.sessions = {s["number"]: s for s in recent[chat_uuid] if s["number"] >= anchor}
-                resumed.append(chat_uuid)
+                back[max(chat.sessions) - anchor].append(chat_uuid)
             elif chat.chat is None:
                 beginning.append(chat_uuid)  # no known event yet: no session, no handoff
             else:
                 elsewhere.append(chat_uuid)
-        # One statement each, read from the session before the latest: a few rows more
-        # for the chats resumed at the latest cost less than a statement more.
-        for row in _chunked(connection, _FACTS_SINCE, resumed):
-            if row["session_number"] > stored[row["chat_uuid"]].sessions_before:
+        for steps, chat_uuids in enumerate(back):
+            for row in _chunked(connection, _FACTS_SINCE[steps], chat_uuids):
                 stored[row["chat_uuid"]].place(row)
-        for row in _chunked(connection, _HANDOFFS_SINCE, resumed):
-            if row["session_number"] > stored[row["chat_uuid"]].sessions_before:
+            for row in _chunked(connection, _HANDOFFS_SINCE[steps], chat_uuids):
                 stored[row["chat_uuid"]].handoffs[row["position"]] = dict(row)
         for row in _chunked(connection, _TIMELINE_OF, beginning):
             stored[row["chat_uuid"]].place(row)
