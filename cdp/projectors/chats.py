@@ -1,11 +1,16 @@
 """Chats, their sessions, handoffs and timeline: the conversation fold, written to tables.
 
-A new event can change how the chat's later events fall (a late message can split a
+Most events arrive in order: each falls after every stored event of its chat, beyond
+the open window, and changes none of them. Such a chat is folded on from its stored
+state (its row and its latest session's), with the new facts alone.
+
+A late event can change how the chat's later events fall (a late message can split a
 session, a late opening can renumber the ones after it), but nothing before the last
-session that opened before it (see `Rules.reach`). So each chat a batch touches is
-folded again from that opening on, from its stored timeline rows and the new facts,
-and only the rows whose content changed are written: the cost of an event follows
-the session it lands in, not the length of its chat.
+session that opened before it (see `Rules.reach`). So such a chat is folded again from
+that opening on, from its stored timeline rows and the new facts.
+
+Either way only the rows whose content changed are written: the cost of an event follows
+the session it lands in, or nothing at all, never the length of its chat.
 """
 
 from collections import defaultdict
@@ -22,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    func,
     or_,
     select,
     tuple_,
@@ -35,8 +41,11 @@ from cdp.projectors.conversation import (
     FACT_FIELDS,
     Conversation,
     Fact,
+    Operator,
     Placement,
     Rules,
+    Session,
+    Tail,
     fact_of,
     fold,
 )
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
 _CHUNK: Final = 500  # chats per statement that names them
 _PLACEMENT_FIELDS: Final = tuple(Placement.__dataclass_fields__)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "chat_uuid")
+_CHAT_COLUMNS: Final = tuple(c.name for c in chats.columns)
 
 
 # Built once: building a statement over every column of a table costs more than running it.
@@ -68,7 +78,26 @@ def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Sel
     return query.where(chats.c.uuid.in_(_NAMED))
 
 
-_CHATS: Final = select(chats).where(chats.c.uuid.in_(_NAMED))
+_LATEST: Final = sessions.alias("latest")
+# Each chat's row, its latest session's row (columns named latest_*), and the time of its
+# last stored event of any kind: an index probe, however long the chat.
+_CHATS: Final = (
+    select(
+        chats,
+        *(column.label(f"latest_{column.name}") for column in _LATEST.c),
+        select(func.max(timeline.c.occurred_at))
+        .where(timeline.c.chat_uuid == chats.c.uuid)
+        .scalar_subquery()
+        .label("last_event_at"),
+    )
+    .select_from(
+        chats.outerjoin(
+            _LATEST,
+            and_(_LATEST.c.chat_uuid == chats.c.uuid, _LATEST.c.number == chats.c.session_number),
+        )
+    )
+    .where(chats.c.uuid.in_(_NAMED))
+)
 _TIMELINE_OF: Final = select(timeline).where(timeline.c.chat_uuid.in_(_NAMED))
 _TIMELINE: Final = select(timeline)
 _SESSIONS: Final = select(sessions)
@@ -90,12 +119,15 @@ _HANDOFFS_SINCE: Final = [_from_latest_opening(handoffs, handoffs.c.at, back) fo
 class _Stored:
     """What the tables hold of one chat from the point its new facts can change on.
 
-    `placed` are the timeline's facts from the opening of session `sessions_before + 1`
-    (or from the chat's start, or from just after a fact outside any session); `sessions`
-    and `handoffs` are the rows of the sessions from there on.
+    `tail`: the new facts fall after every stored one and are folded on from there; then
+    `sessions` holds the latest session's row alone. Otherwise `placed` are the timeline's
+    facts from the opening of session `sessions_before + 1` (or from the chat's start, or
+    from just after a fact outside any session); `sessions` and `handoffs` are the rows of
+    the sessions from there on.
     """
 
     chat: dict[str, Any] | None = None
+    tail: Tail | None = None
     sessions_before: int = 0
     placed: list[tuple[Fact, Placement]] = field(default_factory=list)
     sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -127,29 +159,45 @@ class ChatsProjector:
         writes = _Writes(self.phone_region, fresh=fresh)
         for chat_uuid, facts in new.items():
             before = stored.get(chat_uuid) or _Stored()
-            known = [fact for fact, _ in before.placed]
-            conversation = fold(
-                chat_uuid, [*known, *facts], self.rules, sessions_before=before.sessions_before
-            )
+            if before.tail is not None:
+                conversation = fold(chat_uuid, facts, self.rules, after=before.tail)
+            else:
+                known = [fact for fact, _ in before.placed]
+                conversation = fold(
+                    chat_uuid, [*known, *facts], self.rules, sessions_before=before.sessions_before
+                )
             writes.add(chat_uuid, conversation, facts, before)
         writes.flush(connection)
 
     def _stored(self, connection: Connection, new: Mapping[str, list[Fact]]) -> dict[str, _Stored]:
         """For each chat, what its new facts can change, read set-wise."""
         stored = {chat_uuid: _Stored() for chat_uuid in new}
+        reach = {
+            chat_uuid: self.rules.reach(min(f.occurred_at for f in facts))
+            for chat_uuid, facts in new.items()
+        }
         for row in _chunked(connection, _CHATS, list(new)):
-            stored[row["uuid"]].chat = dict(row)
-        # Most events land in a chat's latest session, or pair with its opening: the
-        # last two sessions settle where to resume for nearly every chat.
+            chat = stored[row["uuid"]]
+            chat.chat = {name: row[name] for name in _CHAT_COLUMNS}
+            last_event_at = row["last_event_at"]
+            # Every new fact falls after every stored one, beyond the open window.
+            if last_event_at is not None and last_event_at < reach[row["uuid"]]:
+                latest = _latest_session(row)
+                chat.tail = Tail(_resumed(latest, chat.chat), row["last_seen_at"])
+                chat.sessions = {latest["number"]: latest} if latest is not None else {}
+        late = [c for c in new if stored[c].chat is not None and stored[c].tail is None]
+        # A late event most often lands in a chat's latest session, or pairs with its
+        # opening: the last two sessions settle where to resume for nearly every chat.
         recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _chunked(connection, _LAST_TWO_SESSIONS, list(new)):
+        for row in _chunked(connection, _LAST_TWO_SESSIONS, late):
             recent[row["chat_uuid"]].append(_session_row(row))
         back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
         beginning, elsewhere = [], []
-        for chat_uuid, facts in new.items():
+        for chat_uuid in new:
             chat = stored[chat_uuid]
-            reach = self.rules.reach(min(fact.occurred_at for fact in facts))
-            opened = [s for s in recent[chat_uuid] if s["opened_at"] < reach]
+            if chat.tail is not None:
+                continue
+            opened = [s for s in recent[chat_uuid] if s["opened_at"] < reach[chat_uuid]]
             if opened:
                 anchor = max(s["number"] for s in opened)
                 chat.sessions_before = anchor - 1
@@ -167,8 +215,7 @@ class ChatsProjector:
         for row in _chunked(connection, _TIMELINE_OF, beginning):
             stored[row["chat_uuid"]].place(row)
         for chat_uuid in elsewhere:  # a late event before the last two sessions: rare
-            reach = self.rules.reach(min(fact.occurred_at for fact in new[chat_uuid]))
-            _read_before(connection, stored[chat_uuid], chat_uuid, reach)
+            _read_before(connection, stored[chat_uuid], chat_uuid, reach[chat_uuid])
         return stored
 
 
@@ -224,6 +271,34 @@ def _chunked(connection: Connection, query: Any, chat_uuids: list[str]) -> Itera
 
 def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {column.name: row[column.name] for column in sessions.columns}
+
+
+def _latest_session(row: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """The latest session's row, read by _CHATS beside its chat's; None if it has none."""
+    if row["latest_number"] is None:
+        return None
+    return {column.name: row[f"latest_{column.name}"] for column in sessions.columns}
+
+
+def _resumed(latest: Mapping[str, Any] | None, chat: Mapping[str, Any]) -> Session | None:
+    """The chat's latest session as the fold left it: its team and operator are the chat's."""
+    if latest is None:
+        return None
+    names = (chat["operator_uuid"], chat["operator_name"], chat["operator_avatar"])
+    return Session(
+        number=latest["number"],
+        opened_at=latest["opened_at"],
+        last_activity_at=latest["last_activity_at"],
+        team_id=chat["team_id"],
+        team_name=chat["team_name"],
+        teams=list(latest["teams"]),
+        title=latest["title"],
+        context=latest["context"],
+        handoffs=latest["handoffs"],
+        messages_in=latest["messages_in"],
+        messages_out=latest["messages_out"],
+        operator=Operator(*names) if any(name is not None for name in names) else None,
+    )
 
 
 def _fields(record: "DataclassInstance") -> dict[str, Any]:
@@ -284,7 +359,8 @@ class _Writes:
             value = getattr(seen, name)
             if value is not None or name not in row:
                 row[name] = value
-        row["phone_e164"] = normalize(row["phone"], self.phone_region)
+        if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
+            row["phone_e164"] = normalize(row["phone"], self.phone_region)
         session = conversation.session
         if session is not None:  # folded from an opening on: the latest session is among these
             operator = session.operator

@@ -8,7 +8,9 @@ depends on the order of delivery.
 
 A fold can start at a session's opening instead of the chat's first event: nothing
 before an opening shapes what comes after it, so a late event is folded with the
-facts from the opening before it (see `Rules.reach`), not with the whole chat.
+facts from the opening before it (see `Rules.reach`), not with the whole chat. Events
+that fall after every fact folded so far, beyond the open window, change none of
+them: they are folded on from the state those facts left (a `Tail`), alone.
 """
 
 from collections.abc import Iterable, Sequence
@@ -175,6 +177,15 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class Tail:
+    """The state a chat's folded facts leave: its latest session as it stands (None before
+    the first), and the time of its last event of a known type."""
+
+    session: Session | None
+    last_known_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
     position: int
     session_number: int
@@ -215,14 +226,26 @@ class Conversation:
 
 
 def fold(
-    chat_uuid: str, facts: Iterable[Fact], rules: Rules, *, sessions_before: int = 0
+    chat_uuid: str,
+    facts: Iterable[Fact],
+    rules: Rules,
+    *,
+    sessions_before: int = 0,
+    after: Tail | None = None,
 ) -> Conversation:
-    """Fold a chat's facts: all of them, or those from the opening of session
-    `sessions_before + 1` on (that opening is then the first fact, and opens again)."""
+    """Fold a chat's facts: all of them; or those from the opening of session
+    `sessions_before + 1` on (that opening is then the first fact, and opens again); or
+    facts that all fall later than the open window after every fact folded before, on from
+    the `Tail` those left (its session is updated in place and is the conversation's first)."""
     ordered = sorted(facts, key=lambda fact: fact.order)
     conversation = Conversation(chat=None)
     session: Session | None = None
     previous_at: int | None = None  # the chat's previous event of a known type
+    if after is not None:
+        session, previous_at = after.session, after.last_known_at
+        if session is not None:
+            conversation.sessions.append(session)
+            sessions_before = session.number - 1
     for index, fact in enumerate(ordered):
         if fact.known and fact.event_type == SESSION_UPDATED:
             assert fact.event_team_id is not None

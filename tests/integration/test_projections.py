@@ -232,3 +232,59 @@ def test_late_events_far_back_in_a_long_chat_are_folded_as_a_rebuild_folds_them(
     with db.writing(engine) as connection:
         projectors.rebuild(connection, projectors.registry(rules()))
     assert snapshot(engine) == answers
+
+
+def test_an_event_before_a_later_unknown_one_is_folded_as_a_rebuild_folds_it(
+    fresh: Callable[[], Engine],
+) -> None:
+    """An event after a chat's last known one is not after all of its events if an unknown
+    one came later: that one's place can change, so the chat is folded again."""
+    history = [
+        webhook("session_updated", chat="c1", at=PAST, team=1),
+        webhook("message_created", chat="c1", at=PAST + 10, message="hi"),
+        webhook("chat_rated", chat="c1", at=PAST + 100_000),
+    ]
+    # Silent beyond the idle timeout: opens session 2, which the rating then falls in.
+    late = webhook("session_updated", chat="c1", at=PAST + 70_000, team=2)
+    engine = fresh()
+    deliver(engine, [*history, late], [len(history), 1])
+    answers = snapshot(engine)
+
+    kinds = [(item["kind"], item["session_number"]) for item in answers["c1"]["timeline"]]
+    assert kinds == [("session_opened", 1), ("message_in", 1), ("session_opened", 2), ("other", 2)]
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, projectors.registry(rules()))
+    assert snapshot(engine) == answers
+
+
+def test_events_in_order_are_folded_on_from_the_stored_state_as_a_rebuild_folds_them(
+    fresh: Callable[[], Engine],
+) -> None:
+    history = [
+        *[webhook("message_created", chat="c1", at=PAST + n, message="before") for n in (0, 1)],
+        webhook("session_updated", chat="c1", at=PAST + 1_000, team=1, title="first"),
+        webhook("message_created", chat="c1", at=PAST + 1_010, message="hi", phone="89990000001"),
+        webhook("operator_replied", chat="c1", at=PAST + 2_000, team=1, operator="anna"),
+        webhook("session_updated", chat="c1", at=PAST + 3_000, team=2),
+        webhook("message_created", chat="c1", at=PAST + 9_000, message="still there?"),
+        webhook("operator_replied", chat="c1", at=PAST + 10_000, team=2, operator="boris"),
+        webhook("session_updated", chat="c1", at=PAST + 10_500, team=2, title="renamed"),
+        webhook("message_updated", chat="c1", at=PAST + 11_000, message="failed"),
+        webhook("session_updated", chat="c1", at=PAST + 80_000, team=3),
+        webhook("operator_replied", chat="c1", at=PAST + 81_000, team=3, operator="vera"),
+        webhook("session_updated", chat="c1", at=PAST + 82_000, team=3, title="second"),
+    ]
+    engine = fresh()
+    deliver(engine, history, [1] * len(history))
+    answers = snapshot(engine)
+
+    sessions = answers["c1"]["sessions"]
+    assert [(s["number"], s["teams"], s["messages_in"]) for s in sessions] == [
+        (1, [1, 2], 2),
+        (2, [3], 0),
+    ]
+    chat = answers["c1"]["chat"]
+    assert (chat["operator"]["uuid"], chat["session"]["title"]) == ("vera", "second")
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, projectors.registry(rules()))
+    assert snapshot(engine) == answers
