@@ -1,5 +1,8 @@
 """Engines, transactions and the few statements that differ between SQLite and PostgreSQL."""
 
+import logging
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -20,7 +23,13 @@ _WRITER = "cdp_writer"
 _UTF8 = partial(str, encoding="utf-8", errors="replace")
 
 
-def engine_of(settings: "Settings", *, connections: int) -> Engine:
+logger = logging.getLogger("cdp.db")
+# SQLite: with a Checkpointer running, a commit checkpoints only a log grown this large
+# (pages of 4 KiB), in case the checkpointer cannot keep up.
+_CHECKPOINT_BEHIND = 16_384
+
+
+def engine_of(settings: "Settings", *, connections: int, checkpointer: bool = False) -> Engine:
     """The engine of CDP_DATABASE_URL, with every wait bounded as the settings say."""
     return make_engine(
         settings.database_url,
@@ -28,6 +37,7 @@ def engine_of(settings: "Settings", *, connections: int) -> Engine:
         wait=settings.database_pool_timeout,
         connect_timeout=settings.database_connect_timeout,
         statement_timeout=settings.database_statement_timeout,
+        checkpointer=checkpointer,
     )
 
 
@@ -38,11 +48,13 @@ def make_engine(
     wait: timedelta = timedelta(seconds=30),
     connect_timeout: timedelta = timedelta(seconds=10),
     statement_timeout: timedelta = timedelta(seconds=30),
+    checkpointer: bool = False,
 ) -> Engine:
     """An engine for `url` holding at most `connections`, waiting for one at most `wait`.
 
     PostgreSQL gets connect and statement timeouts; SQLite gets WAL, a busy timeout (the
-    statement timeout) and explicit transactions.
+    statement timeout) and explicit transactions. `checkpointer`: a Checkpointer copies
+    SQLite's write-ahead log into the database, so commits need not.
     """
     pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": wait.total_seconds()}
     # JSON columns keep text as text, not \u escapes: what they hold is served as it is.
@@ -78,6 +90,8 @@ def make_engine(
         # The log's guard triggers give every insert a statement journal: in a temporary
         # file, that cost more than the insert itself.
         cursor.execute("PRAGMA temp_store=MEMORY")
+        if checkpointer:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_BEHIND}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -87,6 +101,45 @@ def make_engine(
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database file from a thread of its own.
+
+    By default the commit that grows the log past 1 000 pages copies it, and that commit
+    takes milliseconds instead of a fraction of one. Here no commit waits for it: a
+    PASSIVE checkpoint copies what no reader still needs, and never blocks a writer.
+    """
+
+    def __init__(self, url: str, every: timedelta = timedelta(seconds=1)) -> None:
+        self.url, self.every = url, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cdp-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        engine = make_engine(self.url, connections=1)
+        try:
+            while not self._stop.wait(self.every.total_seconds()):
+                # Outside any transaction: SQLite refuses to checkpoint inside one.
+                connection = engine.raw_connection()
+                try:
+                    connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                except sqlite3.Error as error:  # the next turn tries again; commits are a backstop
+                    logger.warning("checkpoint failed: %s", error)
+                finally:
+                    connection.close()
+        finally:
+            engine.dispose()
 
 
 @contextmanager

@@ -51,7 +51,8 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=params.check,
-        on_shutdown=[service.engine.dispose],
+        on_startup=[service.start],
+        on_shutdown=[service.stop],
         type_encoders=serialization.TYPE_ENCODERS,
         plugins=[serialization.RawJSONSchema(), docs.DefaultResponses()],
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),

@@ -18,6 +18,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
 
 from cdp import db, ingest, times, webhook
 from cdp.log import Receipt
@@ -172,9 +173,14 @@ class Service:
     health: Lane
     rebuilds: Lane
 
+    checkpointer: db.Checkpointer | None
+
     @classmethod
     def of(cls, settings: Settings, projectors: list[Projector]) -> "Service":
-        engine = db.engine_of(settings, connections=settings.database_pool_size)
+        sqlite = make_url(settings.database_url).get_backend_name() == "sqlite"
+        engine = db.engine_of(
+            settings, connections=settings.database_pool_size, checkpointer=sqlite
+        )
         wait = settings.database_pool_timeout
         return cls(
             settings=settings,
@@ -184,7 +190,17 @@ class Service:
             webhooks=Writer(Lane("webhooks", WRITE_LANE, wait, engine), projectors, settings),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
+            checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
         )
+
+    def start(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
+    def stop(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.engine.dispose()
 
     def clock(self) -> Clock:
         """The time of this request: read once, so that one answer never disagrees with itself."""

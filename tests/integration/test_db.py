@@ -1,16 +1,19 @@
-"""Every wait on the database is bounded: connecting, a statement, a free connection."""
+"""Every wait on the database is bounded: connecting, a statement, a free connection; and
+SQLite's write-ahead log is copied into the database by a thread of its own."""
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cdp.db import make_engine
+from cdp.db import Checkpointer, make_engine, writing
 
 
 @pytest.fixture
@@ -88,3 +91,30 @@ def test_a_failed_statement_never_carries_its_values_into_an_error_message(
             text("SELECT * FROM no_such_table WHERE x = :phone"), {"phone": "+79991234567"}
         )
     assert "+79991234567" not in str(raised.value)
+
+
+def test_with_a_checkpointer_commits_leave_the_write_ahead_log_to_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'wal.db'}"
+    engine = make_engine(url, checkpointer=True)
+    with writing(engine) as connection:
+        connection.execute(text("CREATE TABLE filler (text TEXT)"))
+    for _ in range(40):  # some 1 600 pages of log: by default, commits would have copied it
+        with writing(engine) as connection:
+            connection.execute(
+                text("INSERT INTO filler VALUES (:text)"), [{"text": "x" * 4000}] * 40
+            )
+    database = tmp_path / "wal.db"
+    assert database.stat().st_size < 100_000
+
+    checkpointer = Checkpointer(url, every=timedelta(milliseconds=20))
+    checkpointer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while database.stat().st_size < 6_400_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        checkpointer.stop()
+    assert database.stat().st_size >= 6_400_000
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM filler")) == 1600
+    engine.dispose()
