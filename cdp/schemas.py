@@ -177,11 +177,6 @@ class EventPage(BaseModel):
     next_after: int | None
 
 
-class Receipt(BaseModel):
-    position: int
-    duplicate: bool
-
-
 class Health(BaseModel):
     status: Literal["ok"]
     database: str

@@ -9,7 +9,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
-from cdp.schemas import Receipt
+from cdp.log import Receipt
 
 
 class WebhookController(Controller):
@@ -63,6 +63,5 @@ class WebhookController(Controller):
         """
         receipt = await service.webhooks.record(body)
         return Response(
-            Receipt(position=receipt.position, duplicate=receipt.duplicate),
-            status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED,
+            receipt, status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED
         )
