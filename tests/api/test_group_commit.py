@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
+from litestar.testing import AsyncTestClient
 from sqlalchemy import Engine, func, select
 
 from cdp.api import create_app
@@ -29,8 +30,7 @@ def bodies(count: int) -> list[bytes]:
 
 
 async def post_all(settings: Settings, sent: list[bytes]) -> list[httpx.Response]:
-    transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://cdp") as client:
+    async with AsyncTestClient(app=create_app(settings)) as client:  # starts and stops the app
         posts = (client.post("/webhooks/fasttrack", content=body) for body in sent)
         return list(await asyncio.gather(*posts))
 
