@@ -3,17 +3,40 @@
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, partial
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import JSON, Connection, Engine, Executable, Table, case, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BindParameter,
+    ClauseElement,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    Table,
+    any_,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import SelectBase
+from sqlalchemy.sql.visitors import InternalTraversal
 
 if TYPE_CHECKING:
     from cdp.settings import Settings
@@ -158,6 +181,7 @@ def _json(value: object) -> str:
 # Text as text, not \u escapes: what JSON columns hold is served as it is. Ten times
 # faster than json.dumps, and what it writes reads back to the same values.
 _JSON_ENCODER = msgspec.json.Encoder()
+_JSON_DECODER = msgspec.json.Decoder()
 
 
 def _with_json(positions: list[int], row: Sequence[Any]) -> list[Any]:
@@ -173,34 +197,205 @@ def dialect(connection: Connection | Engine) -> str:
     return connection.dialect.name
 
 
+class _Among(ColumnElement[bool]):
+    """`column` is one of the values of a list parameter (no type of its own: a Boolean
+    would be compared with 1 on SQLite, and no index would serve it)."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], values: BindParameter[Any]) -> None:
+        self.column, self.values = column, values
+
+
+def among(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column` is one of the values of the list parameter `name`: one bound value, however
+    long the list, so the statement compiles once. For Prepared statements only."""
+    return _Among(column, bindparam(name, type_=ARRAY(column.type)))
+
+
+@compiles(_Among)
+def _among_as_array(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column == any_(element.values), **kw)
+
+
+@compiles(_Among, "sqlite")
+def _among_as_json(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    listed = func.json_each(element.values).table_valued("value")
+    return compiler.process(element.column.in_(select(listed.c.value)), **kw)
+
+
+# Positional parameters on both, so that executemany takes plain tuples.
+_DIALECTS: Final[dict[str, Callable[[], Dialect]]] = {
+    "sqlite": sqlite.pysqlite.dialect,
+    "postgresql": lambda: postgresql.psycopg.dialect(paramstyle="format"),  # type: ignore[no-untyped-call]
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Form:
+    """A statement as one database runs it: its SQL, how to lay out its parameters in the
+    order the SQL takes them, and the result columns to read as JSON."""
+
+    sql: str
+    values: Callable[[Mapping[str, Any]], Sequence[Any]]
+    json_columns: tuple[int, ...]
+
+
+def _layout(compiled: SQLCompiler, dialect: str) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """What turns given values into the statement's parameters: itemgetter, which runs in
+    C, with the statement's own constants put in and JSON written as text."""
+    names = tuple(compiled.positiontup or ())
+    binds = [compiled.binds[name] for name in names]
+    constants = {i: bind.value for i, bind in enumerate(binds) if not bind.required}
+    pick: Callable[[Mapping[str, Any]], Sequence[Any]]
+    if constants:  # a literal in the statement, coalesce(..., 0): never on a hot path
+        pick = lambda given: [  # noqa: E731
+            constants[i] if i in constants else given[name] for i, name in enumerate(names)
+        ]
+    elif len(names) > 1:
+        pick = itemgetter(*names)
+    else:
+        pick = lambda given: tuple(given[name] for name in names)  # noqa: E731
+    as_json = [i for i, bind in enumerate(binds) if _as_json(bind.type, dialect)]
+    return partial(_picked_with_json, pick, as_json) if as_json else pick
+
+
+def _picked_with_json(
+    pick: Callable[[Mapping[str, Any]], Sequence[Any]], as_json: list[int], given: Mapping[str, Any]
+) -> list[Any]:
+    return _with_json(as_json, pick(given))
+
+
+def _as_json(type_: Any, dialect: str) -> bool:
+    """Is a value of this type given to the driver as JSON text? (JSON columns, and lists
+    on SQLite, which has no arrays.)"""
+    return isinstance(type_, JSON) or (isinstance(type_, ARRAY) and dialect == "sqlite")
+
+
+class Prepared:
+    """A Core statement compiled once per database and run on the driver's own cursor.
+
+    On the write path SQLAlchemy's work per execution (a cache key, processing every
+    parameter and every row) cost more than running the statements. The SQL is still
+    what Core compiles from the tables. Values go in as the driver takes them, JSON
+    columns as text and `among` lists as arrays (JSON text on SQLite); rows come out as
+    dicts of what the driver gives, JSON columns read back on SQLite, where they are text.
+    Errors are SQLAlchemy's, as from Connection.execute.
+    """
+
+    __slots__ = ("_forms", "statement")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._forms: dict[str, _Form] = {}
+
+    def rows(
+        self, connection: Connection, values: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run the statement once; its rows, if it returns any."""
+        form = self._form(connection)
+        with _cursor(connection, form.sql) as cursor:
+            cursor.execute(form.sql, form.values(values or {}))
+            if cursor.description is None:
+                return []
+            names = [column[0] for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for name in (names[i] for i in form.json_columns):  # JSON arrives as text
+            for row in rows:
+                if row[name] is not None:
+                    row[name] = _JSON_DECODER.decode(row[name])
+        return rows
+
+    def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once for each of `rows` (executemany)."""
+        if not rows:
+            return
+        form = self._form(connection)
+        with _cursor(connection, form.sql) as cursor:
+            cursor.executemany(form.sql, map(form.values, rows))
+
+    def _form(self, connection: Connection) -> _Form:
+        name = connection.dialect.name
+        form = self._forms.get(name)
+        if form is None:
+            compiled = self.statement.compile(dialect=_DIALECTS[name]())
+            assert isinstance(compiled, SQLCompiler)
+            json_columns: tuple[int, ...] = ()
+            if name == "sqlite" and isinstance(self.statement, SelectBase):
+                json_columns = tuple(
+                    i
+                    for i, column in enumerate(self.statement.selected_columns)
+                    if isinstance(column.type, JSON)
+                )
+            form = _Form(compiled.string, _layout(compiled, name), json_columns)
+            self._forms[name] = form
+        return form
+
+
+@contextmanager
+def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
+    """A cursor of the connection's driver, whose errors are raised as SQLAlchemy's are;
+    a connection an error shows dead is invalidated, so that the pool drops it."""
+    raw = connection.connection
+    error_type = connection.dialect.loaded_dbapi.Error
+    cursor = None
+    try:
+        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        yield cursor
+    except error_type as error:
+        gone = connection.dialect.is_disconnect(error, raw.dbapi_connection, cursor)
+        if gone:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql,
+            None,
+            error,
+            error_type,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=connection.dialect,
+        ) from error
+    finally:
+        if cursor is not None:
+            with suppress(error_type):  # that of a connection just invalidated is closed
+                cursor.close()
+
+
 def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert new rows through the driver's fastest path: COPY on PostgreSQL, executemany
     on SQLite. Statement building per row cost more than the database's own work."""
     if not rows:
         return
-    if len(rows) < _BULK_FROM:
-        connection.execute(table.insert(), rows)
+    names = tuple(rows[0])
+    if len(rows) < _BULK_FROM or dialect(connection) != "postgresql":
+        _insert(table, names).run(connection, rows)
         return
-    names = list(rows[0])
     pick = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
     values: Iterable[Sequence[Any]] = map(pick, rows)
     if as_json := [i for i, name in enumerate(names) if isinstance(table.c[name].type, JSON)]:
         values = map(partial(_with_json, as_json), values)
     quote = connection.dialect.identifier_preparer.quote
     into = f"{quote(table.name)} ({', '.join(map(quote, names))})"
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if dialect(connection) == "postgresql":
-            with cursor.copy(f"COPY {into} FROM STDIN") as copy:
-                for row in values:
-                    copy.write_row(row)
-        else:
-            cursor.executemany(f"INSERT INTO {into} VALUES ({', '.join('?' * len(names))})", values)
-    finally:
-        cursor.close()
+    with (
+        _cursor(connection, f"COPY {into}") as cursor,
+        cursor.copy(f"COPY {into} FROM STDIN") as copy,
+    ):
+        for row in values:
+            copy.write_row(row)
 
 
-_BULK_FROM = 50  # rows: below it, the setup costs more than it saves
+_BULK_FROM = 50  # rows: below it, COPY's setup costs more than it saves
+
+
+@cache
+def _insert(table: Table, names: tuple[str, ...]) -> Prepared:
+    return Prepared(
+        table.insert().values({name: bindparam(name, type_=table.c[name].type) for name in names})
+    )
 
 
 def upsert(
@@ -219,7 +414,7 @@ def upsert(
     statement = _upsert(
         dialect(connection), table, tuple(key), tuple(rows[0]), tuple(least), tuple(greatest)
     )
-    connection.execute(statement, rows)
+    statement.run(connection, rows)
 
 
 @cache  # building one costs more than running it: it aliases every column of the table
@@ -230,13 +425,15 @@ def _upsert(
     columns: tuple[str, ...],
     least: tuple[str, ...],
     greatest: tuple[str, ...],
-) -> Executable:
+) -> Prepared:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
+    statement = insert(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    )
     new = statement.excluded
     set_: dict[str, Any] = {name: new[name] for name in columns if name not in key}
     for name in least:
         set_[name] = case((new[name] < table.c[name], new[name]), else_=table.c[name])
     for name in greatest:
         set_[name] = case((new[name] > table.c[name], new[name]), else_=table.c[name])
-    return statement.on_conflict_do_update(index_elements=list(key), set_=set_)
+    return Prepared(statement.on_conflict_do_update(index_elements=list(key), set_=set_))

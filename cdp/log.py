@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, bindparam, func, select, text
+from sqlalchemy import Connection, Row, func, select, text
 
 from cdp import db
 from cdp.models import events
@@ -13,7 +13,6 @@ from cdp.webhook import Incoming, Webhook, logged
 
 # Any constant will do: it only has to be the same for every writer of one database.
 _APPEND_LOCK: Final = 0x63647000
-_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +37,18 @@ def lock(connection: Connection) -> None:
     a transaction-scoped advisory lock.
     """
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+        _LOCK.rows(connection, {"key": _APPEND_LOCK})
+
+
+_LOCK: Final = db.Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
 
 
 def head(connection: Connection) -> int:
     """The position of the latest event, 0 for an empty log."""
-    return connection.scalar(select(func.coalesce(func.max(events.c.position), 0))) or 0
+    return int(_HEAD.rows(connection)[0]["head"])
+
+
+_HEAD: Final = db.Prepared(select(func.coalesce(func.max(events.c.position), 0).label("head")))
 
 
 def append(
@@ -71,7 +76,7 @@ def append(
     if rows:
         db.insert(connection, events, rows)
         if connection.dialect.name == "postgresql":  # keep the column's default past them
-            connection.execute(_FOLLOW_SEQUENCE, {"position": rows[-1]["position"]})
+            _FOLLOW_SEQUENCE.rows(connection, {"position": rows[-1]["position"]})
     fresh = {r.incoming.dedupe_key for r in recorded}
     receipts = []
     for incoming in batch:
@@ -81,8 +86,8 @@ def append(
     return receipts, recorded
 
 
-_FOLLOW_SEQUENCE: Final = text(
-    "SELECT setval(pg_get_serial_sequence('events', 'position'), :position)"
+_FOLLOW_SEQUENCE: Final = db.Prepared(
+    text("SELECT setval(pg_get_serial_sequence('events', 'position'), :position)")
 )
 
 
@@ -154,20 +159,15 @@ _REPLAYED: Final = (
 )
 
 
-_KNOWN: Final = select(events.c.dedupe_key, events.c.position).where(
-    events.c.dedupe_key.in_(bindparam("keys", expanding=True))
+_KNOWN: Final = db.Prepared(
+    select(events.c.dedupe_key, events.c.position).where(db.among(events.c.dedupe_key, "keys"))
 )
 
 
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
-        found.update(
-            {key: position for key, position in connection.execute(_KNOWN, {"keys": chunk})}
-        )
-    return found
+    """The positions of those of `keys` the log holds."""
+    found = _KNOWN.rows(connection, {"keys": sorted(keys)})
+    return {row["dedupe_key"]: row["position"] for row in found}
 
 
 def row(incoming: Incoming, received_at: int, position: int) -> dict[str, object]:

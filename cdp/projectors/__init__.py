@@ -40,8 +40,10 @@ def registry(settings: Settings) -> list[Projector]:
 
 
 def positions(connection: Connection) -> dict[str, int]:
-    query = select(checkpoints.c.name, checkpoints.c.position)
-    return {name: position for name, position in connection.execute(query)}
+    return {row["name"]: row["position"] for row in _POSITIONS.rows(connection)}
+
+
+_POSITIONS: Final = db.Prepared(select(checkpoints.c.name, checkpoints.c.position))
 
 
 def project(

@@ -19,16 +19,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Connection,
-    RowMapping,
-    Select,
     Table,
     and_,
     bindparam,
     func,
-    or_,
     select,
     tuple_,
 )
@@ -53,18 +49,17 @@ from cdp.projectors.conversation import (
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-_CHUNK: Final = 500  # chats per statement that names them
 _PLACEMENT_FIELDS: Final = tuple(Placement.__dataclass_fields__)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "chat_uuid")
 _CHAT_COLUMNS: Final = tuple(c.name for c in chats.columns)
 
 
-# Built once: building a statement over every column of a table costs more than running it.
-# Those that read a batch's chats take their uuids as the expanding parameter "chats".
-_NAMED: Final[BindParameter[Any]] = bindparam("chats", expanding=True)
+# Prepared once (see db.Prepared). Those that read a batch's chats take their uuids as the
+# list parameter "chats".
+_NAMED: Final = db.among(chats.c.uuid, "chats")
 
 
-def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Select[Any]:
+def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> db.Prepared:
     """The rows of `table` from the opening of a chat's latest session (less `back`) on."""
     opening = and_(
         sessions.c.chat_uuid == chats.c.uuid, sessions.c.number == chats.c.session_number - back
@@ -75,13 +70,13 @@ def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> Sel
         table.c.session_number >= sessions.c.number,
     )
     query = select(table).select_from(chats.join(sessions, opening).join(table, since))
-    return query.where(chats.c.uuid.in_(_NAMED))
+    return db.Prepared(query.where(_NAMED))
 
 
 _LATEST: Final = sessions.alias("latest")
 # Each chat's row, its latest session's row (columns named latest_*), and the time of its
 # last stored event of any kind: an index probe, however long the chat.
-_CHATS: Final = (
+_CHATS: Final = db.Prepared(
     select(
         chats,
         *(column.label(f"latest_{column.name}") for column in _LATEST.c),
@@ -96,16 +91,16 @@ _CHATS: Final = (
             and_(_LATEST.c.chat_uuid == chats.c.uuid, _LATEST.c.number == chats.c.session_number),
         )
     )
-    .where(chats.c.uuid.in_(_NAMED))
+    .where(_NAMED)
 )
-_TIMELINE_OF: Final = select(timeline).where(timeline.c.chat_uuid.in_(_NAMED))
+_TIMELINE_OF: Final = db.Prepared(select(timeline).where(db.among(timeline.c.chat_uuid, "chats")))
 _TIMELINE: Final = select(timeline)
 _SESSIONS: Final = select(sessions)
 _HANDOFFS: Final = select(handoffs)
-_LAST_TWO_SESSIONS: Final = (
+_LAST_TWO_SESSIONS: Final = db.Prepared(
     select(sessions)
     .join(chats, chats.c.uuid == sessions.c.chat_uuid)
-    .where(sessions.c.number >= chats.c.session_number - 1, chats.c.uuid.in_(_NAMED))
+    .where(sessions.c.number >= chats.c.session_number - 1, _NAMED)
 )
 # [back]: from the latest session's opening, or from the one before. Two statements, not
 # one reading both: what a webhook reads then follows the session it lands in alone.
@@ -113,6 +108,19 @@ _FACTS_SINCE: Final = [
     _from_latest_opening(timeline, timeline.c.occurred_at, back) for back in (0, 1)
 ]
 _HANDOFFS_SINCE: Final = [_from_latest_opening(handoffs, handoffs.c.at, back) for back in (0, 1)]
+_MOVE: Final = db.Prepared(
+    timeline.update()
+    .where(timeline.c.position == bindparam("at_position"))
+    .values({name: bindparam(name, type_=timeline.c[name].type) for name in _PLACEMENT_FIELDS})
+)
+_SESSION_GONE: Final = db.Prepared(
+    sessions.delete().where(
+        sessions.c.chat_uuid == bindparam("chat_uuid"), sessions.c.number == bindparam("number")
+    )
+)
+_HANDOFFS_GONE: Final = db.Prepared(
+    handoffs.delete().where(db.among(handoffs.c.position, "positions"))
+)
 
 
 @dataclass(slots=True)
@@ -176,7 +184,7 @@ class ChatsProjector:
             chat_uuid: self.rules.reach(min(f.occurred_at for f in facts))
             for chat_uuid, facts in new.items()
         }
-        for row in _chunked(connection, _CHATS, list(new)):
+        for row in _CHATS.rows(connection, {"chats": list(new)}):
             chat = stored[row["uuid"]]
             chat.chat = {name: row[name] for name in _CHAT_COLUMNS}
             last_event_at = row["last_event_at"]
@@ -189,7 +197,7 @@ class ChatsProjector:
         # A late event most often lands in a chat's latest session, or pairs with its
         # opening: the last two sessions settle where to resume for nearly every chat.
         recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _chunked(connection, _LAST_TWO_SESSIONS, late):
+        for row in _LAST_TWO_SESSIONS.rows(connection, {"chats": late}) if late else ():
             recent[row["chat_uuid"]].append(_session_row(row))
         back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
         beginning, elsewhere = [], []
@@ -208,11 +216,13 @@ class ChatsProjector:
             else:
                 elsewhere.append(chat_uuid)
         for steps, chat_uuids in enumerate(back):
-            for row in _chunked(connection, _FACTS_SINCE[steps], chat_uuids):
+            if not chat_uuids:
+                continue
+            for row in _FACTS_SINCE[steps].rows(connection, {"chats": chat_uuids}):
                 stored[row["chat_uuid"]].place(row)
-            for row in _chunked(connection, _HANDOFFS_SINCE[steps], chat_uuids):
-                stored[row["chat_uuid"]].handoffs[row["position"]] = dict(row)
-        for row in _chunked(connection, _TIMELINE_OF, beginning):
+            for row in _HANDOFFS_SINCE[steps].rows(connection, {"chats": chat_uuids}):
+                stored[row["chat_uuid"]].handoffs[row["position"]] = row
+        for row in _TIMELINE_OF.rows(connection, {"chats": beginning}) if beginning else ():
             stored[row["chat_uuid"]].place(row)
         for chat_uuid in elsewhere:  # a late event before the last two sessions: rare
             _read_before(connection, stored[chat_uuid], chat_uuid, reach[chat_uuid])
@@ -262,13 +272,6 @@ def _read_before(connection: Connection, chat: _Stored, chat_uuid: str, reach: i
         chat.handoffs[row["position"]] = dict(row)
 
 
-def _chunked(connection: Connection, query: Any, chat_uuids: list[str]) -> Iterable[RowMapping]:
-    """The rows `query` finds for these chats, a statement per few hundred of them."""
-    for start in range(0, len(chat_uuids), _CHUNK):
-        chunk = chat_uuids[start : start + _CHUNK]
-        yield from connection.execute(query, {"chats": chunk}).mappings()
-
-
 def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {column.name: row[column.name] for column in sessions.columns}
 
@@ -315,7 +318,7 @@ class _Writes:
         self.timeline_new: list[dict[str, Any]] = []
         self.timeline_moved: list[dict[str, Any]] = []
         self.sessions: list[dict[str, Any]] = []
-        self.sessions_gone: list[tuple[str, int]] = []
+        self.sessions_gone: list[dict[str, Any]] = []
         self.handoffs: list[dict[str, Any]] = []
         self.handoffs_gone: list[int] = []
         self.chats: list[dict[str, Any]] = []
@@ -337,7 +340,9 @@ class _Writes:
             row = {name: getattr(session, name) for name in _SESSION_COLUMNS}
             folded[session.number] = {"chat_uuid": chat_uuid, **row}
         self.sessions.extend(_changed(folded, stored.sessions))
-        self.sessions_gone.extend((chat_uuid, n) for n in stored.sessions if n not in folded)
+        self.sessions_gone.extend(
+            {"chat_uuid": chat_uuid, "number": n} for n in stored.sessions if n not in folded
+        )
         folded = {h.position: {**_fields(h), "chat_uuid": chat_uuid} for h in conversation.handoffs}
         self.handoffs.extend(_changed(folded, stored.handoffs))
         self.handoffs_gone.extend(p for p in stored.handoffs if p not in folded)
@@ -380,21 +385,10 @@ class _Writes:
 
     def flush(self, connection: Connection) -> None:
         db.insert(connection, timeline, self.timeline_new)
-        if self.timeline_moved:
-            # The other keys of each row (kind, session_number, team) become the SET clause.
-            move = timeline.update().where(timeline.c.position == bindparam("at_position"))
-            connection.execute(move, self.timeline_moved)
-        if self.sessions_gone:
-            gone = [
-                and_(sessions.c.chat_uuid == chat_uuid, sessions.c.number == number)
-                for chat_uuid, number in self.sessions_gone
-            ]
-            for start in range(0, len(gone), _CHUNK // 2):
-                connection.execute(sessions.delete().where(or_(*gone[start : start + _CHUNK // 2])))
+        _MOVE.run(connection, self.timeline_moved)
+        _SESSION_GONE.run(connection, self.sessions_gone)
         if self.handoffs_gone:
-            for start in range(0, len(self.handoffs_gone), _CHUNK):
-                chunk = self.handoffs_gone[start : start + _CHUNK]
-                connection.execute(handoffs.delete().where(handoffs.c.position.in_(chunk)))
+            _HANDOFFS_GONE.rows(connection, {"positions": self.handoffs_gone})
         if self.fresh:
             db.insert(connection, sessions, self.sessions)
             db.insert(connection, handoffs, self.handoffs)
