@@ -3,6 +3,7 @@
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import SelectBase
@@ -95,7 +96,9 @@ def make_engine(
             "keepalives_count": 3,
             "tcp_user_timeout": 60_000,
         }
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
+        engine = create_engine(url, connect_args=connect_args, **options)
+        _ping_when_idle(engine)
+        return engine
     engine = create_engine(
         url, connect_args={"timeout": statement_timeout.total_seconds()}, **options
     )
@@ -165,13 +168,59 @@ class Checkpointer:
             engine.dispose()
 
 
+# A connection back in use within this long is not pinged first (see _ping_when_idle).
+_FRESH = 1.0  # seconds
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection before it is used again, as pool_pre_ping does, but only one that
+    has sat idle: under load, a round trip per transaction was a fifth of a small one's.
+
+    A server that went away while a connection was in steady use fails that connection's
+    next statement instead; the error invalidates it, and its transaction is not committed.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < _FRESH:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:  # the pool connects anew
+            raise DisconnectionError(str(error)) from error
+
+
 @contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: committed when the block ends, rolled back if it raises."""
+def writing(engine: Engine, *, pipeline: bool = False) -> Iterator[Connection]:
+    """A write transaction: committed when the block ends, rolled back if it raises.
+
+    `pipeline`: on PostgreSQL, statements are sent without waiting for the answers of those
+    whose rows nobody reads (psycopg's pipeline mode); a small transaction is bound by its
+    round trips to the server far more than by its work.
+    """
     with engine.connect() as connection:
         connection.execution_options(**{_WRITER: True})
-        with connection.begin():
-            yield connection
+        with connection.begin() as transaction:
+            if pipeline and dialect(connection) == "postgresql":
+                driver = connection.connection.driver_connection
+                with (
+                    _raised_as_sqlalchemy(connection, "(the statements of a pipeline)"),
+                    driver.pipeline(),  # type: ignore[union-attr]
+                ):
+                    yield connection
+                    transaction.commit()  # with the last writes, in one round trip
+            else:
+                yield connection
+
+
+def _pipelined(connection: Connection) -> bool:
+    driver = connection.connection.driver_connection
+    return dialect(connection) == "postgresql" and driver.pgconn.pipeline_status != 0  # type: ignore[union-attr]
 
 
 def _json(value: object) -> str:
@@ -296,14 +345,13 @@ class Prepared:
     def rows(
         self, connection: Connection, values: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """Run the statement once; its rows, if it returns any."""
+        """Run a query once; its rows."""
         form = self._form(connection)
         with _cursor(connection, form.sql) as cursor:
             cursor.execute(form.sql, form.values(values or {}))
-            if cursor.description is None:
-                return []
+            found = cursor.fetchall()  # first: in a pipeline, this waits for the answer
             names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            rows = [dict(zip(names, row, strict=True)) for row in found]
         for name in (names[i] for i in form.json_columns):  # JSON arrives as text
             for row in rows:
                 if row[name] is not None:
@@ -311,12 +359,17 @@ class Prepared:
         return rows
 
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement once for each of `rows` (executemany)."""
+        """Run the statement once for each of `rows` (executemany); nothing is read back,
+        so in a pipeline nothing waits."""
         if not rows:
             return
         form = self._form(connection)
         with _cursor(connection, form.sql) as cursor:
-            cursor.executemany(form.sql, map(form.values, rows))
+            if len(rows) == 1:  # psycopg's executemany waits on its own pipeline
+                for row in rows:
+                    cursor.execute(form.sql, form.values(row))
+            else:
+                cursor.executemany(form.sql, map(form.values, rows))
 
     def _form(self, connection: Connection) -> _Form:
         name = connection.dialect.name
@@ -338,16 +391,29 @@ class Prepared:
 
 @contextmanager
 def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
-    """A cursor of the connection's driver, whose errors are raised as SQLAlchemy's are;
-    a connection an error shows dead is invalidated, so that the pool drops it."""
+    """A cursor of the connection's driver, whose errors are raised as SQLAlchemy's are."""
     raw = connection.connection
-    error_type = connection.dialect.loaded_dbapi.Error
     cursor = None
     try:
-        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-        yield cursor
+        with _raised_as_sqlalchemy(connection, sql):
+            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            yield cursor
+    finally:
+        if cursor is not None:
+            with suppress(connection.dialect.loaded_dbapi.Error):  # closed with its connection
+                cursor.close()
+
+
+@contextmanager
+def _raised_as_sqlalchemy(connection: Connection, sql: str) -> Iterator[None]:
+    """The driver's errors raised as SQLAlchemy's, as from Connection.execute: a connection
+    an error shows dead is invalidated, so that the pool drops it."""
+    error_type = connection.dialect.loaded_dbapi.Error
+    try:
+        yield
     except error_type as error:
-        gone = connection.dialect.is_disconnect(error, raw.dbapi_connection, cursor)
+        raw = connection.connection
+        gone = connection.dialect.is_disconnect(error, raw.dbapi_connection, None)
         if gone:
             connection.invalidate(error)
         raise DBAPIError.instance(
@@ -359,10 +425,6 @@ def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
             connection_invalidated=gone,
             dialect=connection.dialect,
         ) from error
-    finally:
-        if cursor is not None:
-            with suppress(error_type):  # that of a connection just invalidated is closed
-                cursor.close()
 
 
 def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -371,7 +433,8 @@ def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
     if not rows:
         return
     names = tuple(rows[0])
-    if len(rows) < _BULK_FROM or dialect(connection) != "postgresql":
+    postgresql = dialect(connection) == "postgresql"
+    if len(rows) < BULK_FROM or not postgresql or _pipelined(connection):  # COPY cannot pipeline
         _insert(table, names).run(connection, rows)
         return
     pick = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
@@ -388,7 +451,7 @@ def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
             copy.write_row(row)
 
 
-_BULK_FROM = 50  # rows: below it, COPY's setup costs more than it saves
+BULK_FROM = 50  # rows: below it, COPY's setup costs more than it saves
 
 
 @cache

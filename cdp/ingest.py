@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 
 from cdp import db, log
 from cdp.log import Receipt
-from cdp.projectors import Projector, project
+from cdp.projectors import Projector, project, standing
 from cdp.webhook import Incoming
 
 
@@ -14,9 +14,10 @@ def record(
     engine: Engine, batch: Sequence[Incoming], projectors: Sequence[Projector]
 ) -> list[Receipt]:
     """Append checked webhooks and project them; once this returns, every query sees them."""
-    with db.writing(engine) as connection:
+    # A few webhooks make a transaction of round trips; thousands, one of rows.
+    with db.writing(engine, pipeline=len(batch) < db.BULK_FROM) as connection:
         log.lock(connection)
-        head = log.head(connection)
+        head, marks = standing(connection)
         receipts, new = log.append(connection, batch, head=head)
-        project(connection, projectors, new, head)
+        project(connection, projectors, new, head, marks)
     return receipts

@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, func, select, text
+from sqlalchemy import Connection, Row, bindparam, func, select, text
 
 from cdp import db
 from cdp.models import events
@@ -37,7 +37,7 @@ def lock(connection: Connection) -> None:
     a transaction-scoped advisory lock.
     """
     if connection.dialect.name == "postgresql":
-        _LOCK.rows(connection, {"key": _APPEND_LOCK})
+        _LOCK.run(connection, [{"key": _APPEND_LOCK}])
 
 
 _LOCK: Final = db.Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
@@ -76,7 +76,7 @@ def append(
     if rows:
         db.insert(connection, events, rows)
         if connection.dialect.name == "postgresql":  # keep the column's default past them
-            _FOLLOW_SEQUENCE.rows(connection, {"position": rows[-1]["position"]})
+            _FOLLOW_SEQUENCE.run(connection, [{"position": rows[-1]["position"]}])
     fresh = {r.incoming.dedupe_key for r in recorded}
     receipts = []
     for incoming in batch:
@@ -120,31 +120,23 @@ def read(
     return list(connection.execute(query.order_by(events.c.position).limit(limit)))
 
 
-def replay(
-    connection: Connection,
-    *,
-    after: int = 0,
-    until: int | None = None,
-    limit: int | None = None,
-    by_chat: bool = False,
-) -> Iterator[Recorded]:
-    """Stream the log after a position (up to `until`): in log order, or chat by chat.
+def replay(connection: Connection) -> Iterator[Recorded]:
+    """Stream the whole log chat by chat: each chat's events in log order, and those
+    naming no chat together.
 
     Each event is what its columns say, with its body read leniently: never re-validated,
-    since a logged event is a fact, and never failing, whatever the body holds. Chat by
-    chat, each chat's events come in log order, and those naming no chat come together.
+    since a logged event is a fact, and never failing, whatever the body holds.
     """
-    query = select(*_REPLAYED).where(events.c.position > after)
-    if until is not None:
-        query = query.where(events.c.position <= until)
-    if by_chat:
-        query = query.order_by(events.c.chat_uuid, events.c.position)
-    else:
-        query = query.order_by(events.c.position)
-    rows = connection.execute(query.limit(limit).execution_options(yield_per=2000))
-    for position, received_at, event_type, occurred_at, chat_uuid, profile_uuid, key, body in rows:
-        webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
-        yield Recorded(position, received_at, Incoming(body, key, webhook))
+    query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
+    for row in connection.execute(query.execution_options(yield_per=2000)):
+        yield _recorded(*row)
+
+
+def since(connection: Connection, *, after: int, until: int, limit: int) -> list[Recorded]:
+    """The events after position `after` up to `until`, in log order, `limit` at most;
+    read as replay() reads them."""
+    rows = _SINCE.rows(connection, {"after": after, "until": until, "limit": limit})
+    return [_recorded(*(row[column.name] for column in _REPLAYED)) for row in rows]
 
 
 _REPLAYED: Final = (
@@ -157,6 +149,26 @@ _REPLAYED: Final = (
     events.c.dedupe_key,
     events.c.body,
 )
+_SINCE: Final = db.Prepared(
+    select(*_REPLAYED)
+    .where(events.c.position > bindparam("after"), events.c.position <= bindparam("until"))
+    .order_by(events.c.position)
+    .limit(bindparam("limit"))
+)
+
+
+def _recorded(
+    position: int,
+    received_at: int,
+    event_type: str,
+    occurred_at: int,
+    chat_uuid: str | None,
+    profile_uuid: str | None,
+    dedupe_key: str,
+    body: str,
+) -> Recorded:
+    webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
+    return Recorded(position, received_at, Incoming(body, dedupe_key, webhook))
 
 
 _KNOWN: Final = db.Prepared(

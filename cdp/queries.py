@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from cdp import log, models, schemas
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
-from cdp.projectors import positions
+from cdp.projectors import standing
 from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
 
@@ -446,7 +446,7 @@ def _event(row: Row[Any]) -> schemas.Event:
 
 
 def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Projection]:
-    head, marks = log.head(connection), positions(connection)
+    head, marks = standing(connection)
     return [
         schemas.Projection(name=name, position=mark, head=head, lag=head - mark)
         for name, mark in ((name, marks.get(name, 0)) for name in names)

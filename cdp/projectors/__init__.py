@@ -3,15 +3,15 @@
 Each projector's checkpoint is written in the same transaction as its rows.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Final, Protocol
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, func, null, select, union_all
 
 from cdp import db, log
 from cdp.log import Recorded
-from cdp.models import checkpoints
+from cdp.models import checkpoints, events
 from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
@@ -39,28 +39,42 @@ def registry(settings: Settings) -> list[Projector]:
     return [ChatsProjector(rules, settings.phone_region), ProfilesProjector()]
 
 
-def positions(connection: Connection) -> dict[str, int]:
-    return {row["name"]: row["position"] for row in _POSITIONS.rows(connection)}
+def standing(connection: Connection) -> tuple[int, dict[str, int]]:
+    """The log head, and how far each projector has got: one statement, one round trip."""
+    rows = _STANDING.rows(connection)
+    head = next(row["position"] for row in rows if row["name"] is None)
+    return head, {row["name"]: row["position"] for row in rows if row["name"] is not None}
 
 
-_POSITIONS: Final = db.Prepared(select(checkpoints.c.name, checkpoints.c.position))
+_STANDING: Final = db.Prepared(
+    union_all(
+        select(
+            null().label("name"), func.coalesce(func.max(events.c.position), 0).label("position")
+        ),
+        select(checkpoints.c.name, checkpoints.c.position),
+    )
+)
 
 
 def project(
-    connection: Connection, projectors: Sequence[Projector], new: Sequence[Recorded], head: int
+    connection: Connection,
+    projectors: Sequence[Projector],
+    new: Sequence[Recorded],
+    head: int,
+    marks: Mapping[str, int],
 ) -> None:
     """Feed events just appended after `head` to every projector, in the append's transaction.
 
-    A projector whose checkpoint is behind `head` (added since, or never rebuilt) first
-    gets the events it missed, a batch at a time: no projector ever skips part of the log.
+    A projector whose checkpoint (`marks`) is behind `head` (added since, or never rebuilt)
+    first gets the events it missed, a batch at a time: no projector ever skips part of
+    the log.
     """
     if not new:
         return
-    marks = positions(connection)
     for projector in projectors:
         mark = marks.get(projector.name, 0)
         while mark < head:
-            missed = list(log.replay(connection, after=mark, until=head, limit=BATCH))
+            missed = log.since(connection, after=mark, until=head, limit=BATCH)
             projector.apply(connection, missed, fresh=False)
             mark = missed[-1].position
         projector.apply(connection, new, fresh=False)
@@ -74,7 +88,7 @@ def rebuild(connection: Connection, projectors: Sequence[Projector]) -> int:
     for projector in projectors:
         for table in reversed(projector.tables):
             connection.execute(table.delete())
-    for batch in _whole_chats(log.replay(connection, by_chat=True)):
+    for batch in _whole_chats(log.replay(connection)):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
     _advance(connection, projectors, head)
@@ -84,8 +98,8 @@ def rebuild(connection: Connection, projectors: Sequence[Projector]) -> int:
 def _whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
     """Batches of about BATCH events that never split a chat (events naming none may split)."""
     batch: list[Recorded] = []
-    for chat_uuid, events in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
-        for recorded in events:
+    for chat_uuid, recorded_of_chat in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
+        for recorded in recorded_of_chat:
             batch.append(recorded)
             if chat_uuid is None and len(batch) >= BATCH:
                 yield batch

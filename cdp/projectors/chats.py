@@ -94,9 +94,6 @@ _CHATS: Final = db.Prepared(
     .where(_NAMED)
 )
 _TIMELINE_OF: Final = db.Prepared(select(timeline).where(db.among(timeline.c.chat_uuid, "chats")))
-_TIMELINE: Final = select(timeline)
-_SESSIONS: Final = select(sessions)
-_HANDOFFS: Final = select(handoffs)
 _LAST_TWO_SESSIONS: Final = db.Prepared(
     select(sessions)
     .join(chats, chats.c.uuid == sessions.c.chat_uuid)
@@ -231,45 +228,67 @@ class ChatsProjector:
 
 def _read_before(connection: Connection, chat: _Stored, chat_uuid: str, reach: int) -> None:
     """Read what a chat holds from the last opening (or the last fact) before `reach`."""
-    last = connection.execute(
-        select(
-            timeline.c.occurred_at,
-            timeline.c.rank,
-            timeline.c.dedupe_key,
-            timeline.c.session_number,
+    named = {"chat": chat_uuid}
+    found = _LAST_BEFORE.rows(connection, {**named, "reach": reach})
+    last = found[0] if found else None
+    since = 0  # the first session whose handoffs are read
+    if last is None:  # nothing before: the whole chat
+        facts = _TIMELINE_OF.rows(connection, {"chats": [chat_uuid]})
+    elif last["session_number"] is None:  # no session yet: resume just after it
+        after = {"at": last["occurred_at"], "rank": last["rank"], "key": last["dedupe_key"]}
+        facts = _FACTS_AFTER.rows(connection, {**named, **after})
+    else:
+        since = last["session_number"]
+        opened = _OPENED_AT.rows(connection, {**named, "number": since})
+        assert opened, "a timeline row names a session the sessions table lacks"
+        chat.sessions_before = since - 1
+        facts = _FACTS_FROM.rows(
+            connection, {**named, "opened_at": opened[0]["opened_at"], "number": since}
         )
-        .where(timeline.c.chat_uuid == chat_uuid, timeline.c.occurred_at < reach)
-        .order_by(
-            timeline.c.occurred_at.desc(), timeline.c.rank.desc(), timeline.c.dedupe_key.desc()
-        )
-        .limit(1)
-    ).first()
-    facts = timeline.c.chat_uuid == chat_uuid
-    handoffs_since = handoffs.c.chat_uuid == chat_uuid
-    if last is not None and last.session_number is None:  # no session yet: resume after it
-        order = tuple_(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
-        facts = and_(facts, order > tuple_(last.occurred_at, last.rank, last.dedupe_key))
-    elif last is not None:
-        opened_at = connection.scalar(
-            select(sessions.c.opened_at).where(
-                sessions.c.chat_uuid == chat_uuid, sessions.c.number == last.session_number
-            )
-        )
-        assert opened_at is not None, "a timeline row names a session the sessions table lacks"
-        chat.sessions_before = last.session_number - 1
-        facts = and_(
-            facts,
-            timeline.c.occurred_at >= opened_at,
-            timeline.c.session_number >= last.session_number,
-        )
-        handoffs_since = and_(handoffs_since, handoffs.c.session_number >= last.session_number)
-    for row in connection.execute(_TIMELINE.where(facts)).mappings():
+    for row in facts:
         chat.place(row)
-    later = and_(sessions.c.chat_uuid == chat_uuid, sessions.c.number > chat.sessions_before)
-    for row in connection.execute(_SESSIONS.where(later)).mappings():
+    for row in _SESSIONS_AFTER.rows(connection, {**named, "number": chat.sessions_before}):
         chat.sessions[row["number"]] = _session_row(row)
-    for row in connection.execute(_HANDOFFS.where(handoffs_since)).mappings():
-        chat.handoffs[row["position"]] = dict(row)
+    for row in _HANDOFFS_FROM.rows(connection, {**named, "number": since}):
+        chat.handoffs[row["position"]] = row
+
+
+_CHAT: Final = timeline.c.chat_uuid == bindparam("chat")
+_ORDER: Final = (timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
+_LAST_BEFORE: Final = db.Prepared(
+    select(*_ORDER, timeline.c.session_number)
+    .where(_CHAT, timeline.c.occurred_at < bindparam("reach"))
+    .order_by(*(column.desc() for column in _ORDER))
+    .limit(1)
+)
+_OPENED_AT: Final = db.Prepared(
+    select(sessions.c.opened_at).where(
+        sessions.c.chat_uuid == bindparam("chat"), sessions.c.number == bindparam("number")
+    )
+)
+_FACTS_AFTER: Final = db.Prepared(
+    select(timeline).where(
+        _CHAT, tuple_(*_ORDER) > tuple_(bindparam("at"), bindparam("rank"), bindparam("key"))
+    )
+)
+_FACTS_FROM: Final = db.Prepared(
+    select(timeline).where(
+        _CHAT,
+        timeline.c.occurred_at >= bindparam("opened_at"),
+        timeline.c.session_number >= bindparam("number"),
+    )
+)
+_SESSIONS_AFTER: Final = db.Prepared(
+    select(sessions).where(
+        sessions.c.chat_uuid == bindparam("chat"), sessions.c.number > bindparam("number")
+    )
+)
+_HANDOFFS_FROM: Final = db.Prepared(
+    select(handoffs).where(
+        handoffs.c.chat_uuid == bindparam("chat"),
+        handoffs.c.session_number >= bindparam("number"),
+    )
+)
 
 
 def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -388,7 +407,7 @@ class _Writes:
         _MOVE.run(connection, self.timeline_moved)
         _SESSION_GONE.run(connection, self.sessions_gone)
         if self.handoffs_gone:
-            _HANDOFFS_GONE.rows(connection, {"positions": self.handoffs_gone})
+            _HANDOFFS_GONE.run(connection, [{"positions": self.handoffs_gone}])
         if self.fresh:
             db.insert(connection, sessions, self.sessions)
             db.insert(connection, handoffs, self.handoffs)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from cdp import db
 from cdp.db import Checkpointer, make_engine, writing
 
 
@@ -117,4 +118,22 @@ def test_with_a_checkpointer_commits_leave_the_write_ahead_log_to_it(tmp_path: P
     assert database.stat().st_size >= 6_400_000
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM filler")) == 1600
+    engine.dispose()
+
+
+def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_it_is_used(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "_FRESH", 0.05)
+    engine = make_engine(postgres_url, connections=1)
+    with engine.connect() as connection:
+        first = connection.scalar(text("SELECT pg_backend_pid()"))
+    killer = make_engine(postgres_url)
+    with killer.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    killer.dispose()
+    time.sleep(0.1)  # idle for longer than a connection in steady use
+
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT pg_backend_pid()")) != first
     engine.dispose()
