@@ -20,11 +20,11 @@ from litestar.plugins import ReceiveRoutePlugin
 from litestar.router import Router
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.static_files import create_static_files_router
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
 from cdp.api.params import ours
 from cdp.schemas import Problem
-from cdp.webhook import ChatPayload, Envelope, SessionUpdatedPayload
+from cdp.webhook import CHAT_PAYLOAD, ENVELOPE, SESSION_UPDATED_PAYLOAD
 
 ASSETS: Final = "/schema/assets"
 SAMPLES: Final = Path(__file__).parents[1] / "samples"
@@ -142,15 +142,15 @@ class WebhookOperation(Operation):
 
 def envelope_schema() -> dict[str, Any]:
     """The envelope, with the payloads of the known event types spelled out."""
-    schema = inline_schema(Envelope)
+    schema = inline_schema(ENVELOPE)
     schema["properties"]["payload"] = {
         "description": (
             "For session_updated: a session with its team is required. For message_created, "
             "operator_replied and message_updated: the chat is required. Other fields are kept."
         ),
         "anyOf": [
-            inline_schema(SessionUpdatedPayload),
-            inline_schema(ChatPayload),
+            inline_schema(SESSION_UPDATED_PAYLOAD),
+            inline_schema(CHAT_PAYLOAD),
             {"type": "object", "description": "the payload of another event type"},
         ],
     }
@@ -161,9 +161,9 @@ def envelope_schema() -> dict[str, Any]:
     return schema
 
 
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with its $defs inlined: Litestar keeps its own components."""
-    schema = model.model_json_schema(mode="validation")
+def inline_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The type's JSON schema with its $defs inlined: Litestar keeps its own components."""
+    schema = adapter.json_schema(mode="validation")
     definitions = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
