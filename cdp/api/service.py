@@ -5,15 +5,18 @@ connections and as many worker threads. A request waits for a place in its lane 
 CDP_DATABASE_POOL_TIMEOUT, then gets a 503; so many slow reads can never hold up /health
 or a webhook, and the pool can never be waited on by more threads than it has connections.
 
-Webhooks go through one writer that commits them in groups: those that arrive while a
-transaction is open are checked, appended and projected together in the next one.
+Webhooks go through one writer, in a thread of its own, that commits them in groups:
+those that arrive while a transaction is open are checked, appended and projected
+together in the next one.
 """
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -94,59 +97,95 @@ class _Delivery:
 
 class Writer:
     """Group commit: each transaction takes every webhook that arrived while the one
-    before it was open. Each request still answers only once its own group committed."""
+    before it was open. Each request still answers only once its own group committed.
+
+    The transactions run one after another in a thread of the writer's own, which takes
+    the next group as soon as one commits: it never waits for the event loop, busy
+    answering the group before, to hand it the next.
+    """
 
     def __init__(
-        self, lane: Lane, projectors: list[Projector], settings: Settings, backlog: int = BACKLOG
+        self,
+        engine: Engine,
+        projectors: list[Projector],
+        settings: Settings,
+        wait: timedelta,
+        backlog: int = BACKLOG,
     ) -> None:
-        self.lane, self.projectors, self.settings = lane, projectors, settings
-        self.backlog = backlog
+        self.engine, self.projectors, self.settings = engine, projectors, settings
+        self.wait, self.backlog = wait, backlog
         self.groups = 0  # transactions run
-        self._waiting: list[_Delivery] = []
-        self._draining: asyncio.Task[None] | None = None
+        self._waiting: deque[_Delivery] = deque()
+        self._turn = threading.Condition()  # guards what follows; wakes the thread
+        self._open = True
+        self._committing = False  # the thread is in a transaction
+        self._thread: threading.Thread | None = None
 
     async def record(self, body: bytes) -> Receipt:
         """Log and project one webhook body; raises what parse() or the database raise."""
-        if len(self._waiting) >= self.backlog:
-            raise Busy("webhooks", timedelta(0))
         loop = asyncio.get_running_loop()
         delivery = _Delivery(body, loop.create_future())
-        self._waiting.append(delivery)
-        if self._draining is None:
-            self._draining = asyncio.create_task(self._drain())
+        with self._turn:
+            if not self._open or len(self._waiting) >= self.backlog:
+                raise Busy("webhooks", timedelta(0))
+            self._waiting.append(delivery)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cdp-writer", daemon=True)
+                self._thread.start()
+            self._turn.notify()
         # Bounded while it waits for a transaction; once in one, the database's own
         # timeouts bound it, and it must not answer before its commit. A timer, not
         # wait_for: that would start a task per webhook.
-        timer = loop.call_later(self.lane.wait.total_seconds(), self._expire, delivery)
+        timer = loop.call_later(self.wait.total_seconds(), self._expire, delivery)
         try:
             return await delivery.answer
         finally:
             timer.cancel()
 
-    def _expire(self, delivery: _Delivery) -> None:
-        """A webhook still waiting for a transaction when its time is up: 503, not stored."""
-        if delivery in self._waiting and not delivery.answer.done():
-            self._waiting.remove(delivery)
-            delivery.answer.set_exception(Busy("webhooks", self.lane.wait))
+    def stop(self) -> None:
+        """Refuse new webhooks, commit those waiting, and end the thread."""
+        with self._turn:
+            self._open = False
+            self._turn.notify()
+        if self._thread is not None:
+            self._thread.join()
 
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
-                self.groups += 1
-                try:
-                    outcomes = await self.lane.run(partial(self._commit, [d.body for d in group]))
-                except Exception as error:  # the database failed the whole group
-                    outcomes = [error] * len(group)
-                for delivery, outcome in zip(group, outcomes, strict=True):
-                    if delivery.answer.done():  # its request was cancelled: the client left
-                        continue
-                    if isinstance(outcome, Exception):
-                        delivery.answer.set_exception(outcome)
-                    else:
-                        delivery.answer.set_result(outcome)
-        finally:
-            self._draining = None
+    def _expire(self, delivery: _Delivery) -> None:
+        """A webhook still waiting for a transaction when its time is up: 503, not stored.
+
+        Only while another transaction holds it up: an idle writer's thread is about to
+        take it (so a wait of 0 means "not behind another group", not "never")."""
+        with self._turn:
+            if not self._committing or delivery not in self._waiting:
+                return
+            self._waiting.remove(delivery)
+        if not delivery.answer.done():
+            delivery.answer.set_exception(Busy("webhooks", self.wait))
+
+    def _run(self) -> None:
+        """The writer's thread: a transaction per group, until stopped and nothing waits."""
+        while True:
+            with self._turn:
+                self._committing = False
+                while self._open and not self._waiting:
+                    self._turn.wait()
+                if not self._waiting:
+                    return
+                group = [self._waiting.popleft() for _ in range(min(GROUP, len(self._waiting)))]
+                self._committing = True
+            self.groups += 1
+            try:
+                outcomes = self._commit([delivery.body for delivery in group])
+            except Exception as error:  # the database failed the whole group
+                outcomes = [error] * len(group)
+            loops: dict[asyncio.AbstractEventLoop, list[int]] = {}
+            for i, delivery in enumerate(group):
+                loops.setdefault(delivery.answer.get_loop(), []).append(i)
+            for loop, members in loops.items():
+                with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                    loop.call_soon_threadsafe(
+                        _answer, [group[i] for i in members], [outcomes[i] for i in members]
+                    )
 
     def _commit(self, bodies: list[bytes]) -> list[Receipt | Exception]:
         """Check each body, then log and project the valid ones in one transaction."""
@@ -159,8 +198,19 @@ class Writer:
                 refused.append(None)
             except (webhook.MalformedBody, webhook.InvalidWebhook) as error:
                 refused.append(error)
-        receipts = iter(ingest.record(self.lane.engine, valid, self.projectors) if valid else [])
+        receipts = iter(ingest.record(self.engine, valid, self.projectors) if valid else [])
         return [next(receipts) if error is None else error for error in refused]
+
+
+def _answer(group: list[_Delivery], outcomes: list[Receipt | Exception]) -> None:
+    """On the event loop: each request of a committed group gets its own outcome."""
+    for delivery, outcome in zip(group, outcomes, strict=True):
+        if delivery.answer.done():  # its request was cancelled: the client left
+            continue
+        if isinstance(outcome, Exception):
+            delivery.answer.set_exception(outcome)
+        else:
+            delivery.answer.set_result(outcome)
 
 
 @dataclass(frozen=True)
@@ -187,7 +237,7 @@ class Service:
             engine=engine,
             projectors=projectors,
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
-            webhooks=Writer(Lane("webhooks", WRITE_LANE, wait, engine), projectors, settings),
+            webhooks=Writer(engine, projectors, settings, wait),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
@@ -198,6 +248,7 @@ class Service:
             self.checkpointer.start()
 
     def stop(self) -> None:
+        self.webhooks.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()

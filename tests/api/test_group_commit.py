@@ -2,22 +2,22 @@
 
 import asyncio
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from litestar.testing import AsyncTestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from cdp.api import create_app
-from cdp.api.service import Busy, Lane, Writer
+from cdp.api.service import Busy, Writer
+from cdp.log import Recorded
 from cdp.models import chats, events
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import PAST, webhook
-
-T = TypeVar("T")
 
 
 def bodies(count: int) -> list[bytes]:
@@ -56,49 +56,85 @@ def test_a_flood_of_webhooks_gets_one_answer_each_duplicates_and_errors_included
         assert connection.scalar(select(func.count()).select_from(chats)) == 7
 
 
+class Held:
+    """A projector whose transactions wait until the test lets them go on."""
+
+    name = "held"
+    tables: tuple[Table, ...] = ()
+
+    def __init__(self) -> None:
+        self.entered, self.go_on = threading.Event(), threading.Event()
+
+    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
+        self.entered.set()
+        assert self.go_on.wait(timeout=30)
+
+
+def writer(settings: Settings, engine: Engine, *extra: Held, **options: Any) -> Writer:
+    wait = options.pop("wait", timedelta(seconds=30))
+    return Writer(engine, [*registry(settings), *extra], settings, wait, **options)
+
+
+async def in_a_transaction(held: Held) -> None:
+    """Until the writer's thread is inside the transaction the Held projector holds."""
+    while not held.entered.is_set():
+        await asyncio.sleep(0.005)
+
+
 def test_webhooks_that_arrive_while_a_transaction_is_open_share_the_next_one(
     settings: Settings, engine: Engine
 ) -> None:
+    held = Held()
     sent = bodies(60)
 
     async def flood() -> tuple[list[Any], int]:
-        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
-        writer = Writer(lane, registry(settings), settings)
-        receipts = await asyncio.gather(*(writer.record(body) for body in sent))
-        return receipts, writer.groups
+        writing = writer(settings, engine, held)
+        first = asyncio.create_task(writing.record(sent[0]))
+        await in_a_transaction(held)
+        rest = [asyncio.create_task(writing.record(body)) for body in sent[1:]]
+        await asyncio.sleep(0.05)  # every one of them is waiting now
+        held.go_on.set()
+        return await asyncio.gather(first, *rest), writing.groups
 
     receipts, groups = asyncio.run(flood())
 
     assert sorted(receipt.position for receipt in receipts) == list(range(1, 61))
-    assert groups < len(sent)
+    assert groups == 2
 
 
 def test_a_full_backlog_answers_busy_at_once_and_stores_nothing_of_what_it_refused(
     settings: Settings, engine: Engine
 ) -> None:
+    held = Held()
+
     async def flood() -> list[Any]:
-        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
-        writer = Writer(lane, registry(settings), settings, backlog=5)
-        return await asyncio.gather(
-            *(writer.record(body) for body in bodies(8)), return_exceptions=True
-        )
+        writing = writer(settings, engine, held, backlog=5)
+        first = asyncio.create_task(writing.record(bodies(1)[0]))
+        await in_a_transaction(held)
+        rest = [asyncio.create_task(writing.record(body)) for body in bodies(9)[1:]]
+        await asyncio.sleep(0.05)
+        held.go_on.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
 
     outcomes = asyncio.run(flood())
 
-    assert [type(outcome) for outcome in outcomes[5:]] == [Busy] * 3
+    assert [type(outcome) for outcome in outcomes[6:]] == [Busy] * 3
     with engine.connect() as connection:
-        assert connection.scalar(select(func.count()).select_from(events)) == 5
+        assert connection.scalar(select(func.count()).select_from(events)) == 6
 
 
 def test_a_request_cancelled_while_its_group_commits_holds_up_no_other_and_is_stored(
     settings: Settings, engine: Engine
 ) -> None:
+    held = Held()
+
     async def flood() -> list[Any]:
-        lane = Lane("webhooks", 1, timedelta(seconds=30), engine)
-        writer = Writer(lane, registry(settings), settings)
-        requests = [asyncio.create_task(writer.record(body)) for body in bodies(10)]
-        await asyncio.sleep(0)  # every body is waiting for the group now
+        writing = writer(settings, engine, held)
+        requests = [asyncio.create_task(writing.record(body)) for body in bodies(10)]
+        await in_a_transaction(held)
         requests[0].cancel()  # its client went away
+        await asyncio.sleep(0.05)
+        held.go_on.set()
         return await asyncio.gather(*requests, return_exceptions=True)
 
     outcomes = asyncio.run(flood())
@@ -112,17 +148,16 @@ def test_a_request_cancelled_while_its_group_commits_holds_up_no_other_and_is_st
 def test_a_webhook_that_waits_too_long_for_a_transaction_is_refused_and_not_stored(
     settings: Settings, engine: Engine
 ) -> None:
-    class SlowLane(Lane):
-        async def run(self, work: Callable[[], T]) -> T:
-            await asyncio.sleep(0.5)  # a transaction that takes its time
-            return await super().run(work)
+    held = Held()
 
     async def two() -> list[Any]:
-        writer = Writer(SlowLane("webhooks", 1, timedelta(seconds=0.1), engine), [], settings)
-        first = asyncio.create_task(writer.record(bodies(1)[0]))
-        await asyncio.sleep(0.01)  # the first is in its transaction now
-        second = asyncio.create_task(writer.record(bodies(2)[1]))
-        return await asyncio.gather(first, second, return_exceptions=True)
+        writing = writer(settings, engine, held, wait=timedelta(seconds=0.1))
+        first = asyncio.create_task(writing.record(bodies(1)[0]))
+        await in_a_transaction(held)
+        second = asyncio.create_task(writing.record(bodies(2)[1]))
+        await asyncio.sleep(0.5)  # a transaction that takes its time
+        held.go_on.set()
+        return list(await asyncio.gather(first, second, return_exceptions=True))
 
     first, second = asyncio.run(two())
 
@@ -130,3 +165,25 @@ def test_a_webhook_that_waits_too_long_for_a_transaction_is_refused_and_not_stor
     assert isinstance(second, Busy)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 1
+
+
+def test_a_stopped_writer_commits_what_waits_and_refuses_what_comes_after(
+    settings: Settings, engine: Engine
+) -> None:
+    held = Held()
+
+    async def around_a_stop() -> list[Any]:
+        writing = writer(settings, engine, held)
+        requests = [asyncio.create_task(writing.record(body)) for body in bodies(3)]
+        await in_a_transaction(held)
+        stopping = asyncio.create_task(asyncio.to_thread(writing.stop))
+        await asyncio.sleep(0.05)
+        late = asyncio.create_task(writing.record(bodies(4)[3]))
+        held.go_on.set()
+        await stopping
+        return await asyncio.gather(*requests, late, return_exceptions=True)
+
+    outcomes = asyncio.run(around_a_stop())
+
+    assert sorted(outcome.position for outcome in outcomes[:3]) == [1, 2, 3]
+    assert isinstance(outcomes[3], Busy)
