@@ -59,7 +59,9 @@ class Rules:
         return occurred_at - self.open_window_ms
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: a frozen dataclass of this size takes four times as
+# long to make, and a rebuild makes one per event.
+@dataclass(slots=True)
 class Fact:
     """What one event says about its chat."""
 
@@ -143,7 +145,7 @@ def _text(value: object) -> str | None:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, for the same reason as Fact
 class Placement:
     """Where an event falls in its chat: its kind, its session, the team then in charge."""
 
