@@ -291,6 +291,7 @@ class _Form:
 
     sql: str
     values: Callable[[Mapping[str, Any]], Sequence[Any]]
+    columns: tuple[str, ...]  # of the rows a query returns
     json_columns: tuple[int, ...]
 
 
@@ -349,9 +350,9 @@ class Prepared:
         form = self._form(connection)
         with _cursor(connection, form.sql) as cursor:
             cursor.execute(form.sql, form.values(values or {}))
-            found = cursor.fetchall()  # first: in a pipeline, this waits for the answer
-            names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row, strict=True)) for row in found]
+            found = cursor.fetchall()
+        names = form.columns
+        rows = [dict(zip(names, row, strict=True)) for row in found]
         for name in (names[i] for i in form.json_columns):  # JSON arrives as text
             for row in rows:
                 if row[name] is not None:
@@ -377,14 +378,16 @@ class Prepared:
         if form is None:
             compiled = self.statement.compile(dialect=_DIALECTS[name]())
             assert isinstance(compiled, SQLCompiler)
+            columns: tuple[str, ...] = ()
             json_columns: tuple[int, ...] = ()
-            if name == "sqlite" and isinstance(self.statement, SelectBase):
-                json_columns = tuple(
-                    i
-                    for i, column in enumerate(self.statement.selected_columns)
-                    if isinstance(column.type, JSON)
-                )
-            form = _Form(compiled.string, _layout(compiled, name), json_columns)
+            if isinstance(self.statement, SelectBase):
+                selected = list(self.statement.selected_columns)
+                columns = tuple(str(column.key) for column in selected)
+                if name == "sqlite":
+                    json_columns = tuple(
+                        i for i, column in enumerate(selected) if isinstance(column.type, JSON)
+                    )
+            form = _Form(compiled.string, _layout(compiled, name), columns, json_columns)
             self._forms[name] = form
         return form
 
