@@ -366,9 +366,8 @@ class Prepared:
             return
         form = self._form(connection)
         with _cursor(connection, form.sql) as cursor:
-            if len(rows) == 1:  # psycopg's executemany waits on its own pipeline
-                for row in rows:
-                    cursor.execute(form.sql, form.values(row))
+            if len(rows) == 1:  # outside a pipeline, psycopg's executemany opens one of its own
+                cursor.execute(form.sql, form.values(rows[0]))
             else:
                 cursor.executemany(form.sql, map(form.values, rows))
 
