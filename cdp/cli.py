@@ -197,10 +197,8 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
                 body = line.rstrip(b"\r\n")
                 if not body.strip():
                     continue
-                if not batch:  # the clock is read once a batch, as once a group over HTTP
-                    latest = latest_timestamp(settings.max_clock_skew)
                 try:
-                    incoming = parse(body, latest=latest)
+                    incoming = parse(body, latest=latest_timestamp(settings.max_clock_skew))
                 except (MalformedBody, InvalidWebhook) as error:
                     tally.rejected.append((number, str(error)))
                 else:

@@ -1,7 +1,6 @@
 """Engines, transactions and the few statements that differ between SQLite and PostgreSQL."""
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -156,14 +155,15 @@ class Checkpointer:
         engine = make_engine(self.url, connections=1)
         try:
             while not self._stop.wait(self.every.total_seconds()):
-                # Outside any transaction: SQLite refuses to checkpoint inside one.
-                connection = engine.raw_connection()
                 try:
-                    connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-                except sqlite3.Error as error:  # the next turn tries again; commits are a backstop
-                    logger.warning("checkpoint failed: %s", error)
-                finally:
-                    connection.close()
+                    # Outside any transaction: SQLite refuses to checkpoint inside one.
+                    connection = engine.raw_connection()
+                    try:
+                        connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                    finally:
+                        connection.close()
+                except Exception as error:  # the next turn tries again; commits are a backstop
+                    logger.warning("checkpoint failed: %s", " ".join(str(error).split()))
         finally:
             engine.dispose()
 
@@ -200,22 +200,30 @@ def writing(engine: Engine, *, pipeline: bool = False) -> Iterator[Connection]:
     """A write transaction: committed when the block ends, rolled back if it raises.
 
     `pipeline`: on PostgreSQL, statements are sent without waiting for the answers of those
-    whose rows nobody reads (psycopg's pipeline mode); a small transaction is bound by its
-    round trips to the server far more than by its work.
+    whose rows nobody reads (psycopg's pipeline mode, where libpq has it); a small
+    transaction is bound by its round trips to the server far more than by its work. Only
+    Prepared statements may run in such a block: Core's results have no rows in a pipeline.
     """
     with engine.connect() as connection:
         connection.execution_options(**{_WRITER: True})
-        with connection.begin() as transaction:
-            if pipeline and dialect(connection) == "postgresql":
+        with connection.begin():
+            if pipeline and dialect(connection) == "postgresql" and _pipelines():
                 driver = connection.connection.driver_connection
                 with (
                     _raised_as_sqlalchemy(connection, "(the statements of a pipeline)"),
                     driver.pipeline(),  # type: ignore[union-attr]
                 ):
                     yield connection
-                    transaction.commit()  # with the last writes, in one round trip
             else:
                 yield connection
+
+
+@cache
+def _pipelines() -> bool:
+    """Does the installed libpq have pipeline mode (version 14 on)?"""
+    from psycopg import Pipeline
+
+    return Pipeline.is_supported()
 
 
 def _pipelined(connection: Connection) -> bool:
@@ -416,8 +424,8 @@ def _raised_as_sqlalchemy(connection: Connection, sql: str) -> Iterator[None]:
     except error_type as error:
         raw = connection.connection
         gone = connection.dialect.is_disconnect(error, raw.dbapi_connection, None)
-        if gone:
-            connection.invalidate(error)
+        if gone:  # as SQLAlchemy does: every pooled connection as old is reconnected too
+            connection.engine.pool._invalidate(raw, error)
         raise DBAPIError.instance(
             sql,
             None,

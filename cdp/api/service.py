@@ -142,13 +142,19 @@ class Writer:
         finally:
             timer.cancel()
 
+    def start(self) -> None:
+        """Take webhooks (a new writer does already; one that was stopped, again)."""
+        with self._turn:
+            self._open = True
+
     def stop(self) -> None:
-        """Refuse new webhooks, commit those waiting, and end the thread."""
+        """Refuse new webhooks, commit those waiting, and end the thread (blocks until then)."""
         with self._turn:
             self._open = False
             self._turn.notify()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
 
     def _expire(self, delivery: _Delivery) -> None:
         """A webhook still waiting for a transaction when its time is up: 503, not stored.
@@ -244,10 +250,16 @@ class Service:
         )
 
     def start(self) -> None:
+        self.webhooks.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Commit the webhooks still waiting, stop the threads, close the connections: in a
+        worker thread, since the writer's last transaction may take a while."""
+        await anyio.to_thread.run_sync(self._stop)
+
+    def _stop(self) -> None:
         self.webhooks.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()

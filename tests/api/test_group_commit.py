@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import Connection, Engine, Table, func, select
 
@@ -187,3 +188,21 @@ def test_a_stopped_writer_commits_what_waits_and_refuses_what_comes_after(
 
     assert sorted(outcome.position for outcome in outcomes[:3]) == [1, 2, 3]
     assert isinstance(outcomes[3], Busy)
+
+
+def test_a_writer_started_again_after_a_stop_takes_webhooks_again(
+    settings: Settings, engine: Engine
+) -> None:
+    writing = writer(settings, engine)
+
+    async def one(body: bytes) -> Any:
+        return await writing.record(body)
+
+    first = asyncio.run(one(bodies(1)[0]))
+    writing.stop()
+    with pytest.raises(Busy):
+        asyncio.run(one(bodies(2)[1]))
+    writing.start()
+    second = asyncio.run(one(bodies(3)[2]))
+
+    assert (first.position, second.position) == (1, 2)

@@ -1,5 +1,6 @@
-"""Every wait on the database is bounded: connecting, a statement, a free connection; and
-SQLite's write-ahead log is copied into the database by a thread of its own."""
+"""Every wait on the database is bounded: connecting, a statement, a free connection;
+SQLite's write-ahead log is copied into the database by a thread of its own; and prepared
+statements take lists of any length and fail as SQLAlchemy's do."""
 
 import socket
 import threading
@@ -9,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp import db
 from cdp.db import Checkpointer, make_engine, writing
+from cdp.models import checkpoints
 
 
 @pytest.fixture
@@ -136,4 +138,54 @@ def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_it_is_u
 
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT pg_backend_pid()")) != first
+    engine.dispose()
+
+
+def test_a_prepared_list_parameter_matches_any_number_of_values(engine: Engine) -> None:
+    stored = {f"p{n}" for n in range(600)}
+    with writing(engine) as connection:
+        connection.execute(checkpoints.insert(), [{"name": name, "position": 1} for name in stored])
+    among = db.Prepared(select(checkpoints.c.name).where(db.among(checkpoints.c.name, "names")))
+    with engine.connect() as connection:
+        for names in ([], ["p7"], ["p7", "p7", "none"], [f"p{n}" for n in range(0, 1200, 2)]):
+            found = [row["name"] for row in among.rows(connection, {"names": names})]
+            assert sorted(found) == sorted(set(names) & stored)
+
+
+def test_a_prepared_statement_that_fails_raises_sqlalchemys_error_without_its_parameters(
+    engine: Engine,
+) -> None:
+    insert = db.Prepared(
+        checkpoints.insert().values(name=bindparam("name"), position=bindparam("position"))
+    )
+    with writing(engine) as connection:
+        insert.run(connection, [{"name": "+79991234567", "position": 1}])
+    with pytest.raises(IntegrityError) as raised, writing(engine) as connection:
+        insert.run(connection, [{"name": "+79991234567", "position": 2}])
+    # PostgreSQL's own detail may quote the row; the parameters are never shown.
+    assert "[parameters" not in str(raised.value)
+    assert raised.value.statement is not None
+    assert "+79991234567" not in raised.value.statement
+    with engine.connect() as connection:  # the failed transaction left nothing behind
+        assert connection.scalar(select(func.count()).select_from(checkpoints)) == 1
+
+
+def test_after_a_statement_finds_postgresql_gone_every_older_connection_is_replaced(
+    postgres_url: str,
+) -> None:
+    engine = make_engine(postgres_url, connections=2)
+    probe = db.Prepared(select(func.pg_backend_pid().label("pid")))
+    with engine.connect() as first, engine.connect() as second:  # two pooled connections
+        pids = {probe.rows(c)[0]["pid"] for c in (first, second)}
+    killer = make_engine(postgres_url)
+    with killer.begin() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+
+    with pytest.raises(DBAPIError) as raised, engine.connect() as connection:
+        probe.rows(connection)  # in steady use, not pinged: it finds the server gone
+    assert raised.value.connection_invalidated
+    with engine.connect() as connection:  # the other one, as old, is not handed out
+        assert probe.rows(connection)[0]["pid"] not in pids
     engine.dispose()
