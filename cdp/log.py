@@ -48,7 +48,9 @@ def head(connection: Connection) -> int:
     return int(_HEAD.rows(connection)[0]["head"])
 
 
-_HEAD: Final = db.Prepared(select(func.coalesce(func.max(events.c.position), 0).label("head")))
+# The position of the latest event, 0 for an empty log, as a column to select.
+HEAD: Final = func.coalesce(func.max(events.c.position), 0)
+_HEAD: Final = db.Prepared(select(HEAD.label("head")))
 
 
 def append(
@@ -178,7 +180,7 @@ _KNOWN: Final = db.Prepared(
 
 def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     """The positions of those of `keys` the log holds."""
-    found = _KNOWN.rows(connection, {"keys": sorted(keys)})
+    found = _KNOWN.rows(connection, {"keys": list(keys)})
     return {row["dedupe_key"]: row["position"] for row in found}
 
 

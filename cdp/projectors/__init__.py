@@ -7,11 +7,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Final, Protocol
 
-from sqlalchemy import Connection, Table, func, null, select, union_all
+from sqlalchemy import Connection, Table, null, select, union_all
 
 from cdp import db, log
 from cdp.log import Recorded
-from cdp.models import checkpoints, events
+from cdp.models import checkpoints
 from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
@@ -48,9 +48,7 @@ def standing(connection: Connection) -> tuple[int, dict[str, int]]:
 
 _STANDING: Final = db.Prepared(
     union_all(
-        select(
-            null().label("name"), func.coalesce(func.max(events.c.position), 0).label("position")
-        ),
+        select(null().label("name"), log.HEAD.label("position")),
         select(checkpoints.c.name, checkpoints.c.position),
     )
 )
