@@ -1,14 +1,17 @@
-"""The cdp command: serve, migrate, import, rebuild, status."""
+"""The cdp command: serve, migrate, import, rebuild, status, and sources and tokens."""
 
+import ipaddress
 import json
 import logging
 import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -18,9 +21,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import db, ingest, projectors, queries, schema
+from cdp import credentials, db, ingest, projectors, queries, schema
+from cdp.credentials import CredentialError
 from cdp.settings import Settings
-from cdp.webhook import Incoming, InvalidWebhook, MalformedBody, latest_timestamp, parse
+from cdp.times import iso, utc
+from cdp.webhook import (
+    DEFAULT_SOURCE,
+    Incoming,
+    InvalidWebhook,
+    MalformedBody,
+    latest_timestamp,
+    parse,
+)
+
+T = TypeVar("T")
 
 
 class SettingsError(click.ClickException):
@@ -104,20 +118,69 @@ def _reason(error: Exception) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--migrate", is_flag=True, help="Upgrade the schema first (SQLite always is).")
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated, "
+    "or *): rate limits then see the client's address, not the proxy's.",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
-    """Serve the HTTP API."""
+def serve(
+    settings: Settings, host: str, port: int, migrate: bool, forwarded_allow_ips: str | None
+) -> None:
+    """Serve the HTTP API.
+
+    With no source and no token, the API is open: it listens on 127.0.0.1 only, and any
+    other address is refused until both exist.
+    """
     import uvicorn
 
     from cdp.api import create_app
 
-    _engine(settings, migrate=migrate).dispose()  # the app opens its own
+    engine = _engine(settings, migrate=migrate)
+    with engine.connect() as connection:
+        ring = credentials.load(connection)
+    engine.dispose()  # the app opens its own
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # No access log: its lines would carry query strings, and those can hold phone numbers.
-    # Every refused or failed request is logged by the API itself, with its reason.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    exposed = not _loopback(host)
+    open_parts = [
+        part
+        for part, is_open in (
+            ("webhooks need no secret (no source: cdp source add default)", ring.ingest_open),
+            ("queries need no token (no token: cdp token create --role admin)", ring.reads_open),
+        )
+        if is_open
+    ]
+    if open_parts and exposed:
+        raise click.ClickException(
+            f"refusing to listen on {host}: the API is open, "
+            + "; ".join(open_parts)
+            + ". Create them first, or listen on 127.0.0.1"
+        )
+    for part in open_parts:
+        logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
+    # No access log: its lines would carry query strings, and those can hold phone numbers
+    # and secrets. Every refused or failed request is logged by the API itself, with its reason.
+    uvicorn.run(
+        create_app(settings, exposed=exposed),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @main.command()
@@ -157,8 +220,14 @@ ONE_OBJECT_PER_LINE = (
     type=click.IntRange(1, 50_000),
     help="Webhooks per transaction.",
 )
+@click.option(
+    "--source",
+    default=DEFAULT_SOURCE,
+    show_default=True,
+    help="The source the webhooks are logged as coming from.",
+)
 @click.pass_obj
-def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
+def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) -> None:
     """Ingest webhook bodies from FILE (- for stdin), one JSON object per line.
 
     Each line passes the same checks and deduplication as POST /webhooks/fasttrack.
@@ -166,6 +235,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
     stopped early (the database went away, the disk filled up): what was stored by then is
     kept, and running the same import again stores the rest, each event once.
     """
+    _checked(lambda: credentials.check_name(source, "source"))
     engine = _engine(settings)
     registry = projectors.registry(settings)
     tally = _Tally()
@@ -198,7 +268,8 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int) -> None:
                 if not body.strip():
                     continue
                 try:
-                    incoming = parse(body, latest=latest_timestamp(settings.max_clock_skew))
+                    latest = latest_timestamp(settings.max_clock_skew)
+                    incoming = parse(body, latest=latest, source=source)
                 except (MalformedBody, InvalidWebhook) as error:
                     tally.rejected.append((number, str(error)))
                 else:
@@ -310,3 +381,134 @@ def bench(
         Path(json_path).write_text(
             json.dumps({"events": events, "seed": seed, "figures": rows}, indent=2)
         )
+
+
+def _checked(work: Callable[[], T]) -> T:
+    """`work()`, with a CredentialError as one line and exit status 1."""
+    try:
+        return work()
+    except CredentialError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.group()
+def source() -> None:
+    """Who may post webhooks: each source has a name and a secret.
+
+    Fasttrack posts to /webhooks/fasttrack/NAME?token=SECRET. A secret is shown once, when
+    it is made; the database keeps only its digest.
+    """
+
+
+@source.command("add")
+@click.argument("name")
+@click.option("--signed", is_flag=True, help="Also require a Standard Webhooks signature.")
+@click.pass_obj
+def source_add(settings: Settings, name: str, signed: bool) -> None:
+    """Add a source and print its secret (and signing key)."""
+    with _engine(settings).begin() as connection:
+        issued = _checked(lambda: credentials.add_source(connection, name, signed=signed))
+    _show_issued(name, issued)
+
+
+@source.command("rotate")
+@click.argument("name")
+@click.option(
+    "--grace",
+    default=86400,
+    show_default=True,
+    type=click.IntRange(0, 366 * 86400),
+    help="Seconds the old secret (and signing key) stay valid; 0 after a leak.",
+)
+@click.option("--signed/--unsigned", default=None, help="Start or stop requiring signatures.")
+@click.pass_obj
+def source_rotate(settings: Settings, name: str, grace: int, signed: bool | None) -> None:
+    """Give a source a new secret (and signing key) and print it."""
+    with _engine(settings, existing=True).begin() as connection:
+        issued = _checked(
+            lambda: credentials.rotate_source(
+                connection, name, grace=timedelta(seconds=grace), signed=signed
+            )
+        )
+    _show_issued(name, issued)
+    if grace:
+        click.echo(f"the old secret stays valid for {grace} s")
+
+
+@source.command("remove")
+@click.argument("name")
+@click.pass_obj
+def source_remove(settings: Settings, name: str) -> None:
+    """Refuse a source's webhooks from now on; what it delivered stays in the log."""
+    with _engine(settings, existing=True).begin() as connection:
+        _checked(lambda: credentials.remove_source(connection, name))
+    click.echo(f"source {name} removed")
+
+
+@source.command("list")
+@click.pass_obj
+def source_list(settings: Settings) -> None:
+    """List the sources (never their secrets)."""
+    with _engine(settings, existing=True).connect() as connection:
+        found = credentials.list_sources(connection)
+    for item in found:
+        notes = ["signed" if item.signed else "unsigned"]
+        if item.previous_until:
+            notes.append(f"old secret valid until {iso(utc(item.previous_until))}")
+        click.echo(f"{item.name}\tcreated {iso(utc(item.created_at))}\t{', '.join(notes)}")
+    if not found:
+        click.echo("no sources: webhooks need no secret (cdp serve listens on 127.0.0.1 only)")
+
+
+def _show_issued(name: str, issued: credentials.Issued) -> None:
+    click.echo(f"source: {name}")
+    click.echo(f"secret: {issued.secret}")
+    if issued.signing_key:
+        click.echo(f"signing key: {issued.signing_key}")
+    path = "/webhooks/fasttrack" + ("" if name == DEFAULT_SOURCE else f"/{name}")
+    click.echo(f"webhook address: https://<your host>{path}?token={issued.secret}")
+    click.echo("the secret is shown this once: keep it now")
+
+
+@main.group()
+def token() -> None:
+    """Who may query: read tokens, and admin tokens that may also rebuild and manage."""
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(credentials.ROLES), required=True)
+@click.option("--name", help="How the token is listed and revoked (default: ROLE-N).")
+@click.pass_obj
+def token_create(settings: Settings, role: credentials.Role, name: str | None) -> None:
+    """Create a token and print it: it is shown this once."""
+    with _engine(settings).begin() as connection:
+        if name is None:
+            taken = {item.name for item in credentials.list_tokens(connection)}
+            name = next(
+                f"{role}-{n}" for n in range(1, len(taken) + 2) if f"{role}-{n}" not in taken
+            )
+        secret = _checked(lambda: credentials.create_token(connection, name, role))
+    click.echo(f"token {name} ({role}): {secret}")
+    click.echo("send it as Authorization: Bearer <token>; it is shown this once: keep it now")
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def token_revoke(settings: Settings, name: str) -> None:
+    """Revoke a token: refused within a second, by every running server."""
+    with _engine(settings, existing=True).begin() as connection:
+        _checked(lambda: credentials.revoke_token(connection, name))
+    click.echo(f"token {name} revoked")
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(settings: Settings) -> None:
+    """List the tokens by name and role (never the tokens themselves)."""
+    with _engine(settings, existing=True).connect() as connection:
+        found = credentials.list_tokens(connection)
+    for item in found:
+        click.echo(f"{item.name}\t{item.role}\tcreated {iso(utc(item.created_at))}")
+    if not found:
+        click.echo("no tokens: queries need none (cdp serve listens on 127.0.0.1 only)")

@@ -101,6 +101,7 @@ def read(
     event_type: str | None = None,
     chat_uuid: str | None = None,
     profile_uuid: str | None = None,
+    source: str | None = None,
 ) -> list[Row[Any]]:
     """Log rows after a position, oldest first, optionally filtered."""
     query = select(
@@ -112,6 +113,7 @@ def read(
         events.c.profile_uuid,
         events.c.dedupe_key,
         events.c.body,
+        events.c.source,
     ).where(events.c.position > after)
     if event_type is not None:
         query = query.where(events.c.event_type == event_type)
@@ -119,6 +121,8 @@ def read(
         query = query.where(events.c.chat_uuid == chat_uuid)
     if profile_uuid is not None:
         query = query.where(events.c.profile_uuid == profile_uuid)
+    if source is not None:
+        query = query.where(events.c.source == source)
     return list(connection.execute(query.order_by(events.c.position).limit(limit)))
 
 
@@ -150,6 +154,7 @@ _REPLAYED: Final = (
     events.c.profile_uuid,
     events.c.dedupe_key,
     events.c.body,
+    events.c.source,
 )
 _SINCE: Final = db.Prepared(
     select(*_REPLAYED)
@@ -168,9 +173,10 @@ def _recorded(
     profile_uuid: str | None,
     dedupe_key: str,
     body: str,
+    source: str,
 ) -> Recorded:
     webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
-    return Recorded(position, received_at, Incoming(body, dedupe_key, webhook))
+    return Recorded(position, received_at, Incoming(body, dedupe_key, webhook, source))
 
 
 _KNOWN: Final = db.Prepared(
@@ -196,4 +202,5 @@ def row(incoming: Incoming, received_at: int, position: int) -> dict[str, object
         "profile_uuid": webhook.profile_uuid,
         "dedupe_key": incoming.dedupe_key,
         "body": incoming.body,
+        "source": incoming.source,
     }

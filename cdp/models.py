@@ -9,7 +9,7 @@ webhooks' own `timestamp`: exact, and the same arithmetic on every database.
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
@@ -40,6 +40,7 @@ class EventRow(Base):
         # The log filtered by chat or profile and by type at once (GET /events).
         Index("ix_events_chat_uuid_event_type", "chat_uuid", "event_type", "position"),
         Index("ix_events_profile_uuid_event_type", "profile_uuid", "event_type", "position"),
+        Index("ix_events_source_position", "source", "position"),
         {"sqlite_autoincrement": True},
     )
 
@@ -51,6 +52,37 @@ class EventRow(Base):
     profile_uuid: Mapped[str | None] = mapped_column(String(200))
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     body: Mapped[str] = mapped_column(Text)
+    # The source that delivered it (see SourceRow); events logged before sources: "default".
+    source: Mapped[str] = mapped_column(String(64), server_default=text("'default'"))
+
+
+class SourceRow(Base):
+    """A sender of webhooks (a Fasttrack project), and what proves a delivery is its own.
+
+    Secrets are kept as SHA-256 digests; a rotated one stays valid until `previous_until`.
+    Signing keys (Standard Webhooks) are kept as given: checking an HMAC needs the key.
+    """
+
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    previous_digest: Mapped[str | None] = mapped_column(String(64))
+    previous_until: Mapped[int | None] = mapped_column(BigInteger)
+    signing_key: Mapped[str | None] = mapped_column(Text)
+    previous_signing_key: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class TokenRow(Base):
+    """A bearer token of the query API: `read` or `admin`, kept as a SHA-256 digest."""
+
+    __tablename__ = "tokens"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(10))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class CheckpointRow(Base):
@@ -184,3 +216,5 @@ sessions = _table(SessionRow)
 handoffs = _table(HandoffRow)
 chats = _table(ChatRow)
 profile_chats = _table(ProfileChatRow)
+sources = _table(SourceRow)
+tokens = _table(TokenRow)

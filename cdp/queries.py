@@ -413,6 +413,7 @@ def events(
     event_type: str | None = None,
     chat_uuid: str | None = None,
     profile_uuid: str | None = None,
+    source: str | None = None,
 ) -> schemas.EventPage:
     rows = log.read(
         connection,
@@ -421,6 +422,7 @@ def events(
         event_type=event_type,
         chat_uuid=chat_uuid,
         profile_uuid=profile_uuid,
+        source=source,
     )
     items = [_event(row) for row in rows[:limit]]
     return schemas.EventPage(
@@ -441,6 +443,7 @@ def _event(row: Row[Any]) -> schemas.Event:
         received_at=utc(row.received_at),
         chat_uuid=row.chat_uuid,
         profile_uuid=row.profile_uuid,
+        source=row.source,
         body=schemas.RawJSON.of(row.body),
     )
 

@@ -151,6 +151,7 @@ class Event(BaseModel):
     received_at: Instant
     chat_uuid: str | None
     profile_uuid: str | None
+    source: str
     body: RawJSON
 
 

@@ -37,6 +37,8 @@ KNOWN_TYPES: Final = frozenset(
     (SESSION_UPDATED, MESSAGE_CREATED, OPERATOR_REPLIED, MESSAGE_UPDATED)
 )
 
+# Where a webhook came from when the store has a single source (and before sources existed).
+DEFAULT_SOURCE: Final = "default"
 INT64_MAX: Final = 2**63 - 1
 # Timestamps are milliseconds; anything before 2000 is a mistake, most often seconds.
 EARLIEST_TIMESTAMP_MS: Final = 946_684_800_000
@@ -49,6 +51,42 @@ MAX_ID_LENGTH: Final = 200
 
 class MalformedBody(ValueError):
     """The body is not a JSON object (HTTP 400)."""
+
+
+class BodyTooLarge(ValueError):
+    """The body is larger than the server takes (HTTP 413); `kept` is what was read of it."""
+
+    def __init__(self, limit: int, kept: bytes = b"") -> None:
+        self.limit, self.kept = limit, kept
+        super().__init__(f"the body is larger than {limit} bytes (CDP_MAX_BODY_SIZE)")
+
+
+class NotJSON(ValueError):
+    """The request says its body is something other than JSON (HTTP 415)."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(f"Content-Type {content_type[:100]!r} is not JSON: send application/json")
+
+
+def content_type_problem(content_type: str | None) -> NotJSON | None:
+    """A webhook is JSON: application/json or application/*+json, in UTF-8 if a charset is
+    named. None (no header) is taken as JSON: some senders leave it out."""
+    if content_type is None:
+        return None
+    media, _, parameters = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return NotJSON(content_type)
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return NotJSON(content_type)
+    return None
 
 
 @dataclass(frozen=True)
@@ -223,11 +261,12 @@ class Webhook:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A webhook body as received, checked, with its dedupe key."""
+    """A webhook body as received, checked, with its dedupe key and the source it came from."""
 
     body: str
     dedupe_key: str
     webhook: Webhook
+    source: str = DEFAULT_SOURCE
 
 
 def latest_timestamp(max_clock_skew: timedelta) -> int:
@@ -235,7 +274,7 @@ def latest_timestamp(max_clock_skew: timedelta) -> int:
     return now_ms() + max_clock_skew // timedelta(milliseconds=1)
 
 
-def parse(raw: bytes | str, *, latest: int) -> Incoming:
+def parse(raw: bytes | str, *, latest: int, source: str = DEFAULT_SOURCE) -> Incoming:
     """Check one webhook body; raise MalformedBody or InvalidWebhook naming what is wrong.
 
     `latest` is the latest timestamp accepted: the server's clock plus the allowed skew.
@@ -265,7 +304,7 @@ def parse(raw: bytes | str, *, latest: int) -> Incoming:
         key = dedupe_key(document, float_free=float_free)
     except ValueError:  # a non-finite number, or a lone surrogate that is no Unicode text
         raise InvalidWebhook([_unrepresentable(document)]) from None
-    return Incoming(body=body, dedupe_key=key, webhook=validate(document, latest=latest))
+    return Incoming(body, key, validate(document, latest=latest), source)
 
 
 def validate(document: dict[str, Any], *, latest: int) -> Webhook:
@@ -301,12 +340,16 @@ def dedupe_key(document: dict[str, Any], *, float_free: bool = False) -> str:
     writes the same canonical text ten times faster, but spells some floats otherwise
     (1e16 for 1e+16): it serves only documents known to hold none (`float_free`).
     """
+    return hashlib.sha256(_canonical(document, float_free=float_free)).hexdigest()
+
+
+def _canonical(document: dict[str, Any], *, float_free: bool) -> bytes:
     if float_free:
-        return hashlib.sha256(_CANONICAL.encode(document)).hexdigest()
+        return _CANONICAL.encode(document)
     canonical = json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical.encode("utf-8")
 
 
 def logged(body: str) -> dict[str, Any] | None:

@@ -3,9 +3,11 @@
 from importlib.metadata import version
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 
 from cdp.api import (
+    auth,
     chats,
     docs,
     events,
@@ -30,12 +32,17 @@ the log into customer profiles, chats, sessions and handoffs. Errors are
 `{"detail": ..., "errors": [{"path", "message"}]}`. Lists come in pages: ask again with
 `after=<next>` until `next` is null. Times are ISO 8601 in UTC, with milliseconds.
 
-The API has no authentication yet: expose it only to a trusted network.
+Webhooks need their source's secret (`?token=` or `Authorization: Bearer`); every query
+needs a read token, rebuilds an admin token (`Authorization: Bearer`). A store with no
+source and no token, served on 127.0.0.1 only, is open: see the README's "Security".
 """
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
+    """The API on `settings`' database. Unless `exposed`, a store with no sources takes
+    webhooks without a secret and one with no tokens answers queries without one."""
     service = Service.of(settings, registry(settings))
+    gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
     return Litestar(
         route_handlers=[
             webhooks.WebhookController,
@@ -48,7 +55,11 @@ def create_app(settings: Settings) -> Litestar:
             health.health,
             *docs.asset_routers(),
         ],
-        dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "gate": Provide(lambda: gate, use_cache=True, sync_to_thread=False),
+        },
+        state=State({"gate": gate}),
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=params.check,
         on_startup=[service.start],

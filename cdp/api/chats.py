@@ -8,6 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from cdp import queries
+from cdp.api import auth
 from cdp.api.docs import not_found
 from cdp.api.params import After, Limit, Moment, period
 from cdp.api.service import Service
@@ -20,6 +21,7 @@ T = TypeVar("T")
 
 class ChatController(Controller):
     path = "/chats/{uuid:str}"
+    guards = [auth.reader]
     tags = ["chats"]
 
     @get(summary="A chat", responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"))
@@ -83,6 +85,7 @@ class ChatController(Controller):
 
 class HandoffController(Controller):
     path = "/handoffs"
+    guards = [auth.reader]
     tags = ["chats"]
 
     @get(summary="The handoff audit")

@@ -15,7 +15,14 @@ import openapi_ui_bundles
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import (
+    Components,
+    Example,
+    OpenAPIMediaType,
+    Operation,
+    RequestBody,
+    SecurityScheme,
+)
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.router import Router
 from litestar.routes import BaseRoute, HTTPRoute
@@ -37,6 +44,16 @@ def config(title: str, version: str, description: str) -> OpenAPIConfig:
         version=version,
         description=description,
         use_handler_docstrings=True,
+        components=Components(
+            security_schemes={
+                "token": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="A read or admin token (`cdp token create`); for webhooks, "
+                    "the source's secret (or `?token=`)",
+                )
+            }
+        ),
         render_plugins=[
             SwaggerRenderPlugin(
                 path=["/", "/swagger"],
@@ -99,19 +116,48 @@ COMMON_ERRORS: Final = {
 }
 
 
+# What an endpoint behind credentials can answer besides.
+GUARDED_ERRORS: Final = {
+    401: problem(
+        "The secret or token is missing or wrong (the same whether or not it exists)",
+        {"detail": "a valid token is needed: Authorization: Bearer <token>"},
+    ),
+    429: problem(
+        "Over the rate limit of the source or token, or of wrong credentials from this "
+        "address: retry after Retry-After seconds",
+        {"detail": "too many requests with this token: at most 100 a second; retry later"},
+    ),
+}
+ADMIN_ERRORS: Final = {
+    403: problem(
+        "A read token, where an admin token is needed",
+        {"detail": "this needs an admin token; token 'analyst' may only read"},
+    )
+}
+
+
 def not_found(example: str) -> dict[int, ResponseSpec]:
     """A 404 for an endpoint that looks one thing up, with the answer it gives."""
     return {404: problem("Nothing by that identifier", {"detail": example})}
 
 
 class DefaultResponses(ReceiveRoutePlugin):
-    """Gives every cdp endpoint the error answers every endpoint can give."""
+    """Gives every cdp endpoint the error answers every endpoint can give, and those behind
+    credentials their scheme and answers."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if isinstance(route, HTTPRoute):
             for handler in route.route_handlers:
-                if ours(handler):
-                    handler.responses = {**COMMON_ERRORS, **(handler.responses or {})}
+                if not ours(handler):
+                    continue
+                common = dict(COMMON_ERRORS)
+                guards = {guard.__name__ for guard in handler.resolve_guards()}
+                if guards or "ingest" in handler.resolve_tags():
+                    common |= GUARDED_ERRORS
+                    handler.security = [{"token": []}]
+                if "admin" in guards:
+                    common |= ADMIN_ERRORS
+                handler.responses = {**common, **(handler.responses or {})}
 
 
 @dataclass

@@ -8,6 +8,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from cdp import queries
+from cdp.api import auth
 from cdp.api.docs import not_found
 from cdp.api.params import Limit
 from cdp.api.service import Service
@@ -17,6 +18,7 @@ from cdp.webhook import INT64_MAX
 
 class EventController(Controller):
     path = "/events"
+    guards = [auth.reader]
     tags = ["log"]
 
     @get(summary="The log, page by page")
@@ -28,6 +30,7 @@ class EventController(Controller):
         event_type: FromQuery[str | None] = None,
         chat_uuid: FromQuery[str | None] = None,
         profile_uuid: FromQuery[str | None] = None,
+        source: FromQuery[str | None] = None,
     ) -> EventPage:
         """Events after a position, oldest first; follow `next_after` until it is null."""
         return await service.reads.query(
@@ -37,6 +40,7 @@ class EventController(Controller):
             event_type=event_type,
             chat_uuid=chat_uuid,
             profile_uuid=profile_uuid,
+            source=source,
         )
 
     @get(

@@ -12,6 +12,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -22,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
 from cdp.queries import BadCursor
-from cdp.webhook import InvalidWebhook, MalformedBody
+from cdp.webhook import BodyTooLarge, InvalidWebhook, MalformedBody, NotJSON
 
 logger = logging.getLogger("cdp.api")
 AnyRequest = Request[Any, Any, Any]
@@ -80,9 +82,10 @@ def problem(
 
 def _target(request: AnyRequest) -> str:
     """The path and query as a log line may show them: a phone-like id or a forged log line
-    in the path is masked and escaped, and every query value cut short and masked."""
+    in the path is masked and escaped, every query value cut short and masked, a secret
+    (`token`) not shown at all."""
     query = "&".join(
-        f"{_printable(key)}={_mask(repr(value))}"
+        f"{_printable(key)}={'***' if key == 'token' else _mask(repr(value))}"
         for key, value in request.query_params.multi_items()
     )
     return _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
@@ -92,6 +95,14 @@ def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
     return problem(
         request, HTTP_400_BAD_REQUEST, str(error), [{"path": "body", "message": str(error)}]
     )
+
+
+def too_large(request: AnyRequest, error: BodyTooLarge) -> Answer:
+    return problem(request, HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(error))
+
+
+def not_json(request: AnyRequest, error: NotJSON) -> Answer:
+    return problem(request, HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error))
 
 
 def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
@@ -153,6 +164,8 @@ def internal(request: AnyRequest, error: Exception) -> Answer:
 HANDLERS: Final = {
     MalformedBody: malformed,
     InvalidWebhook: invalid,
+    BodyTooLarge: too_large,
+    NotJSON: not_json,
     ValidationException: bad_parameters,
     BadCursor: bad_cursor,
     HTTPException: http_error,

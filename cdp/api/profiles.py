@@ -6,6 +6,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 
 from cdp import queries
+from cdp.api import auth
 from cdp.api.docs import not_found
 from cdp.api.params import After, Limit
 from cdp.api.service import Service
@@ -16,6 +17,7 @@ from cdp.schemas import Page, Profile
 
 class ProfileController(Controller):
     path = "/profiles"
+    guards = [auth.reader]
     tags = ["profiles"]
 
     @get(summary="Profiles by phone number")

@@ -4,6 +4,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 
 from cdp import db, projectors, queries
+from cdp.api import auth
 from cdp.api.service import Service
 from cdp.schemas import Items, Projection
 
@@ -12,12 +13,12 @@ class ProjectionController(Controller):
     path = "/projections"
     tags = ["projections"]
 
-    @get(summary="How far each projection has got")
+    @get(summary="How far each projection has got", guards=[auth.reader])
     async def positions(self, service: NamedDependency[Service]) -> Items[Projection]:
         """Each projection's checkpoint, the log head and the lag between them."""
         return await _positions(service)
 
-    @post("/rebuild", status_code=200, summary="Rebuild every projection")
+    @post("/rebuild", status_code=200, summary="Rebuild every projection", guards=[auth.admin])
     async def rebuild(self, service: NamedDependency[Service]) -> Items[Projection]:
         """Rebuild every projection from the log; answers when done. Ingest waits meanwhile."""
 

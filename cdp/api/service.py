@@ -92,6 +92,7 @@ class Lane:
 @dataclass(slots=True)
 class _Delivery:
     body: bytes
+    source: str
     answer: "asyncio.Future[Receipt]"
 
 
@@ -121,10 +122,10 @@ class Writer:
         self._committing = False  # the thread is in a transaction
         self._thread: threading.Thread | None = None
 
-    async def record(self, body: bytes) -> Receipt:
+    async def record(self, body: bytes, source: str = webhook.DEFAULT_SOURCE) -> Receipt:
         """Log and project one webhook body; raises what parse() or the database raise."""
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(body, loop.create_future())
+        delivery = _Delivery(body, source, loop.create_future())
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
                 raise Busy("webhooks", timedelta(0))
@@ -181,7 +182,7 @@ class Writer:
                 self._committing = True
             self.groups += 1
             try:
-                outcomes = self._commit([delivery.body for delivery in group])
+                outcomes = self._commit(group)
             except Exception as error:  # the database failed the whole group
                 outcomes = [error] * len(group)
             loops: dict[asyncio.AbstractEventLoop, list[int]] = {}
@@ -193,14 +194,14 @@ class Writer:
                         _answer, [group[i] for i in members], [outcomes[i] for i in members]
                     )
 
-    def _commit(self, bodies: list[bytes]) -> list[Receipt | Exception]:
+    def _commit(self, group: list[_Delivery]) -> list[Receipt | Exception]:
         """Check each body, then log and project the valid ones in one transaction."""
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
         refused: list[Exception | None] = []  # None: valid, its receipt comes from the log
         valid: list[Incoming] = []
-        for body in bodies:
+        for delivery in group:
             try:
-                valid.append(webhook.parse(body, latest=latest))
+                valid.append(webhook.parse(delivery.body, latest=latest, source=delivery.source))
                 refused.append(None)
             except (webhook.MalformedBody, webhook.InvalidWebhook) as error:
                 refused.append(error)

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from cdp import queries
+from cdp.api import auth
 from cdp.api.params import After, Limit
 from cdp.api.service import Service
 from cdp.queries import Listing
@@ -16,6 +17,7 @@ from cdp.webhook import INT64_MAX
 
 class TeamController(Controller):
     path = "/teams/{team_id:str}"
+    guards = [auth.reader]
     tags = ["teams"]
 
     @get("/chats", summary="A team's chats")

@@ -1,67 +1,156 @@
-"""POST /webhooks/fasttrack: where Fasttrack delivers."""
+"""POST /webhooks/fasttrack/{source}: where Fasttrack delivers."""
 
-from litestar import Controller, Response, post
+from typing import Annotated, Any, Final
+
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import RawBody
+from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from cdp.api.auth import Gate
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
+from cdp.credentials import signature_problem
 from cdp.log import Receipt
+from cdp.times import now_ms
+from cdp.webhook import DEFAULT_SOURCE, BodyTooLarge, content_type_problem
+
+Token = Annotated[
+    str | None,
+    QueryParameter(
+        description="The source's secret, for senders that can only be given a URL "
+        "(or send it as Authorization: Bearer). Never written to a log."
+    ),
+]
+Source = Annotated[
+    str,
+    PathParameter(
+        description="The source's name, as `cdp source add` made it",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+    ),
+]
+_SIGNATURE_HEADERS: Final = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+_RESPONSES: Final = {
+    200: ResponseSpec(
+        Receipt,
+        description="Already logged: the position of the first copy; nothing stored",
+        generate_examples=False,
+        examples=[Example(summary="a redelivery", value={"position": 7, "duplicate": True})],
+    ),
+    400: problem(
+        "The body is not a JSON object, or nests deeper than 64 levels",
+        {"detail": "body is not valid JSON: Expecting value: line 1 column 1 (char 0)"},
+    ),
+    401: problem(
+        "The source's secret is missing or wrong, or its signature does not hold; nothing stored",
+        {
+            "detail": "unknown source or wrong secret: give the source's secret as ?token= "
+            "or Authorization: Bearer"
+        },
+    ),
+    413: problem(
+        "The body is larger than CDP_MAX_BODY_SIZE; read no further, nothing stored",
+        {"detail": "the body is larger than 1048576 bytes (CDP_MAX_BODY_SIZE)"},
+    ),
+    415: problem(
+        "The Content-Type is not JSON; nothing stored",
+        {"detail": "Content-Type 'text/plain' is not JSON: send application/json"},
+    ),
+    422: problem(
+        "The webhook is invalid: `errors` names each field; nothing stored",
+        {
+            "detail": "invalid webhook: payload.session.team.id: must be an integer "
+            "or a string of digits (up to 2^63-1), got '12a'",
+            "errors": [
+                {
+                    "path": "payload.session.team.id",
+                    "message": "must be an integer or a string of digits (up to 2^63-1), got '12a'",
+                }
+            ],
+        },
+    ),
+}
 
 
 class WebhookController(Controller):
     path = "/webhooks/fasttrack"
     tags = ["ingest"]
+    request_max_body_size = None  # read by _deliver, which keeps what it read of one too large
 
     @post(
+        "/{source:str}",
         status_code=HTTP_202_ACCEPTED,
-        summary="Receive a webhook",
+        summary="Receive a webhook from a source",
         operation_class=WebhookOperation,
         response_description="Logged and projected: every query already reflects it",
-        responses={
-            200: ResponseSpec(
-                Receipt,
-                description="Already logged: the position of the first copy; nothing stored",
-                generate_examples=False,
-                examples=[
-                    Example(summary="a redelivery", value={"position": 7, "duplicate": True})
-                ],
-            ),
-            400: problem(
-                "The body is not a JSON object, or nests deeper than 64 levels",
-                {"detail": "body is not valid JSON: Expecting value: line 1 column 1 (char 0)"},
-            ),
-            413: problem(
-                "The body is larger than the server takes",
-                {"detail": "Request Entity Too Large"},
-            ),
-            422: problem(
-                "The webhook is invalid: `errors` names each field; nothing stored",
-                {
-                    "detail": "invalid webhook: payload.session.team.id: must be an integer "
-                    "or a string of digits (up to 2^63-1), got '12a'",
-                    "errors": [
-                        {
-                            "path": "payload.session.team.id",
-                            "message": "must be an integer or a string of digits (up to "
-                            "2^63-1), got '12a'",
-                        }
-                    ],
-                },
-            ),
-        },
+        responses=_RESPONSES,
     )
-    async def receive(self, body: RawBody, service: NamedDependency[Service]) -> Response[Receipt]:
+    async def receive_from(
+        self,
+        source: Source,
+        request: Request[Any, Any, Any],
+        service: NamedDependency[Service],
+        gate: NamedDependency[Gate],
+        token: Token = None,
+    ) -> Response[Receipt]:
         """Log one webhook exactly as it arrived and project it, in one transaction.
 
         A body logged before (the same JSON, whatever its key order or spacing) is a
         duplicate: 200 with the first copy's position. Once this answers 202, every query
         reflects the webhook.
         """
-        receipt = await service.webhooks.record(body)
-        return Response(
-            receipt, status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED
-        )
+        return await _deliver(request, service, gate, source)
+
+    @post(
+        status_code=HTTP_202_ACCEPTED,
+        summary="Receive a webhook from the default source",
+        operation_class=WebhookOperation,
+        response_description="Logged and projected: every query already reflects it",
+        responses=_RESPONSES,
+    )
+    async def receive(
+        self,
+        request: Request[Any, Any, Any],
+        service: NamedDependency[Service],
+        gate: NamedDependency[Gate],
+        token: Token = None,
+    ) -> Response[Receipt]:
+        """As POST /webhooks/fasttrack/default: for a store with one source."""
+        return await _deliver(request, service, gate, DEFAULT_SOURCE)
+
+
+async def _deliver(
+    request: Request[Any, Any, Any], service: Service, gate: Gate, source: str
+) -> Response[Receipt]:
+    await gate.sender(request, source)
+    not_json = content_type_problem(request.headers.get("content-type"))
+    if not_json is not None:
+        raise not_json
+    body = await _body(request, service.settings.max_body_size)
+    keys = (await gate.keys.current()).signing_keys(source, now_ms())
+    if keys:
+        headers = {name: request.headers.get(name) for name in _SIGNATURE_HEADERS}
+        problem = signature_problem(keys, headers, body, now_ms())
+        if problem is not None:
+            gate.refuse(request, problem)
+    receipt = await service.webhooks.record(body, source)
+    return Response(receipt, status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED)
+
+
+async def _body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The body, read no further than `limit` bytes: BodyTooLarge keeps those."""
+    announced = request.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            kept = b"".join(chunks) + chunk
+            raise BodyTooLarge(limit, kept[:limit])
+        chunks.append(chunk)
+    return b"".join(chunks)

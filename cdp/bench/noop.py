@@ -8,8 +8,8 @@ from litestar import Litestar, post
 from litestar.params import RawBody
 
 
-@post("/webhooks/fasttrack", status_code=202)
-async def receive(body: RawBody) -> dict[str, object]:
+@post("/webhooks/fasttrack/{source:str}", status_code=202)
+async def receive(source: str, token: str, body: RawBody) -> dict[str, object]:
     return {"position": len(body), "duplicate": False}
 
 

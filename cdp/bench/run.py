@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from cdp import db, ingest, log, queries, schema
+from cdp import credentials, db, ingest, log, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
 from cdp.models import chats, events, timeline
 from cdp.projectors import registry
@@ -472,9 +472,15 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
         json.dumps(body, ensure_ascii=False).encode()
         for body in webhooks(Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 1))
     ]
-    cdp = _served(["-m", "cdp", "serve"], url, bodies, plan.clients)
+    # As Fasttrack posts: to a source, with its secret in the URL.
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        secret = credentials.add_source(connection, "bench").secret
+    engine.dispose()
+    target = f"/webhooks/fasttrack/bench?token={secret}"
+    cdp = _served(["-m", "cdp", "serve"], url, target, bodies, plan.clients)
     noop_server = ["-m", "uvicorn", "cdp.bench.noop:app", "--log-level", "warning"]
-    noop = _served(noop_server, url, bodies, plan.clients)
+    noop = _served(noop_server, url, target, bodies, plan.clients)
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
@@ -487,14 +493,15 @@ class _Load:
     p99: float
 
 
-def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> _Load:
-    """Start a server with `command`, post every body with `clients` at once, stop it."""
+def _served(command: list[str], url: str, target: str, bodies: list[bytes], clients: int) -> _Load:
+    """Start a server with `command`, post every body to `target` with `clients` at once
+    (no rate limit), stop it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, *command, "--port", str(port)],
-        env={**os.environ, "CDP_DATABASE_URL": url},
+        env={**os.environ, "CDP_DATABASE_URL": url, "CDP_WEBHOOK_RATE_LIMIT": "0"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -504,13 +511,13 @@ def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> 
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.post(f"{base}/webhooks/fasttrack", content=b"{}", timeout=1)
+                httpx.post(f"{base}{target}", content=b"{}", timeout=1)
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"{' '.join(command)} did not start") from None
                 time.sleep(0.1)
-        return asyncio.run(_post_all(base, bodies, clients))
+        return asyncio.run(_post_all(base, target, bodies, clients))
     finally:
         process.terminate()
         try:
@@ -520,7 +527,7 @@ def _served(command: list[str], url: str, bodies: list[bytes], clients: int) -> 
             process.wait()
 
 
-async def _post_all(base: str, bodies: list[bytes], clients: int) -> _Load:
+async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -> _Load:
     """Post every body over `clients` kept-alive connections, each waiting for its answer.
 
     HTTP/1.1 written by hand on asyncio streams: a client library costs more per request
@@ -535,9 +542,9 @@ async def _post_all(base: str, bodies: list[bytes], clients: int) -> _Load:
             for body in queue:
                 started = time.perf_counter()
                 writer.write(
-                    b"POST /webhooks/fasttrack HTTP/1.1\r\nHost: %s\r\n"
+                    b"POST %s HTTP/1.1\r\nHost: %s\r\n"
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                    % (host.encode(), len(body), body)
+                    % (target.encode(), host.encode(), len(body), body)
                 )
                 async with asyncio.timeout(60):  # a server that hangs fails the run
                     status, length = await _answer(reader)

@@ -29,6 +29,7 @@ LISTS: dict[str, Callable[[Connection, str], Any]] = {
     "log of a chat and a type": lambda c, chat: queries.events(
         c, after=0, limit=10, chat_uuid=chat, event_type="operator_replied"
     ),
+    "log of a source": lambda c, _: queries.events(c, after=0, limit=10, source="default"),
 }
 
 
