@@ -512,3 +512,34 @@ def token_list(settings: Settings) -> None:
         click.echo(f"{item.name}\t{item.role}\tcreated {iso(utc(item.created_at))}")
     if not found:
         click.echo("no tokens: queries need none (cdp serve listens on 127.0.0.1 only)")
+
+
+@main.group("rejected")
+def rejected_() -> None:
+    """Deliveries refused as bad input, kept apart from the log (GET /rejected lists them)."""
+
+
+@rejected_.command("replay")
+@click.option("--id", "ids", multiple=True, type=int, help="A rejected delivery's id (repeatable).")
+@click.option("--all", "every", is_flag=True, help="Every rejected delivery.")
+@click.pass_obj
+def rejected_replay(settings: Settings, ids: tuple[int, ...], every: bool) -> None:
+    """Run rejected deliveries through today's checks; move those that pass into the log.
+
+    Each moves exactly once: it is logged and forgotten in one transaction. Those still
+    refused are kept, and listed with their reason.
+    """
+    if bool(ids) == every:
+        raise click.UsageError("give --id N (one or more) or --all")
+    engine = _engine(settings, existing=True)
+    moved = kept = 0
+    found = ingest.replay_rejected(
+        engine, projectors.registry(settings), settings.max_clock_skew, list(ids) if ids else None
+    )
+    for id_, error in found:
+        if error is None:
+            moved += 1
+        else:
+            kept += 1
+            click.echo(f"{id_}: still refused: {error}")
+    click.echo(f"moved into the log: {moved}, still refused: {kept}")

@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, bindparam, func, select, text
+from sqlalchemy import Connection, Row, Select, bindparam, func, select, text
 
 from cdp import db
 from cdp.models import events
@@ -94,16 +94,34 @@ _FOLLOW_SEQUENCE: Final = db.Prepared(
 
 
 def read(
-    connection: Connection,
-    *,
-    after: int = 0,
-    limit: int | None = None,
-    event_type: str | None = None,
-    chat_uuid: str | None = None,
-    profile_uuid: str | None = None,
-    source: str | None = None,
+    connection: Connection, *, after: int = 0, limit: int | None = None, **filters: str | None
 ) -> list[Row[Any]]:
-    """Log rows after a position, oldest first, optionally filtered."""
+    """Log rows after a position, oldest first, optionally filtered (see `page`)."""
+    return list(connection.execute(_query(after, filters).limit(limit)))
+
+
+def page(
+    connection: Connection, *, after: int, limit: int, max_bytes: int, **filters: str | None
+) -> tuple[list[Row[Any]], bool]:
+    """Log rows after a position, oldest first: `limit` at most, and no more bodies than
+    `max_bytes` (characters; one row at least), read as they stream in; and whether more
+    are left. `filters` are event_type, chat_uuid, profile_uuid and source."""
+    query = _query(after, filters).limit(limit + 1).execution_options(yield_per=16)
+    rows: list[Row[Any]] = []
+    size = 0
+    with connection.execute(query) as result:
+        for row in result:
+            if len(rows) == limit or (rows and size + len(row.body) > max_bytes):
+                return rows, True
+            rows.append(row)
+            size += len(row.body)
+    return rows, False
+
+
+_FILTERS: Final = ("event_type", "chat_uuid", "profile_uuid", "source")
+
+
+def _query(after: int, filters: dict[str, str | None]) -> Select[Any]:
     query = select(
         events.c.position,
         events.c.event_type,
@@ -115,15 +133,12 @@ def read(
         events.c.body,
         events.c.source,
     ).where(events.c.position > after)
-    if event_type is not None:
-        query = query.where(events.c.event_type == event_type)
-    if chat_uuid is not None:
-        query = query.where(events.c.chat_uuid == chat_uuid)
-    if profile_uuid is not None:
-        query = query.where(events.c.profile_uuid == profile_uuid)
-    if source is not None:
-        query = query.where(events.c.source == source)
-    return list(connection.execute(query.order_by(events.c.position).limit(limit)))
+    for name, value in filters.items():
+        if name not in _FILTERS:
+            raise TypeError(f"the log cannot be filtered by {name!r}")
+        if value is not None:
+            query = query.where(events.c[name] == value)
+    return query.order_by(events.c.position)
 
 
 def replay(connection: Connection) -> Iterator[Recorded]:

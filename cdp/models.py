@@ -9,7 +9,18 @@ webhooks' own `timestamp`: exact, and the same arithmetic on every database.
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
@@ -83,6 +94,26 @@ class TokenRow(Base):
     role: Mapped[str] = mapped_column(String(10))
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RejectedRow(Base):
+    """A delivery refused as bad input (400, 413, 415, 422): kept a while, never logged.
+
+    `body` is what was read of it (up to CDP_MAX_BODY_SIZE), `size` how large it was or
+    said it was, `headers` those that tell where it came from (never credentials).
+    """
+
+    __tablename__ = "rejected"
+    __table_args__ = (Index("ix_rejected_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Position, primary_key=True, autoincrement=True)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class CheckpointRow(Base):
@@ -218,3 +249,4 @@ chats = _table(ChatRow)
 profile_chats = _table(ProfileChatRow)
 sources = _table(SourceRow)
 tokens = _table(TokenRow)
+rejected = _table(RejectedRow)

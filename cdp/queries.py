@@ -26,7 +26,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import log, models, schemas
+from cdp import log, models, rejected, schemas
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
 from cdp.projectors import standing
 from cdp.times import utc
@@ -415,19 +415,23 @@ def events(
     profile_uuid: str | None = None,
     source: str | None = None,
 ) -> schemas.EventPage:
-    rows = log.read(
+    rows, more = log.page(
         connection,
         after=after,
-        limit=limit + 1,
+        limit=limit,
+        max_bytes=PAGE_BYTES,
         event_type=event_type,
         chat_uuid=chat_uuid,
         profile_uuid=profile_uuid,
         source=source,
     )
-    items = [_event(row) for row in rows[:limit]]
-    return schemas.EventPage(
-        items=items, next_after=items[-1].position if len(rows) > limit else None
-    )
+    items = [_event(row) for row in rows]
+    return schemas.EventPage(items=items, next_after=items[-1].position if more else None)
+
+
+# Bodies a page of the log holds at most (one at least, however large): a page of 1000
+# large bodies would otherwise hold a gigabyte in the server.
+PAGE_BYTES: Final = 4 * 1024 * 1024
 
 
 def event(connection: Connection, position: int) -> schemas.Event | None:
@@ -446,6 +450,34 @@ def _event(row: Row[Any]) -> schemas.Event:
         source=row.source,
         body=schemas.RawJSON.of(row.body),
     )
+
+
+def refused(
+    connection: Connection, *, after: int, limit: int, source: str | None
+) -> schemas.RejectedPage:
+    rows, more = rejected.read(
+        connection, after=after, limit=limit, source=source, max_bytes=PAGE_BYTES
+    )
+    items = []
+    for row in rows:
+        try:
+            text, encoded = row.body.decode("utf-8"), None
+        except UnicodeDecodeError:
+            text, encoded = None, base64.b64encode(row.body).decode()
+        items.append(
+            schemas.Rejected(
+                id=row.id,
+                received_at=utc(row.received_at),
+                source=row.source,
+                status=row.status,
+                reason=row.reason,
+                size=row.size,
+                headers=row.headers,
+                body=text,
+                body_base64=encoded,
+            )
+        )
+    return schemas.RejectedPage(items=items, next_after=items[-1].id if more else None)
 
 
 def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Projection]:

@@ -155,6 +155,26 @@ class Event(BaseModel):
     body: RawJSON
 
 
+class Rejected(BaseModel):
+    """A delivery refused as bad input: `body` is its text if it is UTF-8, else
+    `body_base64` its bytes."""
+
+    id: int
+    received_at: Instant
+    source: str
+    status: int
+    reason: str
+    size: int
+    headers: dict[str, str]
+    body: str | None
+    body_base64: str | None
+
+
+class RejectedPage(BaseModel):
+    items: list[Rejected]
+    next_after: int | None
+
+
 class Projection(BaseModel):
     name: str
     position: int

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     database_statement_timeout: Annotated[
         timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(days=1))
     ] = timedelta(seconds=30)
+    rejected_retention: Annotated[
+        timedelta, _SECONDS, _between(timedelta(hours=1), timedelta(days=3660))
+    ] = timedelta(days=30)
     max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Requests a second (0: no limit): per source, per token, and wrong credentials per address.
     webhook_rate_limit: float = Field(default=1000, ge=0)

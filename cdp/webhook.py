@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Final, Literal, NotRequired
+from typing import Annotated, Any, ClassVar, Final, Literal, NotRequired
 
 import msgspec
 from pydantic import (
@@ -47,22 +47,37 @@ MAX_DEPTH: Final = 64
 # How deep a body the log already holds may be and still be read (older logs took any depth).
 MAX_LOGGED_DEPTH: Final = 512
 MAX_ID_LENGTH: Final = 200
+# Far above anything Fasttrack sends: a message text, a name, a link; a body's keys.
+MAX_STRING_BYTES: Final = 64 * 1024
+MAX_KEYS: Final = 10_000
 
 
-class MalformedBody(ValueError):
+class Refused(ValueError):
+    """A delivery refused as bad input; `status` is its HTTP answer."""
+
+    status: ClassVar[int]
+
+
+class MalformedBody(Refused):
     """The body is not a JSON object (HTTP 400)."""
 
+    status = 400
 
-class BodyTooLarge(ValueError):
+
+class BodyTooLarge(Refused):
     """The body is larger than the server takes (HTTP 413); `kept` is what was read of it."""
+
+    status = 413
 
     def __init__(self, limit: int, kept: bytes = b"") -> None:
         self.limit, self.kept = limit, kept
         super().__init__(f"the body is larger than {limit} bytes (CDP_MAX_BODY_SIZE)")
 
 
-class NotJSON(ValueError):
+class NotJSON(Refused):
     """The request says its body is something other than JSON (HTTP 415)."""
+
+    status = 415
 
     def __init__(self, content_type: str) -> None:
         super().__init__(f"Content-Type {content_type[:100]!r} is not JSON: send application/json")
@@ -95,8 +110,10 @@ class FieldError:
     message: str
 
 
-class InvalidWebhook(ValueError):
+class InvalidWebhook(Refused):
     """The body is a JSON object but not a valid webhook (HTTP 422)."""
+
+    status = 422
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
@@ -301,10 +318,72 @@ def parse(raw: bytes | str, *, latest: int, source: str = DEFAULT_SOURCE) -> Inc
     if not isinstance(document, dict):
         raise MalformedBody(f"body must be a JSON object, got {_json_type(document)}")
     try:
-        key = dedupe_key(document, float_free=float_free)
+        canonical = _canonical(document, float_free=float_free)
     except ValueError:  # a non-finite number, or a lone surrogate that is no Unicode text
         raise InvalidWebhook([_unrepresentable(document)]) from None
+    if _lost_keys(body, canonical):
+        raise MalformedBody(f"body has {_repeated_key(body)}: each key must appear once")
+    if len(body) > MAX_STRING_BYTES // 4 or len(body) > 5 * MAX_KEYS:
+        _check_sizes(document, len(body))
+    key = hashlib.sha256(canonical).hexdigest()
     return Incoming(body, key, validate(document, latest=latest), source)
+
+
+def _lost_keys(body: str, canonical: bytes) -> bool:
+    """Did parsing drop a repeated key? Then the canonical text holds fewer strings.
+
+    Without a backslash the body holds no escaped quote, nor then its canonical text: its
+    quotes are twice its strings, and counting them is all it takes."""
+    if "\\" not in body:
+        return body.count('"') != canonical.count(b'"')
+    return len(_STRING.findall(body)) != len(_STRING.findall(canonical.decode("utf-8")))
+
+
+def _repeated_key(body: str) -> str:
+    """Which key an object of `body` repeats, as the error names it."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen = set()
+        for name, _ in items:
+            if name in seen:
+                raise _Repeated(name)
+            seen.add(name)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs, parse_constant=float)
+    except _Repeated as repeated:
+        return f"the key {repeated.args[0][:64]!r} twice in one object"
+    return "a key twice in one object"  # pragma: no cover - found by the count above
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _check_sizes(document: dict[str, Any], length: int) -> None:
+    """Refuse a string over MAX_STRING_BYTES or more than MAX_KEYS keys: only a body of
+    `length` characters long enough to hold either is walked."""
+    keys = 0
+    for path, value in _walk(document):
+        if isinstance(value, dict):
+            keys += len(value)
+            if keys > MAX_KEYS:
+                raise InvalidWebhook([FieldError("body", f"holds more than {MAX_KEYS} keys")])
+            for name in value:
+                if len(name) > MAX_STRING_BYTES // 4 and len(name.encode()) > MAX_STRING_BYTES:
+                    raise InvalidWebhook([_too_long(path, "a key", len(name.encode()))])
+        elif (
+            isinstance(value, str)
+            and len(value) > MAX_STRING_BYTES // 4
+            and len(value.encode()) > MAX_STRING_BYTES
+        ):
+            raise InvalidWebhook([_too_long(path, "it", len(value.encode()))])
+
+
+def _too_long(path: tuple[str | int, ...], what: str, size: int) -> FieldError:
+    where = ".".join(str(part)[:64] for part in path) or "body"
+    return FieldError(where, f"{what} is {size} bytes long; at most {MAX_STRING_BYTES}")
 
 
 def validate(document: dict[str, Any], *, latest: int) -> Webhook:

@@ -13,7 +13,7 @@ together in the next one.
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +23,7 @@ import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 
-from cdp import db, ingest, times, webhook
+from cdp import db, ingest, rejected, times, webhook
 from cdp.log import Receipt
 from cdp.projectors import Projector
 from cdp.queries import Clock
@@ -37,6 +37,7 @@ T = TypeVar("T")
 WRITE_LANE, PROBE_LANE, ADMIN_LANE = 1, 1, 1
 # Webhooks per transaction at most, and waiting at most: beyond that, 503 at once.
 GROUP, BACKLOG = 500, 2000
+_EXPIRY_EVERY_MS = 3_600_000
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
 
 
@@ -93,6 +94,8 @@ class Lane:
 class _Delivery:
     body: bytes
     source: str
+    headers: Mapping[str, str]
+    refused: webhook.Refused | None  # refused already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
 
 
@@ -121,11 +124,21 @@ class Writer:
         self._open = True
         self._committing = False  # the thread is in a transaction
         self._thread: threading.Thread | None = None
+        self._expired_at = 0  # when old rejected deliveries were last forgotten (ms)
 
-    async def record(self, body: bytes, source: str = webhook.DEFAULT_SOURCE) -> Receipt:
-        """Log and project one webhook body; raises what parse() or the database raise."""
+    async def record(
+        self,
+        body: bytes,
+        source: str = webhook.DEFAULT_SOURCE,
+        headers: Mapping[str, str] | None = None,
+        refused: webhook.Refused | None = None,
+    ) -> Receipt:
+        """Log and project one webhook body; raises what parse() or the database raise.
+
+        A delivery refused as bad input (by parse(), or before: `refused`) is kept as a
+        rejected delivery, with the `headers` of interest, before its error is raised."""
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(body, source, loop.create_future())
+        delivery = _Delivery(body, source, headers or {}, refused, loop.create_future())
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
                 raise Busy("webhooks", timedelta(0))
@@ -195,18 +208,52 @@ class Writer:
                     )
 
     def _commit(self, group: list[_Delivery]) -> list[Receipt | Exception]:
-        """Check each body, then log and project the valid ones in one transaction."""
+        """Check each body, then log and project the valid ones, and keep the refused ones,
+        in one transaction."""
+        now = times.now_ms()
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
-        refused: list[Exception | None] = []  # None: valid, its receipt comes from the log
+        errors: list[webhook.Refused | None] = []  # None: valid, its receipt comes from the log
         valid: list[Incoming] = []
+        kept: list[rejected.Refusal] = []
         for delivery in group:
-            try:
-                valid.append(webhook.parse(delivery.body, latest=latest, source=delivery.source))
-                refused.append(None)
-            except (webhook.MalformedBody, webhook.InvalidWebhook) as error:
-                refused.append(error)
-        receipts = iter(ingest.record(self.engine, valid, self.projectors) if valid else [])
-        return [next(receipts) if error is None else error for error in refused]
+            error = delivery.refused
+            if error is None:
+                try:
+                    valid.append(
+                        webhook.parse(delivery.body, latest=latest, source=delivery.source)
+                    )
+                except webhook.Refused as refused:
+                    error = refused
+            errors.append(error)
+            if error is not None:
+                kept.append(_refusal(delivery, error, now))
+        receipts = iter(ingest.record(self.engine, valid, self.projectors, refused=kept))
+        self._expire_rejected(now)
+        return [next(receipts) if error is None else error for error in errors]
+
+    def _expire_rejected(self, now: int) -> None:
+        """Forget old rejected deliveries, once an hour at most (in the writer's thread)."""
+        if now - self._expired_at < _EXPIRY_EVERY_MS:
+            return
+        self._expired_at = now
+        retention = self.settings.rejected_retention // timedelta(milliseconds=1)
+        with db.writing(self.engine) as connection:
+            rejected.expire(connection, now - retention)
+
+
+def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
+    body = error.kept if isinstance(error, webhook.BodyTooLarge) else delivery.body
+    announced = delivery.headers.get("content-length", "")
+    size = int(announced) if announced.isdigit() and len(announced) < 19 else len(body)
+    return rejected.Refusal(
+        received_at=now,
+        source=delivery.source,
+        status=error.status,
+        reason=str(error),
+        size=max(size, len(body)),
+        headers=rejected.kept_headers(delivery.headers),
+        body=body,
+    )
 
 
 def _answer(group: list[_Delivery], outcomes: list[Receipt | Exception]) -> None:

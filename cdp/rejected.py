@@ -1,0 +1,103 @@
+"""Rejected deliveries: what was refused as bad input, kept apart from the log for a while.
+
+A delivery refused as bad input (400, 413, 415, 422) is kept with its bytes, the headers
+that tell where it came from, its source, when, and why; not one refused for its
+credentials or its rate (401, 429): those prove nothing came from a source. Replaying runs
+them through today's checks and moves those that pass into the log, exactly once.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Connection, bindparam, delete, insert, select
+
+from cdp import db
+from cdp.models import rejected
+
+# The request headers kept with a refused delivery: never Authorization or cookies.
+KEPT_HEADERS: Final = (
+    "content-type",
+    "content-length",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-forwarded-for",
+    "x-request-id",
+)
+_KEEP: Final = db.Prepared(
+    insert(rejected).values(
+        {column: bindparam(column.name) for column in rejected.c if column.name != "id"}
+    )
+)
+_HEADER_BYTES: Final = 1024  # of each kept header at most
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused delivery as it is kept."""
+
+    received_at: int
+    source: str
+    status: int
+    reason: str
+    size: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def row(self) -> dict[str, object]:
+        return {
+            "received_at": self.received_at,
+            "source": self.source,
+            "status": self.status,
+            "reason": self.reason,
+            "size": self.size,
+            "headers": dict(self.headers),
+            "body": self.body,
+        }
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: headers[name][:_HEADER_BYTES]
+        for name in KEPT_HEADERS
+        if headers.get(name) is not None
+    }
+
+
+def keep(connection: Connection, refusals: Sequence[Refusal]) -> None:
+    _KEEP.run(connection, [refusal.row() for refusal in refusals])
+
+
+def expire(connection: Connection, before: int) -> int:
+    """Forget the deliveries refused before `before` (ms); how many."""
+    return int(connection.execute(delete(rejected).where(rejected.c.received_at < before)).rowcount)
+
+
+def read(
+    connection: Connection, *, after: int, limit: int, source: str | None, max_bytes: int
+) -> tuple[list[Any], bool]:
+    """Refused deliveries after id `after`, oldest first: `limit` at most, and no more than
+    `max_bytes` of bodies (one at least); and whether more are left."""
+    query = select(rejected).where(rejected.c.id > after)
+    if source is not None:
+        query = query.where(rejected.c.source == source)
+    result = connection.execute(
+        query.order_by(rejected.c.id).limit(limit + 1).execution_options(yield_per=16)
+    )
+    rows: list[Any] = []
+    size = 0
+    for row in result:
+        if len(rows) == limit or (rows and size + len(row.body) > max_bytes):
+            result.close()
+            return rows, True
+        rows.append(row)
+        size += len(row.body)
+    return rows, False
+
+
+def forget(connection: Connection, ids: Sequence[int]) -> None:
+    _FORGET.run(connection, [{"id": id_} for id_ in ids])
+
+
+_FORGET: Final = db.Prepared(delete(rejected).where(rejected.c.id == bindparam("id")))
