@@ -21,8 +21,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import credentials, db, ingest, projectors, queries, schema
+from cdp import chain, credentials, db, erasure, ingest, projectors, queries, schema
 from cdp.credentials import CredentialError
+from cdp.keystore import Keystore
 from cdp.settings import Settings
 from cdp.times import iso, utc
 from cdp.webhook import (
@@ -30,6 +31,8 @@ from cdp.webhook import (
     Incoming,
     InvalidWebhook,
     MalformedBody,
+    Suppressed,
+    identifier_problem,
     latest_timestamp,
     parse,
 )
@@ -106,6 +109,19 @@ def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False
                 f"{latest}: run `cdp migrate` first (or `cdp serve --migrate`)"
             )
     return engine
+
+
+def _keystore(settings: Settings, engine: Engine) -> Keystore:
+    """The keystore, closed when the command ends, agreeing with the main database on
+    every erasure (see erasure.reconcile) before the command reads or writes a key."""
+    keystore = Keystore.at(settings.keystore())
+    click.get_current_context().call_on_close(keystore.dispose)
+    done = erasure.reconcile(engine, keystore, projectors.registry(settings))
+    if done.moved:
+        click.echo(f"moved {done.moved} keys and erasure records to {keystore.describe()}")
+    for profile in (*done.applied, *done.reapplied):
+        click.echo(f"finished the erasure of profile {profile}")
+    return keystore
 
 
 def _reason(error: Exception) -> str:
@@ -237,9 +253,11 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
     """
     _checked(lambda: credentials.check_name(source, "source"))
     engine = _engine(settings)
+    keystore = _keystore(settings, engine)
     registry = projectors.registry(settings)
     tally = _Tally()
     batch: list[Incoming] = []
+    numbers: list[int] = []  # the line of each webhook in `batch`
     number = first_unstored = 0
     progress = tqdm(
         total=_size(file),
@@ -252,12 +270,17 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
     )
 
     def flush() -> None:
-        for receipt in ingest.record(engine, batch, registry):
-            if receipt.duplicate:
+        for receipt, number in zip(
+            ingest.record(engine, batch, registry, keystore=keystore), numbers, strict=True
+        ):
+            if isinstance(receipt, Suppressed):
+                tally.rejected.append((number, str(receipt)))
+            elif receipt.duplicate:
                 tally.duplicates += 1
             else:
                 tally.accepted += 1
         batch.clear()
+        numbers.clear()
         progress.set_postfix_str(str(tally), refresh=False)
 
     try:
@@ -275,6 +298,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
                 else:
                     first_unstored = first_unstored if batch else number
                     batch.append(incoming)
+                    numbers.append(number)
                 if len(batch) >= batch_size:
                     flush()
             flush()
@@ -313,9 +337,10 @@ def _report(tally: _Tally) -> None:
 def rebuild(settings: Settings) -> None:
     """Rebuild every projection from the log (ingest waits until it is done)."""
     engine = _engine(settings, existing=True)
+    keystore = _keystore(settings, engine)
     started = time.perf_counter()
     with db.writing(engine) as connection:
-        head = projectors.rebuild(connection, projectors.registry(settings))
+        head = projectors.rebuild(connection, projectors.registry(settings), keystore)
     click.echo(
         f"rebuilt projections up to position {head} in {time.perf_counter() - started:.2f} s"
     )
@@ -532,9 +557,14 @@ def rejected_replay(settings: Settings, ids: tuple[int, ...], every: bool) -> No
     if bool(ids) == every:
         raise click.UsageError("give --id N (one or more) or --all")
     engine = _engine(settings, existing=True)
+    keystore = _keystore(settings, engine)
     moved = kept = 0
     found = ingest.replay_rejected(
-        engine, projectors.registry(settings), settings.max_clock_skew, list(ids) if ids else None
+        engine,
+        projectors.registry(settings),
+        settings.max_clock_skew,
+        list(ids) if ids else None,
+        keystore=keystore,
     )
     for id_, error in found:
         if error is None:
@@ -543,3 +573,84 @@ def rejected_replay(settings: Settings, ids: tuple[int, ...], every: bool) -> No
             kept += 1
             click.echo(f"{id_}: still refused: {error}")
     click.echo(f"moved into the log: {moved}, still refused: {kept}")
+
+
+@main.command()
+@click.option("--profile", "profile_uuid", help="The uuid of the profile to erase.")
+@click.option(
+    "--suppress",
+    is_flag=True,
+    help="Also refuse the profile's later webhooks (kept as rejected deliveries without "
+    "personal data, and counted).",
+)
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Only finish erasures the database and the keystore disagree on (after restoring "
+    "either from a backup).",
+)
+@click.pass_obj
+def erase(settings: Settings, profile_uuid: str | None, suppress: bool, reconcile: bool) -> None:
+    """Erase a customer's personal data everywhere, the log included, by destroying the
+    keys it is sealed with; what happened, when, and which team handled it stays."""
+    if bool(profile_uuid) == reconcile:
+        raise click.UsageError("give --profile UUID, or --reconcile")
+    engine = _engine(settings, existing=True)
+    keystore = _keystore(settings, engine)
+    if profile_uuid is None:
+        click.echo("the database and the keystore agree on every erasure")
+        return
+    _checked(lambda: _identifier(profile_uuid))
+    done = erasure.erase(
+        engine, keystore, projectors.registry(settings), profile_uuid, suppress=suppress
+    )
+    click.echo(
+        f"erased profile {done.profile_uuid}: {len(done.chats)} chats, "
+        f"{done.keys_destroyed} keys destroyed"
+        + ("; its later webhooks are refused" if done.suppressed else "")
+    )
+
+
+def _identifier(value: str) -> None:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise CredentialError(f"--profile {value[:64]!r}: {problem}")
+
+
+@main.command()
+@click.option(
+    "--expect",
+    metavar="POSITION:HASH",
+    help="A head an auditor kept: the row at POSITION must still have HASH.",
+)
+@click.pass_obj
+def verify(settings: Settings, expect: str | None) -> None:
+    """Walk the log's hash chain; print the head hash to keep, or where the chain breaks.
+
+    Exits with status 1 when it breaks, or when --expect does not hold.
+    """
+    anchor = _anchor(expect) if expect else None
+    engine = _engine(settings, existing=True)
+    with engine.connect() as connection:
+        verdict = chain.verify(connection, anchor=anchor)
+    if verdict.broken_at is not None:
+        click.echo(
+            f"the chain breaks at position {verdict.broken_at}: that row, or one before it, "
+            f"was edited, deleted or inserted out of order ({verdict.rows} rows hold up to "
+            f"position {verdict.position})"
+        )
+        sys.exit(1)
+    if anchor is not None and not verdict.anchored:
+        click.echo(f"position {anchor[0]} no longer has hash {anchor[1]}: the log was rewritten")
+        sys.exit(1)
+    click.echo(f"{verdict.rows} rows, the chain holds; head: {verdict.position}:{verdict.hash}")
+
+
+def _anchor(value: str) -> tuple[int, str]:
+    position, _, hash_ = value.partition(":")
+    if not position.isdigit() or len(hash_) != 64 or hash_.strip("0123456789abcdef"):
+        raise click.BadParameter(
+            f"{value[:100]!r}: write POSITION:HASH, as cdp verify prints the head",
+            param_hint="--expect",
+        )
+    return int(position), hash_

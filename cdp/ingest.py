@@ -1,16 +1,28 @@
 """Webhooks into the log and every projection, in one transaction; and deliveries once
 refused, run through today's checks again."""
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from typing import Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
-from cdp import db, log, rejected
+from cdp import db, log, personal, rejected
+from cdp.keystore import MAIN, Keystore
 from cdp.log import Receipt
+from cdp.models import erasures
 from cdp.models import rejected as rejected_table
 from cdp.projectors import Projector, project, standing
-from cdp.webhook import Incoming, InvalidWebhook, MalformedBody, latest_timestamp, parse
+from cdp.times import now_ms
+from cdp.webhook import (
+    Incoming,
+    InvalidWebhook,
+    MalformedBody,
+    Suppressed,
+    latest_timestamp,
+    parse,
+)
 
 
 def record(
@@ -18,13 +30,16 @@ def record(
     batch: Sequence[Incoming],
     projectors: Sequence[Projector],
     *,
+    keystore: Keystore = MAIN,
     refused: Sequence[rejected.Refusal] = (),
     forget: Sequence[int] = (),
-) -> list[Receipt]:
+) -> list[Receipt | Suppressed]:
     """Append checked webhooks and project them; once this returns, every query sees them.
 
-    In the same transaction, keep the deliveries `refused` and forget the kept ones of ids
-    `forget` (those that `batch` now logs)."""
+    A webhook naming a customer erased and suppressed is kept as a rejected delivery
+    instead, without its personal data, and answers Suppressed. In the same transaction,
+    keep the deliveries `refused` and forget the kept ones of ids `forget` (those that
+    `batch` now logs)."""
     # A few webhooks make a transaction of round trips; thousands, one of rows.
     with db.writing(engine, pipeline=len(batch) < db.BULK_FROM) as connection:
         rejected.keep(connection, refused)
@@ -33,9 +48,62 @@ def record(
             return []
         log.lock(connection)
         head, marks = standing(connection)
-        receipts, new = log.append(connection, batch, head=head)
-        project(connection, projectors, new, head, marks)
-    return receipts
+        subjects = {s for incoming in batch if (s := personal.subject(incoming.webhook))}
+        ring, suppressed = keystore.sealing(connection, subjects, _named(batch))
+        outcomes: list[Receipt | Suppressed | None] = [None] * len(batch)
+        if suppressed:
+            outcomes = _suppress(connection, batch, suppressed)
+        kept = [
+            incoming for incoming, outcome in zip(batch, outcomes, strict=True) if outcome is None
+        ]
+        receipts, new = log.append(connection, kept, head=head, ring=ring)
+        project(connection, projectors, new, head, marks, keystore)
+    logged = iter(receipts)
+    return [next(logged) if outcome is None else outcome for outcome in outcomes]
+
+
+def _named(batch: Sequence[Incoming]) -> set[str]:
+    """The subjects whose erasure with suppression refuses a webhook of `batch`."""
+    named = set()
+    for incoming in batch:
+        webhook = incoming.webhook
+        if webhook.chat_uuid is not None:
+            named.add(f"chat:{webhook.chat_uuid}")
+        if webhook.profile_uuid is not None:
+            named.add(f"profile:{webhook.profile_uuid}")
+    return named
+
+
+def _suppress(
+    connection: Connection, batch: Sequence[Incoming], suppressed: dict[str, str]
+) -> list[Receipt | Suppressed | None]:
+    """Refuse the webhooks of `batch` that name a `suppressed` subject: keep each as a
+    rejected delivery without its personal data, and count it with its erasure."""
+    outcomes: list[Receipt | Suppressed | None] = []
+    refusals, counts = [], Counter[str]()
+    now = now_ms()
+    for incoming in batch:
+        profile = next((suppressed[s] for s in _named([incoming]) if s in suppressed), None)
+        if profile is None:
+            outcomes.append(None)
+            continue
+        error = Suppressed(profile)
+        outcomes.append(error)
+        counts[profile] += 1
+        body = personal.redacted(incoming.webhook.document).encode()
+        refusals.append(
+            rejected.Refusal(now, incoming.source, error.status, str(error), len(body), {}, body)
+        )
+    rejected.keep(connection, refusals)
+    _COUNT.run(connection, [{"profile": p, "n": n} for p, n in counts.items()])
+    return outcomes
+
+
+_COUNT: Final = db.Prepared(
+    update(erasures)
+    .where(erasures.c.profile_uuid == bindparam("profile"))
+    .values(refused=erasures.c.refused + bindparam("n"))
+)
 
 
 def replay_rejected(
@@ -43,6 +111,8 @@ def replay_rejected(
     projectors: Sequence[Projector],
     max_clock_skew: timedelta,
     ids: Sequence[int] | None = None,
+    *,
+    keystore: Keystore = MAIN,
 ) -> Iterator[tuple[int, Exception | None]]:
     """Run kept deliveries (those of `ids`, or all) through today's checks, oldest first;
     log and project those that pass and forget them in the same transaction, so each moves
@@ -65,8 +135,8 @@ def replay_rejected(
         moved: list[int] = []
         outcomes: list[tuple[int, Exception | None]] = []
         for row in rows:
-            if row.status == 413:  # only its first bytes were kept: it can never pass
-                outcomes.append((row.id, MalformedBody("only the first part of it was kept")))
+            if row.status in _PARTIAL:
+                outcomes.append((row.id, MalformedBody(_PARTIAL[row.status])))
                 continue
             try:
                 passed.append(parse(row.body, latest=latest, source=row.source))
@@ -74,7 +144,15 @@ def replay_rejected(
                 outcomes.append((row.id, error))
             else:
                 moved.append(row.id)
-                outcomes.append((row.id, None))
         if moved:
-            record(engine, passed, projectors, forget=moved)
-        yield from outcomes
+            answers = record(engine, passed, projectors, keystore=keystore, forget=moved)
+            for id, answer in zip(moved, answers, strict=True):
+                outcomes.append((id, answer if isinstance(answer, Suppressed) else None))
+        yield from sorted(outcomes, key=lambda outcome: outcome[0])
+
+
+# Kept deliveries that can never pass: only part of what arrived was kept.
+_PARTIAL: Final = {
+    413: "only the first part of it was kept",
+    410: "only its fields that are no personal data were kept",
+}

@@ -1,15 +1,20 @@
 """The event log: idempotent appends in commit order, and reads after a position."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Final
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, select, text
 
-from cdp import db
+from cdp import chain, db, personal
+from cdp.keystore import Key
 from cdp.models import events
 from cdp.times import now_ms
 from cdp.webhook import Incoming, Webhook, logged
+
+# The key material of those of the ids given that were not destroyed (see cdp.keystore).
+Keys = Callable[[Collection[str]], Mapping[str, bytes]]
 
 # Any constant will do: it only has to be the same for every writer of one database.
 _APPEND_LOCK: Final = 0x63647000
@@ -59,22 +64,28 @@ def append(
     received_at: int | None = None,
     *,
     head: int,
+    ring: Mapping[str, Key],
 ) -> tuple[list[Receipt], list[Recorded]]:
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
     The caller holds lock() and read `head` under it, so the new events take the
-    positions after it, in batch order. A body that is already logged (or repeated
-    within the batch) is a duplicate and answers with the position of the first copy.
+    positions after it, in batch order, each sealed with its subject's key from `ring`
+    (see cdp.personal) and chained to the one before it. A body that is already logged
+    (or repeated within the batch) is a duplicate and answers with the position of the
+    first copy.
     """
     received_at = received_at if received_at is not None else now_ms()
     known = _positions(connection, {incoming.dedupe_key for incoming in batch})
     recorded: list[Recorded] = []
     rows = []
+    previous = ""
     for incoming in batch:
         if incoming.dedupe_key not in known:
             position = known[incoming.dedupe_key] = head + len(recorded) + 1
             recorded.append(Recorded(position, received_at, incoming))
-            rows.append(row(incoming, received_at, position))
+            previous = previous or _hash_at(connection, head)
+            rows.append(row(incoming, received_at, position, previous, ring))
+            previous = rows[-1]["hash"]
     if rows:
         db.insert(connection, events, rows)
         if connection.dialect.name == "postgresql":  # keep the column's default past them
@@ -90,6 +101,19 @@ def append(
 
 _FOLLOW_SEQUENCE: Final = db.Prepared(
     text("SELECT setval(pg_get_serial_sequence('events', 'position'), :position)")
+)
+
+
+def _hash_at(connection: Connection, position: int) -> str:
+    """The hash of the event at `position`: the head, which the next event chains to."""
+    if position == 0:
+        return chain.GENESIS
+    found = _HASH_AT.rows(connection, {"position": position})
+    return str(found[0]["hash"]) if found else chain.GENESIS
+
+
+_HASH_AT: Final = db.Prepared(
+    select(events.c.hash).where(events.c.position == bindparam("position"))
 )
 
 
@@ -111,10 +135,11 @@ def page(
     size = 0
     with connection.execute(query) as result:
         for row in result:
-            if len(rows) == limit or (rows and size + len(row.body) > max_bytes):
+            weight = len(row.body) + len(row.sealed or b"")
+            if len(rows) == limit or (rows and size + weight > max_bytes):
                 return rows, True
             rows.append(row)
-            size += len(row.body)
+            size += weight
     return rows, False
 
 
@@ -132,6 +157,9 @@ def _query(after: int, filters: dict[str, str | None]) -> Select[Any]:
         events.c.dedupe_key,
         events.c.body,
         events.c.source,
+        events.c.key_id,
+        events.c.sealed,
+        events.c.hash,
     ).where(events.c.position > after)
     for name, value in filters.items():
         if name not in _FILTERS:
@@ -141,23 +169,48 @@ def _query(after: int, filters: dict[str, str | None]) -> Select[Any]:
     return query.order_by(events.c.position)
 
 
-def replay(connection: Connection) -> Iterator[Recorded]:
-    """Stream the whole log chat by chat: each chat's events in log order, and those
-    naming no chat together.
+def body(row: Any, materials: Mapping[str, bytes]) -> tuple[str, bool]:
+    """A logged event's body as it was received; or, once its key was destroyed, its
+    fields that are no personal data. And whether it was erased."""
+    if row.sealed is None:
+        return row.body, False
+    material = materials.get(row.key_id)
+    whole = None if material is None else personal.unseal(material, row.sealed, row.dedupe_key)
+    return (row.body, True) if whole is None else (whole, False)
 
-    Each event is what its columns say, with its body read leniently: never re-validated,
-    since a logged event is a fact, and never failing, whatever the body holds.
+
+def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, bool]]:
+    """The body of each row (see `body`), their keys fetched at once."""
+    materials = keys({row.key_id for row in rows if row.key_id is not None})
+    return [body(row, materials) for row in rows]
+
+
+def replay(
+    connection: Connection, keys: Keys, *, chats: Sequence[str] | None = None
+) -> Iterator[Recorded]:
+    """Stream the whole log (or the events of `chats`) chat by chat: each chat's events in
+    log order, and those naming no chat together.
+
+    Each event is what its columns say, with its body opened with its key (see `body`) and
+    read leniently: never re-validated, since a logged event is a fact, and never failing,
+    whatever the body holds.
     """
     query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
-    for row in connection.execute(query.execution_options(yield_per=2000)):
-        yield _recorded(*row)
+    if chats is not None:
+        query = query.where(events.c.chat_uuid.in_(chats))
+    with connection.execute(query.execution_options(yield_per=2000)) as result:
+        rows = iter(result)
+        while chunk := list(islice(rows, 2000)):
+            yield from _recorded(chunk, keys)
 
 
-def since(connection: Connection, *, after: int, until: int, limit: int) -> list[Recorded]:
+def since(
+    connection: Connection, *, after: int, until: int, limit: int, keys: Keys
+) -> list[Recorded]:
     """The events after position `after` up to `until`, in log order, `limit` at most;
     read as replay() reads them."""
     rows = _SINCE.rows(connection, {"after": after, "until": until, "limit": limit})
-    return [_recorded(*(row[column.name] for column in _REPLAYED)) for row in rows]
+    return list(_recorded([_Row(**row) for row in rows], keys))
 
 
 _REPLAYED: Final = (
@@ -170,6 +223,8 @@ _REPLAYED: Final = (
     events.c.dedupe_key,
     events.c.body,
     events.c.source,
+    events.c.key_id,
+    events.c.sealed,
 )
 _SINCE: Final = db.Prepared(
     select(*_REPLAYED)
@@ -179,19 +234,30 @@ _SINCE: Final = db.Prepared(
 )
 
 
-def _recorded(
-    position: int,
-    received_at: int,
-    event_type: str,
-    occurred_at: int,
-    chat_uuid: str | None,
-    profile_uuid: str | None,
-    dedupe_key: str,
-    body: str,
-    source: str,
-) -> Recorded:
-    webhook = Webhook(event_type, occurred_at, chat_uuid, profile_uuid, logged(body))
-    return Recorded(position, received_at, Incoming(body, dedupe_key, webhook, source))
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A row of _REPLAYED read through a Prepared statement (a dict), as Core gives it."""
+
+    position: int
+    received_at: int
+    event_type: str
+    occurred_at: int
+    chat_uuid: str | None
+    profile_uuid: str | None
+    dedupe_key: str
+    body: str
+    source: str
+    key_id: str | None
+    sealed: bytes | None
+
+
+def _recorded(rows: Sequence[Any], keys: Keys) -> Iterator[Recorded]:
+    for row, (whole, _) in zip(rows, bodies(rows, keys), strict=True):
+        webhook = Webhook(
+            row.event_type, row.occurred_at, row.chat_uuid, row.profile_uuid, logged(whole)
+        )
+        incoming = Incoming(whole, row.dedupe_key, webhook, row.source)
+        yield Recorded(row.position, row.received_at, incoming)
 
 
 _KNOWN: Final = db.Prepared(
@@ -205,10 +271,19 @@ def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     return {row["dedupe_key"]: row["position"] for row in found}
 
 
-def row(incoming: Incoming, received_at: int, position: int) -> dict[str, object]:
-    """The log row of a checked webhook."""
+def row(
+    incoming: Incoming,
+    received_at: int,
+    position: int,
+    previous: str,
+    ring: Mapping[str, Key],
+) -> dict[str, Any]:
+    """The log row of a checked webhook, sealed with its subject's key from `ring` and
+    chained to the row whose hash is `previous`."""
     webhook = incoming.webhook
-    return {
+    subject = personal.subject(webhook)
+    key = None if subject is None else ring[subject]
+    stored: dict[str, Any] = {
         "position": position,
         "event_type": webhook.event_type,
         "occurred_at": webhook.timestamp,
@@ -216,6 +291,12 @@ def row(incoming: Incoming, received_at: int, position: int) -> dict[str, object
         "chat_uuid": webhook.chat_uuid,
         "profile_uuid": webhook.profile_uuid,
         "dedupe_key": incoming.dedupe_key,
-        "body": incoming.body,
+        "body": incoming.body if key is None else personal.redacted(webhook.document),
         "source": incoming.source,
+        "key_id": None if key is None else key.id,
+        "sealed": (
+            None if key is None else personal.seal(key.material, incoming.body, incoming.dedupe_key)
+        ),
     }
+    stored["hash"] = chain.link(previous, stored)
+    return stored

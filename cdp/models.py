@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Index,
     Integer,
     LargeBinary,
@@ -37,7 +38,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[int]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[int]: JSON, list[str]: JSON}
 
 
 class EventRow(Base):
@@ -65,6 +66,15 @@ class EventRow(Base):
     body: Mapped[str] = mapped_column(Text)
     # The source that delivered it (see SourceRow); events logged before sources: "default".
     source: Mapped[str] = mapped_column(String(64), server_default=text("'default'"))
+    # The whole body sealed under the key `key_id` (see cdp.personal); `body` then holds
+    # only its fields that are no personal data. Both None for an event that names no
+    # chat and no profile: its body is kept whole, in the clear.
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # SHA-256 over the row before's hash and this row's columns (see cdp.chain). Every
+    # append writes it (SQLite's guard refuses a row without it); nullable only because
+    # SQLite cannot add a NOT NULL column without a default to a table that has rows.
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SourceRow(Base):
@@ -114,6 +124,44 @@ class RejectedRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KeyRow(Base):
+    """The live key of each subject (a chat, or a profile): destroyed by erasure.
+
+    Kept in the keystore, CDP_KEYSTORE_URL, which may be a database of its own.
+    """
+
+    __tablename__ = "keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(210), unique=True)
+    material: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ErasedSubjectRow(Base):
+    """A subject whose keys were destroyed, when, at whose request; kept in the keystore,
+    so that an erasure outlives a restored backup of the database, and the other way round."""
+
+    __tablename__ = "erased_subjects"
+
+    subject: Mapped[str] = mapped_column(String(210), primary_key=True)
+    profile_uuid: Mapped[str] = mapped_column(String(200))
+    erased_at: Mapped[int] = mapped_column(BigInteger)
+    suppressed: Mapped[bool] = mapped_column(Boolean)
+
+
+class ErasureRow(Base):
+    """A profile erased on request: its chats, and how many webhooks were refused since."""
+
+    __tablename__ = "erasures"
+
+    profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    erased_at: Mapped[int] = mapped_column(BigInteger)
+    suppressed: Mapped[bool] = mapped_column(Boolean)
+    chats: Mapped[list[str]] = mapped_column(JSON)
+    refused: Mapped[int] = mapped_column(BigInteger)
 
 
 class CheckpointRow(Base):
@@ -250,3 +298,6 @@ profile_chats = _table(ProfileChatRow)
 sources = _table(SourceRow)
 tokens = _table(TokenRow)
 rejected = _table(RejectedRow)
+keys = _table(KeyRow)
+erased_subjects = _table(ErasedSubjectRow)
+erasures = _table(ErasureRow)

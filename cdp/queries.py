@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 
 from cdp import log, models, rejected, schemas
+from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
-from cdp.projectors import standing
+from cdp.projectors import keys, standing
 from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
 
@@ -407,6 +408,7 @@ def chat_timeline(
 
 def events(
     connection: Connection,
+    keystore: Keystore,
     *,
     after: int,
     limit: int,
@@ -425,7 +427,8 @@ def events(
         profile_uuid=profile_uuid,
         source=source,
     )
-    items = [_event(row) for row in rows]
+    bodies = log.bodies(rows, keys(connection, keystore))
+    items = [_event(row, *body) for row, body in zip(rows, bodies, strict=True)]
     return schemas.EventPage(items=items, next_after=items[-1].position if more else None)
 
 
@@ -434,12 +437,15 @@ def events(
 PAGE_BYTES: Final = 4 * 1024 * 1024
 
 
-def event(connection: Connection, position: int) -> schemas.Event | None:
+def event(connection: Connection, keystore: Keystore, position: int) -> schemas.Event | None:
     rows = log.read(connection, after=position - 1, limit=1)
-    return _event(rows[0]) if rows and rows[0].position == position else None
+    if not rows or rows[0].position != position:
+        return None
+    ((body, erased),) = log.bodies(rows, keys(connection, keystore))
+    return _event(rows[0], body, erased)
 
 
-def _event(row: Row[Any]) -> schemas.Event:
+def _event(row: Row[Any], body: str, erased: bool) -> schemas.Event:
     return schemas.Event(
         position=row.position,
         event_type=row.event_type,
@@ -448,7 +454,9 @@ def _event(row: Row[Any]) -> schemas.Event:
         chat_uuid=row.chat_uuid,
         profile_uuid=row.profile_uuid,
         source=row.source,
-        body=schemas.RawJSON.of(row.body),
+        body=schemas.RawJSON.of(body),
+        erased=erased,
+        hash=row.hash,
     )
 
 

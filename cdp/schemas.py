@@ -153,6 +153,10 @@ class Event(BaseModel):
     profile_uuid: str | None
     source: str
     body: RawJSON
+    # The body's personal data was erased: `body` holds only its other fields.
+    erased: bool
+    # Chained over the event before it (cdp verify); None only if the row was tampered with.
+    hash: str | None
 
 
 class Rejected(BaseModel):
@@ -184,6 +188,17 @@ class Projection(BaseModel):
 
 class Items(BaseModel, Generic[T]):
     items: list[T]
+
+
+class Erasure(BaseModel):
+    """A profile erased: the chats folded again without its personal data, the keys
+    destroyed this time, and whether its later webhooks are refused."""
+
+    profile_uuid: str
+    erased_at: Instant
+    chats: list[str]
+    keys_destroyed: int
+    suppressed: bool
 
 
 class Page(BaseModel, Generic[T]):

@@ -2,6 +2,7 @@
 
 import importlib.util
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Final
 
 import phonenumbers
@@ -75,11 +76,33 @@ class Settings(BaseSettings):
     webhook_rate_limit: float = Field(default=1000, ge=0)
     read_rate_limit: float = Field(default=100, ge=0)
     failed_auth_rate_limit: float = Field(default=1, ge=0)
+    # Where the keys that seal personal data live (see cdp.keystore); see keystore().
+    keystore_url: str | None = None
 
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
         return database_url(value).render_as_string(hide_password=False)
+
+    @field_validator("keystore_url")
+    @classmethod
+    def _keystore(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return database_url(value).render_as_string(hide_password=False)
+
+    def keystore(self) -> str | None:
+        """The keystore's URL, None for the main database: CDP_KEYSTORE_URL, or by default
+        a file beside a SQLite database (cdp.db: cdp-keys.db), so that a copy of one holds
+        no key; on PostgreSQL, the main database."""
+        if self.keystore_url is not None:
+            return None if self.keystore_url == self.database_url else self.keystore_url
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database is None:
+            return None
+        path = Path(url.database)
+        beside = url.set(database=str(path.with_name(f"{path.stem}-keys{path.suffix}")))
+        return beside.render_as_string(hide_password=False)
 
     @field_validator("phone_region")
     @classmethod

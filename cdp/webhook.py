@@ -120,6 +120,19 @@ class InvalidWebhook(Refused):
         super().__init__("invalid webhook: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
 
 
+class Suppressed(Refused):
+    """The webhook names a customer erased and suppressed on request (HTTP 410): it is
+    kept as a rejected delivery without its personal data, never logged."""
+
+    status = 410
+
+    def __init__(self, profile_uuid: str) -> None:
+        self.profile_uuid = profile_uuid
+        super().__init__(
+            f"profile {profile_uuid} was erased and its webhooks are refused (cdp erase --suppress)"
+        )
+
+
 def team_id(value: object) -> int | None:
     """Fasttrack documents the id as a number but sends strings of digits too; None if neither."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:

@@ -35,6 +35,7 @@ class EventController(Controller):
         """Events after a position, oldest first; follow `next_after` until it is null."""
         return await service.reads.query(
             queries.events,
+            service.keystore,
             after=after,
             limit=limit,
             event_type=event_type,
@@ -53,8 +54,9 @@ class EventController(Controller):
         position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
         service: NamedDependency[Service],
     ) -> Event:
-        """One logged event, its body exactly as it was received."""
-        found = await service.reads.query(queries.event, position)
+        """One logged event, its body exactly as it was received (only its fields that are no
+        personal data once erased), and its hash in the log's chain (see `cdp verify`)."""
+        found = await service.reads.query(queries.event, service.keystore, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")
         return found

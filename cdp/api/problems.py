@@ -12,6 +12,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_410_GONE,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -24,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
 from cdp.queries import BadCursor
-from cdp.webhook import BodyTooLarge, InvalidWebhook, MalformedBody, NotJSON
+from cdp.webhook import BodyTooLarge, InvalidWebhook, MalformedBody, NotJSON, Suppressed
 
 logger = logging.getLogger("cdp.api")
 AnyRequest = Request[Any, Any, Any]
@@ -105,6 +106,10 @@ def not_json(request: AnyRequest, error: NotJSON) -> Answer:
     return problem(request, HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(error))
 
 
+def suppressed(request: AnyRequest, error: Suppressed) -> Answer:
+    return problem(request, HTTP_410_GONE, str(error))
+
+
 def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
     errors = [{"path": e.path, "message": e.message} for e in error.errors]
     return problem(request, HTTP_422_UNPROCESSABLE_ENTITY, str(error), errors)
@@ -166,6 +171,7 @@ HANDLERS: Final = {
     InvalidWebhook: invalid,
     BodyTooLarge: too_large,
     NotJSON: not_json,
+    Suppressed: suppressed,
     ValidationException: bad_parameters,
     BadCursor: bad_cursor,
     HTTPException: http_error,

@@ -24,7 +24,7 @@ class ProjectionController(Controller):
 
         def rebuild() -> None:
             with db.writing(service.engine) as connection:
-                projectors.rebuild(connection, service.projectors)
+                projectors.rebuild(connection, service.projectors, service.keystore)
 
         await service.rebuilds.run(rebuild)
         return await _positions(service)

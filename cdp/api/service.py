@@ -11,6 +11,7 @@ together in the next one.
 """
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,14 +23,17 @@ from typing import Concatenate, ParamSpec, TypeVar
 import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from cdp import db, ingest, rejected, times, webhook
+from cdp import db, erasure, ingest, rejected, times, webhook
+from cdp.keystore import MAIN, Keystore
 from cdp.log import Receipt
 from cdp.projectors import Projector
 from cdp.queries import Clock
 from cdp.settings import Settings
 from cdp.webhook import Incoming
 
+logger = logging.getLogger("cdp.service")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -114,9 +118,11 @@ class Writer:
         projectors: list[Projector],
         settings: Settings,
         wait: timedelta,
+        keystore: Keystore = MAIN,
         backlog: int = BACKLOG,
     ) -> None:
         self.engine, self.projectors, self.settings = engine, projectors, settings
+        self.keystore = keystore
         self.wait, self.backlog = wait, backlog
         self.groups = 0  # transactions run
         self._waiting: deque[_Delivery] = deque()
@@ -227,7 +233,9 @@ class Writer:
             errors.append(error)
             if error is not None:
                 kept.append(_refusal(delivery, error, now))
-        receipts = iter(ingest.record(self.engine, valid, self.projectors, refused=kept))
+        receipts = iter(
+            ingest.record(self.engine, valid, self.projectors, keystore=self.keystore, refused=kept)
+        )
         self._expire_rejected(now)
         return [next(receipts) if error is None else error for error in errors]
 
@@ -272,6 +280,7 @@ class Service:
     settings: Settings
     engine: Engine
     projectors: list[Projector]
+    keystore: Keystore
     reads: Lane
     webhooks: Writer
     health: Lane
@@ -286,18 +295,29 @@ class Service:
             settings, connections=settings.database_pool_size, checkpointer=sqlite
         )
         wait = settings.database_pool_timeout
+        keystore = Keystore.at(settings.keystore())
         return cls(
             settings=settings,
             engine=engine,
             projectors=projectors,
+            keystore=keystore,
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
-            webhooks=Writer(engine, projectors, settings, wait),
+            webhooks=Writer(engine, projectors, settings, wait, keystore),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
         )
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Finish any erasure the main database and the keystore disagree on (see
+        erasure.reconcile), then take webhooks. A database that cannot be reached yet is
+        no reason not to start: the next start, or `cdp erase --reconcile`, finishes them."""
+        try:
+            await self.rebuilds.run(
+                lambda: erasure.reconcile(self.engine, self.keystore, self.projectors)
+            )
+        except (Busy, SQLAlchemyError) as error:
+            logger.error("erasures not reconciled with the keystore: %s", error)
         self.webhooks.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
@@ -312,6 +332,7 @@ class Service:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
+        self.keystore.dispose()
 
     def clock(self) -> Clock:
         """The time of this request: read once, so that one answer never disagrees with itself."""

@@ -52,6 +52,14 @@ _RESPONSES: Final = {
             "or Authorization: Bearer"
         },
     ),
+    410: problem(
+        "The webhook names a customer erased and suppressed on request (cdp erase "
+        "--suppress): kept as a rejected delivery without its personal data, never logged",
+        {
+            "detail": "profile 5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01 was erased and its "
+            "webhooks are refused (cdp erase --suppress)"
+        },
+    ),
     413: problem(
         "The body is larger than CDP_MAX_BODY_SIZE; read no further, nothing stored",
         {"detail": "the body is larger than 1048576 bytes (CDP_MAX_BODY_SIZE)"},

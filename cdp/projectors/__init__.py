@@ -10,6 +10,7 @@ from typing import Final, Protocol
 from sqlalchemy import Connection, Table, null, select, union_all
 
 from cdp import db, log
+from cdp.keystore import MAIN, Keystore
 from cdp.log import Recorded
 from cdp.models import checkpoints
 from cdp.projectors.chats import ChatsProjector
@@ -60,6 +61,7 @@ def project(
     new: Sequence[Recorded],
     head: int,
     marks: Mapping[str, int],
+    keystore: Keystore,
 ) -> None:
     """Feed events just appended after `head` to every projector, in the append's transaction.
 
@@ -72,25 +74,56 @@ def project(
     for projector in projectors:
         mark = marks.get(projector.name, 0)
         while mark < head:
-            missed = log.since(connection, after=mark, until=head, limit=BATCH)
+            missed = log.since(
+                connection, after=mark, until=head, limit=BATCH, keys=keys(connection, keystore)
+            )
             projector.apply(connection, missed, fresh=False)
             mark = missed[-1].position
         projector.apply(connection, new, fresh=False)
     _advance(connection, projectors, new[-1].position)
 
 
-def rebuild(connection: Connection, projectors: Sequence[Projector]) -> int:
+def rebuild(
+    connection: Connection, projectors: Sequence[Projector], keystore: Keystore = MAIN
+) -> int:
     """Empty every projection and refill it from the log, read once; the head they reach."""
     log.lock(connection)
     head = log.head(connection)
     for projector in projectors:
         for table in reversed(projector.tables):
             connection.execute(table.delete())
-    for batch in _whole_chats(log.replay(connection)):
+    for batch in _whole_chats(log.replay(connection, keys(connection, keystore))):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
     _advance(connection, projectors, head)
     return head
+
+
+def refold(
+    connection: Connection,
+    projectors: Sequence[Projector],
+    keystore: Keystore,
+    chats: Sequence[str],
+) -> None:
+    """Fold `chats` again from the log, as a rebuild would (after their keys were destroyed).
+
+    Every projection row belongs to one chat (its chat_uuid; a chat row, its uuid); the
+    caller holds the append lock, so no checkpoint moves meanwhile."""
+    if not chats:
+        return
+    for projector in projectors:
+        for table in reversed(projector.tables):
+            column = table.c.chat_uuid if "chat_uuid" in table.c else table.c.uuid
+            connection.execute(table.delete().where(column.in_(chats)))
+    replayed = log.replay(connection, keys(connection, keystore), chats=chats)
+    for batch in _whole_chats(replayed):
+        for projector in projectors:
+            projector.apply(connection, batch, fresh=True)
+
+
+def keys(connection: Connection, keystore: Keystore) -> log.Keys:
+    """What opens the sealed bodies the log holds (see log.Keys)."""
+    return lambda ids: keystore.materials(connection, ids)
 
 
 def _whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cdp import db, ingest, log
 from cdp.db import make_engine
+from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.conftest import empty
@@ -90,13 +91,11 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
 
     writer = threading.Thread(target=write_second)
     writer.start()
+    first = checked(json.dumps(webhook("message_created", message="1")))
     with db.writing(engine) as connection:
         log.lock(connection)
-        receipts, _ = log.append(
-            connection,
-            [checked(json.dumps(webhook("message_created", message="1")))],
-            head=log.head(connection),
-        )
+        ring, _ = MAIN.sealing(connection, [f"chat:{first.webhook.chat_uuid}"], ())
+        receipts, _ = log.append(connection, [first], head=log.head(connection), ring=ring)
         appended.set()
         writer.join(timeout=0.5)
         assert writer.is_alive(), "the second append did not wait for the first to commit"

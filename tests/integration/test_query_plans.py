@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, event
 from cdp import ingest, queries, schema
 from cdp.bench.traffic import Traffic, lines
 from cdp.db import make_engine
+from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import checked
@@ -27,9 +28,9 @@ LISTS: dict[str, Callable[[Connection, str], Any]] = {
     "team chats": lambda c, _: queries.team_chats(c, 12, None, CLOCK, LISTING),
     "team chats, open": lambda c, _: queries.team_chats(c, 12, "open", CLOCK, LISTING),
     "log of a chat and a type": lambda c, chat: queries.events(
-        c, after=0, limit=10, chat_uuid=chat, event_type="operator_replied"
+        c, MAIN, after=0, limit=10, chat_uuid=chat, event_type="operator_replied"
     ),
-    "log of a source": lambda c, _: queries.events(c, after=0, limit=10, source="default"),
+    "log of a source": lambda c, _: queries.events(c, MAIN, after=0, limit=10, source="default"),
 }
 
 

@@ -1,0 +1,219 @@
+"""The keys that seal personal data in the log, and the record of whose were destroyed.
+
+The keystore is the main database (CDP_KEYSTORE_URL unset on PostgreSQL) or a database of
+its own (the default beside a SQLite file): then a backup of the main database holds no
+key, and restoring one taken before an erasure cannot bring the erased data back.
+
+Every change to keys happens under the log's append lock, so no webhook is sealed with a
+key that an erasure is destroying. A keystore of its own commits before the main
+database does: a failure in between leaves at most an unused key, or an erasure that
+`cdp.erasure.reconcile` finishes.
+"""
+
+import secrets
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
+
+from cdp import db, personal
+from cdp.models import erased_subjects, keys
+from cdp.times import now_ms
+
+TABLES: Final = (keys, erased_subjects)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    id: str
+    material: bytes
+
+
+class Keystore:
+    """Where the keys are: in the main database (`engine` None) or in one of their own."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+        self._ready = engine is None
+
+    @classmethod
+    def at(cls, url: str | None) -> "Keystore":
+        """The keystore at `url`, or in the main database when None."""
+        return cls(None if url is None else db.make_engine(url, connections=2))
+
+    @property
+    def apart(self) -> bool:
+        return self.engine is not None
+
+    def describe(self) -> str:
+        if self.engine is None:
+            return "the main database"
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def connect(self, main: Connection, *, write: bool = False) -> Iterator[Connection]:
+        """A connection to the keystore: `main` itself, or one of its own in a transaction
+        that commits when the block ends."""
+        if self.engine is None:
+            yield main
+            return
+        self._create()
+        if write:
+            with db.writing(self.engine) as connection:
+                yield connection
+        else:
+            with self.engine.connect() as connection:
+                yield connection
+
+    def _create(self) -> None:
+        """A keystore of its own holds only the keystore's tables, made on first use."""
+        if not self._ready:
+            assert self.engine is not None
+            with db.writing(self.engine) as connection:
+                for table in TABLES:
+                    table.create(connection, checkfirst=True)
+            self._ready = True
+
+    def dispose(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def materials(self, main: Connection, ids: Collection[str]) -> dict[str, bytes]:
+        """The key material of those of `ids` not destroyed."""
+        if not ids:
+            return {}
+        with self.connect(main) as connection:
+            rows = _MATERIALS.rows(connection, {"ids": list(ids)})
+        return {row["id"]: row["material"] for row in rows}
+
+    def every_material(self, main: Connection) -> dict[str, bytes]:
+        """Every key not destroyed, by id (a rebuild reads the whole log)."""
+        with self.connect(main) as connection:
+            rows = connection.execute(select(keys.c.id, keys.c.material))
+            return {row.id: row.material for row in rows}
+
+    def sealing(
+        self, main: Connection, subjects: Collection[str], named: Collection[str]
+    ) -> tuple[dict[str, Key], dict[str, str]]:
+        """Under the append lock: the key of each of `subjects`, made for those without one;
+        and those of `named` (subjects a batch names) erased and suppressed, with the
+        profile each was erased with."""
+        with self.connect(main) as connection:
+            found = _KEYS.rows(connection, {"subjects": list(subjects)})
+            suppressed = _SUPPRESSED.rows(connection, {"subjects": list(named)})
+        ring = {row["subject"]: Key(row["id"], row["material"]) for row in found}
+        if missing := [subject for subject in subjects if subject not in ring]:
+            created = now_ms()
+            made = {subject: Key(secrets.token_hex(16), personal.new_key()) for subject in missing}
+            rows = [
+                {"id": key.id, "subject": subject, "material": key.material, "created_at": created}
+                for subject, key in made.items()
+            ]
+            with self.connect(main, write=True) as connection:
+                _ADD.run(connection, rows)
+            ring.update(made)
+        return ring, {row["subject"]: row["profile_uuid"] for row in suppressed}
+
+    def destroy(
+        self,
+        main: Connection,
+        profile_uuid: str,
+        subjects: Collection[str],
+        erased_at: int,
+        *,
+        suppress: bool,
+    ) -> int:
+        """Under the append lock: destroy the keys of `subjects` made by `erased_at`, and
+        record them as erased with `profile_uuid`; how many keys were destroyed.
+
+        Suppression, once asked for, stays: erasing again without it does not lift it."""
+        with self.connect(main, write=True) as connection:
+            gone = connection.execute(
+                delete(keys).where(
+                    keys.c.subject.in_(list(subjects)), keys.c.created_at <= erased_at
+                )
+            ).rowcount
+            known = _ERASED.rows(connection, {"subjects": list(subjects)})
+            stays = {row["subject"] for row in known if row["suppressed"]}
+            connection.execute(
+                delete(erased_subjects).where(erased_subjects.c.subject.in_(list(subjects)))
+            )
+            rows = [
+                {
+                    "subject": subject,
+                    "profile_uuid": profile_uuid,
+                    "erased_at": erased_at,
+                    "suppressed": suppress or subject in stays,
+                }
+                for subject in subjects
+            ]
+            db.insert(connection, erased_subjects, rows)
+        return int(gone)
+
+    def erasures(self, main: Connection) -> dict[str, tuple[int, bool, set[str]]]:
+        """Every profile erased: when, whether suppressed, and the subjects erased with it."""
+        found: dict[str, tuple[int, bool, set[str]]] = {}
+        with self.connect(main) as connection:
+            for row in connection.execute(select(erased_subjects)):
+                at, suppressed, subjects = found.get(row.profile_uuid, (0, False, set()))
+                subjects.add(row.subject)
+                found[row.profile_uuid] = (
+                    max(at, row.erased_at),
+                    suppressed or row.suppressed,
+                    subjects,
+                )
+        return found
+
+    def adopt(self, main: Connection) -> int:
+        """Move the keys and erasure records the main database holds into a keystore of
+        its own (those of an older version, or of before CDP_KEYSTORE_URL was set); how
+        many rows moved."""
+        if self.engine is None:
+            return 0
+        moved = 0
+        for table, key in ((keys, keys.c.id), (erased_subjects, erased_subjects.c.subject)):
+            rows = [dict(row._mapping) for row in main.execute(select(table))]
+            if not rows:
+                continue
+            with self.connect(main, write=True) as connection:
+                held = {value for (value,) in connection.execute(select(key))}
+                db.insert(connection, table, [row for row in rows if row[key.name] not in held])
+            main.execute(delete(table))
+            moved += len(rows)
+        return moved
+
+
+_MATERIALS: Final = db.Prepared(
+    select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
+)
+_KEYS: Final = db.Prepared(
+    select(keys.c.subject, keys.c.id, keys.c.material).where(db.among(keys.c.subject, "subjects"))
+)
+_SUPPRESSED: Final = db.Prepared(
+    select(erased_subjects.c.subject, erased_subjects.c.profile_uuid).where(
+        db.among(erased_subjects.c.subject, "subjects"), erased_subjects.c.suppressed
+    )
+)
+_ERASED: Final = db.Prepared(
+    select(erased_subjects.c.subject, erased_subjects.c.suppressed).where(
+        db.among(erased_subjects.c.subject, "subjects")
+    )
+)
+_ADD: Final = db.Prepared(
+    insert(keys).values({column.name: bindparam(column.name) for column in keys.c})
+)
+
+
+MAIN: Final = Keystore()
+
+
+def opened(
+    sealed: bytes | None, key_id: str | None, dedupe_key: str, materials: Mapping[str, bytes]
+) -> str | None:
+    """A sealed body opened with its key from `materials`; None once the key is destroyed."""
+    if sealed is None or key_id is None:
+        return None
+    material = materials.get(key_id)
+    return None if material is None else personal.unseal(material, sealed, dedupe_key)

@@ -1,0 +1,88 @@
+"""The personal data in a webhook, and how the log keeps it: sealed under a key of its own.
+
+Each chat has a key (a profile has one for events that name no chat); the log keeps every
+such event twice: whole, sealed with AES-GCM under that key, and in the clear with only the
+fields known to hold no personal data (`redacted`). Erasing a customer destroys their keys:
+the sealed copies become unreadable wherever they are, and the rows themselves, hash chain
+included, never change.
+"""
+
+import os
+from typing import Any, Final
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cdp.webhook import Webhook
+
+# What survives erasure: a tree of the fields that say what happened, when, and which team
+# and operator handled it; everything else (names, phones, avatars, texts, links, titles,
+# and any field not listed, since new ones may appear) is personal until shown otherwise.
+KEPT: Final[dict[str, Any]] = {
+    "event_type": True,
+    "timestamp": True,
+    "payload": {
+        "chat": {"uuid": True, "platform": True},
+        "profile": {"uuid": True},
+        "session": {
+            "team": {"id": True, "name": True},
+            "operator": {"uuid": True, "name": True, "avatar": True},
+        },
+        "message": {"uuid": True, "type": True, "status": True},
+    },
+}
+
+KEY_BYTES: Final = 32
+_NONCE_BYTES: Final = 12
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def subject(webhook: Webhook) -> str | None:
+    """Whose key seals the event: its chat's, else its profile's; None when it names neither
+    (then it can belong to no customer, and is kept in the clear)."""
+    if webhook.chat_uuid is not None:
+        return f"chat:{webhook.chat_uuid}"
+    if webhook.profile_uuid is not None:
+        return f"profile:{webhook.profile_uuid}"
+    return None
+
+
+def redacted(document: dict[str, Any] | None) -> str:
+    """The document as JSON text, holding only the fields of KEPT."""
+    return _ENCODER.encode(_kept(document or {}, KEPT)).decode()
+
+
+def _kept(value: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, inner in kept.items():
+        if name not in value:
+            continue
+        field = value[name]
+        if inner is True:
+            if not isinstance(field, dict | list):  # a value, never a subtree of unknown fields
+                out[name] = field
+        elif isinstance(field, dict):
+            out[name] = _kept(field, inner)
+    return out
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def seal(key: bytes, body: str, dedupe_key: str) -> bytes:
+    """The body encrypted and authenticated under `key`, bound to its event's dedupe key so
+    that it cannot be moved to another row: nonce, then ciphertext and tag."""
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, body.encode("utf-8"), dedupe_key.encode())
+
+
+def unseal(key: bytes, sealed: bytes, dedupe_key: str) -> str | None:
+    """The body `seal` sealed, or None if `sealed` was not sealed by `key` for this event."""
+    nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+    try:
+        plain = AESGCM(key).decrypt(nonce, ciphertext, dedupe_key.encode())
+    except (InvalidTag, ValueError):
+        return None
+    return plain.decode("utf-8", errors="replace")

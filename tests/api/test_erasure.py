@@ -1,0 +1,266 @@
+"""Erasure on request: personal data sealed in the log, unreadable once its keys are gone,
+the facts kept; through rebuilds, replays and backups restored later."""
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import TestClient
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
+
+from cdp import credentials
+from cdp.api import create_app
+from cdp.db import make_engine
+from cdp.models import erasures, events, rejected
+from cdp.settings import Settings
+from tests.factories import PAST, handoff, opened, reply, webhook
+
+Client = TestClient  # type: ignore[type-arg]
+
+PHONE, NAME, TEXT = "+79991234567", "Анна Петрова", "my card is 4276 1234"
+PROFILE = "profile-erased"
+
+
+def history(chat: str = "chat-1", profile: str = PROFILE) -> list[dict[str, Any]]:
+    """A chat opened, answered and handed off, with a name, a phone and texts."""
+    personal = {"profile": profile, "phone": PHONE, "name": NAME}
+    first = opened(chat, at=PAST, team=1, title="Order 1042 for Анна", **personal)
+    said = webhook("message_created", chat=chat, at=PAST + 1000, message=TEXT, **personal)
+    bodies = [*first, said, reply(chat, at=PAST + 2000), handoff(chat, at=PAST + 3000, **personal)]
+    return [anonymous_message_ids(body) for body in bodies]
+
+
+def anonymous_message_ids(body: dict[str, Any]) -> dict[str, Any]:
+    """The factories name a message after its text: here its id must not hold the text."""
+    message = body["payload"].get("message")
+    if message is not None:
+        message["uuid"] = f"m-{body['timestamp']}"
+    return body
+
+
+def post(client: Client, body: dict[str, Any]) -> int:
+    answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+    assert answer.status_code in (200, 202, 410), answer.text
+    return answer.status_code
+
+
+def answers(client: Client) -> dict[str, Any]:
+    """Everything the API says about the chat, its profile and the log."""
+    return {
+        path: client.get(path).json()
+        for path in (
+            "/chats/chat-1",
+            "/chats/chat-1/timeline",
+            "/chats/chat-1/sessions",
+            "/chats/chat-1/handoffs",
+            f"/profiles/{PROFILE}",
+            "/events",
+        )
+    }
+
+
+def raw_log(engine: Engine) -> bytes:
+    """Every byte the log's rows hold, as one string to search."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(events)).all()
+    return b"".join(
+        value if isinstance(value, bytes) else str(value).encode() for row in rows for value in row
+    )
+
+
+def test_the_log_holds_no_personal_data_in_the_clear(client: Client, engine: Engine) -> None:
+    for body in history():
+        post(client, body)
+    stored = raw_log(engine)
+    for secret in (PHONE, NAME, TEXT, "Order 1042"):
+        assert secret.encode() not in stored
+        assert json.dumps(secret).encode() not in stored  # nor escaped
+    event = client.get("/events/3").json()
+    assert event["body"]["payload"]["message"]["text"] == TEXT
+    assert event["erased"] is False
+
+
+def test_erasure_removes_the_personal_data_and_keeps_the_facts(client: Client) -> None:
+    for body in history():
+        post(client, body)
+    before = answers(client)
+    answer = client.post(f"/profiles/{PROFILE}/erase")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["chats"] == ["chat-1"]
+    assert answer.json()["keys_destroyed"] == 1  # the chat's: every event names it
+    after = answers(client)
+    text_after = json.dumps(after, ensure_ascii=False)
+    for secret in (PHONE, "79991234567", NAME, TEXT, "Order 1042", "hello at"):
+        assert secret not in text_after, secret
+    chat = after["/chats/chat-1"]
+    assert (chat["name"], chat["phone"]) == (None, None)
+    assert chat["team"] == before["/chats/chat-1"]["team"]
+    assert after["/chats/chat-1/handoffs"] == before["/chats/chat-1/handoffs"]
+    sessions = [
+        (s["number"], s["opened_at"], s["teams"]) for s in after["/chats/chat-1/sessions"]["items"]
+    ]
+    assert sessions == [
+        (s["number"], s["opened_at"], s["teams"]) for s in before["/chats/chat-1/sessions"]["items"]
+    ]
+    kinds = [item["kind"] for item in after["/chats/chat-1/timeline"]["items"]]
+    assert kinds == [item["kind"] for item in before["/chats/chat-1/timeline"]["items"]]
+    logged = after["/events"]["items"]
+    assert all(item["erased"] for item in logged)
+    assert [item["body"]["event_type"] for item in logged] == [
+        item["event_type"] for item in before["/events"]["items"]
+    ]
+    assert logged[3]["body"]["payload"]["session"]["operator"]["uuid"] == "op-1"
+    assert client.get("/profiles", params={"phone": PHONE}).json()["items"] == []
+
+
+def test_an_erased_profile_stays_erased_through_a_rebuild(client: Client) -> None:
+    for body in history():
+        post(client, body)
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    erased = answers(client)
+    assert client.post("/projections/rebuild").status_code == 200
+    assert answers(client) == erased
+
+
+def test_later_webhooks_of_an_erased_profile_are_kept_as_usual(client: Client) -> None:
+    for body in history():
+        post(client, body)
+    client.post(f"/profiles/{PROFILE}/erase")
+    later = webhook(
+        "message_created", chat="chat-1", at=PAST + 9000, message="new", name="Аня", profile=PROFILE
+    )
+    assert post(client, later) == 202
+    assert client.get("/chats/chat-1").json()["name"] == "Аня"
+    bodies = [item["body"] for item in client.get("/events").json()["items"]]
+    assert bodies[-1]["payload"]["message"]["text"] == "new"
+    assert TEXT not in json.dumps(bodies, ensure_ascii=False)
+    # A redelivery of an erased webhook stays a duplicate: it brings nothing back.
+    assert post(client, history()[2]) == 200
+    assert TEXT not in json.dumps(client.get("/events").json(), ensure_ascii=False)
+
+
+def test_a_suppressed_profile_s_later_webhooks_are_refused_kept_without_personal_data_and_counted(
+    client: Client, engine: Engine
+) -> None:
+    for body in history():
+        post(client, body)
+    assert client.post(f"/profiles/{PROFILE}/erase", params={"suppress": True}).json()["suppressed"]
+    head = client.get("/events").json()["items"][-1]["position"]
+    new_chat = webhook(
+        "message_created", chat="chat-2", at=PAST + 9000, message=TEXT, phone=PHONE, profile=PROFILE
+    )
+    same_chat = webhook(
+        "message_created", chat="chat-1", at=PAST + 9001, message=TEXT, profile=None
+    )
+    for body in (anonymous_message_ids(new_chat), anonymous_message_ids(same_chat)):
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
+        assert answer.status_code == 410
+        assert PROFILE in answer.json()["detail"]
+    assert client.get("/events").json()["items"][-1]["position"] == head
+    with engine.connect() as connection:
+        kept = connection.execute(select(rejected.c.status, rejected.c.body)).all()
+        refused = connection.scalar(select(erasures.c.refused))
+    assert [status for status, _ in kept] == [410, 410]
+    assert all(PHONE.encode() not in body and TEXT.encode() not in body for _, body in kept)
+    assert json.loads(kept[0].body)["payload"]["chat"]["uuid"] == "chat-2"
+    assert refused == 2
+    # Erasing again without --suppress does not lift it.
+    assert client.post(f"/profiles/{PROFILE}/erase").json()["suppressed"]
+
+
+def test_a_profile_not_seen_yet_can_be_suppressed_before_its_first_webhook(client: Client) -> None:
+    answer = client.post("/profiles/someone-new/erase", params={"suppress": True})
+    assert answer.json()["chats"] == []
+    body = webhook("message_created", chat="c9", profile="someone-new", message="hi")
+    assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 410
+
+
+def test_erasure_needs_an_admin_token(settings: Settings, engine: Engine) -> None:
+    with engine.begin() as connection:
+        read = credentials.create_token(connection, "analyst", "read")
+        admin = credentials.create_token(connection, "ops", "admin")
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 401
+        as_reader = {"Authorization": f"Bearer {read}"}
+        assert client.post(f"/profiles/{PROFILE}/erase", headers=as_reader).status_code == 403
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        assert client.post(f"/profiles/{PROFILE}/erase", headers=as_admin).status_code == 200
+
+
+def copy(database: str, tmp_path: Path, name: str) -> str:
+    """A backup of the database, as a new database: the SQLite file, or a PostgreSQL clone."""
+    url = make_url(database)
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        target = tmp_path / f"{name}.db"
+        shutil.copy(url.database, target)
+        return f"sqlite:///{target}"
+    clone = f"cdp_backup_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{clone}" TEMPLATE "{url.database}"'))
+    admin.dispose()
+    return url.set(database=clone).render_as_string(hide_password=False)
+
+
+def test_an_erasure_outlives_a_backup_of_the_database_restored_later(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With the keys in a keystore of their own, a backup taken before the erasure and
+    restored after it holds the sealed data but no key to it; the server folds the
+    erased chats again as it starts."""
+    keystore = f"sqlite:///{tmp_path / 'keys.db'}"
+    live = settings.model_copy(update={"keystore_url": keystore})
+    with TestClient(create_app(live)) as client:
+        for body in history():
+            post(client, body)
+    backup = copy(settings.database_url, tmp_path, "backup")
+    with TestClient(create_app(live)) as client:
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        erased = answers(client)
+    restored = live.model_copy(update={"database_url": backup})
+    with TestClient(create_app(restored)) as client:
+        assert answers(client) == erased
+        assert NAME not in json.dumps(client.get("/events").json(), ensure_ascii=False)
+
+
+def test_an_erasure_outlives_a_backup_of_the_keystore_restored_later(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A keystore restored from before the erasure holds the erased keys again: the
+    database's record of the erasure destroys them again as the server starts."""
+    keys = tmp_path / "keys.db"
+    live = settings.model_copy(update={"keystore_url": f"sqlite:///{keys}"})
+    with TestClient(create_app(live)) as client:
+        for body in history():
+            post(client, body)
+    shutil.copy(keys, tmp_path / "keys-backup.db")
+    with TestClient(create_app(live)) as client:
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        erased = answers(client)
+    shutil.copy(tmp_path / "keys-backup.db", keys)
+    with TestClient(create_app(live)) as client:
+        assert answers(client) == erased
+    engine = make_engine(f"sqlite:///{keys}")
+    with engine.connect() as connection:
+        left = connection.execute(text("SELECT count(*) FROM keys")).scalar()
+    engine.dispose()
+    assert left == 0
+
+
+def test_keys_of_the_main_database_move_to_a_keystore_of_its_own(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    with TestClient(
+        create_app(settings.model_copy(update={"keystore_url": settings.database_url}))
+    ) as client:
+        for body in history():
+            post(client, body)
+    apart = settings.model_copy(update={"keystore_url": f"sqlite:///{tmp_path / 'keys.db'}"})
+    with TestClient(create_app(apart)) as client:
+        assert client.get("/events/3").json()["body"]["payload"]["message"]["text"] == TEXT
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM keys")).scalar() == 0
+        assert connection.scalar(select(func.count()).select_from(events)) == len(history())
