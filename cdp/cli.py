@@ -372,12 +372,12 @@ def bench(
 
     Generates its own seeded traffic; touches no existing database.
     """
-    from cdp.bench.run import Figure, Plan, measure
-
     database = url or settings.database_url
     if soak_seconds is not None:
         _soak(settings, database, soak_seconds, seed)
         return
+    from cdp.bench.run import Figure, Plan, measure
+
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
@@ -401,10 +401,12 @@ def bench(
 
 
 def _soak(settings: Settings, database: str, seconds: int, seed: int) -> None:
-    from cdp.bench.soak import soak
+    from cdp.bench.soak import CLIENTS, soak
 
     kind = make_url(database).get_backend_name()
-    click.echo(f"cdp bench --soak {seconds}: 16 clients against one server, on {kind}, seed {seed}")
+    click.echo(
+        f"cdp bench --soak {seconds}: {CLIENTS} clients against one server, on {kind}, seed {seed}"
+    )
     soaked = soak(database, seconds, settings, seed=seed)
     for line in soaked.report():
         click.echo(line)

@@ -27,6 +27,7 @@ from cdp.models import checkpoints
 from cdp.projectors import Projector, rebuild, registry
 from cdp.settings import Settings
 
+CLIENTS: Final = 16
 # What each request of a client is: a new webhook, one sent before, or a query.
 KINDS: Final = ("new", "again", "query")
 SHARES: Final = (0.6, 0.15, 0.25)
@@ -100,7 +101,7 @@ class Soaked:
 
 
 def soak(
-    database: str, seconds: float, settings: Settings, *, clients: int = 16, seed: int = 1
+    database: str, seconds: float, settings: Settings, *, clients: int = CLIENTS, seed: int = 1
 ) -> Soaked:
     """Soak a server on a fresh database of the kind (or on the server) of `database`."""
     soaked = Soaked(seconds, clients)
