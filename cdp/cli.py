@@ -375,17 +375,34 @@ def status(settings: Settings) -> None:
 @click.option("--events", default=10_000, show_default=True, type=click.IntRange(100, 10**8))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True))
+@click.option(
+    "--soak",
+    "soak_seconds",
+    type=click.IntRange(1, 7 * 86_400),
+    metavar="SECONDS",
+    help="Measure nothing: for SECONDS, 16 clients post new webhooks, post sent ones again "
+    "and query one server; then check that nothing was lost or stored twice and that every "
+    "projection equals a rebuild (exit status 1 if not).",
+)
 @click.pass_obj
 def bench(
-    settings: Settings, url: str | None, events: int, seed: int, json_path: str | None
+    settings: Settings,
+    url: str | None,
+    events: int,
+    seed: int,
+    json_path: str | None,
+    soak_seconds: int | None,
 ) -> None:
     """Measure this installation: each figure beside a baseline measured in the same run.
 
     Generates its own seeded traffic; touches no existing database.
     """
+    database = url or settings.database_url
+    if soak_seconds is not None:
+        _soak(settings, database, soak_seconds, seed)
+        return
     from cdp.bench.run import Figure, Plan, measure
 
-    database = url or settings.database_url
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
@@ -406,6 +423,20 @@ def bench(
         Path(json_path).write_text(
             json.dumps({"events": events, "seed": seed, "figures": rows}, indent=2)
         )
+
+
+def _soak(settings: Settings, database: str, seconds: int, seed: int) -> None:
+    from cdp.bench.soak import CLIENTS, soak
+
+    kind = make_url(database).get_backend_name()
+    click.echo(
+        f"cdp bench --soak {seconds}: {CLIENTS} clients against one server, on {kind}, seed {seed}"
+    )
+    soaked = soak(database, seconds, settings, seed=seed)
+    for line in soaked.report():
+        click.echo(line)
+    if not soaked.passed:
+        sys.exit(1)
 
 
 def _checked(work: Callable[[], T]) -> T:

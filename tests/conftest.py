@@ -8,11 +8,16 @@ they are never skipped.
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -101,3 +106,44 @@ def engine(settings: Settings) -> Iterator[Engine]:
 def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+@pytest.fixture
+def serve_on(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `cdp serve` in a process of its own on a database, with the settings given
+    (CDP_...=value); its base URL, once /health answers. Every server is stopped at the end."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(database: str, **settings: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, "CDP_DATABASE_URL": database, **settings}
+        log_path = tmp_path / f"server-{len(processes)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cdp", "serve", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("cdp serve did not start within 30 s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a frozen server does not even stop
+            process.kill()
+            process.wait()

@@ -110,8 +110,9 @@ COMMON_ERRORS: Final = {
         },
     ),
     503: problem(
-        "The database is unavailable, or busy (then with Retry-After)",
-        {"detail": "database unavailable"},
+        "The database cannot be reached or kept the request waiting too long, or the server "
+        "is busy; nothing stored. Retry-After says when to try again",
+        {"detail": "database unavailable: it cannot be reached"},
     ),
 }
 

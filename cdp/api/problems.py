@@ -155,10 +155,38 @@ def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
     return problem(
         request,
         HTTP_503_SERVICE_UNAVAILABLE,
-        "database unavailable",
+        f"database unavailable: {_unavailable(error)}",
         headers={"Retry-After": "5"},
         cause=cause.replace("\n", " "),
     )
+
+
+# SQLite's codes for a lock held by another connection.
+_LOCKED: Final = ("SQLITE_BUSY", "SQLITE_LOCKED")
+# PostgreSQL's for a server shutting down, crashed, or starting up (a lost or refused
+# connection is class 08, or an error of the driver's own, with no code).
+_SHUTDOWN: Final = ("57P01", "57P02", "57P03")
+
+
+def _unavailable(error: DBAPIError) -> str:
+    """What is wrong with the database, in words that name no host, user or file."""
+    driver = error.orig
+    sqlite_code = getattr(driver, "sqlite_errorname", None)
+    state = getattr(driver, "sqlstate", "")  # psycopg's; None for an error of its own
+    if sqlite_code in _LOCKED:
+        return "another process held its write lock longer than CDP_DATABASE_STATEMENT_TIMEOUT"
+    if state == "57014":
+        return "a statement ran longer than CDP_DATABASE_STATEMENT_TIMEOUT"
+    if (
+        error.connection_invalidated
+        or isinstance(error, InterfaceError)
+        or sqlite_code == "SQLITE_CANTOPEN"
+        or state is None
+        or state[:2] == "08"
+        or state in _SHUTDOWN
+    ):
+        return "it cannot be reached"
+    return "it failed; the server's log says how"
 
 
 def internal(request: AnyRequest, error: Exception) -> Answer:

@@ -33,7 +33,7 @@ from cdp.queries import Clock
 from cdp.settings import Settings
 from cdp.webhook import Incoming
 
-logger = logging.getLogger("cdp.service")
+logger = logging.getLogger("cdp.api")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -240,13 +240,20 @@ class Writer:
         return [next(receipts) if error is None else error for error in errors]
 
     def _expire_rejected(self, now: int) -> None:
-        """Forget old rejected deliveries, once an hour at most (in the writer's thread)."""
+        """Forget old rejected deliveries, once an hour at most (in the writer's thread).
+
+        Apart from the group's transaction, which committed: a failure here is logged and
+        tried again an hour later; it never turns a stored webhook's answer into an error."""
         if now - self._expired_at < _EXPIRY_EVERY_MS:
             return
         self._expired_at = now
         retention = self.settings.rejected_retention // timedelta(milliseconds=1)
-        with db.writing(self.engine) as connection:
-            rejected.expire(connection, now - retention)
+        try:
+            with db.writing(self.engine) as connection:
+                rejected.expire(connection, now - retention)
+        except Exception as error:
+            reason = " ".join(str(error).split())
+            logger.warning("old rejected deliveries were not forgotten: %s", reason)
 
 
 def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:

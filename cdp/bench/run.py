@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from sqlalchemy import (
@@ -103,7 +103,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             figures.append(figure)
             report(figure)
 
-    with _databases(plan.database) as fresh:
+    with databases(plan.database) as fresh:
         big = fresh()
         take(_import_and_rebuild(plan, big, fresh()))
         small = big
@@ -117,7 +117,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
 
 
 @contextmanager
-def _databases(url: str) -> Iterator[Callable[[], str]]:
+def databases(url: str) -> Iterator[Callable[[], str]]:
     """Makes fresh, migrated databases on the server of `url`, and drops them at the end."""
     made: list[str] = []
     server = make_url(url)
@@ -352,9 +352,9 @@ def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
         for cut, label in ((50, "p50"), (99, "p99")):
             yield Figure(
                 f"query {name} at {plan.events:,} events: {label}",
-                _percentile(times, cut) * 1000,
+                percentile(times, cut) * 1000,
                 "ms",
-                _percentile(small_times, cut) * 1000,
+                percentile(small_times, cut) * 1000,
                 f"at {plan.small:,}",
             )
 
@@ -414,7 +414,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
     return times
 
 
-def _percentile(values: list[float], cut: int) -> float:
+def percentile(values: list[float], cut: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[cut - 1]
         if len(values) > 1
@@ -503,15 +503,26 @@ class _Load:
 def _served(command: list[str], url: str, target: str, bodies: list[bytes], clients: int) -> _Load:
     """Start a server with `command`, post every body to `target` with `clients` at once
     (no rate limit), stop it."""
+    with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        return asyncio.run(_post_all(base, target, bodies, clients))
+
+
+@contextmanager
+def server(
+    command: list[str], url: str, target: str, env: dict[str, str], log: IO[bytes] | None = None
+) -> Iterator[str]:
+    """A server started with `command` on a free port, on the database `url`, with the
+    settings `env`: its base URL, once a POST to `target` is answered. Stopped at the end.
+    Its log goes to `log`, if given."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, *command, "--port", str(port)],
-        env={**os.environ, "CDP_DATABASE_URL": url, "CDP_WEBHOOK_RATE_LIMIT": "0"},
+        env={**os.environ, "CDP_DATABASE_URL": url, **env},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if log is None else log,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -524,7 +535,7 @@ def _served(command: list[str], url: str, target: str, bodies: list[bytes], clie
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"{' '.join(command)} did not start") from None
                 time.sleep(0.1)
-        return asyncio.run(_post_all(base, target, bodies, clients))
+        yield base
     finally:
         process.terminate()
         try:
@@ -554,7 +565,7 @@ async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -
                     % (target.encode(), host.encode(), len(body), body)
                 )
                 async with asyncio.timeout(60):  # a server that hangs fails the run
-                    status, length = await _answer(reader)
+                    status, length = await read_answer(reader)
                     await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
                 if status not in (200, 202):
@@ -567,12 +578,12 @@ async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -
     seconds = time.perf_counter() - started
     return _Load(
         rate=len(bodies) / seconds,
-        p50=_percentile(latencies, 50),
-        p99=_percentile(latencies, 99),
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
     )
 
 
-async def _answer(reader: asyncio.StreamReader) -> tuple[int, int]:
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, int]:
     """The status and Content-Length of the answer being read; its body is left unread."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")

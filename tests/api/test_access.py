@@ -1,5 +1,6 @@
 """Who may post and read: sources and their secrets, signatures, tokens and roles, limits."""
 
+import asyncio
 import base64
 import json
 import logging
@@ -7,14 +8,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from cdp import credentials
 from cdp.api import create_app
+from cdp.api.auth import Keys
+from cdp.api.service import Lane
+from cdp.credentials import Keyring
+from cdp.db import make_engine
 from cdp.models import events
 from cdp.settings import Settings
 from tests.factories import webhook
@@ -227,6 +234,27 @@ def test_a_revoked_token_is_refused_within_a_second(store: Store) -> None:
         assert time.monotonic() < deadline, "the revoked token was still taken after 5 s"
         time.sleep(0.1)
     assert store.client.get("/events", headers=bearer(store.admin)).status_code == 200
+
+
+def test_credentials_that_cannot_be_read_again_fail_the_request_and_are_kept_as_they_were(
+    store: Store, tmp_path: Path
+) -> None:
+    wait = timedelta(seconds=1)
+    keys = Keys(Lane("health", 1, wait, store.engine), max_age=0)  # read again every time
+    unreachable = make_engine(f"sqlite:///{tmp_path / 'gone' / 'cdp.db'}")
+
+    async def read_then_lose_the_database() -> tuple[Keyring, Keyring | None]:
+        first = await keys.current()
+        keys.lane = Lane("health", 1, wait, unreachable)
+        with pytest.raises(OperationalError):
+            await keys.current()
+        return first, keys.ring
+
+    first, kept = asyncio.run(read_then_lose_the_database())
+    assert kept is first
+    assert not first.ingest_open
+    assert not first.reads_open
+    unreachable.dispose()
 
 
 def test_an_exposed_store_without_credentials_refuses_everything(settings: Settings) -> None:

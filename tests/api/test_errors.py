@@ -2,11 +2,14 @@
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
+from sqlalchemy import Engine
 
+from cdp import db, log
 from cdp.api import create_app
 from cdp.settings import Settings
 from tests.factories import webhook
@@ -74,11 +77,30 @@ def test_a_503_says_the_database_is_unavailable_and_nothing_more(
         ]
     for answer in answers:
         assert answer.status_code == 503
-        assert answer.json() == {"detail": "database unavailable"}
+        assert answer.json() == {"detail": "database unavailable: it cannot be reached"}
         assert answer.headers["Retry-After"]
     lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
     assert len(lines) == 3
     assert all("database unavailable: OperationalError" in line for line in lines)
+
+
+def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_says_so(
+    settings: Settings, engine: Engine
+) -> None:
+    patient = settings.model_copy(update={"database_statement_timeout": timedelta(seconds=1)})
+    body = json.dumps(webhook("message_created"))
+    with TestClient(create_app(patient)) as client, db.writing(engine) as connection:
+        log.lock(connection)  # as a long rebuild holds it (on SQLite: the write lock)
+        answer = client.post("/webhooks/fasttrack", content=body)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
+    waited = {
+        "sqlite": "another process held its write lock longer than CDP_DATABASE_STATEMENT_TIMEOUT",
+        "postgresql": "a statement ran longer than CDP_DATABASE_STATEMENT_TIMEOUT",
+    }
+    assert answer.json() == {"detail": f"database unavailable: {waited[engine.dialect.name]}"}
+    with engine.connect() as connection:
+        assert log.head(connection) == 0
 
 
 def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(

@@ -11,10 +11,12 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy.exc import OperationalError
 
+from cdp import ingest, rejected
 from cdp.api import create_app
 from cdp.api.service import Busy, Writer
-from cdp.log import Recorded
+from cdp.log import Receipt, Recorded
 from cdp.models import chats, events
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -206,3 +208,43 @@ def test_a_writer_started_again_after_a_stop_takes_webhooks_again(
     second = asyncio.run(one(bodies(3)[2]))
 
     assert (first.position, second.position) == (1, 2)
+
+
+def test_a_group_the_database_fails_is_answered_with_its_error_and_the_writer_goes_on(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, calls = ingest.record, []
+
+    def lost_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "record", lost_once)
+    writing = writer(settings, engine)
+    sent = bodies(1)[0]
+
+    async def one() -> Any:
+        return await writing.record(sent)
+
+    with pytest.raises(OperationalError):
+        asyncio.run(one())
+    assert asyncio.run(one()) == Receipt(position=1, duplicate=False)
+    assert writing.groups == 2
+
+
+def test_stored_webhooks_are_answered_so_though_forgetting_old_rejected_ones_fails(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*_: Any) -> None:
+        raise OperationalError("DELETE", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(rejected, "expire", failing)
+
+    async def one() -> Any:
+        return await writer(settings, engine).record(bodies(1)[0])
+
+    assert asyncio.run(one()) == Receipt(position=1, duplicate=False)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(events)) == 1

@@ -21,13 +21,6 @@ QUERIES = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "sqlite:///"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
     server: str, tmp_path: Path
 ) -> None:
