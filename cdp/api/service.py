@@ -244,7 +244,7 @@ class Writer:
 def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
     body = error.kept if isinstance(error, webhook.BodyTooLarge) else delivery.body
     announced = delivery.headers.get("content-length", "")
-    size = int(announced) if announced.isdigit() and len(announced) < 19 else len(body)
+    size = int(announced) if announced.isdecimal() and len(announced) < 19 else len(body)
     return rejected.Refusal(
         received_at=now,
         source=delivery.source,

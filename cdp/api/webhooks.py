@@ -149,7 +149,8 @@ async def _deliver(
 async def _body(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The body, read no further than `limit` bytes: BodyTooLarge keeps those."""
     announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > limit:
+    # isdecimal, not isdigit: a server may pass on "²", a digit that int() cannot read.
+    if announced is not None and announced.isdecimal() and int(announced) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0

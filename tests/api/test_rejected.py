@@ -112,6 +112,46 @@ def test_a_body_over_the_limit_is_a_413_read_no_further_and_its_start_kept(
     assert count(engine, events) == 0
 
 
+def posted_as_a_server_passes_it_on(client: Client, content_length: bytes) -> int:
+    """The status of a webhook whose Content-Length header reaches the app byte for byte
+    (HTTP clients refuse to send a header that is not ASCII)."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": good(), "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/fasttrack",
+        "raw_path": b"/webhooks/fasttrack",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-length", content_length)],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    client.blocking_portal.call(client.app, scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@pytest.mark.parametrize("content_length", [b"\xb2", b"1\xb3"], ids=["²", "1³"])
+def test_a_content_length_of_digits_int_cannot_read_is_a_400_not_a_500(
+    client: Client, engine: Engine, content_length: bytes
+) -> None:
+    """A superscript two is a digit to str.isdigit(), yet no number to int(): the request
+    is malformed, not the server broken."""
+    assert posted_as_a_server_passes_it_on(client, content_length) == 400
+    assert count(engine, events) == 0
+
+
 def test_refusals_for_credentials_or_rate_are_not_kept(settings: Settings, engine: Engine) -> None:
     with engine.begin() as connection:
         secret = credentials.add_source(connection, "shop").secret
