@@ -135,7 +135,10 @@ async def _deliver(
         raise
     not_json = content_type_problem(request.headers.get("content-type"))
     if not_json is not None:  # kept with its body: a replay may find it is JSON after all
-        await service.webhooks.record(body, source, kept, refused=not_json)
+        try:
+            await service.webhooks.record(body, source, kept, refused=not_json)
+        finally:
+            del not_json  # raised by record: see there why no frame it passes may keep it
     keys = (await gate.keys.current()).signing_keys(source, now_ms())
     if keys:
         headers = {name: request.headers.get(name) for name in _SIGNATURE_HEADERS}

@@ -1,6 +1,8 @@
 """Hostile and broken input: clear refusals, each kept as a rejected delivery, never logged."""
 
+import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from cdp import credentials
 from cdp.api import create_app
 from cdp.models import events, rejected
 from cdp.settings import Settings
+from cdp.webhook import Refused
 from tests.cli.test_commands import cdp
 from tests.factories import webhook
 
@@ -150,6 +153,35 @@ def test_a_content_length_of_digits_int_cannot_read_is_a_400_not_a_500(
     is malformed, not the server broken."""
     assert posted_as_a_server_passes_it_on(client, content_length) == 400
     assert count(engine, events) == 0
+
+
+def test_a_refused_delivery_and_its_body_are_freed_at_once_not_by_a_full_collection(
+    client: Client,
+) -> None:
+    """A stream of large refused bodies must not pile up in memory until Python's cyclic
+    garbage collector next looks at its oldest objects, which may be hundreds away."""
+
+    def alive() -> int:
+        return sum(isinstance(thing, Refused) for thing in gc.get_objects())
+
+    def over_a_mebibyte() -> Iterator[bytes]:
+        yield from [b" " * 65536] * 17
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        for _ in range(3):
+            assert client.post("/webhooks/fasttrack", content=b"{" * 1000).status_code == 400
+            assert client.post("/webhooks/fasttrack", content=over_a_mebibyte()).status_code == 413
+            text = {"Content-Type": "text/plain"}
+            assert (
+                client.post("/webhooks/fasttrack", content=good(), headers=text).status_code == 415
+            )
+        assert client.post("/webhooks/fasttrack", content=good()).status_code == 202
+        assert alive() == before  # the writer let go of its last group of refusals too
+    finally:
+        gc.enable()
 
 
 def test_refusals_for_credentials_or_rate_are_not_kept(settings: Settings, engine: Engine) -> None:
