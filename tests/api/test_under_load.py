@@ -5,21 +5,16 @@ Each test starts `cdp serve` in a process of its own, on SQLite and on PostgreSQ
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from cdp import ingest
 from cdp.db import make_engine
 from cdp.projectors import registry
 from cdp.settings import Settings
+from tests.api.conftest import Server
 from tests.factories import PAST, checked, now_ms, webhook
 
 READS = 100
@@ -34,45 +29,6 @@ def seed(database: str, events: int) -> None:
     engine = make_engine(database)
     ingest.record(engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()))
     engine.dispose()
-
-
-@pytest.fixture
-def serve(database: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start `cdp serve` on the test database with the settings given; its base URL."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(**settings: str) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        env = {**os.environ, "CDP_DATABASE_URL": database, **settings}
-        with (tmp_path / "server.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "cdp", "serve", "--port", str(port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("cdp serve did not start within 30 s")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a frozen server does not even stop
-            process.kill()
-            process.wait()
 
 
 async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list[float]]:
@@ -100,10 +56,10 @@ async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list
 
 
 def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
-    database: str, serve: Callable[..., str]
+    database: str, serve: Callable[..., Server]
 ) -> None:
     seed(database, 300)
-    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="120")
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="120").url
     reads, health, posts = asyncio.run(under_reads(url))
     assert [read.status_code for read in reads] == [200] * READS
     assert {len(read.json()["items"]) for read in reads} >= {300}
@@ -113,10 +69,10 @@ def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
 
 
 def test_a_read_that_finds_no_connection_in_time_is_a_503_with_retry_after(
-    database: str, serve: Callable[..., str]
+    database: str, serve: Callable[..., Server]
 ) -> None:
     seed(database, 300)
-    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="0")
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="0").url
     reads, health, _ = asyncio.run(under_reads(url))
     statuses = {read.status_code for read in reads}
     assert statuses <= {200, 503}
