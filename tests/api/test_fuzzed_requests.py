@@ -14,7 +14,7 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from schemathesis import Case, GenerationMode
+from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
@@ -32,7 +32,7 @@ from cdp.api import create_app
 from cdp.models import events, rejected
 from cdp.settings import Settings
 
-# Requests per operation, of each kind: about 8 s a database in all.
+# Requests per operation, of each kind: about 10 s a database in all.
 EXAMPLES: Final = 20
 # Not positive_data_acceptance: no schema says all that makes a request valid (a phone that
 # is a number, a cursor a list gave, a timestamp within the clock skew); the answer to the
@@ -51,7 +51,7 @@ NO_LIMITS: Final = {"webhook_rate_limit": 0, "read_rate_limit": 0, "failed_auth_
 KEPT: Final = {400, 413, 415, 422}
 
 
-def negatable(operation: Any) -> bool:
+def negatable(operation: APIOperation) -> bool:
     """Can any value the operation takes be invalid? Not so of a path parameter of any text."""
     return bool(len(operation.body) or len(operation.query)) or any(
         parameter.definition["schema"] != {"type": "string"}
