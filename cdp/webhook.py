@@ -454,7 +454,7 @@ def logged(body: str) -> dict[str, Any] | None:
         return None
     try:
         document = _FAST_LOGGED.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # 512 levels, deep in a call stack
         document = None
     try:
         if document is None:

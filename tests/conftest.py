@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -108,13 +109,19 @@ def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg
         yield client
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: "subprocess.Popen[bytes]"
+
+
 @pytest.fixture
-def serve_on(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def serve_on(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start `cdp serve` in a process of its own on a database, with the settings given
-    (CDP_...=value); its base URL, once /health answers. Every server is stopped at the end."""
+    (CDP_...=value), once /health answers. Every server is stopped at the end."""
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(database: str, **settings: str) -> str:
+    def start(database: str, **settings: str) -> Server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -134,7 +141,7 @@ def serve_on(tmp_path: Path) -> Iterator[Callable[..., str]]:
             assert process.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return url
+                    return Server(url, process)
             except httpx.TransportError:
                 time.sleep(0.1)
         raise AssertionError("cdp serve did not start within 30 s")

@@ -31,7 +31,13 @@ from pydantic import TypeAdapter
 
 from cdp.api.params import ours
 from cdp.schemas import Problem
-from cdp.webhook import CHAT_PAYLOAD, ENVELOPE, SESSION_UPDATED_PAYLOAD
+from cdp.webhook import (
+    CHAT_PAYLOAD,
+    EARLIEST_TIMESTAMP_MS,
+    ENVELOPE,
+    MAX_ID_LENGTH,
+    SESSION_UPDATED_PAYLOAD,
+)
 
 ASSETS: Final = "/schema/assets"
 SAMPLES: Final = Path(__file__).parents[1] / "samples"
@@ -201,10 +207,13 @@ def envelope_schema() -> dict[str, Any]:
             {"type": "object", "description": "the payload of another event type"},
         ],
     }
-    schema["properties"]["timestamp"]["description"] = (
-        "When the event happened, in milliseconds since the epoch: from 2000 to "
-        "CDP_MAX_CLOCK_SKEW ahead of the server's clock."
-    )
+    # The validators check these bounds in code, where pydantic cannot see them.
+    schema["properties"]["event_type"] |= {"minLength": 1, "maxLength": MAX_ID_LENGTH}
+    schema["properties"]["timestamp"] |= {
+        "minimum": EARLIEST_TIMESTAMP_MS,
+        "description": "When the event happened, in milliseconds since the epoch: from 2000 "
+        "to CDP_MAX_CLOCK_SKEW ahead of the server's clock.",
+    }
     return schema
 
 

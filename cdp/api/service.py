@@ -161,6 +161,10 @@ class Writer:
             return await delivery.answer
         finally:
             timer.cancel()
+            # A refusal raised here has this frame in its traceback: were it, or the delivery
+            # that holds it, still among the frame's locals, that cycle and the body in it
+            # would wait for a full garbage collection, hundreds of requests away.
+            del delivery, refused
 
     def start(self) -> None:
         """Take webhooks (a new writer does already; one that was stopped, again)."""
@@ -228,8 +232,8 @@ class Writer:
                     valid.append(
                         webhook.parse(delivery.body, latest=latest, source=delivery.source)
                     )
-                except webhook.Refused as refused:
-                    error = refused
+                except webhook.Refused as refused:  # its traceback would keep the group
+                    error = refused.with_traceback(None)
             errors.append(error)
             if error is not None:
                 kept.append(_refusal(delivery, error, now))
@@ -259,7 +263,7 @@ class Writer:
 def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
     body = error.kept if isinstance(error, webhook.BodyTooLarge) else delivery.body
     announced = delivery.headers.get("content-length", "")
-    size = int(announced) if announced.isdigit() and len(announced) < 19 else len(body)
+    size = int(announced) if announced.isdecimal() and len(announced) < 19 else len(body)
     return rejected.Refusal(
         received_at=now,
         source=delivery.source,

@@ -143,7 +143,10 @@ async def _deliver(
         raise
     not_json = content_type_problem(request.headers.get("content-type"))
     if not_json is not None:  # kept with its body: a replay may find it is JSON after all
-        await service.webhooks.record(body, source, kept, refused=not_json)
+        try:
+            await service.webhooks.record(body, source, kept, refused=not_json)
+        finally:
+            del not_json  # raised by record: see there why no frame it passes may keep it
     keys = (await gate.keys.current()).signing_keys(source, now_ms())
     if keys:
         headers = {name: request.headers.get(name) for name in _SIGNATURE_HEADERS}
@@ -157,7 +160,8 @@ async def _deliver(
 async def _body(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The body, read no further than `limit` bytes: BodyTooLarge keeps those."""
     announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > limit:
+    # isdecimal, not isdigit: a server may pass on "²", a digit that int() cannot read.
+    if announced is not None and announced.isdecimal() and int(announced) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0

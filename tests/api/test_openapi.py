@@ -53,6 +53,13 @@ def test_the_webhook_body_is_documented_with_every_sample_as_an_example(
         assert answer.status_code == 202, answer.text
 
 
+def test_the_envelope_documents_the_bounds_its_validators_check(spec: dict[str, Any]) -> None:
+    body = spec["paths"]["/webhooks/fasttrack"]["post"]["requestBody"]
+    envelope = body["content"]["application/json"]["schema"]["properties"]
+    assert (envelope["event_type"]["minLength"], envelope["event_type"]["maxLength"]) == (1, 200)
+    assert envelope["timestamp"]["minimum"] == 946_684_800_000  # 2000-01-01
+
+
 def test_errors_are_documented_as_they_are_sent(spec: dict[str, Any]) -> None:
     problem = spec["components"]["schemas"]["Problem"]
     assert set(problem["properties"]) == {"detail", "errors"}

@@ -32,6 +32,7 @@ from cdp.log import Receipt
 from cdp.models import events
 from cdp.projectors import registry
 from cdp.settings import Settings
+from tests.conftest import Server
 from tests.factories import PAST, webhook
 
 CLIENTS = 4
@@ -257,13 +258,13 @@ async def through(outage: Outage, url: str, secret: str, token: str) -> Traffic:
 
 
 def test_webhooks_get_503_while_the_database_is_away_and_are_stored_once_it_is_back(
-    outage: Outage, serve_on: Callable[..., str]
+    outage: Outage, serve_on: Callable[..., Server]
 ) -> None:
     engine = make_engine(outage.url)
     with engine.begin() as connection:
         secret = credentials.add_source(connection, "default").secret
         token = credentials.create_token(connection, "reader", "read")
-    url = serve_on(outage.url, **outage.settings)
+    url = serve_on(outage.url, **outage.settings).url
 
     traffic = asyncio.run(through(outage, url, secret, token))
 

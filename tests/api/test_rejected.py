@@ -1,6 +1,8 @@
 """Hostile and broken input: clear refusals, each kept as a rejected delivery, never logged."""
 
+import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from cdp import credentials
 from cdp.api import create_app
 from cdp.models import events, rejected
 from cdp.settings import Settings
+from cdp.webhook import Refused
 from tests.cli.test_commands import cdp
 from tests.factories import webhook
 
@@ -110,6 +113,75 @@ def test_a_body_over_the_limit_is_a_413_read_no_further_and_its_start_kept(
     assert items[1]["body"] == ""  # refused on its Content-Length, before a byte was read
     assert items[1]["size"] == len(content)
     assert count(engine, events) == 0
+
+
+def posted_as_a_server_passes_it_on(client: Client, content_length: bytes) -> int:
+    """The status of a webhook whose Content-Length header reaches the app byte for byte
+    (HTTP clients refuse to send a header that is not ASCII)."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": good(), "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/fasttrack",
+        "raw_path": b"/webhooks/fasttrack",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-length", content_length)],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    client.blocking_portal.call(client.app, scope, receive, send)
+    return int(sent[0]["status"])
+
+
+@pytest.mark.parametrize("content_length", [b"\xb2", b"1\xb3"], ids=["²", "1³"])
+def test_a_content_length_of_digits_int_cannot_read_is_a_400_not_a_500(
+    client: Client, engine: Engine, content_length: bytes
+) -> None:
+    """A superscript two is a digit to str.isdigit(), yet no number to int(): the request
+    is malformed, not the server broken."""
+    assert posted_as_a_server_passes_it_on(client, content_length) == 400
+    assert count(engine, events) == 0
+
+
+def test_a_refused_delivery_and_its_body_are_freed_at_once_not_by_a_full_collection(
+    client: Client,
+) -> None:
+    """A stream of large refused bodies must not pile up in memory until Python's cyclic
+    garbage collector next looks at its oldest objects, which may be hundreds away."""
+
+    def alive() -> int:
+        return sum(isinstance(thing, Refused) for thing in gc.get_objects())
+
+    def over_a_mebibyte() -> Iterator[bytes]:
+        yield from [b" " * 65536] * 17
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        for _ in range(3):
+            assert client.post("/webhooks/fasttrack", content=b"{" * 1000).status_code == 400
+            assert client.post("/webhooks/fasttrack", content=over_a_mebibyte()).status_code == 413
+            text = {"Content-Type": "text/plain"}
+            assert (
+                client.post("/webhooks/fasttrack", content=good(), headers=text).status_code == 415
+            )
+        assert client.post("/webhooks/fasttrack", content=good()).status_code == 202
+        assert alive() == before  # the writer let go of its last group of refusals too
+    finally:
+        gc.enable()
 
 
 def test_refusals_for_credentials_or_rate_are_not_kept(settings: Settings, engine: Engine) -> None:

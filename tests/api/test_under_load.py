@@ -7,15 +7,14 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 
 import httpx
-import pytest
 
 from cdp import ingest
 from cdp.db import make_engine
 from cdp.projectors import registry
 from cdp.settings import Settings
+from tests.api.conftest import Server
 from tests.factories import PAST, checked, now_ms, webhook
 
 READS = 100
@@ -30,12 +29,6 @@ def seed(database: str, events: int) -> None:
     engine = make_engine(database)
     ingest.record(engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()))
     engine.dispose()
-
-
-@pytest.fixture
-def serve(database: str, serve_on: Callable[..., str]) -> Callable[..., str]:
-    """Start `cdp serve` on the test database with the settings given; its base URL."""
-    return partial(serve_on, database)
 
 
 async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list[float]]:
@@ -63,10 +56,10 @@ async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list
 
 
 def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
-    database: str, serve: Callable[..., str]
+    database: str, serve: Callable[..., Server]
 ) -> None:
     seed(database, 300)
-    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="120")
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="120").url
     reads, health, posts = asyncio.run(under_reads(url))
     assert [read.status_code for read in reads] == [200] * READS
     assert {len(read.json()["items"]) for read in reads} >= {300}
@@ -76,10 +69,10 @@ def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
 
 
 def test_a_read_that_finds_no_connection_in_time_is_a_503_with_retry_after(
-    database: str, serve: Callable[..., str]
+    database: str, serve: Callable[..., Server]
 ) -> None:
     seed(database, 300)
-    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="0")
+    url = serve(CDP_DATABASE_POOL_SIZE="5", CDP_DATABASE_POOL_TIMEOUT="0").url
     reads, health, _ = asyncio.run(under_reads(url))
     statuses = {read.status_code for read in reads}
     assert statuses <= {200, 503}

@@ -1,7 +1,9 @@
 """Parsing a webhook body: what is accepted, what is refused and how it is named."""
 
 import hashlib
+import inspect
 import json
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -281,6 +283,19 @@ def test_a_logged_body_255_levels_deep_is_read() -> None:
     document = logged('{"a": ' + "[" * 254 + "]" * 254 + "}")
     assert document is not None
     assert isinstance(document["a"], list)
+
+
+def test_a_logged_body_512_levels_deep_reads_as_nothing_rather_than_fail_deep_in_a_stack() -> None:
+    """Both readers count their nesting against Python's recursion limit, the frames of
+    whoever calls them included: near it, a body they read elsewhere is read as nothing."""
+    body = '{"a": ' + "[" * 511 + "]" * 511 + "}"
+
+    def called_from(depth: int) -> dict[str, Any] | None:
+        return logged(body) if depth == 0 else called_from(depth - 1)
+
+    assert logged(body) is not None
+    headroom = 300  # frames left below the limit: fewer than the body's levels
+    assert called_from(sys.getrecursionlimit() - len(inspect.stack()) - headroom) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,66 @@
+"""Whatever parse accepts, however hostile, the log and every projection take, on both
+databases; and a rebuild from the log gives the same answers as the live projections."""
+
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, assume, given
+from sqlalchemy import Engine, select
+
+from cdp import db, ingest, queries
+from cdp.models import events
+from cdp.projectors import rebuild, registry
+from cdp.settings import Settings
+from cdp.webhook import Refused
+from tests.factories import now_ms
+from tests.integration.test_projections import every
+from tests.unit.test_any_body import ENVELOPE, mutated_samples, parsed, spoilt
+
+
+def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
+    """What the queries answer about every chat and profile the log names."""
+    with engine.connect() as connection:
+        named = connection.execute(select(events.c.chat_uuid, events.c.profile_uuid)).all()
+        chats = sorted({chat for chat, _ in named if chat is not None})
+        profiles = sorted({profile for _, profile in named if profile is not None})
+        found: dict[str, Any] = {"chats": {}}
+        for chat in chats:
+            current = queries.chat(connection, chat, clock)
+            found["chats"][chat] = {
+                "chat": current.model_dump() if current else None,
+                "sessions": every(partial(queries.chat_sessions, connection, chat, clock)),
+                "handoffs": every(partial(queries.chat_handoffs, connection, chat)),
+                "timeline": every(partial(queries.chat_timeline, connection, chat)),
+            }
+        found["profiles"] = [p.model_dump() for p in queries.profiles(connection, profiles)]
+        found["audit"] = every(partial(queries.team_handoffs, connection))
+    return found
+
+
+def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
+    settings: Settings, engine: Engine
+) -> None:
+    projectors = registry(settings)
+
+    @hypothesis.settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    @given(raw=spoilt(ENVELOPE) | mutated_samples())
+    def record(raw: bytes) -> None:
+        incoming = parsed(raw)
+        assume(not isinstance(incoming, Refused))
+        ingest.record(engine, [incoming], projectors)
+
+    record()
+    clock = queries.Clock(settings.session_idle_timeout // timedelta(milliseconds=1), now_ms())
+    live = answers(engine, clock)
+    assert live["chats"], "nothing was accepted: the fuzzing never got past the checks"
+    with db.writing(engine) as connection:
+        rebuild(connection, projectors)
+    assert answers(engine, clock) == live
