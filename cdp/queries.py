@@ -504,5 +504,9 @@ def counts(connection: Connection) -> dict[str, int]:
         "chats": select(func.count()).select_from(chats),
         "sessions": select(func.count()).select_from(sessions),
         "handoffs": select(func.count()).select_from(handoffs),
+        "erased profiles": select(func.count()).select_from(models.erasures),
+        "webhooks refused as suppressed": select(
+            func.coalesce(func.sum(models.erasures.c.refused), 0)
+        ),
     }
     return {name: connection.scalar(statement) or 0 for name, statement in statements.items()}

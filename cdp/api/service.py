@@ -327,8 +327,12 @@ class Service:
             await self.rebuilds.run(
                 lambda: erasure.reconcile(self.engine, self.keystore, self.projectors)
             )
-        except (Busy, SQLAlchemyError) as error:
-            logger.error("erasures not reconciled with the keystore: %s", error)
+        except (Busy, SQLAlchemyError) as error:  # its text may name hosts: not logged
+            logging.getLogger("cdp.erasure").warning(
+                "erasures not reconciled with the keystore (%s: the database cannot be "
+                "reached); the next start, or cdp erase --reconcile, finishes them",
+                type(error).__name__,
+            )
         self.webhooks.start()
         if self.checkpointer is not None:
             self.checkpointer.start()

@@ -210,7 +210,7 @@ def _process(url: str, *command: str) -> tuple[float, float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "cdp", *command],
-        env={**os.environ, "CDP_DATABASE_URL": url},
+        env={**os.environ, "CDP_DATABASE_URL": url, "CDP_KEYSTORE_URL": ""},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -519,7 +519,8 @@ def server(
         port = probe.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, *command, "--port", str(port)],
-        env={**os.environ, "CDP_DATABASE_URL": url, **env},
+        # The measured database's own keystore, whatever CDP_KEYSTORE_URL says.
+        env={**os.environ, "CDP_DATABASE_URL": url, "CDP_KEYSTORE_URL": "", **env},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL if log is None else log,

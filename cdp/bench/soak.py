@@ -22,9 +22,10 @@ from sqlalchemy import Connection, Engine, Table, select
 from cdp import credentials, db, log
 from cdp.bench.run import databases, percentile, read_answer, server
 from cdp.bench.traffic import TEAMS, Traffic, webhooks
+from cdp.keystore import Keystore
 from cdp.log import Receipt
 from cdp.models import checkpoints
-from cdp.projectors import Projector, rebuild, registry
+from cdp.projectors import Projector, keys, rebuild, registry
 from cdp.settings import Settings
 
 CLIENTS: Final = 16
@@ -118,22 +119,27 @@ def soak(
                 asyncio.run(_traffic(soaked, base, target, token, seed))
             server_log.seek(0)
             soaked.server_log = server_log.read().decode(errors="replace").splitlines()
-        soaked.lost, soaked.duplicated = account(engine, soaked.receipts)
-        soaked.changed = rebuild_changes(engine, registry(settings))
+        keystore = keystore_of(engine)
+        soaked.lost, soaked.duplicated = account(engine, soaked.receipts, keystore)
+        soaked.changed = rebuild_changes(engine, registry(settings), keystore)
+        keystore.dispose()
         engine.dispose()
     return soaked
 
 
-def account(engine: Engine, receipts: Mapping[bytes, Sequence[Receipt]]) -> tuple[int, int]:
+def account(
+    engine: Engine, receipts: Mapping[bytes, Sequence[Receipt]], keystore: Keystore
+) -> tuple[int, int]:
     """(lost, duplicated): the webhooks answered 2xx that the log does not hold at the
     position their answer named, and how many times more than once the log holds any
-    body, or a webhook was answered as new."""
+    body, or a webhook was answered as new. Bodies are opened with `keystore`'s keys."""
     held: dict[bytes, list[int]] = defaultdict(list)
     with engine.connect() as connection:
         after = 0
         while rows := log.read(connection, after=after, limit=5000):
-            for row in rows:
-                held[digest(row.body.encode())].append(row.position)
+            opened = log.bodies(rows, keys(connection, keystore))
+            for row, (body, _) in zip(rows, opened, strict=True):
+                held[digest(body.encode())].append(row.position)
             after = rows[-1].position
     lost = sum(
         any(receipt.position not in held.get(key, ()) for receipt in answers)
@@ -151,14 +157,22 @@ def digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
-def rebuild_changes(engine: Engine, projectors: Sequence[Projector]) -> list[str]:
+def keystore_of(engine: Engine) -> Keystore:
+    """The keystore a server on this engine's database uses when CDP_KEYSTORE_URL is unset."""
+    url = engine.url.render_as_string(hide_password=False)
+    return Keystore.at(Settings(database_url=url).keystore())
+
+
+def rebuild_changes(
+    engine: Engine, projectors: Sequence[Projector], keystore: Keystore
+) -> list[str]:
     """The tables a rebuild from the log would change: none when every projection is what
     a rebuild makes of the log. The rebuild is rolled back: the database is left as it was."""
     tables = [table for projector in projectors for table in projector.tables]
     tables.append(checkpoints)
     with engine.connect() as connection, connection.begin() as transaction:
         before = [_contents(connection, table) for table in tables]
-        rebuild(connection, projectors)
+        rebuild(connection, projectors, keystore)
         after = [_contents(connection, table) for table in tables]
         transaction.rollback()
     return [table.name for table, old, new in zip(tables, before, after, strict=True) if old != new]

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from cdp import credentials, schema
 from cdp.api.service import Busy
-from cdp.bench.soak import account, digest, rebuild_changes
+from cdp.bench.soak import account, digest, keystore_of, rebuild_changes
 from cdp.db import make_engine
 from cdp.log import Receipt
 from cdp.models import events
@@ -283,7 +283,7 @@ def test_webhooks_get_503_while_the_database_is_away_and_are_stored_once_it_is_b
         assert traffic.health[0].headers["Retry-After"]
 
     stored = {digest(a.sent): [Receipt(**a.json)] for a in traffic.answers if a.status == 202}
-    assert account(engine, stored) == (0, 0)  # (lost, duplicated)
+    assert account(engine, stored, keystore_of(engine)) == (0, 0)  # (lost, duplicated)
 
     # As Fasttrack does: what got a 503 is delivered again, and then every webhook is there once.
     with httpx.Client(base_url=url, timeout=60) as client:
@@ -293,9 +293,9 @@ def test_webhooks_get_503_while_the_database_is_away_and_are_stored_once_it_is_b
         ]
     assert {answer.status_code for _, answer in again} <= {200, 202}
     redelivered = {digest(sent): [Receipt(**answer.json())] for sent, answer in again}
-    assert account(engine, stored | redelivered) == (0, 0)
+    assert account(engine, stored | redelivered, keystore_of(engine)) == (0, 0)
     with engine.connect() as connection:
         logged = connection.scalar(select(func.count()).select_from(events))
     assert logged == len(stored | redelivered) == len(traffic.answers)
-    assert rebuild_changes(engine, registry(Settings())) == []
+    assert rebuild_changes(engine, registry(Settings()), keystore_of(engine)) == []
     engine.dispose()

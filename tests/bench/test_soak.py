@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 from cdp import ingest
 from cdp.bench.soak import account, digest, rebuild_changes
 from cdp.cli import main
+from cdp.keystore import MAIN
 from cdp.log import Receipt
 from cdp.models import chats
 from cdp.projectors import Projector, registry
@@ -42,11 +43,11 @@ def test_a_projection_changed_behind_the_projectors_back_is_found_and_left_alone
     engine: Engine,
 ) -> None:
     ingest.record(engine, [checked(json.dumps(body)) for body in opened("c")], projectors())
-    assert rebuild_changes(engine, projectors()) == []
+    assert rebuild_changes(engine, projectors(), MAIN) == []
     with engine.begin() as connection:
         connection.execute(chats.update().values(name="changed"))
 
-    assert rebuild_changes(engine, projectors()) == ["chats"]
+    assert rebuild_changes(engine, projectors(), MAIN) == ["chats"]
     with engine.connect() as connection:
         assert connection.scalar(select(chats.c.name)) == "changed"
 
@@ -63,7 +64,7 @@ def test_the_accounting_counts_a_webhook_missing_and_each_one_stored_twice(
         digest(b"{}"): [Receipt(4, duplicate=False)],  # never logged
     }
 
-    assert account(engine, answered) == (1, 2)
+    assert account(engine, answered, MAIN) == (1, 2)
 
 
 def projectors() -> list[Projector]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from cdp.bench.soak import rebuild_changes
+from cdp.bench.soak import keystore_of, rebuild_changes
 from cdp.bench.traffic import Traffic, lines
 from cdp.db import make_engine
 from cdp.models import events
@@ -54,5 +54,5 @@ def test_an_import_killed_midway_and_run_again_stores_every_event_exactly_once(
     with engine.connect() as connection:
         keys = list(connection.scalars(select(events.c.dedupe_key)))
     assert len(keys) == len(set(keys)) == EVENTS
-    assert rebuild_changes(engine, registry(Settings())) == []
+    assert rebuild_changes(engine, registry(Settings()), keystore_of(engine)) == []
     engine.dispose()
