@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
@@ -39,9 +40,14 @@ class Keystore:
         self._ready = engine is None
 
     @classmethod
-    def at(cls, url: str | None) -> "Keystore":
-        """The keystore at `url`, or in the main database when None."""
-        return cls(None if url is None else db.make_engine(url, connections=2))
+    def at(
+        cls, url: str | None, *, connections: int = 2, wait: timedelta = timedelta(seconds=30)
+    ) -> "Keystore":
+        """The keystore at `url`, or in the main database when None; a server gives it as
+        many connections as the main database, since each read may open keys."""
+        if url is None:
+            return cls(None)
+        return cls(db.make_engine(url, connections=connections, wait=wait))
 
     @property
     def apart(self) -> bool:

@@ -306,7 +306,11 @@ class Service:
             settings, connections=settings.database_pool_size, checkpointer=sqlite
         )
         wait = settings.database_pool_timeout
-        keystore = Keystore.at(settings.keystore())
+        keystore = Keystore.at(
+            settings.keystore(),
+            connections=settings.database_pool_size,
+            wait=settings.database_pool_timeout,
+        )
         return cls(
             settings=settings,
             engine=engine,
