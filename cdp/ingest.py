@@ -57,7 +57,7 @@ def record(
             incoming for incoming, outcome in zip(batch, outcomes, strict=True) if outcome is None
         ]
         receipts, new = log.append(connection, kept, head=head, ring=ring)
-        project(connection, projectors, new, head, marks, keystore)
+        project(connection, projectors, new, head.position, marks, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]
 

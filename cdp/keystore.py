@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, null, select, union_all
 
 from cdp import db, personal
 from cdp.models import erased_subjects, keys
@@ -107,9 +107,9 @@ class Keystore:
         and those of `named` (subjects a batch names) erased and suppressed, with the
         profile each was erased with."""
         with self.connect(main) as connection:
-            found = _KEYS.rows(connection, {"subjects": list(subjects)})
-            suppressed = _SUPPRESSED.rows(connection, {"subjects": list(named)})
-        ring = {row["subject"]: Key(row["id"], row["material"]) for row in found}
+            found = _SEALING.rows(connection, {"subjects": list(subjects), "named": list(named)})
+        ring = {row["subject"]: Key(row["id"], row["material"]) for row in found if row["id"]}
+        suppressed = [row for row in found if row["profile_uuid"] is not None]
         if missing := [subject for subject in subjects if subject not in ring]:
             created = now_ms()
             made = {subject: Key(secrets.token_hex(16), personal.new_key()) for subject in missing}
@@ -194,12 +194,19 @@ class Keystore:
 _MATERIALS: Final = db.Prepared(
     select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
 )
-_KEYS: Final = db.Prepared(
-    select(keys.c.subject, keys.c.id, keys.c.material).where(db.among(keys.c.subject, "subjects"))
-)
-_SUPPRESSED: Final = db.Prepared(
-    select(erased_subjects.c.subject, erased_subjects.c.profile_uuid).where(
-        db.among(erased_subjects.c.subject, "subjects"), erased_subjects.c.suppressed
+# The keys of "subjects", and those of "named" erased and suppressed (with their profile):
+# one statement, one round trip under the append lock.
+_SEALING: Final = db.Prepared(
+    union_all(
+        select(keys.c.subject, keys.c.id, keys.c.material, null().label("profile_uuid")).where(
+            db.among(keys.c.subject, "subjects")
+        ),
+        select(
+            erased_subjects.c.subject,
+            null().label("id"),
+            null().label("material"),
+            erased_subjects.c.profile_uuid,
+        ).where(db.among(erased_subjects.c.subject, "named"), erased_subjects.c.suppressed),
     )
 )
 _ERASED: Final = db.Prepared(

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, select, text
 
@@ -53,8 +53,21 @@ def head(connection: Connection) -> int:
     return int(_HEAD.rows(connection)[0]["head"])
 
 
-# The position of the latest event, 0 for an empty log, as a column to select.
+# The position of the latest event, 0 for an empty log, as a column to select; and its hash.
 HEAD: Final = func.coalesce(func.max(events.c.position), 0)
+HEAD_HASH: Final = (
+    select(events.c.hash).order_by(events.c.position.desc()).limit(1).scalar_subquery()
+)
+
+
+class Head(NamedTuple):
+    """The latest event: its position (0 for an empty log) and its hash, which the next
+    event chains to (None for an empty log)."""
+
+    position: int
+    hash: str | None
+
+
 _HEAD: Final = db.Prepared(select(HEAD.label("head")))
 
 
@@ -63,12 +76,13 @@ def append(
     batch: Sequence[Incoming],
     received_at: int | None = None,
     *,
-    head: int,
+    head: Head,
     ring: Mapping[str, Key],
 ) -> tuple[list[Receipt], list[Recorded]]:
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
-    The caller holds lock() and read `head` under it, so the new events take the
+    The caller holds lock() and read `head` under it (see projectors.standing), so the
+    new events take the
     positions after it, in batch order, each sealed with its subject's key from `ring`
     (see cdp.personal) and chained to the one before it. A body that is already logged
     (or repeated within the batch) is a duplicate and answers with the position of the
@@ -78,12 +92,11 @@ def append(
     known = _positions(connection, {incoming.dedupe_key for incoming in batch})
     recorded: list[Recorded] = []
     rows = []
-    previous = ""
+    previous = head.hash or chain.GENESIS
     for incoming in batch:
         if incoming.dedupe_key not in known:
-            position = known[incoming.dedupe_key] = head + len(recorded) + 1
+            position = known[incoming.dedupe_key] = head.position + len(recorded) + 1
             recorded.append(Recorded(position, received_at, incoming))
-            previous = previous or _hash_at(connection, head)
             rows.append(row(incoming, received_at, position, previous, ring))
             previous = rows[-1]["hash"]
     if rows:
@@ -101,19 +114,6 @@ def append(
 
 _FOLLOW_SEQUENCE: Final = db.Prepared(
     text("SELECT setval(pg_get_serial_sequence('events', 'position'), :position)")
-)
-
-
-def _hash_at(connection: Connection, position: int) -> str:
-    """The hash of the event at `position`: the head, which the next event chains to."""
-    if position == 0:
-        return chain.GENESIS
-    found = _HASH_AT.rows(connection, {"position": position})
-    return str(found[0]["hash"]) if found else chain.GENESIS
-
-
-_HASH_AT: Final = db.Prepared(
-    select(events.c.hash).where(events.c.position == bindparam("position"))
 )
 
 

@@ -40,17 +40,18 @@ def registry(settings: Settings) -> list[Projector]:
     return [ChatsProjector(rules, settings.phone_region), ProfilesProjector()]
 
 
-def standing(connection: Connection) -> tuple[int, dict[str, int]]:
-    """The log head, and how far each projector has got: one statement, one round trip."""
+def standing(connection: Connection) -> tuple[log.Head, dict[str, int]]:
+    """The log head (its position and hash), and how far each projector has got: one
+    statement, one round trip."""
     rows = _STANDING.rows(connection)
-    head = next(row["position"] for row in rows if row["name"] is None)
+    head = next(log.Head(row["position"], row["hash"]) for row in rows if row["name"] is None)
     return head, {row["name"]: row["position"] for row in rows if row["name"] is not None}
 
 
 _STANDING: Final = db.Prepared(
     union_all(
-        select(null().label("name"), log.HEAD.label("position")),
-        select(checkpoints.c.name, checkpoints.c.position),
+        select(null().label("name"), log.HEAD.label("position"), log.HEAD_HASH.label("hash")),
+        select(checkpoints.c.name, checkpoints.c.position, null().label("hash")),
     )
 )
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from cdp import db, ingest, log
 from cdp.db import make_engine
 from cdp.keystore import MAIN
-from cdp.projectors import registry
+from cdp.projectors import registry, standing
 from cdp.settings import Settings
 from tests.conftest import empty
 from tests.factories import PAST, checked, samples, webhook
@@ -95,7 +95,8 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     with db.writing(engine) as connection:
         log.lock(connection)
         ring, _ = MAIN.sealing(connection, [f"chat:{first.webhook.chat_uuid}"], ())
-        receipts, _ = log.append(connection, [first], head=log.head(connection), ring=ring)
+        head, _ = standing(connection)
+        receipts, _ = log.append(connection, [first], head=head, ring=ring)
         appended.set()
         writer.join(timeout=0.5)
         assert writer.is_alive(), "the second append did not wait for the first to commit"
