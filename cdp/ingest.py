@@ -47,9 +47,13 @@ def record(
         if not batch:
             return []
         log.lock(connection)
-        head, marks = standing(connection)
         subjects = {s for incoming in batch if (s := personal.subject(incoming.webhook))}
-        ring, suppressed = keystore.sealing(connection, subjects, _named(batch))
+        named = _named(batch)
+        if keystore.apart:
+            head, marks, known = standing(connection)
+        else:  # what the keystore knows comes in the same round trip
+            head, marks, known = standing(connection, subjects, named)
+        ring, suppressed = keystore.sealing(connection, subjects, named, known)
         outcomes: list[Receipt | Suppressed | None] = [None] * len(batch)
         if suppressed:
             outcomes = _suppress(connection, batch, suppressed)

@@ -11,13 +11,24 @@ database does: a failure in between leaves at most an unused key, or an erasure 
 """
 
 import secrets
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, null, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    insert,
+    null,
+    select,
+    union_all,
+)
 
 from cdp import db, personal
 from cdp.models import erased_subjects, keys
@@ -94,22 +105,22 @@ class Keystore:
             rows = _MATERIALS.rows(connection, {"ids": list(ids)})
         return {row["id"]: row["material"] for row in rows}
 
-    def every_material(self, main: Connection) -> dict[str, bytes]:
-        """Every key not destroyed, by id (a rebuild reads the whole log)."""
-        with self.connect(main) as connection:
-            rows = connection.execute(select(keys.c.id, keys.c.material))
-            return {row.id: row.material for row in rows}
-
     def sealing(
-        self, main: Connection, subjects: Collection[str], named: Collection[str]
+        self,
+        main: Connection,
+        subjects: Collection[str],
+        named: Collection[str],
+        known: "Known | None" = None,
     ) -> tuple[dict[str, Key], dict[str, str]]:
         """Under the append lock: the key of each of `subjects`, made for those without one;
         and those of `named` (subjects a batch names) erased and suppressed, with the
-        profile each was erased with."""
-        with self.connect(main) as connection:
-            found = _SEALING.rows(connection, {"subjects": list(subjects), "named": list(named)})
-        ring = {row["subject"]: Key(row["id"], row["material"]) for row in found if row["id"]}
-        suppressed = [row for row in found if row["profile_uuid"] is not None]
+        profile each was erased with. `known`: what was read of them already (see
+        `known_of`), in the main database's round trip, when the keystore is in it."""
+        if known is None:
+            with self.connect(main) as connection:
+                values = {"subjects": list(subjects), "named": list(named)}
+                known = known_of(_SEALING.rows(connection, values))
+        ring = dict(known.keys)
         if missing := [subject for subject in subjects if subject not in ring]:
             created = now_ms()
             made = {subject: Key(secrets.token_hex(16), personal.new_key()) for subject in missing}
@@ -120,7 +131,7 @@ class Keystore:
             with self.connect(main, write=True) as connection:
                 _ADD.run(connection, rows)
             ring.update(made)
-        return ring, {row["subject"]: row["profile_uuid"] for row in suppressed}
+        return ring, known.suppressed
 
     def destroy(
         self,
@@ -194,21 +205,50 @@ class Keystore:
 _MATERIALS: Final = db.Prepared(
     select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
 )
-# The keys of "subjects", and those of "named" erased and suppressed (with their profile):
-# one statement, one round trip under the append lock.
-_SEALING: Final = db.Prepared(
-    union_all(
-        select(keys.c.subject, keys.c.id, keys.c.material, null().label("profile_uuid")).where(
-            db.among(keys.c.subject, "subjects")
-        ),
+
+
+class Known(NamedTuple):
+    """What the keystore holds of a batch: its subjects' keys, and which subjects it
+    names were erased and suppressed, with the profile each was erased with."""
+
+    keys: dict[str, Key]
+    suppressed: dict[str, str]
+
+
+def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
+    """The statements that read what the keystore knows of the list parameters "subjects"
+    (their keys) and "named" (those suppressed), each row after the `leading` columns:
+    subject, key_id, material, profile_uuid. Read with known_of()."""
+    return [
         select(
+            *leading,
+            keys.c.subject,
+            keys.c.id.label("key_id"),
+            keys.c.material,
+            null().label("profile_uuid"),
+        ).where(db.among(keys.c.subject, "subjects")),
+        select(
+            *leading,
             erased_subjects.c.subject,
-            null().label("id"),
+            null().label("key_id"),
             null().label("material"),
             erased_subjects.c.profile_uuid,
         ).where(db.among(erased_subjects.c.subject, "named"), erased_subjects.c.suppressed),
-    )
-)
+    ]
+
+
+def known_of(rows: Iterable[Mapping[str, Any]]) -> Known:
+    """What rows of knowing()'s statements say (rows of other statements skipped)."""
+    known = Known({}, {})
+    for row in rows:
+        if row["key_id"] is not None:
+            known.keys[row["subject"]] = Key(row["key_id"], row["material"])
+        elif row["profile_uuid"] is not None:
+            known.suppressed[row["subject"]] = row["profile_uuid"]
+    return known
+
+
+_SEALING: Final = db.Prepared(union_all(*knowing()))
 _ERASED: Final = db.Prepared(
     select(erased_subjects.c.subject, erased_subjects.c.suppressed).where(
         db.among(erased_subjects.c.subject, "subjects")

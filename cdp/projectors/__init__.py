@@ -3,14 +3,14 @@
 Each projector's checkpoint is written in the same transaction as its rows.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
-from sqlalchemy import Connection, Table, null, select, union_all
+from sqlalchemy import Connection, LargeBinary, String, Table, cast, null, select, union_all
 
 from cdp import db, log
-from cdp.keystore import MAIN, Keystore
+from cdp.keystore import MAIN, Keystore, Known, knowing, known_of
 from cdp.log import Recorded
 from cdp.models import checkpoints
 from cdp.projectors.chats import ChatsProjector
@@ -40,18 +40,48 @@ def registry(settings: Settings) -> list[Projector]:
     return [ChatsProjector(rules, settings.phone_region), ProfilesProjector()]
 
 
-def standing(connection: Connection) -> tuple[log.Head, dict[str, int]]:
-    """The log head (its position and hash), and how far each projector has got: one
-    statement, one round trip."""
-    rows = _STANDING.rows(connection)
-    head = next(log.Head(row["position"], row["hash"]) for row in rows if row["name"] is None)
-    return head, {row["name"]: row["position"] for row in rows if row["name"] is not None}
+class Standing(NamedTuple):
+    head: log.Head
+    marks: dict[str, int]  # how far each projector has got
+    known: Known | None  # what the keystore in the main database knows of a batch
 
 
-_STANDING: Final = db.Prepared(
+def standing(
+    connection: Connection,
+    subjects: Collection[str] | None = None,
+    named: Collection[str] = (),
+) -> Standing:
+    """The log head (its position and hash) and how far each projector has got; with
+    `subjects`, also what the keystore, in the main database, knows of them and of `named`
+    (see keystore.knowing): one statement, one round trip."""
+    if subjects is None:
+        rows = _STANDING.rows(connection)
+    else:
+        rows = _STANDING_KNOWING.rows(
+            connection, {"subjects": list(subjects), "named": list(named)}
+        )
+    top = next(row for row in rows if row["name"] is None and row["position"] is not None)
+    marks = {row["name"]: row["position"] for row in rows if row["name"] is not None}
+    head = log.Head(top["position"], top["hash"])
+    return Standing(head, marks, None if subjects is None else known_of(rows))
+
+
+_OF_THE_LOG: Final = (
+    select(null().label("name"), log.HEAD.label("position"), log.HEAD_HASH.label("hash")),
+    select(checkpoints.c.name, checkpoints.c.position, null().label("hash")),
+)
+_STANDING: Final = db.Prepared(union_all(*_OF_THE_LOG))
+# Typed: PostgreSQL takes an untyped NULL in the first part of a UNION for text.
+_NOTHING: Final = (
+    cast(null(), String).label("subject"),
+    cast(null(), String).label("key_id"),
+    cast(null(), LargeBinary).label("material"),
+    cast(null(), String).label("profile_uuid"),
+)
+_STANDING_KNOWING: Final = db.Prepared(
     union_all(
-        select(null().label("name"), log.HEAD.label("position"), log.HEAD_HASH.label("hash")),
-        select(checkpoints.c.name, checkpoints.c.position, null().label("hash")),
+        *(part.add_columns(*_NOTHING) for part in _OF_THE_LOG),
+        *knowing(null().label("name"), null().label("position"), null().label("hash")),
     )
 )
 
