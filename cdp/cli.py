@@ -31,7 +31,7 @@ from cdp.webhook import (
     Incoming,
     InvalidWebhook,
     MalformedBody,
-    Suppressed,
+    Refused,
     identifier_problem,
     latest_timestamp,
     parse,
@@ -273,7 +273,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         for receipt, number in zip(
             ingest.record(engine, batch, registry, keystore=keystore), numbers, strict=True
         ):
-            if isinstance(receipt, Suppressed):
+            if isinstance(receipt, Refused):
                 tally.rejected.append((number, str(receipt)))
             elif receipt.duplicate:
                 tally.duplicates += 1

@@ -2,7 +2,7 @@
 refused, run through today's checks again."""
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
@@ -11,14 +11,16 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from cdp import db, log, personal, rejected
 from cdp.keystore import MAIN, Keystore
 from cdp.log import Receipt
-from cdp.models import erasures
+from cdp.models import erasures, owners
 from cdp.models import rejected as rejected_table
 from cdp.projectors import Projector, project, standing
 from cdp.times import now_ms
 from cdp.webhook import (
+    Foreign,
     Incoming,
     InvalidWebhook,
     MalformedBody,
+    Refused,
     Suppressed,
     latest_timestamp,
     parse,
@@ -33,11 +35,12 @@ def record(
     keystore: Keystore = MAIN,
     refused: Sequence[rejected.Refusal] = (),
     forget: Sequence[int] = (),
-) -> list[Receipt | Suppressed]:
+) -> list[Receipt | Refused]:
     """Append checked webhooks and project them; once this returns, every query sees them.
 
-    A webhook naming a customer erased and suppressed is kept as a rejected delivery
-    instead, without its personal data, and answers Suppressed. In the same transaction,
+    A webhook naming a customer erased and suppressed, or a chat or profile of another
+    source, is kept as a rejected delivery instead and answers Suppressed or Foreign (see
+    _refuse). In the same transaction,
     keep the deliveries `refused` and forget the kept ones of ids `forget` (those that
     `batch` now logs)."""
     # A few webhooks make a transaction of round trips; thousands, one of rows.
@@ -50,13 +53,11 @@ def record(
         subjects = {s for incoming in batch if (s := personal.subject(incoming.webhook))}
         named = _named(batch)
         if keystore.apart:
-            head, marks, known = standing(connection)
+            head, marks, owned, known = standing(connection, named)
         else:  # what the keystore knows comes in the same round trip
-            head, marks, known = standing(connection, subjects, named)
+            head, marks, owned, known = standing(connection, named, subjects)
         ring, suppressed = keystore.sealing(connection, subjects, named, known)
-        outcomes: list[Receipt | Suppressed | None] = [None] * len(batch)
-        if suppressed:
-            outcomes = _suppress(connection, batch, suppressed)
+        outcomes = _refuse(connection, batch, suppressed, owned)
         kept = [
             incoming for incoming, outcome in zip(batch, outcomes, strict=True) if outcome is None
         ]
@@ -78,28 +79,44 @@ def _named(batch: Sequence[Incoming]) -> set[str]:
     return named
 
 
-def _suppress(
-    connection: Connection, batch: Sequence[Incoming], suppressed: dict[str, str]
-) -> list[Receipt | Suppressed | None]:
-    """Refuse the webhooks of `batch` that name a `suppressed` subject: keep each as a
-    rejected delivery without its personal data, and count it with its erasure."""
-    outcomes: list[Receipt | Suppressed | None] = []
+def _refuse(
+    connection: Connection,
+    batch: Sequence[Incoming],
+    suppressed: Mapping[str, str],
+    owned: Mapping[str, str],
+) -> list[Receipt | Refused | None]:
+    """Refuse the webhooks of `batch` that name a `suppressed` subject (kept as rejected
+    deliveries without their personal data, and counted with their erasure) or a subject
+    `owned` by another source (kept as they came); None for each of the others, and the
+    subjects they name first are recorded as their source's."""
+    outcomes: list[Receipt | Refused | None] = []
     refusals, counts = [], Counter[str]()
+    claimed, claims = dict(owned), {}
     now = now_ms()
     for incoming in batch:
-        profile = next((suppressed[s] for s in _named([incoming]) if s in suppressed), None)
-        if profile is None:
-            outcomes.append(None)
-            continue
-        error = Suppressed(profile)
+        names = sorted(_named([incoming]))
+        source = incoming.source
+        profile = next((suppressed[name] for name in names if name in suppressed), None)
+        foreign = next((name for name in names if claimed.get(name, source) != source), None)
+        error: Refused | None = None
+        if profile is not None:
+            error = Suppressed(profile)
+            counts[profile] += 1
+            body = personal.redacted(incoming.webhook.document).encode()
+        elif foreign is not None:
+            error, body = Foreign(foreign), incoming.body.encode()
         outcomes.append(error)
-        counts[profile] += 1
-        body = personal.redacted(incoming.webhook.document).encode()
-        refusals.append(
-            rejected.Refusal(now, incoming.source, error.status, str(error), len(body), {}, body)
-        )
+        if error is not None:
+            refusals.append(
+                rejected.Refusal(now, source, error.status, str(error), len(body), {}, body)
+            )
+            continue
+        for name in names:
+            if name not in claimed:
+                claimed[name] = claims[name] = source
     rejected.keep(connection, refusals)
     _COUNT.run(connection, [{"profile": p, "n": n} for p, n in counts.items()])
+    db.insert(connection, owners, [{"subject": s, "source": c} for s, c in claims.items()])
     return outcomes
 
 
@@ -151,7 +168,7 @@ def replay_rejected(
         if moved:
             answers = record(engine, passed, projectors, keystore=keystore, forget=moved)
             for id, answer in zip(moved, answers, strict=True):
-                outcomes.append((id, answer if isinstance(answer, Suppressed) else None))
+                outcomes.append((id, answer if isinstance(answer, Refused) else None))
         yield from sorted(outcomes, key=lambda outcome: outcome[0])
 
 

@@ -126,6 +126,17 @@ class RejectedRow(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class OwnerRow(Base):
+    """The source each chat and profile belongs to: the one that first delivered an event
+    naming it (subject "chat:<uuid>" or "profile:<uuid>"). Another source's events naming
+    it are refused, so a source can neither read nor write another's customers."""
+
+    __tablename__ = "owners"
+
+    subject: Mapped[str] = mapped_column(String(210), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+
+
 class KeyRow(Base):
     """The live key of each subject (a chat, or a profile): destroyed by erasure.
 
@@ -243,6 +254,7 @@ class HandoffRow(Base):
     to_team_name: Mapped[str | None] = mapped_column(Text)
     # Orders handoffs of the same millisecond as the conversation fold orders their events.
     dedupe_key: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64), server_default=text("'default'"))
 
 
 class ChatRow(Base):
@@ -269,6 +281,8 @@ class ChatRow(Base):
     operator_name: Mapped[str | None] = mapped_column(Text)
     operator_avatar: Mapped[str | None] = mapped_column(Text)
     session_number: Mapped[int | None] = mapped_column(Integer)
+    # The source its events come from (see OwnerRow).
+    source: Mapped[str] = mapped_column(String(64), server_default=text("'default'"))
 
 
 class ProfileChatRow(Base):
@@ -298,6 +312,7 @@ profile_chats = _table(ProfileChatRow)
 sources = _table(SourceRow)
 tokens = _table(TokenRow)
 rejected = _table(RejectedRow)
+owners = _table(OwnerRow)
 keys = _table(KeyRow)
 erased_subjects = _table(ErasedSubjectRow)
 erasures = _table(ErasureRow)

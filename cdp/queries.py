@@ -489,7 +489,7 @@ def refused(
 
 
 def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Projection]:
-    (head, _), marks, _ = standing(connection)
+    (head, _), marks, _, _ = standing(connection)
     return [
         schemas.Projection(name=name, position=mark, head=head, lag=head - mark)
         for name, mark in ((name, marks.get(name, 0)) for name in names)

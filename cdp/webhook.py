@@ -133,6 +133,18 @@ class Suppressed(Refused):
         )
 
 
+class Foreign(Refused):
+    """The webhook names a chat or profile that another source's webhooks named first
+    (HTTP 409): a source may not write into another's customers."""
+
+    status = 409
+
+    def __init__(self, subject: str) -> None:
+        kind, _, uuid = subject.partition(":")
+        self.subject = subject
+        super().__init__(f"{kind} {uuid} belongs to another source")
+
+
 def team_id(value: object) -> int | None:
     """Fasttrack documents the id as a number but sends strings of digits too; None if neither."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:

@@ -12,6 +12,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_409_CONFLICT,
     HTTP_410_GONE,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -25,7 +26,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
 from cdp.queries import BadCursor
-from cdp.webhook import BodyTooLarge, InvalidWebhook, MalformedBody, NotJSON, Suppressed
+from cdp.webhook import (
+    BodyTooLarge,
+    Foreign,
+    InvalidWebhook,
+    MalformedBody,
+    NotJSON,
+    Suppressed,
+)
 
 logger = logging.getLogger("cdp.api")
 AnyRequest = Request[Any, Any, Any]
@@ -108,6 +116,10 @@ def not_json(request: AnyRequest, error: NotJSON) -> Answer:
 
 def suppressed(request: AnyRequest, error: Suppressed) -> Answer:
     return problem(request, HTTP_410_GONE, str(error))
+
+
+def foreign(request: AnyRequest, error: Foreign) -> Answer:
+    return problem(request, HTTP_409_CONFLICT, str(error))
 
 
 def invalid(request: AnyRequest, error: InvalidWebhook) -> Answer:
@@ -200,6 +212,7 @@ HANDLERS: Final = {
     BodyTooLarge: too_large,
     NotJSON: not_json,
     Suppressed: suppressed,
+    Foreign: foreign,
     ValidationException: bad_parameters,
     BadCursor: bad_cursor,
     HTTPException: http_error,

@@ -52,6 +52,11 @@ _RESPONSES: Final = {
             "or Authorization: Bearer"
         },
     ),
+    409: problem(
+        "The webhook names a chat or profile that another source's webhooks named first: "
+        "kept as a rejected delivery, never logged",
+        {"detail": "chat 0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10 belongs to another source"},
+    ),
     410: problem(
         "The webhook names a customer erased and suppressed on request (cdp erase "
         "--suppress): kept as a rejected delivery without its personal data, never logged",

@@ -5,14 +5,14 @@ Each projector's checkpoint is written in the same transaction as its rows.
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
-from sqlalchemy import Connection, LargeBinary, String, Table, cast, null, select, union_all
+from sqlalchemy import Connection, Label, LargeBinary, String, Table, cast, null, select, union_all
 
 from cdp import db, log
 from cdp.keystore import MAIN, Keystore, Known, knowing, known_of
 from cdp.log import Recorded
-from cdp.models import checkpoints
+from cdp.models import checkpoints, owners
 from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
@@ -43,45 +43,63 @@ def registry(settings: Settings) -> list[Projector]:
 class Standing(NamedTuple):
     head: log.Head
     marks: dict[str, int]  # how far each projector has got
+    owners: dict[str, str]  # the source each subject a batch names belongs to
     known: Known | None  # what the keystore in the main database knows of a batch
 
 
 def standing(
     connection: Connection,
-    subjects: Collection[str] | None = None,
     named: Collection[str] = (),
+    subjects: Collection[str] | None = None,
 ) -> Standing:
-    """The log head (its position and hash) and how far each projector has got; with
-    `subjects`, also what the keystore, in the main database, knows of them and of `named`
-    (see keystore.knowing): one statement, one round trip."""
+    """The log head (its position and hash), how far each projector has got, and the
+    source each of `named` (the subjects a batch names) belongs to; with `subjects`, also
+    what the keystore, in the main database, knows of them and of `named` (see
+    keystore.knowing): one statement, one round trip."""
     if subjects is None:
-        rows = _STANDING.rows(connection)
+        rows = _STANDING.rows(connection, {"named": list(named)})
     else:
-        rows = _STANDING_KNOWING.rows(
-            connection, {"subjects": list(subjects), "named": list(named)}
-        )
+        values = {"named": list(named), "subjects": list(subjects)}
+        rows = _STANDING_KNOWING.rows(connection, values)
     top = next(row for row in rows if row["name"] is None and row["position"] is not None)
-    marks = {row["name"]: row["position"] for row in rows if row["name"] is not None}
-    head = log.Head(top["position"], top["hash"])
-    return Standing(head, marks, None if subjects is None else known_of(rows))
+    return Standing(
+        log.Head(top["position"], top["hash"]),
+        {row["name"]: row["position"] for row in rows if row["name"] is not None},
+        {row["subject"]: row["source"] for row in rows if row["source"] is not None},
+        None if subjects is None else known_of(rows),
+    )
+
+
+def _text(name: str) -> Label[Any]:
+    """A NULL of a type: PostgreSQL types an untyped NULL in a UNION's first part as text."""
+    return cast(null(), String).label(name)
 
 
 _OF_THE_LOG: Final = (
     select(null().label("name"), log.HEAD.label("position"), log.HEAD_HASH.label("hash")),
     select(checkpoints.c.name, checkpoints.c.position, null().label("hash")),
 )
-_STANDING: Final = db.Prepared(union_all(*_OF_THE_LOG))
-# Typed: PostgreSQL takes an untyped NULL in the first part of a UNION for text.
-_NOTHING: Final = (
-    cast(null(), String).label("subject"),
-    cast(null(), String).label("key_id"),
+_NO_LOG: Final = (null().label("name"), null().label("position"), null().label("hash"))
+_NO_KEY: Final = (
+    _text("key_id"),
     cast(null(), LargeBinary).label("material"),
-    cast(null(), String).label("profile_uuid"),
+    _text("profile_uuid"),
+)
+_OWNERS: Final = select(*_NO_LOG, owners.c.subject, owners.c.source).where(
+    db.among(owners.c.subject, "named")
+)
+_STANDING: Final = db.Prepared(
+    union_all(
+        *(part.add_columns(_text("subject"), _text("source")) for part in _OF_THE_LOG), _OWNERS
+    )
 )
 _STANDING_KNOWING: Final = db.Prepared(
     union_all(
-        *(part.add_columns(*_NOTHING) for part in _OF_THE_LOG),
-        *knowing(null().label("name"), null().label("position"), null().label("hash")),
+        *(part.add_columns(_text("subject"), *_NO_KEY, _text("source")) for part in _OF_THE_LOG),
+        select(*_NO_LOG, owners.c.subject, *_NO_KEY, owners.c.source).where(
+            db.among(owners.c.subject, "named")
+        ),
+        *(part.add_columns(_text("source")) for part in knowing(*_NO_LOG)),
     )
 )
 

@@ -154,10 +154,12 @@ class ChatsProjector:
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         """Project new events. `fresh`: the tables hold nothing of their chats yet."""
         new: dict[str, list[Fact]] = defaultdict(list)
+        sources: dict[str, str] = {}  # a chat's events all come from one source (see owners)
         for recorded in batch:
             chat_uuid = recorded.incoming.webhook.chat_uuid
             if chat_uuid is not None:
                 new[chat_uuid].append(fact_of(recorded.position, recorded.incoming))
+                sources[chat_uuid] = recorded.incoming.source
         if not new:
             return
         stored = {} if fresh else self._stored(connection, new)
@@ -171,7 +173,7 @@ class ChatsProjector:
                 conversation = fold(
                     chat_uuid, [*known, *facts], self.rules, sessions_before=before.sessions_before
                 )
-            writes.add(chat_uuid, conversation, facts, before)
+            writes.add(chat_uuid, sources[chat_uuid], conversation, facts, before)
         writes.flush(connection)
 
     def _stored(self, connection: Connection, new: Mapping[str, list[Fact]]) -> dict[str, _Stored]:
@@ -343,7 +345,12 @@ class _Writes:
         self.chats: list[dict[str, Any]] = []
 
     def add(
-        self, chat_uuid: str, conversation: Conversation, new: Iterable[Fact], stored: _Stored
+        self,
+        chat_uuid: str,
+        source: str,
+        conversation: Conversation,
+        new: Iterable[Fact],
+        stored: _Stored,
     ) -> None:
         placements = conversation.placements
         for fact in new:
@@ -362,21 +369,29 @@ class _Writes:
         self.sessions_gone.extend(
             {"chat_uuid": chat_uuid, "number": n} for n in stored.sessions if n not in folded
         )
-        folded = {h.position: {**_fields(h), "chat_uuid": chat_uuid} for h in conversation.handoffs}
+        folded = {
+            h.position: {**_fields(h), "chat_uuid": chat_uuid, "source": source}
+            for h in conversation.handoffs
+        }
         self.handoffs.extend(_changed(folded, stored.handoffs))
         self.handoffs_gone.extend(p for p in stored.handoffs if p not in folded)
-        chat = self._chat_row(chat_uuid, conversation, stored.chat)
+        chat = self._chat_row(chat_uuid, source, conversation, stored.chat)
         if chat is not None and chat != stored.chat:
             self.chats.append(chat)
 
     def _chat_row(
-        self, chat_uuid: str, conversation: Conversation, stored: dict[str, Any] | None
+        self,
+        chat_uuid: str,
+        source: str,
+        conversation: Conversation,
+        stored: dict[str, Any] | None,
     ) -> dict[str, Any] | None:
         """The chat's row: what was stored, with what the refolded facts say on top."""
         seen = conversation.chat
         if seen is None:
             return stored
         row: dict[str, Any] = dict(stored) if stored is not None else {"uuid": chat_uuid}
+        row["source"] = source
         row["first_seen_at"] = min(seen.first_seen_at, row.get("first_seen_at", seen.first_seen_at))
         row["last_seen_at"] = max(seen.last_seen_at, row.get("last_seen_at", seen.last_seen_at))
         for name in ("profile_uuid", "platform", "name", "phone", "avatar"):

@@ -47,6 +47,8 @@ class Store:
 
 
 def body(chat: str = "c", **fields: Any) -> bytes:
+    """A webhook of its own chat and profile: a source may not post into another's."""
+    fields.setdefault("profile", f"profile-{chat}")
     return json.dumps(webhook("message_created", chat=chat, **fields)).encode()
 
 

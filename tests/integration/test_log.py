@@ -95,7 +95,7 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     with db.writing(engine) as connection:
         log.lock(connection)
         ring, _ = MAIN.sealing(connection, [f"chat:{first.webhook.chat_uuid}"], ())
-        head, _, _ = standing(connection)
+        head, *_ = standing(connection)
         receipts, _ = log.append(connection, [first], head=head, ring=ring)
         appended.set()
         writer.join(timeout=0.5)
