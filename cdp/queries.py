@@ -219,11 +219,13 @@ def _merged_into(connection: Connection, uuids: list[str]) -> dict[str, str]:
 
 
 def profiles_by_phone(
-    connection: Connection, number: str, listing: Listing
+    connection: Connection, number: str, listing: Listing, source: str | None = None
 ) -> schemas.Page[schemas.Profile]:
-    """Profiles owning a chat with this number (E.164), in uuid order."""
+    """Profiles owning a chat with this number (E.164), of one source or any, in uuid order."""
     owner = chats.c.profile_uuid
     query = select(owner).where(chats.c.phone_e164 == number, owner.is_not(None)).distinct()
+    if source is not None:
+        query = query.where(chats.c.source == source)
     page = _page(connection, [query], [owner], listing, lambda row: row.profile_uuid, str)
     return schemas.Page[schemas.Profile](items=profiles(connection, page.items), next=page.next)
 
@@ -239,10 +241,13 @@ def team_chats(
     state: schemas.SessionState | None,
     clock: Clock,
     listing: Listing,
+    source: str | None = None,
 ) -> schemas.Page[schemas.Chat]:
-    """Chats whose active team is `team_id`, optionally only those whose session is open/idle,
-    most recently active first."""
+    """Chats whose active team is `team_id`, optionally only those whose session is open/idle
+    or of one source, most recently active first."""
     query = _chats().where(chats.c.team_id == team_id)
+    if source is not None:
+        query = query.where(chats.c.source == source)
     fresh = sessions.c.last_activity_at > clock.idle_before
     if state == "open":
         # A session's last activity is never after its chat's last_seen_at: the scan of the
@@ -290,6 +295,7 @@ def _chat(row: Row[Any], clock: Clock) -> dict[str, Any]:
         session=session,
         first_seen_at=utc(row.first_seen_at),
         last_seen_at=utc(row.last_seen_at),
+        source=row.source,
     )
 
 
@@ -346,9 +352,13 @@ def team_handoffs(
     team_id: int | None = None,
     since: int | None = None,
     until: int | None = None,
+    source: str | None = None,
 ) -> schemas.Page[schemas.Handoff]:
-    """Handoffs across chats, from or to a team, at or after `since` and before `until` (ms)."""
+    """Handoffs across chats, from or to a team, at or after `since` and before `until` (ms),
+    of one source or any."""
     query = select(handoffs)
+    if source is not None:
+        query = query.where(handoffs.c.source == source)
     if since is not None:
         query = query.where(handoffs.c.at >= since)
     if until is not None:
@@ -373,6 +383,7 @@ def _handoffs(
             from_team=dict(id=row.from_team_id, name=row.from_team_name),
             to_team=dict(id=row.to_team_id, name=row.to_team_name),
             position=row.position,
+            source=row.source,
         )
 
     return _page(connection, queries, order, listing, build, schemas.Handoff)

@@ -107,6 +107,7 @@ class Chat(BaseModel):
     session: CurrentSession | None
     first_seen_at: Instant
     last_seen_at: Instant
+    source: str  # the source its webhooks come from
 
 
 class Session(BaseModel):
@@ -127,6 +128,7 @@ class Handoff(BaseModel):
     from_team: Team
     to_team: Team
     position: int
+    source: str
 
 
 class TimelineItem(BaseModel):

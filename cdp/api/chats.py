@@ -5,7 +5,7 @@ from typing import Annotated, TypeVar
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from cdp import queries
 from cdp.api import auth
@@ -97,11 +97,13 @@ class HandoffController(Controller):
         until: Moment = None,
         after: After = None,
         limit: Limit = 100,
+        source: FromQuery[str | None] = None,
     ) -> Page[Handoff]:
-        """Handoffs across chats from or to `team_id`, at or after `since`, before `until`."""
+        """Handoffs across chats from or to `team_id`, at or after `since`, before `until`,
+        of one source or any."""
         start, end = period(since, until)
         return await service.reads.query(
-            queries.team_handoffs, Listing(after, limit), team_id, start, end
+            queries.team_handoffs, Listing(after, limit), team_id, start, end, source
         )
 
 

@@ -29,13 +29,17 @@ class ProfileController(Controller):
         service: NamedDependency[Service],
         after: After = None,
         limit: Limit = 100,
+        source: FromQuery[str | None] = None,
     ) -> Page[Profile]:
-        """Profiles owning a chat with this phone number, in any common notation."""
+        """Profiles owning a chat with this phone number, in any common notation; `source`
+        keeps those of one source."""
         number = normalize(phone, service.settings.phone_region)
         if number is None:
             message = f"{phone!r} is not a phone number"
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
-        return await service.reads.query(queries.profiles_by_phone, number, Listing(after, limit))
+        return await service.reads.query(
+            queries.profiles_by_phone, number, Listing(after, limit), source
+        )
 
     @get(
         "/{uuid:str}",

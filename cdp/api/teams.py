@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from cdp import queries
 from cdp.api import auth
@@ -30,9 +30,15 @@ class TeamController(Controller):
         ] = None,
         after: After = None,
         limit: Limit = 100,
+        source: FromQuery[str | None] = None,
     ) -> Page[Chat]:
         """Chats whose active team is this one, most recently active first; `state` keeps
-        those whose latest session is open (or idle)."""
+        those whose latest session is open (or idle), `source` those of one source."""
         return await service.reads.query(
-            queries.team_chats, team_id, session_state, service.clock(), Listing(after, limit)
+            queries.team_chats,
+            team_id,
+            session_state,
+            service.clock(),
+            Listing(after, limit),
+            source,
         )
