@@ -1,7 +1,7 @@
 """`cdp bench --soak`: one server under mixed traffic, checked whole afterwards; and the
 checks find what they look for.
 
-The soak in the suite lasts 15 s on each database: some thousands of requests, among them
+The soak in the suite lasts 30 s on each database: some thousands of requests, among them
 hundreds of redeliveries (some while the first delivery is still being answered) and of
 queries, and webhooks of the same chat out of order; long enough to run every path of the
 writer, short enough for a suite that runs both databases. A longer one is `cdp bench
@@ -29,7 +29,7 @@ from tests.factories import checked, opened
 def test_a_soak_loses_nothing_stores_nothing_twice_and_leaves_what_a_rebuild_makes(
     server: str,
 ) -> None:
-    result = CliRunner().invoke(main, ["bench", "--soak", "15", "--database", server])
+    result = CliRunner().invoke(main, ["bench", "--soak", "30", "--database", server])
 
     assert result.exit_code == 0, result.output
     lines = set(result.output.splitlines())
