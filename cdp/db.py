@@ -21,6 +21,8 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Row,
+    Select,
     Table,
     any_,
     bindparam,
@@ -248,6 +250,29 @@ def _with_json(positions: list[int], row: Sequence[Any]) -> list[Any]:
         if values[i] is not None:
             values[i] = _json(values[i])
     return values
+
+
+def bounded(
+    connection: Connection,
+    query: Select[Any],
+    *,
+    limit: int,
+    max_bytes: int,
+    weight: Callable[[Row[Any]], int],
+) -> tuple[list[Row[Any]], bool]:
+    """The rows of `query` in its order, read as they stream in: `limit` at most, and no more
+    than `max_bytes` of what `weight` counts of each (one row at least, however heavy); and
+    whether more are left. A page of large bodies must not hold a gigabyte in the server."""
+    rows: list[Row[Any]] = []
+    size = 0
+    with connection.execute(query.limit(limit + 1).execution_options(yield_per=16)) as result:
+        for row in result:
+            heavy = weight(row)
+            if len(rows) == limit or (rows and size + heavy > max_bytes):
+                return rows, True
+            rows.append(row)
+            size += heavy
+    return rows, False
 
 
 def dialect(connection: Connection | Engine) -> str:

@@ -130,17 +130,13 @@ def page(
     """Log rows after a position, oldest first: `limit` at most, and no more bodies than
     `max_bytes` (characters; one row at least), read as they stream in; and whether more
     are left. `filters` are event_type, chat_uuid, profile_uuid and source."""
-    query = _query(after, filters).limit(limit + 1).execution_options(yield_per=16)
-    rows: list[Row[Any]] = []
-    size = 0
-    with connection.execute(query) as result:
-        for row in result:
-            weight = len(row.body) + len(row.sealed or b"")
-            if len(rows) == limit or (rows and size + weight > max_bytes):
-                return rows, True
-            rows.append(row)
-            size += weight
-    return rows, False
+    return db.bounded(
+        connection,
+        _query(after, filters),
+        limit=limit,
+        max_bytes=max_bytes,
+        weight=lambda row: len(row.body) + len(row.sealed or b""),
+    )
 
 
 _FILTERS: Final = ("event_type", "chat_uuid", "profile_uuid", "source")

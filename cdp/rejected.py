@@ -82,18 +82,13 @@ def read(
     query = select(rejected).where(rejected.c.id > after)
     if source is not None:
         query = query.where(rejected.c.source == source)
-    result = connection.execute(
-        query.order_by(rejected.c.id).limit(limit + 1).execution_options(yield_per=16)
+    return db.bounded(
+        connection,
+        query.order_by(rejected.c.id),
+        limit=limit,
+        max_bytes=max_bytes,
+        weight=lambda row: len(row.body),
     )
-    rows: list[Any] = []
-    size = 0
-    for row in result:
-        if len(rows) == limit or (rows and size + len(row.body) > max_bytes):
-            result.close()
-            return rows, True
-        rows.append(row)
-        size += len(row.body)
-    return rows, False
 
 
 def forget(connection: Connection, ids: Sequence[int]) -> None:

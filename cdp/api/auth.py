@@ -65,8 +65,9 @@ class Gate:
         self.reads = Limiter(settings.read_rate_limit)
         self.failures = Limiter(settings.failed_auth_rate_limit)
 
-    async def sender(self, connection: AnyConnection, source: str) -> None:
-        """May this request post webhooks as `source`? 401 or 429 if not."""
+    async def sender(self, connection: AnyConnection, source: str) -> Keyring:
+        """May this request post webhooks as `source`? 401 or 429 if not; the keyring it
+        was checked against (which also holds the source's signing keys)."""
         ring = await self.keys.current()
         if ring.ingest_open and not self.exposed:
             if source != DEFAULT_SOURCE:
@@ -80,6 +81,7 @@ class Gate:
                     "Authorization: Bearer",
                 )
         _limit(self.webhooks, f"source {source}", "webhooks of this source")
+        return ring
 
     async def caller(self, connection: AnyConnection, role: Role) -> None:
         """May this request do what `role` may? 401, 403 or 429 if not."""

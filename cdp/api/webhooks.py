@@ -9,7 +9,6 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from cdp import rejected
 from cdp.api.auth import Gate
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
@@ -139,26 +138,26 @@ class WebhookController(Controller):
 async def _deliver(
     request: Request[Any, Any, Any], service: Service, gate: Gate, source: str
 ) -> Response[Receipt]:
-    await gate.sender(request, source)
-    kept = rejected.kept_headers(request.headers)
+    ring = await gate.sender(request, source)
+    headers = request.headers  # the writer keeps those of interest of a refused delivery
     try:
         body = await _body(request, service.settings.max_body_size)
     except BodyTooLarge as error:  # kept, then raised
-        await service.webhooks.record(b"", source, kept, refused=error)
+        await service.webhooks.record(b"", source, headers, refused=error)
         raise
     not_json = content_type_problem(request.headers.get("content-type"))
     if not_json is not None:  # kept with its body: a replay may find it is JSON after all
         try:
-            await service.webhooks.record(body, source, kept, refused=not_json)
+            await service.webhooks.record(body, source, headers, refused=not_json)
         finally:
             del not_json  # raised by record: see there why no frame it passes may keep it
-    keys = (await gate.keys.current()).signing_keys(source, now_ms())
+    keys = ring.signing_keys(source, now_ms())
     if keys:
-        headers = {name: request.headers.get(name) for name in _SIGNATURE_HEADERS}
-        problem = signature_problem(keys, headers, body, now_ms())
+        signature = {name: headers.get(name) for name in _SIGNATURE_HEADERS}
+        problem = signature_problem(keys, signature, body, now_ms())
         if problem is not None:
             gate.refuse(request, problem)
-    receipt = await service.webhooks.record(body, source, kept)
+    receipt = await service.webhooks.record(body, source, headers)
     return Response(receipt, status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED)
 
 
