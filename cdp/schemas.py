@@ -192,6 +192,15 @@ class Items(BaseModel, Generic[T]):
     items: list[T]
 
 
+class Source(BaseModel):
+    """A sender of webhooks; its secret is never shown again after `cdp source add`."""
+
+    name: str
+    created_at: Instant
+    signed: bool
+    previous_valid_until: Instant | None  # a rotated secret's grace period
+
+
 class Erasure(BaseModel):
     """A profile erased: the chats folded again without its personal data, the keys
     destroyed this time, and whether its later webhooks are refused."""

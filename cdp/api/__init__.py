@@ -18,6 +18,7 @@ from cdp.api import (
     projections,
     rejected,
     serialization,
+    sources,
     teams,
     webhooks,
 )
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             events.EventController,
             projections.ProjectionController,
             rejected.RejectedController,
+            sources.sources,
             health.health,
             *docs.asset_routers(),
         ],

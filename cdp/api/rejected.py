@@ -27,7 +27,7 @@ class RejectedController(Controller):
         limit: Limit = 100,
         source: FromQuery[str | None] = None,
     ) -> RejectedPage:
-        """Refused deliveries (400, 413, 415, 422) after an id, oldest first, with their
+        """Refused deliveries (400, 409, 410, 413, 415, 422) after an id, oldest first, with their
         bytes, headers and reason; follow `next_after` until it is null. A page holds at
         most 4 MiB of bodies. `cdp rejected replay` moves into the log those that pass
         today's checks."""

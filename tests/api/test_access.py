@@ -345,3 +345,15 @@ def test_no_secret_reaches_a_log_line(store: Store, caplog: pytest.LogCaptureFix
     for secret in (store.shop, "cdps_guess", store.read):
         assert secret not in logged
         assert secret[5:15] not in logged
+
+
+def test_an_admin_lists_the_sources_and_never_their_secrets(store: Store) -> None:
+    client = store.client
+    assert client.get("/sources").status_code == 401
+    assert client.get("/sources", headers=bearer(store.read)).status_code == 403
+    answer = client.get("/sources", headers=bearer(store.admin))
+    assert answer.status_code == 200
+    listed = {item["name"]: item for item in answer.json()["items"]}
+    assert set(listed) == {"shop", "signed"}
+    assert (listed["shop"]["signed"], listed["signed"]["signed"]) == (False, True)
+    assert store.shop not in answer.text and store.signing_key not in answer.text
