@@ -39,9 +39,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from cdp import chain, credentials, db, ingest, log, personal, queries, schema
+from cdp import chain, credentials, db, ingest, log, models, personal, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
-from cdp.keystore import MAIN, Key
+from cdp.keystore import MAIN, Key, Keystore
 from cdp.models import chats, events, timeline
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -272,10 +272,12 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
 
 
 def _bare_rebuild(url: str, bare_url: str) -> float:
-    """Seconds to read every logged row, parse its body, and insert one timeline-shaped row
-    for it into a bare table, in one transaction."""
+    """Seconds to read every logged row, open its sealed body with its key (all read at
+    once), parse it, and insert one timeline-shaped row for it into a bare table, in one
+    transaction: the least that reading what the log holds takes."""
     table = _bare_copy(bare_url, timeline, "bare_timeline", indexes=False)
     source, target = create_engine(url), create_engine(bare_url)
+    keystore = Keystore.at(Settings(database_url=url).keystore())
     query = select(
         events.c.position,
         events.c.chat_uuid,
@@ -283,12 +285,17 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
         events.c.dedupe_key,
         events.c.event_type,
         events.c.body,
+        events.c.key_id,
+        events.c.sealed,
     )
     started = time.perf_counter()
     with source.connect() as reading, target.begin() as writing:
+        with keystore.connect(reading) as keys:
+            materials = dict(keys.execute(select(models.keys.c.id, models.keys.c.material)).all())
         batch: list[dict[str, Any]] = []
         for row in reading.execute(query.execution_options(yield_per=2000)):
-            payload = (logged(row.body) or {}).get("payload") or {}
+            body, _ = log.body(row, materials)
+            payload = (logged(body) or {}).get("payload") or {}
             batch.append(
                 {
                     **dict.fromkeys(table.c.keys()),
@@ -310,6 +317,7 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     seconds = time.perf_counter() - started
     source.dispose()
     target.dispose()
+    keystore.dispose()
     return seconds
 
 
