@@ -2,7 +2,8 @@
 the keys it is sealed with (see cdp.personal), the log's rows left as they are.
 
 What the read models held of the customer is folded again from the log, which now gives
-only the fields that are no personal data: the same result a rebuild gives.
+only the fields that are no personal data: the same result a rebuild gives. Deliveries
+refused and kept as they came that name the customer are forgotten.
 """
 
 from collections.abc import Sequence
@@ -12,9 +13,10 @@ from sqlalchemy import Connection, Engine, delete, select, union
 
 from cdp import db, log
 from cdp.keystore import Keystore
-from cdp.models import erasures, events, profile_chats
+from cdp.models import erasures, events, profile_chats, rejected
 from cdp.projectors import Projector, refold
 from cdp.times import now_ms
+from cdp.webhook import Suppressed
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,26 @@ def erase(
         )
         suppressed = _record(connection, profile_uuid, erased_at, chats, suppress)
         refold(connection, projectors, keystore, chats)
+        _forget_refused(connection, [profile_uuid, *chats])
     return Erased(profile_uuid, erased_at, chats, destroyed, suppressed)
+
+
+def _forget_refused(connection: Connection, ids: Sequence[str]) -> int:
+    """Forget the rejected deliveries that hold any of `ids` (a profile's and its chats'):
+    they are kept as they came, personal data and all. A scan of every kept delivery, as
+    they may not even be JSON; they are few, and kept a while only. Those refused because
+    the customer was suppressed (410) hold no personal data and stay."""
+    needles = [uuid.encode() for uuid in ids]
+    found = []
+    query = select(rejected.c.id, rejected.c.body).where(rejected.c.status != Suppressed.status)
+    query = query.execution_options(yield_per=500)
+    with connection.execute(query) as kept:
+        for row in kept:
+            if any(needle in row.body for needle in needles):
+                found.append(row.id)
+    if found:
+        connection.execute(delete(rejected).where(rejected.c.id.in_(found)))
+    return len(found)
 
 
 def _chats_of(connection: Connection, profile_uuid: str) -> list[str]:
@@ -119,6 +140,7 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
             log.lock(connection)
             _record(connection, profile, kept[profile][0], named, suppressed)
             refold(connection, projectors, keystore, named)
+            _forget_refused(connection, [profile, *named])
     for profile in reapplied:
         row = recorded[profile]
         again = [f"profile:{profile}", *(f"chat:{chat}" for chat in row.chats)]

@@ -264,3 +264,18 @@ def test_keys_of_the_main_database_move_to_a_keystore_of_its_own(
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM keys")).scalar() == 0
         assert connection.scalar(select(func.count()).select_from(events)) == len(history())
+
+
+def test_erasure_forgets_the_refused_deliveries_that_name_the_customer(
+    client: Client, engine: Engine
+) -> None:
+    for body in history():
+        post(client, body)
+    mine = webhook("session_updated", chat="chat-1", team="12a", phone=PHONE, profile=PROFILE)
+    theirs = webhook("session_updated", chat="chat-9", team="12a", phone=PHONE, profile="other")
+    for body in (mine, theirs):
+        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    with engine.connect() as connection:
+        left = connection.scalars(select(rejected.c.body)).all()
+    assert [json.loads(body)["payload"]["chat"]["uuid"] for body in left] == ["chat-9"]
