@@ -39,9 +39,9 @@ def erase(
     """Destroy the keys of a profile and of every chat it was named on, and fold those
     chats again. Erasing again is harmless; a profile no event names yet can be erased
     (with `suppress`, before its first webhook)."""
-    erased_at = now_ms()
     with db.writing(engine) as connection:
         log.lock(connection)  # no webhook is sealed with a key while it is destroyed
+        erased_at = now_ms()
         chats = _chats_of(connection, profile_uuid)
         subjects = [f"profile:{profile_uuid}", *(f"chat:{chat}" for chat in chats)]
         destroyed = keystore.destroy(
@@ -134,11 +134,13 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
         if profile not in kept or kept[profile][0] < row.erased_at
     ]
     for profile in applied:
-        _, suppressed, subjects = kept[profile]
+        at, suppressed, subjects = kept[profile]
         named = [s.removeprefix("chat:") for s in subjects if s.startswith("chat:")]
         with db.writing(engine) as connection:
             log.lock(connection)
-            _record(connection, profile, kept[profile][0], named, suppressed)
+            # Keys the main database brought back, restored from before: gone again.
+            keystore.destroy(connection, profile, subjects, at, suppress=suppressed, made_by=at)
+            _record(connection, profile, at, named, suppressed)
             refold(connection, projectors, keystore, named)
             _forget_refused(connection, [profile, *named])
     for profile in reapplied:
@@ -146,6 +148,13 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
         again = [f"profile:{profile}", *(f"chat:{chat}" for chat in row.chats)]
         with db.writing(engine) as connection:
             log.lock(connection)
-            keystore.destroy(connection, profile, again, row.erased_at, suppress=row.suppressed)
+            keystore.destroy(
+                connection,
+                profile,
+                again,
+                row.erased_at,
+                suppress=row.suppressed,
+                made_by=row.erased_at,
+            )
             refold(connection, projectors, keystore, row.chats)
     return Reconciled(moved, applied, reapplied)

@@ -141,17 +141,19 @@ class Keystore:
         erased_at: int,
         *,
         suppress: bool,
+        made_by: int | None = None,
     ) -> int:
-        """Under the append lock: destroy the keys of `subjects` made by `erased_at`, and
-        record them as erased with `profile_uuid`; how many keys were destroyed.
+        """Under the append lock: destroy the keys of `subjects` (only those made by
+        `made_by`, when finishing an erasure of then: later ones seal later webhooks), and
+        record them as erased with `profile_uuid` at `erased_at`; how many keys were
+        destroyed.
 
         Suppression, once asked for, stays: erasing again without it does not lift it."""
         with self.connect(main, write=True) as connection:
-            gone = connection.execute(
-                delete(keys).where(
-                    keys.c.subject.in_(list(subjects)), keys.c.created_at <= erased_at
-                )
-            ).rowcount
+            doomed = delete(keys).where(keys.c.subject.in_(list(subjects)))
+            if made_by is not None:
+                doomed = doomed.where(keys.c.created_at <= made_by)
+            gone = connection.execute(doomed).rowcount
             known = _ERASED.rows(connection, {"subjects": list(subjects)})
             stays = {row["subject"] for row in known if row["suppressed"]}
             connection.execute(
@@ -186,20 +188,33 @@ class Keystore:
     def adopt(self, main: Connection) -> int:
         """Move the keys and erasure records the main database holds into a keystore of
         its own (those of an older version, or of before CDP_KEYSTORE_URL was set); how
-        many rows moved."""
+        many rows moved. A key the keystore erased since (the main database restored
+        from an older backup), or whose subject has another key there, is dropped."""
         if self.engine is None:
             return 0
-        moved = 0
-        for table, key in ((keys, keys.c.id), (erased_subjects, erased_subjects.c.subject)):
-            rows = [dict(row._mapping) for row in main.execute(select(table))]
-            if not rows:
-                continue
-            with self.connect(main, write=True) as connection:
-                held = {value for (value,) in connection.execute(select(key))}
-                db.insert(connection, table, [row for row in rows if row[key.name] not in held])
+        found = {table: [dict(r._mapping) for r in main.execute(select(table))] for table in TABLES}
+        if not any(found.values()):
+            return 0
+        with self.connect(main, write=True) as connection:
+            held = {
+                row.subject: row.erased_at for row in connection.execute(select(erased_subjects))
+            }
+            keyed = {subject for (subject,) in connection.execute(select(keys.c.subject))}
+            db.insert(
+                connection,
+                erased_subjects,
+                [row for row in found[erased_subjects] if row["subject"] not in held],
+            )
+            kept = [
+                row
+                for row in found[keys]
+                if row["subject"] not in keyed
+                and row["created_at"] > held.get(row["subject"], row["created_at"] - 1)
+            ]
+            db.insert(connection, keys, kept)
+        for table in TABLES:
             main.execute(delete(table))
-            moved += len(rows)
-        return moved
+        return sum(len(rows) for rows in found.values())
 
 
 _MATERIALS: Final = db.Prepared(
@@ -260,13 +275,3 @@ _ADD: Final = db.Prepared(
 
 
 MAIN: Final = Keystore()
-
-
-def opened(
-    sealed: bytes | None, key_id: str | None, dedupe_key: str, materials: Mapping[str, bytes]
-) -> str | None:
-    """A sealed body opened with its key from `materials`; None once the key is destroyed."""
-    if sealed is None or key_id is None:
-        return None
-    material = materials.get(key_id)
-    return None if material is None else personal.unseal(material, sealed, dedupe_key)

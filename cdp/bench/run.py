@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 
 from cdp import chain, credentials, db, ingest, log, models, personal, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
-from cdp.keystore import MAIN, Key, Keystore
+from cdp.keystore import Key, Keystore
 from cdp.models import chats, events, timeline
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -156,20 +156,26 @@ def _on_server(url: str, statement: str) -> None:
     admin.dispose()
 
 
+def _keystore(url: str) -> Keystore:
+    """The keystore `cdp` uses for the database at `url` (the bench sets no other)."""
+    return Keystore.at(Settings(database_url=url).keystore())
+
+
 def _load(url: str, traffic: Traffic, settings: Settings) -> None:
     """Fill a database with `traffic`, in the import's batches, without timing it."""
-    engine = db.make_engine(url)
+    engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     batch = []
     for line in lines(traffic):
         batch.append(parse(line, latest=latest))
         if len(batch) == 500:
-            ingest.record(engine, batch, projectors)
+            ingest.record(engine, batch, projectors, keystore=keystore)
             batch.clear()
     if batch:
-        ingest.record(engine, batch, projectors)
+        ingest.record(engine, batch, projectors, keystore=keystore)
     engine.dispose()
+    keystore.dispose()
 
 
 # -- import and rebuild ------------------------------------------------------------------
@@ -277,7 +283,7 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     transaction: the least that reading what the log holds takes."""
     table = _bare_copy(bare_url, timeline, "bare_timeline", indexes=False)
     source, target = create_engine(url), create_engine(bare_url)
-    keystore = Keystore.at(Settings(database_url=url).keystore())
+    keystore = _keystore(url)
     query = select(
         events.c.position,
         events.c.chat_uuid,
@@ -368,7 +374,7 @@ def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
 
 
 def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
-    engine = db.make_engine(url)
+    engine, keystore = db.make_engine(url), _keystore(url)
     idle = plan.settings.session_idle_timeout // timedelta(milliseconds=1)
     page = queries.Listing(limit=100)
     chosen = random.Random(plan.seed)
@@ -407,7 +413,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
                 connection, teams[n % len(teams)], "open", clock, page
             ),
             "log page": lambda n: queries.events(
-                connection, MAIN, after=(n * 7919) % max(head, 1), limit=100
+                connection, keystore, after=(n * 7919) % max(head, 1), limit=100
             ),
         }
         times: dict[str, list[float]] = {}
@@ -419,6 +425,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
                 run(n)
                 times[name].append(time.perf_counter() - started)
     engine.dispose()
+    keystore.dispose()
     return times
 
 
@@ -452,7 +459,7 @@ def _into_chat(url: str, size: int, plan: Plan) -> float:
     _load(url, traffic, plan.settings)
     bodies = list(webhooks(traffic))
     chat = bodies[0]["payload"]["chat"]
-    engine = db.make_engine(url)
+    engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(plan.settings)
     latest = latest_timestamp(plan.settings.max_clock_skew)
     last = max(body["timestamp"] for body in bodies)
@@ -472,9 +479,10 @@ def _into_chat(url: str, size: int, plan: Plan) -> float:
         }
         one = parse(json.dumps(body, ensure_ascii=False), latest=latest)
         started = time.perf_counter()
-        ingest.record(engine, [one], projectors)
+        ingest.record(engine, [one], projectors, keystore=keystore)
         times.append(time.perf_counter() - started)
     engine.dispose()
+    keystore.dispose()
     return statistics.median(times)
 
 

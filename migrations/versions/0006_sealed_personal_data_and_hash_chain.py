@@ -12,6 +12,7 @@ Revision ID: 0006
 Revises: 0005
 """
 
+import json
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -194,6 +195,24 @@ def _seal_and_chain(connection: sa.Connection) -> None:
 
 def _unseal(connection: sa.Connection) -> None:
     materials = {row.id: row.material for row in connection.execute(sa.select(_KEYS))}
+    # A key this database lacks was either destroyed by an erasure (what it sealed stays
+    # erased) or is held by a keystore of its own: then downgrading would lose the bodies.
+    erased = {
+        chat
+        for (chats,) in connection.execute(sa.text("SELECT chats FROM erasures"))
+        for chat in (json.loads(chats) if isinstance(chats, str) else chats)
+    }
+    sealed = sa.select(_EVENTS.c.key_id, _EVENTS.c.chat_uuid).where(_EVENTS.c.sealed.is_not(None))
+    lost = {
+        row.key_id
+        for row in connection.execute(sealed.distinct())
+        if row.key_id not in materials and row.chat_uuid not in erased
+    }
+    if lost:
+        raise RuntimeError(
+            f"the keys of {len(lost)} chats are not in this database but in a keystore of "
+            "its own (CDP_KEYSTORE_URL): downgrading would lose the bodies they seal"
+        )
     after = 0
     while rows := _chunk(connection, after):
         changes = []

@@ -279,3 +279,23 @@ def test_erasure_forgets_the_refused_deliveries_that_name_the_customer(
     with engine.connect() as connection:
         left = connection.scalars(select(rejected.c.body)).all()
     assert [json.loads(body)["payload"]["chat"]["uuid"] for body in left] == ["chat-9"]
+
+
+def test_keys_a_restored_database_still_holds_do_not_come_back_into_the_keystore(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A backup from when the keys lived in the main database holds the erased keys: the
+    keystore, which took them over, does not take them back."""
+    inside = settings.model_copy(update={"keystore_url": settings.database_url})
+    with TestClient(create_app(inside)) as client:
+        for body in history():
+            post(client, body)
+    backup = copy(settings.database_url, tmp_path, "backup")  # keys and all
+    apart = settings.model_copy(update={"keystore_url": f"sqlite:///{tmp_path / 'keys.db'}"})
+    with TestClient(create_app(apart)) as client:  # the keys move to the keystore
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        erased = answers(client)
+    restored = apart.model_copy(update={"database_url": backup})
+    with TestClient(create_app(restored)) as client:
+        assert answers(client) == erased
+        assert all(item["erased"] for item in client.get("/events").json()["items"])
