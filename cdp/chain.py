@@ -33,6 +33,7 @@ COLUMNS: Final = (
     "key_id",
     "sealed",
 )
+_SEALED: Final = COLUMNS.index("sealed")
 _ENCODER: Final = msgspec.json.Encoder()
 
 
@@ -46,9 +47,6 @@ def link(previous: str, row: Mapping[Any, Any]) -> str:
     if sealed is not None:
         digest.update(sealed)
     return digest.hexdigest()
-
-
-_SEALED: Final = COLUMNS.index("sealed")
 
 
 @dataclass(frozen=True, slots=True)

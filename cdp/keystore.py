@@ -71,8 +71,8 @@ class Keystore:
 
     @contextmanager
     def connect(self, main: Connection, *, write: bool = False) -> Iterator[Connection]:
-        """A connection to the keystore: `main` itself, or one of its own in a transaction
-        that commits when the block ends."""
+        """A connection to the keystore: `main` itself (in its transaction), or one of its
+        own; with `write`, in a transaction of its own that commits when the block ends."""
         if self.engine is None:
             yield main
             return

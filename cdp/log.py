@@ -82,11 +82,10 @@ def append(
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
     The caller holds lock() and read `head` under it (see projectors.standing), so the
-    new events take the
-    positions after it, in batch order, each sealed with its subject's key from `ring`
-    (see cdp.personal) and chained to the one before it. A body that is already logged
-    (or repeated within the batch) is a duplicate and answers with the position of the
-    first copy.
+    new events take the positions after it, in batch order, each sealed with its
+    subject's key from `ring` (see cdp.personal) and chained to the one before it. A body
+    that is already logged (or repeated within the batch) is a duplicate and answers with
+    the position of the first copy.
     """
     received_at = received_at if received_at is not None else now_ms()
     known = _positions(connection, {incoming.dedupe_key for incoming in batch})

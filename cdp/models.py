@@ -129,7 +129,7 @@ class RejectedRow(Base):
 class OwnerRow(Base):
     """The source each chat and profile belongs to: the one that first delivered an event
     naming it (subject "chat:<uuid>" or "profile:<uuid>"). Another source's events naming
-    it are refused, so a source can neither read nor write another's customers."""
+    it are refused, so a source cannot write into another's customers."""
 
     __tablename__ = "owners"
 
