@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import IntegrityError
 
 from cdp import chain, ingest
 from cdp.api import create_app
@@ -160,3 +161,11 @@ def test_each_event_shows_its_hash(logged: Engine, settings: Settings) -> None:
         shown = client.get("/events/3").json()["hash"]
     with logged.connect() as connection:
         assert shown == connection.scalar(select(events.c.hash).where(events.c.position == 3))
+
+
+def test_a_row_without_a_hash_is_refused(logged: Engine) -> None:
+    with logged.connect() as connection:
+        row = dict(connection.execute(select(events).where(events.c.position == 1)).one()._mapping)
+    row.update(position=EVENTS + 1, dedupe_key="e" * 64, hash=None)
+    with pytest.raises(IntegrityError), logged.begin() as connection:
+        connection.execute(events.insert().values(row))
