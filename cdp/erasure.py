@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, select, union
 
-from cdp import db, log
+from cdp import db, log, personal
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, profile_chats, rejected
 from cdp.projectors import Projector, refold
@@ -43,7 +43,7 @@ def erase(
         log.lock(connection)  # no webhook is sealed with a key while it is destroyed
         erased_at = now_ms()
         chats = _chats_of(connection, profile_uuid)
-        subjects = [f"profile:{profile_uuid}", *(f"chat:{chat}" for chat in chats)]
+        subjects = [personal.of_profile(profile_uuid), *map(personal.of_chat, chats)]
         destroyed = keystore.destroy(
             connection, profile_uuid, subjects, erased_at, suppress=suppress
         )
@@ -135,7 +135,7 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
     ]
     for profile in applied:
         at, suppressed, subjects = kept[profile]
-        named = [s.removeprefix("chat:") for s in subjects if s.startswith("chat:")]
+        named = [chat for s in subjects if (chat := personal.chat_of(s)) is not None]
         with db.writing(engine) as connection:
             log.lock(connection)
             # Keys the main database brought back, restored from before: gone again.
@@ -145,7 +145,7 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
             _forget_refused(connection, [profile, *named])
     for profile in reapplied:
         row = recorded[profile]
-        again = [f"profile:{profile}", *(f"chat:{chat}" for chat in row.chats)]
+        again = [personal.of_profile(profile), *map(personal.of_chat, row.chats)]
         with db.writing(engine) as connection:
             log.lock(connection)
             keystore.destroy(

@@ -68,15 +68,8 @@ def record(
 
 
 def _named(batch: Sequence[Incoming]) -> set[str]:
-    """The subjects whose erasure with suppression refuses a webhook of `batch`."""
-    named = set()
-    for incoming in batch:
-        webhook = incoming.webhook
-        if webhook.chat_uuid is not None:
-            named.add(f"chat:{webhook.chat_uuid}")
-        if webhook.profile_uuid is not None:
-            named.add(f"profile:{webhook.profile_uuid}")
-    return named
+    """The subjects `batch` names (see personal.named)."""
+    return {subject for incoming in batch for subject in personal.named(incoming.webhook)}
 
 
 def _refuse(
@@ -94,7 +87,7 @@ def _refuse(
     claimed, claims = dict(owned), {}
     now = now_ms()
     for incoming in batch:
-        names = sorted(_named([incoming]))
+        names = sorted(personal.named(incoming.webhook))
         source = incoming.source
         profile = next((suppressed[name] for name in names if name in suppressed), None)
         foreign = next((name for name in names if claimed.get(name, source) != source), None)

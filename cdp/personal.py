@@ -42,10 +42,31 @@ def subject(webhook: Webhook) -> str | None:
     """Whose key seals the event: its chat's, else its profile's; None when it names neither
     (then it can belong to no customer, and is kept in the clear)."""
     if webhook.chat_uuid is not None:
-        return f"chat:{webhook.chat_uuid}"
+        return of_chat(webhook.chat_uuid)
     if webhook.profile_uuid is not None:
-        return f"profile:{webhook.profile_uuid}"
+        return of_profile(webhook.profile_uuid)
     return None
+
+
+def named(webhook: Webhook) -> list[str]:
+    """Every subject the webhook names: its chat's and its profile's."""
+    ids = ((of_chat, webhook.chat_uuid), (of_profile, webhook.profile_uuid))
+    return [subject_of(uuid) for subject_of, uuid in ids if uuid is not None]
+
+
+def of_chat(uuid: str) -> str:
+    """A chat as a subject: what keys, erasures and owners are recorded for."""
+    return f"chat:{uuid}"
+
+
+def of_profile(uuid: str) -> str:
+    return f"profile:{uuid}"
+
+
+def chat_of(subject: str) -> str | None:
+    """The chat a subject is, or None for a profile."""
+    kind, _, uuid = subject.partition(":")
+    return uuid if kind == "chat" else None
 
 
 def redacted(document: dict[str, Any] | None) -> str:

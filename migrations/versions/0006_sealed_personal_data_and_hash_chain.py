@@ -22,7 +22,7 @@ from alembic import op
 
 from cdp import chain, personal
 from cdp.times import now_ms
-from cdp.webhook import logged
+from cdp.webhook import Webhook, logged
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -157,11 +157,8 @@ def _seal_and_chain(connection: sa.Connection) -> None:
         changes, new_keys = [], []
         for row in rows:
             stored = dict(row._mapping)
-            subject = (
-                f"chat:{row.chat_uuid}"
-                if row.chat_uuid is not None
-                else (f"profile:{row.profile_uuid}" if row.profile_uuid is not None else None)
-            )
+            named = Webhook(row.event_type, row.occurred_at, row.chat_uuid, row.profile_uuid, None)
+            subject = personal.subject(named)  # as for every append since
             if subject is not None:
                 if subject not in keys:
                     keys[subject] = (secrets.token_hex(16), personal.new_key())
