@@ -6,6 +6,7 @@ only the fields that are no personal data: the same result a rebuild gives. Deli
 refused and kept as they came that name the customer are forgotten.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from cdp.keystore import Keystore
 from cdp.models import erasures, events, profile_chats, rejected
 from cdp.projectors import Projector, refold
 from cdp.times import now_ms
-from cdp.webhook import Suppressed
+from cdp.webhook import Suppressed, logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +59,14 @@ def _forget_refused(connection: Connection, ids: Sequence[str]) -> int:
     they are kept as they came, personal data and all. A scan of every kept delivery, as
     they may not even be JSON; they are few, and kept a while only. Those refused because
     the customer was suppressed (410) hold no personal data and stay."""
-    needles = [uuid.encode() for uuid in ids]
+    wanted = set(ids)
+    quoted = [json.dumps(uuid).encode() for uuid in ids]
     found = []
     query = select(rejected.c.id, rejected.c.body).where(rejected.c.status != Suppressed.status)
     query = query.execution_options(yield_per=500)
     with connection.execute(query) as kept:
         for row in kept:
-            if any(needle in row.body for needle in needles):
+            if _names(row.body, wanted, quoted):
                 found.append(row.id)
     if found:
         connection.execute(delete(rejected).where(rejected.c.id.in_(found)))
@@ -102,6 +104,19 @@ def _record(
     }
     db.insert(connection, erasures, [row])
     return suppressed
+
+
+def _names(body: bytes, ids: set[str], quoted: list[bytes]) -> bool:
+    """Does a kept delivery name one of `ids` as its chat or profile? One that is no JSON
+    object is taken to when it holds one of them as a JSON string."""
+    document = logged(body.decode("utf-8", errors="replace"))
+    if document is None:
+        return any(needle in body for needle in quoted)
+    payload = document.get("payload")
+    if not isinstance(payload, dict):
+        return False
+    named = (payload.get(part) for part in ("chat", "profile"))
+    return any(isinstance(part, dict) and part.get("uuid") in ids for part in named)
 
 
 @dataclass(frozen=True, slots=True)
