@@ -102,7 +102,7 @@ def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False
     current, latest = schema.pending(engine)
     if current != latest:
         if migrate or db.dialect(engine) == "sqlite":
-            schema.upgrade(engine)
+            _upgrade(settings, engine)
         else:
             raise click.ClickException(
                 f"the database schema is at revision {current or '(none)'}, this cdp needs "
@@ -204,8 +204,26 @@ def _loopback(host: str) -> bool:
 def migrate(settings: Settings) -> None:
     """Upgrade the database schema to the latest migration."""
     engine = _connect(settings)
-    schema.upgrade(engine)
+    _upgrade(settings, engine)
     click.echo(f"schema at revision {schema.pending(engine)[0]}")
+
+
+def _upgrade(settings: Settings, engine: Engine) -> None:
+    """Upgrade the schema, its migrations finding the keys in the keystore; and rebuild the
+    projections when a migration changed the order they fold the log in."""
+    keystore = Keystore.at(settings.keystore())
+    click.get_current_context().call_on_close(keystore.dispose)
+    try:
+        reorders = schema.upgrade(engine, keystore=keystore)
+    except schema.Refused as refused:
+        raise click.ClickException(f"the schema was not upgraded: {refused}") from None
+    if reorders:
+        click.echo("rebuilding the projections: events are ordered anew (migration 0009)")
+        registry = projectors.registry(settings)
+        erasure.reconcile(engine, keystore, registry)
+        with db.writing(engine) as connection:
+            head = projectors.rebuild(connection, registry, keystore)
+        click.echo(f"rebuilt up to position {head}")
 
 
 @dataclass

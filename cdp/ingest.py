@@ -50,18 +50,21 @@ def record(
         if not batch:
             return []
         log.lock(connection)
-        subjects = {s for incoming in batch if (s := personal.subject(incoming.webhook))}
+        subjects = {personal.subject(incoming.webhook, incoming.source) for incoming in batch}
         named = _named(batch)
-        if keystore.apart:
-            head, marks, owned, known = standing(connection, named)
-        else:  # what the keystore knows comes in the same round trip
-            head, marks, owned, known = standing(connection, named, subjects)
-        ring, suppressed = keystore.sealing(connection, subjects, named, known)
-        outcomes = _refuse(connection, batch, suppressed, owned)
+        # What a keystore in the main database knows comes in the same round trip.
+        in_main = None if keystore.apart else subjects
+        head, marks, owned, known = standing(connection, named, in_main)
+        if known is None:
+            known = keystore.known(connection, subjects, named)
+        outcomes = _refuse(connection, batch, known.suppressed, owned)
         kept = [
             incoming for incoming, outcome in zip(batch, outcomes, strict=True) if outcome is None
         ]
-        receipts, new = log.append(connection, kept, head=head, ring=ring)
+        ring = keystore.ring(
+            connection, {personal.subject(i.webhook, i.source) for i in kept}, known
+        )
+        receipts, new = log.append(connection, kept, head=head, ring=ring, erased=known.erased)
         project(connection, projectors, new, head.position, marks, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]

@@ -18,11 +18,13 @@ from datetime import timedelta
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
     Engine,
     Select,
     bindparam,
+    cast,
     delete,
     insert,
     null,
@@ -105,22 +107,18 @@ class Keystore:
             rows = _MATERIALS.rows(connection, {"ids": list(ids)})
         return {row["id"]: row["material"] for row in rows}
 
-    def sealing(
-        self,
-        main: Connection,
-        subjects: Collection[str],
-        named: Collection[str],
-        known: "Known | None" = None,
-    ) -> tuple[dict[str, Key], dict[str, str]]:
-        """Under the append lock: the key of each of `subjects`, made for those without one;
-        and those of `named` (subjects a batch names) erased and suppressed, with the
-        profile each was erased with. `known`: what was read of them already (see
-        `known_of`), in the main database's round trip, when the keystore is in it."""
-        if known is None:
-            with self.connect(main) as connection:
-                values = {"subjects": list(subjects), "named": list(named)}
-                known = known_of(_SEALING.rows(connection, values))
-        ring = dict(known.keys)
+    def known(self, main: Connection, subjects: Collection[str], named: Collection[str]) -> "Known":
+        """Under the append lock: the keys of `subjects`, and which of `named` (the subjects
+        a batch names) were erased (see Known). In the main database's round trip instead,
+        when the keystore is in it: see knowing()."""
+        with self.connect(main) as connection:
+            values = {"subjects": list(subjects), "named": list(named)}
+            return known_of(_KNOWN.rows(connection, values))
+
+    def ring(self, main: Connection, subjects: Collection[str], known: "Known") -> dict[str, Key]:
+        """Under the append lock: the key of each of `subjects`, made for those `known` has
+        none of; only for webhooks about to be logged, so none is made for one refused."""
+        ring = {subject: known.keys[subject] for subject in subjects if subject in known.keys}
         if missing := [subject for subject in subjects if subject not in ring]:
             created = now_ms()
             made = {subject: Key(secrets.token_hex(16), personal.new_key()) for subject in missing}
@@ -131,7 +129,7 @@ class Keystore:
             with self.connect(main, write=True) as connection:
                 _ADD.run(connection, rows)
             ring.update(made)
-        return ring, known.suppressed
+        return ring
 
     def destroy(
         self,
@@ -223,17 +221,18 @@ _MATERIALS: Final = db.Prepared(
 
 
 class Known(NamedTuple):
-    """What the keystore holds of a batch: its subjects' keys, and which subjects it
-    names were erased and suppressed, with the profile each was erased with."""
+    """What the keystore holds of a batch: its subjects' keys; which subjects it names
+    were erased; and which of those are suppressed, with the profile each was erased with."""
 
     keys: dict[str, Key]
+    erased: set[str]
     suppressed: dict[str, str]
 
 
 def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
     """The statements that read what the keystore knows of the list parameters "subjects"
-    (their keys) and "named" (those suppressed), each row after the `leading` columns:
-    subject, key_id, material, profile_uuid. Read with known_of()."""
+    (their keys) and "named" (those erased), each row after the `leading` columns:
+    subject, key_id, material, profile_uuid, suppressed. Read with known_of()."""
     return [
         select(
             *leading,
@@ -241,6 +240,7 @@ def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
             keys.c.id.label("key_id"),
             keys.c.material,
             null().label("profile_uuid"),
+            cast(null(), Boolean).label("suppressed"),
         ).where(db.among(keys.c.subject, "subjects")),
         select(
             *leading,
@@ -248,22 +248,25 @@ def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
             null().label("key_id"),
             null().label("material"),
             erased_subjects.c.profile_uuid,
-        ).where(db.among(erased_subjects.c.subject, "named"), erased_subjects.c.suppressed),
+            erased_subjects.c.suppressed,
+        ).where(db.among(erased_subjects.c.subject, "named")),
     ]
 
 
 def known_of(rows: Iterable[Mapping[str, Any]]) -> Known:
     """What rows of knowing()'s statements say (rows of other statements skipped)."""
-    known = Known({}, {})
+    known = Known({}, set(), {})
     for row in rows:
         if row["key_id"] is not None:
             known.keys[row["subject"]] = Key(row["key_id"], row["material"])
         elif row["profile_uuid"] is not None:
-            known.suppressed[row["subject"]] = row["profile_uuid"]
+            known.erased.add(row["subject"])
+            if row["suppressed"]:
+                known.suppressed[row["subject"]] = row["profile_uuid"]
     return known
 
 
-_SEALING: Final = db.Prepared(union_all(*knowing()))
+_KNOWN: Final = db.Prepared(union_all(*knowing()))
 _ERASED: Final = db.Prepared(
     select(erased_subjects.c.subject, erased_subjects.c.suppressed).where(
         db.among(erased_subjects.c.subject, "subjects")

@@ -27,6 +27,7 @@ class Recorded:
     position: int
     received_at: int
     incoming: Incoming
+    dedupe_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ def append(
     *,
     head: Head,
     ring: Mapping[str, Key],
+    erased: Collection[str] = (),
 ) -> tuple[list[Receipt], list[Recorded]]:
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
@@ -85,32 +87,129 @@ def append(
     new events take the positions after it, in batch order, each sealed with its
     subject's key from `ring` (see cdp.personal) and chained to the one before it. A body
     that is already logged (or repeated within the batch) is a duplicate and answers with
-    the position of the first copy.
+    the position of the first copy; so does one of a subject `erased` (not suppressed)
+    that an event sealed under a key since destroyed holds the clear part of (see
+    _erased_copies): what was erased does not come back with a redelivery.
     """
     received_at = received_at if received_at is not None else now_ms()
-    known = _positions(connection, {incoming.dedupe_key for incoming in batch})
+    sealed = [_Sealed.of(incoming, ring) for incoming in batch]
+    known = _positions(connection, {item.dedupe_key for item in sealed})
+    if erased:
+        again = [item for item in sealed if item.subject in erased]
+        known |= _erased_copies(connection, [i for i in again if i.dedupe_key not in known])
     recorded: list[Recorded] = []
     rows = []
     previous = head.hash or chain.GENESIS
-    for incoming in batch:
-        if incoming.dedupe_key not in known:
-            position = known[incoming.dedupe_key] = head.position + len(recorded) + 1
-            recorded.append(Recorded(position, received_at, incoming))
-            rows.append(row(incoming, received_at, position, previous, ring))
+    for item in sealed:
+        if item.dedupe_key not in known:
+            position = known[item.dedupe_key] = head.position + len(recorded) + 1
+            recorded.append(Recorded(position, received_at, item.incoming, item.dedupe_key))
+            rows.append(item.row(received_at, position, previous))
             previous = rows[-1]["hash"]
     if rows:
         db.insert(connection, events, rows)
         if connection.dialect.name == "postgresql":  # keep the column's default past them
             _FOLLOW_SEQUENCE.run(connection, [{"position": rows[-1]["position"]}])
-    fresh = {r.incoming.dedupe_key for r in recorded}
+    fresh = {r.dedupe_key for r in recorded}
     receipts = []
-    for incoming in batch:
-        key = incoming.dedupe_key
+    for item in sealed:
+        key = item.dedupe_key
         receipts.append(Receipt(position=known[key], duplicate=key not in fresh))
         fresh.discard(key)
     return receipts, recorded
 
 
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A checked webhook with what its log row is made of: its subject and key, its body's
+    fields that are no personal data, and its dedupe key (see cdp.personal)."""
+
+    incoming: Incoming
+    subject: str
+    key: Key
+    redacted: str
+    dedupe_key: str
+
+    @classmethod
+    def of(cls, incoming: Incoming, ring: Mapping[str, Key]) -> "_Sealed":
+        if incoming.fingerprint is None:
+            raise ValueError("an event read back from the log cannot be appended again")
+        subject = personal.subject(incoming.webhook, incoming.source)
+        key = ring[subject]
+        redacted = personal.redacted(incoming.webhook.document)
+        dedupe_key = personal.dedupe_key(redacted, incoming.fingerprint, key.material)
+        return cls(incoming, subject, key, redacted, dedupe_key)
+
+    def row(self, received_at: int, position: int, previous: str) -> dict[str, Any]:
+        """The log row, chained to the row whose hash is `previous`."""
+        webhook = self.incoming.webhook
+        stored: dict[str, Any] = {
+            "position": position,
+            "event_type": webhook.event_type,
+            "occurred_at": webhook.timestamp,
+            "received_at": received_at,
+            "chat_uuid": webhook.chat_uuid,
+            "profile_uuid": webhook.profile_uuid,
+            "dedupe_key": self.dedupe_key,
+            "body": self.redacted,
+            "source": self.incoming.source,
+            "key_id": self.key.id,
+            "sealed": personal.seal(self.key.material, self.incoming.body, self.dedupe_key),
+        }
+        stored["hash"] = chain.link(previous, stored)
+        return stored
+
+
+def row(
+    incoming: Incoming, ring: Mapping[str, Key], received_at: int, position: int, previous: str
+) -> dict[str, Any]:
+    """The log row of a checked webhook, sealed with its subject's key from `ring` and
+    chained to the row whose hash is `previous`, as append() writes it."""
+    return _Sealed.of(incoming, ring).row(received_at, position, previous)
+
+
+def _erased_copies(connection: Connection, items: Sequence[_Sealed]) -> dict[str, int]:
+    """The position of the event that each of `items` (webhooks of erased subjects, not
+    found in the log) is a redelivery of, by the item's dedupe key: the first event of the
+    same subject, sealed under another key (destroyed by the erasure), whose dedupe key has
+    the same clear half. Its keyed half cannot be compared: its key is gone."""
+    if not items:
+        return {}
+    chats = {item.incoming.webhook.chat_uuid for item in items}
+    profiles = {item.incoming.webhook.profile_uuid for item in items}
+    values = {"chats": [c for c in chats if c], "profiles": [p for p in profiles if p]}
+    current = {item.subject: item.key.id for item in items}
+    first: dict[tuple[str, str], int] = {}
+    for row in _ERASED_COPIES.rows(connection, values):
+        named = Webhook(row["event_type"], 0, row["chat_uuid"], row["profile_uuid"], None)
+        subject = personal.subject(named, row["source"])
+        if row["key_id"] != current.get(subject):
+            place = (subject, personal.clear_half(row["dedupe_key"]))
+            first.setdefault(place, row["position"])
+    found = {}
+    for item in items:
+        position = first.get((item.subject, personal.clear_half(item.dedupe_key)))
+        if position is not None:
+            found[item.dedupe_key] = position
+    return found
+
+
+_ERASED_COPIES: Final = db.Prepared(
+    select(
+        events.c.position,
+        events.c.event_type,
+        events.c.chat_uuid,
+        events.c.profile_uuid,
+        events.c.source,
+        events.c.dedupe_key,
+        events.c.key_id,
+    )
+    .where(
+        db.among(events.c.chat_uuid, "chats")
+        | (events.c.chat_uuid.is_(None) & db.among(events.c.profile_uuid, "profiles"))
+    )
+    .order_by(events.c.position)
+)
 _FOLLOW_SEQUENCE: Final = db.Prepared(
     text("SELECT setval(pg_get_serial_sequence('events', 'position'), :position)")
 )
@@ -251,8 +350,8 @@ def _recorded(rows: Sequence[Any], keys: Keys) -> Iterator[Recorded]:
         webhook = Webhook(
             row.event_type, row.occurred_at, row.chat_uuid, row.profile_uuid, logged(whole)
         )
-        incoming = Incoming(whole, row.dedupe_key, webhook, row.source)
-        yield Recorded(row.position, row.received_at, incoming)
+        incoming = Incoming(whole, None, webhook, row.source)
+        yield Recorded(row.position, row.received_at, incoming, row.dedupe_key)
 
 
 _KNOWN: Final = db.Prepared(
@@ -264,34 +363,3 @@ def _positions(connection: Connection, keys: set[str]) -> dict[str, int]:
     """The positions of those of `keys` the log holds."""
     found = _KNOWN.rows(connection, {"keys": list(keys)})
     return {row["dedupe_key"]: row["position"] for row in found}
-
-
-def row(
-    incoming: Incoming,
-    received_at: int,
-    position: int,
-    previous: str,
-    ring: Mapping[str, Key],
-) -> dict[str, Any]:
-    """The log row of a checked webhook, sealed with its subject's key from `ring` and
-    chained to the row whose hash is `previous`."""
-    webhook = incoming.webhook
-    subject = personal.subject(webhook)
-    key = None if subject is None else ring[subject]
-    stored: dict[str, Any] = {
-        "position": position,
-        "event_type": webhook.event_type,
-        "occurred_at": webhook.timestamp,
-        "received_at": received_at,
-        "chat_uuid": webhook.chat_uuid,
-        "profile_uuid": webhook.profile_uuid,
-        "dedupe_key": incoming.dedupe_key,
-        "body": incoming.body if key is None else personal.redacted(webhook.document),
-        "source": incoming.source,
-        "key_id": None if key is None else key.id,
-        "sealed": (
-            None if key is None else personal.seal(key.material, incoming.body, incoming.dedupe_key)
-        ),
-    }
-    stored["hash"] = chain.link(previous, stored)
-    return stored

@@ -1,12 +1,17 @@
 """The personal data in a webhook, and how the log keeps it: sealed under a key of its own.
 
-Each chat has a key (a profile has one for events that name no chat); the log keeps every
-such event twice: whole, sealed with AES-GCM under that key, and in the clear with only the
-fields known to hold no personal data (`redacted`). Erasing a customer destroys their keys:
-the sealed copies become unreadable wherever they are, and the rows themselves, hash chain
-included, never change.
+Each chat has a key (a profile has one for events that name no chat, a source for events
+that name neither); the log keeps every event twice: whole, sealed with AES-GCM under that
+key, and in the clear with only the fields known to hold no personal data (`redacted`).
+Erasing a customer destroys their keys: the sealed copies become unreadable wherever they
+are, and the rows themselves, hash chain included, never change.
+
+Nor can the dedupe key give erased data away: its part that depends on the whole body is
+an HMAC under the same key (see `dedupe_key`).
 """
 
+import hashlib
+import hmac
 import os
 from typing import Any, Final
 
@@ -19,6 +24,8 @@ from cdp.webhook import Webhook
 # What survives erasure: a tree of the fields that say what happened, when, and which team
 # and operator handled it; everything else (names, phones, avatars, texts, links, titles,
 # and any field not listed, since new ones may appear) is personal until shown otherwise.
+# Half of every dedupe key is made from it: changing it needs a migration that makes them
+# anew, or a redelivery of an event logged before would be logged again.
 KEPT: Final[dict[str, Any]] = {
     "event_type": True,
     "timestamp": True,
@@ -36,16 +43,17 @@ KEPT: Final[dict[str, Any]] = {
 KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _ENCODER: Final = msgspec.json.Encoder()
+_DEDUPE_LABEL: Final = b"cdp dedupe key"
 
 
-def subject(webhook: Webhook) -> str | None:
-    """Whose key seals the event: its chat's, else its profile's; None when it names neither
-    (then it can belong to no customer, and is kept in the clear)."""
+def subject(webhook: Webhook, source: str) -> str:
+    """Whose key seals the event: its chat's, else its profile's, else (an event of a type
+    unknown that names neither) its source's, which no erasure of a customer destroys."""
     if webhook.chat_uuid is not None:
         return of_chat(webhook.chat_uuid)
     if webhook.profile_uuid is not None:
         return of_profile(webhook.profile_uuid)
-    return None
+    return of_source(source)
 
 
 def named(webhook: Webhook) -> list[str]:
@@ -61,6 +69,10 @@ def of_chat(uuid: str) -> str:
 
 def of_profile(uuid: str) -> str:
     return f"profile:{uuid}"
+
+
+def of_source(name: str) -> str:
+    return f"source:{name}"
 
 
 def chat_of(subject: str) -> str | None:
@@ -90,6 +102,26 @@ def _kept(value: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
 
 def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
+
+
+def dedupe_key(redacted: str, fingerprint: str, key: bytes) -> str:
+    """An event's dedupe key, 64 hex digits: 32 of SHA-256 of its redacted body, then 32 of
+    an HMAC of its fingerprint under (a key derived from) its subject's key.
+
+    A redelivery has the same body, so the same key. The first half, made from what the log
+    shows in the clear anyway, orders the events of one chat and millisecond alike in every
+    database; the second tells apart bodies that differ only in personal data. Once the key
+    is destroyed, nobody can test a guess of erased data against the dedupe key, as one
+    could against a plain hash of the body.
+    """
+    clear = hashlib.sha256(redacted.encode()).hexdigest()[:32]
+    mac = hmac.new(hmac.digest(key, _DEDUPE_LABEL, "sha256"), bytes.fromhex(fingerprint), "sha256")
+    return clear + mac.hexdigest()[:32]
+
+
+def clear_half(dedupe_key: str) -> str:
+    """The part of a dedupe key made from the redacted body alone."""
+    return dedupe_key[:32]
 
 
 def seal(key: bytes, body: str, dedupe_key: str) -> bytes:

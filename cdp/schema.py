@@ -1,12 +1,23 @@
 """The schema's version: bring a database to the latest migration, or tell how far behind it is."""
 
 from pathlib import Path
+from typing import Final
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+
+from cdp.keystore import MAIN, Keystore
+
+# Migrations that change the order in which the projectors fold events: a database that
+# had events before one of them needs its projections rebuilt once it ran (see upgrade).
+REORDERING: Final = ("0009",)
+
+
+class Refused(Exception):
+    """A migration that cannot run on this database as it is, and says why; nothing changed."""
 
 
 def _directory() -> Path:
@@ -20,17 +31,30 @@ def config(engine: Engine) -> Config:
     return alembic
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, keystore: Keystore = MAIN) -> bool:
+    """Bring the schema to `revision`; the migrations that rewrite sealed bodies find their
+    keys in the main database and in `keystore`. Whether the projections must be rebuilt
+    (see REORDERING): the log held events, and a migration that reorders them ran."""
     alembic = config(engine)
     with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
         alembic.attributes["connection"] = connection
+        alembic.attributes["keystore"] = keystore
         command.upgrade(alembic, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+        if before is None or after is None or before == after:
+            return False
+        steps = ScriptDirectory.from_config(alembic).iterate_revisions(after, before)
+        crossed = {step.revision for step in steps}
+        logged = connection.execute(text("SELECT 1 FROM events LIMIT 1")).first() is not None
+        return logged and bool(crossed & set(REORDERING))
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, keystore: Keystore = MAIN) -> None:
     alembic = config(engine)
     with engine.begin() as connection:
         alembic.attributes["connection"] = connection
+        alembic.attributes["keystore"] = keystore
         command.downgrade(alembic, revision)
 
 

@@ -1,4 +1,4 @@
-"""The webhook as Fasttrack sends it: parsing, validation and the dedupe key.
+"""The webhook as Fasttrack sends it: parsing, validation and the fingerprint of its body.
 
 What arrives is checked strictly (`parse`); what the log already holds is read leniently
 (`logged`), since a logged event is a fact whatever today's checks would say of it.
@@ -303,10 +303,14 @@ class Webhook:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A webhook body as received, checked, with its dedupe key and the source it came from."""
+    """A webhook body as received, checked, with the source it came from.
+
+    `fingerprint`: SHA-256 of its canonical JSON (see cdp.personal.dedupe_key); None for
+    an event read back from the log, which keeps only the dedupe key made from it.
+    """
 
     body: str
-    dedupe_key: str
+    fingerprint: str | None
     webhook: Webhook
     source: str = DEFAULT_SOURCE
 
@@ -350,8 +354,8 @@ def parse(raw: bytes | str, *, latest: int, source: str = DEFAULT_SOURCE) -> Inc
         raise MalformedBody(f"body has {_repeated_key(body)}: each key must appear once")
     if len(body) > MAX_STRING_BYTES // 4 or len(body) > 5 * MAX_KEYS:
         _check_sizes(document, len(body))
-    key = hashlib.sha256(canonical).hexdigest()
-    return Incoming(body, key, validate(document, latest=latest), source)
+    fingerprint = hashlib.sha256(canonical).hexdigest()
+    return Incoming(body, fingerprint, validate(document, latest=latest), source)
 
 
 def _lost_keys(body: str, canonical: bytes) -> bool:
@@ -437,17 +441,13 @@ def validate(document: dict[str, Any], *, latest: int) -> Webhook:
     return Webhook(envelope["event_type"], envelope["timestamp"], chat_uuid, profile_uuid, document)
 
 
-def dedupe_key(document: dict[str, Any], *, float_free: bool = False) -> str:
-    """SHA-256 of the canonical JSON: sorted keys, no insignificant whitespace.
+def _canonical(document: dict[str, Any], *, float_free: bool) -> bytes:
+    """The JSON text that tells bodies apart: sorted keys, no insignificant whitespace.
 
     ValueError if the document holds a non-finite number or a lone surrogate. msgspec
     writes the same canonical text ten times faster, but spells some floats otherwise
     (1e16 for 1e+16): it serves only documents known to hold none (`float_free`).
     """
-    return hashlib.sha256(_canonical(document, float_free=float_free)).hexdigest()
-
-
-def _canonical(document: dict[str, Any], *, float_free: bool) -> bytes:
     if float_free:
         return _CANONICAL.encode(document)
     canonical = json.dumps(

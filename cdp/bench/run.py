@@ -254,9 +254,9 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
             rows = []
             for line in chunk:
                 incoming = parse(line.rstrip(b"\n"), latest=latest)
-                if incoming.dedupe_key not in seen:
-                    seen.add(incoming.dedupe_key)
-                    stored = log.row(incoming, now_ms(), len(seen), previous, ring)
+                if incoming.fingerprint not in seen:
+                    seen.add(incoming.fingerprint)
+                    stored = log.row(incoming, ring, now_ms(), len(seen), previous)
                     previous = stored["hash"]
                     rows.append(tuple(stored[name] for name in _LOG_COLUMNS))
             started = time.perf_counter()

@@ -7,7 +7,18 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any, Final, NamedTuple, Protocol
 
-from sqlalchemy import Connection, Label, LargeBinary, String, Table, cast, null, select, union_all
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Label,
+    LargeBinary,
+    String,
+    Table,
+    cast,
+    null,
+    select,
+    union_all,
+)
 
 from cdp import db, log
 from cdp.keystore import MAIN, Keystore, Known, knowing, known_of
@@ -84,6 +95,7 @@ _NO_KEY: Final = (
     _text("key_id"),
     cast(null(), LargeBinary).label("material"),
     _text("profile_uuid"),
+    cast(null(), Boolean).label("suppressed"),
 )
 _OWNERS: Final = select(*_NO_LOG, owners.c.subject, owners.c.source).where(
     db.among(owners.c.subject, "named")

@@ -158,7 +158,7 @@ class ChatsProjector:
         for recorded in batch:
             chat_uuid = recorded.incoming.webhook.chat_uuid
             if chat_uuid is not None:
-                new[chat_uuid].append(fact_of(recorded.position, recorded.incoming))
+                new[chat_uuid].append(fact_of(recorded))
                 sources[chat_uuid] = recorded.incoming.source
         if not new:
             return

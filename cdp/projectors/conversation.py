@@ -19,13 +19,13 @@ from datetime import timedelta
 from itertools import islice
 from typing import Any, Final
 
+from cdp.log import Recorded
 from cdp.webhook import (
     KNOWN_TYPES,
     MESSAGE_CREATED,
     MESSAGE_UPDATED,
     OPERATOR_REPLIED,
     SESSION_UPDATED,
-    Incoming,
     identifier,
     team_id,
 )
@@ -99,15 +99,16 @@ class Fact:
 FACT_FIELDS: Final = tuple(Fact.__dataclass_fields__)
 
 
-def fact_of(position: int, incoming: Incoming) -> Fact:
+def fact_of(recorded: Recorded) -> Fact:
     """What a webhook says about its chat, read leniently: a field of the wrong type is absent.
 
     Live webhooks were checked already; a logged one is a fact whatever today's checks say.
     """
-    webhook = incoming.webhook
+    position, dedupe_key = recorded.position, recorded.dedupe_key
+    webhook = recorded.incoming.webhook
     rank = 0 if webhook.event_type == SESSION_UPDATED else 1
     if webhook.event_type not in KNOWN_TYPES or webhook.document is None:
-        return Fact(position, webhook.timestamp, rank, incoming.dedupe_key, webhook.event_type)
+        return Fact(position, webhook.timestamp, rank, dedupe_key, webhook.event_type)
     payload = _object(webhook.document.get("payload"))
     chat, session = _object(payload.get("chat")), _object(payload.get("session"))
     team, operator = _object(session.get("team")), _object(session.get("operator"))
@@ -116,7 +117,7 @@ def fact_of(position: int, incoming: Incoming) -> Fact:
         position=position,
         occurred_at=webhook.timestamp,
         rank=rank,
-        dedupe_key=incoming.dedupe_key,
+        dedupe_key=dedupe_key,
         event_type=webhook.event_type,
         profile_uuid=webhook.profile_uuid,
         platform=_text(chat.get("platform")),

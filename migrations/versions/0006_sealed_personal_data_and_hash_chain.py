@@ -22,7 +22,7 @@ from alembic import op
 
 from cdp import chain, personal
 from cdp.times import now_ms
-from cdp.webhook import Webhook, logged
+from cdp.webhook import logged
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -157,8 +157,7 @@ def _seal_and_chain(connection: sa.Connection) -> None:
         changes, new_keys = [], []
         for row in rows:
             stored = dict(row._mapping)
-            named = Webhook(row.event_type, row.occurred_at, row.chat_uuid, row.profile_uuid, None)
-            subject = personal.subject(named)  # as for every append since
+            subject = _subject(row)
             if subject is not None:
                 if subject not in keys:
                     keys[subject] = (secrets.token_hex(16), personal.new_key())
@@ -188,6 +187,16 @@ def _seal_and_chain(connection: sa.Connection) -> None:
             connection.execute(_KEYS.insert(), new_keys)
         connection.execute(_UPDATE, changes)
         after = rows[-1].position
+
+
+def _subject(row: sa.Row[Any]) -> str | None:
+    """Whose key sealed an event at this revision: its chat's, else its profile's; an event
+    naming neither stayed in the clear (until 0009)."""
+    if row.chat_uuid is not None:
+        return personal.of_chat(row.chat_uuid)
+    if row.profile_uuid is not None:
+        return personal.of_profile(row.profile_uuid)
+    return None
 
 
 def _unseal(connection: sa.Connection) -> None:

@@ -1,6 +1,7 @@
 """Erasure on request: personal data sealed in the log, unreadable once its keys are gone,
 the facts kept; through rebuilds, replays and backups restored later."""
 
+import hashlib
 import json
 import shutil
 import uuid
@@ -80,6 +81,39 @@ def test_the_log_holds_no_personal_data_in_the_clear(client: Client, engine: Eng
     event = client.get("/events/3").json()
     assert event["body"]["payload"]["message"]["text"] == TEXT
     assert event["erased"] is False
+
+
+def test_an_event_that_names_no_customer_is_sealed_too(client: Client, engine: Engine) -> None:
+    rated = {"event_type": "survey_answered", "timestamp": PAST, "payload": {"answer": PHONE}}
+    assert post(client, rated) == 202
+    assert PHONE.encode() not in raw_log(engine)
+    assert client.get("/events/1").json()["body"] == rated
+
+
+def test_no_dedupe_key_lets_a_guess_of_erased_data_be_tested(
+    client: Client, engine: Engine
+) -> None:
+    """A plain hash of the body would let whoever holds a copy of the log confirm a guess of
+    an erased phone or name: the dedupe key's part that depends on the body is keyed."""
+    bodies = history()
+    for body in bodies:
+        post(client, body)
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    stored = raw_log(engine)
+    for body in bodies:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        assert digest[:32].encode() not in stored
+        assert digest[32:].encode() not in stored
+    with engine.connect() as connection:
+        rows = connection.execute(select(events.c.dedupe_key, events.c.body)).all()
+    # The clear half is made from what the log shows in the clear anyway.
+    assert all(row.dedupe_key[:32] == sha256(row.body)[:32] for row in rows)
+    assert len({row.dedupe_key[32:] for row in rows}) == len(rows)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_erasure_removes_the_personal_data_and_keeps_the_facts(client: Client) -> None:

@@ -88,7 +88,7 @@ def test_in_one_batch_the_first_source_to_name_a_chat_gets_it(
         for n in range(2)
     ]
     mine, theirs = (
-        type(incoming)(incoming.body, incoming.dedupe_key, incoming.webhook, source)
+        type(incoming)(incoming.body, incoming.fingerprint, incoming.webhook, source)
         for incoming, source in zip(batch, "ab", strict=True)
     )
     first, second = ingest.record(engine, [mine, theirs], registry(settings))

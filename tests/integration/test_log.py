@@ -94,7 +94,8 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     first = checked(json.dumps(webhook("message_created", message="1")))
     with db.writing(engine) as connection:
         log.lock(connection)
-        ring, _ = MAIN.sealing(connection, [f"chat:{first.webhook.chat_uuid}"], ())
+        subjects = [f"chat:{first.webhook.chat_uuid}"]
+        ring = MAIN.ring(connection, subjects, MAIN.known(connection, subjects, ()))
         head, *_ = standing(connection)
         receipts, _ = log.append(connection, [first], head=head, ring=ring)
         appended.set()

@@ -1,16 +1,20 @@
 """The migrations build exactly the models' schema, and can be undone and redone."""
 
+import hashlib
 import json
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 
-from cdp import chain, log, schema
+from cdp import chain, ingest, log, personal, projectors, schema
 from cdp.keystore import MAIN
-from cdp.models import Base
+from cdp.models import Base, erased_subjects, erasures, events
+from cdp.models import keys as keys_table
 from cdp.projectors import keys
-from tests.factories import PAST, webhook
+from cdp.settings import Settings
+from tests.factories import PAST, checked, webhook
 
 
 def drift(engine: Engine) -> list[object]:
@@ -38,20 +42,31 @@ def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it
     engine: Engine,
 ) -> None:
     schema.downgrade(engine, "0006")
-    rows = [
-        {"position": n, "chat_uuid": chat, "profile_uuid": "p", "source": source}
-        for n, (chat, source) in enumerate([("c1", "a"), ("c1", "b"), ("c2", "b")], start=1)
-    ]
+    previous = chain.GENESIS
     with engine.begin() as connection:
-        for row in rows:
+        for n, (chat, source) in enumerate([("c1", "a"), ("c1", "b"), ("c2", "b")], start=1):
+            row = {
+                "position": n,
+                "event_type": "message_created",
+                "occurred_at": 1,
+                "received_at": 1,
+                "chat_uuid": chat,
+                "profile_uuid": "p",
+                "dedupe_key": f"{n:064x}",
+                "body": "{}",
+                "source": source,
+                "key_id": None,
+                "sealed": None,
+            }
+            previous = row["hash"] = chain.link(previous, row)
             connection.execute(
                 text(
                     "INSERT INTO events (position, event_type, occurred_at, received_at, "
                     "chat_uuid, profile_uuid, dedupe_key, body, source, hash) VALUES "
-                    "(:position, 'message_created', 1, 1, :chat_uuid, :profile_uuid, "
-                    ":key, '{}', :source, :key)"
+                    "(:position, :event_type, :occurred_at, :received_at, :chat_uuid, "
+                    ":profile_uuid, :dedupe_key, :body, :source, :hash)"
                 ),
-                {**row, "key": f"{row['position']:064x}"},
+                row,
             )
     schema.upgrade(engine)
     with engine.connect() as connection:
@@ -88,3 +103,96 @@ def test_events_logged_before_sealing_are_sealed_and_chained_once(engine: Engine
         assert connection.scalar(text("SELECT count(*) FROM keys")) == 2  # one per chat
     assert [body for body, _ in opened] == bodies
     assert all("+7999" not in row.body and row.sealed for row in rows)
+
+
+def as_0008_logged_them(engine: Engine, bodies: list[str]) -> dict[str, bytes]:
+    """Log `bodies` as revision 0008 did: dedupe keys plain SHA-256 of the canonical body,
+    each body sealed under its chat's key, bound to that key, or (naming no chat) in the
+    clear; chained. The keys by subject."""
+    schema.downgrade(engine, "0008")
+    previous, materials = chain.GENESIS, {}
+    with engine.begin() as connection:
+        for n, body in enumerate(bodies, start=1):
+            document = json.loads(body)
+            chat = (document["payload"].get("chat") or {}).get("uuid")
+            canonical = json.dumps(
+                document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            plain = hashlib.sha256(canonical.encode()).hexdigest()
+            row: dict[str, Any] = {
+                "position": n,
+                "event_type": document["event_type"],
+                "occurred_at": document["timestamp"],
+                "received_at": PAST,
+                "chat_uuid": chat,
+                "profile_uuid": None,
+                "dedupe_key": plain,
+                "body": body,
+                "source": "default",
+                "key_id": None,
+                "sealed": None,
+            }
+            if chat is not None:
+                subject = f"chat:{chat}"
+                if subject not in materials:
+                    materials[subject] = personal.new_key()
+                    connection.execute(
+                        insert(keys_table).values(
+                            id=chat, subject=subject, material=materials[subject], created_at=1
+                        )
+                    )
+                row["key_id"] = chat
+                row["sealed"] = personal.seal(materials[subject], body, plain)
+                row["body"] = personal.redacted(document)
+            previous = row["hash"] = chain.link(previous, row)
+            connection.execute(insert(events), row)
+    return materials
+
+
+def test_dedupe_keys_are_made_anew_and_every_body_sealed_redeliveries_still_duplicates(
+    engine: Engine, settings: Settings
+) -> None:
+    """0009: no plain hash of a body is left to test guesses against; an event that names no
+    chat is sealed; everything readable still reads; the chain holds; and a webhook logged
+    before the migration is still a duplicate when it comes again, erased or not."""
+    bodies = [
+        json.dumps(webhook("message_created", chat=chat, at=PAST + n, phone="+79991234567"))
+        for n, chat in enumerate(["c1", "c2", "c1"])
+    ]
+    bodies.append(json.dumps({"event_type": "x", "timestamp": PAST, "payload": {"n": "Анна"}}))
+    as_0008_logged_them(engine, bodies)
+    with engine.begin() as connection:  # c2 erased: its key destroyed, the erasure recorded
+        connection.execute(text("DELETE FROM keys WHERE subject = 'chat:c2'"))
+        connection.execute(
+            insert(erased_subjects).values(
+                subject="chat:c2", profile_uuid="p", erased_at=1, suppressed=False
+            )
+        )
+        connection.execute(
+            insert(erasures).values(
+                profile_uuid="p", erased_at=1, suppressed=False, chats=["c2"], refused=0
+            )
+        )
+    plain = [row for (row,) in _column(engine, "dedupe_key")]
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        rows = log.read(connection)
+        opened = log.bodies(rows, keys(connection, MAIN))
+        assert chain.verify(connection).broken_at is None
+    assert [body for body, _ in opened] == [bodies[0], opened[1][0], bodies[2], bodies[3]]
+    assert [erased for _, erased in opened] == [False, True, False, False]
+    assert "Анна" not in rows[3].body
+    assert rows[3].sealed is not None
+    for row, old in zip(rows, plain, strict=True):
+        assert row.dedupe_key[:32] == hashlib.sha256(row.body.encode()).hexdigest()[:32]
+        assert old[:32] not in row.dedupe_key
+        assert old[32:] not in row.dedupe_key
+    answers = ingest.record(
+        engine, [checked(body) for body in bodies], projectors.registry(settings)
+    )
+    assert [(a.position, a.duplicate) for a in answers] == [(n, True) for n in (1, 2, 3, 4)]
+
+
+def _column(engine: Engine, name: str) -> list[tuple[Any]]:
+    with engine.connect() as connection:
+        return list(connection.execute(text(f"SELECT {name} FROM events ORDER BY position")))

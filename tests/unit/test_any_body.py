@@ -13,6 +13,7 @@ from typing import Any, Final
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from cdp.log import Recorded
 from cdp.projectors.conversation import fact_of
 from cdp.webhook import (
     KNOWN_TYPES,
@@ -221,7 +222,7 @@ def parsed(raw: bytes) -> Incoming | Refused:
 
 
 def outcome(raw: bytes) -> None:
-    """Parse `raw`: a refusal that says why, or a webhook that keeps its dedupe key however
+    """Parse `raw`: a refusal that says why, or a webhook that keeps its fingerprint however
     it is spelt and that the log's reader reads back as parse read it."""
     incoming = parsed(raw)
     if isinstance(incoming, Refused):
@@ -231,18 +232,19 @@ def outcome(raw: bytes) -> None:
         event(f"refused {incoming.status}")
         return
     event("accepted")
-    key = incoming.dedupe_key
-    assert checked(raw).dedupe_key == checked(incoming.body).dedupe_key == key
+    key = incoming.fingerprint
+    assert checked(raw).fingerprint == checked(incoming.body).fingerprint == key
     document = incoming.webhook.document
     assert document is not None
-    assert checked(json.dumps(document, ensure_ascii=False, indent=1)).dedupe_key == key
+    assert checked(json.dumps(document, ensure_ascii=False, indent=1)).fingerprint == key
     read = logged(incoming.body)
     assert read == document
     webhook = incoming.webhook
     reread = Webhook(
         webhook.event_type, webhook.timestamp, webhook.chat_uuid, webhook.profile_uuid, read
     )
-    assert fact_of(1, Incoming(incoming.body, key, reread)) == fact_of(1, incoming)
+    again = Incoming(incoming.body, None, reread)
+    assert fact_of(Recorded(1, 0, again, "k")) == fact_of(Recorded(1, 0, incoming, "k"))
 
 
 @FUZZ

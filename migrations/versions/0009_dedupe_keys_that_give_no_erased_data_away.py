@@ -1,0 +1,270 @@
+"""Dedupe keys that give no erased data away, and no event left in the clear.
+
+Until now an event's dedupe key was SHA-256 of its canonical body: whoever held a copy of
+the log could test a guess of a customer's erased name or phone against it. Each event's
+key is made anew here as every append makes it since (see cdp.personal.dedupe_key): a
+hash of its redacted body, then an HMAC under its subject's key of what the old key was,
+the body's fingerprint. Events that name neither a chat nor a profile, kept in the clear
+until now, are sealed under their source's key.
+
+Each readable body is sealed again, bound to its new key, and the whole log is chained
+anew, in position order, once, with the guard triggers off inside this migration's
+transaction; the read models' copies of the keys follow. An erased event keeps its
+sealed bytes (nobody can open them) and gets a keyed half nobody can link to anything.
+
+The keys come from the main database and from the keystore cdp passes in (`cdp migrate`
+does); a key found in neither, of a chat or profile never erased, stops the migration
+before anything changed. So does a break in the hash chain: chaining anew over it would
+hide it. New keys go to the main database's `keys` table, which a keystore of its own
+takes over the first time cdp opens it (see cdp.keystore.Keystore.adopt).
+
+Ties between events of one chat and millisecond are ordered by the new keys: `cdp
+migrate` rebuilds the projections after this migration (see cdp.schema.REORDERING).
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from cdp import chain, personal
+from cdp.schema import Refused
+from cdp.times import now_ms
+from cdp.webhook import logged
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SQLITE_UPDATE_GUARD = """
+    CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events
+    BEGIN
+        SELECT RAISE(ABORT, 'the event log is append-only: UPDATE on events is refused');
+    END
+"""
+_CHUNK = 2000
+
+_EVENTS = sa.table(
+    "events",
+    *(sa.column(name) for name in chain.COLUMNS if name != "sealed"),
+    sa.column("sealed", sa.LargeBinary()),
+    sa.column("hash", sa.String()),
+)
+_KEYS = sa.table(
+    "keys",
+    sa.column("id"),
+    sa.column("subject"),
+    sa.column("material", sa.LargeBinary()),
+    sa.column("created_at"),
+)
+_UPDATE = (
+    _EVENTS.update()
+    .where(_EVENTS.c.position == sa.bindparam("at"))
+    .values(
+        dedupe_key=sa.bindparam("new_dedupe_key"),
+        body=sa.bindparam("new_body"),
+        key_id=sa.bindparam("new_key_id"),
+        sealed=sa.bindparam("new_sealed", type_=sa.LargeBinary()),
+        hash=sa.bindparam("new_hash"),
+    )
+)
+
+
+def upgrade() -> None:
+    _rewrite(_rekey)
+
+
+def downgrade() -> None:
+    _rewrite(_unkey)
+    op.execute("DELETE FROM keys WHERE subject LIKE 'source:%'")
+
+
+class _Keys:
+    """The key material of every key the main database or the keystore holds, and the
+    subjects erased; keys made for subjects that had none, kept to be written."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.materials = {
+            row.id: row.material
+            for row in connection.execute(sa.select(_KEYS.c.id, _KEYS.c.material))
+        }
+        keystore = op.get_context().config.attributes.get("keystore")
+        if keystore is not None and keystore.apart:
+            wanted = sa.select(_EVENTS.c.key_id).where(_EVENTS.c.key_id.is_not(None)).distinct()
+            ids = [
+                key_id for (key_id,) in connection.execute(wanted) if key_id not in self.materials
+            ]
+            self.materials |= keystore.materials(connection, ids)
+        self.erased: set[str] = set()
+        for profile, chats in connection.execute(
+            sa.text("SELECT profile_uuid, chats FROM erasures")
+        ):
+            self.erased.add(personal.of_profile(profile))
+            listed = json.loads(chats) if isinstance(chats, str) else chats
+            self.erased.update(personal.of_chat(chat) for chat in listed)
+        self.made: dict[str, tuple[str, bytes]] = {}
+        self.new_rows: list[dict[str, Any]] = []
+
+    def of_source(self, name: str, connection: sa.Connection) -> tuple[str, bytes]:
+        subject = personal.of_source(name)
+        if subject not in self.made:
+            found = connection.execute(
+                sa.select(_KEYS.c.id, _KEYS.c.material).where(_KEYS.c.subject == subject)
+            ).first()
+            if found is not None:
+                self.made[subject] = (found.id, found.material)
+            else:
+                self.made[subject] = (secrets.token_hex(16), personal.new_key())
+                key_id, material = self.made[subject]
+                self.materials[key_id] = material
+                self.new_rows.append(
+                    {"id": key_id, "subject": subject, "material": material, "created_at": now_ms()}
+                )
+        return self.made[subject]
+
+
+# What a row becomes: its columns that change (of dedupe_key, body, key_id and sealed).
+Change = Callable[[sa.Connection, dict[str, Any], "_Keys"], dict[str, Any]]
+
+
+def _rewrite(change: Change) -> None:
+    """Run `change` over every logged row, in position order, chaining each anew, with the
+    guard against updates off; the read models' copies of the dedupe keys follow."""
+    connection = op.get_bind()
+    sqlite = connection.dialect.name == "sqlite"
+    keys = _Keys(connection)
+    if sqlite:
+        op.execute("DROP TRIGGER IF EXISTS events_refuse_update")
+    else:
+        op.execute("ALTER TABLE events DISABLE TRIGGER events_refuse_change")
+    old_previous = new_previous = chain.GENESIS
+    after = 0
+    while rows := _chunk(connection, after):
+        changes = []
+        for row in rows:
+            stored = dict(row._mapping)
+            if stored["hash"] != chain.link(old_previous, stored):
+                raise Refused(
+                    f"the log's hash chain breaks at position {row.position}: see `cdp verify`; "
+                    "this migration does not chain anew over a log that was tampered with"
+                )
+            old_previous = stored["hash"]
+            stored.update(change(connection, stored, keys))
+            new_previous = chain.link(new_previous, stored)
+            changes.append(
+                {
+                    "at": row.position,
+                    "new_dedupe_key": stored["dedupe_key"],
+                    "new_body": stored["body"],
+                    "new_key_id": stored["key_id"],
+                    "new_sealed": stored["sealed"],
+                    "new_hash": new_previous,
+                }
+            )
+        connection.execute(_UPDATE, changes)
+        after = rows[-1].position
+    if keys.new_rows:
+        connection.execute(_KEYS.insert(), keys.new_rows)
+    if sqlite:
+        op.execute(SQLITE_UPDATE_GUARD)
+    else:
+        op.execute("ALTER TABLE events ENABLE TRIGGER events_refuse_change")
+    for table in ("timeline", "handoffs"):
+        op.execute(
+            f"UPDATE {table} SET dedupe_key = "
+            f"(SELECT dedupe_key FROM events WHERE events.position = {table}.position)"
+        )
+
+
+def _rekey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[str, Any]:
+    """The row's new dedupe key, its body sealed again bound to it; sealed first, under its
+    source's key, when it was kept in the clear."""
+    fingerprint = _fingerprint(row["dedupe_key"])
+    if row["sealed"] is None:
+        key_id, material = keys.of_source(row["source"], connection)
+        redacted = personal.redacted(logged(row["body"]))
+        dedupe_key = personal.dedupe_key(redacted, fingerprint, material)
+        sealed = personal.seal(material, row["body"], dedupe_key)
+        return {"dedupe_key": dedupe_key, "body": redacted, "key_id": key_id, "sealed": sealed}
+    material = keys.materials.get(row["key_id"])
+    whole = (
+        None if material is None else personal.unseal(material, row["sealed"], row["dedupe_key"])
+    )
+    if whole is None:
+        if material is None and _subject(row) not in keys.erased:
+            raise Refused(
+                f"the key that seals the event at position {row['position']} is in neither "
+                "this database nor the keystore: run this through `cdp migrate` with "
+                "CDP_KEYSTORE_URL set as the server has it"
+            )
+        # Erased (or its sealed copy unreadable since): a keyed half nobody can link.
+        clear = hashlib.sha256(row["body"].encode()).hexdigest()[:32]
+        return {"dedupe_key": clear + secrets.token_hex(16)}
+    assert material is not None
+    dedupe_key = personal.dedupe_key(row["body"], fingerprint, material)
+    return {"dedupe_key": dedupe_key, "sealed": personal.seal(material, whole, dedupe_key)}
+
+
+def _unkey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[str, Any]:
+    """The row's dedupe key as SHA-256 of its canonical body, its body sealed again bound
+    to it (an erased one: a hash of its keyed key, which gives nothing away); in the clear
+    again when it names neither a chat nor a profile."""
+    material = keys.materials.get(row["key_id"])
+    whole = (
+        None if material is None else personal.unseal(material, row["sealed"], row["dedupe_key"])
+    )
+    if whole is None:
+        return {"dedupe_key": hashlib.sha256(row["dedupe_key"].encode()).hexdigest()}
+    document = logged(whole)
+    canonical = (
+        json.dumps(
+            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        if document is not None
+        else whole
+    )
+    dedupe_key = hashlib.sha256(canonical.encode("utf-8", errors="replace")).hexdigest()
+    if row["chat_uuid"] is None and row["profile_uuid"] is None:
+        return {"dedupe_key": dedupe_key, "body": whole, "key_id": None, "sealed": None}
+    assert material is not None
+    return {"dedupe_key": dedupe_key, "sealed": personal.seal(material, whole, dedupe_key)}
+
+
+def _opened(row: dict[str, Any], keys: _Keys) -> tuple[str | None, bytes | None]:
+    """The row's whole body, None if it cannot be opened; and its key's material."""
+    material = keys.materials.get(row["key_id"])
+    if material is None:
+        return None, None
+    return personal.unseal(material, row["sealed"], row["dedupe_key"]), material
+
+
+def _fingerprint(dedupe_key: str) -> str:
+    """What the old dedupe key was: the fingerprint of the body (SHA-256 of its canonical
+    JSON); a key of any other shape, written around cdp, is hashed to one."""
+    try:
+        if len(bytes.fromhex(dedupe_key)) == 32:
+            return dedupe_key.lower()
+    except ValueError:
+        pass
+    return hashlib.sha256(dedupe_key.encode()).hexdigest()
+
+
+def _subject(row: dict[str, Any]) -> str | None:
+    if row["chat_uuid"] is not None:
+        return personal.of_chat(row["chat_uuid"])
+    if row["profile_uuid"] is not None:
+        return personal.of_profile(row["profile_uuid"])
+    return None
+
+
+def _chunk(connection: sa.Connection, after: int) -> list[sa.Row[Any]]:
+    query = sa.select(_EVENTS).where(_EVENTS.c.position > after).order_by(_EVENTS.c.position)
+    return list(connection.execute(query.limit(_CHUNK)))
