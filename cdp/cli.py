@@ -675,13 +675,18 @@ def _identifier(value: str) -> None:
 @click.pass_obj
 def verify(settings: Settings, expect: str | None) -> None:
     """Walk the log's hash chain; print the head hash to keep, or where the chain breaks.
+    Then open every sealed body with its key, and count those that cannot be opened though
+    not erased.
 
-    Exits with status 1 when it breaks, or when --expect does not hold.
+    Exits with status 1 when the chain breaks, when --expect does not hold, or when a body
+    cannot be opened.
     """
     anchor = _anchor(expect) if expect else None
     engine = _engine(settings, existing=True)
+    keystore = _keystore(settings, engine)
     with engine.connect() as connection:
         verdict = chain.verify(connection, anchor=anchor)
+        opened = queries.openings(connection, keystore) if verdict.broken_at is None else None
     if verdict.broken_at is not None:
         click.echo(
             f"the chain breaks at position {verdict.broken_at}: that row, or one before it, "
@@ -693,6 +698,21 @@ def verify(settings: Settings, expect: str | None) -> None:
         click.echo(f"position {anchor[0]} no longer has hash {anchor[1]}: the log was rewritten")
         sys.exit(1)
     click.echo(f"{verdict.rows} rows, the chain holds; head: {verdict.position}:{verdict.hash}")
+    assert opened is not None
+    click.echo(f"bodies: {opened.whole} open, {opened.erased} erased")
+    if opened.missing_key:
+        click.echo(
+            f"{opened.missing_key} bodies cannot be opened: their keys are not in the keystore "
+            f"({keystore.describe()}) and no erasure destroyed them; is CDP_KEYSTORE_URL the "
+            "keystore the server uses, or was it restored from a backup older than them?"
+        )
+    if opened.broken:
+        click.echo(
+            f"{opened.broken} bodies cannot be opened: their key does not open them, so their "
+            "sealed copy was changed (or the keystore holds another key under the same id)"
+        )
+    if not opened.sound:
+        sys.exit(1)
 
 
 def _anchor(value: str) -> tuple[int, str]:

@@ -9,7 +9,7 @@ from typing import Final
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from cdp import db, log, personal, rejected
-from cdp.keystore import MAIN, Keystore
+from cdp.keystore import Keystore
 from cdp.log import Receipt
 from cdp.models import erasures, owners
 from cdp.models import rejected as rejected_table
@@ -32,7 +32,7 @@ def record(
     batch: Sequence[Incoming],
     projectors: Sequence[Projector],
     *,
-    keystore: Keystore = MAIN,
+    keystore: Keystore,
     refused: Sequence[rejected.Refusal] = (),
     forget: Sequence[int] = (),
 ) -> list[Receipt | Refused]:
@@ -50,50 +50,44 @@ def record(
         if not batch:
             return []
         log.lock(connection)
-        subjects = {personal.subject(incoming.webhook, incoming.source) for incoming in batch}
-        named = _named(batch)
+        subjects = [personal.subject(incoming.webhook, incoming.source) for incoming in batch]
+        names = [sorted(personal.named(incoming.webhook)) for incoming in batch]
+        named = {name for listed in names for name in listed}
         # What a keystore in the main database knows comes in the same round trip.
-        in_main = None if keystore.apart else subjects
+        in_main = None if keystore.apart else set(subjects)
         head, marks, owned, known = standing(connection, named, in_main)
         if known is None:
-            known = keystore.known(connection, subjects, named)
-        outcomes = _refuse(connection, batch, known.suppressed, owned)
-        kept = [
-            incoming for incoming, outcome in zip(batch, outcomes, strict=True) if outcome is None
-        ]
-        ring = keystore.ring(
-            connection, {personal.subject(i.webhook, i.source) for i in kept}, known
-        )
+            known = keystore.known(connection, set(subjects), named)
+        outcomes = _refuse(connection, batch, names, known.suppressed, owned)
+        kept = [incoming for incoming, out in zip(batch, outcomes, strict=True) if out is None]
+        sealing = {s for s, out in zip(subjects, outcomes, strict=True) if out is None}
+        ring = keystore.ring(connection, sealing, known)
         receipts, new = log.append(connection, kept, head=head, ring=ring, erased=known.erased)
         project(connection, projectors, new, head.position, marks, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]
 
 
-def _named(batch: Sequence[Incoming]) -> set[str]:
-    """The subjects `batch` names (see personal.named)."""
-    return {subject for incoming in batch for subject in personal.named(incoming.webhook)}
-
-
 def _refuse(
     connection: Connection,
     batch: Sequence[Incoming],
+    names: Sequence[list[str]],
     suppressed: Mapping[str, str],
     owned: Mapping[str, str],
 ) -> list[Receipt | Refused | None]:
-    """Refuse the webhooks of `batch` that name a `suppressed` subject (kept as rejected
-    deliveries without their personal data, and counted with their erasure) or a subject
-    `owned` by another source (kept as they came); None for each of the others, and the
-    subjects they name first are recorded as their source's."""
+    """Refuse the webhooks of `batch` (each naming the subjects of `names`) that name a
+    `suppressed` subject (kept as rejected deliveries without their personal data, and
+    counted with their erasure) or a subject `owned` by another source (kept as they came);
+    None for each of the others, and the subjects they name first are recorded as their
+    source's."""
     outcomes: list[Receipt | Refused | None] = []
     refusals, counts = [], Counter[str]()
     claimed, claims = dict(owned), {}
     now = now_ms()
-    for incoming in batch:
-        names = sorted(personal.named(incoming.webhook))
+    for incoming, named in zip(batch, names, strict=True):
         source = incoming.source
-        profile = next((suppressed[name] for name in names if name in suppressed), None)
-        foreign = next((name for name in names if claimed.get(name, source) != source), None)
+        profile = next((suppressed[name] for name in named if name in suppressed), None)
+        foreign = next((name for name in named if claimed.get(name, source) != source), None)
         error: Refused | None = None
         if profile is not None:
             error = Suppressed(profile)
@@ -107,7 +101,7 @@ def _refuse(
                 rejected.Refusal(now, source, error.status, str(error), len(body), {}, body)
             )
             continue
-        for name in names:
+        for name in named:
             if name not in claimed:
                 claimed[name] = claims[name] = source
     rejected.keep(connection, refusals)
@@ -129,7 +123,7 @@ def replay_rejected(
     max_clock_skew: timedelta,
     ids: Sequence[int] | None = None,
     *,
-    keystore: Keystore = MAIN,
+    keystore: Keystore,
 ) -> Iterator[tuple[int, Exception | None]]:
     """Run kept deliveries (those of `ids`, or all) through today's checks, oldest first;
     log and project those that pass and forget them in the same transaction, so each moves

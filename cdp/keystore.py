@@ -169,6 +169,14 @@ class Keystore:
             db.insert(connection, erased_subjects, rows)
         return int(gone)
 
+    def erased(self, main: Connection, subjects: Collection[str]) -> set[str]:
+        """Those of `subjects` whose keys an erasure destroyed."""
+        if not subjects:
+            return set()
+        with self.connect(main) as connection:
+            rows = _ERASED.rows(connection, {"subjects": list(subjects)})
+        return {row["subject"] for row in rows}
+
     def erasures(self, main: Connection) -> dict[str, tuple[int, bool, set[str]]]:
         """Every profile erased: when, whether suppressed, and the subjects erased with it."""
         found: dict[str, tuple[int, bool, set[str]]] = {}

@@ -1,5 +1,6 @@
 """The event log: idempotent appends in commit order, and reads after a position."""
 
+import enum
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -181,8 +182,7 @@ def _erased_copies(connection: Connection, items: Sequence[_Sealed]) -> dict[str
     current = {item.subject: item.key.id for item in items}
     first: dict[tuple[str, str], int] = {}
     for row in _ERASED_COPIES.rows(connection, values):
-        named = Webhook(row["event_type"], 0, row["chat_uuid"], row["profile_uuid"], None)
-        subject = personal.subject(named, row["source"])
+        subject = personal.subject_of(row["chat_uuid"], row["profile_uuid"], row["source"])
         if row["key_id"] != current.get(subject):
             place = (subject, personal.clear_half(row["dedupe_key"]))
             first.setdefault(place, row["position"])
@@ -197,7 +197,6 @@ def _erased_copies(connection: Connection, items: Sequence[_Sealed]) -> dict[str
 _ERASED_COPIES: Final = db.Prepared(
     select(
         events.c.position,
-        events.c.event_type,
         events.c.chat_uuid,
         events.c.profile_uuid,
         events.c.source,
@@ -220,6 +219,13 @@ def read(
 ) -> list[Row[Any]]:
     """Log rows after a position, oldest first, optionally filtered (see `page`)."""
     return list(connection.execute(_query(after, filters).limit(limit)))
+
+
+def chunks(connection: Connection, size: int = 2000) -> Iterator[list[Row[Any]]]:
+    """The whole log, oldest first, `size` rows at a time, streamed: what read() reads."""
+    with connection.execute(_query(0, {}).execution_options(yield_per=size)) as result:
+        for chunk in result.partitions(size):
+            yield list(chunk)
 
 
 def page(
@@ -263,17 +269,30 @@ def _query(after: int, filters: dict[str, str | None]) -> Select[Any]:
     return query.order_by(events.c.position)
 
 
-def body(row: Any, materials: Mapping[str, bytes]) -> tuple[str, bool]:
-    """A logged event's body as it was received; or, once its key was destroyed, its
-    fields that are no personal data. And whether it was erased."""
-    if row.sealed is None:
-        return row.body, False
+class Opened(enum.Enum):
+    """How a logged body was read."""
+
+    WHOLE = "whole"
+    # Its key is not in the keystore: destroyed by an erasure, or never there (another
+    # keystore, or one restored from before the event).
+    KEY_GONE = "key gone"
+    # Its key does not open it: the sealed bytes, or the dedupe key they are bound to, changed.
+    BROKEN = "broken"
+
+
+def body(row: Any, materials: Mapping[str, bytes]) -> tuple[str, Opened]:
+    """A logged event's body as it was received; or, when its sealed copy cannot be opened,
+    its fields that are no personal data. And how it was read."""
+    if row.sealed is None:  # written around cdp: every append seals
+        return row.body, Opened.WHOLE
     material = materials.get(row.key_id)
-    whole = None if material is None else personal.unseal(material, row.sealed, row.dedupe_key)
-    return (row.body, True) if whole is None else (whole, False)
+    if material is None:
+        return row.body, Opened.KEY_GONE
+    whole = personal.unseal(material, row.sealed, row.dedupe_key)
+    return (row.body, Opened.BROKEN) if whole is None else (whole, Opened.WHOLE)
 
 
-def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, bool]]:
+def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, Opened]]:
     """The body of each row (see `body`), their keys fetched at once."""
     materials = keys({row.key_id for row in rows if row.key_id is not None})
     return [body(row, materials) for row in rows]

@@ -49,10 +49,15 @@ _DEDUPE_LABEL: Final = b"cdp dedupe key"
 def subject(webhook: Webhook, source: str) -> str:
     """Whose key seals the event: its chat's, else its profile's, else (an event of a type
     unknown that names neither) its source's, which no erasure of a customer destroys."""
-    if webhook.chat_uuid is not None:
-        return of_chat(webhook.chat_uuid)
-    if webhook.profile_uuid is not None:
-        return of_profile(webhook.profile_uuid)
+    return subject_of(webhook.chat_uuid, webhook.profile_uuid, source)
+
+
+def subject_of(chat_uuid: str | None, profile_uuid: str | None, source: str) -> str:
+    """The subject of a logged event, from its columns (see `subject`)."""
+    if chat_uuid is not None:
+        return of_chat(chat_uuid)
+    if profile_uuid is not None:
+        return of_profile(profile_uuid)
     return of_source(source)
 
 

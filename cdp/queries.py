@@ -2,7 +2,7 @@
 
 import base64
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import log, models, rejected, schemas
+from cdp import log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
 from cdp.projectors import keys, standing
@@ -438,8 +438,7 @@ def events(
         profile_uuid=profile_uuid,
         source=source,
     )
-    bodies = log.bodies(rows, keys(connection, keystore))
-    items = [_event(row, *body) for row, body in zip(rows, bodies, strict=True)]
+    items = _events(connection, keystore, rows)
     return schemas.EventPage(items=items, next_after=items[-1].position if more else None)
 
 
@@ -452,11 +451,72 @@ def event(connection: Connection, keystore: Keystore, position: int) -> schemas.
     rows = log.read(connection, after=position - 1, limit=1)
     if not rows or rows[0].position != position:
         return None
-    ((body, erased),) = log.bodies(rows, keys(connection, keystore))
-    return _event(rows[0], body, erased)
+    return _events(connection, keystore, rows)[0]
 
 
-def _event(row: Row[Any], body: str, erased: bool) -> schemas.Event:
+UNREADABLE_NO_KEY: Final = "its key is not in the keystore, and no erasure destroyed it"
+UNREADABLE_BROKEN: Final = "its key does not open it: the sealed copy was changed"
+
+
+def _events(connection: Connection, keystore: Keystore, rows: Sequence[Any]) -> list[schemas.Event]:
+    """The events of log rows, each body opened with its key; one whose key is gone, told
+    apart as erased or as unreadable (see schemas.Event)."""
+    bodies = log.bodies(rows, keys(connection, keystore))
+    gone = {
+        _subject(row)
+        for row, (_, opened) in zip(rows, bodies, strict=True)
+        if opened is log.Opened.KEY_GONE
+    }
+    erased = keystore.erased(connection, gone)
+    items = []
+    for row, (body, opened) in zip(rows, bodies, strict=True):
+        unreadable = None
+        if opened is log.Opened.BROKEN:
+            unreadable = UNREADABLE_BROKEN
+        elif opened is log.Opened.KEY_GONE and _subject(row) not in erased:
+            unreadable = UNREADABLE_NO_KEY
+        erased_here = opened is log.Opened.KEY_GONE and unreadable is None
+        items.append(_event(row, body, erased_here, unreadable))
+    return items
+
+
+def _subject(row: Any) -> str:
+    return personal.subject_of(row.chat_uuid, row.profile_uuid, row.source)
+
+
+@dataclass(frozen=True, slots=True)
+class Openings:
+    """What opening every body of the log found (see cdp verify)."""
+
+    whole: int = 0
+    erased: int = 0
+    missing_key: int = 0  # not erased, and the keystore lacks the key: the wrong keystore?
+    broken: int = 0  # their key does not open them: the sealed copy was changed
+
+    @property
+    def sound(self) -> bool:
+        return not (self.missing_key or self.broken)
+
+
+def openings(connection: Connection, keystore: Keystore) -> Openings:
+    """Open every body the log holds with its key, a chunk at a time, and count how each
+    was read: whole, erased, or unreadable for a missing key or a changed sealed copy."""
+    counts = Counter[str]()
+    for chunk in log.chunks(connection):
+        for item in _events(connection, keystore, chunk):
+            counts[_opening(item)] += 1
+    return Openings(**counts)
+
+
+def _opening(event: schemas.Event) -> str:
+    if event.unreadable == UNREADABLE_BROKEN:
+        return "broken"
+    if event.unreadable is not None:
+        return "missing_key"
+    return "erased" if event.erased else "whole"
+
+
+def _event(row: Row[Any], body: str, erased: bool, unreadable: str | None) -> schemas.Event:
     return schemas.Event(
         position=row.position,
         event_type=row.event_type,
@@ -467,6 +527,7 @@ def _event(row: Row[Any], body: str, erased: bool) -> schemas.Event:
         source=row.source,
         body=schemas.RawJSON.of(body),
         erased=erased,
+        unreadable=unreadable,
         hash=row.hash,
     )
 

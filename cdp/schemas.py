@@ -157,6 +157,10 @@ class Event(BaseModel):
     body: RawJSON
     # The body's personal data was erased: `body` holds only its other fields.
     erased: bool
+    # Why the body could not be opened, though not erased (then `body` holds only the
+    # fields that are no personal data): its key is missing from the keystore (the wrong
+    # keystore, or one restored from before the event), or the sealed copy was changed.
+    unreadable: str | None = None
     # Chained over the event before it (cdp verify); None only if the row was tampered with.
     hash: str | None
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdp import db, erasure, ingest, rejected, times, webhook
-from cdp.keystore import MAIN, Keystore
+from cdp.keystore import Keystore
 from cdp.log import Receipt
 from cdp.projectors import Projector
 from cdp.queries import Clock
@@ -118,7 +118,7 @@ class Writer:
         projectors: list[Projector],
         settings: Settings,
         wait: timedelta,
-        keystore: Keystore = MAIN,
+        keystore: Keystore,
         backlog: int = BACKLOG,
     ) -> None:
         self.engine, self.projectors, self.settings = engine, projectors, settings

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from cdp import db, log
-from cdp.keystore import MAIN, Keystore, Known, knowing, known_of
+from cdp.keystore import Keystore, Known, knowing, known_of
 from cdp.log import Recorded
 from cdp.models import checkpoints, owners
 from cdp.projectors.chats import ChatsProjector
@@ -144,9 +144,7 @@ def project(
     _advance(connection, projectors, new[-1].position)
 
 
-def rebuild(
-    connection: Connection, projectors: Sequence[Projector], keystore: Keystore = MAIN
-) -> int:
+def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: Keystore) -> int:
     """Empty every projection and refill it from the log, read once; the head they reach."""
     log.lock(connection)
     head = log.head(connection)

@@ -5,16 +5,30 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from litestar.testing import TestClient
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    func,
+    make_url,
+    select,
+    text,
+    update,
+)
 
 from cdp import credentials
 from cdp.api import create_app
 from cdp.db import make_engine
+from cdp.keystore import Keystore
 from cdp.models import erasures, events, rejected
+from cdp.models import keys as keys_table
 from cdp.settings import Settings
 from tests.factories import PAST, handoff, opened, reply, webhook
 
@@ -142,6 +156,7 @@ def test_erasure_removes_the_personal_data_and_keeps_the_facts(client: Client) -
     assert kinds == [item["kind"] for item in before["/chats/chat-1/timeline"]["items"]]
     logged = after["/events"]["items"]
     assert all(item["erased"] for item in logged)
+    assert all(item["unreadable"] is None for item in logged)
     assert [item["body"]["event_type"] for item in logged] == [
         item["event_type"] for item in before["/events"]["items"]
     ]
@@ -209,6 +224,41 @@ def test_a_profile_not_seen_yet_can_be_suppressed_before_its_first_webhook(clien
     assert answer.json()["chats"] == []
     body = webhook("message_created", chat="c9", profile="someone-new", message="hi")
     assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 410
+
+
+def test_a_body_whose_key_was_lost_is_unreadable_not_erased(
+    client: Client, settings: Settings, engine: Engine
+) -> None:
+    for body in history():
+        post(client, body)
+    with keys_of(settings, engine) as keys:
+        keys.execute(delete(keys_table))  # lost (a keystore restored from too early), not erased
+    event = client.get("/events/3").json()
+    assert event["erased"] is False
+    assert "not in the keystore" in event["unreadable"]
+    assert TEXT not in json.dumps(event, ensure_ascii=False)
+    assert event["body"]["payload"]["message"]["uuid"] == f"m-{PAST + 1000}"
+
+
+def test_a_body_its_key_does_not_open_is_unreadable_not_erased(
+    client: Client, settings: Settings, engine: Engine
+) -> None:
+    for body in history():
+        post(client, body)
+    with keys_of(settings, engine) as keys:
+        keys.execute(update(keys_table).values(material=bytes(32)))
+    event = client.get("/events/3").json()
+    assert event["erased"] is False
+    assert "was changed" in event["unreadable"]
+
+
+@contextmanager
+def keys_of(settings: Settings, engine: Engine) -> Iterator[Connection]:
+    """A transaction on the keystore the server uses (its own, or the main database)."""
+    keystore = Keystore.at(settings.keystore())
+    with engine.begin() as main, keystore.connect(main, write=True) as connection:
+        yield connection
+    keystore.dispose()
 
 
 def test_erasure_needs_an_admin_token(settings: Settings, engine: Engine) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from cdp import ingest, rejected
 from cdp.api import create_app
 from cdp.api.service import Busy, Writer
+from cdp.keystore import MAIN
 from cdp.log import Receipt, Recorded
 from cdp.models import chats, events
 from cdp.projectors import registry
@@ -75,7 +76,7 @@ class Held:
 
 def writer(settings: Settings, engine: Engine, *extra: Held, **options: Any) -> Writer:
     wait = options.pop("wait", timedelta(seconds=30))
-    return Writer(engine, [*registry(settings), *extra], settings, wait, **options)
+    return Writer(engine, [*registry(settings), *extra], settings, wait, MAIN, **options)
 
 
 async def in_a_transaction(held: Held) -> None:

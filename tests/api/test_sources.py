@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from cdp import credentials, ingest
 from cdp.api import create_app
+from cdp.keystore import MAIN
 from cdp.models import events, rejected
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -91,7 +92,7 @@ def test_in_one_batch_the_first_source_to_name_a_chat_gets_it(
         type(incoming)(incoming.body, incoming.fingerprint, incoming.webhook, source)
         for incoming, source in zip(batch, "ab", strict=True)
     )
-    first, second = ingest.record(engine, [mine, theirs], registry(settings))
+    first, second = ingest.record(engine, [mine, theirs], registry(settings), keystore=MAIN)
     assert not isinstance(first, Foreign)
     assert isinstance(second, Foreign)
     assert logged(engine) == 1

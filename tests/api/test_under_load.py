@@ -12,6 +12,7 @@ import httpx
 
 from cdp import ingest
 from cdp.db import make_engine
+from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.api.conftest import Server
@@ -27,7 +28,9 @@ def seed(database: str, events: int) -> None:
         for n in range(events)
     ]
     engine = make_engine(database)
-    ingest.record(engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()))
+    ingest.record(
+        engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()), keystore=MAIN
+    )
     engine.dispose()
 
 

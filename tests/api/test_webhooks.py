@@ -102,9 +102,9 @@ def test_unknown_fields_are_kept_in_the_log_as_they_came(
     assert client.get(f"/events/{position}").json()["body"] == body
     keystore = Keystore.at(settings.keystore())
     with engine.connect() as connection:
-        ((whole, erased),) = log.bodies(log.read(connection), keys(connection, keystore))
+        ((whole, opened),) = log.bodies(log.read(connection), keys(connection, keystore))
     keystore.dispose()
-    assert (whole, erased) == (raw, False)
+    assert (whole, opened) == (raw, log.Opened.WHOLE)
 
 
 def test_an_unknown_event_type_is_stored_and_shown_as_other_on_its_chat(client: Client) -> None:

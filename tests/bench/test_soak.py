@@ -42,7 +42,9 @@ def test_a_soak_loses_nothing_stores_nothing_twice_and_leaves_what_a_rebuild_mak
 def test_a_projection_changed_behind_the_projectors_back_is_found_and_left_alone(
     engine: Engine,
 ) -> None:
-    ingest.record(engine, [checked(json.dumps(body)) for body in opened("c")], projectors())
+    ingest.record(
+        engine, [checked(json.dumps(body)) for body in opened("c")], projectors(), keystore=MAIN
+    )
     assert rebuild_changes(engine, projectors(), MAIN) == []
     with engine.begin() as connection:
         connection.execute(chats.update().values(name="changed"))
@@ -56,7 +58,7 @@ def test_the_accounting_counts_a_webhook_missing_and_each_one_stored_twice(
     engine: Engine,
 ) -> None:
     first, second = (json.dumps(body).encode() for body in opened("c"))
-    ingest.record(engine, [checked(first), checked(second)], projectors())
+    ingest.record(engine, [checked(first), checked(second)], projectors(), keystore=MAIN)
     log_directly(engine, {"the first again": first.decode()})  # at position 3, around cdp
     answered = {
         digest(first): [Receipt(1, duplicate=False), Receipt(1, duplicate=True)],

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from cdp import ingest, queries
 from cdp.bench.traffic import Traffic, lines, webhooks
+from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import checked
@@ -60,7 +61,7 @@ def test_every_webhook_is_accepted_and_makes_sessions_and_handoffs(
     engine: Engine, seed: int
 ) -> None:
     bodies = [checked(line) for line in lines(Traffic(events=1500, seed=seed))]
-    receipts = ingest.record(engine, bodies, registry(Settings()))
+    receipts = ingest.record(engine, bodies, registry(Settings()), keystore=MAIN)
     assert not any(receipt.duplicate for receipt in receipts)
     with engine.connect() as connection:
         counts = queries.counts(connection)

@@ -1,8 +1,11 @@
 """cdp erase and the importer: an erased profile's data is gone, a suppressed one refused."""
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
+from cdp.keystore import Keystore
 from cdp.models import events
+from cdp.models import keys as keys_table
+from cdp.settings import Settings
 from tests.cli.test_commands import cdp, jsonl
 from tests.factories import PAST, opened, webhook
 
@@ -21,6 +24,25 @@ def test_cdp_erase_destroys_the_keys_and_status_counts_it(database: str, engine:
         bodies = connection.scalars(select(events.c.body)).all()
     assert len(bodies) == 2
     assert all("Анна" not in body and "+7999" not in body for body in bodies)
+
+
+def test_cdp_verify_counts_erased_bodies_and_fails_on_those_it_cannot_open(
+    database: str, engine: Engine
+) -> None:
+    bodies = [*opened("c1", profile="p1", name="Анна"), *opened("c2", profile="p2", name="Борис")]
+    assert cdp(database, "import", "-", stdin=jsonl(*bodies)).exit_code == 0
+    assert cdp(database, "erase", "--profile", "p1").exit_code == 0
+    held = cdp(database, "verify")
+    assert held.exit_code == 0, held.output
+    assert "bodies: 2 open, 2 erased" in held.output
+    keystore = Keystore.at(Settings(database_url=database).keystore())
+    with engine.begin() as main, keystore.connect(main, write=True) as keys:
+        keys.execute(delete(keys_table).where(keys_table.c.subject == "chat:c2"))
+    keystore.dispose()
+    lost = cdp(database, "verify")
+    assert lost.exit_code == 1
+    assert "bodies: 0 open, 2 erased" in lost.output
+    assert "2 bodies cannot be opened: their keys are not in the keystore" in lost.output
 
 
 def test_the_importer_refuses_the_lines_of_a_suppressed_profile(database: str) -> None:

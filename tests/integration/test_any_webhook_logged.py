@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given
 from sqlalchemy import Engine, select
 
 from cdp import db, ingest, queries
+from cdp.keystore import MAIN
 from cdp.models import events
 from cdp.projectors import rebuild, registry
 from cdp.settings import Settings
@@ -55,12 +56,12 @@ def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
     def record(raw: bytes) -> None:
         incoming = parsed(raw)
         assume(not isinstance(incoming, Refused))
-        ingest.record(engine, [incoming], projectors)
+        ingest.record(engine, [incoming], projectors, keystore=MAIN)
 
     record()
     clock = queries.Clock(settings.session_idle_timeout // timedelta(milliseconds=1), now_ms())
     live = answers(engine, clock)
     assert live["chats"], "nothing was accepted: the fuzzing never got past the checks"
     with db.writing(engine) as connection:
-        rebuild(connection, projectors)
+        rebuild(connection, projectors, MAIN)
     assert answers(engine, clock) == live

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from cdp import chain, ingest
 from cdp.api import create_app
 from cdp.cli import main
+from cdp.keystore import MAIN
 from cdp.models import events
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -29,7 +30,7 @@ def logged(engine: Engine, settings: Settings) -> Engine:
         for n in range(EVENTS)
     ]
     for body in bodies:  # one transaction each: the chain crosses commits
-        ingest.record(engine, [checked(json.dumps(body))], registry(settings))
+        ingest.record(engine, [checked(json.dumps(body))], registry(settings), keystore=MAIN)
     return engine
 
 

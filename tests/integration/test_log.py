@@ -21,11 +21,13 @@ from tests.factories import PAST, checked, samples, webhook
 
 def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[log.Receipt]:
     batch = [checked(json.dumps(body)) for body in bodies]
-    return ingest.record(engine, batch, registry(settings))
+    return ingest.record(engine, batch, registry(settings), keystore=MAIN)
 
 
 def test_positions_increase_in_append_order(engine: Engine, settings: Settings) -> None:
-    receipts = ingest.record(engine, [checked(body) for body in samples()], registry(settings))
+    receipts = ingest.record(
+        engine, [checked(body) for body in samples()], registry(settings), keystore=MAIN
+    )
     positions = [receipt.position for receipt in receipts]
     assert positions == sorted(positions)
     assert len(set(positions)) == len(positions)
@@ -35,7 +37,9 @@ def test_positions_increase_in_append_order(engine: Engine, settings: Settings) 
 def test_a_body_delivered_twice_is_stored_once(engine: Engine, settings: Settings) -> None:
     body = webhook("message_created", message="hi")
     (first,) = append(engine, settings, body)
-    (again,) = ingest.record(engine, [checked(json.dumps(body, indent=2))], registry(settings))
+    (again,) = ingest.record(
+        engine, [checked(json.dumps(body, indent=2))], registry(settings), keystore=MAIN
+    )
     assert again == log.Receipt(position=first.position, duplicate=True)
     with engine.connect() as connection:
         assert len(log.read(connection)) == 1
@@ -85,7 +89,10 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
         appended.wait()
         second.extend(
             ingest.record(
-                engine, [checked(json.dumps(webhook("message_created", message="2")))], projectors
+                engine,
+                [checked(json.dumps(webhook("message_created", message="2")))],
+                projectors,
+                keystore=MAIN,
             )
         )
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from cdp import ingest, schema
+from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import checked, webhook
@@ -70,7 +71,9 @@ GUARDS_OF_0001 = {
 def append(engine: Engine, settings: Settings, *messages: str) -> None:
     """Log a message_created event for each message, as a webhook delivery would."""
     bodies = [webhook("message_created", message=message) for message in messages]
-    ingest.record(engine, [checked(json.dumps(body)) for body in bodies], registry(settings))
+    ingest.record(
+        engine, [checked(json.dumps(body)) for body in bodies], registry(settings), keystore=MAIN
+    )
 
 
 def logged(engine: Engine) -> list[tuple[Any, ...]]:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from cdp import db, ingest, log, personal, projectors, queries
 from cdp.db import make_engine
+from cdp.keystore import MAIN
 from cdp.schemas import Page, RawJSON
 from cdp.settings import Settings
 from tests.conftest import empty
@@ -108,10 +109,10 @@ def deliver(engine: Engine, bodies: list[dict[str, Any]], batch_sizes: list[int]
     for size in batch_sizes:
         if start >= len(incoming):
             break
-        ingest.record(engine, incoming[start : start + size], registry)
+        ingest.record(engine, incoming[start : start + size], registry, keystore=MAIN)
         start += size
     if start < len(incoming):
-        ingest.record(engine, incoming[start:], registry)
+        ingest.record(engine, incoming[start:], registry, keystore=MAIN)
 
 
 def rules() -> Settings:
@@ -184,7 +185,7 @@ def test_any_delivery_order_and_a_rebuild_give_the_same_answers(
     assert snapshot(engine) == expected
 
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()))
+        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
     assert snapshot(engine) == expected
 
 
@@ -239,7 +240,7 @@ def test_late_events_far_back_in_a_long_chat_are_folded_as_a_rebuild_folds_them(
     deliver(engine, history + late, [len(history + late)])
     assert snapshot(engine) == answers
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()))
+        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
     assert snapshot(engine) == answers
 
 
@@ -262,7 +263,7 @@ def test_an_event_before_a_later_unknown_one_is_folded_as_a_rebuild_folds_it(
     kinds = [(item["kind"], item["session_number"]) for item in answers["c1"]["timeline"]]
     assert kinds == [("session_opened", 1), ("message_in", 1), ("session_opened", 2), ("other", 2)]
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()))
+        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
     assert snapshot(engine) == answers
 
 
@@ -295,5 +296,5 @@ def test_events_in_order_are_folded_on_from_the_stored_state_as_a_rebuild_folds_
     chat = answers["c1"]["chat"]
     assert (chat["operator"]["uuid"], chat["session"]["title"]) == ("vera", "second")
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()))
+        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
     assert snapshot(engine) == answers

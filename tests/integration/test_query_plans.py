@@ -41,7 +41,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, s
     engine = make_engine(f"sqlite:///{path}")
     schema.upgrade(engine)
     bodies = [checked(line) for line in lines(Traffic(events=3000, seed=5))]
-    ingest.record(engine, bodies, registry(Settings()))
+    ingest.record(engine, bodies, registry(Settings()), keystore=MAIN)
     busiest = Counter(incoming.webhook.chat_uuid for incoming in bodies).most_common(1)[0][0]
     assert busiest is not None
     yield engine, busiest
