@@ -6,7 +6,6 @@ only the fields that are no personal data: the same result a rebuild gives. Deli
 refused and kept as they came that name the customer are forgotten.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,8 +15,9 @@ from cdp import db, log, personal
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, profile_chats, rejected
 from cdp.projectors import Projector, refold
+from cdp.rejected import named
 from cdp.times import now_ms
-from cdp.webhook import Suppressed, logged
+from cdp.webhook import Suppressed
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,9 @@ def erase(
     """Destroy the keys of a profile and of every chat it was named on, and fold those
     chats again. Erasing again is harmless; a profile no event names yet can be erased
     (with `suppress`, before its first webhook)."""
+    with engine.connect() as connection:  # a scan of every kept delivery: not under the lock
+        seen = _chats_of(connection, profile_uuid)
+        doomed, scanned = _refused_naming(connection, {profile_uuid, *seen})
     with db.writing(engine) as connection:
         log.lock(connection)  # no webhook is sealed with a key while it is destroyed
         erased_at = now_ms()
@@ -50,27 +53,37 @@ def erase(
         )
         suppressed = _record(connection, profile_uuid, erased_at, chats, suppress)
         refold(connection, projectors, keystore, chats)
-        _forget_refused(connection, [profile_uuid, *chats])
+        # Kept since the scan; and, for a chat first named since, kept before it.
+        doomed += _refused_naming(connection, {profile_uuid, *chats}, after=scanned)[0]
+        if new := set(chats) - set(seen):
+            doomed += _refused_naming(connection, new)[0]
+        _forget(connection, doomed)
     return Erased(profile_uuid, erased_at, chats, destroyed, suppressed)
 
 
-def _forget_refused(connection: Connection, ids: Sequence[str]) -> int:
-    """Forget the rejected deliveries that hold any of `ids` (a profile's and its chats'):
-    they are kept as they came, personal data and all. A scan of every kept delivery, as
-    they may not even be JSON; they are few, and kept a while only. Those refused because
-    the customer was suppressed (410) hold no personal data and stay."""
-    wanted = set(ids)
-    quoted = [json.dumps(uuid).encode() for uuid in ids]
-    found = []
-    query = select(rejected.c.id, rejected.c.body).where(rejected.c.status != Suppressed.status)
-    query = query.execution_options(yield_per=500)
-    with connection.execute(query) as kept:
+def _refused_naming(
+    connection: Connection, ids: set[str], *, after: int = 0
+) -> tuple[list[int], int]:
+    """The rejected deliveries kept after id `after` that name any of `ids` (a profile's and
+    its chats') anywhere in them (see rejected.named): they are kept as they came, personal
+    data and all. And the last id scanned. A scan of every kept delivery, since they may
+    not even be JSON; they are few, and kept a while only. Those refused because the
+    customer was suppressed (410) hold no personal data and stay."""
+    found, last = [], after
+    query = select(rejected.c.id, rejected.c.body).where(
+        rejected.c.id > after, rejected.c.status != Suppressed.status
+    )
+    with connection.execute(query.order_by(rejected.c.id).execution_options(yield_per=500)) as kept:
         for row in kept:
-            if _names(row.body, wanted, quoted):
+            last = row.id
+            if named(row.body) & ids:
                 found.append(row.id)
-    if found:
-        connection.execute(delete(rejected).where(rejected.c.id.in_(found)))
-    return len(found)
+    return found, last
+
+
+def _forget(connection: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        connection.execute(delete(rejected).where(rejected.c.id.in_(list(ids))))
 
 
 def _chats_of(connection: Connection, profile_uuid: str) -> list[str]:
@@ -104,19 +117,6 @@ def _record(
     }
     db.insert(connection, erasures, [row])
     return suppressed
-
-
-def _names(body: bytes, ids: set[str], quoted: list[bytes]) -> bool:
-    """Does a kept delivery name one of `ids` as its chat or profile? One that is no JSON
-    object is taken to when it holds one of them as a JSON string."""
-    document = logged(body.decode("utf-8", errors="replace"))
-    if document is None:
-        return any(needle in body for needle in quoted)
-    payload = document.get("payload")
-    if not isinstance(payload, dict):
-        return False
-    named = (payload.get(part) for part in ("chat", "profile"))
-    return any(isinstance(part, dict) and part.get("uuid") in ids for part in named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
             keystore.destroy(connection, profile, subjects, at, suppress=suppressed, made_by=at)
             _record(connection, profile, at, named, suppressed)
             refold(connection, projectors, keystore, named)
-            _forget_refused(connection, [profile, *named])
+            _forget(connection, _refused_naming(connection, {profile, *named})[0])
     for profile in reapplied:
         row = recorded[profile]
         again = [personal.of_profile(profile), *map(personal.of_chat, row.chats)]

@@ -45,7 +45,7 @@ def record(
     `batch` now logs)."""
     # A few webhooks make a transaction of round trips; thousands, one of rows.
     with db.writing(engine, pipeline=len(batch) < db.BULK_FROM) as connection:
-        rejected.keep(connection, refused)
+        rejected.keep(connection, _scrubbed(connection, keystore, refused))
         rejected.forget(connection, forget)
         if not batch:
             return []
@@ -66,6 +66,22 @@ def record(
         project(connection, projectors, new, head.position, marks, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]
+
+
+def _scrubbed(
+    connection: Connection, keystore: Keystore, refused: Sequence[rejected.Refusal]
+) -> Sequence[rejected.Refusal]:
+    """The deliveries `refused`, those that name a customer erased and suppressed kept
+    without their body (see rejected.without): whatever else is wrong with them, they hold
+    what the customer asked to be forgotten."""
+    if not refused:
+        return refused
+    ids = set().union(*(rejected.named(refusal.body) for refusal in refused))
+    subjects = {s for uuid in ids for s in (personal.of_chat(uuid), personal.of_profile(uuid))}
+    suppressed = keystore.known(connection, (), subjects).suppressed
+    if not suppressed:
+        return refused
+    return rejected.without(refused, {personal.uuid_of(subject) for subject in suppressed})
 
 
 def _refuse(

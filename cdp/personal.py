@@ -80,6 +80,11 @@ def of_source(name: str) -> str:
     return f"source:{name}"
 
 
+def uuid_of(subject: str) -> str:
+    """The id a subject is of: its chat's, profile's or source's."""
+    return subject.partition(":")[2]
+
+
 def chat_of(subject: str) -> str | None:
     """The chat a subject is, or None for a profile."""
     kind, _, uuid = subject.partition(":")

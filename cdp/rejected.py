@@ -6,8 +6,10 @@ credentials or its rate (401, 429): those prove nothing came from a source. Repl
 them through today's checks and moves those that pass into the log, exactly once.
 """
 
+import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
@@ -63,6 +65,42 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
         for name in KEPT_HEADERS
         if headers.get(name) is not None
     }
+
+
+def named(body: bytes) -> set[str]:
+    """Every JSON string of `body` short enough to be an id (200 characters), escapes
+    resolved, wherever it is and whether or not the body is JSON at all: the ids a kept
+    delivery may name, as an erasure must find them."""
+    found = set()
+    for literal in _STRING.findall(body):
+        if len(literal) > _ID_CHARACTERS * 6:  # \uXXXX six bytes a character at most
+            continue
+        text = literal.decode("utf-8", errors="replace")
+        try:
+            value = json.loads(f'"{text}"') if "\\" in text else text
+        except ValueError:  # a broken escape: the text as it stands
+            value = text
+        if len(value) <= _ID_CHARACTERS:
+            found.add(value)
+    return found
+
+
+# A JSON string, escapes and all; unbounded, so that one long string never throws the
+# scan off the quotes that open and close the strings after it.
+_STRING: Final = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_ID_CHARACTERS: Final = 200
+
+
+def without(refusals: Sequence[Refusal], doomed: set[str]) -> list[Refusal]:
+    """`refusals`, those whose body names one of `doomed` (ids of customers erased and
+    suppressed) kept without it, their reason saying so."""
+    kept = []
+    for refusal in refusals:
+        if named(refusal.body) & doomed:
+            reason = f"{refusal.reason} (body not kept: it names a customer erased on request)"
+            refusal = replace(refusal, body=b"", reason=reason)
+        kept.append(refusal)
+    return kept
 
 
 def keep(connection: Connection, refusals: Sequence[Refusal]) -> None:

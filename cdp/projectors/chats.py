@@ -154,12 +154,14 @@ class ChatsProjector:
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         """Project new events. `fresh`: the tables hold nothing of their chats yet."""
         new: dict[str, list[Fact]] = defaultdict(list)
-        sources: dict[str, str] = {}  # a chat's events all come from one source (see owners)
+        # A chat belongs to the source of its first event (see owners): a log older than
+        # owners may hold some of another.
+        sources: dict[str, str] = {}
         for recorded in batch:
             chat_uuid = recorded.incoming.webhook.chat_uuid
             if chat_uuid is not None:
                 new[chat_uuid].append(fact_of(recorded))
-                sources[chat_uuid] = recorded.incoming.source
+                sources.setdefault(chat_uuid, recorded.incoming.source)
         if not new:
             return
         stored = {} if fresh else self._stored(connection, new)
@@ -391,7 +393,7 @@ class _Writes:
         if seen is None:
             return stored
         row: dict[str, Any] = dict(stored) if stored is not None else {"uuid": chat_uuid}
-        row["source"] = source
+        row.setdefault("source", source)
         row["first_seen_at"] = min(seen.first_seen_at, row.get("first_seen_at", seen.first_seen_at))
         row["last_seen_at"] = max(seen.last_seen_at, row.get("last_seen_at", seen.last_seen_at))
         for name in ("profile_uuid", "platform", "name", "phone", "avatar"):

@@ -359,10 +359,27 @@ def test_erasure_forgets_the_refused_deliveries_that_name_the_customer(
     theirs = webhook("session_updated", chat="chat-9", team="12a", phone=PHONE, profile="other")
     for body in (mine, theirs):
         assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+    # Not JSON, its chat's id spelt with escapes: still the customer's.
+    broken = b'{"payload": {"chat": {"uuid": "\\u0063hat-1", "phone": "+7999"}}, oops'
+    assert client.post("/webhooks/fasttrack", content=broken).status_code == 400
     assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
     with engine.connect() as connection:
         left = connection.scalars(select(rejected.c.body)).all()
     assert [json.loads(body)["payload"]["chat"]["uuid"] for body in left] == ["chat-9"]
+
+
+def test_a_bad_delivery_naming_a_suppressed_customer_is_kept_without_its_body(
+    client: Client,
+) -> None:
+    assert client.post(f"/profiles/{PROFILE}/erase", params={"suppress": True}).status_code == 200
+    mine = webhook("session_updated", chat="chat-1", team="12a", phone=PHONE, profile=PROFILE)
+    theirs = webhook("session_updated", chat="chat-9", team="12a", phone=PHONE, profile="other")
+    for body in (mine, theirs):
+        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+    kept = client.get("/rejected").json()["items"]
+    assert [item["body"] for item in kept] == ["", json.dumps(theirs)]
+    assert "body not kept: it names a customer erased on request" in kept[0]["reason"]
+    assert "names a customer" not in kept[1]["reason"]
 
 
 def test_keys_a_restored_database_still_holds_do_not_come_back_into_the_keystore(

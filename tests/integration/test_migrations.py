@@ -39,12 +39,13 @@ def test_upgrade_downgrade_upgrade_leaves_the_same_schema(engine: Engine) -> Non
 
 
 def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it(
-    engine: Engine,
+    engine: Engine, settings: Settings
 ) -> None:
     schema.downgrade(engine, "0006")
     previous = chain.GENESIS
     with engine.begin() as connection:
         for n, (chat, source) in enumerate([("c1", "a"), ("c1", "b"), ("c2", "b")], start=1):
+            body = json.dumps(webhook("message_created", chat=chat, at=PAST + n, profile="p"))
             row = {
                 "position": n,
                 "event_type": "message_created",
@@ -53,7 +54,7 @@ def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it
                 "chat_uuid": chat,
                 "profile_uuid": "p",
                 "dedupe_key": f"{n:064x}",
-                "body": "{}",
+                "body": body,
                 "source": source,
                 "key_id": None,
                 "sealed": None,
@@ -68,10 +69,13 @@ def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it
                 ),
                 row,
             )
-    schema.upgrade(engine)
-    with engine.connect() as connection:
+    assert schema.upgrade(engine)  # the projections to be rebuilt
+    with engine.begin() as connection:
         owned = dict(connection.execute(text("SELECT subject, source FROM owners")).all())
+        projectors.rebuild(connection, projectors.registry(settings), MAIN)
+        chats = dict(connection.execute(text("SELECT uuid, source FROM chats")).all())
     assert owned == {"chat:c1": "a", "chat:c2": "b", "profile:p": "a"}
+    assert chats == {"c1": "a", "c2": "b"}  # as the owners say, whatever came later
 
 
 def test_events_logged_before_sealing_are_sealed_and_chained_once(engine: Engine) -> None:
