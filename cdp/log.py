@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, bindparam, func, select, text
+from sqlalchemy import Connection, Row, Select, String, bindparam, func, select, text
 
 from cdp import chain, db, personal
 from cdp.keystore import Key
@@ -178,7 +178,11 @@ def _erased_copies(connection: Connection, items: Sequence[_Sealed]) -> dict[str
         return {}
     chats = {item.incoming.webhook.chat_uuid for item in items}
     profiles = {item.incoming.webhook.profile_uuid for item in items}
-    values = {"chats": [c for c in chats if c], "profiles": [p for p in profiles if p]}
+    values = {
+        "chats": [c for c in chats if c],
+        "profiles": [p for p in profiles if p],
+        "halves": list({personal.clear_half(item.dedupe_key) for item in items}),
+    }
     current = {item.subject: item.key.id for item in items}
     first: dict[tuple[str, str], int] = {}
     for row in _ERASED_COPIES.rows(connection, values):
@@ -205,7 +209,8 @@ _ERASED_COPIES: Final = db.Prepared(
     )
     .where(
         db.among(events.c.chat_uuid, "chats")
-        | (events.c.chat_uuid.is_(None) & db.among(events.c.profile_uuid, "profiles"))
+        | (events.c.chat_uuid.is_(None) & db.among(events.c.profile_uuid, "profiles")),
+        db.among(func.substr(events.c.dedupe_key, 1, personal.HALF, type_=String), "halves"),
     )
     .order_by(events.c.position)
 )

@@ -44,6 +44,7 @@ KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _ENCODER: Final = msgspec.json.Encoder()
 _DEDUPE_LABEL: Final = b"cdp dedupe key"
+HALF: Final = 32  # hex digits in each half of a dedupe key
 
 
 def subject(webhook: Webhook, source: str) -> str:
@@ -124,14 +125,14 @@ def dedupe_key(redacted: str, fingerprint: str, key: bytes) -> str:
     is destroyed, nobody can test a guess of erased data against the dedupe key, as one
     could against a plain hash of the body.
     """
-    clear = hashlib.sha256(redacted.encode()).hexdigest()[:32]
+    clear = hashlib.sha256(redacted.encode()).hexdigest()[:HALF]
     mac = hmac.new(hmac.digest(key, _DEDUPE_LABEL, "sha256"), bytes.fromhex(fingerprint), "sha256")
-    return clear + mac.hexdigest()[:32]
+    return clear + mac.hexdigest()[:HALF]
 
 
 def clear_half(dedupe_key: str) -> str:
     """The part of a dedupe key made from the redacted body alone."""
-    return dedupe_key[:32]
+    return dedupe_key[:HALF]
 
 
 def seal(key: bytes, body: str, dedupe_key: str) -> bytes:
