@@ -80,14 +80,17 @@ def named(body: bytes) -> set[str]:
             value = json.loads(f'"{text}"') if "\\" in text else text
         except ValueError:  # a broken escape: the text as it stands
             value = text
-        if len(value) <= _ID_CHARACTERS:
+        # No id holds a control character or a lone surrogate (nor could a database take it).
+        if 0 < len(value) <= _ID_CHARACTERS and value.isprintable():
             found.add(value)
     return found
 
 
-# A JSON string, escapes and all; unbounded, so that one long string never throws the
-# scan off the quotes that open and close the strings after it.
-_STRING: Final = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+# A JSON string, escapes and all: unbounded, so that one long string never throws the
+# scan off the quotes that open and close the strings after it; possessive, so that a
+# string of a megabyte costs no backtracking state; and one left open runs to the end of
+# the body, so that the scan is one pass whatever the body holds.
+_STRING: Final = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"?', re.DOTALL)
 _ID_CHARACTERS: Final = 200
 
 
