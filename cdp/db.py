@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, partial
@@ -17,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BindParameter,
     ClauseElement,
+    Column,
     ColumnElement,
     Connection,
     Dialect,
@@ -36,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import SelectBase
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -359,6 +362,54 @@ def _as_json(type_: Any, dialect: str) -> bool:
     return isinstance(type_, JSON) or (isinstance(type_, ARRAY) and dialect == "sqlite")
 
 
+@dataclass(frozen=True, slots=True)
+class _Shadows:
+    """Tables written instead of those of their names (see shadowing), and a key that
+    names the set, for the forms compiled for it."""
+
+    tables: Mapping[str, Table]
+    key: tuple[tuple[str, str], ...]
+
+
+_NO_SHADOWS: Final = _Shadows({}, ())
+_SHADOWS: Final[ContextVar[_Shadows]] = ContextVar("shadows", default=_NO_SHADOWS)
+
+
+@contextmanager
+def shadowing(tables: Mapping[Table, Table]) -> Iterator[None]:
+    """Within the block, and in this thread alone, every Prepared statement, insert() and
+    upsert() reads and writes the table each of `tables` maps to instead of the table
+    itself: a projector fills a projection built anew beside the one that serves (see
+    cdp.builds) with the very statements it writes the live one with."""
+    by_name = {live.name: shadow for live, shadow in tables.items()}
+    token = _SHADOWS.set(_Shadows(by_name, tuple(sorted((n, t.name) for n, t in by_name.items()))))
+    try:
+        yield
+    finally:
+        _SHADOWS.reset(token)
+
+
+def actual(table: Table) -> Table:
+    """The table written for `table` in this thread (see shadowing)."""
+    return _SHADOWS.get().tables.get(table.name, table)
+
+
+def _shadowed(statement: ClauseElement, tables: Mapping[str, Table]) -> ClauseElement:
+    """`statement` with every table of `tables`' names, and every column of one, replaced."""
+
+    def replace(element: Any, **_: Any) -> Any:
+        if isinstance(element, Table):
+            return tables.get(element.name)
+        if isinstance(element, Column) and isinstance(element.table, Table):
+            shadow = tables.get(element.table.name)
+            return None if shadow is None else shadow.c[element.key]
+        return None
+
+    replaced = visitors.replacement_traverse(statement, {}, replace)
+    assert isinstance(replaced, ClauseElement)
+    return replaced
+
+
 class Prepared:
     """A Core statement compiled once per database and run on the driver's own cursor.
 
@@ -406,9 +457,14 @@ class Prepared:
 
     def _form(self, connection: Connection) -> _Form:
         name = connection.dialect.name
-        form = self._forms.get(name)
+        shadows = _SHADOWS.get()
+        key = name if not shadows.key else f"{name} {shadows.key}"
+        form = self._forms.get(key)
         if form is None:
-            compiled = self.statement.compile(dialect=_DIALECTS[name]())
+            statement = self.statement
+            if shadows.key:
+                statement = _shadowed(statement, shadows.tables)
+            compiled = statement.compile(dialect=_DIALECTS[name]())
             assert isinstance(compiled, SQLCompiler)
             columns: tuple[str, ...] = ()
             json_columns: tuple[int, ...] = ()
@@ -420,7 +476,7 @@ class Prepared:
                         i for i, column in enumerate(selected) if isinstance(column.type, JSON)
                     )
             form = _Form(compiled.string, _layout(compiled, name), columns, json_columns)
-            self._forms[name] = form
+            self._forms[key] = form
         return form
 
 
@@ -467,6 +523,7 @@ def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
     on SQLite. Statement building per row cost more than the database's own work."""
     if not rows:
         return
+    table = actual(table)
     names = tuple(rows[0])
     postgresql = dialect(connection) == "postgresql"
     if len(rows) < BULK_FROM or not postgresql or _pipelined(connection):  # COPY cannot pipeline
@@ -509,6 +566,7 @@ def upsert(
     that the columns in `least` and `greatest` keep the smaller or larger of the two."""
     if not rows:
         return
+    table = actual(table)
     statement = _upsert(
         dialect(connection), table, tuple(key), tuple(rows[0]), tuple(least), tuple(greatest)
     )

@@ -304,10 +304,14 @@ def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, Opened]]:
 
 
 def replay(
-    connection: Connection, keys: Keys, *, chats: Sequence[str] | None = None
+    connection: Connection,
+    keys: Keys,
+    *,
+    chats: Sequence[str] | None = None,
+    until: int | None = None,
 ) -> Iterator[Recorded]:
-    """Stream the whole log (or the events of `chats`) chat by chat: each chat's events in
-    log order, and those naming no chat together.
+    """Stream the whole log (or the events of `chats`; up to position `until`) chat by chat:
+    each chat's events in log order, and those naming no chat together.
 
     Each event is what its columns say, with its body opened with its key (see `body`) and
     read leniently: never re-validated, since a logged event is a fact, and never failing,
@@ -316,6 +320,8 @@ def replay(
     query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
     if chats is not None:
         query = query.where(events.c.chat_uuid.in_(chats))
+    if until is not None:
+        query = query.where(events.c.position <= until)
     with connection.execute(query.execution_options(yield_per=2000)) as result:
         rows = iter(result)
         while chunk := list(islice(rows, 2000)):

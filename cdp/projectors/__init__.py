@@ -141,7 +141,7 @@ def project(
             projector.apply(connection, missed, fresh=False)
             mark = missed[-1].position
         projector.apply(connection, new, fresh=False)
-    _advance(connection, projectors, new[-1].position)
+    advance(connection, projectors, new[-1].position)
 
 
 def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: Keystore) -> int:
@@ -151,10 +151,10 @@ def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: K
     for projector in projectors:
         for table in reversed(projector.tables):
             connection.execute(table.delete())
-    for batch in _whole_chats(log.replay(connection, keys(connection, keystore))):
+    for batch in whole_chats(log.replay(connection, keys(connection, keystore))):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
-    _advance(connection, projectors, head)
+    advance(connection, projectors, head)
     return head
 
 
@@ -167,15 +167,17 @@ def refold(
     """Fold `chats` again from the log, as a rebuild would (after their keys were destroyed).
 
     Every projection row belongs to one chat (its chat_uuid; a chat row, its uuid); the
-    caller holds the append lock, so no checkpoint moves meanwhile."""
+    caller holds the append lock, so no checkpoint moves meanwhile. Within db.shadowing,
+    the shadows are folded again."""
     if not chats:
         return
     for projector in projectors:
         for table in reversed(projector.tables):
-            column = table.c.chat_uuid if "chat_uuid" in table.c else table.c.uuid
-            connection.execute(table.delete().where(column.in_(chats)))
+            target = db.actual(table)
+            column = target.c.chat_uuid if "chat_uuid" in target.c else target.c.uuid
+            connection.execute(target.delete().where(column.in_(chats)))
     replayed = log.replay(connection, keys(connection, keystore), chats=chats)
-    for batch in _whole_chats(replayed):
+    for batch in whole_chats(replayed):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
 
@@ -185,7 +187,7 @@ def keys(connection: Connection, keystore: Keystore) -> log.Keys:
     return lambda ids: keystore.materials(connection, ids)
 
 
-def _whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
+def whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
     """Batches of about BATCH events that never split a chat (events naming none may split)."""
     batch: list[Recorded] = []
     for chat_uuid, recorded_of_chat in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
@@ -201,6 +203,6 @@ def _whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
         yield batch
 
 
-def _advance(connection: Connection, projectors: Sequence[Projector], position: int) -> None:
+def advance(connection: Connection, projectors: Sequence[Projector], position: int) -> None:
     rows = [{"name": projector.name, "position": position} for projector in projectors]
     db.upsert(connection, checkpoints, rows, key=["name"])

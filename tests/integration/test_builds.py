@@ -1,0 +1,104 @@
+"""Projections built anew beside the live ones and swapped in: the same answers as a
+rebuild in place, what was logged or erased meanwhile included, and the schema the
+models say once swapped."""
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, inspect
+
+from cdp import builds, db, erasure, ingest, projectors
+from cdp.keystore import MAIN
+from cdp.models import chats, timeline
+from tests.factories import PAST, checked, handoff, opened, reply, webhook
+from tests.integration.test_migrations import drift
+from tests.integration.test_projections import rules, snapshot
+
+REGISTRY = projectors.registry(rules())
+
+
+def log(engine: Engine, *bodies: dict[str, Any]) -> None:
+    incoming = [checked(json.dumps(body, ensure_ascii=False)) for body in bodies]
+    ingest.record(engine, incoming, REGISTRY, keystore=MAIN)
+
+
+def history(chat: str, profile: str, at: int = PAST) -> list[dict[str, Any]]:
+    first = opened(chat, at=at, team=1, profile=profile, name="Анна", phone="+79991234567")
+    return [*first, reply(chat, at=at + 1000), handoff(chat, at=at + 2000, team=2)]
+
+
+def rebuilt_in_place(engine: Engine) -> dict[str, Any]:
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, REGISTRY, MAIN)
+    return snapshot(engine)
+
+
+def test_a_build_swapped_in_answers_as_a_rebuild_in_place(engine: Engine) -> None:
+    for n, chat in enumerate(["c1", "c2"]):
+        log(engine, *history(chat, f"p{n + 1}", at=PAST + n * 10_000))
+    expected = rebuilt_in_place(engine)
+    assert builds.build(engine, REGISTRY, MAIN) > 0
+    assert snapshot(engine) == expected
+    assert builds.build(engine, REGISTRY, MAIN) > 0  # again, over the swapped tables
+    assert snapshot(engine) == expected
+    assert drift(engine) == []  # two builds: on SQLite, the indexes' names are back too
+    assert not any(name.endswith(builds.NEXT) for name in inspect(engine).get_table_names())
+
+
+def test_after_one_build_only_sqlite_s_index_names_differ_from_the_models(engine: Engine) -> None:
+    log(engine, *history("c1", "p1"))
+    builds.build(engine, REGISTRY, MAIN)
+    changes = drift(engine)
+    if engine.dialect.name == "postgresql":
+        assert changes == []
+    else:
+        kinds = {(change[0], change[1].name.removesuffix(builds.NEXT)) for change in changes}
+        named = {index.name for t in (chats, timeline) for index in t.indexes}
+        assert {kind for kind, _ in kinds} == {"add_index", "remove_index"}
+        assert named <= {name for _, name in kinds}
+
+
+def test_what_is_logged_or_erased_during_a_build_is_in_what_it_swaps_in(engine: Engine) -> None:
+    log(engine, *history("c1", "p1"), *history("c2", "p2", at=PAST + 10_000))
+    seen: list[dict[str, Any]] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if seen:
+            return
+        seen.append(snapshot(engine))  # the live projection, whole, while the shadow fills
+        log(engine, webhook("message_created", chat="c1", at=PAST + 5000, message="late"))
+        log(engine, *history("c3", "p3", at=PAST + 20_000))
+        erasure.erase(engine, MAIN, REGISTRY, "p2")
+
+    builds.build(engine, REGISTRY, MAIN, report=meanwhile)
+    assert seen[0]["c1"]["chat"]["name"] == "Анна"
+    answers = snapshot(engine)
+    assert answers == rebuilt_in_place(engine)
+    assert answers["c2"]["chat"]["name"] is None  # erased during the build: not in the shadow
+    assert '"late"' in json.dumps(answers["c1"]["timeline"])  # logged during the build
+
+
+def test_many_events_logged_during_a_build_are_caught_up_before_the_lock(
+    engine: Engine,
+) -> None:
+    log(engine, *history("c1", "p1"))
+    count = builds.SWAP_WITHIN + 50
+
+    def posted() -> None:
+        bodies = [
+            webhook("message_created", chat=f"m{n % 7}", at=PAST + n, message=f"m{n}")
+            for n in range(count)
+        ]
+        log(engine, *bodies)
+
+    calls: list[tuple[int, int]] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if not calls:
+            posted()
+        calls.append((done, total))
+
+    head = builds.build(engine, REGISTRY, MAIN, report=meanwhile)
+    assert head == len(history("c1", "p1")) + count
+    assert any(total == head for _, total in calls[1:-1])  # a catch-up before the swap
+    assert snapshot(engine) == rebuilt_in_place(engine)
