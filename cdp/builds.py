@@ -11,19 +11,28 @@ projection's indexes alternate, from one build to the next, between the models' 
 and those names with NEXT (see `_index_name`); what they index never changes.
 """
 
-from collections.abc import Callable, Sequence
+import fcntl
+import os
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from functools import cache
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Index, MetaData, Table, select, text
+from sqlalchemy import Connection, Engine, Index, MetaData, Table, create_engine, select, text
+from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.elements import conv
 
-from cdp import db, log
+from cdp import db, log, schemas
 from cdp.keystore import Keystore
-from cdp.models import NAMING, erasures
-from cdp.projectors import BATCH, Projector, advance, keys, refold, whole_chats
-from cdp.times import now_ms
+from cdp.models import NAMING, checkpoints, erasures, events, projection_builds
+from cdp.projectors import BATCH, Projector, built, keys, refold, whole_chats
+from cdp.times import now_ms, utc
 
 NEXT: Final = "__next"
 _SHADOWS: Final = MetaData(naming_convention=NAMING)
@@ -34,15 +43,182 @@ SWAP_WITHIN: Final = 1000
 Report = Callable[[int, int], None]
 
 
+OWNER: Final = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Busy(Exception):
+    """Another build of a projection runs (in this process or another): says which."""
+
+    status = 409
+
+    def __init__(self, name: str, owner: str, started_at: int, done: int, total: int) -> None:
+        self.name = name
+        super().__init__(
+            f"projection {name} is being built by {owner} since {_iso(started_at)} "
+            f"({done} of {total} events)"
+        )
+
+
+def needed(connection: Connection, projectors: Sequence[Projector]) -> list[Projector]:
+    """Those of `projectors` whose tables were never built, or were built by another version
+    of them or under other settings: to build anew. On an empty log, none: each starts
+    with the log's first events (see projectors.project)."""
+    if log.head(connection) == 0:
+        return []
+    rows = {row.name: row for row in connection.execute(select(checkpoints))}
+    return [
+        projector
+        for projector in projectors
+        if (row := rows.get(projector.name)) is None
+        or (row.version, row.shape) != (projector.version, projector.shape)
+    ]
+
+
+class Stopped(Exception):
+    """A build given up on request (the server stopping): the live projection serves on."""
+
+
+def run(
+    engine: Engine,
+    projectors: Sequence[Projector],
+    keystore: Keystore,
+    *,
+    report: Report | None = None,
+    on_claim: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Build `projectors` anew (see build), holding the right to across processes (Busy if
+    another holds it; `on_claim` is called once it is held and the build recorded as
+    running) and recording the build's progress and end in projection_builds."""
+    names = [projector.name for projector in projectors]
+    with claimed(engine, names):
+        started = now_ms()
+        _record(engine, names, state="running", started_at=started, done=0, total=0)
+        if on_claim is not None:
+            on_claim()
+
+        def beat(done: int, total: int) -> None:
+            _record(engine, names, heartbeat_at=now_ms(), done=done, total=total)
+            if report is not None:
+                report(done, total)
+
+        try:
+            head = build(engine, projectors, keystore, report=beat, stop=stop)
+        except BaseException as error:
+            _record(engine, names, state="failed", finished_at=now_ms(), error=repr(error)[:500])
+            raise
+        _record(engine, names, state="done", finished_at=now_ms(), done=head, total=head)
+        return head
+
+
+def _record(engine: Engine, names: Sequence[str], **values: object) -> None:
+    """Write the build's row of each of `names`: anew when it starts running."""
+    with db.writing(engine) as connection:
+        if values.get("state") == "running":
+            connection.execute(
+                projection_builds.delete().where(projection_builds.c.name.in_(names))
+            )
+            start = {"owner": OWNER, "heartbeat_at": values["started_at"], **values}
+            connection.execute(projection_builds.insert(), [{"name": n, **start} for n in names])
+        else:
+            connection.execute(
+                projection_builds.update().where(projection_builds.c.name.in_(names)).values(values)
+            )
+
+
+@contextmanager
+def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
+    """Hold the right to build the projections `names` while the block runs, across every
+    process on this database: Busy, naming the build that holds it, if taken. Released when
+    the block ends or the process dies (a PostgreSQL session's advisory lock; on SQLite, a
+    lock on a file beside the database), so a build killed midway never blocks the next."""
+    with ExitStack() as held:
+        if engine.dialect.name == "postgresql":
+            # A connection of its own, outside the pool the build itself draws on.
+            alone = create_engine(engine.url, poolclass=NullPool)
+            held.callback(alone.dispose)
+            connection = held.enter_context(alone.connect())
+            for name in names:
+                key = {"key": _lock_key(name)}
+                if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
+                    raise busy(engine, name)
+                held.callback(connection.execute, text("SELECT pg_advisory_unlock(:key)"), key)
+            connection.commit()  # a session's lock: no transaction left open meanwhile
+        else:
+            database = engine.url.database
+            assert database is not None
+            for name in names:
+                file = held.enter_context(_lock_file(database, name).open("a"))
+                try:
+                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise busy(engine, name) from None
+        yield
+
+
+# The advisory locks of builds: a range of their own, apart from the append lock's.
+_LOCK_KEY: Final = 0x63647001 << 32
+
+
+def _lock_key(name: str) -> int:
+    return _LOCK_KEY + zlib.crc32(name.encode())
+
+
+def _lock_file(database: str, name: str) -> Path:
+    return Path(f"{database}.build-{name}.lock")
+
+
+def _held(connection: Connection, name: str) -> bool:
+    """Does a process hold the right to build `name` (see claimed)? Asked without taking it."""
+    if connection.dialect.name == "postgresql":
+        key = _lock_key(name)
+        found = connection.scalar(_ADVISORY_HELD, {"high": key >> 32, "low": key & 0xFFFF_FFFF})
+        return bool(found)
+    database = connection.engine.url.database
+    path = _lock_file(database or "", name)
+    if not path.exists():
+        return False
+    with path.open("a") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(file, fcntl.LOCK_UN)
+        return False
+
+
+_ADVISORY_HELD: Final = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1)"
+)
+
+
+def busy(engine: Engine, name: str) -> Busy:
+    """The Busy that names the build of `name` running, as projection_builds records it."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(projection_builds).where(projection_builds.c.name == name)
+        ).first()
+    if row is None:
+        return Busy(name, "another process", now_ms(), 0, 0)
+    return Busy(name, row.owner, row.started_at, row.done, row.total)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
 def build(
     engine: Engine,
     projectors: Sequence[Projector],
     keystore: Keystore,
     *,
     report: Report | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Build the projections of `projectors` anew beside the live ones and swap them in;
-    the log head they reach.
+    the log head they reach. Stopped, between two batches, once `stop` is set.
 
     Webhooks go on being logged and projected into the live tables meanwhile. The shadows
     are filled from the log up to the head of the start, a transaction a batch of whole
@@ -50,7 +226,13 @@ def build(
     left; only then is the append lock taken, for the rest and the swap: webhooks wait for
     that alone. Chats erased meanwhile are folded again in the shadows before the swap.
     """
-    report = report or (lambda done, total: None)
+
+    def progress(done: int, total: int) -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped(f"the build of {', '.join(p.name for p in projectors)} was stopped")
+        if report is not None:
+            report(done, total)
+
     tables = [table for projector in projectors for table in projector.tables]
     shadows = {table: shadow(table) for table in tables}
     started = now_ms()
@@ -64,7 +246,7 @@ def build(
                 for projector in projectors:
                     projector.apply(connection, batch, fresh=True)
             done += len(batch)
-            report(done, reached)
+            progress(done, reached)
     while True:
         with engine.connect() as connection:
             head = log.head(connection)
@@ -73,7 +255,7 @@ def build(
         while reached < head:
             with db.writing(engine) as connection, db.shadowing(shadows):
                 reached = _project_since(connection, projectors, keystore, reached, head)
-            report(reached, head)
+            progress(reached, head)
     with db.writing(engine) as connection, db.shadowing(shadows):
         log.lock(connection)
         head = log.head(connection)
@@ -81,8 +263,9 @@ def build(
             reached = _project_since(connection, projectors, keystore, reached, head)
         refold(connection, projectors, keystore, _erased_since(connection, started))
         swap(connection, tables)
-        advance(connection, projectors, head)
-    report(head, head)
+        built(connection, projectors, head)
+    if report is not None:  # swapped in: too late to stop
+        report(head, head)
     return head
 
 
@@ -176,3 +359,69 @@ def _index_name(connection: Connection, name: str) -> str:
         text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :name"), {"name": name}
     ).first()
     return name + NEXT if taken else name
+
+
+def states(connection: Connection, projectors: Sequence[Projector]) -> list[schemas.Projection]:
+    """Each projection: how far it has got, what built it, and its latest build."""
+    head = log.head(connection)
+    marks = {row.name: row for row in connection.execute(select(checkpoints))}
+    latest = {row.name: row for row in connection.execute(select(projection_builds))}
+    now = now_ms()
+    found = []
+    for projector in projectors:
+        mark, last = marks.get(projector.name), latest.get(projector.name)
+        position = mark.position if mark is not None else 0
+        alive = last is not None and last.state == "running" and _held(connection, last.name)
+        build = None if last is None else _build(last, alive)
+        if build is not None and build.state == "running":
+            status = "rebuilding"
+        elif mark is None:
+            status = "new"
+        elif (mark.version, mark.shape) != (projector.version, projector.shape):
+            status = "stale"
+        else:
+            status = "live"
+        found.append(
+            schemas.Projection(
+                name=projector.name,
+                status=status,
+                version=projector.version,
+                built_version=None if mark is None else mark.version,
+                shape=projector.shape,
+                built_shape=None if mark is None else mark.shape,
+                position=position,
+                head=head,
+                lag=head - position,
+                lag_seconds=_lag_seconds(connection, position, head, now),
+                build=build,
+            )
+        )
+    return found
+
+
+def _build(row: Any, alive: bool) -> schemas.Build:
+    """A build as projection_builds records it: one recorded as running whose process no
+    longer holds the right to build (see claimed) was interrupted."""
+    state = "interrupted" if row.state == "running" and not alive else row.state
+    return schemas.Build(
+        state=state,
+        owner=row.owner,
+        started_at=utc(row.started_at),
+        finished_at=None if row.finished_at is None else utc(row.finished_at),
+        done=row.done,
+        total=row.total,
+        error=row.error,
+    )
+
+
+def _lag_seconds(connection: Connection, position: int, head: int, now: int) -> float:
+    """How long the oldest event the projection lacks has waited: 0 when it lacks none."""
+    if position >= head:
+        return 0.0
+    received = connection.scalar(
+        select(events.c.received_at)
+        .where(events.c.position > position)
+        .order_by(events.c.position)
+        .limit(1)
+    )
+    return 0.0 if received is None else max(now - received, 0) / 1000

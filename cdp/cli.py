@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,9 +21,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import chain, credentials, db, erasure, ingest, projectors, queries, schema
+from cdp import builds, chain, credentials, db, erasure, ingest, projectors, queries, schema
 from cdp.credentials import CredentialError
 from cdp.keystore import Keystore
+from cdp.schemas import Projection
 from cdp.settings import Settings
 from cdp.times import iso, utc
 from cdp.webhook import (
@@ -272,6 +273,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
     _checked(lambda: credentials.check_name(source, "source"))
     engine = _engine(settings)
     keystore = _keystore(settings, engine)
+    _build_needed(settings, engine, keystore)
     registry = projectors.registry(settings)
     tally = _Tally()
     batch: list[Incoming] = []
@@ -351,17 +353,75 @@ def _report(tally: _Tally) -> None:
 
 
 @main.command()
+@click.option(
+    "--projection",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Build this projection alone (again for more); default: every one.",
+)
 @click.pass_obj
-def rebuild(settings: Settings) -> None:
-    """Rebuild every projection from the log (ingest waits until it is done)."""
+def rebuild(settings: Settings, names: tuple[str, ...]) -> None:
+    """Build projections anew from the log, beside the live ones, which keep answering (and
+    webhooks keep being taken) until the new ones take their place at once.
+
+    Exits with status 1 if a build of one of them runs already, here or on another host.
+    """
     engine = _engine(settings, existing=True)
     keystore = _keystore(settings, engine)
+    registry = projectors.registry(settings)
+    known = {projector.name: projector for projector in registry}
+    if unknown := [name for name in names if name not in known]:
+        raise click.BadParameter(
+            f"no projection named {unknown[0]!r}; there are {', '.join(known)}",
+            param_hint="--projection",
+        )
+    _build(engine, keystore, [known[name] for name in names] or registry)
+
+
+@main.command("catch-up")
+@click.pass_obj
+def catch_up(settings: Settings) -> None:
+    """Build the projections never built, or built by another version of cdp or under other
+    settings (what `cdp status` calls new or stale), beside the live ones."""
+    engine = _engine(settings, existing=True)
+    keystore = _keystore(settings, engine)
+    if not _build_needed(settings, engine, keystore):
+        click.echo("every projection is live: nothing to build")
+
+
+def _build_needed(settings: Settings, engine: Engine, keystore: Keystore) -> bool:
+    """Build what builds.needed names; whether there was any."""
+    with engine.connect() as connection:
+        needed = builds.needed(connection, projectors.registry(settings))
+    if needed:
+        _build(engine, keystore, needed)
+    return bool(needed)
+
+
+def _build(engine: Engine, keystore: Keystore, chosen: Sequence[projectors.Projector]) -> None:
+    """Build `chosen` beside the live projections: a progress bar on a terminal, a line at
+    every tenth of the way otherwise."""
+    names = ", ".join(projector.name for projector in chosen)
     started = time.perf_counter()
-    with db.writing(engine) as connection:
-        head = projectors.rebuild(connection, projectors.registry(settings), keystore)
-    click.echo(
-        f"rebuilt projections up to position {head} in {time.perf_counter() - started:.2f} s"
-    )
+    bar = tqdm(desc=f"build {names}", unit=" events", disable=not sys.stderr.isatty())
+    told = [-1]
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        tenth = 10 * done // total if total else 10
+        if bar.disable and tenth > told[0]:
+            told[0] = tenth
+            click.echo(f"building {names}: {done} of {total} events", err=True)
+
+    try:
+        head = builds.run(engine, chosen, keystore, report=report)
+    except builds.Busy as busy:
+        raise click.ClickException(str(busy)) from None
+    finally:
+        bar.close()
+    click.echo(f"built {names} up to position {head} in {time.perf_counter() - started:.2f} s")
 
 
 @main.command()
@@ -369,18 +429,32 @@ def rebuild(settings: Settings) -> None:
 def status(settings: Settings) -> None:
     """Print the database, the log head, each projection's position, and row counts."""
     engine = _engine(settings, existing=True)
-    names = [projector.name for projector in projectors.registry(settings)]
     with engine.connect() as connection:
-        positions = queries.projections(connection, names)
+        states = builds.states(connection, projectors.registry(settings))
         counts = queries.counts(connection)
     click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
-    click.echo(f"log head: {positions[0].head if positions else 0}")
-    for projection in positions:
+    click.echo(f"log head: {states[0].head if states else 0}")
+    for state in states:
         click.echo(
-            f"projection {projection.name}: position {projection.position}, lag {projection.lag}"
+            f"projection {state.name}: position {state.position}, lag {state.lag}, "
+            f"{_described(state)}"
         )
     for name, count in counts.items():
         click.echo(f"{name}: {count}")
+
+
+def _described(state: Projection) -> str:
+    """A projection's status, and what differs from what built it."""
+    said: str = state.status
+    if state.status == "stale":
+        said += (
+            f" (built by version {state.built_version} with {state.built_shape or 'no settings'};"
+            f" this is version {state.version} with {state.shape or 'no settings'})"
+        )
+    if state.build is not None and state.build.state in ("running", "interrupted", "failed"):
+        build = state.build
+        said += f"; build {build.state}: {build.done} of {build.total} events, by {build.owner}"
+    return said
 
 
 @main.command()

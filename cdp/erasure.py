@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, delete, select, union
 from cdp import db, log, personal
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, profile_chats, rejected
-from cdp.projectors import Projector, refold
+from cdp.projectors import Projector, following, refold
 from cdp.rejected import named
 from cdp.times import now_ms
 from cdp.webhook import Suppressed
@@ -52,7 +52,7 @@ def erase(
             connection, profile_uuid, subjects, erased_at, suppress=suppress
         )
         suppressed = _record(connection, profile_uuid, erased_at, chats, suppress)
-        refold(connection, projectors, keystore, chats)
+        refold(connection, following(connection, projectors), keystore, chats)
         # Kept since the scan; and, for a chat first named since, kept before it.
         doomed += _refused_naming(connection, {profile_uuid, *chats}, after=scanned)[0]
         if new := set(chats) - set(seen):
@@ -156,7 +156,7 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
             # Keys the main database brought back, restored from before: gone again.
             keystore.destroy(connection, profile, subjects, at, suppress=suppressed, made_by=at)
             _record(connection, profile, at, named, suppressed)
-            refold(connection, projectors, keystore, named)
+            refold(connection, following(connection, projectors), keystore, named)
             _forget(connection, _refused_naming(connection, {profile, *named})[0])
     for profile in reapplied:
         row = recorded[profile]
@@ -171,5 +171,5 @@ def reconcile(engine: Engine, keystore: Keystore, projectors: Sequence[Projector
                 suppress=row.suppressed,
                 made_by=row.erased_at,
             )
-            refold(connection, projectors, keystore, row.chats)
+            refold(connection, following(connection, projectors), keystore, row.chats)
     return Reconciled(moved, applied, reapplied)

@@ -176,12 +176,35 @@ class ErasureRow(Base):
 
 
 class CheckpointRow(Base):
-    """How far into the log each projector has got; written with the projector's rows."""
+    """How far into the log each projector has got, written with the projector's rows;
+    and what built its tables: the projector's version and the settings that shape it
+    (None: built before versions were recorded)."""
 
     __tablename__ = "projection_checkpoints"
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int | None] = mapped_column(Integer)
+    shape: Mapped[str | None] = mapped_column(Text)
+    built_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BuildRow(Base):
+    """The latest build of each projection beside the live one (see cdp.builds): who runs
+    it, how far it got, and how it ended. `heartbeat_at` moves with every batch: a build
+    whose heartbeat stopped was interrupted."""
+
+    __tablename__ = "projection_builds"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # running, done, failed
+    owner: Mapped[str] = mapped_column(String(200))  # host and process id
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[int] = mapped_column(BigInteger)
+    done: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class TimelineRow(Base):
@@ -304,6 +327,7 @@ def _table(model: type[Base]) -> Table:
 
 events = _table(EventRow)
 checkpoints = _table(CheckpointRow)
+projection_builds = _table(BuildRow)
 timeline = _table(TimelineRow)
 sessions = _table(SessionRow)
 handoffs = _table(HandoffRow)

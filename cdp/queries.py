@@ -29,7 +29,7 @@ from sqlalchemy import (
 from cdp import log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, timeline
-from cdp.projectors import keys, standing
+from cdp.projectors import keys
 from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
 
@@ -558,14 +558,6 @@ def refused(
             )
         )
     return schemas.RejectedPage(items=items, next_after=items[-1].id if more else None)
-
-
-def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Projection]:
-    (head, _), marks, _, _ = standing(connection)
-    return [
-        schemas.Projection(name=name, position=mark, head=head, lag=head - mark)
-        for name, mark in ((name, marks.get(name, 0)) for name in names)
-    ]
 
 
 def counts(connection: Connection) -> dict[str, int]:

@@ -23,6 +23,7 @@ from litestar.status_codes import (
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from cdp import builds
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
 from cdp.queries import BadCursor
@@ -161,6 +162,10 @@ def busy(request: AnyRequest, error: Busy | PoolTimeout) -> Answer:
     return problem(request, HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
 
 
+def building(request: AnyRequest, error: builds.Busy) -> Answer:
+    return problem(request, HTTP_409_CONFLICT, str(error))
+
+
 def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
     # The driver's message names hosts, users and databases: for the log, not the answer.
     cause = f"database unavailable: {type(error.orig).__name__}: {error.orig}".strip()
@@ -217,6 +222,7 @@ HANDLERS: Final = {
     BadCursor: bad_cursor,
     HTTPException: http_error,
     Busy: busy,
+    builds.Busy: building,
     PoolTimeout: busy,
     OperationalError: database_down,
     InterfaceError: database_down,

@@ -1,35 +1,81 @@
-"""GET /projections: how far each read model has got; POST /projections/rebuild."""
+"""GET /projections: how far each read model has got and what built it; POST
+/projections/rebuild and /projections/{name}/rebuild: build anew beside the live ones."""
+
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 
-from cdp import db, projectors, queries
+from cdp import builds
 from cdp.api import auth
+from cdp.api.docs import not_found, problem
 from cdp.api.service import Service
+from cdp.projectors import Projector
 from cdp.schemas import Items, Projection
+
+_BUSY = {
+    409: problem(
+        "A build of the projection runs already, in this process or another",
+        {
+            "detail": "projection chats is being built by host-1:4242 since "
+            "2026-11-27T10:00:00+00:00 (120000 of 200000 events)"
+        },
+    )
+}
 
 
 class ProjectionController(Controller):
     path = "/projections"
     tags = ["projections"]
 
-    @get(summary="How far each projection has got", guards=[auth.reader])
-    async def positions(self, service: NamedDependency[Service]) -> Items[Projection]:
-        """Each projection's checkpoint, the log head and the lag between them."""
-        return await _positions(service)
+    @get(summary="Each projection: how far it has got, and what built it", guards=[auth.reader])
+    async def states(self, service: NamedDependency[Service]) -> Items[Projection]:
+        """Each projection's status, checkpoint, lag behind the log head (in events and in
+        seconds), the version and settings that built it, and its latest build."""
+        return await _states(service)
 
-    @post("/rebuild", status_code=200, summary="Rebuild every projection", guards=[auth.admin])
-    async def rebuild(self, service: NamedDependency[Service]) -> Items[Projection]:
-        """Rebuild every projection from the log; answers when done. Ingest waits meanwhile."""
+    @post(
+        "/rebuild",
+        status_code=202,
+        summary="Build every projection anew beside the live ones",
+        response_description="The build started: the projections' states",
+        guards=[auth.admin],
+        responses=_BUSY,
+    )
+    async def rebuild_all(self, service: NamedDependency[Service]) -> Items[Projection]:
+        """Start building every projection anew from the log, beside the live ones, which
+        keep answering until the new ones take their place at once; answers at once with
+        the projections' states (see `build` for progress). Webhooks go on being taken."""
+        return await _build(service, service.projectors)
 
-        def rebuild() -> None:
-            with db.writing(service.engine) as connection:
-                projectors.rebuild(connection, service.projectors, service.keystore)
+    @post(
+        "/{name:str}/rebuild",
+        status_code=202,
+        summary="Build one projection anew beside the live one",
+        response_description="The build started: the projections' states",
+        guards=[auth.admin],
+        responses={**_BUSY, **not_found("no projection named sessions")},
+    )
+    async def rebuild(
+        self,
+        name: Annotated[str, Parameter(max_length=100)],
+        service: NamedDependency[Service],
+    ) -> Items[Projection]:
+        """As POST /projections/rebuild, for the projection `name` alone."""
+        chosen = [projector for projector in service.projectors if projector.name == name]
+        if not chosen:
+            known = ", ".join(projector.name for projector in service.projectors)
+            raise NotFoundException(f"no projection named {name[:100]!r}; there are {known}")
+        return await _build(service, chosen)
 
-        await service.rebuilds.run(rebuild)
-        return await _positions(service)
+
+async def _build(service: Service, projectors: list[Projector]) -> Items[Projection]:
+    await service.rebuilds.run(lambda: service.builder.start(projectors))
+    return await _states(service)
 
 
-async def _positions(service: Service) -> Items[Projection]:
-    names = [projector.name for projector in service.projectors]
-    return Items[Projection](items=await service.reads.query(queries.projections, names))
+async def _states(service: Service) -> Items[Projection]:
+    found = await service.reads.query(builds.states, service.projectors)
+    return Items[Projection](items=found)

@@ -14,18 +14,18 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cdp import db, erasure, ingest, rejected, times, webhook
+from cdp import builds, db, erasure, ingest, rejected, times, webhook
 from cdp.keystore import Keystore
 from cdp.log import Receipt
 from cdp.projectors import Projector
@@ -43,6 +43,8 @@ WRITE_LANE, PROBE_LANE, ADMIN_LANE = 1, 1, 1
 GROUP, BACKLOG = 500, 2000
 _EXPIRY_EVERY_MS = 3_600_000
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
+# A build's: one reads the log, one writes the new tables (in a pool of their own).
+BUILD_CONNECTIONS: Final = 2
 
 
 class Busy(Exception):
@@ -286,6 +288,78 @@ def _answer(group: list[_Delivery], outcomes: list[Receipt | Exception]) -> None
             delivery.answer.set_result(outcome)
 
 
+class Builder:
+    """Builds of projections beside the live ones (see cdp.builds), each in a thread of
+    its own, on connections of its own (so that a build never waits for the queries' pool,
+    nor they for it): one at a time in this process; across processes, one per projection."""
+
+    def __init__(self, settings: Settings, engine: Engine, keystore: Keystore) -> None:
+        self.settings, self.engine, self.keystore = settings, engine, keystore
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+
+    def start(self, projectors: Sequence[Projector]) -> None:
+        """Start building `projectors` and return once the right to is held: Busy if a
+        build runs, here or in another process. Blocks: call it from a worker thread."""
+        claimed, failed = threading.Event(), list[BaseException]()
+        with self._guard:
+            if self._thread is not None and self._thread.is_alive():
+                raise builds.busy(self.engine, projectors[0].name)
+
+            def work() -> None:
+                engine = db.engine_of(self.settings, connections=BUILD_CONNECTIONS)
+                try:
+                    builds.run(
+                        engine,
+                        projectors,
+                        self.keystore,
+                        report=_Progress(", ".join(p.name for p in projectors)),
+                        on_claim=claimed.set,
+                        stop=self._stop,
+                    )
+                except builds.Stopped as stopped:
+                    _LOG.info("%s; the live tables serve on", stopped)
+                except BaseException as error:  # told to the starter, or logged
+                    if not claimed.is_set():
+                        failed.append(error)
+                        claimed.set()
+                    else:
+                        _LOG.exception("the build of %s failed", [p.name for p in projectors])
+                finally:
+                    engine.dispose()
+
+            self._thread = threading.Thread(target=work, name="cdp-build", daemon=True)
+            self._thread.start()
+        claimed.wait()
+        if failed:
+            raise failed[0]
+
+    def stop(self, wait: timedelta) -> None:
+        """Stop a running build (the live projection serves on) and wait for it, `wait` at
+        most: it stops between two batches."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(wait.total_seconds())
+
+
+class _Progress:
+    """A build's progress in the server's log: at every tenth of the way."""
+
+    def __init__(self, names: str) -> None:
+        self.names, self.told = names, -1
+
+    def __call__(self, done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 10
+        if tenth > self.told:
+            self.told = tenth
+            _LOG.info("building %s: %d of %d events", self.names, done, total)
+
+
+_LOG: Final = logging.getLogger("cdp.builds")
+
+
 @dataclass(frozen=True)
 class Service:
     settings: Settings
@@ -296,6 +370,7 @@ class Service:
     webhooks: Writer
     health: Lane
     rebuilds: Lane
+    builder: Builder
 
     checkpointer: db.Checkpointer | None
 
@@ -320,6 +395,7 @@ class Service:
             webhooks=Writer(engine, projectors, settings, wait, keystore),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
+            builder=Builder(settings, engine, keystore),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
         )
 
@@ -340,6 +416,28 @@ class Service:
         self.webhooks.start()
         if self.checkpointer is not None:
             self.checkpointer.start()
+        await self._build_what_is_needed()
+
+    async def _build_what_is_needed(self) -> None:
+        """Build anew, beside the live ones, the projections never built or built by another
+        version or settings: in the background; another process may be at it already."""
+
+        def start() -> list[str]:
+            with self.engine.connect() as connection:
+                needed = builds.needed(connection, self.projectors)
+            if needed:
+                self.builder.start(needed)
+            return [projector.name for projector in needed]
+
+        try:
+            started = await self.rebuilds.run(start)
+        except builds.Busy as busy:
+            _LOG.info("not building at start: %s", busy)
+        except (Busy, SQLAlchemyError) as error:
+            _LOG.warning("not building at start: %s", type(error).__name__)
+        else:
+            if started:
+                _LOG.info("building %s beside the live tables", ", ".join(started))
 
     async def stop(self) -> None:
         """Commit the webhooks still waiting, stop the threads, close the connections: in a
@@ -347,6 +445,7 @@ class Service:
         await anyio.to_thread.run_sync(self._stop)
 
     def _stop(self) -> None:
+        self.builder.stop(timedelta(seconds=30))
         self.webhooks.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()

@@ -28,6 +28,7 @@ from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
 from cdp.settings import Settings
+from cdp.times import now_ms
 
 # Events per write on rebuild and catch-up: large enough to write set-wise, small
 # enough to keep memory flat whatever the size of the log.
@@ -35,7 +36,13 @@ BATCH: Final = 5000
 
 
 class Projector(Protocol):
+    """Turns the log into read models. `version` changes whenever the code changes what
+    its tables hold; `shape` names the settings that shape them: when either differs from
+    what built the live tables, they are built anew (see cdp.builds)."""
+
     name: str
+    version: int
+    shape: str
     tables: tuple[Table, ...]
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
@@ -124,24 +131,34 @@ def project(
     marks: Mapping[str, int],
     keystore: Keystore,
 ) -> None:
-    """Feed events just appended after `head` to every projector, in the append's transaction.
+    """Feed events just appended after `head` to every projector built (with a checkpoint
+    in `marks`), in the append's transaction.
 
-    A projector whose checkpoint (`marks`) is behind `head` (added since, or never rebuilt)
-    first gets the events it missed, a batch at a time: no projector ever skips part of
-    the log.
+    One without a checkpoint is fed only the log's first events, which it then holds whole;
+    otherwise it is not fed at all until cdp.builds has built it beside the others. One
+    whose checkpoint is behind `head` first gets the events it missed, a batch at a time:
+    no projector ever skips part of the log.
     """
     if not new:
         return
+    following, starting = [], []
     for projector in projectors:
-        mark = marks.get(projector.name, 0)
+        mark = marks.get(projector.name)
+        if mark is None:
+            if head == 0:
+                starting.append(projector)
+            continue
         while mark < head:
             missed = log.since(
                 connection, after=mark, until=head, limit=BATCH, keys=keys(connection, keystore)
             )
             projector.apply(connection, missed, fresh=False)
             mark = missed[-1].position
+        following.append(projector)
+    for projector in (*following, *starting):
         projector.apply(connection, new, fresh=False)
-    advance(connection, projectors, new[-1].position)
+    advance(connection, following, new[-1].position)
+    built(connection, starting, new[-1].position)
 
 
 def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: Keystore) -> int:
@@ -154,7 +171,7 @@ def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: K
     for batch in whole_chats(log.replay(connection, keys(connection, keystore))):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
-    advance(connection, projectors, head)
+    built(connection, projectors, head)
     return head
 
 
@@ -204,5 +221,30 @@ def whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
 
 
 def advance(connection: Connection, projectors: Sequence[Projector], position: int) -> None:
+    """Move the checkpoints of `projectors`, followed live, to `position`: what built their
+    tables stays as recorded."""
     rows = [{"name": projector.name, "position": position} for projector in projectors]
     db.upsert(connection, checkpoints, rows, key=["name"])
+
+
+def built(connection: Connection, projectors: Sequence[Projector], position: int) -> None:
+    """Record `projectors`' tables as built whole up to `position`, by their version and
+    shape."""
+    at = now_ms()
+    rows = [
+        {
+            "name": projector.name,
+            "position": position,
+            "version": projector.version,
+            "shape": projector.shape,
+            "built_at": at,
+        }
+        for projector in projectors
+    ]
+    db.upsert(connection, checkpoints, rows, key=["name"])
+
+
+def following(connection: Connection, projectors: Sequence[Projector]) -> list[Projector]:
+    """Those of `projectors` built, that follow the log live."""
+    names = set(connection.scalars(select(checkpoints.c.name)))
+    return [projector for projector in projectors if projector.name in names]

@@ -145,11 +145,16 @@ class _Stored:
 
 class ChatsProjector:
     name = "chats"
+    version = 1
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, chats)
 
     def __init__(self, rules: Rules, phone_region: str) -> None:
         self.rules = rules
         self.phone_region = phone_region
+        self.shape = (
+            f"session_idle_timeout={rules.idle_timeout_ms}ms "
+            f"session_open_window={rules.open_window_ms}ms phone_region={phone_region}"
+        )
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         """Project new events. `fresh`: the tables hold nothing of their chats yet."""

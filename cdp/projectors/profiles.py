@@ -17,6 +17,8 @@ from cdp.webhook import KNOWN_TYPES
 
 class ProfilesProjector:
     name = "profiles"
+    version = 1
+    shape = ""  # no setting shapes it
     tables: tuple[Table, ...] = (profile_chats,)
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:

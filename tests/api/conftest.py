@@ -1,7 +1,9 @@
 """A real `cdp serve` on the test database, for the tests that need one."""
 
+import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -12,3 +14,25 @@ from tests.conftest import Server
 def serve(database: str, serve_on: Callable[..., Server]) -> Callable[..., Server]:
     """Start `cdp serve` on the test database with the settings given (see serve_on)."""
     return partial(serve_on, database)
+
+
+def rebuilt(client: Any, **options: Any) -> list[dict[str, Any]]:
+    """POST /projections/rebuild (with `options`, e.g. headers) once no build runs (the
+    server's own, at start), and wait until it is done: the projections' states then."""
+    settled(client, **options)
+    answer = client.post("/projections/rebuild", **options)
+    assert answer.status_code == 202, answer.text
+    found = settled(client, **options)
+    assert {state["build"]["state"] for state in found} == {"done"}, found
+    return found
+
+
+def settled(client: Any, **options: Any) -> list[dict[str, Any]]:
+    """Wait until no build of a projection runs: the projections' states then."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found: list[dict[str, Any]] = client.get("/projections", **options).json()["items"]
+        if all(state["status"] != "rebuilding" for state in found):
+            return found
+        time.sleep(0.02)
+    raise AssertionError("a build of a projection did not end within 60 s")

@@ -30,6 +30,7 @@ from cdp.keystore import Keystore
 from cdp.models import erasures, events, rejected
 from cdp.models import keys as keys_table
 from cdp.settings import Settings
+from tests.api.conftest import rebuilt
 from tests.factories import PAST, handoff, opened, reply, webhook
 
 Client = TestClient  # type: ignore[type-arg]
@@ -169,7 +170,7 @@ def test_an_erased_profile_stays_erased_through_a_rebuild(client: Client) -> Non
         post(client, body)
     assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
     erased = answers(client)
-    assert client.post("/projections/rebuild").status_code == 200
+    rebuilt(client)
     assert answers(client) == erased
 
 

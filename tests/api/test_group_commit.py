@@ -64,6 +64,8 @@ class Held:
     """A projector whose transactions wait until the test lets them go on."""
 
     name = "held"
+    version = 1
+    shape = ""
     tables: tuple[Table, ...] = ()
 
     def __init__(self) -> None:

@@ -83,8 +83,8 @@ def test_status_prints_the_head_each_projection_and_counts(database: str) -> Non
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "log head: 4" in lines
-    assert "projection chats: position 4, lag 0" in lines
-    assert "projection profiles: position 4, lag 0" in lines
+    assert "projection chats: position 4, lag 0, live" in lines
+    assert "projection profiles: position 4, lag 0, live" in lines
     assert {"events: 4", "profiles: 1", "chats: 2", "sessions: 2", "handoffs: 0"} <= set(lines)
 
 
