@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -136,6 +136,13 @@ def _reason(error: Exception) -> str:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--migrate", is_flag=True, help="Upgrade the schema first (SQLite always is).")
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes, all on one port (above 1: PostgreSQL only).",
+)
+@click.option(
     "--forwarded-allow-ips",
     default=None,
     help="Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated, "
@@ -143,16 +150,29 @@ def _reason(error: Exception) -> str:
 )
 @click.pass_obj
 def serve(
-    settings: Settings, host: str, port: int, migrate: bool, forwarded_allow_ips: str | None
+    settings: Settings,
+    host: str,
+    port: int,
+    migrate: bool,
+    workers: int,
+    forwarded_allow_ips: str | None,
 ) -> None:
     """Serve the HTTP API.
 
     With no source and no token, the API is open: it listens on 127.0.0.1 only, and any
-    other address is refused until both exist.
+    other address is refused until both exist. With --workers N, N processes take requests
+    on the same port; PostgreSQL keeps their appends in one order.
     """
     import uvicorn
 
-    from cdp.api import create_app
+    from cdp.api import EXPOSED_ENV, create_app
+
+    if workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
+        raise click.ClickException(
+            "--workers above 1 needs PostgreSQL: SQLite lets one process write at a time, so "
+            "more processes would only wait for one another. Point CDP_DATABASE_URL at "
+            "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
+        )
 
     engine = _engine(settings, migrate=migrate)
     with engine.connect() as connection:
@@ -178,17 +198,26 @@ def serve(
         )
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
+
     # No access log: its lines would carry query strings, and those can hold phone numbers
     # and secrets. Every refused or failed request is logged by the API itself, with its reason.
-    uvicorn.run(
-        create_app(settings, exposed=exposed),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=forwarded_allow_ips is not None,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    def run(app: Any, **extra: Any) -> None:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=forwarded_allow_ips is not None,
+            forwarded_allow_ips=forwarded_allow_ips,
+            **extra,
+        )
+
+    if workers == 1:
+        run(create_app(settings, exposed=exposed))
+    else:
+        os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
+        run("cdp.api:from_environment", factory=True, workers=workers)
 
 
 def _loopback(host: str) -> bool:

@@ -118,11 +118,12 @@ class Server:
 
 @pytest.fixture
 def serve_on(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start `cdp serve` in a process of its own on a database, with the settings given
-    (CDP_...=value), once /health answers. Every server is stopped at the end."""
+    """Start `cdp serve` in a process of its own on a database, with the options (`args`)
+    and settings (CDP_...=value) given, once /health answers. Every server is stopped at
+    the end."""
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(database: str, **settings: str) -> Server:
+    def start(database: str, *args: str, **settings: str) -> Server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -130,7 +131,7 @@ def serve_on(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         log_path = tmp_path / f"server-{len(processes)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "cdp", "serve", "--port", str(port)],
+                [sys.executable, "-m", "cdp", "serve", "--port", str(port), *args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

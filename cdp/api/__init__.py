@@ -1,5 +1,7 @@
 """The HTTP API: create_app() is the one place where every route and handler is wired."""
 
+import logging
+import os
 from importlib.metadata import version
 
 from litestar import Litestar
@@ -73,3 +75,17 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
+
+
+# Set by `cdp serve --workers N` for its worker processes, which build the app themselves.
+EXPOSED_ENV = "CDP_SERVE_EXPOSED"
+
+
+def from_environment() -> Litestar:
+    """The app of one worker process of `cdp serve --workers N`: its settings from the
+    environment, as the command's own (CDP_...), and whether it listens beyond 127.0.0.1
+    from EXPOSED_ENV, which the command set after its checks."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(Settings(), exposed=os.environ.get(EXPOSED_ENV) == "1")
