@@ -113,6 +113,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
         take(_queries(plan, small, big))
         take(_one_webhook(plan, fresh))
         take(_http_ingest(plan, fresh()))
+        take(_ingest_during_a_rebuild(plan, big))
     return figures
 
 
@@ -490,11 +491,14 @@ def _into_chat(url: str, size: int, plan: Plan) -> float:
 
 
 def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
-    """Webhooks/s and latency with `plan.clients` concurrent clients, against one server."""
-    bodies = [
-        json.dumps(body, ensure_ascii=False).encode()
-        for body in webhooks(Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 1))
-    ]
+    """Webhooks/s and latency with `plan.clients` concurrent clients, against one server;
+    on PostgreSQL, against 2 and 4 worker processes too (new webhooks for each run)."""
+
+    def new_bodies(seed: int) -> list[bytes]:
+        traffic = Traffic(events=min(plan.posts, plan.events), seed=seed)
+        return [json.dumps(body, ensure_ascii=False).encode() for body in webhooks(traffic)]
+
+    bodies = new_bodies(plan.seed + 1)
     # As Fasttrack posts: to a source, with its secret in the URL.
     engine = db.make_engine(url)
     with engine.begin() as connection:
@@ -507,6 +511,76 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
+    if make_url(url).get_backend_name() == "postgresql":  # SQLite serves one worker only
+        for workers in (2, 4):
+            command = ["-m", "cdp", "serve", "--workers", str(workers)]
+            several = _served(
+                command, url, target, new_bodies(plan.seed + 10 + workers), plan.clients
+            )
+            yield Figure(
+                f"HTTP ingest, {workers} workers", several.rate, "webhooks/s", cdp.rate, "1 worker"
+            )
+
+
+def _ingest_during_a_rebuild(plan: Plan, url: str) -> Iterator[Figure]:
+    """How long webhooks wait while every projection of the whole log is built anew beside
+    the live ones, beside how long the same load waits with no build running."""
+    bodies = [
+        json.dumps(body, ensure_ascii=False).encode()
+        for body in webhooks(Traffic(events=max(plan.posts * 10, 20_000), seed=plan.seed + 3))
+    ]
+    calm, busy = plan.posts, bodies[plan.posts :]
+    target = "/webhooks/fasttrack"
+    with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        alone = asyncio.run(_post_all(base, target, bodies[:calm], _REBUILD_CLIENTS))
+        during = asyncio.run(_during_a_rebuild(base, target, busy))
+    yield Figure(
+        "webhook wait during a rebuild: longest",
+        during.longest * 1000,
+        "ms",
+        alone.longest * 1000,
+        "with no rebuild",
+    )
+    yield Figure(
+        "webhook wait during a rebuild: p99",
+        during.p99 * 1000,
+        "ms",
+        alone.p99 * 1000,
+        "with no rebuild",
+    )
+    yield Figure(
+        "webhooks during a rebuild", during.rate, "webhooks/s", alone.rate, "with no rebuild"
+    )
+
+
+# Clients posting while a rebuild runs: a steady load, leaving the build a core.
+_REBUILD_CLIENTS = 4
+
+
+async def _during_a_rebuild(base: str, target: str, bodies: list[bytes]) -> "_Load":
+    """Post `bodies` from the moment a rebuild of every projection is asked for until it is
+    done (or the bodies run out): the load measured meanwhile."""
+    done = asyncio.Event()
+
+    async def rebuild() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            answer = await client.post("/projections/rebuild")
+            if answer.status_code != 202:
+                raise RuntimeError(f"POST /projections/rebuild answered {answer.status_code}")
+            while True:
+                states = (await client.get("/projections")).json()["items"]
+                builds = [state["build"] for state in states]
+                if all(build and build["state"] != "running" for build in builds):
+                    if {build["state"] for build in builds} != {"done"}:
+                        raise RuntimeError(f"a rebuild did not end well: {builds}")
+                    done.set()
+                    return
+                await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(rebuild())
+    load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
+    await watcher
+    return load
 
 
 @dataclass(frozen=True)
@@ -514,13 +588,21 @@ class _Load:
     rate: float
     p50: float
     p99: float
+    longest: float = 0.0
+    posted: int = 0
 
 
 def _served(command: list[str], url: str, target: str, bodies: list[bytes], clients: int) -> _Load:
     """Start a server with `command`, post every body to `target` with `clients` at once
-    (no rate limit), stop it."""
+    (no rate limit), stop it. Worker processes start one after another: the posting waits
+    until they all have (their start is not what is measured)."""
     with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        if "--workers" in command:
+            time.sleep(_WORKERS_START)
         return asyncio.run(_post_all(base, target, bodies, clients))
+
+
+_WORKERS_START = 5.0  # seconds: ample for a worker process to import cdp and start
 
 
 @contextmanager
@@ -562,8 +644,15 @@ def server(
             process.wait()
 
 
-async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -> _Load:
-    """Post every body over `clients` kept-alive connections, each waiting for its answer.
+async def _post_all(
+    base: str,
+    target: str,
+    bodies: list[bytes],
+    clients: int,
+    until: asyncio.Event | None = None,
+) -> _Load:
+    """Post every body (or as many as there is time for, `until` is set) over `clients`
+    kept-alive connections, each waiting for its answer.
 
     HTTP/1.1 written by hand on asyncio streams: a client library costs more per request
     than the server under test, and on 2 cores it would measure itself."""
@@ -575,6 +664,8 @@ async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             for body in queue:
+                if until is not None and until.is_set():
+                    return
                 started = time.perf_counter()
                 writer.write(
                     b"POST %s HTTP/1.1\r\nHost: %s\r\n"
@@ -594,9 +685,11 @@ async def _post_all(base: str, target: str, bodies: list[bytes], clients: int) -
     await asyncio.gather(*(post_in_turn() for _ in range(clients)))
     seconds = time.perf_counter() - started
     return _Load(
-        rate=len(bodies) / seconds,
+        rate=len(latencies) / seconds,
         p50=percentile(latencies, 50),
         p99=percentile(latencies, 99),
+        longest=max(latencies, default=0.0),
+        posted=len(latencies),
     )
 
 

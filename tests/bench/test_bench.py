@@ -40,8 +40,13 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "HTTP ingest",
         "HTTP ingest: p50",
         "HTTP ingest: p99",
+        "webhook wait during a rebuild: longest",
+        "webhook wait during a rebuild: p99",
+        "webhooks during a rebuild",
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
     }
+    if server.startswith("postgresql"):
+        expected |= {"HTTP ingest, 2 workers", "HTTP ingest, 4 workers"}
     assert set(figures) == expected
     for name, figure in figures.items():
         assert figure["value"] > 0, name
