@@ -15,6 +15,7 @@ import fcntl
 import os
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, Index, MetaData, Table, create_engine, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.elements import conv
@@ -38,6 +40,11 @@ NEXT: Final = "__next"
 _SHADOWS: Final = MetaData(naming_convention=NAMING)
 # Events left to catch up with at most, for the swap: what webhooks wait for.
 SWAP_WITHIN: Final = 1000
+# PostgreSQL: how long the swap waits for a table lock (a long query reading a live table
+# holds one) before it lets go of the append lock and tries again, SWAP_ATTEMPTS times:
+# webhooks never wait behind a slow reader for longer.
+SWAP_LOCK_WAIT: Final = "2s"
+SWAP_ATTEMPTS: Final = 10
 
 # Told the events done and the events to do, as a build goes.
 Report = Callable[[int, int], None]
@@ -256,14 +263,24 @@ def build(
             with db.writing(engine) as connection, db.shadowing(shadows):
                 reached = _project_since(connection, projectors, keystore, reached, head)
             progress(reached, head)
-    with db.writing(engine) as connection, db.shadowing(shadows):
-        log.lock(connection)
-        head = log.head(connection)
-        while reached < head:
-            reached = _project_since(connection, projectors, keystore, reached, head)
-        refold(connection, projectors, keystore, _erased_since(connection, started))
-        swap(connection, tables)
-        built(connection, projectors, head)
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with db.writing(engine) as connection, db.shadowing(shadows):
+                if connection.dialect.name == "postgresql":  # see SWAP_LOCK_WAIT
+                    connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'"))
+                log.lock(connection)
+                head, at = log.head(connection), reached
+                while at < head:
+                    at = _project_since(connection, projectors, keystore, at, head)
+                refold(connection, projectors, keystore, _erased_since(connection, started))
+                swap(connection, tables)
+                built(connection, projectors, head)
+            break
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWAP_ATTEMPTS:
+                raise
+            progress(reached, reached)  # stopped, if asked to; else the swap is tried again
+            time.sleep(attempt)
     if report is not None:  # swapped in: too late to stop
         report(head, head)
     return head

@@ -3,6 +3,8 @@ rebuild in place, what was logged or erased meanwhile included, and the schema t
 models say once swapped."""
 
 import json
+import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine, inspect
@@ -101,4 +103,34 @@ def test_many_events_logged_during_a_build_are_caught_up_before_the_lock(
     head = builds.build(engine, REGISTRY, MAIN, report=meanwhile)
     assert head == len(history("c1", "p1")) + count
     assert any(total == head for _, total in calls[1:-1])  # a catch-up before the swap
+    assert snapshot(engine) == rebuilt_in_place(engine)
+
+
+def test_a_reader_holding_a_live_table_delays_the_swap_not_the_webhooks(engine: Engine) -> None:
+    """PostgreSQL: the swap waits for a table lock a little, lets go of the append lock, and
+    tries again; SQLite's readers keep their snapshot and hold nothing up."""
+    log(engine, *history("c1", "p1"))
+    reader = engine.connect()
+    reading = reader.begin()
+    reader.execute(chats.select()).all()  # a long report, say: it holds chats until it ends
+    logged: list[int] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        if done == total and not logged:  # the build is at the swap
+            log(engine, webhook("message_created", chat="c1", at=PAST + 9000, message="x"))
+            logged.append(done)
+
+    def end_the_report() -> None:
+        time.sleep(3)
+        reading.commit()
+        reader.close()
+
+    ending = threading.Thread(target=end_the_report)
+    ending.start()
+    try:
+        head = builds.build(engine, REGISTRY, MAIN, report=meanwhile)
+    finally:
+        ending.join()
+    assert logged
+    assert head == len(history("c1", "p1")) + 1
     assert snapshot(engine) == rebuilt_in_place(engine)
