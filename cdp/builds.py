@@ -37,6 +37,11 @@ from cdp.projectors import BATCH, Projector, built, keys, refold, whole_chats
 from cdp.times import now_ms, utc
 
 NEXT: Final = "__next"
+OLD: Final = "__old"  # SQLite: a live table put aside by a swap, until discard_old drops it
+DISCARD_ROWS: Final = 5000
+# Events a transaction of a build projects at most (whole chats may make it more): fewer
+# on SQLite, where every writer waits for each.
+BUILD_BATCH: Final = {"sqlite": 1000, "postgresql": BATCH}
 _SHADOWS: Final = MetaData(naming_convention=NAMING)
 # Events left to catch up with at most, for the swap: what webhooks wait for.
 SWAP_WITHIN: Final = 1000
@@ -243,12 +248,15 @@ def build(
     tables = [table for projector in projectors for table in projector.tables]
     shadows = {table: shadow(table) for table in tables}
     started = now_ms()
+    size = BUILD_BATCH[engine.dialect.name]
+    discard_old(engine, tables)  # left by a build stopped after its swap
     with db.writing(engine) as connection:
         create(connection, tables)
     with engine.connect() as reading:
         reached = log.head(reading)
         done = 0
-        for batch in whole_chats(log.replay(reading, keys(reading, keystore), until=reached)):
+        replayed = log.replay(reading, keys(reading, keystore), until=reached)
+        for batch in whole_chats(replayed, size):
             with db.writing(engine) as connection, db.shadowing(shadows):
                 for projector in projectors:
                     projector.apply(connection, batch, fresh=True)
@@ -281,6 +289,7 @@ def build(
                 raise
             progress(reached, reached)  # stopped, if asked to; else the swap is tried again
             time.sleep(attempt)
+    discard_old(engine, tables)
     if report is not None:  # swapped in: too late to stop
         report(head, head)
     return head
@@ -294,8 +303,9 @@ def _project_since(
     until: int,
 ) -> int:
     """Project a batch of the events after `after` up to `until`; the position reached."""
+    size = BUILD_BATCH[connection.dialect.name]
     batch = log.since(
-        connection, after=after, until=until, limit=BATCH, keys=keys(connection, keystore)
+        connection, after=after, until=until, limit=size, keys=keys(connection, keystore)
     )
     for projector in projectors:
         projector.apply(connection, batch, fresh=False)
@@ -335,24 +345,50 @@ def create(connection: Connection, tables: Sequence[Table]) -> None:
             connection.execute(CreateIndex(Index(name, *columns, unique=index.unique)))
 
 
-def drop(connection: Connection, tables: Sequence[Table]) -> None:
-    """Drop the shadows of `tables` (a build given up)."""
-    for table in tables:
-        connection.execute(DropTable(shadow(table), if_exists=True))
-
-
 def swap(connection: Connection, tables: Sequence[Table]) -> None:
     """Put each shadow of `tables` in its table's place: in the caller's transaction, which
-    holds the append lock, so that no webhook is projected into a table being dropped."""
+    holds the append lock, so that no webhook is projected into a table being dropped.
+
+    PostgreSQL drops the live table at once (its files go at commit). SQLite would free
+    every page of it before the commit, with every writer waiting: there the live table is
+    renamed with OLD, and discard_old empties and drops it afterwards, a little at a time."""
     postgresql = connection.dialect.name == "postgresql"
     for table in tables:
-        connection.execute(DropTable(table))
+        if postgresql:
+            connection.execute(DropTable(table))
+        else:
+            connection.execute(text(f'ALTER TABLE "{table.name}" RENAME TO "{table.name}{OLD}"'))
         connection.execute(text(f'ALTER TABLE "{table.name}{NEXT}" RENAME TO "{table.name}"'))
         if postgresql:
             for (index,) in connection.execute(_INDEXES_OF, {"table": table.name}):
                 canonical = _canonical(index, table.name)
                 if canonical != index:
                     connection.execute(text(f'ALTER INDEX "{index}" RENAME TO "{canonical}"'))
+
+
+def discard_old(engine: Engine, tables: Sequence[Table]) -> None:
+    """SQLite: empty the tables a swap put aside (see swap), DISCARD_ROWS rows a transaction,
+    then drop them: no transaction holds the write lock for long."""
+    if engine.dialect.name != "sqlite":
+        return
+    for table in tables:
+        old = f'"{table.name}{OLD}"'
+        with engine.connect() as connection:
+            there = connection.execute(
+                text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+                {"name": table.name + OLD},
+            ).first()
+        if there is None:
+            continue
+        gone = DISCARD_ROWS
+        while gone == DISCARD_ROWS:
+            with db.writing(engine) as connection:
+                gone = connection.execute(
+                    text(f"DELETE FROM {old} WHERE rowid IN (SELECT rowid FROM {old} LIMIT :n)"),
+                    {"n": DISCARD_ROWS},
+                ).rowcount
+        with db.writing(engine) as connection:
+            connection.execute(text(f"DROP TABLE {old}"))
 
 
 _INDEXES_OF: Final = text(

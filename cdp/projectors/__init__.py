@@ -204,16 +204,16 @@ def keys(connection: Connection, keystore: Keystore) -> log.Keys:
     return lambda ids: keystore.materials(connection, ids)
 
 
-def whole_chats(replay: Iterator[Recorded]) -> Iterator[list[Recorded]]:
-    """Batches of about BATCH events that never split a chat (events naming none may split)."""
+def whole_chats(replay: Iterator[Recorded], size: int = BATCH) -> Iterator[list[Recorded]]:
+    """Batches of about `size` events that never split a chat (events naming none may split)."""
     batch: list[Recorded] = []
     for chat_uuid, recorded_of_chat in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
         for recorded in recorded_of_chat:
             batch.append(recorded)
-            if chat_uuid is None and len(batch) >= BATCH:
+            if chat_uuid is None and len(batch) >= size:
                 yield batch
                 batch = []
-        if len(batch) >= BATCH:
+        if len(batch) >= size:
             yield batch
             batch = []
     if batch:
