@@ -568,6 +568,24 @@ def projections(connection: Connection, names: Sequence[str]) -> list[schemas.Pr
     ]
 
 
+def waiting_since(
+    connection: Connection, positions: Sequence[schemas.Projection]
+) -> dict[str, int | None]:
+    """For each projection, when the oldest event it has yet to fold arrived (`received_at`,
+    ms); None for one that has folded every event."""
+    marks = {p.position for p in positions if p.position < p.head}
+    arrived = {
+        mark: connection.scalar(
+            select(models.events.c.received_at)
+            .where(models.events.c.position > mark)
+            .order_by(models.events.c.position)
+            .limit(1)
+        )
+        for mark in marks
+    }
+    return {p.name: arrived.get(p.position) for p in positions}
+
+
 def counts(connection: Connection) -> dict[str, int]:
     """How many rows the log and each read model hold."""
     statements = {

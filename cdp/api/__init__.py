@@ -12,6 +12,7 @@ from cdp.api import (
     docs,
     events,
     health,
+    metrics,
     params,
     problems,
     profiles,
@@ -23,6 +24,7 @@ from cdp.api import (
     webhooks,
 )
 from cdp.api.service import Service
+from cdp.metrics import Metrics, multiprocess_directory
 from cdp.projectors import registry
 from cdp.settings import Settings
 
@@ -42,8 +44,12 @@ source and no token, served on 127.0.0.1 only, is open: see the README's "Securi
 
 def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     """The API on `settings`' database. Unless `exposed`, a store with no sources takes
-    webhooks without a secret and one with no tokens answers queries without one."""
-    service = Service.of(settings, registry(settings))
+    webhooks without a secret and one with no tokens answers queries without one.
+
+    Its metrics are counted in files of PROMETHEUS_MULTIPROC_DIR when that is set (see
+    cdp.metrics), in the process otherwise."""
+    counted = Metrics(multiprocess_directory())
+    service = Service.of(settings, registry(settings), counted)
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
     return Litestar(
         route_handlers=[
@@ -57,6 +63,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             rejected.RejectedController,
             sources.sources,
             health.health,
+            metrics.metrics,
             *docs.asset_routers(),
         ],
         dependencies={

@@ -1,0 +1,89 @@
+"""Metrics of several processes, summed through PROMETHEUS_MULTIPROC_DIR; bounded labels."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdp.log import Receipt
+from cdp.metrics import MULTIPROCESS_DIRECTORY, Metrics, event_type, multiprocess_directory
+
+# What a worker does: count webhooks, then say its pid.
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from cdp.log import Receipt
+    from cdp.metrics import Metrics, multiprocess_directory
+    from cdp.webhook import MalformedBody
+
+    metrics = Metrics(multiprocess_directory())
+    for n in range(int(sys.argv[1])):
+        metrics.webhook("shop", "message_created", Receipt(n, duplicate=False), 0.002)
+    metrics.webhook("shop", None, MalformedBody("not JSON"), 0.0)
+    print(__import__("os").getpid())
+    """
+)
+
+
+def worker(directory: Path, accepted: int) -> int:
+    env = {**os.environ, MULTIPROCESS_DIRECTORY: str(directory)}
+    ran = subprocess.run(
+        [sys.executable, "-c", WORKER, str(accepted)],
+        env=env,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    return int(ran.stdout)
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = metrics.exposition(None, {}).decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
+    tmp_path: Path,
+) -> None:
+    worker(tmp_path, accepted=3)
+    worker(tmp_path, accepted=5)
+    here = Metrics(str(tmp_path))
+    # This process counts apart (it imported prometheus_client without the directory):
+    # none of it may show beside what the files hold.
+    here.webhook("shop", "message_created", Receipt(1, duplicate=False), 0.002)
+
+    found = samples(here)
+    labels = frozenset({"source": "shop", "event_type": "message_created"}.items())
+    assert found[("cdp_webhooks_accepted_total", labels)] == 8
+    rejected = frozenset({"source": "shop", "event_type": "none", "status": "400"}.items())
+    assert found[("cdp_webhooks_rejected_total", rejected)] == 2
+    assert found[("cdp_webhook_ingest_seconds_count", frozenset())] == 8
+
+
+def test_the_directory_must_be_one_set_before_prometheus_client_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MULTIPROCESS_DIRECTORY, raising=False)
+    assert multiprocess_directory() is None
+    monkeypatch.setenv(MULTIPROCESS_DIRECTORY, str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="is not a directory"):
+        multiprocess_directory()
+    monkeypatch.setenv(MULTIPROCESS_DIRECTORY, str(tmp_path))  # too late for this process
+    with pytest.raises(ValueError, match="set after prometheus_client was imported"):
+        multiprocess_directory()
+
+
+def test_labels_take_only_values_known_in_advance() -> None:
+    assert [event_type(t) for t in ("session_updated", "bot_clicked", None)] == [
+        "session_updated",
+        "other",
+        "none",
+    ]
