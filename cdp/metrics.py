@@ -1,9 +1,9 @@
 """What GET /metrics reports, in Prometheus' text format.
 
-Counters and the ingest histogram are kept by the process that counts them. With
-PROMETHEUS_MULTIPROC_DIR set, prometheus_client keeps them in files of that directory
-instead, a file per process, and /metrics sums those of every process: any worker
-answers for all. The variable is prometheus_client's own switch, read as it is
+Counters, the ingest histogram and rebuild progress are kept by the process that counts
+them. With PROMETHEUS_MULTIPROC_DIR set, prometheus_client keeps them in files of that
+directory instead, a file per process, and /metrics sums those of every process: any
+worker answers for all. The variable is prometheus_client's own switch, read as it is
 imported, so it must be set before the process starts (see multiprocess_directory).
 
 What the database holds (the log head, each projection's position and lag) and how the
@@ -18,6 +18,7 @@ from typing import Final
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -116,6 +117,22 @@ class Metrics:
             buckets=INGEST_BUCKETS,
             registry=own,
         )
+        # The most recent report wins, whichever process made it; one of a process that
+        # ended (a worker marked dead) is gone.
+        self.rebuild_done = Gauge(
+            "cdp_rebuild_events_done",
+            "Events the latest rebuild has folded into the projection",
+            ("projection",),
+            registry=own,
+            multiprocess_mode="livemostrecent",
+        )
+        self.rebuild_total = Gauge(
+            "cdp_rebuild_events_total",
+            "Events the latest rebuild of the projection has to fold",
+            ("projection",),
+            registry=own,
+            multiprocess_mode="livemostrecent",
+        )
         if directory is not None:
             MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
 
@@ -130,6 +147,12 @@ class Metrics:
             return
         (self.duplicates if outcome.duplicate else self.accepted).labels(*labels).inc()
         self.ingest_seconds.observe(seconds)
+
+    def rebuild_progress(self, projection: str, done: int, total: int) -> None:
+        """The hook for every rebuild: `done` of the `total` events it reads are folded into
+        `projection`. Called as the rebuild starts and as it goes; done == total at the end."""
+        self.rebuild_done.labels(projection).set(done)
+        self.rebuild_total.labels(projection).set(total)
 
     def exposition(self, reading: Reading | None, engines: Mapping[str, Engine]) -> bytes:
         """The text /metrics answers: what is counted, then the `reading` of the database

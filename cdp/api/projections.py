@@ -24,7 +24,12 @@ class ProjectionController(Controller):
 
         def rebuild() -> None:
             with db.writing(service.engine) as connection:
-                projectors.rebuild(connection, service.projectors, service.keystore)
+                projectors.rebuild(
+                    connection,
+                    service.projectors,
+                    service.keystore,
+                    progress=service.metrics.rebuild_progress,
+                )
 
         await service.rebuilds.run(rebuild)
         return await _positions(service)

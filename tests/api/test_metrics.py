@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import OperationalError
 
 from cdp import credentials
@@ -162,6 +162,19 @@ def test_the_pools_use_is_shown_for_each_engine(store: Store, settings: Settings
     assert value(samples, "cdp_database_pool_overflow", engine="main") == 0
     if store.engine.dialect.name == "sqlite":  # its keystore is a file beside it
         assert value(samples, "cdp_database_pool_size", engine="keystore") == size
+
+
+def test_a_rebuild_reports_its_progress_to_the_end(store: Store, engine: Engine) -> None:
+    for n in range(4):
+        assert store.post(webhook("message_created", chat=f"c{n}", profile=f"p{n}")) == 202
+    admin = {"Authorization": f"Bearer {store.admin}"}
+    assert store.client.post("/projections/rebuild", headers=admin).status_code == 200
+    samples = store.metrics()
+    with engine.connect() as connection:
+        logged = connection.scalar(select(func.count()).select_from(events))
+    for name in ("chats", "profiles"):
+        assert value(samples, "cdp_rebuild_events_done", projection=name) == logged == 4
+        assert value(samples, "cdp_rebuild_events_total", projection=name) == logged
 
 
 def test_metrics_need_a_read_token_once_tokens_exist(store: Store) -> None:

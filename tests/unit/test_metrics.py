@@ -7,12 +7,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdp.log import Receipt
 from cdp.metrics import MULTIPROCESS_DIRECTORY, Metrics, event_type, multiprocess_directory
 
-# What a worker does: count webhooks, then say its pid.
+# What a worker does: count webhooks and a rebuild's progress, then say its pid.
 WORKER = textwrap.dedent(
     """
     import sys
@@ -21,18 +22,20 @@ WORKER = textwrap.dedent(
     from cdp.webhook import MalformedBody
 
     metrics = Metrics(multiprocess_directory())
-    for n in range(int(sys.argv[1])):
+    accepted, done = int(sys.argv[1]), int(sys.argv[2])
+    for n in range(accepted):
         metrics.webhook("shop", "message_created", Receipt(n, duplicate=False), 0.002)
     metrics.webhook("shop", None, MalformedBody("not JSON"), 0.0)
+    metrics.rebuild_progress("chats", done, 10)
     print(__import__("os").getpid())
     """
 )
 
 
-def worker(directory: Path, accepted: int) -> int:
+def worker(directory: Path, accepted: int, done: int) -> int:
     env = {**os.environ, MULTIPROCESS_DIRECTORY: str(directory)}
     ran = subprocess.run(
-        [sys.executable, "-c", WORKER, str(accepted)],
+        [sys.executable, "-c", WORKER, str(accepted), str(done)],
         env=env,
         capture_output=True,
         check=True,
@@ -53,8 +56,8 @@ def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
 def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
     tmp_path: Path,
 ) -> None:
-    worker(tmp_path, accepted=3)
-    worker(tmp_path, accepted=5)
+    worker(tmp_path, accepted=3, done=4)
+    worker(tmp_path, accepted=5, done=7)
     here = Metrics(str(tmp_path))
     # This process counts apart (it imported prometheus_client without the directory):
     # none of it may show beside what the files hold.
@@ -66,6 +69,22 @@ def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
     rejected = frozenset({"source": "shop", "event_type": "none", "status": "400"}.items())
     assert found[("cdp_webhooks_rejected_total", rejected)] == 2
     assert found[("cdp_webhook_ingest_seconds_count", frozenset())] == 8
+    # The rebuild reported last is the one shown.
+    chats = frozenset({"projection": "chats"}.items())
+    assert found[("cdp_rebuild_events_done", chats)] == 7
+
+
+def test_a_worker_marked_dead_keeps_its_counts_and_drops_its_rebuild_progress(
+    tmp_path: Path,
+) -> None:
+    worker(tmp_path, accepted=3, done=4)
+    dead = worker(tmp_path, accepted=5, done=7)
+    mark_process_dead(dead, str(tmp_path))
+
+    found = samples(Metrics(str(tmp_path)))
+    labels = frozenset({"source": "shop", "event_type": "message_created"}.items())
+    assert found[("cdp_webhooks_accepted_total", labels)] == 8
+    assert found[("cdp_rebuild_events_done", frozenset({"projection": "chats"}.items()))] == 4
 
 
 def test_the_directory_must_be_one_set_before_prometheus_client_is_imported(
