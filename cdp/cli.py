@@ -177,8 +177,8 @@ def serve(
         )
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
-    # No access log: its lines would carry query strings, and those can hold phone numbers
-    # and secrets. Every refused or failed request is logged by the API itself, with its reason.
+    # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
+    # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
     uvicorn.run(
         create_app(settings, exposed=exposed),
         host=host,

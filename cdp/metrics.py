@@ -40,6 +40,7 @@ MULTIPROCESS_DIRECTORY: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8")
 # From a millisecond (one webhook, SQLite, idle) to past CDP_DATABASE_POOL_TIMEOUT.
 INGEST_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_METHODS: Final = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 def multiprocess_directory() -> str | None:
@@ -68,6 +69,11 @@ def event_type(named: str | None) -> str:
     if named is None:
         return "none"
     return named if named in KNOWN_TYPES else "other"
+
+
+def method(named: str) -> str:
+    """The label of an HTTP method: a common one by name, `other` for any a client makes up."""
+    return named if named in _METHODS else "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,12 @@ class Metrics:
             buckets=INGEST_BUCKETS,
             registry=own,
         )
+        self.requests = Counter(
+            "cdp_http_requests",
+            "Requests answered, by route and status",
+            ("method", "route", "status"),
+            registry=own,
+        )
         # The most recent report wins, whichever process made it; one of a process that
         # ended (a worker marked dead) is gone.
         self.rebuild_done = Gauge(
@@ -147,6 +159,9 @@ class Metrics:
             return
         (self.duplicates if outcome.duplicate else self.accepted).labels(*labels).inc()
         self.ingest_seconds.observe(seconds)
+
+    def request(self, named_method: str, route: str, status: int) -> None:
+        self.requests.labels(method(named_method), route, str(status)).inc()
 
     def rebuild_progress(self, projection: str, done: int, total: int) -> None:
         """The hook for every rebuild: `done` of the `total` events it reads are folded into

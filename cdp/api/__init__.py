@@ -18,6 +18,7 @@ from cdp.api import (
     profiles,
     projections,
     rejected,
+    requestlog,
     serialization,
     sources,
     teams,
@@ -51,7 +52,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     counted = Metrics(multiprocess_directory())
     service = Service.of(settings, registry(settings), counted)
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             webhooks.WebhookController,
             profiles.ProfileController,
@@ -80,3 +81,6 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
+    # Around the router, not a middleware of the routes: a request no route takes counts too.
+    app.asgi_handler = requestlog.RequestLog(app.asgi_handler, counted)
+    return app

@@ -24,10 +24,10 @@ logger = logging.getLogger("cdp.api")
     guards=[auth.reader],
 )
 async def metrics(service: NamedDependency[Service]) -> bytes:
-    """Webhooks counted, the ingest latency, rebuild progress, and, read as it is scraped,
-    the log head, each projection's position and lag, and the pools' use; in Prometheus'
-    text format. A database that cannot be read makes `cdp_database_up` 0, and leaves out
-    what it would have said; the rest is answered all the same."""
+    """Webhooks and requests counted, the ingest latency, rebuild progress, and, read as it
+    is scraped, the log head, each projection's position and lag, and the pools' use; in
+    Prometheus' text format. A database that cannot be read makes `cdp_database_up` 0, and
+    leaves out what it would have said; the rest is answered all the same."""
     names = [projector.name for projector in service.projectors]
     try:
         reading: Reading | None = await service.reads.query(_reading, names)

@@ -97,7 +97,13 @@ def _target(request: AnyRequest) -> str:
         f"{_printable(key)}={'***' if key == 'token' else _mask(repr(value))}"
         for key, value in request.query_params.multi_items()
     )
-    return _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
+    return shown_path(request.url.path) + (f"?{query}" if query else "")
+
+
+def shown_path(path: str) -> str:
+    """A request's path as a log line may show it: a phone-like id masked, a forged log
+    line escaped."""
+    return _printable(_masked_digits(path))
 
 
 def malformed(request: AnyRequest, error: MalformedBody) -> Answer:

@@ -10,6 +10,7 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from cdp.api import requestlog
 from cdp.api.auth import Gate
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
@@ -140,6 +141,7 @@ async def _deliver(
     request: Request[Any, Any, Any], service: Service, gate: Gate, source: str
 ) -> Response[Receipt]:
     started = time.perf_counter()
+    requestlog.note(request.scope, source=source)
     ring = await gate.sender(request, source)
     headers = request.headers  # the writer keeps those of interest of a refused delivery
     try:

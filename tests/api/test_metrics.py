@@ -125,6 +125,18 @@ def test_the_ingest_histogram_counts_each_webhook_logged_or_a_duplicate(store: S
     assert value(samples, "cdp_webhook_ingest_seconds_sum") > 0
 
 
+def test_requests_are_counted_by_route_and_status(store: Store) -> None:
+    store.client.get("/chats/nobody", headers={"Authorization": f"Bearer {store.read}"})
+    store.client.get("/chats/nobody")
+    store.client.get("/no/such/route")
+    samples = store.metrics()
+    chat = {"method": "GET", "route": "/chats/{uuid}"}
+    assert value(samples, "cdp_http_requests_total", **chat, status="404") == 1
+    assert value(samples, "cdp_http_requests_total", **chat, status="401") == 1
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    assert value(samples, "cdp_http_requests_total", **unmatched) == 1
+
+
 def test_the_log_head_and_each_projection_s_position_and_lag_are_those_of_get_projections(
     store: Store,
 ) -> None:

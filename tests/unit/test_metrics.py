@@ -11,9 +11,9 @@ from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdp.log import Receipt
-from cdp.metrics import MULTIPROCESS_DIRECTORY, Metrics, event_type, multiprocess_directory
+from cdp.metrics import MULTIPROCESS_DIRECTORY, Metrics, event_type, method, multiprocess_directory
 
-# What a worker does: count webhooks and a rebuild's progress, then say its pid.
+# What a worker does: count webhooks, a request and a rebuild's progress, then say its pid.
 WORKER = textwrap.dedent(
     """
     import sys
@@ -26,6 +26,7 @@ WORKER = textwrap.dedent(
     for n in range(accepted):
         metrics.webhook("shop", "message_created", Receipt(n, duplicate=False), 0.002)
     metrics.webhook("shop", None, MalformedBody("not JSON"), 0.0)
+    metrics.request("POST", "/webhooks/fasttrack/{source}", 202)
     metrics.rebuild_progress("chats", done, 10)
     print(__import__("os").getpid())
     """
@@ -69,6 +70,8 @@ def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
     rejected = frozenset({"source": "shop", "event_type": "none", "status": "400"}.items())
     assert found[("cdp_webhooks_rejected_total", rejected)] == 2
     assert found[("cdp_webhook_ingest_seconds_count", frozenset())] == 8
+    request = {"method": "POST", "route": "/webhooks/fasttrack/{source}", "status": "202"}
+    assert found[("cdp_http_requests_total", frozenset(request.items()))] == 2
     # The rebuild reported last is the one shown.
     chats = frozenset({"projection": "chats"}.items())
     assert found[("cdp_rebuild_events_done", chats)] == 7
@@ -106,3 +109,4 @@ def test_labels_take_only_values_known_in_advance() -> None:
         "other",
         "none",
     ]
+    assert [method(m) for m in ("GET", "BREW")] == ["GET", "other"]
