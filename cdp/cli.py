@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import chain, credentials, db, erasure, ingest, projectors, queries, schema
+from cdp import chain, credentials, db, erasure, ingest, projectors, queries, schema, serverlog
 from cdp.credentials import CredentialError
 from cdp.keystore import Keystore
 from cdp.settings import Settings
@@ -157,9 +157,7 @@ def serve(
     with engine.connect() as connection:
         ring = credentials.load(connection)
     engine.dispose()  # the app opens its own
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    serverlog.configure(settings.log_format)
     exposed = not _loopback(host)
     open_parts = [
         part

@@ -82,7 +82,16 @@ def problem(
     """The answer, logged on one line with its reason (`cause` if the answer says less)."""
     level = logging.WARNING if status >= 500 else logging.INFO
     reason = redact(cause or detail)
-    logger.log(level, "%s %s -> %d: %s", request.method, _target(request), status, reason)
+    fields = {"method": request.method, "path": shown_path(request.url.path), "status": status}
+    logger.log(
+        level,
+        "%s %s -> %d: %s",
+        request.method,
+        _target(request),
+        status,
+        reason,
+        extra={"fields": {**fields, "reason": reason}},
+    )
     content: dict[str, object] = {"detail": detail}
     if errors is not None:
         content["errors"] = errors
@@ -208,7 +217,14 @@ def _unavailable(error: DBAPIError) -> str:
 
 
 def internal(request: AnyRequest, error: Exception) -> Answer:
-    logger.error("%s %s failed", request.method, _target(request), exc_info=error)
+    fields = {"method": request.method, "path": shown_path(request.url.path)}
+    logger.error(
+        "%s %s failed",
+        request.method,
+        _target(request),
+        exc_info=error,
+        extra={"fields": {**fields, "exception": type(error).__name__}},
+    )
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 

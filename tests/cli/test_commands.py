@@ -156,6 +156,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
         ("CDP_SESSION_IDLE_TIMEOUT", "0"),
         ("CDP_SESSION_OPEN_WINDOW", "soon"),
         ("CDP_PHONE_REGION", "XX"),
+        ("CDP_LOG_FORMAT", "xml"),
     ],
 )
 def test_an_invalid_setting_is_named(tmp_path: Path, variable: str, value: str) -> None:
