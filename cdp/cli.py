@@ -152,7 +152,12 @@ def serve(
     import uvicorn
 
     from cdp.api import create_app
+    from cdp.metrics import multiprocess_directory
 
+    try:
+        multiprocess_directory()
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
     engine = _engine(settings, migrate=migrate)
     with engine.connect() as connection:
         ring = credentials.load(connection)

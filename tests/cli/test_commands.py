@@ -394,3 +394,10 @@ def test_import_goes_on_whatever_odd_rows_the_log_already_holds(
     assert (
         f"projection chats: position {len(ODD_BODIES) + 2}, lag 0" in cdp(database, "status").output
     )
+
+
+def test_serve_refuses_a_metrics_directory_that_is_not_one(tmp_path: Path) -> None:
+    missing = tmp_path / "metrics"
+    result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "serve", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    assert result.exit_code == 2
+    assert f"PROMETHEUS_MULTIPROC_DIR={str(missing)!r} is not a directory" in result.output
