@@ -35,8 +35,8 @@ class JSONLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure(format: Literal["text", "json"]) -> None:
+def configure(kind: Literal["text", "json"]) -> None:
     """Every record of level INFO and above, from cdp and from uvicorn, to standard error."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JSONLines() if format == "json" else logging.Formatter(TEXT))
+    handler.setFormatter(JSONLines() if kind == "json" else logging.Formatter(TEXT))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
