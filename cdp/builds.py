@@ -12,6 +12,7 @@ and those names with NEXT (see `_index_name`); what they index never changes.
 """
 
 import fcntl
+import logging
 import os
 import socket
 import threading
@@ -24,8 +25,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Index, MetaData, Table, create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Index,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    select,
+    text,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.elements import conv
@@ -56,6 +67,7 @@ Report = Callable[[int, int], None]
 
 
 OWNER: Final = f"{socket.gethostname()}:{os.getpid()}"
+_LOG: Final = logging.getLogger("cdp.builds")
 
 
 class Busy(Exception):
@@ -114,13 +126,22 @@ def run(
             if report is not None:
                 report(done, total)
 
+        def done(connection: Connection, head: int) -> None:
+            values = {"state": "done", "finished_at": now_ms(), "done": head, "total": head}
+            _FINISH.run(connection, [{"name": name, **values} for name in names])
+
         try:
-            head = build(engine, projectors, keystore, report=beat, stop=stop)
+            return build(engine, projectors, keystore, report=beat, stop=stop, swapped=done)
         except BaseException as error:
             _record(engine, names, state="failed", finished_at=now_ms(), error=repr(error)[:500])
             raise
-        _record(engine, names, state="done", finished_at=now_ms(), done=head, total=head)
-        return head
+
+
+_FINISH: Final = db.Prepared(
+    projection_builds.update()
+    .where(projection_builds.c.name == bindparam("name"))
+    .values({name: bindparam(name) for name in ("state", "finished_at", "done", "total")})
+)
 
 
 def _record(engine: Engine, names: Sequence[str], **values: object) -> None:
@@ -228,9 +249,11 @@ def build(
     *,
     report: Report | None = None,
     stop: threading.Event | None = None,
+    swapped: Callable[[Connection, int], None] | None = None,
 ) -> int:
     """Build the projections of `projectors` anew beside the live ones and swap them in;
-    the log head they reach. Stopped, between two batches, once `stop` is set.
+    the log head they reach. Stopped, between two batches, once `stop` is set. `swapped`
+    is called in the swap's transaction, with the head reached.
 
     Webhooks go on being logged and projected into the live tables meanwhile. The shadows
     are filled from the log up to the head of the start, a transaction a batch of whole
@@ -283,13 +306,18 @@ def build(
                 refold(connection, projectors, keystore, _erased_since(connection, started))
                 swap(connection, tables)
                 built(connection, projectors, head)
+                if swapped is not None:
+                    swapped(connection, head)
             break
         except OperationalError as error:
             if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWAP_ATTEMPTS:
                 raise
             progress(reached, reached)  # stopped, if asked to; else the swap is tried again
             time.sleep(attempt)
-    discard_old(engine, tables)
+    try:
+        discard_old(engine, tables)
+    except SQLAlchemyError as error:  # swapped in all the same; the next build discards them
+        _LOG.warning("the tables put aside by a swap stay until the next build: %s", error)
     if report is not None:  # swapped in: too late to stop
         report(head, head)
     return head

@@ -4,8 +4,10 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +23,18 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import builds, chain, credentials, db, erasure, ingest, projectors, queries, schema
+from cdp import (
+    builds,
+    chain,
+    credentials,
+    db,
+    erasure,
+    ingest,
+    projectors,
+    queries,
+    schema,
+    serverlog,
+)
 from cdp.credentials import CredentialError
 from cdp.keystore import Keystore
 from cdp.schemas import Projection
@@ -165,22 +178,25 @@ def serve(
     """
     import uvicorn
 
-    from cdp.api import EXPOSED_ENV, create_app
-
     if workers > 1 and make_url(settings.database_url).get_backend_name() == "sqlite":
         raise click.ClickException(
             "--workers above 1 needs PostgreSQL: SQLite lets one process write at a time, so "
             "more processes would only wait for one another. Point CDP_DATABASE_URL at "
             "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
         )
+    counted_apart = workers > 1 and _count_in_a_directory()
+    from cdp.api import EXPOSED_ENV, create_app  # after the line above: see cdp.metrics
+    from cdp.metrics import multiprocess_directory
 
+    try:
+        multiprocess_directory()
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
     engine = _engine(settings, migrate=migrate)
     with engine.connect() as connection:
         ring = credentials.load(connection)
     engine.dispose()  # the app opens its own
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    serverlog.configure(settings.log_format)
     exposed = not _loopback(host)
     open_parts = [
         part
@@ -199,8 +215,8 @@ def serve(
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
 
-    # No access log: its lines would carry query strings, and those can hold phone numbers
-    # and secrets. Every refused or failed request is logged by the API itself, with its reason.
+    # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
+    # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
     def run(app: Any, **extra: Any) -> None:
         uvicorn.run(
             app,
@@ -215,9 +231,30 @@ def serve(
 
     if workers == 1:
         run(create_app(settings, exposed=exposed))
-    else:
-        os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
+        return
+    os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
+    try:
         run("cdp.api:from_environment", factory=True, workers=workers)
+    finally:
+        if counted_apart:
+            shutil.rmtree(os.environ[MULTIPROCESS_DIRECTORY], ignore_errors=True)
+
+
+def _count_in_a_directory() -> bool:
+    """Before several workers start: give them one directory to count in (see cdp.metrics),
+    emptied of what an earlier run left there; a fresh one unless PROMETHEUS_MULTIPROC_DIR
+    names one. Whether it is a fresh one, to remove when the server stops."""
+    named = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if named is None:
+        os.environ[MULTIPROCESS_DIRECTORY] = tempfile.mkdtemp(prefix="cdp-metrics-")
+        return True
+    for left in Path(named).glob("*.db"):
+        left.unlink()
+    return False
+
+
+# prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _loopback(host: str) -> bool:

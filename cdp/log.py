@@ -73,6 +73,11 @@ class Head(NamedTuple):
 _HEAD: Final = db.Prepared(select(HEAD.label("head")))
 
 
+def count(connection: Connection) -> int:
+    """How many events the log holds."""
+    return int(connection.scalar(select(func.count()).select_from(events)) or 0)
+
+
 def append(
     connection: Connection,
     batch: Sequence[Incoming],

@@ -3,7 +3,7 @@
 import importlib.util
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import phonenumbers
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     failed_auth_rate_limit: float = Field(default=1, ge=0)
     # Where the keys that seal personal data live (see cdp.keystore); see keystore().
     keystore_url: str | None = None
+    # How cdp serve writes its log: lines of text, or JSON lines (see cdp.serverlog).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("database_url")
     @classmethod

@@ -53,9 +53,11 @@ MAX_KEYS: Final = 10_000
 
 
 class Refused(ValueError):
-    """A delivery refused as bad input; `status` is its HTTP answer."""
+    """A delivery refused as bad input; `status` is its HTTP answer, `event_type` the type
+    its body names (None when it names none, or was not read that far)."""
 
     status: ClassVar[int]
+    event_type: str | None = None
 
 
 class MalformedBody(Refused):
@@ -115,8 +117,8 @@ class InvalidWebhook(Refused):
 
     status = 422
 
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
+    def __init__(self, errors: list[FieldError], event_type: str | None = None) -> None:
+        self.errors, self.event_type = errors, event_type
         super().__init__("invalid webhook: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
 
 
@@ -349,11 +351,13 @@ def parse(raw: bytes | str, *, latest: int, source: str = DEFAULT_SOURCE) -> Inc
     try:
         canonical = _canonical(document, float_free=float_free)
     except ValueError:  # a non-finite number, or a lone surrogate that is no Unicode text
-        raise InvalidWebhook([_unrepresentable(document)]) from None
+        raise InvalidWebhook([_unrepresentable(document)], _event_type(document)) from None
     if _lost_keys(body, canonical):
         raise MalformedBody(f"body has {_repeated_key(body)}: each key must appear once")
     if len(body) > MAX_STRING_BYTES // 4 or len(body) > 5 * MAX_KEYS:
-        _check_sizes(document, len(body))
+        too_large = _size_problem(document, len(body))
+        if too_large is not None:
+            raise InvalidWebhook([too_large], _event_type(document))
     fingerprint = hashlib.sha256(canonical).hexdigest()
     return Incoming(body, fingerprint, validate(document, latest=latest), source)
 
@@ -390,24 +394,25 @@ class _Repeated(Exception):
     pass
 
 
-def _check_sizes(document: dict[str, Any], length: int) -> None:
-    """Refuse a string over MAX_STRING_BYTES or more than MAX_KEYS keys: only a body of
+def _size_problem(document: dict[str, Any], length: int) -> FieldError | None:
+    """A string over MAX_STRING_BYTES or more than MAX_KEYS keys, if any: only a body of
     `length` characters long enough to hold either is walked."""
     keys = 0
     for path, value in _walk(document):
         if isinstance(value, dict):
             keys += len(value)
             if keys > MAX_KEYS:
-                raise InvalidWebhook([FieldError("body", f"holds more than {MAX_KEYS} keys")])
+                return FieldError("body", f"holds more than {MAX_KEYS} keys")
             for name in value:
                 if len(name) > MAX_STRING_BYTES // 4 and len(name.encode()) > MAX_STRING_BYTES:
-                    raise InvalidWebhook([_too_long(path, "a key", len(name.encode()))])
+                    return _too_long(path, "a key", len(name.encode()))
         elif (
             isinstance(value, str)
             and len(value) > MAX_STRING_BYTES // 4
             and len(value.encode()) > MAX_STRING_BYTES
         ):
-            raise InvalidWebhook([_too_long(path, "it", len(value.encode()))])
+            return _too_long(path, "it", len(value.encode()))
+    return None
 
 
 def _too_long(path: tuple[str | int, ...], what: str, size: int) -> FieldError:
@@ -431,7 +436,7 @@ def validate(document: dict[str, Any], *, latest: int) -> Webhook:
         except ValidationError as error:
             errors += _field_errors(error, prefix="payload")
     if errors or envelope is None:
-        raise InvalidWebhook(errors)
+        raise InvalidWebhook(errors, _event_type(document))
     if payload is None:
         chat_uuid = _lenient_uuid(envelope["payload"].get("chat"))
         profile_uuid = _lenient_uuid(envelope["payload"].get("profile"))
@@ -439,6 +444,12 @@ def validate(document: dict[str, Any], *, latest: int) -> Webhook:
         chat_uuid = payload["chat"]["uuid"]
         profile_uuid = (payload.get("profile") or {}).get("uuid")
     return Webhook(envelope["event_type"], envelope["timestamp"], chat_uuid, profile_uuid, document)
+
+
+def _event_type(document: dict[str, Any]) -> str | None:
+    """The event type a body names, valid or not; None if it names none as a string."""
+    value = document.get("event_type")
+    return value if isinstance(value, str) else None
 
 
 def _canonical(document: dict[str, Any], *, float_free: bool) -> bytes:

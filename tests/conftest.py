@@ -114,6 +114,7 @@ def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg
 class Server:
     url: str
     process: "subprocess.Popen[bytes]"
+    log: Path  # what it wrote to standard output and error
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def serve_on(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             assert process.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return Server(url, process)
+                    return Server(url, process, log_path)
             except httpx.TransportError:
                 time.sleep(0.1)
         raise AssertionError("cdp serve did not start within 30 s")

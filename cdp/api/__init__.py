@@ -1,6 +1,5 @@
 """The HTTP API: create_app() is the one place where every route and handler is wired."""
 
-import logging
 import os
 from importlib.metadata import version
 
@@ -8,23 +7,27 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from cdp import serverlog
 from cdp.api import (
     auth,
     chats,
     docs,
     events,
     health,
+    metrics,
     params,
     problems,
     profiles,
     projections,
     rejected,
+    requestlog,
     serialization,
     sources,
     teams,
     webhooks,
 )
 from cdp.api.service import Service
+from cdp.metrics import Metrics, multiprocess_directory, worker_stopped
 from cdp.projectors import registry
 from cdp.settings import Settings
 
@@ -44,10 +47,14 @@ source and no token, served on 127.0.0.1 only, is open: see the README's "Securi
 
 def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     """The API on `settings`' database. Unless `exposed`, a store with no sources takes
-    webhooks without a secret and one with no tokens answers queries without one."""
-    service = Service.of(settings, registry(settings))
+    webhooks without a secret and one with no tokens answers queries without one.
+
+    Its metrics are counted in files of PROMETHEUS_MULTIPROC_DIR when that is set (see
+    cdp.metrics), in the process otherwise."""
+    counted = Metrics(multiprocess_directory())
+    service = Service.of(settings, registry(settings), counted)
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             webhooks.WebhookController,
             profiles.ProfileController,
@@ -59,6 +66,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             rejected.RejectedController,
             sources.sources,
             health.health,
+            metrics.metrics,
             *docs.asset_routers(),
         ],
         dependencies={
@@ -75,6 +83,9 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
+    # Around the router, not a middleware of the routes: a request no route takes counts too.
+    app.asgi_handler = requestlog.RequestLog(app.asgi_handler, counted)
+    return app
 
 
 # Set by `cdp serve --workers N` for its worker processes, which build the app themselves.
@@ -85,7 +96,8 @@ def from_environment() -> Litestar:
     """The app of one worker process of `cdp serve --workers N`: its settings from the
     environment, as the command's own (CDP_...), and whether it listens beyond 127.0.0.1
     from EXPOSED_ENV, which the command set after its checks."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return create_app(Settings(), exposed=os.environ.get(EXPOSED_ENV) == "1")
+    settings = Settings()
+    serverlog.configure(settings.log_format)
+    app = create_app(settings, exposed=os.environ.get(EXPOSED_ENV) == "1")
+    app.on_shutdown.append(worker_stopped)
+    return app

@@ -83,7 +83,16 @@ def problem(
     """The answer, logged on one line with its reason (`cause` if the answer says less)."""
     level = logging.WARNING if status >= 500 else logging.INFO
     reason = redact(cause or detail)
-    logger.log(level, "%s %s -> %d: %s", request.method, _target(request), status, reason)
+    fields = {"method": request.method, "path": shown_path(request.url.path), "status": status}
+    logger.log(
+        level,
+        "%s %s -> %d: %s",
+        request.method,
+        _target(request),
+        status,
+        reason,
+        extra={"fields": {**fields, "reason": reason}},
+    )
     content: dict[str, object] = {"detail": detail}
     if errors is not None:
         content["errors"] = errors
@@ -98,7 +107,13 @@ def _target(request: AnyRequest) -> str:
         f"{_printable(key)}={'***' if key == 'token' else _mask(repr(value))}"
         for key, value in request.query_params.multi_items()
     )
-    return _printable(_masked_digits(request.url.path)) + (f"?{query}" if query else "")
+    return shown_path(request.url.path) + (f"?{query}" if query else "")
+
+
+def shown_path(path: str) -> str:
+    """A request's path as a log line may show it: a phone-like id masked, a forged log
+    line escaped."""
+    return _printable(_masked_digits(path))
 
 
 def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
@@ -207,7 +222,14 @@ def _unavailable(error: DBAPIError) -> str:
 
 
 def internal(request: AnyRequest, error: Exception) -> Answer:
-    logger.error("%s %s failed", request.method, _target(request), exc_info=error)
+    fields = {"method": request.method, "path": shown_path(request.url.path)}
+    logger.error(
+        "%s %s failed",
+        request.method,
+        _target(request),
+        exc_info=error,
+        extra={"fields": {**fields, "exception": type(error).__name__}},
+    )
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 

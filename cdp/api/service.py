@@ -13,6 +13,7 @@ together in the next one.
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -28,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cdp import builds, db, erasure, ingest, rejected, times, webhook
 from cdp.keystore import Keystore
 from cdp.log import Receipt
+from cdp.metrics import Metrics
 from cdp.projectors import Projector
 from cdp.queries import Clock
 from cdp.settings import Settings
@@ -103,6 +105,7 @@ class _Delivery:
     headers: Mapping[str, str]
     refused: webhook.Refused | None  # refused already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
+    started: float  # when its request came (time.perf_counter())
 
 
 class Writer:
@@ -121,10 +124,11 @@ class Writer:
         settings: Settings,
         wait: timedelta,
         keystore: Keystore,
+        metrics: Metrics,
         backlog: int = BACKLOG,
     ) -> None:
         self.engine, self.projectors, self.settings = engine, projectors, settings
-        self.keystore = keystore
+        self.keystore, self.metrics = keystore, metrics
         self.wait, self.backlog = wait, backlog
         self.groups = 0  # transactions run
         self._waiting: deque[_Delivery] = deque()
@@ -140,13 +144,22 @@ class Writer:
         source: str = webhook.DEFAULT_SOURCE,
         headers: Mapping[str, str] | None = None,
         refused: webhook.Refused | None = None,
+        started: float | None = None,
     ) -> Receipt:
         """Log and project one webhook body; raises what parse() or the database raise.
 
         A delivery refused as bad input (by parse(), or before: `refused`) is kept as a
-        rejected delivery, with the `headers` of interest, before its error is raised."""
+        rejected delivery, with the `headers` of interest, before its error is raised.
+        `started`: when its request came (time.perf_counter()), for the ingest latency."""
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(body, source, headers or {}, refused, loop.create_future())
+        delivery = _Delivery(
+            body,
+            source,
+            headers or {},
+            refused,
+            loop.create_future(),
+            time.perf_counter() if started is None else started,
+        )
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
                 raise Busy("webhooks", timedelta(0))
@@ -206,6 +219,7 @@ class Writer:
                 group = [self._waiting.popleft() for _ in range(min(GROUP, len(self._waiting)))]
                 self._committing = True
             self.groups += 1
+            outcomes: Sequence[Receipt | Exception]
             try:
                 outcomes = self._commit(group)
             except Exception as error:  # the database failed the whole group
@@ -219,31 +233,51 @@ class Writer:
                         _answer, [group[i] for i in members], [outcomes[i] for i in members]
                     )
 
-    def _commit(self, group: list[_Delivery]) -> list[Receipt | Exception]:
+    def _commit(self, group: list[_Delivery]) -> list[Receipt | webhook.Refused]:
         """Check each body, then log and project the valid ones, and keep the refused ones,
-        in one transaction."""
+        in one transaction; count each once it committed."""
         now = times.now_ms()
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
         errors: list[webhook.Refused | None] = []  # None: valid, its receipt comes from the log
+        named: list[str | None] = []  # the event type each names
         valid: list[Incoming] = []
         kept: list[rejected.Refusal] = []
         for delivery in group:
             error = delivery.refused
             if error is None:
                 try:
-                    valid.append(
-                        webhook.parse(delivery.body, latest=latest, source=delivery.source)
-                    )
+                    incoming = webhook.parse(delivery.body, latest=latest, source=delivery.source)
                 except webhook.Refused as refused:  # its traceback would keep the group
                     error = refused.with_traceback(None)
+                else:
+                    valid.append(incoming)
             errors.append(error)
+            named.append(valid[-1].webhook.event_type if error is None else error.event_type)
             if error is not None:
                 kept.append(_refusal(delivery, error, now))
         receipts = iter(
             ingest.record(self.engine, valid, self.projectors, keystore=self.keystore, refused=kept)
         )
+        outcomes = [next(receipts) if error is None else error for error in errors]
+        self._count(group, named, outcomes)
         self._expire_rejected(now)
-        return [next(receipts) if error is None else error for error in errors]
+        return outcomes
+
+    def _count(
+        self,
+        group: list[_Delivery],
+        named: list[str | None],
+        outcomes: list[Receipt | webhook.Refused],
+    ) -> None:
+        """Count the webhooks of a group that committed. A failure here (a metrics file
+        that cannot grow) is logged: it never turns a stored webhook's answer into an error."""
+        committed = time.perf_counter()
+        try:
+            for delivery, event_type, outcome in zip(group, named, outcomes, strict=True):
+                seconds = committed - delivery.started
+                self.metrics.webhook(delivery.source, event_type, outcome, seconds)
+        except Exception as error:
+            logger.warning("webhooks were not counted: %s: %s", type(error).__name__, error)
 
     def _expire_rejected(self, now: int) -> None:
         """Forget old rejected deliveries, once an hour at most (in the writer's thread).
@@ -293,8 +327,11 @@ class Builder:
     its own, on connections of its own (so that a build never waits for the queries' pool,
     nor they for it): one at a time in this process; across processes, one per projection."""
 
-    def __init__(self, settings: Settings, engine: Engine, keystore: Keystore) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, keystore: Keystore, metrics: Metrics
+    ) -> None:
         self.settings, self.engine, self.keystore = settings, engine, keystore
+        self.metrics = metrics
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -314,7 +351,7 @@ class Builder:
                         engine,
                         projectors,
                         self.keystore,
-                        report=_Progress(", ".join(p.name for p in projectors)),
+                        report=_Progress(projectors, self.metrics),
                         on_claim=claimed.set,
                         stop=self._stop,
                     )
@@ -345,16 +382,19 @@ class Builder:
 
 
 class _Progress:
-    """A build's progress in the server's log: at every tenth of the way."""
+    """A build's progress: on /metrics as it goes, in the server's log at every tenth."""
 
-    def __init__(self, names: str) -> None:
-        self.names, self.told = names, -1
+    def __init__(self, projectors: Sequence[Projector], metrics: Metrics) -> None:
+        self.names = [projector.name for projector in projectors]
+        self.metrics, self.told = metrics, -1
 
     def __call__(self, done: int, total: int) -> None:
+        for name in self.names:
+            self.metrics.rebuild_progress(name, done, total)
         tenth = 10 * done // total if total else 10
         if tenth > self.told:
             self.told = tenth
-            _LOG.info("building %s: %d of %d events", self.names, done, total)
+            _LOG.info("building %s: %d of %d events", ", ".join(self.names), done, total)
 
 
 _LOG: Final = logging.getLogger("cdp.builds")
@@ -366,6 +406,7 @@ class Service:
     engine: Engine
     projectors: list[Projector]
     keystore: Keystore
+    metrics: Metrics
     reads: Lane
     webhooks: Writer
     health: Lane
@@ -375,7 +416,7 @@ class Service:
     checkpointer: db.Checkpointer | None
 
     @classmethod
-    def of(cls, settings: Settings, projectors: list[Projector]) -> "Service":
+    def of(cls, settings: Settings, projectors: list[Projector], metrics: Metrics) -> "Service":
         sqlite = make_url(settings.database_url).get_backend_name() == "sqlite"
         engine = db.engine_of(
             settings, connections=settings.database_pool_size, checkpointer=sqlite
@@ -391,11 +432,12 @@ class Service:
             engine=engine,
             projectors=projectors,
             keystore=keystore,
+            metrics=metrics,
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
-            webhooks=Writer(engine, projectors, settings, wait, keystore),
+            webhooks=Writer(engine, projectors, settings, wait, keystore, metrics),
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
-            builder=Builder(settings, engine, keystore),
+            builder=Builder(settings, engine, keystore, metrics),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
         )
 

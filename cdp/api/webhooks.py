@@ -1,5 +1,6 @@
 """POST /webhooks/fasttrack/{source}: where Fasttrack delivers."""
 
+import time
 from typing import Annotated, Any, Final
 
 from litestar import Controller, Request, Response, post
@@ -9,6 +10,7 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from cdp.api import requestlog
 from cdp.api.auth import Gate
 from cdp.api.docs import WebhookOperation, problem
 from cdp.api.service import Service
@@ -138,17 +140,19 @@ class WebhookController(Controller):
 async def _deliver(
     request: Request[Any, Any, Any], service: Service, gate: Gate, source: str
 ) -> Response[Receipt]:
+    started = time.perf_counter()
+    requestlog.note(request.scope, source=source)
     ring = await gate.sender(request, source)
     headers = request.headers  # the writer keeps those of interest of a refused delivery
     try:
         body = await _body(request, service.settings.max_body_size)
     except BodyTooLarge as error:  # kept, then raised
-        await service.webhooks.record(b"", source, headers, refused=error)
+        await service.webhooks.record(b"", source, headers, refused=error, started=started)
         raise
     not_json = content_type_problem(request.headers.get("content-type"))
     if not_json is not None:  # kept with its body: a replay may find it is JSON after all
         try:
-            await service.webhooks.record(body, source, headers, refused=not_json)
+            await service.webhooks.record(body, source, headers, refused=not_json, started=started)
         finally:
             del not_json  # raised by record: see there why no frame it passes may keep it
     keys = ring.signing_keys(source, now_ms())
@@ -157,7 +161,7 @@ async def _deliver(
         problem = signature_problem(keys, signature, body, now_ms())
         if problem is not None:
             gate.refuse(request, problem)
-    receipt = await service.webhooks.record(body, source, headers)
+    receipt = await service.webhooks.record(body, source, headers, started=started)
     return Response(receipt, status_code=HTTP_200_OK if receipt.duplicate else HTTP_202_ACCEPTED)
 
 

@@ -3,7 +3,7 @@
 Each projector's checkpoint is written in the same transaction as its rows.
 """
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -33,6 +33,10 @@ from cdp.times import now_ms
 # Events per write on rebuild and catch-up: large enough to write set-wise, small
 # enough to keep memory flat whatever the size of the log.
 BATCH: Final = 5000
+
+
+# Told how many events of how many a rebuild has folded into a projection: (name, done, total).
+Progress = Callable[[str, int, int], None]
 
 
 class Projector(Protocol):
@@ -161,16 +165,31 @@ def project(
     built(connection, starting, new[-1].position)
 
 
-def rebuild(connection: Connection, projectors: Sequence[Projector], keystore: Keystore) -> int:
-    """Empty every projection and refill it from the log, read once; the head they reach."""
+def rebuild(
+    connection: Connection,
+    projectors: Sequence[Projector],
+    keystore: Keystore,
+    progress: Progress | None = None,
+) -> int:
+    """Empty every projection and refill it from the log, read once; the head they reach.
+
+    `progress` is told, as it starts and after each batch, how many of the log's events
+    each projection has folded, of how many."""
     log.lock(connection)
     head = log.head(connection)
+    total = log.count(connection) if progress is not None else 0
+    done = 0
     for projector in projectors:
         for table in reversed(projector.tables):
             connection.execute(table.delete())
+        if progress is not None:
+            progress(projector.name, done, total)
     for batch in whole_chats(log.replay(connection, keys(connection, keystore))):
+        done += len(batch)
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)
+            if progress is not None:
+                progress(projector.name, done, total)
     built(connection, projectors, head)
     return head
 
@@ -204,8 +223,10 @@ def keys(connection: Connection, keystore: Keystore) -> log.Keys:
     return lambda ids: keystore.materials(connection, ids)
 
 
-def whole_chats(replay: Iterator[Recorded], size: int = BATCH) -> Iterator[list[Recorded]]:
-    """Batches of about `size` events that never split a chat (events naming none may split)."""
+def whole_chats(replay: Iterator[Recorded], size: int | None = None) -> Iterator[list[Recorded]]:
+    """Batches of about `size` (BATCH) events that never split a chat (events naming none
+    may split)."""
+    size = size or BATCH
     batch: list[Recorded] = []
     for chat_uuid, recorded_of_chat in groupby(replay, key=lambda r: r.incoming.webhook.chat_uuid):
         for recorded in recorded_of_chat:

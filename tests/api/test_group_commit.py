@@ -18,6 +18,7 @@ from cdp.api import create_app
 from cdp.api.service import Busy, Writer
 from cdp.keystore import MAIN
 from cdp.log import Receipt, Recorded
+from cdp.metrics import Metrics
 from cdp.models import chats, events
 from cdp.projectors import registry
 from cdp.settings import Settings
@@ -78,7 +79,7 @@ class Held:
 
 def writer(settings: Settings, engine: Engine, *extra: Held, **options: Any) -> Writer:
     wait = options.pop("wait", timedelta(seconds=30))
-    return Writer(engine, [*registry(settings), *extra], settings, wait, MAIN, **options)
+    return Writer(engine, [*registry(settings), *extra], settings, wait, MAIN, Metrics(), **options)
 
 
 async def in_a_transaction(held: Held) -> None:

@@ -156,6 +156,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
         ("CDP_SESSION_IDLE_TIMEOUT", "0"),
         ("CDP_SESSION_OPEN_WINDOW", "soon"),
         ("CDP_PHONE_REGION", "XX"),
+        ("CDP_LOG_FORMAT", "xml"),
     ],
 )
 def test_an_invalid_setting_is_named(tmp_path: Path, variable: str, value: str) -> None:
@@ -393,3 +394,10 @@ def test_import_goes_on_whatever_odd_rows_the_log_already_holds(
     assert (
         f"projection chats: position {len(ODD_BODIES) + 2}, lag 0" in cdp(database, "status").output
     )
+
+
+def test_serve_refuses_a_metrics_directory_that_is_not_one(tmp_path: Path) -> None:
+    missing = tmp_path / "metrics"
+    result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "serve", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    assert result.exit_code == 2
+    assert f"PROMETHEUS_MULTIPROC_DIR={str(missing)!r} is not a directory" in result.output

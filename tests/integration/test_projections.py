@@ -298,3 +298,24 @@ def test_events_in_order_are_folded_on_from_the_stored_state_as_a_rebuild_folds_
     with db.writing(engine) as connection:
         projectors.rebuild(connection, projectors.registry(rules()), MAIN)
     assert snapshot(engine) == answers
+
+
+def test_a_rebuild_tells_how_many_events_each_projection_has_folded_from_none_to_all(
+    fresh: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(projectors, "BATCH", 2)  # a batch per chat: progress as it goes
+    history = [webhook("message_created", chat=f"c{n % 3}", at=PAST + n) for n in range(7)]
+    engine = fresh()
+    deliver(engine, history, [len(history)])
+    told: list[tuple[str, int, int]] = []
+    with db.writing(engine) as connection:
+        projectors.rebuild(
+            connection,
+            projectors.registry(rules()),
+            MAIN,
+            progress=lambda *reported: told.append(reported),
+        )
+    for name in ("chats", "profiles"):
+        done = [d for projection, d, _ in told if projection == name]
+        assert done == [0, 3, 5, 7]  # chat by chat: c0 holds 3 events, c1 and c2 2 each
+        assert {total for projection, _, total in told if projection == name} == {7}

@@ -144,6 +144,30 @@ def test_an_unknown_event_type_needs_only_a_valid_envelope() -> None:
     assert named.webhook.chat_uuid == "c"
 
 
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"event_type": "message_created", "payload": {}, "timestamp": PAST}, "message_created"),
+        ({"event_type": "chat_rated", "payload": [], "timestamp": PAST}, "chat_rated"),
+        ({"event_type": 7, "payload": {}, "timestamp": PAST}, None),
+        ({"payload": {}, "timestamp": PAST}, None),
+        ({"event_type": "message_created", "text": "x" * 70_000}, "message_created"),
+    ],
+)
+def test_a_refused_webhook_names_the_event_type_its_body_names(
+    body: dict[str, Any], named: str | None
+) -> None:
+    with pytest.raises(InvalidWebhook) as raised:
+        checked(json.dumps(body))
+    assert raised.value.event_type == named
+
+
+def test_a_body_that_is_no_json_object_names_no_event_type() -> None:
+    with pytest.raises(MalformedBody) as raised:
+        checked('["message_created"]')
+    assert raised.value.event_type is None
+
+
 def message_with(raw_value: str) -> str:
     """A valid message_created whose message text is `raw_value`, spliced in as JSON text."""
     body = json.dumps(webhook("message_created", message="PLACEHOLDER"))
