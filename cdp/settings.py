@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     failed_auth_rate_limit: float = Field(default=1, ge=0)
     # Where the keys that seal personal data live (see cdp.keystore); see keystore().
     keystore_url: str | None = None
+    # GET /events/stream: streams open at once per process, how often a stream that has sent
+    # everything looks again, and how long it stays silent before it sends a comment.
+    max_streams: int = Field(default=100, ge=1, le=100_000)
+    stream_poll_interval: Annotated[
+        timedelta, _SECONDS, _between(timedelta(milliseconds=10), timedelta(minutes=1))
+    ] = timedelta(milliseconds=500)
+    stream_heartbeat: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
+    ] = timedelta(seconds=15)
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from cdp.api import (
     rejected,
     serialization,
     sources,
+    stream,
     teams,
     webhooks,
 )
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     webhooks without a secret and one with no tokens answers queries without one."""
     service = Service.of(settings, registry(settings))
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
+    streams = stream.Streams(settings.max_streams, service.webhooks.appended)
     return Litestar(
         route_handlers=[
             webhooks.WebhookController,
@@ -53,6 +55,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             teams.TeamController,
             chats.HandoffController,
             events.EventController,
+            stream.StreamController,
             projections.ProjectionController,
             rejected.RejectedController,
             sources.sources,
@@ -62,8 +65,9 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         dependencies={
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "gate": Provide(lambda: gate, use_cache=True, sync_to_thread=False),
+            "streams": Provide(lambda: streams, use_cache=True, sync_to_thread=False),
         },
-        state=State({"gate": gate}),
+        state=State({"gate": gate, "streams": streams}),
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=params.check,
         on_startup=[service.start],
