@@ -1,9 +1,11 @@
 """The cdp command: serve, migrate, import, rebuild, status, and sources and tokens."""
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
+import socket
 import stat
 import sys
 import time
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -36,6 +38,9 @@ from cdp.webhook import (
     latest_timestamp,
     parse,
 )
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 T = TypeVar("T")
 
@@ -149,8 +154,6 @@ def serve(
     With no source and no token, the API is open: it listens on 127.0.0.1 only, and any
     other address is refused until both exist.
     """
-    import uvicorn
-
     from cdp.api import create_app
 
     engine = _engine(settings, migrate=migrate)
@@ -179,7 +182,7 @@ def serve(
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
     # No access log: its lines would carry query strings, and those can hold phone numbers
     # and secrets. Every refused or failed request is logged by the API itself, with its reason.
-    uvicorn.run(
+    _run(
         create_app(settings, exposed=exposed),
         host=host,
         port=port,
@@ -188,6 +191,23 @@ def serve(
         proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips,
     )
+
+
+def _run(app: "Litestar", **options: Any) -> None:
+    """uvicorn.run(app, **options), but the app's event streams end as the server begins to
+    stop: it waits for every answer to end, and a stream would not end by itself."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            app.state.streams.close()
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(app, **options))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does
 
 
 def _loopback(host: str) -> bool:

@@ -342,6 +342,25 @@ def test_a_stream_goes_on_across_a_rebuild(quiet: Callable[..., Server]) -> None
     assert reader.ids == list(range(1, 21))
 
 
+def test_a_stream_ends_as_its_server_stops_and_the_reader_goes_on_with_the_next(
+    database: str, serve_on: Callable[..., Server]
+) -> None:
+    server = serve_on(database, **QUIET)
+    post(server.url, *messages_in("c", 0, 3))
+    reader = Reader(server.url)
+    assert reader.read(lambda: len(reader.ids) == 3)
+
+    # The stream ends as a stream does (a connection cut short would be an error here), and
+    # the server stops: it does not wait for the stream, which would never end by itself.
+    assert not reader.read(then(server.process.terminate, reader, 4))
+    server.process.wait(timeout=PATIENCE)
+
+    reader.url = serve_on(database, **QUIET).url
+    post(reader.url, *messages_in("c", 3, 2))
+    reader.wait_for(5)
+    assert reader.ids == list(range(1, 6))
+
+
 @pytest.fixture(params=["postgresql stops", "sqlite stays locked"])
 def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     """A migrated database of the test's own, and how to take it away (see test_outages)."""
