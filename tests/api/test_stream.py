@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +19,11 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import credentials, log, schema
+from cdp import credentials, log
 from cdp.api import create_app
 from cdp.db import make_engine
 from cdp.settings import Settings
-from tests.api.test_outages import LockedSQLite, Outage, StoppedPostgreSQL
+from tests.api import test_outages
 from tests.conftest import Server
 from tests.factories import PAST, webhook
 
@@ -81,6 +80,7 @@ class Reader:
     ) -> bool:
         """Connect (with Last-Event-ID, after the first time) and read until `until()` holds or
         `leave_after` events came, then leave; False if the stream ended first."""
+        deadline = time.monotonic() + PATIENCE
         headers = dict(self.headers)
         if self.ids:
             headers["Last-Event-ID"] = str(self.ids[-1])
@@ -103,6 +103,7 @@ class Reader:
                     taken += 1
                 if until() or taken == leave_after:
                     return True
+                assert time.monotonic() < deadline, f"still waiting after {PATIENCE} s"
         return until()
 
     def wait_for(self, count: int) -> None:
@@ -132,13 +133,15 @@ def post(
     return positions
 
 
-def then(action: Callable[[], object], reader: Reader, count: int) -> Callable[[], bool]:
-    """A condition for Reader.read that does `action` once, as the reader has connected,
-    and holds once it has `count` events."""
+def then(
+    action: Callable[[], object], reader: Reader, count: int, *, once: int = 0
+) -> Callable[[], bool]:
+    """A condition for Reader.read that does `action` once the reader is connected and has
+    `once` events, and holds once it has `count`."""
     done: list[object] = []
 
     def condition() -> bool:
-        if not done:
+        if not done and len(reader.ids) >= once:
             done.append(action())
         return len(reader.ids) >= count
 
@@ -165,14 +168,14 @@ def test_a_stream_sends_the_log_in_order_then_each_event_as_it_is_logged(
     logged = post(url, *messages_in("c1", 0, 5), *messages_in("c2", 5, 5))
     reader = Reader(url)
 
-    assert reader.read(lambda: len(reader.ids) == 10)
-    assert reader.ids == logged == list(range(1, 11))
-    with httpx.Client(base_url=url) as client:
-        assert reader.events == [client.get(f"/events/{n}").json() for n in logged]
+    more = partial(post, url, *messages_in("c1", 10, 3))  # once the reader has the first ten
 
-    assert reader.read(then(lambda: post(url, *messages_in("c1", 10, 3)), reader, 13))
-    assert reader.connections == 2
+    assert reader.read(then(more, reader, 13, once=10))
+    assert reader.connections == 1
     assert reader.ids == list(range(1, 14))
+    assert reader.ids[:10] == logged
+    with httpx.Client(base_url=url) as client:
+        assert reader.events == [client.get(f"/events/{n}").json() for n in reader.ids]
     assert [event["body"]["payload"]["message"]["text"] for event in reader.events[10:]] == [
         "message 10",
         "message 11",
@@ -257,12 +260,14 @@ def test_a_stream_needs_a_read_token_and_positions_that_are_numbers(
         token = credentials.create_token(connection, "reader", "read")
     bearer = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(settings)) as client:
-        refused = client.get("/events/stream", params={"until": 0})
-        wrong = client.get("/events/stream", params={"until": 0}, headers={"Authorization": "x"})
-        taken = client.get("/events/stream", params={"until": 0}, headers=bearer)
-        bad_after = client.get("/events/stream", params={"after": "-1"}, headers=bearer)
+        # Each ends at once (until=0) if it is taken: this client reads an answer to its end.
+        ask = partial(client.get, "/events/stream", params={"until": 0})
+        refused = ask()
+        wrong = ask(headers={"Authorization": "x"})
+        taken = ask(headers=bearer)
+        bad_after = ask(params={"until": 0, "after": "-1"}, headers=bearer)
         bad_ids = [
-            client.get("/events/stream", headers={**bearer, "Last-Event-ID": value})
+            ask(headers={**bearer, "Last-Event-ID": value})
             for value in ("null", "-1", "1.5", "9223372036854775808", "")
         ]
 
@@ -361,21 +366,12 @@ def test_a_stream_ends_as_its_server_stops_and_the_reader_goes_on_with_the_next(
     assert reader.ids == list(range(1, 6))
 
 
-@pytest.fixture(params=["postgresql stops", "sqlite stays locked"])
-def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
-    """A migrated database of the test's own, and how to take it away (see test_outages)."""
-    made = StoppedPostgreSQL() if request.param == "postgresql stops" else LockedSQLite(tmp_path)
-    try:
-        engine = make_engine(made.url)
-        schema.upgrade(engine)
-        engine.dispose()
-        yield made
-    finally:
-        made.close()
+# A PostgreSQL server of the test's own that stops, and SQLite locked by another process.
+outage = test_outages.outage
 
 
 def test_a_stream_waits_while_the_database_is_away_and_goes_on_once_it_is_back(
-    outage: Outage, serve_on: Callable[..., Server]
+    outage: test_outages.Outage, serve_on: Callable[..., Server]
 ) -> None:
     url = serve_on(outage.url, **QUIET, **outage.settings).url
     post(url, *messages_in("c", 0, 5))
