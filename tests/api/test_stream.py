@@ -165,7 +165,10 @@ def test_a_stream_sends_the_log_in_order_then_each_event_as_it_is_logged(
     quiet: Callable[..., Server],
 ) -> None:
     url = quiet().url
-    logged = post(url, *messages_in("c1", 0, 5), *messages_in("c2", 5, 5))
+    logged = post(url, *messages_in("c1", 0, 5), *messages_in("c2", 5, 4))
+    # A body as received, line breaks and all: its message spans several data lines.
+    pretty = json.dumps(messages_in("c2", 9, 1)[0], indent=2).replace("\n", "\r\n")
+    logged.append(httpx.post(f"{url}/webhooks/fasttrack", content=pretty).json()["position"])
     reader = Reader(url)
 
     more = partial(post, url, *messages_in("c1", 10, 3))  # once the reader has the first ten
