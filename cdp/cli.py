@@ -1,10 +1,12 @@
 """The cdp command: serve, migrate, import, rebuild, status, and sources and tokens."""
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -13,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -50,6 +52,9 @@ from cdp.webhook import (
     latest_timestamp,
     parse,
 )
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 T = TypeVar("T")
 
@@ -217,24 +222,28 @@ def serve(
 
     # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
     # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
-    def run(app: Any, **extra: Any) -> None:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=forwarded_allow_ips is not None,
-            forwarded_allow_ips=forwarded_allow_ips,
-            **extra,
-        )
-
+    served: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": forwarded_allow_ips is not None,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
     if workers == 1:
-        run(create_app(settings, exposed=exposed))
+        _run(create_app(settings, exposed=exposed), **served)
         return
     os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
     try:
-        run("cdp.api:from_environment", factory=True, workers=workers)
+        # Each worker runs uvicorn's own server: its event streams are cut once a stop has
+        # waited STREAMS_END_WITHIN for the other answers, not ended first as _run ends them.
+        uvicorn.run(
+            "cdp.api:from_environment",
+            factory=True,
+            workers=workers,
+            timeout_graceful_shutdown=STREAMS_END_WITHIN,
+            **served,
+        )
     finally:
         if counted_apart:
             shutil.rmtree(os.environ[MULTIPROCESS_DIRECTORY], ignore_errors=True)
@@ -255,6 +264,24 @@ def _count_in_a_directory() -> bool:
 
 # prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+STREAMS_END_WITHIN = 5  # seconds
+
+
+def _run(app: "Litestar", **options: Any) -> None:
+    """uvicorn.run(app, **options), but the app's event streams end as the server begins to
+    stop: it waits for every answer to end, and a stream would not end by itself."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            app.state.streams.close()
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(app, **options))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does
 
 
 def _loopback(host: str) -> bool:

@@ -454,6 +454,47 @@ def event(connection: Connection, keystore: Keystore, position: int) -> schemas.
     return _events(connection, keystore, rows)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """A page of the log for a reader that follows it: the events; the position up to which
+    it holds every event that matches (the head once the log was read to its end, so that a
+    filter that matches rarely is not read from far back each time); whether more follow."""
+
+    items: list[schemas.Event]
+    read_to: int
+    more: bool
+
+
+def tail(
+    connection: Connection,
+    keystore: Keystore,
+    *,
+    after: int,
+    limit: int,
+    event_type: str | None = None,
+    chat_uuid: str | None = None,
+    profile_uuid: str | None = None,
+    source: str | None = None,
+) -> Tail:
+    # The head first: positions follow commit order, so every event up to it is committed
+    # before the page is read, and a page that reaches the end of the log holds them all.
+    head = log.head(connection)
+    page = events(
+        connection,
+        keystore,
+        after=after,
+        limit=limit,
+        event_type=event_type,
+        chat_uuid=chat_uuid,
+        profile_uuid=profile_uuid,
+        source=source,
+    )
+    if page.next_after is not None:
+        return Tail(page.items, page.next_after, more=True)
+    last = page.items[-1].position if page.items else after
+    return Tail(page.items, max(head, last), more=False)
+
+
 UNREADABLE_NO_KEY: Final = "its key is not in the keystore, and no erasure destroyed it"
 UNREADABLE_BROKEN: Final = "its key does not open it: the sealed copy was changed"
 

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     keystore_url: str | None = None
     # How cdp serve writes its log: lines of text, or JSON lines (see cdp.serverlog).
     log_format: Literal["text", "json"] = "text"
+    # GET /events/stream: streams open at once per process, how often a stream that has sent
+    # everything looks again, and how long it stays silent before it sends a comment.
+    max_streams: int = Field(default=100, ge=1, le=100_000)
+    stream_poll_interval: Annotated[
+        timedelta, _SECONDS, _between(timedelta(milliseconds=10), timedelta(minutes=1))
+    ] = timedelta(milliseconds=500)
+    stream_heartbeat: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
+    ] = timedelta(seconds=15)
 
     @field_validator("database_url")
     @classmethod

@@ -23,6 +23,7 @@ from cdp.api import (
     requestlog,
     serialization,
     sources,
+    stream,
     teams,
     webhooks,
 )
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     counted = Metrics(multiprocess_directory())
     service = Service.of(settings, registry(settings), counted)
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
+    streams = stream.Streams(settings.max_streams, service.webhooks.appended)
     app = Litestar(
         route_handlers=[
             webhooks.WebhookController,
@@ -62,6 +64,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             teams.TeamController,
             chats.HandoffController,
             events.EventController,
+            stream.StreamController,
             projections.ProjectionController,
             rejected.RejectedController,
             sources.sources,
@@ -72,8 +75,9 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         dependencies={
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "gate": Provide(lambda: gate, use_cache=True, sync_to_thread=False),
+            "streams": Provide(lambda: streams, use_cache=True, sync_to_thread=False),
         },
-        state=State({"gate": gate}),
+        state=State({"gate": gate, "streams": streams}),
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=params.check,
         on_startup=[service.start],

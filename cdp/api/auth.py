@@ -97,6 +97,15 @@ class Gate:
             )
         _limit(self.reads, f"token {caller.name}", "requests with this token")
 
+    async def admits(self, connection: AnyConnection, role: Role) -> bool:
+        """Would caller() still let this request do what `role` may, rate limits aside? Asked
+        again and again by a request that lasts, so that a token revoked meanwhile ends it."""
+        ring = await self.keys.current()
+        if ring.reads_open and not self.exposed:
+            return True
+        caller = ring.caller(_bearer(connection))
+        return caller is not None and (role != "admin" or caller.role == "admin")
+
     def refuse(self, connection: AnyConnection, detail: str) -> NoReturn:
         address = connection.client.host if connection.client else "unknown"
         wait = self.failures.take(address)

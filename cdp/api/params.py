@@ -50,6 +50,16 @@ def moment(name: str, value: str | None) -> int | None:
     return milliseconds(parsed)
 
 
+def position(name: str, value: str | None) -> int | None:
+    """A log position written as text (a header), None if not given; a 400 naming `name`
+    unless it is digits alone, 0 to 2^63-1."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= INT64_MAX:
+        return int(value)
+    _refuse(name, f"must be a position in the log, an integer from 0 to 2^63-1, got {value!r}")
+
+
 def _refuse(name: str, message: str) -> NoReturn:
     raise ValidationException(message, extra=[{"key": name, "message": message}])
 

@@ -20,7 +20,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp import builds
@@ -187,7 +187,7 @@ def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
     return problem(
         request,
         HTTP_503_SERVICE_UNAVAILABLE,
-        f"database unavailable: {_unavailable(error)}",
+        outage(error),
         headers={"Retry-After": "5"},
         cause=cause.replace("\n", " "),
     )
@@ -198,6 +198,16 @@ _LOCKED: Final = ("SQLITE_BUSY", "SQLITE_LOCKED")
 # PostgreSQL's for a server shutting down, crashed, or starting up (a lost or refused
 # connection is class 08, or an error of the driver's own, with no code).
 _SHUTDOWN: Final = ("57P01", "57P02", "57P03")
+
+
+def outage(error: Busy | SQLAlchemyError) -> str:
+    """What an answer says of a database that failed a request, in words that name no host,
+    user, file or value: the `detail` of its 503."""
+    if isinstance(error, DBAPIError):
+        return f"database unavailable: {_unavailable(error)}"
+    if isinstance(error, Busy | PoolTimeout):
+        return str(error)
+    return "database unavailable: it failed; the server's log says how"
 
 
 def _unavailable(error: DBAPIError) -> str:

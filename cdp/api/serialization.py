@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.plugins import OpenAPISchemaPlugin
+from litestar.serialization import encode_json, get_serializer
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
@@ -21,6 +22,11 @@ TYPE_ENCODERS: dict[Any, Callable[[Any], Any]] = {
     BaseModel: _dump,
     RawJSON: lambda raw: msgspec.Raw(raw.text.encode()),
 }
+
+
+def to_json(value: Any) -> bytes:
+    """`value` as JSON, exactly as an answer that returns it holds it."""
+    return encode_json(value, get_serializer(TYPE_ENCODERS))
 
 
 class RawJSONSchema(OpenAPISchemaPlugin):

@@ -98,6 +98,34 @@ class Lane:
         return await self.run(work)
 
 
+class Bell:
+    """Wakes the tasks that wait for it on the event loop, when rung from any thread: what a
+    stream that has sent the whole log waits for, besides its next poll."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def next(self) -> asyncio.Event:
+        """On the event loop: the next ring. Taken before looking at what a ring announces,
+        it cannot be missed."""
+        if self._next is None:
+            self._loop = asyncio.get_running_loop()
+            self._next = asyncio.Event()
+        return self._next
+
+    def ring(self) -> None:
+        """From any thread: wake every task waiting for the next ring."""
+        if self._loop is not None:
+            with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._next is not None:
+            self._next.set()
+            self._next = None
+
+
 @dataclass(slots=True)
 class _Delivery:
     body: bytes
@@ -131,6 +159,7 @@ class Writer:
         self.keystore, self.metrics = keystore, metrics
         self.wait, self.backlog = wait, backlog
         self.groups = 0  # transactions run
+        self.appended = Bell()  # rung after each group that logged an event
         self._waiting: deque[_Delivery] = deque()
         self._turn = threading.Condition()  # guards what follows; wakes the thread
         self._open = True
@@ -232,6 +261,8 @@ class Writer:
                     loop.call_soon_threadsafe(
                         _answer, [group[i] for i in members], [outcomes[i] for i in members]
                     )
+            if any(isinstance(o, Receipt) and not o.duplicate for o in outcomes):
+                self.appended.ring()
 
     def _commit(self, group: list[_Delivery]) -> list[Receipt | webhook.Refused]:
         """Check each body, then log and project the valid ones, and keep the refused ones,

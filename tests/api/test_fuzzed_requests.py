@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import Engine, select
 
-from cdp import credentials
+from cdp import credentials, log
 from cdp.api import create_app
 from cdp.models import events, rejected
 from cdp.settings import Settings
@@ -59,7 +59,14 @@ def negatable(operation: APIOperation) -> bool:
     )
 
 
-def fuzz(strategy: st.SearchStrategy[Case], answered: Callable[[Case, Response], None]) -> None:
+def fuzz(
+    strategy: st.SearchStrategy[Case],
+    answered: Callable[[Case, Response], None],
+    auth: dict[str, str],
+) -> None:
+    """Send what `strategy` makes, with `auth` sent as the test's own: a check that took it
+    for generated (as it does of an operation that takes headers) would expect a 401."""
+
     @hypothesis.settings(
         max_examples=EXAMPLES,
         deadline=None,
@@ -69,7 +76,7 @@ def fuzz(strategy: st.SearchStrategy[Case], answered: Callable[[Case, Response],
     )
     @given(case=strategy)
     def send(case: Case) -> None:
-        response = case.call()
+        response = case.call(headers=auth)
         answered(case, response)
         case.validate_response(response, checks=CHECKS)
 
@@ -100,15 +107,25 @@ def test_every_operation_answers_as_documented_and_stores_only_what_it_accepted(
             account(engine, webhooks)
         ingest = operation.path.startswith("/webhooks/")
         headers = {"Authorization": f"Bearer {secret if ingest else admin}"}
+        query = bounded(engine, operation)
         for mode in GenerationMode:
             if mode is GenerationMode.NEGATIVE and not negatable(operation):
                 continue
-            strategy = operation.as_strategy(mode, headers=headers)
+            strategy = operation.as_strategy(mode, headers=headers, query=query)
             if "source" in operation.path_parameters:  # and sometimes the source that exists
                 strategy |= operation.as_strategy(
                     mode, headers=headers, path_parameters={"source": "default"}
                 )
-            fuzz(strategy, answered)
+            fuzz(strategy, answered, headers)
+
+
+def bounded(engine: Engine, operation: APIOperation) -> dict[str, Any] | None:
+    """The query parameters that bound an operation's answer: the event stream goes on for
+    as long as the client reads it, unless it is to end at a position the log has reached."""
+    if operation.path != "/events/stream":
+        return None
+    with engine.connect() as connection:
+        return {"until": log.head(connection)}
 
 
 def account(engine: Engine, webhooks: list[tuple[int, dict[str, Any]]]) -> None:

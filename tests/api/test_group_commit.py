@@ -252,3 +252,17 @@ def test_stored_webhooks_are_answered_so_though_forgetting_old_rejected_ones_fai
     assert asyncio.run(one()) == Receipt(position=1, duplicate=False)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 1
+
+
+def test_a_group_that_logged_an_event_rings_the_bell_that_streams_wait_for(
+    settings: Settings, engine: Engine
+) -> None:
+    async def rung() -> bool:
+        writing = writer(settings, engine)
+        bell = writing.appended.next()  # taken before: a ring cannot be missed
+        await writing.record(bodies(1)[0])
+        await asyncio.wait_for(bell.wait(), timeout=30)
+        await asyncio.to_thread(writing.stop)
+        return bell.is_set() and writing.appended.next() is not bell
+
+    assert asyncio.run(rung())

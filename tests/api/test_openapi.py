@@ -96,3 +96,15 @@ def test_the_docs_pages_load_everything_from_cdp_itself(client: Client, page: st
     for source in sources:
         assert source.startswith("/schema/"), source
         assert client.get(source).status_code == 200, source
+
+
+def test_the_event_stream_documents_each_message_as_an_event_of_the_log(
+    spec: dict[str, Any],
+) -> None:
+    answer = spec["paths"]["/events/stream"]["get"]["responses"]["200"]
+    message = answer["content"]["text/event-stream"]["schema"]
+    assert message["required"] == ["id", "event", "data"]
+    data = message["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    assert data["contentSchema"] == {"$ref": "#/components/schemas/Event"}
+    assert "Event" in spec["components"]["schemas"]

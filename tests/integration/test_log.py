@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from cdp import db, ingest, log
+from cdp import db, ingest, log, queries
 from cdp.db import make_engine
 from cdp.keystore import MAIN
 from cdp.projectors import registry, standing
@@ -149,3 +149,23 @@ def test_a_large_batch_is_stored_as_the_same_webhooks_one_at_a_time(
 def _json(value: Any) -> Any:
     """A JSON column as read: decoded already, or text (a raw SELECT on SQLite)."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_a_reader_that_follows_the_log_reads_on_from_the_head_not_from_its_last_match(
+    engine: Engine, settings: Settings
+) -> None:
+    append(
+        engine,
+        settings,
+        *(webhook("message_created", chat=c, at=PAST + n) for n, c in enumerate("abbb")),
+    )
+    with engine.connect() as connection:
+        first = queries.tail(connection, MAIN, after=0, limit=100, chat_uuid="a")
+        full = queries.tail(connection, MAIN, after=0, limit=2)
+        rest = queries.tail(connection, MAIN, after=full.read_to, limit=2)
+        past = queries.tail(connection, MAIN, after=9, limit=2)
+
+    assert ([e.position for e in first.items], first.read_to, first.more) == ([1], 4, False)
+    assert ([e.position for e in full.items], full.read_to, full.more) == ([1, 2], 2, True)
+    assert ([e.position for e in rest.items], rest.read_to, rest.more) == ([3, 4], 4, False)
+    assert (past.items, past.read_to, past.more) == ([], 9, False)
