@@ -201,8 +201,11 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 @contextmanager
-def writing(engine: Engine, *, pipeline: bool = False) -> Iterator[Connection]:
-    """A write transaction: committed when the block ends, rolled back if it raises.
+def writing(engine: Engine, *, pipeline: bool = False, commit: bool = True) -> Iterator[Connection]:
+    """A write transaction: committed when the block ends (rolled back instead if not
+    `commit`), rolled back if it raises. On SQLite it takes the write lock as it begins, so
+    that it never has to trade a snapshot it read for one it writes (SQLite refuses that at
+    once, without waiting, when another connection wrote in between).
 
     `pipeline`: on PostgreSQL, statements are sent without waiting for the answers of those
     whose rows nobody reads (psycopg's pipeline mode, where libpq has it); a small
@@ -211,8 +214,11 @@ def writing(engine: Engine, *, pipeline: bool = False) -> Iterator[Connection]:
     """
     with engine.connect() as connection:
         connection.execution_options(**{_WRITER: True})
-        with connection.begin():
-            if pipeline and dialect(connection) == "postgresql" and _pipelines():
+        with connection.begin() as transaction:
+            if not commit:
+                yield connection
+                transaction.rollback()
+            elif pipeline and dialect(connection) == "postgresql" and _pipelines():
                 driver = connection.connection.driver_connection
                 with (
                     _raised_as_sqlalchemy(connection, "(the statements of a pipeline)"),

@@ -170,11 +170,10 @@ def rebuild_changes(
     a rebuild makes of the log. The rebuild is rolled back: the database is left as it was."""
     tables = [table for projector in projectors for table in projector.tables]
     tables.append(checkpoints)
-    with engine.connect() as connection, connection.begin() as transaction:
+    with db.writing(engine, commit=False) as connection:
         before = [_contents(connection, table) for table in tables]
         rebuild(connection, projectors, keystore)
         after = [_contents(connection, table) for table in tables]
-        transaction.rollback()
     return [table.name for table, old, new in zip(tables, before, after, strict=True) if old != new]
 
 

@@ -24,6 +24,7 @@ from cdp.api import create_app
 from cdp.db import make_engine
 from cdp.settings import Settings
 from tests.api import test_outages
+from tests.api.conftest import rebuilt
 from tests.conftest import Server
 from tests.factories import PAST, webhook
 
@@ -342,7 +343,7 @@ def test_a_stream_goes_on_across_a_rebuild(quiet: Callable[..., Server]) -> None
 
     def rebuild_and_post() -> None:
         with httpx.Client(base_url=url, timeout=PATIENCE) as client:
-            assert client.post("/projections/rebuild").status_code == 200
+            rebuilt(client)  # answered at once, then waited for
         post(url, *messages_in("c", 10, 10))
 
     assert reader.read(then(rebuild_and_post, reader, 20))
