@@ -2,8 +2,12 @@
 
 A projection's tables get shadows named with NEXT (`timeline__next`), made empty from the
 models, filled by the projector itself through db.shadowing (the very statements that
-write the live tables), and swapped in in one short transaction: the live table dropped,
-its shadow renamed. Readers see the old projection or the new one, never a half-built one.
+write the live tables) a batch a transaction, brought up to the log head, and swapped in
+in one short transaction under the append lock: the live table dropped (on SQLite, put
+aside and dropped afterwards, a little at a time), its shadow renamed. Readers see the
+old projection or the new one, never a half-built one; webhooks wait for the swap alone.
+One build of a projection runs at a time across processes (see claimed), and its
+progress and end are kept in projection_builds (see run).
 
 Index names are global to a database. PostgreSQL renames the shadow's indexes and
 constraints to the models' names in the swap. SQLite cannot rename an index: there a
@@ -32,12 +36,10 @@ from sqlalchemy import (
     MetaData,
     Table,
     bindparam,
-    create_engine,
     select,
     text,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.elements import conv
 
@@ -72,8 +74,6 @@ _LOG: Final = logging.getLogger("cdp.builds")
 
 class Busy(Exception):
     """Another build of a projection runs (in this process or another): says which."""
-
-    status = 409
 
     def __init__(self, name: str, owner: str, started_at: int, done: int, total: int) -> None:
         self.name = name
@@ -168,7 +168,7 @@ def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
     with ExitStack() as held:
         if engine.dialect.name == "postgresql":
             # A connection of its own, outside the pool the build itself draws on.
-            alone = create_engine(engine.url, poolclass=NullPool)
+            alone = db.make_engine(engine.url.render_as_string(hide_password=False), connections=1)
             held.callback(alone.dispose)
             connection = held.enter_context(alone.connect())
             for name in names:

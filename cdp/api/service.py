@@ -399,7 +399,9 @@ class Builder:
 
             self._thread = threading.Thread(target=work, name="cdp-build", daemon=True)
             self._thread.start()
-        claimed.wait()
+        wait = self.settings.database_connect_timeout + self.settings.database_pool_timeout
+        if not claimed.wait(wait.total_seconds()):  # the database did not answer in time
+            raise Busy("builds", wait)
         if failed:
             raise failed[0]
 
