@@ -189,7 +189,8 @@ def serve(
             "more processes would only wait for one another. Point CDP_DATABASE_URL at "
             "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
         )
-    counted_apart = workers > 1 and _count_in_a_directory()
+    if workers > 1:
+        _count_in_a_directory()
     from cdp.api import EXPOSED_ENV, create_app  # after the line above: see cdp.metrics
     from cdp.metrics import multiprocess_directory
 
@@ -234,32 +235,29 @@ def serve(
         _run(create_app(settings, exposed=exposed), **served)
         return
     os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
-    try:
-        # Each worker runs uvicorn's own server: its event streams are cut once a stop has
-        # waited STREAMS_END_WITHIN for the other answers, not ended first as _run ends them.
-        uvicorn.run(
-            "cdp.api:from_environment",
-            factory=True,
-            workers=workers,
-            timeout_graceful_shutdown=STREAMS_END_WITHIN,
-            **served,
-        )
-    finally:
-        if counted_apart:
-            shutil.rmtree(os.environ[MULTIPROCESS_DIRECTORY], ignore_errors=True)
+    # Each worker runs uvicorn's own server: its event streams are cut once a stop has
+    # waited STREAMS_END_WITHIN for the other answers, not ended first as _run ends them.
+    uvicorn.run(
+        "cdp.api:from_environment",
+        factory=True,
+        workers=workers,
+        timeout_graceful_shutdown=STREAMS_END_WITHIN,
+        **served,
+    )
 
 
-def _count_in_a_directory() -> bool:
+def _count_in_a_directory() -> None:
     """Before several workers start: give them one directory to count in (see cdp.metrics),
-    emptied of what an earlier run left there; a fresh one unless PROMETHEUS_MULTIPROC_DIR
-    names one. Whether it is a fresh one, to remove when the server stops."""
+    emptied of what an earlier run left there: a fresh one, removed as the command ends,
+    unless PROMETHEUS_MULTIPROC_DIR names one."""
     named = os.environ.get(MULTIPROCESS_DIRECTORY)
     if named is None:
-        os.environ[MULTIPROCESS_DIRECTORY] = tempfile.mkdtemp(prefix="cdp-metrics-")
-        return True
+        fresh = tempfile.mkdtemp(prefix="cdp-metrics-")
+        os.environ[MULTIPROCESS_DIRECTORY] = fresh
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(fresh, True))
+        return
     for left in Path(named).glob("*.db"):
         left.unlink()
-    return False
 
 
 # prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
