@@ -33,6 +33,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -567,14 +568,23 @@ def upsert(
     key: Sequence[str],
     least: Sequence[str] = (),
     greatest: Sequence[str] = (),
+    latest: Sequence[str] = (),
 ) -> None:
     """INSERT ... ON CONFLICT (key) DO UPDATE: a stored row takes the new values, except
-    that the columns in `least` and `greatest` keep the smaller or larger of the two."""
+    that the columns in `least` and `greatest` keep the smaller or larger of the two; with
+    `latest` (columns that order the rows), the others take the new values only from a row
+    that comes later in that order than the stored one."""
     if not rows:
         return
     table = actual(table)
     statement = _upsert(
-        dialect(connection), table, tuple(key), tuple(rows[0]), tuple(least), tuple(greatest)
+        dialect(connection),
+        table,
+        tuple(key),
+        tuple(rows[0]),
+        tuple(least),
+        tuple(greatest),
+        tuple(latest),
     )
     statement.run(connection, rows)
 
@@ -587,6 +597,7 @@ def _upsert(
     columns: tuple[str, ...],
     least: tuple[str, ...],
     greatest: tuple[str, ...],
+    latest: tuple[str, ...],
 ) -> Prepared:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(
@@ -594,6 +605,9 @@ def _upsert(
     )
     new = statement.excluded
     set_: dict[str, Any] = {name: new[name] for name in columns if name not in key}
+    if latest:
+        later = tuple_(*(new[n] for n in latest)) > tuple_(*(table.c[n] for n in latest))
+        set_ = {name: case((later, value), else_=table.c[name]) for name, value in set_.items()}
     for name in least:
         set_[name] = case((new[name] < table.c[name], new[name]), else_=table.c[name])
     for name in greatest:
