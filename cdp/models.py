@@ -213,6 +213,9 @@ class TimelineRow(Base):
     __tablename__ = "timeline"
     __table_args__ = (
         Index("ix_timeline_chat_uuid_order", "chat_uuid", "occurred_at", "rank", "dedupe_key"),
+        # A team's messages and replies in a period, an operator's replies (team statistics).
+        Index("ix_timeline_team_id_kind", "team_id", "kind", "occurred_at"),
+        Index("ix_timeline_operator_uuid", "operator_uuid", "occurred_at"),
     )
 
     position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -319,6 +322,50 @@ class ProfileChatRow(Base):
     last_seen_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class TeamRow(Base):
+    """Every team the events named, in each source, with its latest name: the one the
+    latest event naming it carried, in the fold's order (named_at, named_rank, named_key)."""
+
+    __tablename__ = "teams"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str | None] = mapped_column(Text)
+    named_at: Mapped[int] = mapped_column(BigInteger)
+    named_rank: Mapped[int] = mapped_column(Integer)
+    named_key: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WaitRow(Base):
+    """A team's turn with a chat: from a session's opening, or from a handoff to the team,
+    to the next handoff or the session's end. The customer waits until its first reply."""
+
+    __tablename__ = "waits"
+    __table_args__ = (
+        Index("ix_waits_chat_uuid_session_number", "chat_uuid", "session_number"),
+        Index("ix_waits_team_id_started_at", "team_id", "started_at"),
+        Index("ix_waits_replied_by_started_at", "replied_by", "started_at"),
+        Index("ix_waits_last_operator_uuid", "last_operator_uuid", "handed_off_at"),
+    )
+
+    # The position of the event that began it: the session's opening, or the handoff.
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    session_number: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(64))
+    team_id: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    started_by: Mapped[str] = mapped_column(String(20))  # opening, handoff
+    # The first operator reply under the team, and who sent it; None while there is none.
+    replied_at: Mapped[int | None] = mapped_column(BigInteger)
+    replied_by: Mapped[str | None] = mapped_column(String(200))
+    # The operator of the latest reply of the turn; when the turn ended by a handoff.
+    last_operator_uuid: Mapped[str | None] = mapped_column(String(200))
+    handed_off_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -333,6 +380,8 @@ sessions = _table(SessionRow)
 handoffs = _table(HandoffRow)
 chats = _table(ChatRow)
 profile_chats = _table(ProfileChatRow)
+teams = _table(TeamRow)
+waits = _table(WaitRow)
 sources = _table(SourceRow)
 tokens = _table(TokenRow)
 rejected = _table(RejectedRow)

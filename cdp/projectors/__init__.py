@@ -27,6 +27,7 @@ from cdp.models import checkpoints, owners
 from cdp.projectors.chats import ChatsProjector
 from cdp.projectors.conversation import Rules
 from cdp.projectors.profiles import ProfilesProjector
+from cdp.projectors.teams import TeamsProjector
 from cdp.settings import Settings
 from cdp.times import now_ms
 
@@ -48,6 +49,9 @@ class Projector(Protocol):
     version: int
     shape: str
     tables: tuple[Table, ...]
+    # The projectors whose tables it reads, in the same transaction: they come before it
+    # in the registry, and a build of it builds them too whenever they need building.
+    reads: tuple[str, ...]
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         """Project new events, given in log order.
@@ -59,7 +63,8 @@ class Projector(Protocol):
 
 def registry(settings: Settings) -> list[Projector]:
     rules = Rules.of(settings.session_idle_timeout, settings.session_open_window)
-    return [ChatsProjector(rules, settings.phone_region), ProfilesProjector()]
+    chats = ChatsProjector(rules, settings.phone_region)
+    return [chats, ProfilesProjector(), TeamsProjector(chats)]
 
 
 class Standing(NamedTuple):
@@ -159,8 +164,9 @@ def project(
             projector.apply(connection, missed, fresh=False)
             mark = missed[-1].position
         following.append(projector)
-    for projector in (*following, *starting):
-        projector.apply(connection, new, fresh=False)
+    for projector in projectors:  # in the registry's order: some read what others wrote
+        if projector in following or projector in starting:
+            projector.apply(connection, new, fresh=False)
     advance(connection, following, new[-1].position)
     built(connection, starting, new[-1].position)
 
@@ -202,16 +208,17 @@ def refold(
 ) -> None:
     """Fold `chats` again from the log, as a rebuild would (after their keys were destroyed).
 
-    Every projection row belongs to one chat (its chat_uuid; a chat row, its uuid); the
-    caller holds the append lock, so no checkpoint moves meanwhile. Within db.shadowing,
-    the shadows are folded again."""
+    A projection's rows belong to one chat (its chat_uuid; a chat row, its uuid), or to
+    none and hold nothing personal (a team's name). The caller holds the append lock, so
+    no checkpoint moves meanwhile. Within db.shadowing, the shadows are folded again."""
     if not chats:
         return
     for projector in projectors:
         for table in reversed(projector.tables):
             target = db.actual(table)
-            column = target.c.chat_uuid if "chat_uuid" in target.c else target.c.uuid
-            connection.execute(target.delete().where(column.in_(chats)))
+            column = target.c.get("chat_uuid", target.c.get("uuid"))
+            if column is not None:  # else no chat's alone: teams, say, by name
+                connection.execute(target.delete().where(column.in_(chats)))
     replayed = log.replay(connection, keys(connection, keystore), chats=chats)
     for batch in whole_chats(replayed):
         for projector in projectors:

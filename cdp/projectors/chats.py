@@ -147,6 +147,7 @@ class ChatsProjector:
     name = "chats"
     version = 1
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, chats)
+    reads: tuple[str, ...] = ()
 
     def __init__(self, rules: Rules, phone_region: str) -> None:
         self.rules = rules

@@ -20,6 +20,7 @@ class ProfilesProjector:
     version = 1
     shape = ""  # no setting shapes it
     tables: tuple[Table, ...] = (profile_chats,)
+    reads: tuple[str, ...] = ()
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         seen: dict[tuple[str, str], dict[str, Any]] = {}
