@@ -98,6 +98,19 @@ def needed(connection: Connection, projectors: Sequence[Projector]) -> list[Proj
     ]
 
 
+def along(
+    connection: Connection, registry: Sequence[Projector], chosen: Sequence[Projector]
+) -> list[Projector]:
+    """`chosen`, with those of the registry that read their tables or whose tables they
+    read (see Projector.reads) that need building too (see needed): one build then makes
+    tables that agree. In the registry's order."""
+    names = {projector.name for projector in chosen}
+    related = {name for p in registry if p.name in names for name in p.reads}
+    related |= {p.name for p in registry if names & set(p.reads)}
+    wanted = names | (related & {projector.name for projector in needed(connection, registry)})
+    return [projector for projector in registry if projector.name in wanted]
+
+
 class Stopped(Exception):
     """A build given up on request (the server stopping): the live projection serves on."""
 
@@ -444,6 +457,10 @@ def _index_name(connection: Connection, name: str) -> str:
 
 def states(connection: Connection, projectors: Sequence[Projector]) -> list[schemas.Projection]:
     """Each projection: how far it has got, what built it, and its latest build."""
+    # Who holds the right to build, asked before the builds are read as well as after. A
+    # build records its end, then lets go: one read as running whose holder held the right
+    # before the read, or holds it now, is alive; only one held at neither was interrupted.
+    held = {projector.name: _held(connection, projector.name) for projector in projectors}
     head = log.head(connection)
     marks = {row.name: row for row in connection.execute(select(checkpoints))}
     latest = {row.name: row for row in connection.execute(select(projection_builds))}
@@ -452,7 +469,8 @@ def states(connection: Connection, projectors: Sequence[Projector]) -> list[sche
     for projector in projectors:
         mark, last = marks.get(projector.name), latest.get(projector.name)
         position = mark.position if mark is not None else 0
-        alive = last is not None and last.state == "running" and _held(connection, last.name)
+        running = last is not None and last.state == "running"
+        alive = running and (held[projector.name] or _held(connection, projector.name))
         build = None if last is None else _build(last, alive)
         if build is not None and build.state == "running":
             status = "rebuilding"
@@ -488,6 +506,7 @@ def _build(row: Any, alive: bool) -> schemas.Build:
         state=state,
         owner=row.owner,
         started_at=utc(row.started_at),
+        heartbeat_at=utc(row.heartbeat_at),
         finished_at=None if row.finished_at is None else utc(row.finished_at),
         done=row.done,
         total=row.total,

@@ -467,7 +467,10 @@ def rebuild(settings: Settings, names: tuple[str, ...]) -> None:
             f"no projection named {unknown[0]!r}; there are {', '.join(known)}",
             param_hint="--projection",
         )
-    _build(engine, keystore, [known[name] for name in names] or registry)
+    if names:
+        with engine.connect() as connection:
+            chosen = builds.along(connection, registry, [known[name] for name in names])
+    _build(engine, keystore, chosen if names else registry)
 
 
 @main.command("catch-up")

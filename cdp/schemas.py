@@ -185,12 +185,63 @@ class RejectedPage(BaseModel):
     next_after: int | None
 
 
+class KnownTeam(BaseModel):
+    """A team the events named, by the latest name they gave it."""
+
+    id: int
+    name: str | None
+    source: str
+    first_seen_at: Instant
+    last_seen_at: Instant
+
+
+class FirstResponses(BaseModel):
+    """How long customers waited for a first reply: over the waits that got one, from a
+    session's opening or a handoff to the first operator reply under the team."""
+
+    answered: int
+    median_seconds: float | None  # None when no wait got a reply
+    p90_seconds: float | None
+
+
+class TeamStats(BaseModel):
+    """A team's figures for a period: what began or happened at or after `since`, before
+    `until` (a wait counts in the period it began in)."""
+
+    team: Team
+    since: Instant | None
+    until: Instant | None
+    sessions_opened: int  # sessions that opened with the team
+    handoffs_in: int
+    handoffs_out: int
+    customer_messages: int  # written while the chat was the team's
+    operator_replies: int
+    first_response: FirstResponses
+    unanswered: int  # waits with no reply under the team (yet)
+
+
+class OperatorStats(BaseModel):
+    """An operator's figures for a period. Webhooks name an operator only in their replies
+    (assigning one sends none), so what counts is what they did: the sessions they replied
+    in, their replies, the waits their reply ended first, and the handoffs of chats whose
+    latest reply under the team handing off was theirs."""
+
+    operator: Operator
+    since: Instant | None
+    until: Instant | None
+    sessions: int
+    operator_replies: int
+    handoffs_out: int
+    first_response: FirstResponses
+
+
 class Build(BaseModel):
     """The latest build of a projection beside the live one (see `cdp rebuild`)."""
 
     state: Literal["running", "done", "failed", "interrupted"]
     owner: str  # host:pid of the process that runs it
     started_at: Instant
+    heartbeat_at: Instant  # when it last told its progress: a running build, every batch
     finished_at: Instant | None
     done: int  # events projected so far
     total: int  # events to project: the log head when last told
