@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -28,7 +29,7 @@ from sqlalchemy import (
 
 from cdp import log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
-from cdp.models import chats, handoffs, profile_chats, sessions, timeline
+from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
 from cdp.projectors import keys
 from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
@@ -609,9 +610,187 @@ def counts(connection: Connection) -> dict[str, int]:
         "chats": select(func.count()).select_from(chats),
         "sessions": select(func.count()).select_from(sessions),
         "handoffs": select(func.count()).select_from(handoffs),
+        "teams": select(func.count()).select_from(teams),
         "erased profiles": select(func.count()).select_from(models.erasures),
         "webhooks refused as suppressed": select(
             func.coalesce(func.sum(models.erasures.c.refused), 0)
         ),
     }
     return {name: connection.scalar(statement) or 0 for name, statement in statements.items()}
+
+
+def known_teams(connection: Connection, source: str | None = None) -> list[schemas.KnownTeam]:
+    """Every team the events named (of one source, or of every one), by id."""
+    query = select(teams).order_by(teams.c.id, teams.c.source)
+    if source is not None:
+        query = query.where(teams.c.source == source)
+    return [
+        schemas.KnownTeam(
+            id=row.id,
+            name=row.name,
+            source=row.source,
+            first_seen_at=utc(row.first_seen_at),
+            last_seen_at=utc(row.last_seen_at),
+        )
+        for row in connection.execute(query)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """At or after `since`, before `until` (ms), of one source or of any: what statistics count."""
+
+    since: int | None = None
+    until: int | None = None
+    source: str | None = None
+
+    def of(self, at: ColumnElement[Any], source: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+        """The conditions that keep what happened (`at`, of `source`) in the period."""
+        found = []
+        if self.since is not None:
+            found.append(at >= self.since)
+        if self.until is not None:
+            found.append(at < self.until)
+        if self.source is not None:
+            found.append(source == self.source)
+        return found
+
+
+_IN_CHATS: Final = timeline.join(chats, chats.c.uuid == timeline.c.chat_uuid)
+
+
+def _count(*conditions: ColumnElement[bool], table: Any) -> Any:
+    return select(func.count()).select_from(table).where(*conditions).scalar_subquery()
+
+
+def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.TeamStats | None:
+    """A team's figures for `period` (see schemas.TeamStats); None if no event named it."""
+    named = select(teams).where(teams.c.id == team_id).order_by(teams.c.named_at.desc())
+    if period.source is not None:
+        named = named.where(teams.c.source == period.source)
+    team = connection.execute(named.limit(1)).first()
+    if team is None:
+        return None
+    turns = [waits.c.team_id == team_id, *period.of(waits.c.started_at, waits.c.source)]
+
+    def said(kind: str) -> Any:
+        kept = period.of(timeline.c.occurred_at, chats.c.source)
+        table = timeline if period.source is None else _IN_CHATS  # a row's source is its chat's
+        return _count(timeline.c.team_id == team_id, timeline.c.kind == kind, *kept, table=table)
+
+    figures = connection.execute(
+        select(
+            _count(*turns, waits.c.started_by == "opening", table=waits).label("opened"),
+            _count(*turns, waits.c.started_by == "handoff", table=waits).label("handed_in"),
+            _count(*turns, waits.c.replied_at.is_(None), table=waits).label("unanswered"),
+            _count(
+                handoffs.c.from_team_id == team_id,
+                *period.of(handoffs.c.at, handoffs.c.source),
+                table=handoffs,
+            ).label("handed_out"),
+            said("message_in").label("messages"),
+            said("operator_reply").label("replies"),
+        )
+    ).one()
+    return schemas.TeamStats(
+        team=schemas.Team(id=team.id, name=team.name),
+        since=_instant(period.since),
+        until=_instant(period.until),
+        sessions_opened=figures.opened,
+        handoffs_in=figures.handed_in,
+        handoffs_out=figures.handed_out,
+        customer_messages=figures.messages,
+        operator_replies=figures.replies,
+        first_response=_first_responses(connection, turns),
+        unanswered=figures.unanswered,
+    )
+
+
+def operator_stats(
+    connection: Connection, uuid: str, period: Period
+) -> schemas.OperatorStats | None:
+    """An operator's figures for `period` (see schemas.OperatorStats); None if no reply of
+    theirs was logged."""
+    replies = [timeline.c.operator_uuid == uuid, timeline.c.kind == "operator_reply"]
+    latest = (
+        select(timeline.c.operator_name, timeline.c.operator_avatar)
+        .select_from(_IN_CHATS)
+        .where(*replies, *Period(source=period.source).of(timeline.c.occurred_at, chats.c.source))
+        .order_by(timeline.c.occurred_at.desc(), timeline.c.position.desc())
+        .limit(1)
+    )
+    operator = connection.execute(latest).first()
+    if operator is None:
+        return None
+    kept = period.of(timeline.c.occurred_at, chats.c.source)
+    table = timeline if period.source is None else _IN_CHATS
+    sessions_replied = (
+        select(timeline.c.chat_uuid, timeline.c.session_number)
+        .select_from(table)
+        .where(*replies, *kept)
+        .distinct()
+        .subquery()
+    )
+    answered = [waits.c.replied_by == uuid, *period.of(waits.c.started_at, waits.c.source)]
+    figures = connection.execute(
+        select(
+            select(func.count()).select_from(sessions_replied).scalar_subquery().label("sessions"),
+            _count(*replies, *kept, table=table).label("replies"),
+            _count(
+                waits.c.last_operator_uuid == uuid,
+                waits.c.handed_off_at.is_not(None),
+                *period.of(waits.c.handed_off_at, waits.c.source),
+                table=waits,
+            ).label("handed_out"),
+        )
+    ).one()
+    return schemas.OperatorStats(
+        operator=schemas.Operator(
+            uuid=uuid, name=operator.operator_name, avatar=operator.operator_avatar
+        ),
+        since=_instant(period.since),
+        until=_instant(period.until),
+        sessions=figures.sessions,
+        operator_replies=figures.replies,
+        handoffs_out=figures.handed_out,
+        first_response=_first_responses(connection, answered),
+    )
+
+
+def _first_responses(
+    connection: Connection, conditions: Sequence[ColumnElement[bool]]
+) -> schemas.FirstResponses:
+    """The waits kept by `conditions` that got a reply: how many, and the median and 90th
+    percentile of their length, interpolated between the two nearest (percentile_cont)."""
+    waited = waits.c.replied_at - waits.c.started_at
+    answered = [*conditions, waits.c.replied_at.is_not(None)]
+    if connection.dialect.name == "postgresql":
+        count, median, p90 = connection.execute(
+            select(
+                func.count(),
+                func.percentile_cont(0.5).within_group(waited),
+                func.percentile_cont(0.9).within_group(waited),
+            ).where(*answered)
+        ).one()
+    else:  # SQLite has no percentile_cont: the lengths, in order
+        lengths = list(connection.scalars(select(waited).where(*answered).order_by(waited)))
+        count, median, p90 = len(lengths), _percentile(lengths, 0.5), _percentile(lengths, 0.9)
+    return schemas.FirstResponses(
+        answered=count,
+        median_seconds=None if median is None else round(median / 1000, 3),
+        p90_seconds=None if p90 is None else round(p90 / 1000, 3),
+    )
+
+
+def _percentile(ordered: Sequence[int], fraction: float) -> float | None:
+    """As PostgreSQL's percentile_cont: interpolated between the two nearest of `ordered`."""
+    if not ordered:
+        return None
+    at = fraction * (len(ordered) - 1)
+    below = int(at)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (at - below)
+
+
+def _instant(ms: int | None) -> datetime | None:
+    return None if ms is None else utc(ms)

@@ -142,6 +142,17 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 for team in (1, 2, 3)
             },
             "audit": every(partial(queries.team_handoffs, connection)),
+            "known teams": [team.model_dump() for team in queries.known_teams(connection)],
+            "team stats": [
+                found.model_dump()
+                for team in (1, 2, 3)
+                if (found := queries.team_stats(connection, team, queries.Period()))
+            ],
+            "operator stats": [
+                found.model_dump()
+                for operator in ("anna", "boris")
+                if (found := queries.operator_stats(connection, operator, queries.Period()))
+            ],
         }
         for chat in CHATS:
             found = queries.chat(connection, chat, clock)
