@@ -73,6 +73,7 @@ def test_projections_say_what_built_them_and_a_rebuild_answers_at_once(
     assert {name: state["status"] for name, state in found.items()} == {
         "chats": "live",
         "profiles": "live",
+        "teams": "live",
     }
     chats = found["chats"]
     assert (chats["version"], chats["built_version"]) == (1, 1)
@@ -99,7 +100,7 @@ def test_one_projection_is_rebuilt_by_name_and_an_unknown_one_is_a_404(
     assert after["chats"]["build"] is None
     unknown = client.post("/projections/nothing/rebuild")
     assert unknown.status_code == 404
-    assert "there are chats, profiles" in unknown.json()["detail"]
+    assert "there are chats, profiles, teams" in unknown.json()["detail"]
 
 
 def test_a_second_build_of_a_projection_is_refused_naming_the_running_one(
@@ -129,9 +130,10 @@ def test_other_settings_make_a_projection_stale_until_it_is_built_anew(
     assert "projection chats: position 8, lag 0, stale (built by version 1 with" in shown
     assert "session_idle_timeout=3600000ms" in shown
     assert "projection profiles: position 8, lag 0, live" in shown
+    assert "projection teams: position 8, lag 0, stale" in shown  # it reads chats' sessions
     built = cdp(database, "catch-up", **other)
     assert built.exit_code == 0, built.output
-    assert "built chats up to position 8" in built.output
+    assert "built chats, teams up to position 8" in built.output
     assert "projection chats: position 8, lag 0, live" in cdp(database, "status", **other).output
     assert "nothing to build" in cdp(database, "catch-up", **other).output
 
@@ -224,7 +226,7 @@ def test_a_build_killed_midway_leaves_the_live_projection_serving_and_runs_again
     process.stderr.close()
     assert contents(engine) == before  # the live tables, whole
     with engine.connect() as connection:
-        (chats, _) = builds.states(connection, projectors.registry(settings))
+        chats, *_ = builds.states(connection, projectors.registry(settings))
     assert chats.status == "live"
     assert chats.build is not None
     assert chats.build.state == "interrupted"

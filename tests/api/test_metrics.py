@@ -161,7 +161,7 @@ def test_the_log_head_and_each_projection_s_position_and_lag_are_those_of_get_pr
         name = projection["name"]
         assert value(samples, "cdp_projection_position", projection=name) == projection["position"]
         assert value(samples, "cdp_projection_lag", projection=name) == projection["lag"]
-    assert {p["name"]: p["lag"] for p in listed} == {"chats": 0, "profiles": 2}
+    assert {p["name"]: p["lag"] for p in listed} == {"chats": 0, "profiles": 2, "teams": 0}
     assert value(samples, "cdp_projection_lag_seconds", projection="chats") == 0
     waited = value(samples, "cdp_projection_lag_seconds", projection="profiles")
     assert (before - second) / 1000 <= waited <= (after - second) / 1000

@@ -279,7 +279,7 @@ def test_a_rebuild_leaves_every_answer_as_it_was(client: Client) -> None:
 def test_projections_report_their_position_and_lag(client: Client) -> None:
     deliver(client, *opened("c"))
     projections = items(client, "/projections")
-    assert {p["name"] for p in projections} == {"chats", "profiles"}
+    assert {p["name"] for p in projections} == {"chats", "profiles", "teams"}
     assert {(p["position"], p["head"], p["lag"]) for p in projections} == {(2, 2, 0)}
 
 
