@@ -344,7 +344,8 @@ class WaitRow(Base):
 
     __tablename__ = "waits"
     __table_args__ = (
-        Index("ix_waits_chat_uuid_session_number", "chat_uuid", "session_number"),
+        # A chat's turns in order: its latest is read back first.
+        Index("ix_waits_chat_uuid_order", "chat_uuid", "session_number", "ordinal"),
         Index("ix_waits_team_id_started_at", "team_id", "started_at"),
         Index("ix_waits_replied_by_started_at", "replied_by", "started_at"),
         Index("ix_waits_last_operator_uuid", "last_operator_uuid", "handed_off_at"),
@@ -354,6 +355,7 @@ class WaitRow(Base):
     position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     chat_uuid: Mapped[str] = mapped_column(String(200))
     session_number: Mapped[int] = mapped_column(Integer)
+    ordinal: Mapped[int] = mapped_column(Integer)  # 1 for the session's first turn, 2 ...
     source: Mapped[str] = mapped_column(String(64))
     team_id: Mapped[int] = mapped_column(BigInteger)
     started_at: Mapped[int] = mapped_column(BigInteger)

@@ -6,15 +6,17 @@ end. The customer waits from its start to the first operator reply within it.
 
 Turns are read off the timeline the chats projector has just written, in the same
 transaction (it comes before this one in the registry), so they follow its session rules
-whatever order the events arrived in. A new event can change the sessions from its own
-on and the end of the one before (see conversation.fold): the turns of a chat are counted
-again from the opening of the session before the earliest new event's, and only those.
+whatever order the events arrived in. As there, most events fall after every stored one
+of their chat, beyond the open window: they change no stored placement, and go on from
+the chat's latest turn alone. Any other can change the sessions from its own on and the
+end of the one before (see conversation.fold): that chat's turns are counted again from
+the opening of the session before the earliest new event's, and only those.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, select
+from sqlalchemy import Connection, Table, and_, bindparam, case, func, not_, select
 
 from cdp import db
 from cdp.log import Recorded
@@ -37,14 +39,51 @@ _COLUMNS: Final = (
     chats.c.source,
 )
 _OF_CHAT: Final = chats.c.uuid == timeline.c.chat_uuid
+_WAIT_COLUMNS: Final = tuple(column.name for column in waits.c)
 
 # Whole chats, for a build.
 _CHATS_WHOLE: Final = db.Prepared(
     select(*_COLUMNS).join(chats, _OF_CHAT).where(db.among(timeline.c.chat_uuid, "chats"))
 )
+# The batch's events (by "positions").
+_NEW: Final = db.Prepared(
+    select(*_COLUMNS).join(chats, _OF_CHAT).where(db.among(timeline.c.position, "positions"))
+)
+# For each of the batch's chats: when its latest event before the batch occurred, and its
+# latest turn (columns named turn_*). Both are index probes, however long the chat.
+_TURN: Final = waits.alias("turn")
+_PRIOR: Final = db.Prepared(
+    select(
+        chats.c.uuid,
+        select(timeline.c.occurred_at)
+        .where(
+            timeline.c.chat_uuid == chats.c.uuid,
+            not_(db.among(timeline.c.position, "positions")),
+        )
+        .order_by(timeline.c.occurred_at.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("last_before"),
+        *(column.label(f"turn_{column.name}") for column in _TURN.c),
+    )
+    .select_from(
+        chats.outerjoin(
+            _TURN,
+            _TURN.c.position
+            == select(waits.c.position)
+            .where(waits.c.chat_uuid == chats.c.uuid)
+            .order_by(waits.c.session_number.desc(), waits.c.ordinal.desc())
+            .limit(1)
+            .scalar_subquery(),
+        )
+    )
+    .where(db.among(chats.c.uuid, "chats"))
+)
 
-# The events of the batch (by "positions"): each chat's earliest session among them (a row
-# outside any session falls before the first), less one, but not below the first.
+# Chats whose stored events a batch's (by "positions") may change: each chat's earliest
+# session among them (a row outside any session falls before the first), less one, but
+# not below the first; then the chat's rows from that session's opening on (a chat with no
+# session yet has no turn: none).
 _FIRSTS: Final = (
     select(
         timeline.c.chat_uuid,
@@ -60,8 +99,6 @@ _STARTS: Final = (
     .join(sessions, and_(sessions.c.chat_uuid == _FIRSTS.c.chat_uuid, sessions.c.number == _FROM))
     .cte("starts")
 )
-# Each such chat's rows from that session's opening on (a chat with no session yet has no
-# turn: none), and where they start.
 _SINCE: Final = db.Prepared(
     select(*_COLUMNS, _STARTS.c.number.label("from_number"))
     .join(
@@ -73,12 +110,6 @@ _SINCE: Final = db.Prepared(
         ),
     )
     .join(chats, _OF_CHAT)
-)
-# The teams the batch's events name, and who names them.
-_NAMING: Final = db.Prepared(
-    select(*_COLUMNS)
-    .join(chats, _OF_CHAT)
-    .where(db.among(timeline.c.position, "positions"), timeline.c.event_team_id.is_not(None))
 )
 _GONE: Final = db.Prepared(
     waits.delete().where(
@@ -98,46 +129,72 @@ class TeamsProjector:
         # Turns follow the sessions the chats projector makes: built anew when they change.
         self.reads: tuple[str, ...] = (chats.name,)
         self.shape = f"chats=v{chats.version} {chats.shape}"
+        self.open_window_ms = chats.rules.open_window_ms
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
         if fresh:
             named = {r.incoming.webhook.chat_uuid for r in batch} - {None}
             rows = _CHATS_WHOLE.rows(connection, {"chats": sorted(named)}) if named else []
             _name(connection, rows)
-            db.insert(connection, waits, list(turns(rows)))
+            db.insert(connection, waits, turns(rows))
             return
-        positions = [recorded.position for recorded in batch]
-        values = {"positions": positions}
-        _name(connection, _NAMING.rows(connection, values))
-        rows = _SINCE.rows(connection, values)
-        starts = {row["chat_uuid"]: row["from_number"] for row in rows}
-        _GONE.run(connection, [{"chat": chat, "number": n} for chat, n in starts.items()])
-        db.insert(connection, waits, list(turns(rows)))
+        new = _NEW.rows(connection, {"positions": [recorded.position for recorded in batch]})
+        if not new:
+            return
+        _name(connection, new)
+        by_chat: dict[str, list[dict[str, Any]]] = {}
+        for row in new:
+            by_chat.setdefault(row["chat_uuid"], []).append(row)
+        values = {"chats": list(by_chat), "positions": [row["position"] for row in new]}
+        written: list[dict[str, Any]] = []
+        late: list[int] = []  # positions of events that may change stored ones
+        for prior in _PRIOR.rows(connection, values):
+            rows = by_chat[prior["uuid"]]
+            reach = min(row["occurred_at"] for row in rows) - self.open_window_ms
+            if prior["last_before"] is not None and prior["last_before"] >= reach:
+                late += [row["position"] for row in rows]
+                continue
+            stored = None
+            if prior["turn_position"] is not None:
+                stored = {name: prior[f"turn_{name}"] for name in _WAIT_COLUMNS}
+            written += [turn for turn in turns(rows, stored) if turn != stored]
+        if late:
+            again = _SINCE.rows(connection, {"positions": late})
+            starts = {row["chat_uuid"]: row["from_number"] for row in again}
+            _GONE.run(connection, [{"chat": chat, "number": n} for chat, n in starts.items()])
+            written += turns(again)
+        db.upsert(connection, waits, written, key=["position"])
 
 
-def turns(rows: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
-    """The turns the timeline rows of whole sessions make, in any order."""
+def turns(
+    rows: Iterable[Mapping[str, Any]], ongoing: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The turns timeline rows make: rows of whole sessions, or rows of one chat that all
+    come after every stored one, beyond the open window, from its latest turn (`ongoing`,
+    as stored) on. That turn comes first, as the rows leave it."""
     ordered = sorted(
         (row for row in rows if row["session_number"] is not None),
         key=lambda row: (row["chat_uuid"], row["occurred_at"], row["rank"], row["dedupe_key"]),
     )
-    turn: dict[str, Any] | None = None
+    found: list[dict[str, Any]] = []
+    turn = None if ongoing is None else dict(ongoing)
+    if turn is not None:
+        found.append(turn)
     for row in ordered:
         kind = row["kind"]
-        ongoing = (
+        within = (
             turn is not None
             and turn["chat_uuid"] == row["chat_uuid"]
             and turn["session_number"] == row["session_number"]
         )
         if kind in ("session_opened", "handoff"):
-            if turn is not None:
-                if ongoing and kind == "handoff":
-                    turn["handed_off_at"] = row["occurred_at"]
-                yield turn
+            if turn is not None and within and kind == "handoff":
+                turn["handed_off_at"] = row["occurred_at"]
             turn = {
                 "position": row["position"],
                 "chat_uuid": row["chat_uuid"],
                 "session_number": row["session_number"],
+                "ordinal": turn["ordinal"] + 1 if turn is not None and within else 1,
                 "source": row["source"],
                 "team_id": row["team_id"],
                 "started_at": row["occurred_at"],
@@ -147,12 +204,12 @@ def turns(rows: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
                 "last_operator_uuid": None,
                 "handed_off_at": None,
             }
-        elif kind == "operator_reply" and turn is not None and ongoing:
+            found.append(turn)
+        elif kind == "operator_reply" and turn is not None and within:
             if turn["replied_at"] is None:
                 turn["replied_at"], turn["replied_by"] = row["occurred_at"], row["operator_uuid"]
             turn["last_operator_uuid"] = row["operator_uuid"]
-    if turn is not None:
-        yield turn
+    return found
 
 
 def _name(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("chat_uuid", sa.String(200), nullable=False),
         sa.Column("session_number", sa.Integer(), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.Column("source", sa.String(64), nullable=False),
         sa.Column("team_id", sa.BigInteger(), nullable=False),
         sa.Column("started_at", sa.BigInteger(), nullable=False),
@@ -47,7 +48,9 @@ def upgrade() -> None:
         sa.Column("handed_off_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_waits")),
     )
-    op.create_index("ix_waits_chat_uuid_session_number", "waits", ["chat_uuid", "session_number"])
+    op.create_index(
+        "ix_waits_chat_uuid_order", "waits", ["chat_uuid", "session_number", "ordinal"]
+    )
     op.create_index("ix_waits_team_id_started_at", "waits", ["team_id", "started_at"])
     op.create_index("ix_waits_replied_by_started_at", "waits", ["replied_by", "started_at"])
     op.create_index("ix_waits_last_operator_uuid", "waits", ["last_operator_uuid", "handed_off_at"])

@@ -12,9 +12,10 @@ from sqlalchemy import Engine, inspect
 from cdp import builds, db, erasure, ingest, projectors
 from cdp.keystore import MAIN
 from cdp.models import chats, timeline
+from cdp.settings import Settings
 from tests.factories import PAST, checked, handoff, opened, reply, webhook
 from tests.integration.test_migrations import drift
-from tests.integration.test_projections import rules, snapshot
+from tests.integration.test_projections import IDLE, WINDOW, rules, snapshot
 
 REGISTRY = projectors.registry(rules())
 
@@ -135,3 +136,33 @@ def test_a_reader_holding_a_live_table_delays_the_swap_not_the_webhooks(engine: 
     assert logged
     assert head == len(history("c1", "p1")) + 1
     assert snapshot(engine) == rebuilt_in_place(engine)
+
+
+def test_a_projection_is_built_along_with_those_it_reads_or_that_read_it_if_they_need_it(
+    engine: Engine,
+) -> None:
+    log(engine, *history("c1", "p1"))
+    chats_projection, profiles, teams = REGISTRY
+    with engine.connect() as connection:
+        assert builds.along(connection, REGISTRY, [teams]) == [teams]  # chats is live
+        assert builds.along(connection, REGISTRY, [chats_projection]) == [chats_projection]
+    # Another idle timeout: chats is stale, and teams, which reads its sessions, with it.
+    other = projectors.registry(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
+    chats_projection, profiles, teams = other
+    with engine.connect() as connection:
+        assert builds.along(connection, other, [teams]) == [chats_projection, teams]
+        assert builds.along(connection, other, [chats_projection]) == [chats_projection, teams]
+        assert builds.along(connection, other, [profiles]) == [profiles]
+
+
+def test_team_statistics_built_alone_from_the_live_chats_answer_as_a_rebuild(
+    engine: Engine,
+) -> None:
+    for n, chat in enumerate(["c1", "c2", "c3"]):
+        log(engine, *history(chat, f"p{n + 1}", at=PAST + n * 10_000))
+    log(engine, reply("c2", at=PAST + 10_000 + 3000, operator="op-2"))  # under team 2
+    expected = rebuilt_in_place(engine)
+    teams = [projector for projector in REGISTRY if projector.name == "teams"]
+    assert builds.build(engine, teams, MAIN) > 0
+    assert snapshot(engine) == expected
+    assert expected["team stats"]  # the snapshot holds them
