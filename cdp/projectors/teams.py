@@ -8,20 +8,21 @@ Turns are read off the timeline the chats projector has just written, in the sam
 transaction (it comes before this one in the registry), so they follow its session rules
 whatever order the events arrived in. As there, most events fall after every stored one
 of their chat, beyond the open window: they change no stored placement, and go on from
-the chat's latest turn alone. Any other can change the sessions from its own on and the
-end of the one before (see conversation.fold): that chat's turns are counted again from
-the opening of the session before the earliest new event's, and only those.
+the chat's latest turn alone. Any other can change what falls after its reach (see
+Rules.reach): that chat's turns are counted again from the last session opened before
+it, and only those.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, not_, select
+from sqlalchemy import Connection, Table, and_, bindparam, func, not_, select
 
 from cdp import db
 from cdp.log import Recorded
 from cdp.models import chats, sessions, teams, timeline, waits
 from cdp.projectors.chats import ChatsProjector
+from cdp.webhook import INT64_MAX
 
 # What a turn is counted from, of each timeline row.
 _COLUMNS: Final = (
@@ -80,24 +81,45 @@ _PRIOR: Final = db.Prepared(
     .where(db.among(chats.c.uuid, "chats"))
 )
 
-# Chats whose stored events a batch's (by "positions") may change: each chat's earliest
-# session among them (a row outside any session falls before the first), less one, but
-# not below the first; then the chat's rows from that session's opening on (a chat with no
-# session yet has no turn: none).
-_FIRSTS: Final = (
+# The chats of a batch's events (by "positions") that may change stored ones: each one's
+# rows from the opening of its last session opened before the events' reach (see
+# Rules.reach: no such opening moves), or from its first session if none did; and the
+# number of the session they start in.
+_REACH: Final = (
     select(
         timeline.c.chat_uuid,
-        func.min(func.coalesce(timeline.c.session_number, 1)).label("number"),
+        (func.min(timeline.c.occurred_at) - bindparam("open_window")).label("reach"),
     )
     .where(db.among(timeline.c.position, "positions"))
     .group_by(timeline.c.chat_uuid)
-    .cte("firsts")
+    .cte("reach")
 )
-_FROM: Final = case((_FIRSTS.c.number > 1, _FIRSTS.c.number - 1), else_=1)
+_ANCHORED: Final = select(
+    _REACH.c.chat_uuid,
+    select(sessions.c.number)
+    .where(sessions.c.chat_uuid == _REACH.c.chat_uuid, sessions.c.opened_at < _REACH.c.reach)
+    .order_by(sessions.c.number.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("number"),
+).cte("anchored")
 _STARTS: Final = (
-    select(_FIRSTS.c.chat_uuid, sessions.c.number, sessions.c.opened_at)
-    .join(sessions, and_(sessions.c.chat_uuid == _FIRSTS.c.chat_uuid, sessions.c.number == _FROM))
+    select(
+        _ANCHORED.c.chat_uuid,
+        func.coalesce(_ANCHORED.c.number, 1).label("number"),
+        func.coalesce(sessions.c.opened_at, -INT64_MAX).label("opened_at"),
+    )
+    .select_from(
+        _ANCHORED.outerjoin(
+            sessions,
+            and_(
+                sessions.c.chat_uuid == _ANCHORED.c.chat_uuid,
+                sessions.c.number == _ANCHORED.c.number,
+            ),
+        )
+    )
     .cte("starts")
+    .prefix_with("MATERIALIZED")  # a few rows, each read once: then a range of the index
 )
 _SINCE: Final = db.Prepared(
     select(*_COLUMNS, _STARTS.c.number.label("from_number"))
@@ -159,7 +181,8 @@ class TeamsProjector:
                 stored = {name: prior[f"turn_{name}"] for name in _WAIT_COLUMNS}
             written += [turn for turn in turns(rows, stored) if turn != stored]
         if late:
-            again = _SINCE.rows(connection, {"positions": late})
+            window = self.open_window_ms
+            again = _SINCE.rows(connection, {"positions": late, "open_window": window})
             starts = {row["chat_uuid"]: row["from_number"] for row in again}
             _GONE.run(connection, [{"chat": chat, "number": n} for chat, n in starts.items()])
             written += turns(again)
