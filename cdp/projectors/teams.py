@@ -46,29 +46,27 @@ _WAIT_COLUMNS: Final = tuple(column.name for column in waits.c)
 _CHATS_WHOLE: Final = db.Prepared(
     select(*_COLUMNS).join(chats, _OF_CHAT).where(db.among(timeline.c.chat_uuid, "chats"))
 )
-# The batch's events (by "positions").
-_NEW: Final = db.Prepared(
-    select(*_COLUMNS).join(chats, _OF_CHAT).where(db.among(timeline.c.position, "positions"))
-)
-# For each of the batch's chats: when its latest event before the batch occurred, and its
-# latest turn (columns named turn_*). Both are index probes, however long the chat.
+# The batch's events (by "positions"), each with what its chat held before the batch: when
+# its latest event occurred, and its latest turn (columns named turn_*). Both are index
+# probes, however long the chat; one statement, one round trip.
 _TURN: Final = waits.alias("turn")
-_PRIOR: Final = db.Prepared(
+_BEFORE: Final = timeline.alias("before")
+_NEW: Final = db.Prepared(
     select(
-        chats.c.uuid,
-        select(timeline.c.occurred_at)
+        *_COLUMNS,
+        select(_BEFORE.c.occurred_at)
         .where(
-            timeline.c.chat_uuid == chats.c.uuid,
-            not_(db.among(timeline.c.position, "positions")),
+            _BEFORE.c.chat_uuid == chats.c.uuid,
+            not_(db.among(_BEFORE.c.position, "positions")),
         )
-        .order_by(timeline.c.occurred_at.desc())
+        .order_by(_BEFORE.c.occurred_at.desc())
         .limit(1)
         .scalar_subquery()
         .label("last_before"),
         *(column.label(f"turn_{column.name}") for column in _TURN.c),
     )
     .select_from(
-        chats.outerjoin(
+        timeline.join(chats, _OF_CHAT).outerjoin(
             _TURN,
             _TURN.c.position
             == select(waits.c.position)
@@ -78,7 +76,7 @@ _PRIOR: Final = db.Prepared(
             .scalar_subquery(),
         )
     )
-    .where(db.among(chats.c.uuid, "chats"))
+    .where(db.among(timeline.c.position, "positions"))
 )
 
 # The chats of a batch's events (by "positions") that may change stored ones: each one's
@@ -160,18 +158,16 @@ class TeamsProjector:
             _name(connection, rows)
             db.insert(connection, waits, turns(rows))
             return
-        new = _NEW.rows(connection, {"positions": [recorded.position for recorded in batch]})
-        if not new:
-            return
+        positions = [recorded.position for recorded in batch]
+        new = _NEW.rows(connection, {"positions": positions})
         _name(connection, new)
         by_chat: dict[str, list[dict[str, Any]]] = {}
         for row in new:
             by_chat.setdefault(row["chat_uuid"], []).append(row)
-        values = {"chats": list(by_chat), "positions": [row["position"] for row in new]}
         written: list[dict[str, Any]] = []
         late: list[int] = []  # positions of events that may change stored ones
-        for prior in _PRIOR.rows(connection, values):
-            rows = by_chat[prior["uuid"]]
+        for rows in by_chat.values():
+            prior = rows[0]  # what the chat held before: on each of its rows alike
             reach = min(row["occurred_at"] for row in rows) - self.open_window_ms
             if prior["last_before"] is not None and prior["last_before"] >= reach:
                 late += [row["position"] for row in rows]
