@@ -16,7 +16,7 @@ it, and only those.
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, not_, select
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select
 
 from cdp import db
 from cdp.log import Recorded
@@ -57,7 +57,10 @@ _NEW: Final = db.Prepared(
         select(_BEFORE.c.occurred_at)
         .where(
             _BEFORE.c.chat_uuid == chats.c.uuid,
-            not_(db.among(_BEFORE.c.position, "positions")),
+            # A batch is a run of the log: every position from its lowest to its highest.
+            or_(
+                _BEFORE.c.position < bindparam("lowest"), _BEFORE.c.position > bindparam("highest")
+            ),
         )
         .order_by(_BEFORE.c.occurred_at.desc())
         .limit(1)
@@ -159,7 +162,10 @@ class TeamsProjector:
             db.insert(connection, waits, turns(rows))
             return
         positions = [recorded.position for recorded in batch]
-        new = _NEW.rows(connection, {"positions": positions})
+        if not positions:
+            return
+        bounds = {"lowest": min(positions), "highest": max(positions)}
+        new = _NEW.rows(connection, {"positions": positions, **bounds})
         _name(connection, new)
         by_chat: dict[str, list[dict[str, Any]]] = {}
         for row in new:
