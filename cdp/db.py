@@ -219,15 +219,24 @@ def writing(engine: Engine, *, pipeline: bool = False, commit: bool = True) -> I
             if not commit:
                 yield connection
                 transaction.rollback()
-            elif pipeline and dialect(connection) == "postgresql" and _pipelines():
-                driver = connection.connection.driver_connection
-                with (
-                    _raised_as_sqlalchemy(connection, "(the statements of a pipeline)"),
-                    driver.pipeline(),  # type: ignore[union-attr]
-                ):
-                    yield connection
             else:
-                yield connection
+                with pipelined(connection, pipeline):
+                    yield connection
+
+
+@contextmanager
+def pipelined(connection: Connection, pipeline: bool = True) -> Iterator[None]:
+    """Within a write transaction: the statements of the block pipelined, as writing() does
+    with `pipeline` (on PostgreSQL where libpq has it; as they are otherwise)."""
+    if pipeline and dialect(connection) == "postgresql" and _pipelines():
+        driver = connection.connection.driver_connection
+        with (
+            _raised_as_sqlalchemy(connection, "(the statements of a pipeline)"),
+            driver.pipeline(),  # type: ignore[union-attr]
+        ):
+            yield
+    else:
+        yield
 
 
 @cache

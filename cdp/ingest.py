@@ -45,25 +45,40 @@ def record(
     `batch` now logs)."""
     # A few webhooks make a transaction of round trips; thousands, one of rows.
     with db.writing(engine, pipeline=len(batch) < db.BULK_FROM) as connection:
-        rejected.keep(connection, _scrubbed(connection, keystore, refused))
-        rejected.forget(connection, forget)
-        if not batch:
-            return []
-        log.lock(connection)
-        subjects = [personal.subject(incoming.webhook, incoming.source) for incoming in batch]
-        names = [sorted(personal.named(incoming.webhook)) for incoming in batch]
-        named = {name for listed in names for name in listed}
-        # What a keystore in the main database knows comes in the same round trip.
-        in_main = None if keystore.apart else set(subjects)
-        head, marks, owned, known = standing(connection, named, in_main)
-        if known is None:
-            known = keystore.known(connection, set(subjects), named)
-        outcomes = _refuse(connection, batch, names, known.suppressed, owned)
-        kept = [incoming for incoming, out in zip(batch, outcomes, strict=True) if out is None]
-        sealing = {s for s, out in zip(subjects, outcomes, strict=True) if out is None}
-        ring = keystore.ring(connection, sealing, known)
-        receipts, new = log.append(connection, kept, head=head, ring=ring, erased=known.erased)
-        project(connection, projectors, new, head.position, marks, keystore)
+        return record_in(
+            connection, batch, projectors, keystore=keystore, refused=refused, forget=forget
+        )
+
+
+def record_in(
+    connection: Connection,
+    batch: Sequence[Incoming],
+    projectors: Sequence[Projector],
+    *,
+    keystore: Keystore,
+    refused: Sequence[rejected.Refusal] = (),
+    forget: Sequence[int] = (),
+) -> list[Receipt | Refused]:
+    """As record(), in the write transaction of `connection` (which may hold lock() already)."""
+    rejected.keep(connection, _scrubbed(connection, keystore, refused))
+    rejected.forget(connection, forget)
+    if not batch:
+        return []
+    log.lock(connection)
+    subjects = [personal.subject(incoming.webhook, incoming.source) for incoming in batch]
+    names = [sorted(personal.named(incoming.webhook)) for incoming in batch]
+    named = {name for listed in names for name in listed}
+    # What a keystore in the main database knows comes in the same round trip.
+    in_main = None if keystore.apart else set(subjects)
+    head, marks, owned, known = standing(connection, named, in_main)
+    if known is None:
+        known = keystore.known(connection, set(subjects), named)
+    outcomes = _refuse(connection, batch, names, known.suppressed, owned)
+    kept = [incoming for incoming, out in zip(batch, outcomes, strict=True) if out is None]
+    sealing = {s for s, out in zip(subjects, outcomes, strict=True) if out is None}
+    ring = keystore.ring(connection, sealing, known)
+    receipts, new = log.append(connection, kept, head=head, ring=ring, erased=known.erased)
+    project(connection, projectors, new, head.position, marks, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]
 

@@ -6,7 +6,17 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, String, bindparam, func, select, text
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    bindparam,
+    column,
+    func,
+    select,
+    text,
+)
 
 from cdp import chain, db, personal
 from cdp.keystore import Key
@@ -37,17 +47,24 @@ class Receipt:
     duplicate: bool
 
 
-def lock(connection: Connection) -> None:
+def lock(connection: Connection, *, wait: bool = False) -> None:
     """Serialize appends until this transaction ends, so positions follow commit order.
 
     SQLite has one writer at a time already (writes begin IMMEDIATE); PostgreSQL takes
-    a transaction-scoped advisory lock.
+    a transaction-scoped advisory lock. In a pipeline, the lock is asked for and this
+    returns at once, unless `wait`: then it returns once the lock is held.
     """
     if connection.dialect.name == "postgresql":
-        _LOCK.run(connection, [{"key": _APPEND_LOCK}])
+        if wait:
+            _LOCKED.rows(connection, {"key": _APPEND_LOCK})
+        else:
+            _LOCK.run(connection, [{"key": _APPEND_LOCK}])
 
 
 _LOCK: Final = db.Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
+_LOCKED: Final = db.Prepared(
+    text("SELECT pg_advisory_xact_lock(:key) AS locked").columns(column("locked"))
+)
 
 
 def head(connection: Connection) -> int:

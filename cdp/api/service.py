@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import anyio
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from cdp import builds, db, erasure, ingest, rejected, times, webhook
+from cdp import builds, db, erasure, ingest, log, rejected, times, webhook
 from cdp.keystore import Keystore
 from cdp.log import Receipt
 from cdp.metrics import Metrics
@@ -245,13 +246,16 @@ class Writer:
                     self._turn.wait()
                 if not self._waiting:
                     return
-                group = [self._waiting.popleft() for _ in range(min(GROUP, len(self._waiting)))]
                 self._committing = True
             self.groups += 1
+            group: list[_Delivery] = []  # taken once the transaction holds the lock
+            take = partial(self._take, group)
             outcomes: Sequence[Receipt | Exception]
             try:
-                outcomes = self._commit(group)
+                outcomes = self._commit(take)
             except Exception as error:  # the database failed the whole group
+                if not group:
+                    take()
                 outcomes = [error] * len(group)
             loops: dict[asyncio.AbstractEventLoop, list[int]] = {}
             for i, delivery in enumerate(group):
@@ -264,9 +268,33 @@ class Writer:
             if any(isinstance(o, Receipt) and not o.duplicate for o in outcomes):
                 self.appended.ring()
 
-    def _commit(self, group: list[_Delivery]) -> list[Receipt | webhook.Refused]:
-        """Check each body, then log and project the valid ones, and keep the refused ones,
-        in one transaction; count each once it committed."""
+    def _take(self, group: list[_Delivery]) -> list[_Delivery]:
+        """Fill `group` with what waits now (GROUP at most): the transaction holds the
+        append lock."""
+        with self._turn:
+            group.extend(self._waiting.popleft() for _ in range(min(GROUP, len(self._waiting))))
+        return group
+
+    def _commit(self, take: Callable[[], list[_Delivery]]) -> list[Receipt | webhook.Refused]:
+        """Take the group once the transaction holds the append lock, check each body, then
+        log and project the valid ones, and keep the refused ones, in one transaction; count
+        each once it committed.
+
+        Taken once the lock is held, not before: with several worker processes, the lock
+        is theirs in turn, and what arrives while this one waits for it joins its group."""
+        with db.writing(self.engine) as connection:
+            with db.pipelined(connection):  # BEGIN and the lock in one round trip
+                log.lock(connection, wait=True)
+            group = take()
+            outcomes = self._check_and_record(connection, group)
+        self._count(group, [o[1] for o in outcomes], [o[0] for o in outcomes])
+        self._expire_rejected(times.now_ms())
+        return [o[0] for o in outcomes]
+
+    def _check_and_record(
+        self, connection: Connection, group: list[_Delivery]
+    ) -> list[tuple[Receipt | webhook.Refused, str | None]]:
+        """Each delivery's outcome, with the event type it names."""
         now = times.now_ms()
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
         errors: list[webhook.Refused | None] = []  # None: valid, its receipt comes from the log
@@ -286,13 +314,13 @@ class Writer:
             named.append(valid[-1].webhook.event_type if error is None else error.event_type)
             if error is not None:
                 kept.append(_refusal(delivery, error, now))
-        receipts = iter(
-            ingest.record(self.engine, valid, self.projectors, keystore=self.keystore, refused=kept)
-        )
+        with db.pipelined(connection, len(valid) < db.BULK_FROM):
+            recorded = ingest.record_in(
+                connection, valid, self.projectors, keystore=self.keystore, refused=kept
+            )
+        receipts = iter(recorded)
         outcomes = [next(receipts) if error is None else error for error in errors]
-        self._count(group, named, outcomes)
-        self._expire_rejected(now)
-        return outcomes
+        return list(zip(outcomes, named, strict=True))
 
     def _count(
         self,

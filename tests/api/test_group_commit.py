@@ -217,7 +217,7 @@ def test_a_writer_started_again_after_a_stop_takes_webhooks_again(
 def test_a_group_the_database_fails_is_answered_with_its_error_and_the_writer_goes_on(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record, calls = ingest.record, []
+    record, calls = ingest.record_in, []
 
     def lost_once(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -225,7 +225,7 @@ def test_a_group_the_database_fails_is_answered_with_its_error_and_the_writer_go
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
         return record(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "record", lost_once)
+    monkeypatch.setattr(ingest, "record_in", lost_once)
     writing = writer(settings, engine)
     sent = bodies(1)[0]
 
