@@ -101,14 +101,16 @@ def needed(connection: Connection, projectors: Sequence[Projector]) -> list[Proj
 def along(
     connection: Connection, registry: Sequence[Projector], chosen: Sequence[Projector]
 ) -> list[Projector]:
-    """`chosen`, with those of the registry that read their tables or whose tables they
-    read (see Projector.reads) that need building too (see needed): one build then makes
-    tables that agree. In the registry's order."""
+    """`chosen`, with the projections whose tables they read (see Projector.reads), and
+    those that read theirs if they need building too (see needed): in the registry's order.
+
+    One that reads another's tables is built with it, from its shadows: the live ones are
+    ahead of a build, and what a build folds on from must be what it has folded so far."""
     names = {projector.name for projector in chosen}
-    related = {name for p in registry if p.name in names for name in p.reads}
-    related |= {p.name for p in registry if names & set(p.reads)}
-    wanted = names | (related & {projector.name for projector in needed(connection, registry)})
-    return [projector for projector in registry if projector.name in wanted]
+    names |= {name for p in registry if p.name in names for name in p.reads}
+    readers = {p.name for p in registry if names & set(p.reads)}
+    names |= readers & {projector.name for projector in needed(connection, registry)}
+    return [projector for projector in registry if projector.name in names]
 
 
 class Stopped(Exception):

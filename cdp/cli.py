@@ -486,8 +486,9 @@ def catch_up(settings: Settings) -> None:
 
 def _build_needed(settings: Settings, engine: Engine, keystore: Keystore) -> bool:
     """Build what builds.needed names; whether there was any."""
+    registry = projectors.registry(settings)
     with engine.connect() as connection:
-        needed = builds.needed(connection, projectors.registry(settings))
+        needed = builds.along(connection, registry, builds.needed(connection, registry))
     if needed:
         _build(engine, keystore, needed)
     return bool(needed)

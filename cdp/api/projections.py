@@ -63,13 +63,12 @@ class ProjectionController(Controller):
         name: Annotated[str, Parameter(max_length=100)],
         service: NamedDependency[Service],
     ) -> Items[Projection]:
-        """As POST /projections/rebuild, for the projection `name` alone, and those it
-        reads or that read it when they need building too (new or stale)."""
+        """As POST /projections/rebuild, for the projection `name` alone, with those whose
+        tables it reads, and those that read its tables if they are new or stale."""
         chosen = [projector for projector in service.projectors if projector.name == name]
         if not chosen:
             known = ", ".join(projector.name for projector in service.projectors)
             raise NotFoundException(f"no projection named {name[:100]!r}; there are {known}")
-        # With what it reads, or what reads it, when those need building too.
         chosen = await service.reads.query(builds.along, service.projectors, chosen)
         return await _build(service, chosen)
 

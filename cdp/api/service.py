@@ -528,6 +528,7 @@ class Service:
         def start() -> list[str]:
             with self.engine.connect() as connection:
                 needed = builds.needed(connection, self.projectors)
+                needed = builds.along(connection, self.projectors, needed)
             if needed:
                 self.builder.start(needed)
             return [projector.name for projector in needed]

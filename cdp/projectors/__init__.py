@@ -50,7 +50,7 @@ class Projector(Protocol):
     shape: str
     tables: tuple[Table, ...]
     # The projectors whose tables it reads, in the same transaction: they come before it
-    # in the registry, and a build of it builds them too whenever they need building.
+    # in the registry, and a build of it builds them too (see builds.along).
     reads: tuple[str, ...]
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, inspect
 
 from cdp import builds, db, erasure, ingest, projectors
@@ -138,31 +139,43 @@ def test_a_reader_holding_a_live_table_delays_the_swap_not_the_webhooks(engine: 
     assert snapshot(engine) == rebuilt_in_place(engine)
 
 
-def test_a_projection_is_built_along_with_those_it_reads_or_that_read_it_if_they_need_it(
+def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_they_need_it(
     engine: Engine,
 ) -> None:
     log(engine, *history("c1", "p1"))
     chats_projection, profiles, teams = REGISTRY
-    with engine.connect() as connection:
-        assert builds.along(connection, REGISTRY, [teams]) == [teams]  # chats is live
+    with engine.connect() as connection:  # every one live
+        assert builds.along(connection, REGISTRY, [teams]) == [chats_projection, teams]
         assert builds.along(connection, REGISTRY, [chats_projection]) == [chats_projection]
+        assert builds.along(connection, REGISTRY, [profiles]) == [profiles]
     # Another idle timeout: chats is stale, and teams, which reads its sessions, with it.
     other = projectors.registry(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
     chats_projection, profiles, teams = other
     with engine.connect() as connection:
-        assert builds.along(connection, other, [teams]) == [chats_projection, teams]
         assert builds.along(connection, other, [chats_projection]) == [chats_projection, teams]
         assert builds.along(connection, other, [profiles]) == [profiles]
 
 
-def test_team_statistics_built_alone_from_the_live_chats_answer_as_a_rebuild(
-    engine: Engine,
+def test_team_statistics_built_while_webhooks_come_count_each_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for n, chat in enumerate(["c1", "c2", "c3"]):
+    """Built as adding them builds them (with chats, see builds.along) while webhooks are
+    logged and projected into the live tables, which are then ahead of the build: c2's
+    handoff is in them before the build has filled c2 (a chat a batch)."""
+    monkeypatch.setitem(builds.BUILD_BATCH, db.dialect(engine), 1)
+    for n, chat in enumerate(["c1", "c2"]):
         log(engine, *history(chat, f"p{n + 1}", at=PAST + n * 10_000))
-    log(engine, reply("c2", at=PAST + 10_000 + 3000, operator="op-2"))  # under team 2
-    expected = rebuilt_in_place(engine)
-    teams = [projector for projector in REGISTRY if projector.name == "teams"]
-    assert builds.build(engine, teams, MAIN) > 0
-    assert snapshot(engine) == expected
-    assert expected["team stats"]  # the snapshot holds them
+    with engine.connect() as connection:
+        chosen = builds.along(connection, REGISTRY, [REGISTRY[-1]])
+    later, logged = PAST + 3 * 10_000, []
+
+    def meanwhile(done: int, total: int) -> None:
+        if not logged:
+            logged.append(done)
+            log(engine, handoff("c2", at=later, team=3), reply("c2", at=later + 1000))
+            log(engine, *history("c3", "p3", at=later + 5000))
+
+    builds.build(engine, chosen, MAIN, report=meanwhile)
+    answers = snapshot(engine)
+    assert answers == rebuilt_in_place(engine)
+    assert [stats["team"]["id"] for stats in answers["team stats"]] == [1, 2, 3]
