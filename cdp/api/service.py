@@ -44,6 +44,9 @@ T = TypeVar("T")
 WRITE_LANE, PROBE_LANE, ADMIN_LANE = 1, 1, 1
 # Webhooks per transaction at most, and waiting at most: beyond that, 503 at once.
 GROUP, BACKLOG = 500, 2000
+# How long a build on SQLite waits at most, between two of its transactions, for the
+# webhooks waiting then to be committed (see Writer.give_way).
+GIVE_WAY: Final = 0.5
 _EXPIRY_EVERY_MS = 3_600_000
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
 # A build's: one reads the log, one writes the new tables (in a pool of their own).
@@ -162,9 +165,12 @@ class Writer:
         self.groups = 0  # transactions run
         self.appended = Bell()  # rung after each group that logged an event
         self._waiting: deque[_Delivery] = deque()
-        self._turn = threading.Condition()  # guards what follows; wakes the thread
+        guard = threading.RLock()  # guards what follows
+        self._turn = threading.Condition(guard)  # wakes the thread
+        self._done = threading.Condition(guard)  # tells that a group ended (see give_way)
         self._open = True
         self._committing = False  # the thread is in a transaction
+        self._ended = 0  # groups ended
         self._thread: threading.Thread | None = None
         self._expired_at = 0  # when old rejected deliveries were last forgotten (ms)
 
@@ -241,7 +247,10 @@ class Writer:
         """The writer's thread: a transaction per group, until stopped and nothing waits."""
         while True:
             with self._turn:
-                self._committing = False
+                if self._committing:
+                    self._committing = False
+                    self._ended += 1
+                    self._done.notify_all()
                 while self._open and not self._waiting:
                     self._turn.wait()
                 if not self._waiting:
@@ -267,6 +276,19 @@ class Writer:
                     )
             if any(isinstance(o, Receipt) and not o.duplicate for o in outcomes):
                 self.appended.ring()
+
+    def give_way(self, timeout: float = GIVE_WAY) -> None:
+        """Wait, `timeout` at most, until the webhooks waiting now were committed: what a
+        build on SQLite does between two of its transactions. SQLite's writers take turns at
+        one lock, and one that waits for it only looks again now and then (its busy handler
+        sleeps, up to 100 ms): a build that began its next transaction at once would keep
+        webhooks waiting for many of them."""
+        with self._done:
+            if not self._waiting and not self._committing:
+                return
+            # The group being committed, if one is; else the next.
+            until = self._ended + 1
+            self._done.wait_for(lambda: self._ended >= until, timeout)
 
     def _take(self, group: list[_Delivery]) -> list[_Delivery]:
         """Fill `group` with what waits now (GROUP at most): the transaction holds the
@@ -387,10 +409,16 @@ class Builder:
     nor they for it): one at a time in this process; across processes, one per projection."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, keystore: Keystore, metrics: Metrics
+        self,
+        settings: Settings,
+        engine: Engine,
+        keystore: Keystore,
+        metrics: Metrics,
+        between: Callable[[], None] | None = None,
     ) -> None:
         self.settings, self.engine, self.keystore = settings, engine, keystore
         self.metrics = metrics
+        self.between = between  # called after each of a build's transactions
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._stop = threading.Event()
@@ -410,7 +438,7 @@ class Builder:
                         engine,
                         projectors,
                         self.keystore,
-                        report=_Progress(projectors, self.metrics),
+                        report=_Progress(projectors, self.metrics, self.between),
                         on_claim=claimed.set,
                         stop=self._stop,
                     )
@@ -445,11 +473,18 @@ class Builder:
 class _Progress:
     """A build's progress: on /metrics as it goes, in the server's log at every tenth."""
 
-    def __init__(self, projectors: Sequence[Projector], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        projectors: Sequence[Projector],
+        metrics: Metrics,
+        between: Callable[[], None] | None = None,
+    ) -> None:
         self.names = [projector.name for projector in projectors]
-        self.metrics, self.told = metrics, -1
+        self.metrics, self.told, self.between = metrics, -1, between
 
     def __call__(self, done: int, total: int) -> None:
+        if self.between is not None:
+            self.between()
         for name in self.names:
             self.metrics.rebuild_progress(name, done, total)
         tenth = 10 * done // total if total else 10
@@ -488,6 +523,7 @@ class Service:
             connections=settings.database_pool_size,
             wait=settings.database_pool_timeout,
         )
+        writer = Writer(engine, projectors, settings, wait, keystore, metrics)
         return cls(
             settings=settings,
             engine=engine,
@@ -495,10 +531,12 @@ class Service:
             keystore=keystore,
             metrics=metrics,
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
-            webhooks=Writer(engine, projectors, settings, wait, keystore, metrics),
+            webhooks=writer,
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
-            builder=Builder(settings, engine, keystore, metrics),
+            builder=Builder(
+                settings, engine, keystore, metrics, writer.give_way if sqlite else None
+            ),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
         )
 

@@ -266,3 +266,24 @@ def test_a_group_that_logged_an_event_rings_the_bell_that_streams_wait_for(
         return bell.is_set() and writing.appended.next() is not bell
 
     assert asyncio.run(rung())
+
+
+def test_a_build_giving_way_waits_for_the_webhooks_waiting_then_and_not_when_none_wait(
+    settings: Settings, engine: Engine
+) -> None:
+    held = Held()
+
+    async def scenario() -> None:
+        writing = writer(settings, engine, held)
+        # Nothing waits: it returns at once, not after its minute.
+        await asyncio.wait_for(asyncio.to_thread(writing.give_way, 60), 10)
+        first = asyncio.create_task(writing.record(bodies(1)[0]))
+        await in_a_transaction(held)
+        gave = asyncio.create_task(asyncio.to_thread(writing.give_way, 60))
+        await asyncio.sleep(0.1)
+        assert not gave.done()  # the group being committed is not yet
+        held.go_on.set()
+        await first
+        await asyncio.wait_for(gave, 10)  # once it is, not after its minute
+
+    asyncio.run(scenario())
