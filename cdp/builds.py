@@ -462,6 +462,8 @@ def states(connection: Connection, projectors: Sequence[Projector]) -> list[sche
     # Who holds the right to build, asked before the builds are read as well as after. A
     # build records its end, then lets go: one read as running whose holder held the right
     # before the read, or holds it now, is alive; only one held at neither was interrupted.
+    # While the right is held the projection is rebuilding, whatever its build's row says:
+    # a build recorded as done may still be dropping the tables it put aside (SQLite).
     held = {projector.name: _held(connection, projector.name) for projector in projectors}
     head = log.head(connection)
     marks = {row.name: row for row in connection.execute(select(checkpoints))}
@@ -471,10 +473,11 @@ def states(connection: Connection, projectors: Sequence[Projector]) -> list[sche
     for projector in projectors:
         mark, last = marks.get(projector.name), latest.get(projector.name)
         position = mark.position if mark is not None else 0
+        holding = _held(connection, projector.name)
         running = last is not None and last.state == "running"
-        alive = running and (held[projector.name] or _held(connection, projector.name))
+        alive = running and (held[projector.name] or holding)
         build = None if last is None else _build(last, alive)
-        if build is not None and build.state == "running":
+        if holding or (build is not None and build.state == "running"):
             status = "rebuilding"
         elif mark is None:
             status = "new"

@@ -170,6 +170,7 @@ class Writer:
         self._done = threading.Condition(guard)  # tells that a group ended (see give_way)
         self._open = True
         self._committing = False  # the thread is in a transaction
+        self._taken = False  # and has taken its group: what waits now waits for the next
         self._ended = 0  # groups ended
         self._thread: threading.Thread | None = None
         self._expired_at = 0  # when old rejected deliveries were last forgotten (ms)
@@ -235,9 +236,10 @@ class Writer:
         """A webhook still waiting for a transaction when its time is up: 503, not stored.
 
         Only while another transaction holds it up: an idle writer's thread is about to
-        take it (so a wait of 0 means "not behind another group", not "never")."""
+        take it, and one beginning its transaction takes it once it holds the lock (so a
+        wait of 0 means "not behind another group", not "never")."""
         with self._turn:
-            if not self._committing or delivery not in self._waiting:
+            if not self._taken or delivery not in self._waiting:
                 return
             self._waiting.remove(delivery)
         if not delivery.answer.done():
@@ -247,10 +249,6 @@ class Writer:
         """The writer's thread: a transaction per group, until stopped and nothing waits."""
         while True:
             with self._turn:
-                if self._committing:
-                    self._committing = False
-                    self._ended += 1
-                    self._done.notify_all()
                 while self._open and not self._waiting:
                     self._turn.wait()
                 if not self._waiting:
@@ -266,6 +264,10 @@ class Writer:
                 if not group:
                     take()
                 outcomes = [error] * len(group)
+            with self._turn:  # before the answers: a client's next webhook is not behind it
+                self._committing = self._taken = False
+                self._ended += 1
+                self._done.notify_all()
             loops: dict[asyncio.AbstractEventLoop, list[int]] = {}
             for i, delivery in enumerate(group):
                 loops.setdefault(delivery.answer.get_loop(), []).append(i)
@@ -295,6 +297,7 @@ class Writer:
         append lock."""
         with self._turn:
             group.extend(self._waiting.popleft() for _ in range(min(GROUP, len(self._waiting))))
+            self._taken = True
         return group
 
     def _commit(self, take: Callable[[], list[_Delivery]]) -> list[Receipt | webhook.Refused]:
