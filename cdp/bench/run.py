@@ -390,6 +390,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
         profile_ids = sample(chats.c.profile_uuid)
         phones = sample(chats.c.phone_e164)
         teams = sample(chats.c.team_id)
+        operators = sample(timeline.c.operator_uuid)
         head = connection.scalar(select(func.max(events.c.position))) or 0
         # As of the traffic's last moment, so that some chats are open to be listed.
         clock = queries.Clock(
@@ -415,6 +416,13 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
             ),
             "log page": lambda n: queries.events(
                 connection, keystore, after=(n * 7919) % max(head, 1), limit=100
+            ),
+            # Over the whole log: the most a period can hold.
+            "team stats": lambda n: queries.team_stats(
+                connection, teams[n % len(teams)], queries.Period()
+            ),
+            "operator stats": lambda n: queries.operator_stats(
+                connection, operators[n % len(operators)], queries.Period()
             ),
         }
         times: dict[str, list[float]] = {}

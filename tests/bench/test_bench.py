@@ -18,6 +18,8 @@ QUERIES = (
     "handoff audit page",
     "team chats page",
     "log page",
+    "team stats",
+    "operator stats",
 )
 
 
