@@ -659,6 +659,11 @@ class Period:
 _IN_CHATS: Final = timeline.join(chats, chats.c.uuid == timeline.c.chat_uuid)
 
 
+def _timeline(period: "Period") -> Any:
+    """The timeline, joined to its chats when `period` keeps one source: a row's is its chat's."""
+    return timeline if period.source is None else _IN_CHATS
+
+
 def _count(*conditions: ColumnElement[bool], table: Any) -> Any:
     return select(func.count()).select_from(table).where(*conditions).scalar_subquery()
 
@@ -675,8 +680,8 @@ def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.
 
     def said(kind: str) -> Any:
         kept = period.of(timeline.c.occurred_at, chats.c.source)
-        table = timeline if period.source is None else _IN_CHATS  # a row's source is its chat's
-        return _count(timeline.c.team_id == team_id, timeline.c.kind == kind, *kept, table=table)
+        conditions = (timeline.c.team_id == team_id, timeline.c.kind == kind, *kept)
+        return _count(*conditions, table=_timeline(period))
 
     figures = connection.execute(
         select(
@@ -723,7 +728,7 @@ def operator_stats(
     if operator is None:
         return None
     kept = period.of(timeline.c.occurred_at, chats.c.source)
-    table = timeline if period.source is None else _IN_CHATS
+    table = _timeline(period)
     sessions_replied = (
         select(timeline.c.chat_uuid, timeline.c.session_number)
         .select_from(table)

@@ -183,3 +183,11 @@ def test_team_statistics_added_to_a_store_with_a_log_are_built_from_all_of_it_at
         assert [
             stats(client, path) for path in ("/teams/1/stats", "/operators/op-1/stats")
         ] == expected
+
+
+def test_figures_of_one_source_count_its_chats_alone(client: Client) -> None:
+    deliver(client, history())
+    assert stats(client, "/teams/1/stats", source="default") == stats(client, "/teams/1/stats")
+    assert stats(client, "/operators/op-1/stats", source="default")["operator_replies"] == 2
+    assert client.get("/teams/1/stats", params={"source": "another"}).status_code == 404
+    assert client.get("/operators/op-1/stats", params={"source": "another"}).status_code == 404
