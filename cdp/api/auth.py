@@ -22,7 +22,7 @@ from litestar.handlers import BaseRouteHandler
 from cdp import credentials
 from cdp.api.limits import Limiter
 from cdp.api.service import Lane
-from cdp.credentials import Keyring, Role
+from cdp.credentials import Caller, Keyring, Role
 from cdp.settings import Settings
 from cdp.times import now_ms
 from cdp.webhook import DEFAULT_SOURCE
@@ -83,26 +83,36 @@ class Gate:
         _limit(self.webhooks, f"source {source}", "webhooks of this source")
         return ring
 
-    async def caller(self, connection: AnyConnection, role: Role) -> None:
-        """May this request do what `role` may? 401, 403 or 429 if not."""
+    async def caller(
+        self,
+        connection: AnyConnection,
+        role: Role,
+        token: str | None,
+        missing: str = "a valid token is needed: Authorization: Bearer <token>",
+    ) -> Caller | None:
+        """May a request with `token` do what `role` may? 401 (saying `missing`), 403 or
+        429 if not; who it is, or None if the store is open."""
+        if await self.open():
+            return None
         ring = await self.keys.current()
-        if ring.reads_open and not self.exposed:
-            return
-        caller = ring.caller(_bearer(connection))
+        caller = ring.caller(token)
         if caller is None:
-            self.refuse(connection, "a valid token is needed: Authorization: Bearer <token>")
-        if role == "admin" and caller.role != "admin":
-            raise PermissionDeniedException(
-                f"this needs an admin token; token {caller.name!r} may only read"
-            )
+            self.refuse(connection, missing)
+        permit(caller, role)
         _limit(self.reads, f"token {caller.name}", "requests with this token")
+        return caller
+
+    async def open(self) -> bool:
+        """Do queries need no token (no token exists, and the server listens on 127.0.0.1)?"""
+        ring = await self.keys.current()
+        return ring.reads_open and not self.exposed
 
     async def admits(self, connection: AnyConnection, role: Role) -> bool:
         """Would caller() still let this request do what `role` may, rate limits aside? Asked
         again and again by a request that lasts, so that a token revoked meanwhile ends it."""
-        ring = await self.keys.current()
-        if ring.reads_open and not self.exposed:
+        if await self.open():
             return True
+        ring = await self.keys.current()
         caller = ring.caller(_bearer(connection))
         return caller is not None and (role != "admin" or caller.role == "admin")
 
@@ -115,6 +125,14 @@ class Gate:
                 headers={"Retry-After": str(math.ceil(wait))},
             )
         raise NotAuthorizedException(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def permit(caller: Caller, role: Role) -> None:
+    """403 unless `caller` may do what `role` may."""
+    if role == "admin" and caller.role != "admin":
+        raise PermissionDeniedException(
+            f"this needs an admin token; token {caller.name!r} may only read"
+        )
 
 
 def _limit(limiter: Limiter, key: str, what: str) -> None:
@@ -133,16 +151,16 @@ def _bearer(connection: AnyConnection) -> str | None:
     return header[len(_BEARER) :].strip() or None
 
 
-def _gate(connection: AnyConnection) -> Gate:
+def gate(connection: AnyConnection) -> Gate:
     gate: Gate = connection.app.state.gate
     return gate
 
 
 async def reader(connection: AnyConnection, _: BaseRouteHandler) -> None:
     """Guard: a read or admin token."""
-    await _gate(connection).caller(connection, "read")
+    await gate(connection).caller(connection, "read", _bearer(connection))
 
 
 async def admin(connection: AnyConnection, _: BaseRouteHandler) -> None:
     """Guard: an admin token."""
-    await _gate(connection).caller(connection, "admin")
+    await gate(connection).caller(connection, "admin", _bearer(connection))

@@ -5,6 +5,7 @@ never hold a phone number or a text in full: quoted values are cut short, digit 
 """
 
 import logging
+from collections.abc import Callable
 import re
 from typing import Any, Final
 
@@ -243,7 +244,7 @@ def internal(request: AnyRequest, error: Exception) -> Answer:
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 
-HANDLERS: Final = {
+HANDLERS: Final[dict[type[Exception], Callable[..., Answer]]] = {
     MalformedBody: malformed,
     InvalidWebhook: invalid,
     BodyTooLarge: too_large,
