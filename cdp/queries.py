@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    case,
     cast,
     func,
     select,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import log, models, personal, rejected, schemas
+from cdp import credentials, log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
 from cdp.projectors import keys
@@ -322,20 +323,21 @@ def chat_sessions(
     if not chat_known(connection, uuid):
         return None
     query = select(sessions).where(sessions.c.chat_uuid == uuid)
-
-    def build(row: Row[Any]) -> dict[str, Any]:
-        return dict(
-            number=row.number,
-            opened_at=utc(row.opened_at),
-            last_activity_at=utc(row.last_activity_at),
-            state=clock.state(row.last_activity_at),
-            teams=row.teams,
-            handoffs=row.handoffs,
-            messages_in=row.messages_in,
-            messages_out=row.messages_out,
-        )
-
+    build = partial(_session, clock=clock)
     return _page(connection, [query], [sessions.c.number], listing, build, schemas.Session)
+
+
+def _session(row: Any, clock: Clock) -> dict[str, Any]:
+    return dict(
+        number=row.number,
+        opened_at=utc(row.opened_at),
+        last_activity_at=utc(row.last_activity_at),
+        state=clock.state(row.last_activity_at),
+        teams=row.teams,
+        handoffs=row.handoffs,
+        messages_in=row.messages_in,
+        messages_out=row.messages_out,
+    )
 
 
 def chat_handoffs(
@@ -375,19 +377,19 @@ def _handoffs(
     connection: Connection, queries: Sequence[Select[Any]], listing: Listing
 ) -> schemas.Page[schemas.Handoff]:
     order = [handoffs.c.at, handoffs.c.dedupe_key]
+    return _page(connection, queries, order, listing, _handoff, schemas.Handoff)
 
-    def build(row: Row[Any]) -> dict[str, Any]:
-        return dict(
-            chat_uuid=row.chat_uuid,
-            at=utc(row.at),
-            session_number=row.session_number,
-            from_team=dict(id=row.from_team_id, name=row.from_team_name),
-            to_team=dict(id=row.to_team_id, name=row.to_team_name),
-            position=row.position,
-            source=row.source,
-        )
 
-    return _page(connection, queries, order, listing, build, schemas.Handoff)
+def _handoff(row: Any) -> dict[str, Any]:
+    return dict(
+        chat_uuid=row.chat_uuid,
+        at=utc(row.at),
+        session_number=row.session_number,
+        from_team=dict(id=row.from_team_id, name=row.from_team_name),
+        to_team=dict(id=row.to_team_id, name=row.to_team_name),
+        position=row.position,
+        source=row.source,
+    )
 
 
 def chat_timeline(
@@ -602,6 +604,36 @@ def refused(
     return schemas.RejectedPage(items=items, next_after=items[-1].id if more else None)
 
 
+def latest_refused(connection: Connection, limit: int) -> list[schemas.Refusal]:
+    """The latest deliveries refused as bad input, newest first, without their bodies."""
+    query = select(*(column for column in models.rejected.c if column.name != "body"))
+    rows = connection.execute(query.order_by(models.rejected.c.id.desc()).limit(limit))
+    return [
+        schemas.Refusal(
+            id=row.id,
+            received_at=utc(row.received_at),
+            source=row.source,
+            status=row.status,
+            reason=row.reason,
+            size=row.size,
+        )
+        for row in rows
+    ]
+
+
+def sources(connection: Connection) -> list[schemas.Source]:
+    """Every source of webhooks; never its secret."""
+    return [
+        schemas.Source(
+            name=info.name,
+            created_at=utc(info.created_at),
+            signed=info.signed,
+            previous_valid_until=_instant(info.previous_until),
+        )
+        for info in credentials.list_sources(connection)
+    ]
+
+
 def counts(connection: Connection) -> dict[str, int]:
     """How many rows the log and each read model hold."""
     statements = {
@@ -676,7 +708,7 @@ def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.
     team = connection.execute(named.limit(1)).first()
     if team is None:
         return None
-    turns = [waits.c.team_id == team_id, *period.of(waits.c.started_at, waits.c.source)]
+    turns = _turns(team_id, period)
 
     def said(kind: str) -> Any:
         kept = period.of(timeline.c.occurred_at, chats.c.source)
@@ -709,6 +741,32 @@ def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.
         first_response=_first_responses(connection, turns),
         unanswered=figures.unanswered,
     )
+
+
+def _turns(team_id: int, period: Period) -> list[ColumnElement[bool]]:
+    """The team's turns that began in `period`: the waits its statistics count."""
+    return [waits.c.team_id == team_id, *period.of(waits.c.started_at, waits.c.source)]
+
+
+def first_response_spread(
+    connection: Connection, team_id: int, period: Period, bounds_ms: Sequence[int]
+) -> list[int]:
+    """How many of the team's waits in `period` got a first reply within each of
+    `bounds_ms` (ascending): below the first, from the first to below the second, ...,
+    and at or beyond the last."""
+    waited = waits.c.replied_at - waits.c.started_at
+    bucket = case(
+        *((waited < bound, index) for index, bound in enumerate(bounds_ms)),
+        else_=len(bounds_ms),
+    ).label("bucket")
+    counted: dict[int, int] = dict(
+        connection.execute(
+            select(bucket, func.count())
+            .where(*_turns(team_id, period), waits.c.replied_at.is_not(None))
+            .group_by(bucket)
+        ).all()
+    )
+    return [counted.get(index, 0) for index in range(len(bounds_ms) + 1)]
 
 
 def operator_stats(
@@ -799,3 +857,99 @@ def _percentile(ordered: Sequence[int], fraction: float) -> float | None:
 
 def _instant(ms: int | None) -> datetime | None:
     return None if ms is None else utc(ms)
+
+
+def latest_sessions(
+    connection: Connection, uuids: Sequence[str], clock: Clock, count: int
+) -> dict[str, list[schemas.Session]]:
+    """The `count` latest sessions of each chat, newest first."""
+    recency = (
+        func.row_number()
+        .over(partition_by=sessions.c.chat_uuid, order_by=sessions.c.number.desc())
+        .label("recency")
+    )
+    ranked = select(sessions, recency).where(sessions.c.chat_uuid.in_(uuids)).subquery()
+    query = (
+        select(ranked)
+        .where(ranked.c.recency <= count)
+        .order_by(ranked.c.chat_uuid, ranked.c.number.desc())
+    )
+    found: dict[str, list[schemas.Session]] = {uuid: [] for uuid in uuids}
+    for row in connection.execute(query):
+        found[row.chat_uuid].append(schemas.Session.model_validate(_session(row, clock)))
+    return found
+
+
+def session_operators(
+    connection: Connection, uuid: str, numbers: Sequence[int]
+) -> dict[int, list[schemas.Operator]]:
+    """Who replied in each of a chat's sessions `numbers`, in the order of their first
+    reply: the operators the webhooks named (assigning one sends none)."""
+    if not numbers:
+        return {}
+    opened = select(func.min(sessions.c.opened_at)).where(
+        sessions.c.chat_uuid == uuid, sessions.c.number.in_(numbers)
+    )
+    query = (
+        select(
+            timeline.c.session_number,
+            timeline.c.operator_uuid,
+            timeline.c.operator_name,
+            timeline.c.operator_avatar,
+        )
+        .where(
+            timeline.c.chat_uuid == uuid,
+            timeline.c.occurred_at >= opened.scalar_subquery(),
+            timeline.c.kind == "operator_reply",
+            timeline.c.session_number.in_(numbers),
+        )
+        .order_by(timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
+    )
+    found: dict[int, dict[str | None, schemas.Operator]] = defaultdict(dict)
+    for row in connection.execute(query):
+        operator = _operator(row)
+        if operator is not None:
+            found[row.session_number].setdefault(
+                row.operator_uuid or row.operator_name, schemas.Operator(**operator)
+            )
+    return {number: list(operators.values()) for number, operators in found.items()}
+
+
+def chat_turns(connection: Connection, uuid: str, numbers: Sequence[int]) -> list[schemas.Turn]:
+    """A chat's turns in its sessions `numbers`, in order: each team's wait for a first reply."""
+    if not numbers:
+        return []
+    query = (
+        select(waits)
+        .where(waits.c.chat_uuid == uuid, waits.c.session_number.in_(numbers))
+        .order_by(waits.c.session_number, waits.c.ordinal)
+    )
+    return [
+        schemas.Turn(
+            position=row.position,
+            session_number=row.session_number,
+            ordinal=row.ordinal,
+            team_id=row.team_id,
+            started_at=utc(row.started_at),
+            started_by=row.started_by,
+            replied_at=_instant(row.replied_at),
+            replied_by=row.replied_by,
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def handoffs_at(connection: Connection, positions: Sequence[int]) -> dict[int, schemas.Handoff]:
+    """The handoffs logged at `positions`, by position."""
+    if not positions:
+        return {}
+    rows = connection.execute(select(handoffs).where(handoffs.c.position.in_(positions)))
+    return {row.position: schemas.Handoff.model_validate(_handoff(row)) for row in rows}
+
+
+def team_names(connection: Connection, ids: Sequence[int]) -> dict[int, str | None]:
+    """The latest name of each team of `ids` that the events named, in any source."""
+    if not ids:
+        return {}
+    query = select(teams.c.id, teams.c.name).where(teams.c.id.in_(ids)).order_by(teams.c.named_at)
+    return dict(connection.execute(query).tuples().all())

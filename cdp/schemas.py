@@ -131,6 +131,20 @@ class Handoff(BaseModel):
     source: str
 
 
+class Turn(BaseModel):
+    """A team's turn with a chat: from a session's opening (`ordinal` 1) or a handoff to
+    the team, at `position` in the log, until the next; the first reply under the team."""
+
+    position: int
+    session_number: int
+    ordinal: int
+    team_id: int
+    started_at: Instant
+    started_by: Literal["opening", "handoff"]
+    replied_at: Instant | None
+    replied_by: str | None
+
+
 class TimelineItem(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -165,9 +179,8 @@ class Event(BaseModel):
     hash: str | None
 
 
-class Rejected(BaseModel):
-    """A delivery refused as bad input: `body` is its text if it is UTF-8, else
-    `body_base64` its bytes."""
+class Refusal(BaseModel):
+    """A delivery refused as bad input, without its body."""
 
     id: int
     received_at: Instant
@@ -175,6 +188,12 @@ class Rejected(BaseModel):
     status: int
     reason: str
     size: int
+
+
+class Rejected(Refusal):
+    """A delivery refused as bad input: `body` is its text if it is UTF-8, else
+    `body_base64` its bytes."""
+
     headers: dict[str, str]
     body: str | None
     body_base64: str | None
