@@ -163,6 +163,7 @@ def test_erasure_removes_the_personal_data_and_keeps_the_facts(client: Client) -
     ]
     assert logged[3]["body"]["payload"]["session"]["operator"]["uuid"] == "op-1"
     assert client.get("/profiles", params={"phone": PHONE}).json()["items"] == []
+    assert client.get("/profiles", params={"name": "анна"}).json()["items"] == []
 
 
 def test_erasure_takes_the_search_key_of_the_name_with_it(client: Client, engine: Engine) -> None:
