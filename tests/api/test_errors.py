@@ -46,6 +46,17 @@ def test_a_logged_refusal_never_holds_a_phone_number_or_a_long_text_in_full(
     assert "phone=" in lines[0]
 
 
+def test_a_logged_refusal_never_holds_a_name_searched_for(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/profiles", params={"name": "Анна", "limit": 5000})
+        assert answer.status_code == 400
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert "Анна" not in line
+    assert "name=***" in line
+
+
 def test_a_404_and_an_unknown_parameter_are_logged_with_their_reason(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
