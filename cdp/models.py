@@ -24,8 +24,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from cdp.names import KEY_LENGTH
+
 # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
 Position = BigInteger().with_variant(Integer(), "sqlite")
+# Compared bytewise, in code point order, whatever the database's collation: then every
+# key that starts with a prefix lies in one range of an index. SQLite compares so anyway.
+NameKey = String(KEY_LENGTH).with_variant(String(KEY_LENGTH, collation="C"), "postgresql")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -288,6 +293,7 @@ class ChatRow(Base):
     __table_args__ = (
         Index("ix_chats_profile_uuid", "profile_uuid"),
         Index("ix_chats_phone_e164", "phone_e164"),
+        Index("ix_chats_name_key", "name_key", "uuid"),
         # A team's chats, most recently active first: read backwards, not sorted.
         Index("ix_chats_team_id_order", "team_id", "last_seen_at", "uuid"),
     )
@@ -298,6 +304,8 @@ class ChatRow(Base):
     name: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     phone_e164: Mapped[str | None] = mapped_column(String(20))
+    # The name as searches compare it (see cdp.names).
+    name_key: Mapped[str | None] = mapped_column(NameKey)
     avatar: Mapped[str | None] = mapped_column(Text)
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[int] = mapped_column(BigInteger)

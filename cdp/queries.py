@@ -31,6 +31,7 @@ from sqlalchemy import (
 from cdp import credentials, log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
+from cdp.names import search_key
 from cdp.projectors import keys
 from cdp.times import utc
 from cdp.webhook import OPERATOR_REPLIED
@@ -224,8 +225,32 @@ def profiles_by_phone(
     connection: Connection, number: str, listing: Listing, source: str | None = None
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat with this number (E.164), of one source or any, in uuid order."""
+    return _owners(connection, chats.c.phone_e164 == number, listing, source)
+
+
+def profiles_by_name(
+    connection: Connection, text: str, listing: Listing, source: str | None = None
+) -> schemas.Page[schemas.Profile]:
+    """Profiles owning a chat whose name starts with `text`, both folded alike (see
+    names.search_key), of one source or any, in uuid order. A prefix of the whole name, not
+    of any word in it; a text that folds to nothing, or no name could hold, finds none."""
+    prefix = search_key(text)
+    if prefix is None or not _fits(prefix, chats.c.name_key):
+        return schemas.Page[schemas.Profile](items=[], next=None)
+    # Every key that starts with the prefix: one range of the index (keys compare bytewise).
+    key = chats.c.name_key
+    return _owners(connection, and_(key >= prefix, key < prefix + "\U0010ffff"), listing, source)
+
+
+def _owners(
+    connection: Connection,
+    condition: ColumnElement[bool],
+    listing: Listing,
+    source: str | None,
+) -> schemas.Page[schemas.Profile]:
+    """Profiles owning a chat that meets `condition`, of one source or any, in uuid order."""
     owner = chats.c.profile_uuid
-    query = select(owner).where(chats.c.phone_e164 == number, owner.is_not(None)).distinct()
+    query = select(owner).where(condition, owner.is_not(None)).distinct()
     if source is not None:
         query = query.where(chats.c.source == source)
     page = _page(connection, [query], [owner], listing, lambda row: row.profile_uuid, str)

@@ -49,6 +49,8 @@ _LOGGED: Final = 2000  # characters of a reason that reach the log
 _DIGITS: Final = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 _SHOWN: Final = 24
 _MISSING: Final = re.compile(r"Missing required \w+ parameter '([^']+)'")
+# Query parameters whose values no log line shows: a secret, a customer's name.
+_HIDDEN: Final = frozenset({"token", "name"})
 
 
 def redact(text: str) -> str:
@@ -103,9 +105,9 @@ def problem(
 def _target(request: AnyRequest) -> str:
     """The path and query as a log line may show them: a phone-like id or a forged log line
     in the path is masked and escaped, every query value cut short and masked, a secret
-    (`token`) not shown at all."""
+    (`token`) or a customer's name (`name`) not shown at all."""
     query = "&".join(
-        f"{_printable(key)}={'***' if key == 'token' else _mask(repr(value))}"
+        f"{_printable(key)}={'***' if key in _HIDDEN else _mask(repr(value))}"
         for key, value in request.query_params.multi_items()
     )
     return shown_path(request.url.path) + (f"?{query}" if query else "")

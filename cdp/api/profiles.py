@@ -1,20 +1,37 @@
 """GET /profiles: customers, each with the chats they own across messengers; and erasure."""
 
+from typing import Annotated
+
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from cdp import erasure, queries
 from cdp.api import auth
 from cdp.api.docs import not_found
 from cdp.api.params import After, Limit
 from cdp.api.service import Service
+from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.queries import Listing
 from cdp.schemas import Erasure, Page, Profile
 from cdp.times import utc
 from cdp.webhook import identifier_problem
+
+Phone = Annotated[
+    str | None,
+    QueryParameter(description="A phone number, in any common notation: `8 (999) 123-45-67`."),
+]
+NameStart = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "The start of a customer's name, whatever its case or the dots of its ё: `иван` "
+            "finds `Иван Петров` and `елкин` finds `Ёлкин`; `петров` does not find `Иван Петров`."
+        ),
+    ),
+]
 
 
 class ProfileController(Controller):
@@ -22,24 +39,34 @@ class ProfileController(Controller):
     guards = [auth.reader]
     tags = ["profiles"]
 
-    @get(summary="Profiles by phone number")
-    async def by_phone(
+    @get(summary="Profiles by phone number or name")
+    async def search(
         self,
-        phone: FromQuery[str],
         service: NamedDependency[Service],
+        phone: Phone = None,
+        name: NameStart = None,
         after: After = None,
         limit: Limit = 100,
         source: FromQuery[str | None] = None,
     ) -> Page[Profile]:
-        """Profiles owning a chat with this phone number, in any common notation; `source`
-        keeps those of one source."""
+        """Profiles owning a chat with this phone number, in any common notation, or whose
+        name starts with this text, whatever its case: give exactly one of `phone` and
+        `name`. `source` keeps those of one source."""
+        listing = Listing(after, limit)
+        if (phone is None) == (name is None):
+            message = "give exactly one of phone and name"
+            extra = [{"key": key, "message": message} for key in ("phone", "name")]
+            raise ValidationException(message, extra=extra)
+        if name is not None:
+            if search_key(name) is None:
+                message = f"{name!r} holds nothing to search for: give the start of a name"
+                raise ValidationException(message, extra=[{"key": "name", "message": message}])
+            return await service.reads.query(queries.profiles_by_name, name, listing, source)
         number = normalize(phone, service.settings.phone_region)
         if number is None:
             message = f"{phone!r} is not a phone number"
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
-        return await service.reads.query(
-            queries.profiles_by_phone, number, Listing(after, limit), source
-        )
+        return await service.reads.query(queries.profiles_by_phone, number, listing, source)
 
     @get(
         "/{uuid:str}",

@@ -389,6 +389,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
         chat_ids = sample(chats.c.uuid)
         profile_ids = sample(chats.c.profile_uuid)
         phones = sample(chats.c.phone_e164)
+        names = sample(chats.c.name_key)
         teams = sample(chats.c.team_id)
         operators = sample(timeline.c.operator_uuid)
         head = connection.scalar(select(func.max(events.c.position))) or 0
@@ -400,6 +401,10 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
             "profile": lambda n: queries.profile(connection, profile_ids[n % len(profile_ids)]),
             "phone search": lambda n: queries.profiles_by_phone(
                 connection, phones[n % len(phones)], page
+            ),
+            # Three letters, as a console asks while a name is typed: a wide range of keys.
+            "name search": lambda n: queries.profiles_by_name(
+                connection, names[n % len(names)][:3], page
             ),
             "chat": lambda n: queries.chat(connection, chat_ids[n % len(chat_ids)], clock),
             "sessions": lambda n: queries.chat_sessions(

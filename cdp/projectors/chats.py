@@ -32,6 +32,7 @@ from sqlalchemy import (
 from cdp import db
 from cdp.log import Recorded
 from cdp.models import chats, handoffs, sessions, timeline
+from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.projectors.conversation import (
     FACT_FIELDS,
@@ -145,7 +146,7 @@ class _Stored:
 
 class ChatsProjector:
     name = "chats"
-    version = 1
+    version = 2  # 2: chats.name_key
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, chats)
     reads: tuple[str, ...] = ()
 
@@ -408,6 +409,8 @@ class _Writes:
                 row[name] = value
         if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
             row["phone_e164"] = normalize(row["phone"], self.phone_region)
+        if stored is None or row["name"] != stored["name"]:  # a name can be megabytes
+            row["name_key"] = search_key(row["name"])
         session = conversation.session
         if session is not None:  # folded from an opening on: the latest session is among these
             operator = session.operator

@@ -6,7 +6,9 @@ from functools import partial
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, select
 
+from cdp.models import chats
 from tests.conftest import Server
 
 
@@ -36,3 +38,10 @@ def settled(client: Any, **options: Any) -> list[dict[str, Any]]:
             return found
         time.sleep(0.02)
     raise AssertionError("a build of a projection did not end within 60 s")
+
+
+def name_keys(engine: Engine) -> dict[str, str | None]:
+    """Each chat's name as searches compare it (see cdp.names)."""
+    with engine.connect() as connection:
+        keys = connection.execute(select(chats.c.uuid, chats.c.name_key))
+        return {uuid: key for uuid, key in keys}

@@ -30,7 +30,7 @@ from cdp.keystore import Keystore
 from cdp.models import erasures, events, rejected
 from cdp.models import keys as keys_table
 from cdp.settings import Settings
-from tests.api.conftest import rebuilt
+from tests.api.conftest import name_keys, rebuilt
 from tests.factories import PAST, handoff, opened, reply, webhook
 
 Client = TestClient  # type: ignore[type-arg]
@@ -163,6 +163,15 @@ def test_erasure_removes_the_personal_data_and_keeps_the_facts(client: Client) -
     ]
     assert logged[3]["body"]["payload"]["session"]["operator"]["uuid"] == "op-1"
     assert client.get("/profiles", params={"phone": PHONE}).json()["items"] == []
+    assert client.get("/profiles", params={"name": "анна"}).json()["items"] == []
+
+
+def test_erasure_takes_the_search_key_of_the_name_with_it(client: Client, engine: Engine) -> None:
+    for body in history():
+        post(client, body)
+    assert name_keys(engine) == {"chat-1": "анна петрова"}
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    assert name_keys(engine) == {"chat-1": None}
 
 
 def test_an_erased_profile_stays_erased_through_a_rebuild(client: Client) -> None:

@@ -46,6 +46,17 @@ def test_a_logged_refusal_never_holds_a_phone_number_or_a_long_text_in_full(
     assert "phone=" in lines[0]
 
 
+def test_a_logged_refusal_never_holds_a_name_searched_for(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/profiles", params={"name": "Анна", "limit": 5000})
+        assert answer.status_code == 400
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
+    assert "Анна" not in line
+    assert "name=***" in line
+
+
 def test_a_404_and_an_unknown_parameter_are_logged_with_their_reason(
     client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -148,19 +159,19 @@ def test_a_phone_like_id_in_the_path_is_masked_in_the_log(
 @pytest.mark.parametrize(
     ("request_path", "named"),
     [
-        ("/events?limit=1&limit=1000", "limit"),
-        ("/teams/1/chats?state=open&state=idle", "state"),
-        ("/profiles", "phone"),
-        ("/events?event_type=a%00", "event_type"),
-        ("/chats/a%00b", "path"),
+        ("/events?limit=1&limit=1000", ["limit"]),
+        ("/teams/1/chats?state=open&state=idle", ["state"]),
+        ("/profiles", ["phone", "name"]),
+        ("/events?event_type=a%00", ["event_type"]),
+        ("/chats/a%00b", ["path"]),
     ],
 )
 def test_every_400_names_what_is_wrong_in_errors(
-    client: Client, request_path: str, named: str
+    client: Client, request_path: str, named: list[str]
 ) -> None:
     answer = client.get(request_path)
     assert answer.status_code == 400
-    assert [error["path"] for error in answer.json()["errors"]] == [named]
+    assert [error["path"] for error in answer.json()["errors"]] == named
 
 
 @pytest.mark.parametrize(

@@ -239,6 +239,7 @@ def cursor(*key: object) -> str:
         ("/chats/c/sessions", {}, cursor(-(10**20))),
         ("/chats/c/sessions", {}, cursor(2**31)),  # sessions.number is a 32-bit integer
         ("/profiles", {"phone": "+79990000001"}, cursor("\ud800")),
+        ("/profiles", {"name": "иван"}, cursor("\ud800")),
         ("/handoffs", {}, cursor(1, "\u0000")),
         ("/chats/c/timeline", {}, cursor(1, True, "x")),
         ("/chats/c/timeline", {}, "A" * 5000),

@@ -15,14 +15,16 @@ from typing import Any
 import httpx
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
-from cdp import builds, ingest, projectors
+from cdp import builds, ingest, projectors, schema
 from cdp.api import create_app
 from cdp.bench.soak import rebuild_changes
 from cdp.keystore import MAIN, Keystore
-from cdp.models import timeline
+from cdp.models import checkpoints, timeline
+from cdp.projectors.chats import ChatsProjector
 from cdp.settings import Settings
+from tests.api.conftest import name_keys
 from tests.cli.test_commands import cdp
 from tests.conftest import Server
 from tests.factories import PAST, checked, handoff, opened, reply, webhook
@@ -76,7 +78,7 @@ def test_projections_say_what_built_them_and_a_rebuild_answers_at_once(
         "teams": "live",
     }
     chats = found["chats"]
-    assert (chats["version"], chats["built_version"]) == (1, 1)
+    assert (chats["version"], chats["built_version"]) == (ChatsProjector.version,) * 2
     assert chats["shape"] == chats["built_shape"]
     assert "session_idle_timeout=86400000ms" in chats["shape"]
     assert (chats["lag"], chats["lag_seconds"], chats["build"]) == (0, 0.0, None)
@@ -127,7 +129,8 @@ def test_other_settings_make_a_projection_stale_until_it_is_built_anew(
     log(engine, settings, history(2))
     other = {"CDP_SESSION_IDLE_TIMEOUT": "3600"}
     shown = cdp(database, "status", **other).output
-    assert "projection chats: position 8, lag 0, stale (built by version 1 with" in shown
+    version = ChatsProjector.version
+    assert f"projection chats: position 8, lag 0, stale (built by version {version} with" in shown
     assert "session_idle_timeout=3600000ms" in shown
     assert "projection profiles: position 8, lag 0, live" in shown
     assert "projection teams: position 8, lag 0, stale" in shown  # it reads chats' sessions
@@ -147,6 +150,23 @@ def test_the_server_builds_stale_projections_as_it_starts(
         found = until_live(client)
         assert "session_idle_timeout=3600000ms" in found["chats"]["built_shape"]
         assert found["chats"]["build"]["state"] == "done"
+
+
+def test_a_store_from_before_name_keys_gets_them_from_the_build_the_server_starts(
+    engine: Engine, settings: Settings
+) -> None:
+    """The migration adds the keys empty: the names are sealed in the log, and only a build
+    opens them. The chats projector's new version is what makes the server build it."""
+    log(engine, settings, opened("c", profile="p", name="Иван  Петров"))
+    schema.downgrade(engine, "0011")
+    with engine.begin() as connection:  # what the code before the keys recorded
+        built_by = update(checkpoints).where(checkpoints.c.name == "chats")
+        connection.execute(built_by.values(version=ChatsProjector.version - 1))
+    schema.upgrade(engine)
+    assert name_keys(engine) == {"c": None}
+    with TestClient(create_app(settings)) as client:
+        assert until_live(client)["chats"]["build"]["state"] == "done"
+    assert name_keys(engine) == {"c": "иван петров"}
 
 
 class Counter:

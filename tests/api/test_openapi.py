@@ -108,3 +108,14 @@ def test_the_event_stream_documents_each_message_as_an_event_of_the_log(
     assert data["contentMediaType"] == "application/json"
     assert data["contentSchema"] == {"$ref": "#/components/schemas/Event"}
     assert "Event" in spec["components"]["schemas"]
+
+
+def test_profiles_are_searched_by_a_phone_or_a_name_and_the_docs_say_only_one(
+    spec: dict[str, Any],
+) -> None:
+    operation = spec["paths"]["/profiles"]["get"]
+    parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
+    assert not parameters["phone"]["required"]
+    assert not parameters["name"]["required"]
+    assert "exactly one of `phone` and `name`" in " ".join(operation["description"].split())
+    assert "does not find" in parameters["name"]["description"]  # the start of the whole name

@@ -100,7 +100,7 @@ def test_in_one_batch_the_first_source_to_name_a_chat_gets_it(
 
 def test_every_list_can_be_read_for_one_source(two: Two) -> None:
     for source, chat, profile in (("a", "ca", "pa"), ("b", "cb", "pb")):
-        for body in opened(chat, team=1, profile=profile, phone=PHONE):
+        for body in opened(chat, team=1, profile=profile, phone=PHONE, name="Иван"):
             assert two.post(source, body).status_code == 202
         assert (
             two.post(source, handoff(chat, at=PAST + 100, team=2, profile=profile)).status_code
@@ -117,5 +117,7 @@ def test_every_list_can_be_read_for_one_source(two: Two) -> None:
     assert [(h["chat_uuid"], h["source"]) for h in listed("/handoffs", source="b")] == [("cb", "b")]
     assert {p["uuid"] for p in listed("/profiles", phone=PHONE)} == {"pa", "pb"}
     assert [p["uuid"] for p in listed("/profiles", phone=PHONE, source="b")] == ["pb"]
+    assert {p["uuid"] for p in listed("/profiles", name="иван")} == {"pa", "pb"}
+    assert [p["uuid"] for p in listed("/profiles", name="иван", source="a")] == ["pa"]
     assert {e["chat_uuid"] for e in listed("/events", source="a")} == {"ca"}
     assert listed("/teams/2/chats", source="nobody") == []

@@ -12,6 +12,7 @@ from cdp.cli import main
 QUERIES = (
     "profile",
     "phone search",
+    "name search",
     "chat",
     "sessions",
     "timeline page",

@@ -27,6 +27,21 @@ def test_the_models_and_the_migrations_do_not_drift(engine: Engine) -> None:
     assert drift(engine) == []
 
 
+def test_every_column_has_the_collation_its_model_gives_it(engine: Engine) -> None:
+    """Autogenerate leaves collations out: a prefix search depends on chats.name_key's."""
+    found = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        migrated = {
+            column["name"]: getattr(column["type"], "collation", None)
+            for column in found.get_columns(table.name)
+        }
+        modelled = {
+            column.name: getattr(column.type.dialect_impl(engine.dialect), "collation", None)
+            for column in table.columns
+        }
+        assert migrated == modelled, table.name
+
+
 def test_upgrade_downgrade_upgrade_leaves_the_same_schema(engine: Engine) -> None:
     schema.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}

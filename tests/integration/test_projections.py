@@ -137,6 +137,10 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         answers = {
             "profiles": [p.model_dump() for p in queries.profiles(connection, ["p1", "p2"])],
             "phones": every(partial(queries.profiles_by_phone, connection, "+79990000001")),
+            "names": {
+                prefix: every(partial(queries.profiles_by_name, connection, prefix))
+                for prefix in ("an", "ан")
+            },
             "teams": {
                 team: every(partial(queries.team_chats, connection, team, None, clock))
                 for team in (1, 2, 3)

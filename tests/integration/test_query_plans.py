@@ -50,6 +50,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, s
 
 def plans(logged: tuple[Engine, str], name: str) -> list[str]:
     """The plan of every statement that answering the list `name` runs."""
+    return plans_of(logged, LISTS[name])
+
+
+def plans_of(logged: tuple[Engine, str], ask: Callable[[Connection, str], Any]) -> list[str]:
+    """The plan of every statement that `ask` runs (given the busiest chat)."""
     engine, chat = logged
     statements: list[tuple[str, Any]] = []
 
@@ -59,7 +64,7 @@ def plans(logged: tuple[Engine, str], name: str) -> list[str]:
     with engine.connect() as connection:
         event.listen(engine, "before_cursor_execute", seen)
         try:
-            LISTS[name](connection, chat)
+            ask(connection, chat)
         finally:
             event.remove(engine, "before_cursor_execute", seen)
         return [
@@ -86,3 +91,9 @@ def test_the_log_of_a_chat_and_a_type_uses_the_index_of_both(
         "ix_events_chat_uuid_event_type" in plan
         for plan in plans(logged, "log of a chat and a type")
     )
+
+
+def test_a_name_search_reads_one_range_of_the_name_index(logged: tuple[Engine, str]) -> None:
+    found = plans_of(logged, lambda c, _: queries.profiles_by_name(c, "Ан", LISTING))
+    searched = "SEARCH chats USING INDEX ix_chats_name_key (name_key>? AND name_key<?)"
+    assert any(searched in plan for plan in found), found
