@@ -48,9 +48,7 @@ def upgrade() -> None:
         sa.Column("handed_off_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_waits")),
     )
-    op.create_index(
-        "ix_waits_chat_uuid_order", "waits", ["chat_uuid", "session_number", "ordinal"]
-    )
+    op.create_index("ix_waits_chat_uuid_order", "waits", ["chat_uuid", "session_number", "ordinal"])
     op.create_index("ix_waits_team_id_started_at", "waits", ["team_id", "started_at"])
     op.create_index("ix_waits_replied_by_started_at", "waits", ["replied_by", "started_at"])
     op.create_index("ix_waits_last_operator_uuid", "waits", ["last_operator_uuid", "handed_off_at"])
