@@ -4,6 +4,7 @@ import importlib.util
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
         timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
     ] = timedelta(seconds=15)
 
+    # The zone the console shows times in (with UTC on hover): an IANA name.
+    timezone: str = "Europe/Moscow"
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
@@ -114,6 +118,21 @@ class Settings(BaseSettings):
         path = Path(url.database)
         beside = url.set(database=str(path.with_name(f"{path.stem}-keys{path.suffix}")))
         return beside.render_as_string(hide_password=False)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone name (e.g. Europe/Moscow, Asia/Almaty, UTC)"
+            ) from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The console's time zone."""
+        return ZoneInfo(self.timezone)
 
     @field_validator("phone_region")
     @classmethod

@@ -7,7 +7,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from cdp import serverlog
+from cdp import console, serverlog
 from cdp.api import (
     auth,
     chats,
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
             health.health,
             metrics.metrics,
             *docs.asset_routers(),
+            *console.routes(),
         ],
         dependencies={
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         on_startup=[service.start],
         on_shutdown=[service.stop],
         type_encoders=serialization.TYPE_ENCODERS,
+        template_config=console.templates(settings.zone()),
         plugins=[serialization.RawJSONSchema(), docs.DefaultResponses()],
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems

@@ -5,8 +5,8 @@ never hold a phone number or a text in full: quoted values are cut short, digit 
 """
 
 import logging
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from litestar import Request, Response

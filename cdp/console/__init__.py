@@ -1,0 +1,64 @@
+"""The web console at /console/: the API's answers as pages, for support leads and analysts.
+
+Server-rendered from the API's own queries, with its own static files: it works with no
+access to the internet. Errors are the API's (the same status, detail and log line),
+shown as a page.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from litestar import Request, Response, Router
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from cdp.api import problems
+from cdp.console import access, pages
+from cdp.console.render import page, templates
+
+STATIC: Final = Path(__file__).parent / "static"
+
+__all__ = ["routes", "templates"]
+
+
+def routes() -> list[ControllerRouterHandler]:
+    """Every console route: its pages, and its static files under /console/static/."""
+    return [
+        Router(
+            path="/",
+            route_handlers=[pages.SignIn, pages.Pages, pages.Operations],
+            exception_handlers={
+                access.SignInNeeded: _sign_in,
+                **{kind: _shown(handler) for kind, handler in problems.HANDLERS.items()},
+            },
+        ),
+        create_static_files_router(
+            path=f"{access.PATH}/static",
+            directories=[STATIC],
+            include_in_schema=False,
+            cache_control=None,
+        ),
+    ]
+
+
+def _sign_in(request: Request[Any, Any, Any], _: access.SignInNeeded) -> Response[Any]:
+    target = f"{access.PATH}/sign-in"
+    if request.headers.get("hx-request") == "true":  # a page's own request: move the page
+        return Response(b"", status_code=401, headers={"HX-Redirect": target})
+    return Redirect(target, status_code=303)
+
+
+def _shown(handler: Callable[..., problems.Answer]) -> Callable[..., Any]:
+    """The API's answer to an error, as a page: its status and detail, logged as it is."""
+
+    def show(request: Request[Any, Any, Any], error: Exception) -> Any:
+        answer = handler(request, error)
+        detail = answer.content.get("detail", "") if isinstance(answer.content, dict) else ""
+        status = answer.status_code or 500
+        shown = page(request, "error.html", status_code=status, detail=detail)
+        shown.headers.update({k: v for k, v in answer.headers.items() if k == "Retry-After"})
+        return shown
+
+    return show

@@ -1,0 +1,358 @@
+"""The console's pages: each parses its request, reads one view (cdp.console.views) in a
+worker thread, and renders it."""
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Final
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.params import Body, FromPath, FromQuery, PathParameter, QueryParameter
+from litestar.response import Redirect, Stream, Template
+from litestar.status_codes import HTTP_401_UNAUTHORIZED
+
+from cdp import builds, queries
+from cdp.api import auth
+from cdp.api.params import Limit
+from cdp.api.service import Service
+from cdp.console import access, views
+from cdp.console.render import HEADERS, page
+from cdp.queries import Listing, Period
+from cdp.times import milliseconds
+from cdp.webhook import INT64_MAX
+
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+AnyRequest = Request[Any, Any, Any]
+TeamId = Annotated[int, PathParameter(ge=0, le=INT64_MAX)]
+Day = Annotated[str | None, QueryParameter(description="A day, YYYY-MM-DD, in CDP_TIMEZONE")]
+# A team chosen in a form, or none: the form sends "" for "all teams".
+TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or empty for all")]
+# The team page's period when none is chosen: the last week, today included.
+DEFAULT_DAYS: Final = 7
+CSV_PAGE: Final = 1000
+
+
+class SignIn(Controller):
+    path = access.PATH
+    include_in_schema = False
+
+    @get("/sign-in")
+    async def form(self, request: AnyRequest) -> Template:
+        expired = access.TOKEN_COOKIE in request.cookies
+        answer = page(request, "sign_in.html", expired=expired, wrong=False)
+        if expired:
+            answer.cookies.append(access.signed_out())
+        return answer
+
+    @post("/sign-in")
+    async def sign_in(self, request: AnyRequest, data: Form) -> Template | Redirect:
+        """Check the token as the API would, and keep it in the console's cookie."""
+        access.check_form(request, data)
+        token = data.get("token", "").strip()
+        try:
+            await auth.gate(request).caller(request, "read", token or None, "wrong token")
+        except HTTPException as error:
+            if error.status_code != HTTP_401_UNAUTHORIZED:
+                raise
+            return page(request, "sign_in.html", status_code=401, expired=False, wrong=True)
+        return Redirect(f"{access.PATH}/", cookies=[access.token_cookie(token)], status_code=303)
+
+    @post("/sign-out")
+    async def sign_out(self, request: AnyRequest, data: Form) -> Redirect:
+        access.check_form(request, data)
+        return Redirect(f"{access.PATH}/sign-in", cookies=[access.signed_out()], status_code=303)
+
+
+class Pages(Controller):
+    path = access.PATH
+    guards = [access.reader]
+    include_in_schema = False
+
+    @get("/")
+    async def start(self, request: AnyRequest) -> Template:
+        return page(request, "search.html", found=None)
+
+    @post("/", status_code=200)
+    async def search(
+        self, request: AnyRequest, data: Form, service: NamedDependency[Service]
+    ) -> Template:
+        """Posted, not asked in the URL: a phone number or a name is personal data, and
+        URLs end up in logs and histories."""
+        access.check_form(request, data)
+        text = data.get("q", "")[:1000]
+        found = await service.reads.query(
+            views.search, text, service.settings.phone_region, service.clock()
+        )
+        return page(request, "search.html", found=found)
+
+    @get("/profiles/{uuid:str}")
+    async def profile(
+        self, request: AnyRequest, uuid: FromPath[str], service: NamedDependency[Service]
+    ) -> Template:
+        found = await service.reads.query(views.profile, uuid, service.clock())
+        if found is None:
+            raise NotFoundException(f"no profile {uuid!r}")
+        return page(request, "profile.html", view=found)
+
+    @get("/chats/{uuid:str}")
+    async def chat(
+        self,
+        request: AnyRequest,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: FromQuery[str | None] = None,
+    ) -> Template:
+        """The chat and the first page of its timeline; asked by the page itself for the
+        next one (HX-Request), that page alone."""
+        found = await service.reads.query(views.chat, uuid, service.clock(), after)
+        if found is None:
+            raise NotFoundException(f"no chat {uuid!r}")
+        fragment = request.headers.get("hx-request") == "true"
+        return page(request, "timeline.html" if fragment else "chat.html", view=found)
+
+    @get("/teams")
+    async def teams(self, request: AnyRequest, service: NamedDependency[Service]) -> Template:
+        found = await service.reads.query(queries.known_teams)
+        return page(request, "teams.html", teams=found)
+
+    @get("/teams/{team_id:str}")
+    async def team(
+        self,
+        request: AnyRequest,
+        team_id: TeamId,
+        service: NamedDependency[Service],
+        since: Day = None,
+        until: Day = None,
+        source: FromQuery[str | None] = None,
+        after: FromQuery[str | None] = None,
+    ) -> Template:
+        if since is None and until is None:
+            today = datetime.now(service.settings.zone()).date()
+            since, until = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), today.isoformat()
+        start, end = _days(service, since, until)
+        period = Period(start, end, source)
+        found = await service.reads.query(views.team, team_id, period, service.clock(), after)
+        if found is None:
+            raise NotFoundException(f"no team {team_id}")
+        bounds = [bound // 1000 for bound in views.SPREAD_BOUNDS_MS]
+        return page(
+            request,
+            "team.html",
+            view=found,
+            since=since,
+            until=until,
+            source=source,
+            bounds=bounds,
+        )
+
+    @get("/handoffs")
+    async def handoffs(
+        self,
+        request: AnyRequest,
+        service: NamedDependency[Service],
+        team_id: TeamChoice = None,
+        since: Day = None,
+        until: Day = None,
+        after: FromQuery[str | None] = None,
+    ) -> Template:
+        team = _team(team_id)
+        start, end = _days(service, since, until)
+        found = await service.reads.query(
+            queries.team_handoffs, Listing(after, 100), team, start, end
+        )
+        teams = await service.reads.query(queries.known_teams)
+        return page(
+            request,
+            "handoffs.html",
+            handoffs=found,
+            teams=teams,
+            team_id=team,
+            since=since or "",
+            until=until or "",
+        )
+
+    @get("/handoffs.csv")
+    async def handoffs_csv(
+        self,
+        request: AnyRequest,
+        service: NamedDependency[Service],
+        team_id: TeamChoice = None,
+        since: Day = None,
+        until: Day = None,
+    ) -> Stream:
+        """Every handoff the filter selects, in the page's columns, read page by page."""
+        team = _team(team_id)
+        start, end = _days(service, since, until)
+        zone = service.settings.zone()
+
+        async def rows() -> AsyncIterator[str]:
+            yield "\ufeff" + _csv_line(CSV_COLUMNS)  # the mark spreadsheets read UTF-8 by
+            after = None
+            while True:
+                found = await service.reads.query(
+                    queries.team_handoffs, Listing(after, CSV_PAGE), team, start, end
+                )
+                yield "".join(_csv_line(_csv_row(handoff, zone)) for handoff in found.items)
+                if found.next is None:
+                    return
+                after = found.next
+
+        name = "-".join(
+            [
+                "handoffs",
+                *([f"team-{team_id}"] if team_id is not None else []),
+                since or "",
+                until or "",
+            ]
+        ).strip("-")
+        headers = HEADERS | {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+        return Stream(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+
+    @get("/log")
+    async def log(
+        self,
+        request: AnyRequest,
+        service: NamedDependency[Service],
+        after: Annotated[int, QueryParameter(ge=0, le=INT64_MAX)] = 0,
+        limit: Limit = 20,
+        event_type: FromQuery[str | None] = None,
+        chat_uuid: FromQuery[str | None] = None,
+        profile_uuid: FromQuery[str | None] = None,
+        source: FromQuery[str | None] = None,
+    ) -> Template:
+        filters = {
+            "event_type": event_type or None,
+            "chat_uuid": chat_uuid or None,
+            "profile_uuid": profile_uuid or None,
+            "source": source or None,
+        }
+        shown, next_after = await service.reads.query(
+            views.log_page, service.keystore, after, limit, filters
+        )
+        return page(
+            request,
+            "log.html",
+            events=shown,
+            next_after=next_after,
+            after=after,
+            limit=limit,
+            filters={name: value or "" for name, value in filters.items()},
+        )
+
+    @get("/log/{position:str}")
+    async def event(
+        self,
+        request: AnyRequest,
+        position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
+        service: NamedDependency[Service],
+    ) -> Template:
+        found = await service.reads.query(views.log_event, service.keystore, position)
+        if found is None:
+            raise NotFoundException(f"no event at position {position}")
+        return page(request, "event.html", shown=found)
+
+
+class Operations(Controller):
+    path = f"{access.PATH}/operations"
+    guards = [access.admin]
+    include_in_schema = False
+
+    @get("/")
+    async def operations(self, request: AnyRequest, service: NamedDependency[Service]) -> Template:
+        found = await service.reads.query(views.operations, service.projectors)
+        fragment = request.headers.get("hx-request") == "true"
+        name = "projections.html" if fragment else "operations.html"
+        return page(request, name, view=found, projectors=service.projectors)
+
+    @post("/rebuild")
+    async def rebuild(
+        self, request: AnyRequest, data: Form, service: NamedDependency[Service]
+    ) -> Redirect:
+        """As POST /projections/rebuild, or /projections/{name}/rebuild; a build already
+        running is a 409 that names it."""
+        access.check_form(request, data)
+        name = data.get("projection", "")
+        chosen = [p for p in service.projectors if not name or p.name == name]
+        if not chosen:
+            raise NotFoundException(f"no projection named {name[:100]!r}")
+        if name:
+            chosen = await service.reads.query(builds.along, service.projectors, chosen)
+        await service.rebuilds.run(lambda: service.builder.start(chosen))
+        return Redirect(f"{access.PATH}/operations/", status_code=303)
+
+
+def _team(value: str | None) -> int | None:
+    """A team id chosen in a form, None for "all teams"; a 400 naming team_id if it is none."""
+    if not value:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= INT64_MAX:
+        return int(value)
+    message = f"must be a team id, an integer from 0 to 2^63-1, got {value[:40]!r}"
+    raise ValidationException(message, extra=[{"key": "team_id", "message": message}])
+
+
+def _days(service: Service, since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    """A period given as days in the console's zone: from the start of `since` to the end
+    of `until`, in ms; a 400 naming the field that is no day, or is before the other."""
+    zone = service.settings.zone()
+
+    def start_of(name: str, value: str | None, later: int) -> int | None:
+        if not value:
+            return None
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            message = f"must be a day, YYYY-MM-DD, got {value[:40]!r}"
+            raise ValidationException(message, extra=[{"key": name, "message": message}]) from None
+        return milliseconds(
+            datetime.combine(day + timedelta(days=later), datetime.min.time(), zone)
+        )
+
+    start, end = start_of("since", since, 0), start_of("until", until, 1)
+    if start is not None and end is not None and start >= end:
+        message = f"since ({since}) is after until ({until})"
+        raise ValidationException(message, extra=[{"key": "since", "message": message}])
+    return start, end
+
+
+CSV_COLUMNS: Final = (
+    "at",
+    "at_utc",
+    "chat_uuid",
+    "session",
+    "from_team_id",
+    "from_team",
+    "to_team_id",
+    "to_team",
+    "source",
+    "position",
+)
+
+
+def _csv_row(handoff: Any, zone: Any) -> list[str]:
+    at = handoff.at
+    return [
+        at.astimezone(zone).isoformat(timespec="milliseconds"),
+        at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        handoff.chat_uuid,
+        str(handoff.session_number),
+        str(handoff.from_team.id),
+        handoff.from_team.name or "",
+        str(handoff.to_team.id),
+        handoff.to_team.name or "",
+        handoff.source,
+        str(handoff.position),
+    ]
+
+
+def _csv_line(cells: Any) -> str:
+    """One CSV line; a cell a spreadsheet would run as a formula is quoted as text."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(
+        "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell for cell in cells
+    )
+    return out.getvalue()

@@ -1,0 +1,292 @@
+"""What each console page shows, read in one worker thread from the API's own queries.
+
+Anything a sender wrote is shown as they wrote it, but never trusted: message bodies are
+parsed here, off the event loop, and cut short when huge or nested beyond reason; only
+http(s) links become links.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection
+
+from cdp import queries, schemas
+from cdp.builds import states
+from cdp.keystore import Keystore
+from cdp.phones import normalize
+from cdp.projectors import Projector
+from cdp.queries import Clock, Listing, Period
+from cdp.webhook import identifier_problem
+
+# How much of a message or a logged body a page shows; the log keeps the whole.
+SHOWN_TEXT: Final = 4000
+SHOWN_BODY: Final = 64 * 1024
+TIMELINE_PAGE: Final = 50
+SEARCH_LIMIT: Final = 20
+LATEST_SESSIONS: Final = 5
+# First-response chart: waits answered within 1 min, 5 min, 15 min, 1 h, 4 h, and beyond.
+SPREAD_BOUNDS_MS: Final = (60_000, 300_000, 900_000, 3_600_000, 14_400_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a search found: profiles, and chats named by their uuid."""
+
+    text: str
+    profiles: list[schemas.Profile]
+    chats: list[schemas.Chat]
+    more: bool
+
+
+def search(connection: Connection, text: str, region: str, clock: Clock) -> Found:
+    """Profiles and chats matching `text`: as a uuid, as a phone number in any spelling,
+    and as the start of a customer's name."""
+    text = text.strip()
+    profiles: dict[str, schemas.Profile] = {}
+    chats: list[schemas.Chat] = []
+    more = False
+    if not text:
+        return Found(text, [], [], False)
+    if identifier_problem(text) is None:
+        for profile in queries.profiles(connection, [text]):
+            profiles[profile.uuid] = profile
+        chat = queries.chat(connection, text, clock)
+        if chat is not None:
+            chats.append(chat)
+    number = normalize(text, region)
+    if number is not None:
+        page = queries.profiles_by_phone(connection, number, Listing(limit=SEARCH_LIMIT))
+        profiles |= {profile.uuid: profile for profile in page.items}
+        more = page.next is not None
+    page = queries.profiles_by_name(connection, text, Listing(limit=SEARCH_LIMIT))
+    profiles |= {profile.uuid: profile for profile in page.items}
+    more = more or page.next is not None
+    return Found(text, list(profiles.values()), chats, more)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChat:
+    chat: schemas.Chat
+    sessions: list[schemas.Session]
+    operators: dict[int, list[schemas.Operator]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilePage:
+    profile: schemas.Profile
+    chats: list[ProfileChat]
+    team_names: dict[int, str | None]
+
+
+def profile(connection: Connection, uuid: str, clock: Clock) -> ProfilePage | None:
+    """A customer, each of their chats as it is now, and each chat's latest sessions with
+    the teams and the operators that handled them."""
+    found = queries.profile(connection, uuid)
+    if found is None:
+        return None
+    uuids = [chat.uuid for chat in found.chats]
+    latest = queries.latest_sessions(connection, uuids, clock, LATEST_SESSIONS)
+    chats = []
+    for uuid_ in uuids:
+        chat = queries.chat(connection, uuid_, clock)
+        if chat is None:
+            continue
+        numbers = [session.number for session in latest[uuid_]]
+        operators = queries.session_operators(connection, uuid_, numbers)
+        chats.append(ProfileChat(chat, latest[uuid_], operators))
+    ids = sorted({team for chat in chats for session in chat.sessions for team in session.teams})
+    return ProfilePage(found, chats, queries.team_names(connection, ids))
+
+
+@dataclass(slots=True)
+class Item:
+    """One timeline item as the conversation shows it."""
+
+    position: int
+    at: datetime
+    kind: str
+    event_type: str
+    team: schemas.Team | None
+    operator: schemas.Operator | None
+    message_uuid: str | None = None
+    message_type: str | None = None
+    text: str | None = None
+    cut: bool = False
+    link: str | None = None
+    link_name: str | None = None
+    failure: str | None = None  # a message_updated that says the delivery failed: why
+    failed: str | None = None  # this message's delivery failed (seen on this page): why
+    handoff: schemas.Handoff | None = None
+    turn: schemas.Turn | None = None  # the wait this item began (an opening, a handoff)
+
+
+@dataclass(slots=True)
+class SessionGroup:
+    number: int | None
+    continued: bool
+    items: list[Item] = field(default_factory=list)
+    first_turn: schemas.Turn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPage:
+    chat: schemas.Chat
+    groups: list[SessionGroup]
+    next: str | None
+    after: str | None
+
+
+def chat(connection: Connection, uuid: str, clock: Clock, after: str | None) -> ChatPage | None:
+    """A chat now, and a page of its timeline as a conversation: grouped by session, each
+    turn's wait for a first reply, each handoff from team to team, failed deliveries."""
+    found = queries.chat(connection, uuid, clock)
+    timeline = queries.chat_timeline(connection, uuid, Listing(after, TIMELINE_PAGE))
+    if found is None or timeline is None:
+        return None
+    items = [_item(entry) for entry in timeline.items]
+    numbers = sorted({item.session_number for item in timeline.items if item.session_number})
+    turns = queries.chat_turns(connection, uuid, numbers)
+    by_position = {turn.position: turn for turn in turns}
+    first_turns = {turn.session_number: turn for turn in turns if turn.ordinal == 1}
+    handed = queries.handoffs_at(
+        connection, [item.position for item in items if item.kind == "handoff"]
+    )
+    failures = {item.message_uuid: item.failure for item in items if item.failure}
+    groups: list[SessionGroup] = []
+    for entry, item in zip(timeline.items, items, strict=True):
+        item.turn = by_position.get(item.position)
+        item.handoff = handed.get(item.position)
+        if item.kind in ("message_in", "operator_reply") and item.message_uuid in failures:
+            item.failed = failures[item.message_uuid]
+        number = entry.session_number
+        if not groups or groups[-1].number != number:
+            continued = number is not None and not (
+                item.kind == "session_opened" or (not groups and after is None)
+            )
+            groups.append(SessionGroup(number, continued, first_turn=first_turns.get(number or 0)))
+        groups[-1].items.append(item)
+    return ChatPage(found, groups, timeline.next, after)
+
+
+def _item(entry: schemas.TimelineItem) -> Item:
+    item = Item(
+        position=entry.position,
+        at=entry.occurred_at,
+        kind=entry.kind,
+        event_type=entry.event_type,
+        team=entry.team,
+        operator=entry.operator,
+    )
+    message = _parsed(entry.message.text) if entry.message is not None else None
+    if not isinstance(message, dict):
+        return item
+    item.message_uuid = _text(message.get("uuid"))
+    item.message_type = _text(message.get("type"))
+    text = _text(message.get("text") or message.get("caption"))
+    if text is not None:
+        item.text, item.cut = text[:SHOWN_TEXT], len(text) > SHOWN_TEXT
+    url = _text(message.get("url") or message.get("file") or message.get("link"))
+    if url is not None and url.lower().startswith(("https://", "http://")):
+        item.link = url[:SHOWN_TEXT]
+    item.link_name = _text(message.get("name") or message.get("file_name"))
+    status = _text(message.get("status"))
+    error = _text(message.get("error"))
+    if entry.kind == "message_updated" and (
+        error is not None or (status or "").lower() in ("error", "failed", "undelivered")
+    ):
+        item.failure = (error or status or "")[:SHOWN_TEXT]
+    return item
+
+
+def _parsed(text: str) -> Any:
+    """A stored message, or None if it is too large or too deep to show."""
+    if len(text) > 4 * SHOWN_TEXT + 10_000:
+        # A message this long is shown by its start alone: the log holds the whole.
+        return {"text": text[:SHOWN_TEXT] + "…"}
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPage:
+    stats: schemas.TeamStats
+    spread: list[int]
+    chats: schemas.Page[schemas.Chat]
+
+
+def team(
+    connection: Connection,
+    team_id: int,
+    period: Period,
+    clock: Clock,
+    after: str | None,
+) -> TeamPage | None:
+    """A team: its figures for `period`, how long its customers waited for a first reply
+    (counts by length), and its chats now, most recently active first."""
+    stats = queries.team_stats(connection, team_id, period)
+    if stats is None:
+        return None
+    spread = queries.first_response_spread(connection, team_id, period, SPREAD_BOUNDS_MS)
+    chats = queries.team_chats(
+        connection, team_id, None, clock, Listing(after, TIMELINE_PAGE), period.source
+    )
+    return TeamPage(stats, spread, chats)
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A logged event with its body pretty-printed, and cut short if huge."""
+
+    event: schemas.Event
+    body: str
+    cut: int  # characters left out
+
+
+def log_page(
+    connection: Connection,
+    keystore: Keystore,
+    after: int,
+    limit: int,
+    filters: dict[str, str | None],
+) -> tuple[list[Shown], int | None]:
+    page = queries.events(connection, keystore, after=after, limit=limit, **filters)
+    return [_shown(event) for event in page.items], page.next_after
+
+
+def log_event(connection: Connection, keystore: Keystore, position: int) -> Shown | None:
+    found = queries.event(connection, keystore, position)
+    return None if found is None else _shown(found, SHOWN_BODY * 16)
+
+
+def _shown(event: schemas.Event, limit: int = SHOWN_BODY) -> Shown:
+    text = event.body.text
+    try:
+        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        pretty = text
+    return Shown(event, pretty[:limit], max(0, len(pretty) - limit))
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    projections: list[schemas.Projection]
+    rejected: list[schemas.Refusal]
+    sources: list[schemas.Source]
+
+
+def operations(connection: Connection, projectors: Sequence[Projector]) -> Operations:
+    """Each projection's state and build, the latest rejected deliveries, the sources."""
+    return Operations(
+        projections=states(connection, list(projectors)),
+        rejected=queries.latest_refused(connection, 20),
+        sources=queries.sources(connection),
+    )

@@ -1,0 +1,226 @@
+"""The console's words in English and Russian, and which a browser asks for."""
+
+from typing import Final, Literal
+
+Language = Literal["en", "ru"]
+LANGUAGES: Final[tuple[Language, ...]] = ("en", "ru")
+_BY_TAG: Final[dict[str, Language]] = {language: language for language in LANGUAGES}
+
+# key: (English, Russian)
+_WORDS: Final[dict[str, tuple[str, str]]] = {
+    "console": ("cdp console", "Консоль cdp"),
+    "skip": ("Skip to content", "Перейти к содержимому"),
+    "nav": ("Sections", "Разделы"),
+    "search": ("Search", "Поиск"),
+    "teams": ("Teams", "Команды"),
+    "handoffs": ("Handoffs", "Передачи"),
+    "log": ("Log", "Журнал"),
+    "operations": ("Operations", "Обслуживание"),
+    "sign_in": ("Sign in", "Войти"),
+    "sign_out": ("Sign out", "Выйти"),
+    "token": ("Token", "Токен"),
+    "token_hint": (
+        "A read token to look, an admin token for operations (cdp token create).",
+        "Токен чтения, чтобы смотреть; токен администратора для обслуживания (cdp token create).",
+    ),
+    "wrong_token": ("This token is not valid.", "Этот токен недействителен."),
+    "signed_out": (
+        "Your token is no longer valid: sign in again.",
+        "Токен больше не действует: войдите снова.",
+    ),
+    "open_store": (
+        "This store is open: it has no tokens, so anyone on this machine may look.",
+        "Хранилище открыто: токенов нет, смотреть может любой на этой машине.",
+    ),
+    "signed_in_as": ("Signed in as", "Вы вошли как"),
+    "role_read": ("read", "чтение"),
+    "role_admin": ("admin", "администратор"),
+    "search_label": (
+        "Phone, profile or chat uuid, or the start of a name",
+        "Телефон, uuid профиля или чата, или начало имени",
+    ),
+    "search_button": ("Find", "Найти"),
+    "search_hint": (
+        "A phone in any spelling (+7 999 123-45-67, 89991234567), a uuid, or the first "
+        "letters of a customer's name.",
+        "Телефон в любой записи (+7 999 123-45-67, 89991234567), uuid или первые буквы "
+        "имени клиента.",
+    ),
+    "nothing_found": ("Nothing found for", "Ничего не найдено по запросу"),
+    "found_profiles": ("Profiles", "Профили"),
+    "found_chats": ("Chats", "Чаты"),
+    "more_results": (
+        "More match: make the search longer.",
+        "Совпадений больше: уточните запрос.",
+    ),
+    "profile": ("Profile", "Профиль"),
+    "chat": ("Chat", "Чат"),
+    "merged_into": ("Merged into", "Объединён с"),
+    "merged_note": (
+        "This profile owns no chat any more: its chats now belong to",
+        "У профиля больше нет чатов: они теперь принадлежат профилю",
+    ),
+    "platform": ("Messenger", "Мессенджер"),
+    "name": ("Name", "Имя"),
+    "phone": ("Phone", "Телефон"),
+    "phones": ("Phones", "Телефоны"),
+    "names": ("Names", "Имена"),
+    "first_seen": ("First seen", "Впервые"),
+    "last_seen": ("Last seen", "Последний раз"),
+    "team": ("Team", "Команда"),
+    "operator": ("Operator", "Оператор"),
+    "operators": ("Operators", "Операторы"),
+    "state": ("State", "Состояние"),
+    "open": ("open", "открыта"),
+    "idle": ("idle", "неактивна"),
+    "none": ("none", "нет"),
+    "session": ("Session", "Сессия"),
+    "sessions": ("Sessions", "Сессии"),
+    "latest_sessions": ("Latest sessions", "Последние сессии"),
+    "opened": ("Opened", "Открыта"),
+    "last_activity": ("Last activity", "Последняя активность"),
+    "messages_in_out": ("Messages in / out", "Сообщений от клиента / операторов"),
+    "no_sessions": ("No session yet.", "Сессий пока нет."),
+    "open_chat": ("Open the chat", "Открыть чат"),
+    "source": ("Source", "Источник"),
+    "continued": ("continued", "продолжение"),
+    "first_reply_after": ("First reply after", "Первый ответ через"),
+    "no_reply_yet": ("No reply yet", "Ответа пока нет"),
+    "waited_for": ("waited for", "ждал"),
+    "handed_off": ("Handed off", "Передан"),
+    "from_to": ("from {a} to {b}", "из «{a}» в «{b}»"),
+    "customer": ("Customer", "Клиент"),
+    "delivery_failed": ("Delivery failed", "Не доставлено"),
+    "message_changed": ("Message changed", "Сообщение изменено"),
+    "session_updated": ("Session updated", "Сессия обновлена"),
+    "other_event": ("Event", "Событие"),
+    "image": ("Image", "Изображение"),
+    "document": ("Document", "Документ"),
+    "no_text": ("(no text)", "(без текста)"),
+    "too_long": ("cut short: the whole of it is in the log", "обрезано: целиком в журнале"),
+    "raw_event": ("log event", "событие журнала"),
+    "load_more": ("Load more", "Показать ещё"),
+    "next_page": ("Next page", "Следующая страница"),
+    "first_page": ("First page", "Первая страница"),
+    "end_of_timeline": ("That is all.", "Это всё."),
+    "period": ("Period", "Период"),
+    "since": ("From", "С"),
+    "until": ("To (inclusive)", "По (включительно)"),
+    "show": ("Show", "Показать"),
+    "all_teams": ("All teams", "Все команды"),
+    "any_source": ("Any source", "Любой источник"),
+    "team_chats": ("Its chats, most recently active first", "Её чаты, сначала недавние"),
+    "no_chats": ("No chat is with this team now.", "Сейчас у команды нет чатов."),
+    "statistics": ("Statistics", "Статистика"),
+    "sessions_opened": ("Sessions opened", "Открыто сессий"),
+    "handoffs_in": ("Handed in", "Передано в команду"),
+    "handoffs_out": ("Handed out", "Передано из команды"),
+    "customer_messages": ("Customer messages", "Сообщений клиентов"),
+    "operator_replies": ("Operator replies", "Ответов операторов"),
+    "answered": ("Waits answered", "Ожиданий с ответом"),
+    "median_wait": ("Median first response", "Медиана первого ответа"),
+    "p90_wait": ("90% answered within", "90% ответов в пределах"),
+    "unanswered": ("Waits unanswered", "Ожиданий без ответа"),
+    "chart_title": ("First-response times", "Время первого ответа"),
+    "n_waits": ("{n} wait|{n} waits", "{n} ожидание|{n} ожидания|{n} ожиданий"),
+    "no_team": ("no team", "без команды"),
+    "known_teams": ("Every team the events named", "Все команды из событий"),
+    "audit_title": ("Handoff audit", "Журнал передач"),
+    "download_csv": ("Download CSV", "Скачать CSV"),
+    "csv_note": (
+        "The CSV holds every handoff the filter selects, in the same columns.",
+        "CSV содержит все передачи по этому фильтру, в тех же столбцах.",
+    ),
+    "at": ("When", "Когда"),
+    "from_team": ("From team", "Из команды"),
+    "to_team": ("To team", "В команду"),
+    "no_handoffs": ("No handoff matches.", "Передач не найдено."),
+    "event_type": ("Type", "Тип"),
+    "chat_uuid": ("Chat uuid", "uuid чата"),
+    "profile_uuid": ("Profile uuid", "uuid профиля"),
+    "after_position": ("After position", "После позиции"),
+    "position": ("Position", "Позиция"),
+    "occurred": ("Occurred", "Произошло"),
+    "received": ("Received", "Получено"),
+    "erased": ("personal data erased", "персональные данные удалены"),
+    "unreadable": ("cannot be opened", "не открывается"),
+    "no_events": ("No event matches.", "Событий не найдено."),
+    "body": ("Body", "Тело"),
+    "event": ("Event", "Событие"),
+    "projections": ("Projections", "Проекции"),
+    "status": ("Status", "Статус"),
+    "lag": ("Lag", "Отставание"),
+    "n_events": ("{n} event|{n} events", "{n} событие|{n} события|{n} событий"),
+    "progress": ("Progress", "Ход"),
+    "rebuild_all": ("Rebuild every projection", "Перестроить все проекции"),
+    "rebuild": ("Rebuild", "Перестроить"),
+    "rebuild_started": ("Rebuild started.", "Перестройка запущена."),
+    "rejected": ("Rejected deliveries", "Отклонённые доставки"),
+    "reason": ("Reason", "Причина"),
+    "size": ("Size", "Размер"),
+    "no_rejected": ("None kept.", "Нет."),
+    "sources": ("Sources", "Источники"),
+    "created": ("Created", "Создан"),
+    "signed": ("Signed", "С подписью"),
+    "yes": ("yes", "да"),
+    "no": ("no", "нет"),
+    "no_sources": (
+        "No source: webhooks need no secret.",
+        "Источников нет: вебхукам секрет не нужен.",
+    ),
+    "error": ("Error", "Ошибка"),
+    "back_to_search": ("Back to search", "К поиску"),
+    "not_found": ("Not found", "Не найдено"),
+    "seconds_short": ("s", "с"),
+    "minutes_short": ("min", "мин"),
+    "hours_short": ("h", "ч"),
+    "days_short": ("d", "д"),
+    "time_zone": ("Times in", "Время:"),
+}
+
+
+class Words:
+    """The console's words in one language: `words("key")`, or `words("key", a=...)`."""
+
+    def __init__(self, language: Language) -> None:
+        self.language = language
+        self._index = LANGUAGES.index(language)
+
+    def __call__(self, key: str, **values: object) -> str:
+        text = _WORDS[key][self._index]
+        return text.format(**values) if values else text
+
+    def count(self, key: str, n: int, shown: str) -> str:
+        """`n` of something, in the plural form its language gives `n` (`shown` is how `n`
+        is written): "1 wait", "2 waits"; "1 ожидание", "2 ожидания", "5 ожиданий"."""
+        forms = _WORDS[key][self._index].split("|")
+        if self.language == "en":
+            form = forms[0 if n == 1 else 1]
+        elif n % 10 == 1 and n % 100 != 11:
+            form = forms[0]
+        elif 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+            form = forms[1]
+        else:
+            form = forms[2]
+        return form.format(n=shown)
+
+
+def language(accept_language: str | None) -> Language:
+    """The language a browser prefers among ours (RFC 9110 Accept-Language, with q
+    weights); English when it names neither."""
+    best: Language = "en"
+    best_weight = 0.0
+    for part in (accept_language or "")[:1000].split(",")[:50]:
+        tag, _, parameters = part.partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        weight = 1.0
+        name, _, value = parameters.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                continue
+        found = _BY_TAG.get(primary)
+        if found is not None and 0 < weight <= 1 and weight > best_weight:
+            best, best_weight = found, weight
+    return best

@@ -1,0 +1,287 @@
+"""The console's pages without a browser, on both databases: who may see them, how forms
+are protected, what they say in which language and zone, and what hostile input gets."""
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import Engine
+
+from cdp import credentials
+from cdp.api import create_app
+from cdp.settings import Settings
+from tests.factories import PAST, handoff, opened, samples, webhook
+
+Client = TestClient  # type: ignore[type-arg]
+CHAT = "0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10"
+PROFILE = "5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01"
+
+
+def browser(settings: Settings) -> Client:
+    """A client that keeps the console's cookies, which are sent over HTTPS only."""
+    return TestClient(create_app(settings), base_url="https://testserver.local")
+
+
+@pytest.fixture
+def open_console(settings: Settings) -> Iterator[Client]:
+    with browser(settings) as client:
+        for body in samples():
+            assert client.post("/webhooks/fasttrack", content=body).status_code == 202
+        yield client
+
+
+def csrf(client: Client) -> str:
+    if "cdp_csrf" not in client.cookies:
+        client.get("/console/")
+    value: str = client.cookies["cdp_csrf"]
+    return value
+
+
+def tokens(engine: Engine) -> tuple[str, str]:
+    with engine.begin() as connection:
+        return (
+            credentials.create_token(connection, "lead", "read"),
+            credentials.create_token(connection, "ops", "admin"),
+        )
+
+
+def test_an_open_store_shows_the_console_without_sign_in_and_says_it_is_open(
+    open_console: Client,
+) -> None:
+    page = open_console.get("/console/", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert "This store is open" in page.text
+    assert 'href="/console/operations/"' in page.text  # nobody to refuse it to
+
+
+def test_every_page_forbids_framing_caching_foreign_scripts_and_referrers(
+    open_console: Client,
+) -> None:
+    for path in ("/console/", f"/console/chats/{CHAT}", "/console/sign-in", "/console/chats/x"):
+        page = open_console.get(path)
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_a_search_is_posted_and_refused_without_the_forms_csrf_value(
+    open_console: Client,
+) -> None:
+    form = {"q": "+7 999 123-45-67"}
+    assert open_console.post("/console/", data=form).status_code == 403
+    forged = open_console.post("/console/", data={**form, "csrf": "x" * 43})
+    assert forged.status_code == 403
+    assert "did not come from a page of the console" in forged.text
+    cross_site = open_console.post(
+        "/console/",
+        data={**form, "csrf": csrf(open_console)},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross_site.status_code == 403
+    found = open_console.post("/console/", data={**form, "csrf": csrf(open_console)})
+    assert found.status_code == 200
+    assert f'href="/console/profiles/{PROFILE}"' in found.text
+
+
+def test_a_search_finds_by_uuid_by_phone_in_any_spelling_and_by_the_start_of_a_name(
+    open_console: Client,
+) -> None:
+    token = csrf(open_console)
+    for text in (PROFILE, "89991234567", "+7 (999) 123 45 67", "ан", "АННА"):
+        found = open_console.post("/console/", data={"q": text, "csrf": token})
+        assert f'href="/console/profiles/{PROFILE}"' in found.text, text
+    by_chat = open_console.post("/console/", data={"q": CHAT, "csrf": token})
+    assert f'href="/console/chats/{CHAT}"' in by_chat.text
+    for text in ("89990000000", "Борис", "x" * 5000, "a\x00b", "'; DROP TABLE chats; --"):
+        nothing = open_console.post("/console/", data={"q": text, "csrf": token})
+        assert nothing.status_code == 200, text
+        assert "/console/profiles/" not in nothing.text, text
+
+
+def test_a_closed_store_sends_the_browser_to_sign_in_and_keeps_the_token_in_a_cookie(
+    settings: Settings, engine: Engine
+) -> None:
+    read, _ = tokens(engine)
+    with browser(settings) as client:
+        page = client.get(f"/console/chats/{CHAT}", follow_redirects=False)
+        assert (page.status_code, page.headers["location"]) == (303, "/console/sign-in")
+        fragment = client.get(f"/console/chats/{CHAT}", headers={"HX-Request": "true"})
+        assert (fragment.status_code, fragment.headers["hx-redirect"]) == (401, "/console/sign-in")
+        form = client.get("/console/sign-in")
+        assert 'type="password"' in form.text
+        signed = client.post(
+            "/console/sign-in",
+            data={"token": read, "csrf": csrf(client)},
+            follow_redirects=False,
+        )
+        assert (signed.status_code, signed.headers["location"]) == (303, "/console/")
+        cookie = signed.headers["set-cookie"]
+        assert all(
+            part in cookie for part in ("HttpOnly", "Secure", "SameSite=lax", "Path=/console")
+        )
+        assert client.get("/console/").status_code == 200
+        # The token is the API's: the same read limit and the same 403 for admin work.
+        assert client.get("/console/operations/").status_code == 403
+        assert read not in client.get("/console/").text
+
+
+def test_a_sign_in_without_the_forms_csrf_value_is_refused(
+    settings: Settings, engine: Engine
+) -> None:
+    read, _ = tokens(engine)
+    with browser(settings) as client:
+        answer = client.post("/console/sign-in", data={"token": read}, follow_redirects=False)
+        assert answer.status_code == 403
+        assert "cdp_console" not in client.cookies
+
+
+def test_wrong_tokens_count_against_the_address_as_on_the_api(
+    settings: Settings, engine: Engine
+) -> None:
+    tokens(engine)
+    with browser(settings) as client:
+        token = csrf(client)
+        statuses = [
+            client.post("/console/sign-in", data={"token": f"wrong-{n}", "csrf": token}).status_code
+            for n in range(12)
+        ]
+        assert statuses[0] == 401
+        assert statuses[-1] == 429
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "expected"),
+    [("ru-RU,ru;q=0.9,en;q=0.8", "Поиск"), ("en-GB,en;q=0.9", "Search"), ("de-DE", "Search")],
+)
+def test_the_console_speaks_the_browsers_language(
+    open_console: Client, accept_language: str, expected: str
+) -> None:
+    page = open_console.get("/console/", headers={"Accept-Language": accept_language})
+    assert f"<h1>{expected}</h1>" in page.text
+    assert f'<html lang="{"ru" if expected == "Поиск" else "en"}">' in page.text
+
+
+def test_times_are_shown_in_the_configured_zone_with_utc_on_hover(settings: Settings) -> None:
+    zoned = settings.model_copy(update={"timezone": "Asia/Almaty"})
+    with browser(zoned) as client:
+        for body in samples():
+            client.post("/webhooks/fasttrack", content=body)
+        page = client.get(f"/console/chats/{CHAT}").text
+    # The customer's first message: 2026-05-05 07:46:12.150 UTC.
+    assert (
+        '<time datetime="2026-05-05T07:46:12.150Z" title="2026-05-05 07:46:12 UTC">'
+        "2026-05-05 12:46:12</time>"
+    ) in page
+    assert "Asia/Almaty" in page
+
+
+def test_a_timeline_page_asked_by_the_page_itself_is_the_fragment_alone(settings: Settings) -> None:
+    with browser(settings) as client:
+        bodies = opened("long", at=PAST, team=1)
+        bodies += [
+            webhook("message_created", chat="long", at=PAST + n * 1000, message=f"m{n}")
+            for n in range(1, 80)
+        ]
+        for body in bodies:
+            client.post("/webhooks/fasttrack", content=json.dumps(body))
+        first = client.get("/console/chats/long").text
+        after = re.search(r'hx-get="/console/chats/long\?after=([^"]+)"', first)
+        assert after is not None
+        fragment = client.get(
+            f"/console/chats/long?after={after.group(1)}", headers={"HX-Request": "true"}
+        )
+        assert not fragment.text.lstrip().startswith("<!doctype")
+        assert "(continued)" in fragment.text or "(продолжение)" in fragment.text
+        shown = re.findall(r"m(\d+)</p>", first) + re.findall(r"m(\d+)</p>", fragment.text)
+        assert [int(n) for n in shown] == list(range(1, 80))
+        assert "Load more" not in fragment.text
+        assert "Показать ещё" not in fragment.text
+
+
+def test_a_link_a_sender_wrote_is_a_link_only_if_it_is_http(settings: Settings) -> None:
+    with browser(settings) as client:
+        for url, name in (
+            ("javascript:alert(1)", "evil.pdf"),
+            ("https://files.example.com/a.pdf", "a.pdf"),
+        ):
+            body = webhook("operator_replied", chat="files", at=PAST, operator="op", team=1)
+            body["payload"]["message"] = {
+                "uuid": name,
+                "type": "document",
+                "url": url,
+                "name": name,
+            }
+            body["timestamp"] += len(name)
+            client.post("/webhooks/fasttrack", content=json.dumps(body))
+        page = client.get("/console/chats/files").text
+    assert 'href="https://files.example.com/a.pdf"' in page
+    assert "javascript:" not in page
+    assert "evil.pdf" in page
+
+
+def test_text_a_sender_wrote_is_shown_as_text_never_as_markup(settings: Settings) -> None:
+    with browser(settings) as client:
+        body = webhook("message_created", chat="x", at=PAST, message="<script>alert(1)</script>")
+        body["payload"]["chat"]["name"] = '"><img src=x onerror=alert(1)>'
+        client.post("/webhooks/fasttrack", content=json.dumps(body))
+        pages = [client.get("/console/chats/x").text, client.get("/console/log").text]
+    for page in pages:
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_hostile_parameters_get_a_page_naming_what_is_wrong(open_console: Client) -> None:
+    cases = {
+        "/console/teams/12?since=yesterday": "since",
+        "/console/teams/12?since=2026-05-06&until=2026-05-01": "since",
+        "/console/handoffs?team_id=-1": "team_id",
+        "/console/handoffs?after=bm90IGEgY3Vyc29y": "after",
+        "/console/log?after=x": "after",
+        "/console/chats/x?nope=1": "nope",
+        "/console/teams/99999999999999999999": "team_id",
+    }
+    for path, named in cases.items():
+        page = open_console.get(path, headers={"Accept-Language": "en"})
+        assert page.status_code == 400, path
+        assert named in page.text, path
+        assert page.text.lstrip().startswith("<!doctype html>"), path
+    missing = open_console.get("/console/teams/7")
+    assert missing.status_code == 404
+    assert "no team 7" in missing.text
+
+
+def test_the_handoff_audit_csv_holds_every_handoff_the_filter_selects_and_no_formula(
+    settings: Settings,
+) -> None:
+    with browser(settings) as client:
+        bodies = []
+        for n in range(1200):  # more than one page of the CSV's reads
+            at = PAST + n * 60_000
+            bodies += [
+                *opened(f"c{n}", at=at, team=1),
+                handoff(f"c{n}", at=at + 1000, team=2, team_name='=HYPERLINK("x")'),
+            ]
+        for body in bodies:
+            client.post("/webhooks/fasttrack", content=json.dumps(body))
+        answer = client.get("/console/handoffs.csv?team_id=2")
+    assert answer.headers["content-disposition"] == 'attachment; filename="handoffs-team-2.csv"'
+    lines = answer.content.decode("utf-8-sig").splitlines()
+    assert lines[0].split(",")[:3] == ["at", "at_utc", "chat_uuid"]
+    assert len(lines) == 1 + 1200
+    assert "'=HYPERLINK" in lines[1]
+
+
+def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> None:
+    page = open_console.get(
+        "/console/teams/12?since=2026-05-01&until=2026-05-31", headers={"Accept-Language": "en"}
+    )
+    assert page.status_code == 200
+    # The sample's one wait: 62.9 s, in the 1 to 5 minute bar.
+    description = re.search(r"<desc id=\"chart-desc\">(.*?)</desc>", page.text, re.S)
+    assert description is not None
+    assert "&lt; 1 min: 0; 1 min–5 min: 1; 5 min–15 min: 0;" in description.group(1)
