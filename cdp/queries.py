@@ -977,4 +977,4 @@ def team_names(connection: Connection, ids: Sequence[int]) -> dict[int, str | No
     if not ids:
         return {}
     query = select(teams.c.id, teams.c.name).where(teams.c.id.in_(ids)).order_by(teams.c.named_at)
-    return dict(connection.execute(query).tuples().all())
+    return {row.id: row.name for row in connection.execute(query)}
