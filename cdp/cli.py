@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -37,6 +37,7 @@ from cdp import (
     schema,
     serverlog,
 )
+from cdp.bench import GROUPS
 from cdp.credentials import CredentialError
 from cdp.keystore import Keystore
 from cdp.schemas import Projection
@@ -563,6 +564,13 @@ def _described(state: Projection) -> str:
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True))
 @click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(GROUPS),
+    help="Measure these figures alone (repeat for several): the import and rebuild, the "
+    "queries, the console's pages, one webhook, HTTP ingest, or webhooks during a rebuild.",
+)
+@click.option(
     "--soak",
     "soak_seconds",
     type=click.IntRange(1, 7 * 86_400),
@@ -578,6 +586,7 @@ def bench(
     events: int,
     seed: int,
     json_path: str | None,
+    only: tuple[str, ...],
     soak_seconds: int | None,
 ) -> None:
     """Measure this installation: each figure beside a baseline measured in the same run.
@@ -603,7 +612,7 @@ def bench(
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
         )
 
-    plan = Plan.of(database, events, seed, settings)
+    plan = replace(Plan.of(database, events, seed, settings), only=frozenset(only))
     figures = measure(plan, show)
     if json_path:
         rows = [{**asdict(figure), "ratio": figure.ratio} for figure in figures]

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -79,6 +79,10 @@ class Plan:
     clients: int = 16
     posts: int = 3_000
     settings: Settings = field(default_factory=Settings)
+    only: frozenset[str] = frozenset()  # of cdp.bench.GROUPS; none: every one
+
+    def measures(self, *groups: str) -> bool:
+        return not self.only or not self.only.isdisjoint(groups)
 
     @classmethod
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
@@ -105,15 +109,24 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
 
     with databases(plan.database) as fresh:
         big = fresh()
-        take(_import_and_rebuild(plan, big, fresh()))
+        if plan.measures("import"):
+            take(_import_and_rebuild(plan, big, fresh()))
+        else:
+            _load(big, Traffic(events=plan.events, seed=plan.seed), plan.settings)
         small = big
-        if plan.small < plan.events:
+        if plan.small < plan.events and plan.measures("queries", "console"):
             small = fresh()
             _load(small, Traffic(events=plan.small, seed=plan.seed), plan.settings)
-        take(_queries(plan, small, big))
-        take(_one_webhook(plan, fresh))
-        take(_http_ingest(plan, fresh()))
-        take(_ingest_during_a_rebuild(plan, big))
+        if plan.measures("queries"):
+            take(_queries(plan, small, big))
+        if plan.measures("console"):
+            take(_console(plan, small, big))
+        if plan.measures("webhook"):
+            take(_one_webhook(plan, fresh))
+        if plan.measures("http"):
+            take(_http_ingest(plan, fresh()))
+        if plan.measures("rebuild"):
+            take(_ingest_during_a_rebuild(plan, big))
     return figures
 
 
@@ -449,6 +462,92 @@ def percentile(values: list[float], cut: int) -> float:
         if len(values) > 1
         else values[0]
     )
+
+
+# -- console pages -----------------------------------------------------------------------
+
+
+def _console(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
+    """p50 and p99 of each console page, asked of a server as a browser asks, at the
+    small size and at the plan's size: the time to the last byte of the page."""
+    at_small = _page_times(small_url, plan)
+    at_big = _page_times(big_url, plan) if big_url != small_url else at_small
+    for name, times in at_big.items():
+        for cut, label in ((50, "p50"), (99, "p99")):
+            yield Figure(
+                f"console {name} at {plan.events:,} events: {label}",
+                percentile(times, cut) * 1000,
+                "ms",
+                percentile(at_small[name], cut) * 1000,
+                f"at {plan.small:,}",
+            )
+
+
+def _page_times(url: str, plan: Plan) -> dict[str, list[float]]:
+    engine = db.make_engine(url)
+    chosen = random.Random(plan.seed)
+    repeats = max(plan.repeats // 4, 10)
+
+    with engine.connect() as connection:
+
+        def sample(column: ColumnElement[Any]) -> list[Any]:
+            found = sorted(connection.scalars(select(column).distinct().where(column.is_not(None))))
+            return list(chosen.sample(found, min(repeats, len(found))))
+
+        chat_ids, profile_ids = sample(chats.c.uuid), sample(chats.c.profile_uuid)
+        phones, names = sample(chats.c.phone), sample(chats.c.name)
+        teams = sample(chats.c.team_id)
+        head = connection.scalar(select(func.max(events.c.position))) or 1
+        first, last = connection.execute(
+            select(func.min(events.c.occurred_at), func.max(events.c.occurred_at))
+        ).one()
+    engine.dispose()
+    zone = plan.settings.zone()
+    since, until = (
+        datetime.fromtimestamp(moment / 1000, zone).date().isoformat() for moment in (first, last)
+    )
+    pages: dict[str, Callable[[httpx.Client, int], httpx.Response]] = {
+        "search by phone": lambda client, n: client.post(
+            "/console/", data={"q": phones[n % len(phones)], "csrf": client.headers["x-csrf"]}
+        ),
+        "search by name": lambda client, n: client.post(
+            "/console/", data={"q": names[n % len(names)][:3], "csrf": client.headers["x-csrf"]}
+        ),
+        "profile": lambda client, n: client.get(
+            f"/console/profiles/{profile_ids[n % len(profile_ids)]}"
+        ),
+        "chat": lambda client, n: client.get(f"/console/chats/{chat_ids[n % len(chat_ids)]}"),
+        # Over the whole log: the most a period can hold.
+        "team": lambda client, n: client.get(
+            f"/console/teams/{teams[n % len(teams)]}", params={"since": since, "until": until}
+        ),
+        "handoff audit": lambda client, n: client.get(
+            "/console/handoffs", params={"team_id": teams[n % len(teams)]}
+        ),
+        "log": lambda client, n: client.get("/console/log", params={"after": (n * 7919) % head}),
+        "log event": lambda client, n: client.get(f"/console/log/{(n * 7919) % head + 1}"),
+        "operations": lambda client, n: client.get("/console/operations/"),
+    }
+    times: dict[str, list[float]] = {}
+    command = ["-m", "cdp", "serve"]
+    with (
+        server(command, url, "/health", {"CDP_READ_RATE_LIMIT": "0"}) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        # The CSRF cookie the searches must match: sent by hand, since a client keeps a
+        # Secure cookie for HTTPS only (as a browser does, but for 127.0.0.1).
+        csrf = client.get("/console/").cookies["cdp_csrf"]
+        client.headers.update({"Cookie": f"cdp_csrf={csrf}", "X-CSRF": csrf})
+        for name, ask in pages.items():
+            ask(client, 0)  # warm
+            times[name] = []
+            for n in range(repeats):
+                started = time.perf_counter()
+                answer = ask(client, n)
+                times[name].append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"console {name} was answered {answer.status_code}")
+    return times
 
 
 # -- one webhook into a chat of N events -------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, make_url, text
 
+from cdp.bench.run import Plan
 from cdp.cli import main
 
 QUERIES = (
@@ -21,6 +22,17 @@ QUERIES = (
     "log page",
     "team stats",
     "operator stats",
+)
+PAGES = (
+    "search by phone",
+    "search by name",
+    "profile",
+    "chat",
+    "team",
+    "handoff audit",
+    "log",
+    "log event",
+    "operations",
 )
 
 
@@ -49,6 +61,7 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "webhook wait during a rebuild: p99",
         "webhooks during a rebuild",
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
+        *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
     }
     if server.startswith("postgresql"):
         expected |= {"HTTP ingest, 2 workers", "HTTP ingest, 4 workers"}
@@ -74,3 +87,11 @@ def _benches(server: str) -> set[str]:
         names = set(found)
     admin.dispose()
     return names
+
+
+def test_only_measures_the_groups_it_names() -> None:
+    plan = Plan(database="sqlite:///", only=frozenset({"console", "queries"}))
+    assert plan.measures("console")
+    assert plan.measures("import", "queries")
+    assert not plan.measures("import")
+    assert Plan(database="sqlite:///").measures("import")
