@@ -34,6 +34,8 @@ TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or emp
 # The team page's period when none is chosen: the last week, today included.
 DEFAULT_DAYS: Final = 7
 CSV_PAGE: Final = 1000
+# The largest form the console takes: its forms hold a token, a search or a name.
+FORM_BYTES: Final = 16 * 1024
 
 
 class SignIn(Controller):
@@ -41,14 +43,21 @@ class SignIn(Controller):
     include_in_schema = False
 
     @get("/sign-in")
-    async def form(self, request: AnyRequest) -> Template:
+    async def form(self, request: AnyRequest) -> Template | Redirect:
+        """The form; the start page for a browser signed in already, and a word of
+        explanation for one whose token was revoked."""
         expired = access.TOKEN_COOKIE in request.cookies
-        answer = page(request, "sign_in.html", expired=expired, wrong=False)
         if expired:
-            answer.cookies.append(access.signed_out())
-        return answer
+            try:
+                await access.signed_in(request, "read")
+            except access.SignInNeeded:
+                answer = page(request, "sign_in.html", expired=True, wrong=False)
+                answer.cookies.append(access.signed_out())
+                return answer
+            return Redirect(f"{access.PATH}/", status_code=303)
+        return page(request, "sign_in.html", expired=False, wrong=False)
 
-    @post("/sign-in")
+    @post("/sign-in", request_max_body_size=FORM_BYTES)
     async def sign_in(self, request: AnyRequest, data: Form) -> Template | Redirect:
         """Check the token as the API would, and keep it in the console's cookie."""
         access.check_form(request, data)
@@ -61,7 +70,7 @@ class SignIn(Controller):
             return page(request, "sign_in.html", status_code=401, expired=False, wrong=True)
         return Redirect(f"{access.PATH}/", cookies=[access.token_cookie(token)], status_code=303)
 
-    @post("/sign-out")
+    @post("/sign-out", request_max_body_size=FORM_BYTES)
     async def sign_out(self, request: AnyRequest, data: Form) -> Redirect:
         access.check_form(request, data)
         return Redirect(f"{access.PATH}/sign-in", cookies=[access.signed_out()], status_code=303)
@@ -76,7 +85,7 @@ class Pages(Controller):
     async def start(self, request: AnyRequest) -> Template:
         return page(request, "search.html", found=None)
 
-    @post("/", status_code=200)
+    @post("/", status_code=200, request_max_body_size=FORM_BYTES)
     async def search(
         self, request: AnyRequest, data: Form, service: NamedDependency[Service]
     ) -> Template:
@@ -268,7 +277,7 @@ class Operations(Controller):
         name = "projections.html" if fragment else "operations.html"
         return page(request, name, view=found, projectors=service.projectors)
 
-    @post("/rebuild")
+    @post("/rebuild", request_max_body_size=FORM_BYTES)
     async def rebuild(
         self, request: AnyRequest, data: Form, service: NamedDependency[Service]
     ) -> Redirect:

@@ -64,7 +64,6 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "name": ("Name", "Имя"),
     "phone": ("Phone", "Телефон"),
     "phones": ("Phones", "Телефоны"),
-    "names": ("Names", "Имена"),
     "first_seen": ("First seen", "Впервые"),
     "last_seen": ("Last seen", "Последний раз"),
     "team": ("Team", "Команда"),
@@ -86,7 +85,6 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "continued": ("continued", "продолжение"),
     "first_reply_after": ("First reply after", "Первый ответ через"),
     "no_reply_yet": ("No reply yet", "Ответа пока нет"),
-    "waited_for": ("waited for", "ждал"),
     "handed_off": ("Handed off", "Передан"),
     "from_to": ("from {a} to {b}", "из «{a}» в «{b}»"),
     "customer": ("Customer", "Клиент"),
@@ -98,17 +96,20 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "document": ("Document", "Документ"),
     "no_text": ("(no text)", "(без текста)"),
     "too_long": ("cut short: the whole of it is in the log", "обрезано: целиком в журнале"),
-    "raw_event": ("log event", "событие журнала"),
+    "n_more": (
+        "{n} more character: the API's /events/{position} gives them all|{n} more characters: "
+        "the API's /events/{position} gives them all",
+        "ещё {n} символ: целиком их отдаёт /events/{position} в API|ещё {n} символа: целиком "
+        "их отдаёт /events/{position} в API|ещё {n} символов: целиком их отдаёт "
+        "/events/{position} в API",
+    ),
     "load_more": ("Load more", "Показать ещё"),
     "next_page": ("Next page", "Следующая страница"),
-    "first_page": ("First page", "Первая страница"),
     "end_of_timeline": ("That is all.", "Это всё."),
-    "period": ("Period", "Период"),
     "since": ("From", "С"),
     "until": ("To (inclusive)", "По (включительно)"),
     "show": ("Show", "Показать"),
     "all_teams": ("All teams", "Все команды"),
-    "any_source": ("Any source", "Любой источник"),
     "team_chats": ("Its chats, most recently active first", "Её чаты, сначала недавние"),
     "no_chats": ("No chat is with this team now.", "Сейчас у команды нет чатов."),
     "statistics": ("Statistics", "Статистика"),
@@ -123,7 +124,6 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "unanswered": ("Waits unanswered", "Ожиданий без ответа"),
     "chart_title": ("First-response times", "Время первого ответа"),
     "n_waits": ("{n} wait|{n} waits", "{n} ожидание|{n} ожидания|{n} ожиданий"),
-    "no_team": ("no team", "без команды"),
     "known_teams": ("Every team the events named", "Все команды из событий"),
     "audit_title": ("Handoff audit", "Журнал передач"),
     "download_csv": ("Download CSV", "Скачать CSV"),
@@ -154,7 +154,6 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "progress": ("Progress", "Ход"),
     "rebuild_all": ("Rebuild every projection", "Перестроить все проекции"),
     "rebuild": ("Rebuild", "Перестроить"),
-    "rebuild_started": ("Rebuild started.", "Перестройка запущена."),
     "rejected": ("Rejected deliveries", "Отклонённые доставки"),
     "reason": ("Reason", "Причина"),
     "size": ("Size", "Размер"),
@@ -170,7 +169,6 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     ),
     "error": ("Error", "Ошибка"),
     "back_to_search": ("Back to search", "К поиску"),
-    "not_found": ("Not found", "Не найдено"),
     "seconds_short": ("s", "с"),
     "minutes_short": ("min", "мин"),
     "hours_short": ("h", "ч"),
@@ -190,7 +188,7 @@ class Words:
         text = _WORDS[key][self._index]
         return text.format(**values) if values else text
 
-    def count(self, key: str, n: int, shown: str) -> str:
+    def count(self, key: str, n: int, shown: str, **values: object) -> str:
         """`n` of something, in the plural form its language gives `n` (`shown` is how `n`
         is written): "1 wait", "2 waits"; "1 ожидание", "2 ожидания", "5 ожиданий"."""
         forms = _WORDS[key][self._index].split("|")
@@ -202,7 +200,7 @@ class Words:
             form = forms[1]
         else:
             form = forms[2]
-        return form.format(n=shown)
+        return form.format(n=shown, **values)
 
 
 def language(accept_language: str | None) -> Language:

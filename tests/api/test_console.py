@@ -102,6 +102,13 @@ def test_a_search_finds_by_uuid_by_phone_in_any_spelling_and_by_the_start_of_a_n
         assert "/console/profiles/" not in nothing.text, text
 
 
+def test_a_form_larger_than_any_the_console_sends_is_refused_unread(
+    open_console: Client,
+) -> None:
+    answer = open_console.post("/console/", data={"q": "x" * 100_000, "csrf": csrf(open_console)})
+    assert answer.status_code == 413
+
+
 def test_a_closed_store_sends_the_browser_to_sign_in_and_keeps_the_token_in_a_cookie(
     settings: Settings, engine: Engine
 ) -> None:
@@ -124,6 +131,8 @@ def test_a_closed_store_sends_the_browser_to_sign_in_and_keeps_the_token_in_a_co
             part in cookie for part in ("HttpOnly", "Secure", "SameSite=lax", "Path=/console")
         )
         assert client.get("/console/").status_code == 200
+        again = client.get("/console/sign-in", follow_redirects=False)
+        assert (again.status_code, again.headers["location"]) == (303, "/console/")
         # The token is the API's: the same read limit and the same 403 for admin work.
         assert client.get("/console/operations/").status_code == 403
         assert read not in client.get("/console/").text
