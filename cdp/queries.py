@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    or_,
     select,
     tuple_,
     union_all,
@@ -150,13 +151,17 @@ def _fits(value: object, column: ColumnElement[Any]) -> bool:
     return False
 
 
-def profile(connection: Connection, uuid: str) -> schemas.Profile | None:
-    found = profiles(connection, [uuid])
+def profile(connection: Connection, uuid: str, most: int | None = None) -> schemas.Profile | None:
+    found = profiles(connection, [uuid], most)
     return found[0] if found else None
 
 
-def profiles(connection: Connection, uuids: Sequence[str]) -> list[schemas.Profile]:
-    """Profiles in the order asked; unknown uuids are left out."""
+def profiles(
+    connection: Connection, uuids: Sequence[str], most: int | None = None
+) -> list[schemas.Profile]:
+    """Profiles in the order asked; unknown uuids are left out. With `most`, each holds
+    its `most` most recently active chats alone (and their names and phones): a sender
+    may name thousands of chats under one profile."""
     seen = (
         select(
             profile_chats.c.profile_uuid,
@@ -169,7 +174,21 @@ def profiles(connection: Connection, uuids: Sequence[str]) -> list[schemas.Profi
     spans = {uuid: (first, last) for uuid, first, last in connection.execute(seen)}
     owned: dict[str, list[Row[Any]]] = defaultdict(list)
     query = select(chats).where(chats.c.profile_uuid.in_(uuids))
-    for row in connection.execute(query.order_by(chats.c.first_seen_at, chats.c.uuid)):
+    if most is not None:
+        recency = func.row_number().over(
+            partition_by=chats.c.profile_uuid,
+            order_by=(chats.c.last_seen_at.desc(), chats.c.uuid.desc()),
+        )
+        ranked = (
+            select(chats, recency.label("recency"))
+            .where(chats.c.profile_uuid.in_(uuids))
+            .subquery()
+        )
+        query = select(*(ranked.c[c.name] for c in chats.c)).where(ranked.c.recency <= most)
+        query = query.order_by(ranked.c.first_seen_at, ranked.c.uuid)
+    else:
+        query = query.order_by(chats.c.first_seen_at, chats.c.uuid)
+    for row in connection.execute(query):
         owned[row.profile_uuid].append(row)
     merged = _merged_into(connection, [uuid for uuid in spans if not owned[uuid]])
     return [
@@ -222,24 +241,45 @@ def _merged_into(connection: Connection, uuids: list[str]) -> dict[str, str]:
 
 
 def profiles_by_phone(
-    connection: Connection, number: str, listing: Listing, source: str | None = None
+    connection: Connection,
+    number: str,
+    listing: Listing,
+    source: str | None = None,
+    most: int | None = None,
 ) -> schemas.Page[schemas.Profile]:
-    """Profiles owning a chat with this number (E.164), of one source or any, in uuid order."""
-    return _owners(connection, chats.c.phone_e164 == number, listing, source)
+    """Profiles owning a chat with this number (E.164), of one source or any, in uuid order;
+    `most` as for profiles()."""
+    return _owners(connection, _phone_is(number), listing, source, most)
 
 
 def profiles_by_name(
-    connection: Connection, text: str, listing: Listing, source: str | None = None
+    connection: Connection,
+    text: str,
+    listing: Listing,
+    source: str | None = None,
+    most: int | None = None,
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat whose name starts with `text`, both folded alike (see
     names.search_key), of one source or any, in uuid order. A prefix of the whole name, not
     of any word in it; a text that folds to nothing, or no name could hold, finds none."""
+    condition = _name_starts(text)
+    if condition is None:
+        return schemas.Page[schemas.Profile](items=[], next=None)
+    return _owners(connection, condition, listing, source, most)
+
+
+def _phone_is(number: str) -> ColumnElement[bool]:
+    return chats.c.phone_e164 == number
+
+
+def _name_starts(text: str) -> ColumnElement[bool] | None:
+    """Chats whose name starts with `text`, or None if no name can (see profiles_by_name)."""
     prefix = search_key(text)
     if prefix is None or not _fits(prefix, chats.c.name_key):
-        return schemas.Page[schemas.Profile](items=[], next=None)
+        return None
     # Every key that starts with the prefix: one range of the index (keys compare bytewise).
     key = chats.c.name_key
-    return _owners(connection, and_(key >= prefix, key < prefix + "\U0010ffff"), listing, source)
+    return and_(key >= prefix, key < prefix + "\U0010ffff")
 
 
 def _owners(
@@ -247,6 +287,7 @@ def _owners(
     condition: ColumnElement[bool],
     listing: Listing,
     source: str | None,
+    most: int | None,
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat that meets `condition`, of one source or any, in uuid order."""
     owner = chats.c.profile_uuid
@@ -254,12 +295,40 @@ def _owners(
     if source is not None:
         query = query.where(chats.c.source == source)
     page = _page(connection, [query], [owner], listing, lambda row: row.profile_uuid, str)
-    return schemas.Page[schemas.Profile](items=profiles(connection, page.items), next=page.next)
+    found = profiles(connection, page.items, most)
+    return schemas.Page[schemas.Profile](items=found, next=page.next)
+
+
+def unowned_chats(
+    connection: Connection, clock: Clock, limit: int, *, phone: str | None, name: str | None
+) -> list[schemas.Chat]:
+    """Chats no profile owns (their webhooks named none) with this number (E.164) or whose
+    name starts with `name`: what a search for profiles cannot find."""
+    conditions = [_phone_is(phone)] if phone is not None else []
+    if name is not None and (starts := _name_starts(name)) is not None:
+        conditions.append(starts)
+    if not conditions:
+        return []
+    query = _chats().where(or_(*conditions), chats.c.profile_uuid.is_(None))
+    rows = connection.execute(query.order_by(chats.c.uuid).limit(limit))
+    return [schemas.Chat.model_validate(_chat(row, clock)) for row in rows]
+
+
+def profile_chat_count(connection: Connection, uuid: str) -> int:
+    """How many chats the profile owns now."""
+    query = select(func.count()).select_from(chats).where(chats.c.profile_uuid == uuid)
+    return connection.scalar(query) or 0
 
 
 def chat(connection: Connection, uuid: str, clock: Clock) -> schemas.Chat | None:
-    found = connection.execute(_chats().where(chats.c.uuid == uuid)).first()
-    return None if found is None else schemas.Chat.model_validate(_chat(found, clock))
+    found = chats_of(connection, [uuid], clock)
+    return found[0] if found else None
+
+
+def chats_of(connection: Connection, uuids: Sequence[str], clock: Clock) -> list[schemas.Chat]:
+    """The chats of `uuids`, in the order asked; unknown ones are left out."""
+    rows = {row.uuid: row for row in connection.execute(_chats().where(chats.c.uuid.in_(uuids)))}
+    return [schemas.Chat.model_validate(_chat(rows[uuid], clock)) for uuid in uuids if uuid in rows]
 
 
 def team_chats(

@@ -4,7 +4,8 @@ The token itself is the cookie (secure, HttpOnly, SameSite=Lax, for /console onl
 token revoked with `cdp token` ends every console session that used it within a second,
 as it ends API calls. Each form that changes something carries a CSRF value that must
 equal the one in another cookie of the browser's (a double-submitted cookie): a page of
-another site can make the browser post, but cannot read or set the value.
+another site can make the browser post, but cannot read the value, and the browser says
+where the post comes from (Sec-Fetch-Site).
 """
 
 import hmac
@@ -104,12 +105,14 @@ def csrf_value(request: Request[Any, Any, Any]) -> tuple[str, Cookie | None]:
 
 def check_form(request: Request[Any, Any, Any], form: dict[str, Any]) -> None:
     """403 unless a form that changes something came from a page of the console: its CSRF
-    field equals the browser's CSRF cookie, and the browser does not say it is cross-site."""
+    field equals the browser's CSRF cookie, and the browser does not say it comes from
+    another origin (a sibling subdomain could plant the cookie, not the header)."""
     expected = request.cookies.get(CSRF_COOKIE, "")
     given = form.get(CSRF_FIELD)
     same = isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
-    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
-    if not expected or not same or cross_site:
+    # A browser says where a request comes from: only the console's own pages may post.
+    elsewhere = request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+    if not expected or not same or elsewhere:
         raise PermissionDeniedException(
             "this form did not come from a page of the console, or it expired: reload the "
             "page and send it again"

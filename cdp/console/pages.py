@@ -1,11 +1,13 @@
 """The console's pages: each parses its request, reads one view (cdp.console.views) in a
 worker thread, and renders it."""
 
-import csv
-import io
+import re
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
@@ -17,7 +19,6 @@ from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
 from cdp import builds, queries
 from cdp.api import auth
-from cdp.api.params import Limit
 from cdp.api.service import Service
 from cdp.console import access, views
 from cdp.console.render import HEADERS, page
@@ -139,11 +140,12 @@ class Pages(Controller):
         source: FromQuery[str | None] = None,
         after: FromQuery[str | None] = None,
     ) -> Template:
-        if since is None and until is None:
-            today = datetime.now(service.settings.zone()).date()
-            since, until = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), today.isoformat()
-        start, end = _days(service, since, until)
-        period = Period(start, end, source)
+        zone = service.settings.zone()
+        days = Days.read(since, until)
+        if days == Days(None, None):
+            today = datetime.now(zone).date()
+            days = Days(today - timedelta(days=DEFAULT_DAYS - 1), today)
+        period = Period(*days.bounds(zone), source)
         found = await service.reads.query(views.team, team_id, period, service.clock(), after)
         if found is None:
             raise NotFoundException(f"no team {team_id}")
@@ -152,8 +154,7 @@ class Pages(Controller):
             request,
             "team.html",
             view=found,
-            since=since,
-            until=until,
+            days=days,
             source=source,
             bounds=bounds,
         )
@@ -168,8 +169,8 @@ class Pages(Controller):
         until: Day = None,
         after: FromQuery[str | None] = None,
     ) -> Template:
-        team = _team(team_id)
-        start, end = _days(service, since, until)
+        team, days = _team(team_id), Days.read(since, until)
+        start, end = days.bounds(service.settings.zone())
         found = await service.reads.query(
             queries.team_handoffs, Listing(after, 100), team, start, end
         )
@@ -180,8 +181,7 @@ class Pages(Controller):
             handoffs=found,
             teams=teams,
             team_id=team,
-            since=since or "",
-            until=until or "",
+            days=days,
         )
 
     @get("/handoffs.csv")
@@ -194,32 +194,25 @@ class Pages(Controller):
         until: Day = None,
     ) -> Stream:
         """Every handoff the filter selects, in the page's columns, read page by page."""
-        team = _team(team_id)
-        start, end = _days(service, since, until)
-        zone = service.settings.zone()
+        team, days, zone = _team(team_id), Days.read(since, until), service.settings.zone()
+        start, end = days.bounds(zone)
 
         async def rows() -> AsyncIterator[str]:
-            yield "\ufeff" + _csv_line(CSV_COLUMNS)  # the mark spreadsheets read UTF-8 by
+            # The byte-order mark: how spreadsheets know the file is UTF-8.
+            yield "\ufeff" + views.csv_line(views.CSV_COLUMNS)
             after = None
             while True:
-                found = await service.reads.query(
-                    queries.team_handoffs, Listing(after, CSV_PAGE), team, start, end
+                lines, after = await service.reads.query(
+                    views.handoffs_csv, Listing(after, CSV_PAGE), team, start, end, zone
                 )
-                yield "".join(_csv_line(_csv_row(handoff, zone)) for handoff in found.items)
-                if found.next is None:
+                yield lines
+                if after is None:
                     return
-                after = found.next
 
-        name = "-".join(
-            [
-                "handoffs",
-                *([f"team-{team_id}"] if team_id is not None else []),
-                since or "",
-                until or "",
-            ]
-        ).strip("-")
+        team_part = [] if team is None else [f"team-{team}"]
+        name = "-".join(["handoffs", *team_part, *filter(None, days.shown())])
         headers = HEADERS | {"Content-Disposition": f'attachment; filename="{name}.csv"'}
-        return Stream(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+        return Stream(rows(), media_type="text/csv", headers=headers)
 
     @get("/log")
     async def log(
@@ -227,7 +220,7 @@ class Pages(Controller):
         request: AnyRequest,
         service: NamedDependency[Service],
         after: Annotated[int, QueryParameter(ge=0, le=INT64_MAX)] = 0,
-        limit: Limit = 20,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         event_type: FromQuery[str | None] = None,
         chat_uuid: FromQuery[str | None] = None,
         profile_uuid: FromQuery[str | None] = None,
@@ -263,6 +256,11 @@ class Pages(Controller):
         if found is None:
             raise NotFoundException(f"no event at position {position}")
         return page(request, "event.html", shown=found)
+
+    @get("/{rest:path}")
+    async def unknown(self, rest: FromPath[str]) -> None:
+        """Any other path under /console/: a page that says there is no such page."""
+        raise NotFoundException(f"no console page {'/console' + rest[:200]!r}")
 
 
 class Operations(Controller):
@@ -304,64 +302,47 @@ def _team(value: str | None) -> int | None:
     raise ValidationException(message, extra=[{"key": "team_id", "message": message}])
 
 
-def _days(service: Service, since: str | None, until: str | None) -> tuple[int | None, int | None]:
-    """A period given as days in the console's zone: from the start of `since` to the end
-    of `until`, in ms; a 400 naming the field that is no day, or is before the other."""
-    zone = service.settings.zone()
+@dataclass(frozen=True)
+class Days:
+    """A period chosen as days in the console's zone, both ends included; None: no end."""
 
-    def start_of(name: str, value: str | None, later: int) -> int | None:
-        if not value:
-            return None
-        try:
-            day = date.fromisoformat(value.strip())
-        except ValueError:
-            message = f"must be a day, YYYY-MM-DD, got {value[:40]!r}"
-            raise ValidationException(message, extra=[{"key": name, "message": message}]) from None
-        return milliseconds(
-            datetime.combine(day + timedelta(days=later), datetime.min.time(), zone)
-        )
+    since: date | None
+    until: date | None
 
-    start, end = start_of("since", since, 0), start_of("until", until, 1)
-    if start is not None and end is not None and start >= end:
-        message = f"since ({since}) is after until ({until})"
-        raise ValidationException(message, extra=[{"key": "since", "message": message}])
-    return start, end
+    @classmethod
+    def read(cls, since: str | None, until: str | None) -> "Days":
+        """The days of a form; a 400 naming the field that is no day, or is after the other."""
+        days = cls(_day("since", since), _day("until", until))
+        if days.since is not None and days.until is not None and days.since > days.until:
+            message = f"since ({days.since}) is after until ({days.until})"
+            raise ValidationException(message, extra=[{"key": "since", "message": message}])
+        return days
 
+    def bounds(self, zone: ZoneInfo) -> tuple[int | None, int | None]:
+        """From the start of `since` to the end of `until`, in ms."""
 
-CSV_COLUMNS: Final = (
-    "at",
-    "at_utc",
-    "chat_uuid",
-    "session",
-    "from_team_id",
-    "from_team",
-    "to_team_id",
-    "to_team",
-    "source",
-    "position",
-)
+        def start_of(day: date | None) -> int | None:
+            if day is None:
+                return None
+            return milliseconds(datetime.combine(day, time(), zone))
+
+        end = None if self.until in (None, date.max) else self.until + timedelta(days=1)
+        return start_of(self.since), start_of(end)
+
+    def shown(self) -> tuple[str, str]:
+        """The days as a form shows them (YYYY-MM-DD), "" for none."""
+        since, until = (day.isoformat() if day else "" for day in (self.since, self.until))
+        return since, until
 
 
-def _csv_row(handoff: Any, zone: Any) -> list[str]:
-    at = handoff.at
-    return [
-        at.astimezone(zone).isoformat(timespec="milliseconds"),
-        at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        handoff.chat_uuid,
-        str(handoff.session_number),
-        str(handoff.from_team.id),
-        handoff.from_team.name or "",
-        str(handoff.to_team.id),
-        handoff.to_team.name or "",
-        handoff.source,
-        str(handoff.position),
-    ]
+def _day(name: str, value: str | None) -> date | None:
+    if not value:
+        return None
+    if _DAY.fullmatch(value):
+        with suppress(ValueError):
+            return date.fromisoformat(value)
+    message = f"must be a day, YYYY-MM-DD, got {value[:40]!r}"
+    raise ValidationException(message, extra=[{"key": name, "message": message}])
 
 
-def _csv_line(cells: Any) -> str:
-    """One CSV line; a cell a spreadsheet would run as a formula is quoted as text."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(
-        "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell for cell in cells
-    )
-    return out.getvalue()
+_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -5,11 +5,15 @@ parsed here, off the event loop, and cut short when huge or nested beyond reason
 http(s) links become links.
 """
 
+import csv
+import io
 import json
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
@@ -19,13 +23,19 @@ from cdp.keystore import Keystore
 from cdp.phones import normalize
 from cdp.projectors import Projector
 from cdp.queries import Clock, Listing, Period
+from cdp.times import iso
 from cdp.webhook import identifier_problem
 
 # How much of a message or a logged body a page shows; the log keeps the whole.
 SHOWN_TEXT: Final = 4000
 SHOWN_BODY: Final = 64 * 1024
+PRETTY_BODY: Final = 16 * 1024  # bodies up to this long are shown indented
 TIMELINE_PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
+# Chats a search result lists of each profile, and a profile's page shows: a sender may
+# name thousands under one profile.
+CARD_CHATS: Final = 5
+PROFILE_CHATS: Final = 20
 LATEST_SESSIONS: Final = 5
 # First-response chart: waits answered within 1 min, 5 min, 15 min, 1 h, 4 h, and beyond.
 SPREAD_BOUNDS_MS: Final = (60_000, 300_000, 900_000, 3_600_000, 14_400_000)
@@ -33,7 +43,7 @@ SPREAD_BOUNDS_MS: Final = (60_000, 300_000, 900_000, 3_600_000, 14_400_000)
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What a search found: profiles, and chats named by their uuid."""
+    """What a search found: profiles, and chats named by their uuid or owned by none."""
 
     text: str
     profiles: list[schemas.Profile]
@@ -45,26 +55,27 @@ def search(connection: Connection, text: str, region: str, clock: Clock) -> Foun
     """Profiles and chats matching `text`: as a uuid, as a phone number in any spelling,
     and as the start of a customer's name."""
     text = text.strip()
-    profiles: dict[str, schemas.Profile] = {}
-    chats: list[schemas.Chat] = []
-    more = False
     if not text:
         return Found(text, [], [], False)
+    profiles: dict[str, schemas.Profile] = {}
+    chats: list[schemas.Chat] = []
     if identifier_problem(text) is None:
-        for profile in queries.profiles(connection, [text]):
-            profiles[profile.uuid] = profile
-        chat = queries.chat(connection, text, clock)
-        if chat is not None:
-            chats.append(chat)
+        profiles |= {
+            found.uuid: found for found in queries.profiles(connection, [text], CARD_CHATS)
+        }
+        chats += queries.chats_of(connection, [text], clock)
     number = normalize(text, region)
+    listing = Listing(limit=SEARCH_LIMIT)
+    by_phone = schemas.Page[schemas.Profile](items=[], next=None)
     if number is not None:
-        page = queries.profiles_by_phone(connection, number, Listing(limit=SEARCH_LIMIT))
-        profiles |= {profile.uuid: profile for profile in page.items}
-        more = page.next is not None
-    page = queries.profiles_by_name(connection, text, Listing(limit=SEARCH_LIMIT))
-    profiles |= {profile.uuid: profile for profile in page.items}
-    more = more or page.next is not None
-    return Found(text, list(profiles.values()), chats, more)
+        by_phone = queries.profiles_by_phone(connection, number, listing, most=CARD_CHATS)
+    by_name = queries.profiles_by_name(connection, text, listing, most=CARD_CHATS)
+    for page in (by_phone, by_name):
+        profiles |= {found.uuid: found for found in page.items}
+    unowned = queries.unowned_chats(connection, clock, SEARCH_LIMIT + 1, phone=number, name=text)
+    chats += [chat for chat in unowned if chat.uuid not in {c.uuid for c in chats}]
+    more = by_phone.next is not None or by_name.next is not None or len(unowned) > SEARCH_LIMIT
+    return Found(text, list(profiles.values()), chats[: SEARCH_LIMIT + 1], more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +90,31 @@ class ProfilePage:
     profile: schemas.Profile
     chats: list[ProfileChat]
     team_names: dict[int, str | None]
+    more_chats: int  # chats the profile owns beyond those shown
 
 
 def profile(connection: Connection, uuid: str, clock: Clock) -> ProfilePage | None:
-    """A customer, each of their chats as it is now, and each chat's latest sessions with
-    the teams and the operators that handled them."""
-    found = queries.profile(connection, uuid)
+    """A customer, each of their chats as it is now (the most recently active, if there
+    are many), and each chat's latest sessions with the teams and the operators that
+    handled them."""
+    found = queries.profile(connection, uuid, PROFILE_CHATS)
     if found is None:
         return None
     uuids = [chat.uuid for chat in found.chats]
     latest = queries.latest_sessions(connection, uuids, clock, LATEST_SESSIONS)
-    chats = []
-    for uuid_ in uuids:
-        chat = queries.chat(connection, uuid_, clock)
-        if chat is None:
-            continue
-        numbers = [session.number for session in latest[uuid_]]
-        operators = queries.session_operators(connection, uuid_, numbers)
-        chats.append(ProfileChat(chat, latest[uuid_], operators))
+    chats = [
+        ProfileChat(
+            chat,
+            latest[chat.uuid],
+            queries.session_operators(
+                connection, chat.uuid, [session.number for session in latest[chat.uuid]]
+            ),
+        )
+        for chat in queries.chats_of(connection, uuids, clock)
+    ]
     ids = sorted({team for chat in chats for session in chat.sessions for team in session.teams})
-    return ProfilePage(found, chats, queries.team_names(connection, ids))
+    more = queries.profile_chat_count(connection, uuid) - len(uuids)
+    return ProfilePage(found, chats, queries.team_names(connection, ids), max(more, 0))
 
 
 @dataclass(slots=True)
@@ -268,12 +284,13 @@ def log_event(connection: Connection, keystore: Keystore, position: int) -> Show
 
 
 def _shown(event: schemas.Event, limit: int = SHOWN_BODY) -> Shown:
+    """The body indented if it is small (indenting a deep one can make it fifty times
+    larger), else as it was received; cut to `limit` characters."""
     text = event.body.text
-    try:
-        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except (ValueError, RecursionError):
-        pretty = text
-    return Shown(event, pretty[:limit], max(0, len(pretty) - limit))
+    if len(text) <= PRETTY_BODY:
+        with suppress(ValueError, RecursionError):
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return Shown(event, text[:limit], max(0, len(text) - limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,3 +307,60 @@ def operations(connection: Connection, projectors: Sequence[Projector]) -> Opera
         rejected=queries.latest_refused(connection, 20),
         sources=queries.sources(connection),
     )
+
+
+CSV_COLUMNS: Final = (
+    "at",
+    "at_utc",
+    "chat_uuid",
+    "session",
+    "from_team_id",
+    "from_team",
+    "to_team_id",
+    "to_team",
+    "source",
+    "position",
+)
+
+
+def handoffs_csv(
+    connection: Connection,
+    listing: Listing,
+    team_id: int | None,
+    since: int | None,
+    until: int | None,
+    zone: ZoneInfo,
+) -> tuple[str, str | None]:
+    """A page of the handoff audit as lines of CSV, and where the next page starts."""
+    page = queries.team_handoffs(connection, listing, team_id, since, until)
+    return "".join(csv_line(_csv_cells(handoff, zone)) for handoff in page.items), page.next
+
+
+def _csv_cells(handoff: schemas.Handoff, zone: ZoneInfo) -> list[str]:
+    return [
+        handoff.at.astimezone(zone).isoformat(timespec="milliseconds"),
+        iso(handoff.at),
+        handoff.chat_uuid,
+        str(handoff.session_number),
+        str(handoff.from_team.id),
+        handoff.from_team.name or "",
+        str(handoff.to_team.id),
+        handoff.to_team.name or "",
+        handoff.source,
+        str(handoff.position),
+    ]
+
+
+# What a spreadsheet takes for the start of a formula, after any blanks.
+_FORMULA: Final = ("=", "+", "-", "@")
+
+
+def csv_line(cells: Sequence[str]) -> str:
+    """One CSV line; a cell a spreadsheet would run as a formula is written after a "'"."""
+    out = io.StringIO()
+    guarded = (
+        "'" + cell if cell.lstrip(" \t\r\n")[:1] in _FORMULA or cell[:1] in ("\t", "\r") else cell
+        for cell in cells
+    )
+    csv.writer(out, lineterminator="\r\n").writerow(guarded)
+    return out.getvalue()

@@ -60,6 +60,15 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
         "This profile owns no chat any more: its chats now belong to",
         "У профиля больше нет чатов: они теперь принадлежат профилю",
     ),
+    "n_more_chats": (
+        "The {shown} most recently active chats are shown; {n} more is owned too: the "
+        "API's /profiles/{{uuid}} lists them all|The {shown} most recently active chats are "
+        "shown; {n} more are owned too: the API's /profiles/{{uuid}} lists them all",
+        "Показаны {shown} недавних чатов; есть ещё {n} чат: все перечисляет "
+        "/profiles/{{uuid}} в API|Показаны {shown} недавних чатов; есть ещё {n} чата: все "
+        "перечисляет /profiles/{{uuid}} в API|Показаны {shown} недавних чатов; есть ещё {n} "
+        "чатов: все перечисляет /profiles/{{uuid}} в API",
+    ),
     "platform": ("Messenger", "Мессенджер"),
     "name": ("Name", "Имя"),
     "phone": ("Phone", "Телефон"),
@@ -188,8 +197,8 @@ class Words:
         text = _WORDS[key][self._index]
         return text.format(**values) if values else text
 
-    def count(self, key: str, n: int, shown: str, **values: object) -> str:
-        """`n` of something, in the plural form its language gives `n` (`shown` is how `n`
+    def count(self, key: str, n: int, written: str, **values: object) -> str:
+        """`n` of something, in the plural form its language gives `n` (`written` is how `n`
         is written): "1 wait", "2 waits"; "1 ожидание", "2 ожидания", "5 ожиданий"."""
         forms = _WORDS[key][self._index].split("|")
         if self.language == "en":
@@ -200,7 +209,7 @@ class Words:
             form = forms[1]
         else:
             form = forms[2]
-        return form.format(n=shown, **values)
+        return form.format(n=written, **values)
 
 
 def language(accept_language: str | None) -> Language:

@@ -76,12 +76,13 @@ def test_a_search_is_posted_and_refused_without_the_forms_csrf_value(
     forged = open_console.post("/console/", data={**form, "csrf": "x" * 43})
     assert forged.status_code == 403
     assert "did not come from a page of the console" in forged.text
-    cross_site = open_console.post(
-        "/console/",
-        data={**form, "csrf": csrf(open_console)},
-        headers={"Sec-Fetch-Site": "cross-site"},
-    )
-    assert cross_site.status_code == 403
+    for elsewhere in ("cross-site", "same-site"):  # a sibling subdomain can plant cookies
+        refused = open_console.post(
+            "/console/",
+            data={**form, "csrf": csrf(open_console)},
+            headers={"Sec-Fetch-Site": elsewhere},
+        )
+        assert refused.status_code == 403
     found = open_console.post("/console/", data={**form, "csrf": csrf(open_console)})
     assert found.status_code == 200
     assert f'href="/console/profiles/{PROFILE}"' in found.text
@@ -294,3 +295,53 @@ def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> N
     description = re.search(r"<desc id=\"chart-desc\">(.*?)</desc>", page.text, re.S)
     assert description is not None
     assert "&lt; 1 min: 0; 1 min–5 min: 1; 5 min–15 min: 0;" in description.group(1)
+
+
+def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(
+    open_console: Client,
+) -> None:
+    body = webhook("message_created", chat="orphan", profile=None, message="hi")
+    body["payload"]["chat"] |= {"phone": "8 912 000-11-22", "name": "Борис Орфанов"}
+    assert open_console.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 202
+    for text in ("+79120001122", "бор"):
+        found = open_console.post("/console/", data={"q": text, "csrf": csrf(open_console)})
+        assert 'href="/console/chats/orphan"' in found.text, text
+
+
+def test_a_profile_with_thousands_of_chats_shows_the_latest_and_says_how_many_more(
+    settings: Settings,
+) -> None:
+    with browser(settings) as client:
+        for n in range(30):
+            body = webhook(
+                "message_created", chat=f"c{n:02}", profile="many", at=PAST + n, message=str(n)
+            )
+            client.post("/webhooks/fasttrack", content=json.dumps(body))
+        page = client.get("/console/profiles/many", headers={"Accept-Language": "en"}).text
+    shown = re.findall(r'href="/console/chats/(c\d\d)"', page)
+    assert sorted(set(shown)) == [f"c{n:02}" for n in range(10, 30)]
+    assert "The 20 most recently active chats are shown; 10 more are owned too" in page
+
+
+def test_days_of_any_spelling_but_a_day_are_refused_and_the_last_day_is_no_error(
+    open_console: Client,
+) -> None:
+    for path in ("/console/handoffs", "/console/handoffs.csv", "/console/teams/12"):
+        assert open_console.get(path, params={"until": "9999-12-31"}).status_code == 200, path
+        for day in ("\r\n2026-05-05", " 2026-05-05", "2026-W19-2", "20260505"):
+            answer = open_console.get(path, params={"since": day})
+            assert answer.status_code == 400, (path, day)
+            assert "content-disposition" not in answer.headers
+
+
+def test_a_huge_body_in_the_log_is_shown_as_received_and_cut_short(
+    open_console: Client,
+) -> None:
+    body = webhook("message_created", chat="big", message="x")
+    body["extra"] = [[[n] for n in range(10_000)]]
+    raw = json.dumps(body)
+    assert open_console.post("/webhooks/fasttrack", content=raw).status_code == 202
+    page = open_console.get("/console/log", params={"chat_uuid": "big"}).text
+    assert "[[[0], [1], [2]" in page  # as received, not indented line by line
+    small = open_console.get("/console/log", params={"chat_uuid": CHAT, "limit": 1}).text
+    assert "\n  &#34;event_type&#34;: " in small or '\n  "event_type": ' in small
