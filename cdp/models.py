@@ -354,7 +354,8 @@ class WaitRow(Base):
     __table_args__ = (
         # A chat's turns in order: its latest is read back first.
         Index("ix_waits_chat_uuid_order", "chat_uuid", "session_number", "ordinal"),
-        Index("ix_waits_team_id_started_at", "team_id", "started_at"),
+        # A team's turns of a period, with what its figures count: read from the index alone.
+        Index("ix_waits_team_id_started_at", "team_id", "started_at", "started_by", "replied_at"),
         Index("ix_waits_replied_by_started_at", "replied_by", "started_at"),
         Index("ix_waits_last_operator_uuid", "last_operator_uuid", "handed_off_at"),
     )

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -20,7 +21,6 @@ from sqlalchemy import (
     String,
     Text,
     and_,
-    case,
     cast,
     func,
     or_,
@@ -809,11 +809,21 @@ def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.
         conditions = (timeline.c.team_id == team_id, timeline.c.kind == kind, *kept)
         return _count(*conditions, table=_timeline(period))
 
+    # The team's turns, read once (the index holds what is counted).
+    counted = (
+        select(
+            func.count().filter(waits.c.started_by == "opening").label("opened"),
+            func.count().filter(waits.c.started_by == "handoff").label("handed_in"),
+            func.count().filter(waits.c.replied_at.is_(None)).label("unanswered"),
+        )
+        .where(*turns)
+        .subquery()
+    )
     figures = connection.execute(
         select(
-            _count(*turns, waits.c.started_by == "opening", table=waits).label("opened"),
-            _count(*turns, waits.c.started_by == "handoff", table=waits).label("handed_in"),
-            _count(*turns, waits.c.replied_at.is_(None), table=waits).label("unanswered"),
+            counted.c.opened,
+            counted.c.handed_in,
+            counted.c.unanswered,
             _count(
                 handoffs.c.from_team_id == team_id,
                 *period.of(handoffs.c.at, handoffs.c.source),
@@ -840,27 +850,6 @@ def team_stats(connection: Connection, team_id: int, period: Period) -> schemas.
 def _turns(team_id: int, period: Period) -> list[ColumnElement[bool]]:
     """The team's turns that began in `period`: the waits its statistics count."""
     return [waits.c.team_id == team_id, *period.of(waits.c.started_at, waits.c.source)]
-
-
-def first_response_spread(
-    connection: Connection, team_id: int, period: Period, bounds_ms: Sequence[int]
-) -> list[int]:
-    """How many of the team's waits in `period` got a first reply within each of
-    `bounds_ms` (ascending): below the first, from the first to below the second, ...,
-    and at or beyond the last."""
-    waited = waits.c.replied_at - waits.c.started_at
-    bucket = case(
-        *((waited < bound, index) for index, bound in enumerate(bounds_ms)),
-        else_=len(bounds_ms),
-    ).label("bucket")
-    counted: dict[int, int] = dict(
-        connection.execute(
-            select(bucket, func.count())
-            .where(*_turns(team_id, period), waits.c.replied_at.is_not(None))
-            .group_by(bucket)
-        ).all()
-    )
-    return [counted.get(index, 0) for index in range(len(bounds_ms) + 1)]
 
 
 def operator_stats(
@@ -914,28 +903,41 @@ def operator_stats(
     )
 
 
+# The bands of first responses (see schemas.Band), in seconds.
+BANDS: Final = (60, 300, 900, 3600, 14400)
+
+
 def _first_responses(
     connection: Connection, conditions: Sequence[ColumnElement[bool]]
 ) -> schemas.FirstResponses:
-    """The waits kept by `conditions` that got a reply: how many, and the median and 90th
-    percentile of their length, interpolated between the two nearest (percentile_cont)."""
+    """The waits kept by `conditions` that got a reply: how many, the median and 90th
+    percentile of their length, interpolated between the two nearest (percentile_cont),
+    and how many fell in each band."""
     waited = waits.c.replied_at - waits.c.started_at
     answered = [*conditions, waits.c.replied_at.is_not(None)]
     if connection.dialect.name == "postgresql":
-        count, median, p90 = connection.execute(
+        found = connection.execute(
             select(
                 func.count(),
                 func.percentile_cont(0.5).within_group(waited),
                 func.percentile_cont(0.9).within_group(waited),
+                *(func.count().filter(waited < bound * 1000) for bound in BANDS),
             ).where(*answered)
         ).one()
-    else:  # SQLite has no percentile_cont: the lengths, in order
-        lengths = list(connection.scalars(select(waited).where(*answered).order_by(waited)))
+        count, median, p90, *below = found
+    else:  # SQLite has no percentile_cont: the lengths, in one pass, sorted here
+        lengths = sorted(connection.scalars(select(waited).where(*answered)))
         count, median, p90 = len(lengths), _percentile(lengths, 0.5), _percentile(lengths, 0.9)
+        below = [bisect_left(lengths, bound * 1000) for bound in BANDS]
+    within = [*below, count]
     return schemas.FirstResponses(
         answered=count,
         median_seconds=None if median is None else round(median / 1000, 3),
         p90_seconds=None if p90 is None else round(p90 / 1000, 3),
+        bands=[
+            schemas.Band(below_seconds=bound, answered=within[n] - (within[n - 1] if n else 0))
+            for n, bound in enumerate([*BANDS, None])
+        ],
     )
 
 

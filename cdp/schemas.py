@@ -214,13 +214,23 @@ class KnownTeam(BaseModel):
     last_seen_at: Instant
 
 
+class Band(BaseModel):
+    """Waits answered in a band of time: at or after the band before's bound (or at once),
+    before `below_seconds` (None: no bound, the last band)."""
+
+    below_seconds: int | None
+    answered: int
+
+
 class FirstResponses(BaseModel):
     """How long customers waited for a first reply: over the waits that got one, from a
-    session's opening or a handoff to the first operator reply under the team."""
+    session's opening or a handoff to the first operator reply under the team; how many
+    within 1, 5 and 15 minutes, 1 and 4 hours, and beyond (`bands`)."""
 
     answered: int
     median_seconds: float | None  # None when no wait got a reply
     p90_seconds: float | None
+    bands: list[Band]
 
 
 class TeamStats(BaseModel):

@@ -149,14 +149,12 @@ class Pages(Controller):
         found = await service.reads.query(views.team, team_id, period, service.clock(), after)
         if found is None:
             raise NotFoundException(f"no team {team_id}")
-        bounds = [bound // 1000 for bound in views.SPREAD_BOUNDS_MS]
         return page(
             request,
             "team.html",
             view=found,
             days=days,
             source=source,
-            bounds=bounds,
         )
 
     @get("/handoffs")

@@ -37,8 +37,6 @@ SEARCH_LIMIT: Final = 20
 CARD_CHATS: Final = 5
 PROFILE_CHATS: Final = 20
 LATEST_SESSIONS: Final = 5
-# First-response chart: waits answered within 1 min, 5 min, 15 min, 1 h, 4 h, and beyond.
-SPREAD_BOUNDS_MS: Final = (60_000, 300_000, 900_000, 3_600_000, 14_400_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +233,6 @@ def _text(value: object) -> str | None:
 @dataclass(frozen=True, slots=True)
 class TeamPage:
     stats: schemas.TeamStats
-    spread: list[int]
     chats: schemas.Page[schemas.Chat]
 
 
@@ -246,16 +243,14 @@ def team(
     clock: Clock,
     after: str | None,
 ) -> TeamPage | None:
-    """A team: its figures for `period`, how long its customers waited for a first reply
-    (counts by length), and its chats now, most recently active first."""
+    """A team: its figures for `period`, and its chats now, most recently active first."""
     stats = queries.team_stats(connection, team_id, period)
     if stats is None:
         return None
-    spread = queries.first_response_spread(connection, team_id, period, SPREAD_BOUNDS_MS)
     chats = queries.team_chats(
         connection, team_id, None, clock, Listing(after, TIMELINE_PAGE), period.source
     )
-    return TeamPage(stats, spread, chats)
+    return TeamPage(stats, chats)
 
 
 @dataclass(frozen=True, slots=True)

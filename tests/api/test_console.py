@@ -1,6 +1,8 @@
 """The console's pages without a browser, on both databases: who may see them, how forms
 are protected, what they say in which language and zone, and what hostile input gets."""
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from sqlalchemy import Engine
 
 from cdp import credentials
 from cdp.api import create_app
+from cdp.console import pages
 from cdp.settings import Settings
 from tests.factories import PAST, handoff, opened, samples, webhook
 
@@ -266,24 +269,30 @@ def test_hostile_parameters_get_a_page_naming_what_is_wrong(open_console: Client
 
 
 def test_the_handoff_audit_csv_holds_every_handoff_the_filter_selects_and_no_formula(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pages, "CSV_PAGE", 4)  # the CSV is read page by page
     with browser(settings) as client:
         bodies = []
-        for n in range(1200):  # more than one page of the CSV's reads
+        for n in range(10):
             at = PAST + n * 60_000
             bodies += [
                 *opened(f"c{n}", at=at, team=1),
                 handoff(f"c{n}", at=at + 1000, team=2, team_name='=HYPERLINK("x")'),
             ]
+        bodies.append(handoff("c0", at=PAST + 3_600_000, team=3, team_name=" -1+1"))
         for body in bodies:
             client.post("/webhooks/fasttrack", content=json.dumps(body))
         answer = client.get("/console/handoffs.csv?team_id=2")
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert answer.headers["content-disposition"] == 'attachment; filename="handoffs-team-2.csv"'
-    lines = answer.content.decode("utf-8-sig").splitlines()
-    assert lines[0].split(",")[:3] == ["at", "at_utc", "chat_uuid"]
-    assert len(lines) == 1 + 1200
-    assert "'=HYPERLINK" in lines[1]
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert [row["chat_uuid"] for row in rows] == [f"c{n}" for n in range(10)] + ["c0"]
+    assert {row["to_team"] for row in rows[:10]} == {"'=HYPERLINK(\"x\")"}
+    assert rows[10]["to_team"] == "' -1+1"
+    assert rows[0]["at_utc"] == "2026-04-24T03:06:41.000Z"
+
+
 
 
 def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> None:

@@ -35,6 +35,12 @@ def history() -> list[dict[str, Any]]:
     ]
 
 
+def bands(*answered: int) -> list[dict[str, Any]]:
+    """The first-response bands with these counts: below 1, 5 and 15 min, 1 and 4 h, beyond."""
+    bounds = [60, 300, 900, 3600, 14400, None]
+    return [{"below_seconds": b, "answered": n} for b, n in zip(bounds, answered, strict=True)]
+
+
 def deliver(client: Client, bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
         answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
@@ -59,7 +65,12 @@ def test_a_teams_figures_count_its_sessions_handoffs_messages_replies_and_waits(
     assert (sales["handoffs_in"], sales["handoffs_out"]) == (0, 2)
     assert (sales["customer_messages"], sales["operator_replies"]) == (4, 2)
     # Waits of 20 s and 60 s: the median halfway, the 90th percentile 9/10 of the way.
-    assert sales["first_response"] == {"answered": 2, "median_seconds": 40.0, "p90_seconds": 56.0}
+    assert sales["first_response"] == {
+        "answered": 2,
+        "median_seconds": 40.0,
+        "p90_seconds": 56.0,
+        "bands": bands(1, 1, 0, 0, 0, 0),  # 20 s, and 60 s: at a bound, in the band after
+    }
     assert sales["unanswered"] == 1
 
     support = stats(client, "/teams/2/stats")
@@ -74,6 +85,7 @@ def test_a_teams_figures_count_its_sessions_handoffs_messages_replies_and_waits(
         "answered": 1,
         "median_seconds": 180.0,
         "p90_seconds": 180.0,
+        "bands": bands(0, 1, 0, 0, 0, 0),
     }
     assert support["unanswered"] == 1
 
@@ -98,7 +110,12 @@ def test_a_period_with_nothing_in_it_gives_zeros_and_an_unknown_team_a_404(
     empty = stats(client, "/teams/1/stats", until=iso(utc(A)))
     figures = [empty[name] for name in ("sessions_opened", "handoffs_in", "handoffs_out")]
     assert [*figures, empty["customer_messages"], empty["operator_replies"]] == [0] * 5
-    assert empty["first_response"] == {"answered": 0, "median_seconds": None, "p90_seconds": None}
+    assert empty["first_response"] == {
+        "answered": 0,
+        "median_seconds": None,
+        "p90_seconds": None,
+        "bands": bands(0, 0, 0, 0, 0, 0),
+    }
     assert empty["unanswered"] == 0
     missing = client.get("/teams/99/stats")
     assert missing.status_code == 404
@@ -114,7 +131,12 @@ def test_an_operators_figures_count_what_they_did(client: Client) -> None:
     assert first["operator"] == {"uuid": "op-1", "name": "Operator op-1", "avatar": None}
     assert (first["sessions"], first["operator_replies"]) == (2, 2)
     assert first["handoffs_out"] == 1  # a's, after their reply; c's had none
-    assert first["first_response"] == {"answered": 2, "median_seconds": 40.0, "p90_seconds": 56.0}
+    assert first["first_response"] == {
+        "answered": 2,
+        "median_seconds": 40.0,
+        "p90_seconds": 56.0,
+        "bands": bands(1, 1, 0, 0, 0, 0),
+    }
     second = stats(client, "/operators/op-2/stats", since=iso(utc(B)))
     assert (second["sessions"], second["operator_replies"], second["handoffs_out"]) == (0, 0, 0)
     assert second["first_response"]["answered"] == 0
@@ -162,7 +184,12 @@ def test_a_late_opening_takes_the_reply_after_it_from_the_session_before(
     deliver(client, [*first, late])
     sales = stats(client, "/teams/1/stats")
     assert sales["sessions_opened"] == 2
-    assert sales["first_response"] == {"answered": 1, "median_seconds": 60.0, "p90_seconds": 60.0}
+    assert sales["first_response"] == {
+        "answered": 1,
+        "median_seconds": 60.0,
+        "p90_seconds": 60.0,
+        "bands": bands(0, 1, 0, 0, 0, 0),
+    }
     assert sales["unanswered"] == 1
 
 
