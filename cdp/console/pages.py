@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_401_UNAUTHORIZED
 from cdp import builds, queries
 from cdp.api import auth
 from cdp.api.service import Service
+from cdp.api.teams import TeamId
 from cdp.console import access, views
 from cdp.console.render import HEADERS, page
 from cdp.queries import Listing, Period
@@ -28,7 +29,6 @@ from cdp.webhook import INT64_MAX
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 AnyRequest = Request[Any, Any, Any]
-TeamId = Annotated[int, PathParameter(ge=0, le=INT64_MAX)]
 Day = Annotated[str | None, QueryParameter(description="A day, YYYY-MM-DD, in CDP_TIMEZONE")]
 # A team chosen in a form, or none: the form sends "" for "all teams".
 TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or empty for all")]

@@ -28,6 +28,7 @@ from cdp.webhook import identifier_problem
 
 # How much of a message or a logged body a page shows; the log keeps the whole.
 SHOWN_TEXT: Final = 4000
+PARSED_MESSAGE: Final = 256 * 1024  # a message longer than this is not shown, only linked
 SHOWN_BODY: Final = 64 * 1024
 PRETTY_BODY: Final = 16 * 1024  # bodies up to this long are shown indented
 TIMELINE_PAGE: Final = 50
@@ -194,8 +195,11 @@ def _item(entry: schemas.TimelineItem) -> Item:
         team=entry.team,
         operator=entry.operator,
     )
-    message = _parsed(entry.message.text) if entry.message is not None else None
+    if entry.message is None:
+        return item
+    message = _parsed(entry.message.text)
     if not isinstance(message, dict):
+        item.cut = message is None  # too large or too deep to show: the log has it
         return item
     item.message_uuid = _text(message.get("uuid"))
     item.message_type = _text(message.get("type"))
@@ -216,10 +220,10 @@ def _item(entry: schemas.TimelineItem) -> Item:
 
 
 def _parsed(text: str) -> Any:
-    """A stored message, or None if it is too large or too deep to show."""
-    if len(text) > 4 * SHOWN_TEXT + 10_000:
-        # A message this long is shown by its start alone: the log holds the whole.
-        return {"text": text[:SHOWN_TEXT] + "…"}
+    """A stored message, or None if it is too large or too deep to show (a page parses
+    fifty)."""
+    if len(text) > PARSED_MESSAGE:
+        return None
     try:
         return json.loads(text)
     except (ValueError, RecursionError):

@@ -288,11 +288,9 @@ def test_the_handoff_audit_csv_holds_every_handoff_the_filter_selects_and_no_for
     assert answer.headers["content-disposition"] == 'attachment; filename="handoffs-team-2.csv"'
     rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
     assert [row["chat_uuid"] for row in rows] == [f"c{n}" for n in range(10)] + ["c0"]
-    assert {row["to_team"] for row in rows[:10]} == {"'=HYPERLINK(\"x\")"}
+    assert {row["to_team"] for row in rows[:10]} == {'\'=HYPERLINK("x")'}
     assert rows[10]["to_team"] == "' -1+1"
     assert rows[0]["at_utc"] == "2026-04-24T03:06:41.000Z"
-
-
 
 
 def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> None:
@@ -354,3 +352,19 @@ def test_a_huge_body_in_the_log_is_shown_as_received_and_cut_short(
     assert "[[[0], [1], [2]" in page  # as received, not indented line by line
     small = open_console.get("/console/log", params={"chat_uuid": CHAT, "limit": 1}).text
     assert "\n  &#34;event_type&#34;: " in small or '\n  "event_type": ' in small
+
+
+def test_a_message_too_large_to_show_is_said_to_be_in_the_log_and_a_nested_one_shown(
+    settings: Settings,
+) -> None:
+    with browser(settings) as client:
+        large = webhook("message_created", chat="odd", at=PAST, message="x")
+        large["payload"]["message"]["parts"] = ["y" * 60_000] * 5
+        deep = webhook("message_created", chat="odd", at=PAST + 1, message="z")
+        deep["payload"]["message"]["parts"] = json.loads("[" * 50 + "]" * 50)  # taken: < 64
+        for body in (large, deep):
+            client.post("/webhooks/fasttrack", content=json.dumps(body))
+        page = client.get("/console/chats/odd", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert page.text.count("cut short: the whole of it is in the log") == 1
+    assert ">z</p>" in page.text  # nested deep, but within reason: shown
