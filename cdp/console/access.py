@@ -73,6 +73,13 @@ def caller(request: Request[Any, Any, Any]) -> Caller | None:
     return found
 
 
+def keeps_cookies(request: Request[Any, Any, Any]) -> bool:
+    """Will a browser keep the console's Secure cookies from this request: over HTTPS (as a
+    TLS proxy forwards it, see cdp serve --forwarded-allow-ips), or from this machine?"""
+    host = (request.url.hostname or "").strip("[]")
+    return request.url.scheme == "https" or host in ("localhost", "127.0.0.1", "::1")
+
+
 def token_cookie(token: str) -> Cookie:
     return Cookie(
         key=TOKEN_COOKIE, value=token, path=PATH, secure=True, httponly=True, samesite="lax"

@@ -48,15 +48,16 @@ class SignIn(Controller):
         """The form; the start page for a browser signed in already, and a word of
         explanation for one whose token was revoked."""
         expired = access.TOKEN_COOKIE in request.cookies
+        plain = not access.keeps_cookies(request)
         if expired:
             try:
                 await access.signed_in(request, "read")
             except access.SignInNeeded:
-                answer = page(request, "sign_in.html", expired=True, wrong=False)
+                answer = page(request, "sign_in.html", expired=True, wrong=False, plain=plain)
                 answer.cookies.append(access.signed_out())
                 return answer
             return Redirect(f"{access.PATH}/", status_code=303)
-        return page(request, "sign_in.html", expired=False, wrong=False)
+        return page(request, "sign_in.html", expired=False, wrong=False, plain=plain)
 
     @post("/sign-in", request_max_body_size=FORM_BYTES)
     async def sign_in(self, request: AnyRequest, data: Form) -> Template | Redirect:
@@ -68,7 +69,10 @@ class SignIn(Controller):
         except HTTPException as error:
             if error.status_code != HTTP_401_UNAUTHORIZED:
                 raise
-            return page(request, "sign_in.html", status_code=401, expired=False, wrong=True)
+            plain = not access.keeps_cookies(request)
+            return page(
+                request, "sign_in.html", status_code=401, expired=False, wrong=True, plain=plain
+            )
         return Redirect(f"{access.PATH}/", cookies=[access.token_cookie(token)], status_code=303)
 
     @post("/sign-out", request_max_body_size=FORM_BYTES)

@@ -23,6 +23,12 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
         "A read token to look, an admin token for operations (cdp token create).",
         "Токен чтения, чтобы смотреть; токен администратора для обслуживания (cdp token create).",
     ),
+    "needs_https": (
+        "This page came over plain HTTP: browsers keep the sign-in only over HTTPS. Open "
+        'the console through the TLS proxy in front of cdp (README, "Behind TLS").',
+        "Страница пришла по HTTP без шифрования: браузеры сохраняют вход только по HTTPS. "
+        "Откройте консоль через TLS-прокси перед cdp (README, «Behind TLS»).",
+    ),
     "wrong_token": ("This token is not valid.", "Этот токен недействителен."),
     "signed_out": (
         "Your token is no longer valid: sign in again.",

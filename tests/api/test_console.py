@@ -368,3 +368,17 @@ def test_a_message_too_large_to_show_is_said_to_be_in_the_log_and_a_nested_one_s
     assert page.status_code == 200
     assert page.text.count("cut short: the whole of it is in the log") == 1
     assert ">z</p>" in page.text  # nested deep, but within reason: shown
+
+
+def test_the_sign_in_page_says_when_the_browser_cannot_keep_its_cookie(
+    settings: Settings, engine: Engine
+) -> None:
+    tokens(engine)
+    app = create_app(settings)
+    with TestClient(app, base_url="http://cdp.example.com") as plain:
+        page = plain.get("/console/sign-in", headers={"Accept-Language": "en"})
+        assert "browsers keep the sign-in only over HTTPS" in page.text
+    for base in ("https://cdp.example.com", "http://127.0.0.1:8000"):
+        with TestClient(app, base_url=base) as client:
+            page = client.get("/console/sign-in", headers={"Accept-Language": "en"})
+            assert "only over HTTPS" not in page.text, base
