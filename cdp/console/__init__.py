@@ -16,7 +16,7 @@ from litestar.types import ControllerRouterHandler
 
 from cdp.api import problems
 from cdp.console import access, pages
-from cdp.console.render import page, templates
+from cdp.console.render import error_page, templates
 
 STATIC: Final = Path(__file__).parent / "static"
 
@@ -55,9 +55,9 @@ def _shown(handler: Callable[..., problems.Answer]) -> Callable[..., Any]:
 
     def show(request: Request[Any, Any, Any], error: Exception) -> Any:
         answer = handler(request, error)
-        detail = answer.content.get("detail", "") if isinstance(answer.content, dict) else ""
+        detail = str(answer.content.get("detail", "")) if isinstance(answer.content, dict) else ""
         status = answer.status_code or 500
-        shown = page(request, "error.html", status_code=status, detail=detail)
+        shown = error_page(request, status, detail)
         shown.headers.update({k: v for k, v in answer.headers.items() if k == "Retry-After"})
         return shown
 

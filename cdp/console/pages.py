@@ -9,12 +9,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import Body, FromPath, FromQuery, PathParameter, QueryParameter
-from litestar.response import Redirect, Stream, Template
+from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
 from cdp import builds, queries
@@ -44,7 +44,7 @@ class SignIn(Controller):
     include_in_schema = False
 
     @get("/sign-in")
-    async def form(self, request: AnyRequest) -> Template | Redirect:
+    async def form(self, request: AnyRequest) -> Response[str] | Redirect:
         """The form; the start page for a browser signed in already, and a word of
         explanation for one whose token was revoked."""
         expired = access.TOKEN_COOKIE in request.cookies
@@ -53,14 +53,14 @@ class SignIn(Controller):
             try:
                 await access.signed_in(request, "read")
             except access.SignInNeeded:
-                answer = page(request, "sign_in.html", expired=True, wrong=False, plain=plain)
+                answer = await page(request, "sign_in.html", expired=True, wrong=False, plain=plain)
                 answer.cookies.append(access.signed_out())
                 return answer
             return Redirect(f"{access.PATH}/", status_code=303)
-        return page(request, "sign_in.html", expired=False, wrong=False, plain=plain)
+        return await page(request, "sign_in.html", expired=False, wrong=False, plain=plain)
 
     @post("/sign-in", request_max_body_size=FORM_BYTES)
-    async def sign_in(self, request: AnyRequest, data: Form) -> Template | Redirect:
+    async def sign_in(self, request: AnyRequest, data: Form) -> Response[str] | Redirect:
         """Check the token as the API would, and keep it in the console's cookie."""
         access.check_form(request, data)
         token = data.get("token", "").strip()
@@ -70,7 +70,7 @@ class SignIn(Controller):
             if error.status_code != HTTP_401_UNAUTHORIZED:
                 raise
             plain = not access.keeps_cookies(request)
-            return page(
+            return await page(
                 request, "sign_in.html", status_code=401, expired=False, wrong=True, plain=plain
             )
         return Redirect(f"{access.PATH}/", cookies=[access.token_cookie(token)], status_code=303)
@@ -87,13 +87,13 @@ class Pages(Controller):
     include_in_schema = False
 
     @get("/")
-    async def start(self, request: AnyRequest) -> Template:
-        return page(request, "search.html", found=None)
+    async def start(self, request: AnyRequest) -> Response[str]:
+        return await page(request, "search.html", found=None)
 
     @post("/", status_code=200, request_max_body_size=FORM_BYTES)
     async def search(
         self, request: AnyRequest, data: Form, service: NamedDependency[Service]
-    ) -> Template:
+    ) -> Response[str]:
         """Posted, not asked in the URL: a phone number or a name is personal data, and
         URLs end up in logs and histories."""
         access.check_form(request, data)
@@ -101,16 +101,16 @@ class Pages(Controller):
         found = await service.reads.query(
             views.search, text, service.settings.phone_region, service.clock()
         )
-        return page(request, "search.html", found=found)
+        return await page(request, "search.html", found=found)
 
     @get("/profiles/{uuid:str}")
     async def profile(
         self, request: AnyRequest, uuid: FromPath[str], service: NamedDependency[Service]
-    ) -> Template:
+    ) -> Response[str]:
         found = await service.reads.query(views.profile, uuid, service.clock())
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
-        return page(request, "profile.html", view=found)
+        return await page(request, "profile.html", view=found)
 
     @get("/chats/{uuid:str}")
     async def chat(
@@ -119,19 +119,19 @@ class Pages(Controller):
         uuid: FromPath[str],
         service: NamedDependency[Service],
         after: FromQuery[str | None] = None,
-    ) -> Template:
+    ) -> Response[str]:
         """The chat and the first page of its timeline; asked by the page itself for the
         next one (HX-Request), that page alone."""
         found = await service.reads.query(views.chat, uuid, service.clock(), after)
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         fragment = request.headers.get("hx-request") == "true"
-        return page(request, "timeline.html" if fragment else "chat.html", view=found)
+        return await page(request, "timeline.html" if fragment else "chat.html", view=found)
 
     @get("/teams")
-    async def teams(self, request: AnyRequest, service: NamedDependency[Service]) -> Template:
+    async def teams(self, request: AnyRequest, service: NamedDependency[Service]) -> Response[str]:
         found = await service.reads.query(queries.known_teams)
-        return page(request, "teams.html", teams=found)
+        return await page(request, "teams.html", teams=found)
 
     @get("/teams/{team_id:str}")
     async def team(
@@ -143,7 +143,7 @@ class Pages(Controller):
         until: Day = None,
         source: FromQuery[str | None] = None,
         after: FromQuery[str | None] = None,
-    ) -> Template:
+    ) -> Response[str]:
         zone = service.settings.zone()
         days = Days.read(since, until)
         if days == Days(None, None):
@@ -153,7 +153,7 @@ class Pages(Controller):
         found = await service.reads.query(views.team, team_id, period, service.clock(), after)
         if found is None:
             raise NotFoundException(f"no team {team_id}")
-        return page(
+        return await page(
             request,
             "team.html",
             view=found,
@@ -170,14 +170,14 @@ class Pages(Controller):
         since: Day = None,
         until: Day = None,
         after: FromQuery[str | None] = None,
-    ) -> Template:
+    ) -> Response[str]:
         team, days = _team(team_id), Days.read(since, until)
         start, end = days.bounds(service.settings.zone())
         found = await service.reads.query(
             queries.team_handoffs, Listing(after, 100), team, start, end
         )
         teams = await service.reads.query(queries.known_teams)
-        return page(
+        return await page(
             request,
             "handoffs.html",
             handoffs=found,
@@ -227,7 +227,7 @@ class Pages(Controller):
         chat_uuid: FromQuery[str | None] = None,
         profile_uuid: FromQuery[str | None] = None,
         source: FromQuery[str | None] = None,
-    ) -> Template:
+    ) -> Response[str]:
         filters = {
             "event_type": event_type or None,
             "chat_uuid": chat_uuid or None,
@@ -237,7 +237,7 @@ class Pages(Controller):
         shown, next_after = await service.reads.query(
             views.log_page, service.keystore, after, limit, filters
         )
-        return page(
+        return await page(
             request,
             "log.html",
             events=shown,
@@ -253,11 +253,11 @@ class Pages(Controller):
         request: AnyRequest,
         position: Annotated[int, PathParameter(ge=1, le=INT64_MAX)],
         service: NamedDependency[Service],
-    ) -> Template:
+    ) -> Response[str]:
         found = await service.reads.query(views.log_event, service.keystore, position)
         if found is None:
             raise NotFoundException(f"no event at position {position}")
-        return page(request, "event.html", shown=found)
+        return await page(request, "event.html", shown=found)
 
     @get("/{rest:path}")
     async def unknown(self, rest: FromPath[str]) -> None:
@@ -271,11 +271,13 @@ class Operations(Controller):
     include_in_schema = False
 
     @get("/")
-    async def operations(self, request: AnyRequest, service: NamedDependency[Service]) -> Template:
+    async def operations(
+        self, request: AnyRequest, service: NamedDependency[Service]
+    ) -> Response[str]:
         found = await service.reads.query(views.operations, service.projectors)
         fragment = request.headers.get("hx-request") == "true"
         name = "projections.html" if fragment else "operations.html"
-        return page(request, name, view=found, projectors=service.projectors)
+        return await page(request, name, view=found, projectors=service.projectors)
 
     @post("/rebuild", request_max_body_size=FORM_BYTES)
     async def rebuild(

@@ -5,8 +5,11 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+import anyio
 import jinja2
-from litestar import Request
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+from litestar.enums import MediaType
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template import TemplateConfig
@@ -46,14 +49,41 @@ def templates(zone: ZoneInfo) -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 
-def page(
+async def page(
     request: Request[Any, Any, Any], name: str, status_code: int = 200, **context: Any
-) -> Template:
-    """Template `name`, given the words of the browser's language, who is signed in, and
-    the value its forms must carry (see access.check_form)."""
+) -> Response[str]:
+    """Template `name` rendered in a worker thread (a page can hold megabytes of escaped
+    text), given what every page is (see _given)."""
+    given, cookies = _given(request, context)
+    engine = request.app.template_engine
+    assert engine is not None  # create_app gives the app the console's templates
+    html = await anyio.to_thread.run_sync(lambda: engine.get_template(name).render(**given))
+    return Response(
+        html, media_type=MediaType.HTML, status_code=status_code, headers=HEADERS, cookies=cookies
+    )
+
+
+def error_page(request: Request[Any, Any, Any], status_code: int, detail: str) -> Template:
+    """The page of an error, rendered as the answer is sent: an exception handler cannot
+    wait, and the page is small."""
+    given, cookies = _given(request, {"detail": detail})
+    return Template(
+        template_name="error.html",
+        context=given,
+        status_code=status_code,
+        headers=HEADERS,
+        cookies=cookies,
+    )
+
+
+def _given(
+    request: Request[Any, Any, Any], context: dict[str, Any]
+) -> tuple[dict[str, Any], list[Cookie]]:
+    """`context`, with the words of the browser's language, who is signed in, and the value
+    its forms must carry (see access.check_form); and the CSRF cookie, if it is new."""
     words = Words(language(request.headers.get("accept-language")))
     csrf, cookie = access.csrf_value(request)
-    context |= {
+    given = context | {
         "t": words,
         "lang": words.language,
         "caller": access.caller(request),
@@ -61,13 +91,7 @@ def page(
         "duration": lambda seconds: duration(seconds, words),
         "path": request.url.path,
     }
-    return Template(
-        template_name=name,
-        context=context,
-        status_code=status_code,
-        headers=HEADERS,
-        cookies=[cookie] if cookie else [],
-    )
+    return given, [cookie] if cookie else []
 
 
 def moment(at: datetime | None, zone: ZoneInfo) -> Markup:
