@@ -568,7 +568,8 @@ def _described(state: Projection) -> str:
     multiple=True,
     type=click.Choice(GROUPS),
     help="Measure these figures alone (repeat for several): the import and rebuild, the "
-    "queries, the console's pages, one webhook, HTTP ingest, or webhooks during a rebuild.",
+    "queries, the console's pages, one webhook, HTTP ingest, HTTP ingest with several "
+    "workers (PostgreSQL), or webhooks during a rebuild.",
 )
 @click.option(
     "--soak",

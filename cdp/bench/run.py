@@ -123,7 +123,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_console(plan, small, big))
         if plan.measures("webhook"):
             take(_one_webhook(plan, fresh))
-        if plan.measures("http"):
+        if plan.measures("http", "workers"):
             take(_http_ingest(plan, fresh()))
         if plan.measures("rebuild"):
             take(_ingest_during_a_rebuild(plan, big))
@@ -623,7 +623,8 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
-    if make_url(url).get_backend_name() == "postgresql":  # SQLite serves one worker only
+    several_workers = make_url(url).get_backend_name() == "postgresql"  # SQLite: one only
+    if several_workers and plan.measures("workers"):
         for workers in (2, 4):
             command = ["-m", "cdp", "serve", "--workers", str(workers)]
             several = _served(

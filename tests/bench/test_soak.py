@@ -29,7 +29,7 @@ from tests.factories import checked, opened
 def test_a_soak_loses_nothing_stores_nothing_twice_and_leaves_what_a_rebuild_makes(
     server: str,
 ) -> None:
-    result = CliRunner().invoke(main, ["bench", "--soak", "15", "--database", server])
+    result = CliRunner().invoke(main, ["bench", "--soak", "10", "--database", server])
 
     assert result.exit_code == 0, result.output
     lines = set(result.output.splitlines())
