@@ -300,6 +300,10 @@ def build(
                     projector.apply(connection, batch, fresh=True)
             done += len(batch)
             progress(done, reached)
+    try:
+        db.settle(engine, shadows.values())  # before they serve, not once autovacuum gets there
+    except SQLAlchemyError as error:
+        _LOG.warning("the new tables' statistics are left to autovacuum: %s", error)
     while True:
         with engine.connect() as connection:
             head = log.head(connection)

@@ -32,6 +32,7 @@ from cdp import (
     db,
     erasure,
     ingest,
+    models,
     projectors,
     queries,
     schema,
@@ -422,6 +423,10 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
             "run the same import again to store the rest (what is stored counts as duplicates)"
         ) from None
     _report(tally)
+    try:
+        db.settle(engine, [models.events, *(table for p in registry for table in p.tables)])
+    except (DBAPIError, PoolTimeout) as error:
+        click.echo(f"the tables' statistics are left to autovacuum: {_reason(error)}")
     if tally.rejected:
         sys.exit(1)
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -222,6 +223,23 @@ def writing(engine: Engine, *, pipeline: bool = False, commit: bool = True) -> I
             else:
                 with pipelined(connection, pipeline):
                     yield connection
+
+
+def settle(engine: Engine, tables: Iterable[Table]) -> None:
+    """PostgreSQL: VACUUM (ANALYZE) tables just filled in bulk, as autovacuum would some
+    time later: the planner's statistics, and the visibility map without which a count
+    that could read an index alone reads every row too. Nothing on SQLite. However long
+    it takes: no statement timeout."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text("SET statement_timeout = 0"))
+        try:
+            for table in tables:
+                connection.execute(text(f'VACUUM (ANALYZE) "{table.name}"'))
+        finally:
+            connection.execute(text("RESET statement_timeout"))
 
 
 @contextmanager

@@ -176,7 +176,8 @@ def _keystore(url: str) -> Keystore:
 
 
 def _load(url: str, traffic: Traffic, settings: Settings) -> None:
-    """Fill a database with `traffic`, in the import's batches, without timing it."""
+    """Fill a database with `traffic`, in the import's batches, and settle it as the import
+    does, without timing it."""
     engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(settings)
     latest = latest_timestamp(settings.max_clock_skew)
@@ -188,6 +189,7 @@ def _load(url: str, traffic: Traffic, settings: Settings) -> None:
             batch.clear()
     if batch:
         ingest.record(engine, batch, projectors, keystore=keystore)
+    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
 

@@ -401,3 +401,32 @@ def test_serve_refuses_a_metrics_directory_that_is_not_one(tmp_path: Path) -> No
     result = cdp(f"sqlite:///{tmp_path / 'x.db'}", "serve", PROMETHEUS_MULTIPROC_DIR=str(missing))
     assert result.exit_code == 2
     assert f"PROMETHEUS_MULTIPROC_DIR={str(missing)!r} is not a directory" in result.output
+
+
+def test_import_and_rebuild_leave_postgresql_statistics_and_visibility_behind(
+    postgres_url: str,
+) -> None:
+    """A count over a team's messages reads the index alone only where VACUUM marked the
+    pages all-visible: after a bulk load, not whenever autovacuum gets there."""
+    empty(postgres_url)
+    bodies = [*opened("a", at=PAST, team=1)]
+    bodies += [
+        webhook("message_created", chat="a", at=PAST + n, message=str(n)) for n in range(500)
+    ]
+    engine = make_engine(postgres_url)
+
+    def visible(table: str) -> tuple[int, int]:
+        query = "SELECT relpages, relallvisible FROM pg_class WHERE relname = :table"
+        with engine.connect() as connection:
+            pages, all_visible = connection.execute(text(query), {"table": table}).one()
+        return pages, all_visible
+
+    assert cdp(postgres_url, "import", "-", stdin=jsonl(*bodies)).exit_code == 0
+    pages, all_visible = visible("timeline")
+    assert pages > 0
+    assert all_visible == pages
+    assert cdp(postgres_url, "rebuild").exit_code == 0
+    pages, all_visible = visible("timeline")  # the table the build swapped in
+    assert pages > 0
+    assert all_visible == pages
+    engine.dispose()
