@@ -11,10 +11,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Route,
+    sync_playwright,
+)
 
 from cdp import credentials
 from cdp.db import make_engine
@@ -82,7 +90,7 @@ def console(database: str, serve_on: Callable[..., Server]) -> Console:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A browser profile of its own, in Russian, on a laptop screen."""
+    """A browser profile of its own, in Russian, on a laptop screen, with no internet."""
     made = browser.new_context(
         locale="ru-RU",
         extra_http_headers={"Accept-Language": "ru-RU,ru;q=0.9"},
@@ -90,8 +98,29 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         accept_downloads=True,
     )
     made.set_default_timeout(10_000)
+    # No internet: whatever a page asks of another host is refused, and fails the test.
+    elsewhere: list[str] = []
+
+    def local_only(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    made.route("**/*", local_only)
+    # What the page's policy refused (a resource of another host, an inline script).
+    refused: list[str] = []
+    made.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield made
     made.close()
+    assert not elsewhere, f"the console asked for resources elsewhere: {elsewhere}"
+    assert not refused, f"the console's own policy refused: {refused}"
 
 
 def sign_in(page: Page, console: Console, token: str) -> None:
