@@ -5,11 +5,12 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from sqlalchemy import (
     Connection,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import URL
 
 from cdp import credentials
 from cdp.api import create_app
@@ -283,24 +285,38 @@ def test_erasure_needs_an_admin_token(settings: Settings, engine: Engine) -> Non
         assert client.post(f"/profiles/{PROFILE}/erase", headers=as_admin).status_code == 200
 
 
-def copy(database: str, tmp_path: Path, name: str) -> str:
-    """A backup of the database, as a new database: the SQLite file, or a PostgreSQL clone."""
-    url = make_url(database)
-    if url.get_backend_name() == "sqlite":
-        assert url.database is not None
-        target = tmp_path / f"{name}.db"
-        shutil.copy(url.database, target)
-        return f"sqlite:///{target}"
-    clone = f"cdp_backup_{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def copy(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Makes a backup of a database, as a new database: the SQLite file, or a PostgreSQL
+    clone (dropped at the end)."""
+    clones: list[tuple[URL, str]] = []
+
+    def backup(database: str) -> str:
+        url = make_url(database)
+        if url.get_backend_name() == "sqlite":
+            assert url.database is not None
+            target = tmp_path / f"backup-{len(clones)}.db"
+            shutil.copy(url.database, target)
+            return f"sqlite:///{target}"
+        clone = f"cdp_backup_{uuid.uuid4().hex[:12]}"
+        _on_server(url, f'CREATE DATABASE "{clone}" TEMPLATE "{url.database}"')
+        clones.append((url, clone))
+        return url.set(database=clone).render_as_string(hide_password=False)
+
+    yield backup
+    for url, clone in clones:
+        _on_server(url, f'DROP DATABASE "{clone}" WITH (FORCE)')
+
+
+def _on_server(url: URL, statement: str) -> None:
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{clone}" TEMPLATE "{url.database}"'))
+        connection.execute(text(statement))
     admin.dispose()
-    return url.set(database=clone).render_as_string(hide_password=False)
 
 
 def test_an_erasure_outlives_a_backup_of_the_database_restored_later(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, copy: Callable[[str], str]
 ) -> None:
     """With the keys in a keystore of their own, a backup taken before the erasure and
     restored after it holds the sealed data but no key to it; the server folds the
@@ -310,7 +326,7 @@ def test_an_erasure_outlives_a_backup_of_the_database_restored_later(
     with TestClient(create_app(live)) as client:
         for body in history():
             post(client, body)
-    backup = copy(settings.database_url, tmp_path, "backup")
+    backup = copy(settings.database_url)
     with TestClient(create_app(live)) as client:
         assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
         erased = answers(client)
@@ -393,7 +409,7 @@ def test_a_bad_delivery_naming_a_suppressed_customer_is_kept_without_its_body(
 
 
 def test_keys_a_restored_database_still_holds_do_not_come_back_into_the_keystore(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, copy: Callable[[str], str]
 ) -> None:
     """A backup from when the keys lived in the main database holds the erased keys: the
     keystore, which took them over, does not take them back."""
@@ -401,7 +417,7 @@ def test_keys_a_restored_database_still_holds_do_not_come_back_into_the_keystore
     with TestClient(create_app(inside)) as client:
         for body in history():
             post(client, body)
-    backup = copy(settings.database_url, tmp_path, "backup")  # keys and all
+    backup = copy(settings.database_url)  # keys and all
     apart = settings.model_copy(update={"keystore_url": f"sqlite:///{tmp_path / 'keys.db'}"})
     with TestClient(create_app(apart)) as client:  # the keys move to the keystore
         assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
