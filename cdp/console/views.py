@@ -71,10 +71,12 @@ def search(connection: Connection, text: str, region: str, clock: Clock) -> Foun
     by_name = queries.profiles_by_name(connection, text, listing, most=CARD_CHATS)
     for page in (by_phone, by_name):
         profiles |= {found.uuid: found for found in page.items}
+    # One more than is shown: whether there are more.
     unowned = queries.unowned_chats(connection, clock, SEARCH_LIMIT + 1, phone=number, name=text)
-    chats += [chat for chat in unowned if chat.uuid not in {c.uuid for c in chats}]
+    named = {chat.uuid for chat in chats}
+    chats += [chat for chat in unowned[:SEARCH_LIMIT] if chat.uuid not in named]
     more = by_phone.next is not None or by_name.next is not None or len(unowned) > SEARCH_LIMIT
-    return Found(text, list(profiles.values()), chats[: SEARCH_LIMIT + 1], more)
+    return Found(text, list(profiles.values()), chats, more)
 
 
 @dataclass(frozen=True, slots=True)

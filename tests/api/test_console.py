@@ -382,3 +382,17 @@ def test_the_sign_in_page_says_when_the_browser_cannot_keep_its_cookie(
         with TestClient(app, base_url=base) as client:
             page = client.get("/console/sign-in", headers={"Accept-Language": "en"})
             assert "only over HTTPS" not in page.text, base
+
+
+def test_a_search_shows_twenty_chats_and_says_when_more_match(open_console: Client) -> None:
+    for n in range(21):
+        body = webhook("message_created", chat=f"b{n:02}", profile=None, at=PAST + n, message="hi")
+        body["payload"]["chat"]["name"] = f"Борис {n}"
+        open_console.post("/webhooks/fasttrack", content=json.dumps(body))
+    found = open_console.post(
+        "/console/",
+        data={"q": "бор", "csrf": csrf(open_console)},
+        headers={"Accept-Language": "en"},
+    ).text
+    assert len(re.findall(r'href="/console/chats/b\d\d"', found)) == 20
+    assert "More match: make the search longer." in found
