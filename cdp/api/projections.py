@@ -12,7 +12,6 @@ from cdp import builds
 from cdp.api import auth
 from cdp.api.docs import not_found, problem
 from cdp.api.service import Service
-from cdp.projectors import Projector
 from cdp.schemas import Items, Projection
 
 _BUSY = {
@@ -48,7 +47,8 @@ class ProjectionController(Controller):
         """Start building every projection anew from the log, beside the live ones, which
         keep answering until the new ones take their place at once; answers at once with
         the projections' states (see `build` for progress). Webhooks go on being taken."""
-        return await _build(service, service.projectors)
+        await start_build(service, None)
+        return await _states(service)
 
     @post(
         "/{name:str}/rebuild",
@@ -65,17 +65,21 @@ class ProjectionController(Controller):
     ) -> Items[Projection]:
         """As POST /projections/rebuild, for the projection `name` alone, with those whose
         tables it reads, and those that read its tables if they are new or stale."""
+        await start_build(service, name)
+        return await _states(service)
+
+
+async def start_build(service: Service, name: str | None) -> None:
+    """Start building every projection anew, or the one named (with those it goes along
+    with, see builds.along): 404 for no such projection, builds.Busy if one runs."""
+    chosen = service.projectors
+    if name is not None:
         chosen = [projector for projector in service.projectors if projector.name == name]
         if not chosen:
             known = ", ".join(projector.name for projector in service.projectors)
             raise NotFoundException(f"no projection named {name[:100]!r}; there are {known}")
         chosen = await service.reads.query(builds.along, service.projectors, chosen)
-        return await _build(service, chosen)
-
-
-async def _build(service: Service, projectors: list[Projector]) -> Items[Projection]:
-    await service.rebuilds.run(lambda: service.builder.start(projectors))
-    return await _states(service)
+    await service.rebuilds.run(lambda: service.builder.start(chosen))
 
 
 async def _states(service: Service) -> Items[Projection]:

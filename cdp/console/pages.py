@@ -17,8 +17,8 @@ from litestar.params import Body, FromPath, FromQuery, PathParameter, QueryParam
 from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
-from cdp import builds, queries
-from cdp.api import auth
+from cdp import queries
+from cdp.api import auth, projections
 from cdp.api.service import Service
 from cdp.api.teams import TeamId
 from cdp.console import access, views
@@ -286,13 +286,7 @@ class Operations(Controller):
         """As POST /projections/rebuild, or /projections/{name}/rebuild; a build already
         running is a 409 that names it."""
         access.check_form(request, data)
-        name = data.get("projection", "")
-        chosen = [p for p in service.projectors if not name or p.name == name]
-        if not chosen:
-            raise NotFoundException(f"no projection named {name[:100]!r}")
-        if name:
-            chosen = await service.reads.query(builds.along, service.projectors, chosen)
-        await service.rebuilds.run(lambda: service.builder.start(chosen))
+        await projections.start_build(service, data.get("projection") or None)
         return Redirect(f"{access.PATH}/operations/", status_code=303)
 
 
