@@ -43,13 +43,15 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: the driver keeps an event loop running in this thread
+# while it lives, and a later test that starts one of its own (asyncio.run) would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
     yield launched
