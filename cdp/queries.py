@@ -683,17 +683,7 @@ def refused(
         except UnicodeDecodeError:
             text, encoded = None, base64.b64encode(row.body).decode()
         items.append(
-            schemas.Rejected(
-                id=row.id,
-                received_at=utc(row.received_at),
-                source=row.source,
-                status=row.status,
-                reason=row.reason,
-                size=row.size,
-                headers=row.headers,
-                body=text,
-                body_base64=encoded,
-            )
+            schemas.Rejected(**_refusal(row), headers=row.headers, body=text, body_base64=encoded)
         )
     return schemas.RejectedPage(items=items, next_after=items[-1].id if more else None)
 
@@ -702,17 +692,19 @@ def latest_refused(connection: Connection, limit: int) -> list[schemas.Refusal]:
     """The latest deliveries refused as bad input, newest first, without their bodies."""
     query = select(*(column for column in models.rejected.c if column.name != "body"))
     rows = connection.execute(query.order_by(models.rejected.c.id.desc()).limit(limit))
-    return [
-        schemas.Refusal(
-            id=row.id,
-            received_at=utc(row.received_at),
-            source=row.source,
-            status=row.status,
-            reason=row.reason,
-            size=row.size,
-        )
-        for row in rows
-    ]
+    return [schemas.Refusal(**_refusal(row)) for row in rows]
+
+
+def _refusal(row: Any) -> dict[str, Any]:
+    """What a refused delivery's row says of it, its body and headers aside."""
+    return dict(
+        id=row.id,
+        received_at=utc(row.received_at),
+        source=row.source,
+        status=row.status,
+        reason=row.reason,
+        size=row.size,
+    )
 
 
 def sources(connection: Connection) -> list[schemas.Source]:

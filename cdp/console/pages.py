@@ -34,6 +34,7 @@ Day = Annotated[str | None, QueryParameter(description="A day, YYYY-MM-DD, in CD
 TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or empty for all")]
 # The team page's period when none is chosen: the last week, today included.
 DEFAULT_DAYS: Final = 7
+AUDIT_PAGE: Final = 100
 CSV_PAGE: Final = 1000
 # The largest form the console takes: its forms hold a token, a search or a name.
 FORM_BYTES: Final = 16 * 1024
@@ -173,10 +174,9 @@ class Pages(Controller):
     ) -> Response[str]:
         team, days = _team(team_id), Days.read(since, until)
         start, end = days.bounds(service.settings.zone())
-        found = await service.reads.query(
-            queries.team_handoffs, Listing(after, 100), team, start, end
+        found, teams = await service.reads.query(
+            views.audit, Listing(after, AUDIT_PAGE), team, start, end
         )
-        teams = await service.reads.query(queries.known_teams)
         return await page(
             request,
             "handoffs.html",

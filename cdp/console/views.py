@@ -310,6 +310,18 @@ def operations(connection: Connection, projectors: Sequence[Projector]) -> Opera
     )
 
 
+def audit(
+    connection: Connection,
+    listing: Listing,
+    team_id: int | None,
+    since: int | None,
+    until: int | None,
+) -> tuple[schemas.Page[schemas.Handoff], list[schemas.KnownTeam]]:
+    """A page of the handoff audit, and every team, to choose among."""
+    page = queries.team_handoffs(connection, listing, team_id, since, until)
+    return page, queries.known_teams(connection)
+
+
 CSV_COLUMNS: Final = (
     "at",
     "at_utc",
