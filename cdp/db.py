@@ -23,12 +23,15 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    FromClause,
     Row,
     Select,
     Table,
     any_,
     bindparam,
     case,
+    cast,
+    column,
     create_engine,
     event,
     func,
@@ -336,6 +339,22 @@ def among(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     return _Among(column, bindparam(name, type_=ARRAY(column.type)))
 
 
+def records(name: str, dialect: str, columns: Mapping[str, Any]) -> FromClause:
+    """A table of rows given as one parameter, `name`: a list of dicts with the keys of
+    `columns` (name: SQL type), sent as JSON text. Each row of a batch can then carry its
+    own values (a chat and the time from which to read it, say) into one statement, which
+    compiles once however many rows there are. For Prepared statements built per database
+    (see Prepared), since each database reads JSON its own way."""
+    given = bindparam(name, type_=JSON)
+    if dialect == "postgresql":
+        typed = [column(key, type_) for key, type_ in columns.items()]
+        rows = func.jsonb_to_recordset(cast(given, postgresql.JSONB)).table_valued(*typed)
+        return rows.render_derived(name, with_types=True)
+    each = func.json_each(given).table_valued("value")
+    picked = [func.json_extract(each.c.value, f"$.{key}").label(key) for key in columns]
+    return select(*picked).select_from(each).subquery(name)
+
+
 @compiles(_Among)
 def _among_as_array(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.column == any_(element.values), **kw)
@@ -445,7 +464,8 @@ def _shadowed(statement: ClauseElement, tables: Mapping[str, Table]) -> ClauseEl
 
 
 class Prepared:
-    """A Core statement compiled once per database and run on the driver's own cursor.
+    """A Core statement compiled once per database and run on the driver's own cursor; or
+    a function that builds one for a database (its name), where they must differ.
 
     On the write path SQLAlchemy's work per execution (a cache key, processing every
     parameter and every row) cost more than running the statements. The SQL is still
@@ -457,7 +477,7 @@ class Prepared:
 
     __slots__ = ("_forms", "statement")
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement]) -> None:
         self.statement = statement
         self._forms: dict[str, _Form] = {}
 
@@ -496,14 +516,16 @@ class Prepared:
         form = self._forms.get(key)
         if form is None:
             statement = self.statement
+            if not isinstance(statement, ClauseElement):
+                statement = statement(name)
             if shadows.key:
                 statement = _shadowed(statement, shadows.tables)
             compiled = statement.compile(dialect=_DIALECTS[name]())
             assert isinstance(compiled, SQLCompiler)
             columns: tuple[str, ...] = ()
             json_columns: tuple[int, ...] = ()
-            if isinstance(self.statement, SelectBase):
-                selected = list(self.statement.selected_columns)
+            if isinstance(statement, SelectBase):
+                selected = list(statement.selected_columns)
                 columns = tuple(str(column.key) for column in selected)
                 if name == "sqlite":
                     json_columns = tuple(

@@ -1,115 +1,238 @@
-"""Chats, their sessions, handoffs and timeline: the conversation fold, written to tables.
+"""Chats, their sessions, turns, handoffs and timeline: the conversation fold, written to tables.
 
-Most events arrive in order: each falls after every stored event of its chat, beyond
-the open window, and changes none of them. Such a chat is folded on from its stored
-state (its row and its latest session's), with the new facts alone.
+A new event can change where later events fall (a late message can split a session, a
+late opening renumber the ones after it), but nothing placed before its reach (see
+`Rules.reach`). So the fold resumes from the state the tables hold after the chat's last
+known event before that time (its timeline row says where it fell) and places the facts
+from there on, with the new ones among them: a region that grows, a chunk at a time,
+only until the stored events fall again as they did (same session, team and turn) and
+everything the region says of a session, turn or chat is settled.
 
-A late event can change how the chat's later events fall (a late message can split a
-session, a late opening can renumber the ones after it), but nothing before the last
-session that opened before it (see `Rules.reach`). So such a chat is folded again from
-that opening on, from its stored timeline rows and the new facts.
+The region's rows are then compared with what they were, and each session, turn and the
+chat is brought up to date from its stored row: what the region held of it before is
+taken out, what it holds now put in. Counts are added and taken away; the first or
+latest event of a sort (a title, a reply, the chat's name) comes from the region when
+it changed there, unless events after the region carry one (then the region grows);
+only when an event of that sort left the session or turn it shared with the region's
+start is it looked up before the region, one index probe. So the cost of an event
+follows the events near it, not the length of its session or its chat.
 
-Either way only the rows whose content changed are written: the cost of an event follows
-the session it lands in, or nothing at all, never the length of its chat.
+Only the rows whose content changed are written. A rebuild (`fresh`) folds each chat
+whole instead, from the same rules (`fold`).
 """
 
+from bisect import insort
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sqlalchemy import (
-    ColumnElement,
+    BigInteger,
     Connection,
+    Integer,
+    String,
     Table,
     and_,
     bindparam,
     func,
+    literal,
+    or_,
     select,
     tuple_,
+    union_all,
 )
 
 from cdp import db
 from cdp.log import Recorded
-from cdp.models import chats, handoffs, sessions, timeline
+from cdp.models import chats, handoffs, sessions, timeline, waits
 from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.projectors.conversation import (
+    BEGINNING,
+    CHAT_ATTRIBUTES,
     FACT_FIELDS,
+    PLACEMENT_FIELDS,
+    TURN_STARTS,
     Conversation,
     Fact,
-    Operator,
     Placement,
     Rules,
-    Session,
-    Tail,
+    SessionSummary,
+    State,
+    Step,
+    Summary,
+    TurnSummary,
+    decided,
     fact_of,
     fold,
+    operator_of,
+    place,
+    summarize,
 )
+from cdp.webhook import INT64_MAX
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-_PLACEMENT_FIELDS: Final = tuple(Placement.__dataclass_fields__)
-_SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns if c.name != "chat_uuid")
 _CHAT_COLUMNS: Final = tuple(c.name for c in chats.columns)
+_SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns)
+_TURN_COLUMNS: Final = tuple(c.name for c in waits.columns)
+_ORDER: Final = (timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
+# A stored event as the fold reads it back: all but its message, which can be megabytes.
+_READ: Final = tuple(column for column in timeline.c if column.name != "message")
+# Stored events read after the region's first chunk, at least, a chunk at a time.
+_CHUNK: Final = 64
 
 
-# Prepared once (see db.Prepared). Those that read a batch's chats take their uuids as the
-# list parameter "chats".
-_NAMED: Final = db.among(chats.c.uuid, "chats")
-
-
-def _from_latest_opening(table: Table, at: ColumnElement[int], back: int) -> db.Prepared:
-    """The rows of `table` from the opening of a chat's latest session (less `back`) on."""
-    opening = and_(
-        sessions.c.chat_uuid == chats.c.uuid, sessions.c.number == chats.c.session_number - back
-    )
-    since = and_(
-        table.c.chat_uuid == chats.c.uuid,
-        at >= sessions.c.opened_at,
-        table.c.session_number >= sessions.c.number,
-    )
-    query = select(table).select_from(chats.join(sessions, opening).join(table, since))
-    return db.Prepared(query.where(_NAMED))
-
-
-_LATEST: Final = sessions.alias("latest")
-# Each chat's row, its latest session's row (columns named latest_*), and the time of its
-# last stored event of any kind: an index probe, however long the chat.
-_CHATS: Final = db.Prepared(
-    select(
-        chats,
-        *(column.label(f"latest_{column.name}") for column in _LATEST.c),
-        select(func.max(timeline.c.occurred_at))
-        .where(timeline.c.chat_uuid == chats.c.uuid)
-        .scalar_subquery()
-        .label("last_event_at"),
-    )
-    .select_from(
-        chats.outerjoin(
-            _LATEST,
-            and_(_LATEST.c.chat_uuid == chats.c.uuid, _LATEST.c.number == chats.c.session_number),
+def _first_chunk(dialect: str) -> Any:
+    """For each chat of a batch ("wanted": chat_uuid, reach, until): the last known event
+    before its reach (is_start), every event after it up to `until`, and the time of the
+    chat's last event (last_at); a row of NULLs, with last_at, if there are none."""
+    columns = {"chat_uuid": String(), "reach": BigInteger(), "until": BigInteger()}
+    wanted = db.records("wanted", dialect, columns)
+    before = (
+        select(timeline.c.position)
+        .where(
+            timeline.c.chat_uuid == wanted.c.chat_uuid,
+            timeline.c.occurred_at < wanted.c.reach,
+            timeline.c.kind != "other",
         )
+        .order_by(*(column.desc() for column in _ORDER))
+        .limit(1)
+        .scalar_subquery()
     )
-    .where(_NAMED)
+    last_at = (
+        select(func.max(timeline.c.occurred_at))
+        .where(timeline.c.chat_uuid == wanted.c.chat_uuid)
+        .scalar_subquery()
+    )
+    starts = select(
+        wanted.c.chat_uuid,
+        wanted.c.until,
+        before.label("start"),
+        last_at.label("last_at"),
+    ).cte("starts")
+    if dialect == "postgresql":
+        starts = starts.prefix_with("MATERIALIZED")  # each probe once, not once a row
+    start = timeline.alias("start")
+    region = and_(
+        timeline.c.chat_uuid == starts.c.chat_uuid,
+        tuple_(*_ORDER)
+        >= tuple_(
+            func.coalesce(start.c.occurred_at, -INT64_MAX),
+            func.coalesce(start.c.rank, 0),
+            func.coalesce(start.c.dedupe_key, ""),
+        ),
+        timeline.c.occurred_at <= starts.c.until,
+    )
+    return (
+        select(
+            starts.c.chat_uuid.label("wanted"),
+            starts.c.last_at,
+            (timeline.c.position == starts.c.start).label("is_start"),
+            *_READ,
+        )
+        .select_from(
+            starts.outerjoin(start, start.c.position == starts.c.start).outerjoin(timeline, region)
+        )
+        .order_by(starts.c.chat_uuid, *_ORDER)
+    )
+
+
+_FIRST_CHUNK: Final = db.Prepared(_first_chunk)
+_AFTER: Final = db.Prepared(
+    select(*_READ)
+    .where(
+        timeline.c.chat_uuid == bindparam("chat"),
+        tuple_(*_ORDER) > tuple_(bindparam("at"), bindparam("rank"), bindparam("key")),
+    )
+    .order_by(*_ORDER)
+    .limit(bindparam("most"))
 )
-_TIMELINE_OF: Final = db.Prepared(select(timeline).where(db.among(timeline.c.chat_uuid, "chats")))
-_LAST_TWO_SESSIONS: Final = db.Prepared(
-    select(sessions)
-    .join(chats, chats.c.uuid == sessions.c.chat_uuid)
-    .where(sessions.c.number >= chats.c.session_number - 1, _NAMED)
+# The latest event of a session at or before a point, of a sort (see _before).
+_BEFORE: Final = {
+    sort: db.Prepared(
+        select(*_READ)
+        .where(
+            timeline.c.chat_uuid == bindparam("chat"),
+            timeline.c.session_number == bindparam("number"),
+            tuple_(*_ORDER) <= tuple_(bindparam("at"), bindparam("rank"), bindparam("key")),
+            condition,
+        )
+        .order_by(*(column.desc() for column in _ORDER))
+        .limit(1)
+    )
+    for sort, condition in {
+        "title": and_(timeline.c.title.is_not(None), timeline.c.kind != "other"),
+        "context": and_(timeline.c.context.is_not(None), timeline.c.kind != "other"),
+        "turn": or_(
+            *(timeline.c.kind == kind for kind in sorted({*TURN_STARTS, "operator_reply"}))
+        ),
+    }.items()
+}
+_CHATS: Final = db.Prepared(select(chats).where(db.among(chats.c.uuid, "chats")))
+
+
+def _sessions(dialect: str) -> Any:
+    """The sessions of each chat ("wanted": chat_uuid, low, high) numbered low to high."""
+    columns = {"chat_uuid": String(), "low": Integer(), "high": Integer()}
+    wanted = db.records("wanted", dialect, columns)
+    return select(sessions).join(
+        wanted,
+        and_(
+            sessions.c.chat_uuid == wanted.c.chat_uuid,
+            sessions.c.number >= wanted.c.low,
+            sessions.c.number <= wanted.c.high,
+        ),
+    )
+
+
+_SESSIONS: Final = db.Prepared(_sessions)
+
+
+def _turns(dialect: str) -> Any:
+    """The turns of a batch's chats that a region can change: those that began within it
+    (by position), and the one each region begins in ("wanted": chat_uuid, number, reach),
+    the latest of its session to begin before the reach."""
+    columns = {"chat_uuid": String(), "number": Integer(), "reach": BigInteger()}
+    wanted = db.records("wanted", dialect, columns)
+    inner = waits.alias("inner")
+    ongoing = (
+        select(inner.c.position)
+        .where(
+            inner.c.chat_uuid == wanted.c.chat_uuid,
+            inner.c.session_number == wanted.c.number,
+            inner.c.started_at < wanted.c.reach,
+        )
+        .order_by(inner.c.ordinal.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return union_all(
+        select(waits, literal(True).label("ongoing")).join(wanted, waits.c.position == ongoing),
+        select(waits, literal(False).label("ongoing")).where(
+            db.among(waits.c.position, "positions")
+        ),
+    )
+
+
+_TURNS: Final = db.Prepared(_turns)
+_TURNS_AFTER: Final = db.Prepared(
+    select(waits).where(
+        waits.c.chat_uuid == bindparam("chat"),
+        waits.c.session_number == bindparam("number"),
+        waits.c.ordinal > bindparam("ordinal"),
+    )
 )
-# [back]: from the latest session's opening, or from the one before. Two statements, not
-# one reading both: what a webhook reads then follows the session it lands in alone.
-_FACTS_SINCE: Final = [
-    _from_latest_opening(timeline, timeline.c.occurred_at, back) for back in (0, 1)
-]
-_HANDOFFS_SINCE: Final = [_from_latest_opening(handoffs, handoffs.c.at, back) for back in (0, 1)]
+_HANDOFFS_OF: Final = db.Prepared(
+    select(handoffs)
+    .where(
+        handoffs.c.chat_uuid == bindparam("chat"), handoffs.c.session_number == bindparam("number")
+    )
+    .order_by(handoffs.c.at, handoffs.c.dedupe_key)
+)
 _MOVE: Final = db.Prepared(
     timeline.update()
     .where(timeline.c.position == bindparam("at_position"))
-    .values({name: bindparam(name, type_=timeline.c[name].type) for name in _PLACEMENT_FIELDS})
+    .values({name: bindparam(name, type_=timeline.c[name].type) for name in PLACEMENT_FIELDS})
 )
 _SESSION_GONE: Final = db.Prepared(
     sessions.delete().where(
@@ -119,35 +242,153 @@ _SESSION_GONE: Final = db.Prepared(
 _HANDOFFS_GONE: Final = db.Prepared(
     handoffs.delete().where(db.among(handoffs.c.position, "positions"))
 )
+_TURNS_GONE: Final = db.Prepared(waits.delete().where(db.among(waits.c.position, "positions")))
+
+
+def _fact(row: Mapping[str, Any]) -> Fact:
+    """A stored event's fact, read back (its message is not: see _READ)."""
+    fields: dict[str, Any] = {name: row.get(name) for name in FACT_FIELDS}
+    return Fact(**fields)
+
+
+def _placement(row: Mapping[str, Any]) -> Placement:
+    return Placement(*(row[name] for name in PLACEMENT_FIELDS))
 
 
 @dataclass(slots=True)
 class _Stored:
-    """What the tables hold of one chat from the point its new facts can change on.
+    """What the tables hold of one chat's events from its new facts' reach on.
 
-    `tail`: the new facts fall after every stored one and are folded on from there; then
-    `sessions` holds the latest session's row alone. Otherwise `placed` are the timeline's
-    facts from the opening of session `sessions_before + 1` (or from the chat's start, or
-    from just after a fact outside any session); `sessions` and `handoffs` are the rows of
-    the sessions from there on.
+    `start`: the last known event before the reach, with where it fell (None: there is
+    none); `loaded`: the events after it, in order, as far as read; `whole`: whether those
+    reach the chat's last event.
     """
 
-    chat: dict[str, Any] | None = None
-    tail: Tail | None = None
-    sessions_before: int = 0
-    placed: list[tuple[Fact, Placement]] = field(default_factory=list)
-    sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
-    handoffs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    start: tuple[Fact, Placement] | None = None
+    loaded: list[tuple[Fact, Placement]] = field(default_factory=list)
+    whole: bool = True
 
-    def place(self, row: Mapping[Any, Any]) -> None:
-        fact = Fact(**{name: row[name] for name in FACT_FIELDS})
-        self.placed.append((fact, Placement(*(row[name] for name in _PLACEMENT_FIELDS))))
+    @property
+    def state(self) -> State:
+        if self.start is None:
+            return BEGINNING
+        fact, placement = self.start
+        return State(
+            placement.session_number, placement.team_id, placement.team_name, fact.occurred_at
+        )
+
+    def read_on(self, connection: Connection, chat_uuid: str) -> None:
+        """Read the next chunk of events, as many as read so far (_CHUNK at least)."""
+        last = self.loaded[-1][0] if self.loaded else self.start[0] if self.start else None
+        most = max(_CHUNK, len(self.loaded))
+        after = _at(last) if last is not None else {"at": -INT64_MAX, "rank": 0, "key": ""}
+        rows = _AFTER.rows(connection, {"chat": chat_uuid, **after, "most": most})
+        self.loaded += [(_fact(row), _placement(row)) for row in rows]
+        self.whole = len(rows) < most
+
+
+@dataclass(slots=True)
+class _Region:
+    """A chat's region, folded: the summaries of what it holds now (`new`) and held before
+    (`old`), and whether it ends with the chat (else stored events follow it, unchanged)."""
+
+    steps: list[Step]  # the region's facts, stored and new, where they fall now
+    old_steps: list[Step]  # the region's stored facts where they fell
+    new: Summary
+    old: Summary
+    ended: bool
+
+    @property
+    def last(self) -> Step:
+        return self.steps[-1]
+
+
+def _folded(
+    rules: Rules, stored: _Stored, facts: list[Fact], read_on: Callable[[], None]
+) -> _Region:
+    """Fold the chat's region (see the module): read on until it is settled."""
+    facts = sorted(facts, key=lambda fact: fact.order)
+    state = stored.state
+    while True:
+        merged = [fact for fact, _ in stored.loaded]
+        for fact in facts:
+            insort(merged, fact, key=lambda f: f.order)
+        steps = place(merged, rules, state)
+        settled = decided(merged, rules, whole=stored.whole)
+        old_steps = _as_stored(stored.loaded)
+        was = {step.fact.position: step for step in old_steps}
+        last_new = max(i for i, fact in enumerate(merged) if fact.position not in was)
+        # Once a stored event falls as it fell, every later one does: the region may end at
+        # any of them, and ends as late as what was read allows, so that reading on helps.
+        converged = any(
+            merged[i].known
+            and merged[i].position in was
+            and _same(steps[i], was[merged[i].position])
+            for i in range(last_new + 1, settled)
+        )
+        if converged or (stored.whole and settled == len(merged)):
+            end = settled - 1
+            if merged[end].position in was:
+                old_end = old_steps.index(was[merged[end].position]) + 1
+            else:  # the region's last event is new: it holds every stored one read
+                old_end = len(old_steps)
+            region = _Region(
+                steps[: end + 1],
+                old_steps[:old_end],
+                summarize(steps[: end + 1], state),
+                summarize(old_steps[:old_end], state),
+                ended=stored.whole and end == len(merged) - 1,
+            )
+            if region.ended or _settled(region):
+                return region
+        read_on()
+
+
+def _as_stored(loaded: Sequence[tuple[Fact, Placement]]) -> list[Step]:
+    """Stored facts where they fell, with their turns (None: begun before them)."""
+    steps, turn = [], None
+    for fact, placement in loaded:
+        if placement.kind in TURN_STARTS:
+            turn = fact.position
+        steps.append(Step(fact, placement, turn))
+    return steps
+
+
+def _same(now: Step, before: Step) -> bool:
+    return now.placement == before.placement and now.turn == before.turn
+
+
+def _settled(region: _Region) -> bool:
+    """Is what the region says of the session, turn and chat it ends in settled, though
+    stored events follow it? Not if the latest event of a sort changed within it, since a
+    later one may take its place; nor if a turn's first reply left it."""
+    last = region.last
+    if any(
+        region.new.chat.latest.get(n) is not region.old.chat.latest.get(n) for n in CHAT_ATTRIBUTES
+    ):
+        return False
+    number = last.placement.session_number
+    if number is None:
+        return True
+    now, before = region.new.sessions.get(number), region.old.sessions.get(number)
+    for sort in ("last_titled", "last_context", "last_turn_event"):
+        if _of(now, sort) is not _of(before, sort):
+            return False
+    now_turn, turn_before = region.new.turns.get(last.turn), region.old.turns.get(last.turn)
+    if _of(now_turn, "last_reply") is not _of(turn_before, "last_reply"):
+        return False
+    first_reply = _of(now_turn, "first_reply")
+    return not (first_reply is None and _of(turn_before, "first_reply") is not None)
+
+
+def _of(summary: SessionSummary | TurnSummary | None, sort: str) -> Any:
+    return None if summary is None else getattr(summary, sort)
 
 
 class ChatsProjector:
     name = "chats"
-    version = 2  # 2: chats.name_key
-    tables: tuple[Table, ...] = (timeline, sessions, handoffs, chats)
+    version = 3  # 2: chats.name_key; 3: turns (waits), written by this projector
+    tables: tuple[Table, ...] = (timeline, sessions, handoffs, waits, chats)
     reads: tuple[str, ...] = ()
 
     def __init__(self, rules: Rules, phone_region: str) -> None:
@@ -159,7 +400,8 @@ class ChatsProjector:
         )
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
-        """Project new events. `fresh`: the tables hold nothing of their chats yet."""
+        """Project new events. `fresh`: the tables hold nothing of their chats yet, and the
+        batch holds every event of each (a rebuild)."""
         new: dict[str, list[Fact]] = defaultdict(list)
         # A chat belongs to the source of its first event (see owners): a log older than
         # owners may hold some of another.
@@ -171,170 +413,439 @@ class ChatsProjector:
                 sources.setdefault(chat_uuid, recorded.incoming.source)
         if not new:
             return
-        stored = {} if fresh else self._stored(connection, new)
         writes = _Writes(self.phone_region, fresh=fresh)
-        for chat_uuid, facts in new.items():
-            before = stored.get(chat_uuid) or _Stored()
-            if before.tail is not None:
-                conversation = fold(chat_uuid, facts, self.rules, after=before.tail)
-            else:
-                known = [fact for fact, _ in before.placed]
-                conversation = fold(
-                    chat_uuid, [*known, *facts], self.rules, sessions_before=before.sessions_before
-                )
-            writes.add(chat_uuid, sources[chat_uuid], conversation, facts, before)
+        if fresh:
+            for chat_uuid, facts in new.items():
+                conversation = fold(chat_uuid, facts, self.rules)
+                writes.whole(chat_uuid, sources[chat_uuid], facts, conversation)
+        else:
+            self._refold(connection, new, sources, writes)
         writes.flush(connection)
 
-    def _stored(self, connection: Connection, new: Mapping[str, list[Fact]]) -> dict[str, _Stored]:
-        """For each chat, what its new facts can change, read set-wise."""
-        stored = {chat_uuid: _Stored() for chat_uuid in new}
+    def _refold(
+        self,
+        connection: Connection,
+        new: Mapping[str, list[Fact]],
+        sources: Mapping[str, str],
+        writes: "_Writes",
+    ) -> None:
+        """Fold each chat's region, and bring what it changes up to date (see the module)."""
         reach = {
-            chat_uuid: self.rules.reach(min(f.occurred_at for f in facts))
+            chat_uuid: self.rules.reach(min(fact.occurred_at for fact in facts))
             for chat_uuid, facts in new.items()
         }
-        for row in _CHATS.rows(connection, {"chats": list(new)}):
-            chat = stored[row["uuid"]]
-            chat.chat = {name: row[name] for name in _CHAT_COLUMNS}
-            last_event_at = row["last_event_at"]
-            # Every new fact falls after every stored one, beyond the open window.
-            if last_event_at is not None and last_event_at < reach[row["uuid"]]:
-                latest = _latest_session(row)
-                chat.tail = Tail(_resumed(latest, chat.chat), row["last_seen_at"])
-                chat.sessions = {latest["number"]: latest} if latest is not None else {}
-        late = [c for c in new if stored[c].chat is not None and stored[c].tail is None]
-        # A late event most often lands in a chat's latest session, or pairs with its
-        # opening: the last two sessions settle where to resume for nearly every chat.
-        recent: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _LAST_TWO_SESSIONS.rows(connection, {"chats": late}) if late else ():
-            recent[row["chat_uuid"]].append(_session_row(row))
-        back: tuple[list[str], list[str]] = ([], [])  # resumed at the latest opening, or before
-        beginning, elsewhere = [], []
-        for chat_uuid in new:
-            chat = stored[chat_uuid]
-            if chat.tail is not None:
+        stored = _first_chunks(connection, new, reach, self.rules.open_window_ms)
+        regions = {
+            chat_uuid: _folded(
+                self.rules,
+                stored[chat_uuid],
+                facts,
+                lambda chat_uuid=chat_uuid: stored[chat_uuid].read_on(connection, chat_uuid),  # type: ignore[misc]
+            )
+            for chat_uuid, facts in new.items()
+        }
+        rows = _Rows.read(connection, stored, regions, reach)
+        for chat_uuid, region in regions.items():
+            change = _Change(
+                connection,
+                chat_uuid,
+                stored[chat_uuid],
+                region,
+                rows,
+                reach[chat_uuid],
+                sources[chat_uuid],
+            )
+            writes.change(change)
+
+
+def _first_chunks(
+    connection: Connection,
+    new: Mapping[str, list[Fact]],
+    reach: Mapping[str, int],
+    window: int,
+) -> dict[str, _Stored]:
+    """Each chat's start and first chunk: its events up to the open window after its
+    latest new one, set-wise."""
+    wanted = [
+        {
+            "chat_uuid": chat_uuid,
+            "reach": reach[chat_uuid],
+            "until": max(fact.occurred_at for fact in facts) + window,
+        }
+        for chat_uuid, facts in new.items()
+    ]
+    until = {row["chat_uuid"]: row["until"] for row in wanted}
+    stored = {chat_uuid: _Stored() for chat_uuid in new}
+    for row in _FIRST_CHUNK.rows(connection, {"wanted": wanted}):
+        chat_uuid = row["wanted"]
+        chat = stored[chat_uuid]
+        chat.whole = row["last_at"] is None or row["last_at"] <= until[chat_uuid]
+        if row["position"] is None:
+            continue
+        if row["is_start"]:
+            chat.start = (_fact(row), _placement(row))
+        else:
+            chat.loaded.append((_fact(row), _placement(row)))
+    return stored
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The stored rows of what a batch's regions change: chats, sessions and turns."""
+
+    chats: dict[str, dict[str, Any]]
+    sessions: dict[tuple[str, int], dict[str, Any]]
+    turns: dict[int, dict[str, Any]]  # by position
+    ongoing: dict[str, dict[str, Any]]  # each region's first turn, begun before it
+
+    @classmethod
+    def read(
+        cls,
+        connection: Connection,
+        stored: Mapping[str, _Stored],
+        regions: Mapping[str, _Region],
+        reach: Mapping[str, int],
+    ) -> "_Rows":
+        found_chats = {
+            row["uuid"]: row for row in _CHATS.rows(connection, {"chats": list(regions)})
+        }
+        spans, starts, positions = [], [], []
+        for chat_uuid, region in regions.items():
+            numbers = {*region.new.sessions, *region.old.sessions}
+            first = stored[chat_uuid].state.session_number
+            if first is not None:
+                numbers.add(first)
+                starts.append({"chat_uuid": chat_uuid, "number": first, "reach": reach[chat_uuid]})
+            if numbers:
+                spans.append({"chat_uuid": chat_uuid, "low": min(numbers), "high": max(numbers)})
+            positions += [p for p in region.old.turns if p is not None]
+        found_sessions = {
+            (row["chat_uuid"], row["number"]): row
+            for row in (_SESSIONS.rows(connection, {"wanted": spans}) if spans else ())
+        }
+        turns, ongoing = {}, {}
+        if starts or positions:
+            values = {"wanted": starts, "positions": positions}
+            for row in _TURNS.rows(connection, values):
+                turn = {name: row[name] for name in _TURN_COLUMNS}
+                if row["ongoing"]:
+                    ongoing[row["chat_uuid"]] = turn
+                else:
+                    turns[row["position"]] = turn
+        return cls(found_chats, found_sessions, turns, ongoing)
+
+
+class _Unchanged:
+    """The stored value stands."""
+
+
+UNCHANGED: Final = _Unchanged()
+
+
+class _Change:
+    """What one chat's region changes: its rows as they must be now (see the module)."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        chat_uuid: str,
+        stored: _Stored,
+        region: _Region,
+        rows: _Rows,
+        reach: int,
+        source: str,
+    ) -> None:
+        self.connection, self.chat_uuid = connection, chat_uuid
+        self.stored, self.region, self.rows, self.reach = stored, region, rows, reach
+        found = rows.chats.get(chat_uuid)
+        self.source: str = found["source"] if found is not None else source
+        self.first = stored.state.session_number  # the session the region begins in
+        self._probed: dict[str, Fact | None] = {}
+
+    def _open(self, session_number: int | None) -> bool:
+        """Do stored events of this session follow the region (so it ends in it)?"""
+        last = self.region.last.placement.session_number
+        return not self.region.ended and session_number is not None and session_number == last
+
+    def _open_turn(self, key: int | None) -> bool:
+        """Do stored events of this turn (None: the one begun before the region) follow it?"""
+        return not self.region.ended and key == self.region.last.turn
+
+    # -- what lies before the region -----------------------------------------------------
+
+    def before(self, sort: str) -> Fact | None:
+        """The latest event of a sort (see _BEFORE) in the session the region begins in, at
+        or before its start."""
+        if sort not in self._probed:
+            found = None
+            if self.stored.start is not None and self.first is not None:
+                values = {"chat": self.chat_uuid, "number": self.first}
+                rows = _BEFORE[sort].rows(self.connection, values | _at(self.stored.start[0]))
+                found = _fact(rows[0]) if rows else None
+            self._probed[sort] = found
+        return self._probed[sort]
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def sessions(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """The sessions the region changes, as rows; and the numbers of those now gone."""
+        new, old = self.region.new.sessions, self.region.old.sessions
+        changed, gone = [], []
+        for number in sorted({*new, *old}):
+            stored = self.rows.sessions.get((self.chat_uuid, number))
+            if number not in new and number != self.first:
+                gone.append(number)
                 continue
-            opened = [s for s in recent[chat_uuid] if s["opened_at"] < reach[chat_uuid]]
-            if opened:
-                anchor = max(s["number"] for s in opened)
-                chat.sessions_before = anchor - 1
-                chat.sessions = {s["number"]: s for s in recent[chat_uuid] if s["number"] >= anchor}
-                back[max(chat.sessions) - anchor].append(chat_uuid)
-            elif chat.chat is None:
-                beginning.append(chat_uuid)  # no known event yet: no session, no handoff
+            row = self._session(number, new.get(number), old.get(number), stored)
+            if row != stored:
+                changed.append(row)
+        return changed, gone
+
+    def _session(
+        self,
+        number: int,
+        now: SessionSummary | None,
+        before: SessionSummary | None,
+        stored: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        now, before = now or SessionSummary(), before or SessionSummary()
+        base = stored or {"messages_in": 0, "messages_out": 0, "handoffs": 0}
+        if number == self.first:
+            assert stored is not None, f"session {number} of {self.chat_uuid} is not stored"
+            opened_at = stored["opened_at"]
+        else:
+            assert now.opening is not None
+            opened_at = now.opening.occurred_at
+        last_known = self._latest(number, now.last_known, before.last_known, "known")
+        titled = self._latest(number, now.last_titled, before.last_titled, "title")
+        context = self._latest(number, now.last_context, before.last_context, "context")
+        return {
+            "chat_uuid": self.chat_uuid,
+            "number": number,
+            "opened_at": opened_at,
+            "last_activity_at": _value(last_known, "occurred_at", stored, "last_activity_at"),
+            "title": _value(titled, "title", stored, "title"),
+            "context": _value(context, "context", stored, "context"),
+            "teams": self._teams(number, now, before, stored),
+            "handoffs": base["handoffs"] - len(before.handed_to) + len(now.handed_to),
+            "messages_in": base["messages_in"] - before.messages_in + now.messages_in,
+            "messages_out": base["messages_out"] - before.messages_out + now.messages_out,
+        }
+
+    def _latest(
+        self, number: int, now: Fact | None, before: Fact | None, sort: str
+    ) -> Fact | _Unchanged | None:
+        """The latest event of a sort in session `number`: unchanged where the region's is
+        (or where stored events after the region hold one); else the region's; else the
+        latest before the region."""
+        if now is before or self._open(number):
+            return UNCHANGED
+        if now is not None:
+            return now
+        if number != self.first:
+            return None
+        if sort == "known":  # the region's start is known, and in this session
+            return self.stored.start[0] if self.stored.start else None
+        return self.before(sort)
+
+    def _teams(
+        self,
+        number: int,
+        now: SessionSummary,
+        before: SessionSummary,
+        stored: dict[str, Any] | None,
+    ) -> list[int]:
+        """The teams of a session in turn: the opening's, then each handoff's."""
+        if number != self.first:
+            assert now.opening is not None
+            assert now.opening.event_team_id is not None
+            after: list[int] = []
+            if self._open(number) and stored is not None:
+                after = stored["teams"][1 + len(before.handed_to) :]
+            return [now.opening.event_team_id, *now.handed_to, *after]
+        assert stored is not None
+        teams: list[int] = stored["teams"]
+        if now.handed_to == before.handed_to:
+            return teams
+        if not self._open(number):
+            return [*teams[: len(teams) - len(before.handed_to)], *now.handed_to]
+        # Handoffs before and after the region: read, since only their total is known.
+        region = {step.fact.position for step in self.region.old_steps}
+        values = {"chat": self.chat_uuid, "number": number}
+        outside = [
+            row
+            for row in _HANDOFFS_OF.rows(self.connection, values)
+            if row["position"] not in region
+        ]
+        earlier = [row["to_team_id"] for row in outside if row["at"] < self.reach]
+        later = [row["to_team_id"] for row in outside if row["at"] >= self.reach]
+        return [teams[0], *earlier, *now.handed_to, *later]
+
+    # -- turns ---------------------------------------------------------------------------
+
+    def turns(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """The turns the region changes, as rows; and the positions of those now gone."""
+        new, old = self.region.new.turns, self.region.old.turns
+        ongoing = self.rows.ongoing.get(self.chat_uuid)
+        changed: list[dict[str, Any]] = []
+        gone = [p for p in old if p is not None and p not in new]
+        ordinals: dict[int, int] = {}
+        if ongoing is not None:
+            ordinals[ongoing["session_number"]] = ongoing["ordinal"]
+        shift = None
+        for key, turn in new.items():
+            stored = ongoing if key is None else self.rows.turns.get(key)
+            if key is None:
+                if ongoing is None:  # no session before the region: nothing to count
+                    continue
+                row = dict(ongoing)
             else:
-                elsewhere.append(chat_uuid)
-        for steps, chat_uuids in enumerate(back):
-            if not chat_uuids:
-                continue
-            for row in _FACTS_SINCE[steps].rows(connection, {"chats": chat_uuids}):
-                stored[row["chat_uuid"]].place(row)
-            for row in _HANDOFFS_SINCE[steps].rows(connection, {"chats": chat_uuids}):
-                stored[row["chat_uuid"]].handoffs[row["position"]] = row
-        for row in _TIMELINE_OF.rows(connection, {"chats": beginning}) if beginning else ():
-            stored[row["chat_uuid"]].place(row)
-        for chat_uuid in elsewhere:  # a late event before the last two sessions: rare
-            _read_before(connection, stored[chat_uuid], chat_uuid, reach[chat_uuid])
-        return stored
+                assert turn.start is not None
+                assert turn.start.placement.team_id is not None
+                ordinal = ordinals.get(turn.session_number, 0) + 1
+                ordinals[turn.session_number] = ordinal
+                row = {
+                    "position": key,
+                    "chat_uuid": self.chat_uuid,
+                    "session_number": turn.session_number,
+                    "ordinal": ordinal,
+                    "source": self.source,
+                    "team_id": turn.start.placement.team_id,
+                    "started_at": turn.start.fact.occurred_at,
+                    "started_by": "opening"
+                    if turn.start.placement.kind == "session_opened"
+                    else "handoff",
+                }
+            before = old.get(key)
+            first = self._first_reply(key, turn, before, stored)
+            last = self._last_reply(key, turn, before)
+            row["replied_at"] = _value(first, "occurred_at", stored, "replied_at")
+            row["replied_by"] = _value(first, "operator_uuid", stored, "replied_by")
+            row["last_operator_uuid"] = _value(last, "operator_uuid", stored, "last_operator_uuid")
+            if turn.next is not None:
+                row["handed_off_at"] = turn.handed_off_at
+            elif self._open_turn(key) and stored is not None:
+                row["handed_off_at"] = stored["handed_off_at"]
+            else:
+                row["handed_off_at"] = None
+            if self._open_turn(key) and stored is not None and row["ordinal"] != stored["ordinal"]:
+                shift = (
+                    row["session_number"],
+                    stored["ordinal"],
+                    row["ordinal"] - stored["ordinal"],
+                )
+            if row != stored:
+                changed.append(row)
+        if shift is not None:  # the turns after the region, in its last session, renumbered
+            number, ordinal, by = shift
+            values = {"chat": self.chat_uuid, "number": number, "ordinal": ordinal}
+            for row in _TURNS_AFTER.rows(self.connection, values):
+                changed.append({**row, "ordinal": row["ordinal"] + by})
+        return changed, gone
+
+    def _first_reply(
+        self,
+        key: int | None,
+        now: TurnSummary,
+        before: TurnSummary | None,
+        stored: dict[str, Any] | None,
+    ) -> Fact | _Unchanged | None:
+        if key is None:
+            assert stored is not None
+            if stored["replied_at"] is not None and stored["replied_at"] < self.reach:
+                return UNCHANGED  # a reply before the region came first
+        if now.first_reply is _of(before, "first_reply"):
+            return UNCHANGED
+        return now.first_reply
+
+    def _last_reply(
+        self, key: int | None, now: TurnSummary, before: TurnSummary | None
+    ) -> Fact | _Unchanged | None:
+        if now.last_reply is _of(before, "last_reply"):
+            return UNCHANGED
+        if now.last_reply is not None or key is not None:
+            return now.last_reply
+        found = self.before("turn")  # the latest reply, opening or handoff before the region
+        return found if found is not None and found.event_type != "session_updated" else None
+
+    # -- the chat ------------------------------------------------------------------------
+
+    def chat(self, phone_region: str) -> dict[str, Any] | None:
+        """The chat's row now (None: it has no known event yet)."""
+        stored = self.rows.chats.get(self.chat_uuid)
+        now, before = self.region.new.chat, self.region.old.chat
+        if now.first_known_at is None or now.last_known_at is None:
+            return stored
+        row: dict[str, Any] = dict(stored) if stored is not None else {"uuid": self.chat_uuid}
+        row.setdefault("source", self.source)
+        row["first_seen_at"] = min(now.first_known_at, row.get("first_seen_at", INT64_MAX))
+        row["last_seen_at"] = max(now.last_known_at, row.get("last_seen_at", -INT64_MAX))
+        for name in CHAT_ATTRIBUTES:
+            latest = now.latest.get(name)
+            if stored is None or latest is not before.latest.get(name):
+                row[name] = getattr(latest, name) if latest is not None else None
+        if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
+            row["phone_e164"] = normalize(row["phone"], phone_region)
+        if stored is None or row["name"] != stored["name"]:  # a name can be megabytes
+            row["name_key"] = search_key(row["name"])
+        if self.region.ended:
+            row |= self._latest_session(stored)
+        return row
+
+    def _latest_session(self, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The chat's latest session, its team and operator, as the region leaves them."""
+        last = self.region.last.placement
+        number = last.session_number
+        empty = dict.fromkeys(("operator_uuid", "operator_name", "operator_avatar"))
+        if number is None:
+            return {"session_number": None, "team_id": None, "team_name": None, **empty}
+        now = self.region.new.sessions.get(number)
+        before = self.region.old.sessions.get(number)
+        event = _of(now, "last_turn_event")
+        found: dict[str, Any]
+        if (
+            event is None
+            and _of(before, "last_turn_event") is None
+            and stored is not None
+            and stored["session_number"] == number
+        ):
+            found = {name: stored[name] for name in empty}
+        else:
+            if event is None:
+                assert number == self.first, "a session opened within the region has an opening"
+                event = self.before("turn")
+            operator = operator_of(event)
+            found = (
+                empty
+                if operator is None
+                else {
+                    "operator_uuid": operator.uuid,
+                    "operator_name": operator.name,
+                    "operator_avatar": operator.avatar,
+                }
+            )
+        return {
+            "session_number": number,
+            "team_id": last.team_id,
+            "team_name": last.team_name,
+            **found,
+        }
 
 
-def _read_before(connection: Connection, chat: _Stored, chat_uuid: str, reach: int) -> None:
-    """Read what a chat holds from the last opening (or the last fact) before `reach`."""
-    named = {"chat": chat_uuid}
-    found = _LAST_BEFORE.rows(connection, {**named, "reach": reach})
-    last = found[0] if found else None
-    since = 0  # the first session whose handoffs are read
-    if last is None:  # nothing before: the whole chat
-        facts = _TIMELINE_OF.rows(connection, {"chats": [chat_uuid]})
-    elif last["session_number"] is None:  # no session yet: resume just after it
-        after = {"at": last["occurred_at"], "rank": last["rank"], "key": last["dedupe_key"]}
-        facts = _FACTS_AFTER.rows(connection, {**named, **after})
-    else:
-        since = last["session_number"]
-        opened = _OPENED_AT.rows(connection, {**named, "number": since})
-        assert opened, "a timeline row names a session the sessions table lacks"
-        chat.sessions_before = since - 1
-        facts = _FACTS_FROM.rows(
-            connection, {**named, "opened_at": opened[0]["opened_at"], "number": since}
-        )
-    for row in facts:
-        chat.place(row)
-    for row in _SESSIONS_AFTER.rows(connection, {**named, "number": chat.sessions_before}):
-        chat.sessions[row["number"]] = _session_row(row)
-    for row in _HANDOFFS_FROM.rows(connection, {**named, "number": since}):
-        chat.handoffs[row["position"]] = row
+def _value(
+    found: Fact | _Unchanged | None, name: str, stored: Mapping[str, Any] | None, column: str
+) -> Any:
+    if isinstance(found, _Unchanged):
+        return stored[column] if stored is not None else None
+    return getattr(found, name) if found is not None else None
 
 
-_CHAT: Final = timeline.c.chat_uuid == bindparam("chat")
-_ORDER: Final = (timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
-_LAST_BEFORE: Final = db.Prepared(
-    select(*_ORDER, timeline.c.session_number)
-    .where(_CHAT, timeline.c.occurred_at < bindparam("reach"))
-    .order_by(*(column.desc() for column in _ORDER))
-    .limit(1)
-)
-_OPENED_AT: Final = db.Prepared(
-    select(sessions.c.opened_at).where(
-        sessions.c.chat_uuid == bindparam("chat"), sessions.c.number == bindparam("number")
-    )
-)
-_FACTS_AFTER: Final = db.Prepared(
-    select(timeline).where(
-        _CHAT, tuple_(*_ORDER) > tuple_(bindparam("at"), bindparam("rank"), bindparam("key"))
-    )
-)
-_FACTS_FROM: Final = db.Prepared(
-    select(timeline).where(
-        _CHAT,
-        timeline.c.occurred_at >= bindparam("opened_at"),
-        timeline.c.session_number >= bindparam("number"),
-    )
-)
-_SESSIONS_AFTER: Final = db.Prepared(
-    select(sessions).where(
-        sessions.c.chat_uuid == bindparam("chat"), sessions.c.number > bindparam("number")
-    )
-)
-_HANDOFFS_FROM: Final = db.Prepared(
-    select(handoffs).where(
-        handoffs.c.chat_uuid == bindparam("chat"),
-        handoffs.c.session_number >= bindparam("number"),
-    )
-)
+def _at(fact: Fact) -> dict[str, Any]:
+    """A fact's place in the order, as the statements that read from one take it."""
+    return {"at": fact.occurred_at, "rank": fact.rank, "key": fact.dedupe_key}
 
 
-def _session_row(row: Mapping[Any, Any]) -> dict[str, Any]:
-    return {column.name: row[column.name] for column in sessions.columns}
-
-
-def _latest_session(row: Mapping[Any, Any]) -> dict[str, Any] | None:
-    """The latest session's row, read by _CHATS beside its chat's; None if it has none."""
-    if row["latest_number"] is None:
-        return None
-    return {column.name: row[f"latest_{column.name}"] for column in sessions.columns}
-
-
-def _resumed(latest: Mapping[str, Any] | None, chat: Mapping[str, Any]) -> Session | None:
-    """The chat's latest session as the fold left it: its team and operator are the chat's."""
-    if latest is None:
-        return None
-    names = (chat["operator_uuid"], chat["operator_name"], chat["operator_avatar"])
-    return Session(
-        number=latest["number"],
-        opened_at=latest["opened_at"],
-        last_activity_at=latest["last_activity_at"],
-        team_id=chat["team_id"],
-        team_name=chat["team_name"],
-        teams=list(latest["teams"]),
-        title=latest["title"],
-        context=latest["context"],
-        handoffs=latest["handoffs"],
-        messages_in=latest["messages_in"],
-        messages_out=latest["messages_out"],
-        operator=Operator(*names) if any(name is not None for name in names) else None,
-    )
-
-
-def _fields(record: "DataclassInstance") -> dict[str, Any]:
+def _fields(record: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict, shallow: asdict() deep-copies, and that costs."""
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
@@ -351,82 +862,77 @@ class _Writes:
         self.sessions_gone: list[dict[str, Any]] = []
         self.handoffs: list[dict[str, Any]] = []
         self.handoffs_gone: list[int] = []
+        self.turns: list[dict[str, Any]] = []
+        self.turns_gone: list[int] = []
         self.chats: list[dict[str, Any]] = []
 
-    def add(
-        self,
-        chat_uuid: str,
-        source: str,
-        conversation: Conversation,
-        new: Iterable[Fact],
-        stored: _Stored,
+    def whole(
+        self, chat_uuid: str, source: str, facts: Iterable[Fact], conversation: Conversation
     ) -> None:
+        """A chat folded whole (a rebuild): every row is new."""
         placements = conversation.placements
-        for fact in new:
+        for fact in facts:
             self.timeline_new.append(
                 {**_fields(fact), "chat_uuid": chat_uuid, **_fields(placements[fact.position])}
             )
-        for fact, placement in stored.placed:
-            if placements[fact.position] != placement:
-                moved = _fields(placements[fact.position])
-                self.timeline_moved.append({"at_position": fact.position, **moved})
-        folded = {}
         for session in conversation.sessions:
-            row = {name: getattr(session, name) for name in _SESSION_COLUMNS}
-            folded[session.number] = {"chat_uuid": chat_uuid, **row}
-        self.sessions.extend(_changed(folded, stored.sessions))
-        self.sessions_gone.extend(
-            {"chat_uuid": chat_uuid, "number": n} for n in stored.sessions if n not in folded
-        )
-        folded = {
-            h.position: {**_fields(h), "chat_uuid": chat_uuid, "source": source}
-            for h in conversation.handoffs
-        }
-        self.handoffs.extend(_changed(folded, stored.handoffs))
-        self.handoffs_gone.extend(p for p in stored.handoffs if p not in folded)
-        chat = self._chat_row(chat_uuid, source, conversation, stored.chat)
-        if chat is not None and chat != stored.chat:
-            self.chats.append(chat)
-
-    def _chat_row(
-        self,
-        chat_uuid: str,
-        source: str,
-        conversation: Conversation,
-        stored: dict[str, Any] | None,
-    ) -> dict[str, Any] | None:
-        """The chat's row: what was stored, with what the refolded facts say on top."""
+            row = {name: getattr(session, name) for name in _SESSION_COLUMNS if name != "chat_uuid"}
+            self.sessions.append({"chat_uuid": chat_uuid, **row})
+        owned = {"chat_uuid": chat_uuid, "source": source}
+        self.handoffs += [{**_fields(handoff), **owned} for handoff in conversation.handoffs]
+        self.turns += [{**_fields(turn), **owned} for turn in conversation.turns]
         seen = conversation.chat
         if seen is None:
-            return stored
-        row: dict[str, Any] = dict(stored) if stored is not None else {"uuid": chat_uuid}
-        row.setdefault("source", source)
-        row["first_seen_at"] = min(seen.first_seen_at, row.get("first_seen_at", seen.first_seen_at))
-        row["last_seen_at"] = max(seen.last_seen_at, row.get("last_seen_at", seen.last_seen_at))
-        for name in ("profile_uuid", "platform", "name", "phone", "avatar"):
-            value = getattr(seen, name)
-            if value is not None or name not in row:
-                row[name] = value
-        if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
-            row["phone_e164"] = normalize(row["phone"], self.phone_region)
-        if stored is None or row["name"] != stored["name"]:  # a name can be megabytes
-            row["name_key"] = search_key(row["name"])
-        session = conversation.session
-        if session is not None:  # folded from an opening on: the latest session is among these
-            operator = session.operator
-            row |= {
-                "team_id": session.team_id,
-                "team_name": session.team_name,
+            return
+        latest = conversation.session
+        operator = latest.operator if latest is not None else None
+        self.chats.append(
+            {
+                **_fields(seen),
+                "source": source,
+                "phone_e164": normalize(seen.phone, self.phone_region),
+                "name_key": search_key(seen.name),
+                "team_id": latest.team_id if latest else None,
+                "team_name": latest.team_name if latest else None,
                 "operator_uuid": operator.uuid if operator else None,
                 "operator_name": operator.name if operator else None,
                 "operator_avatar": operator.avatar if operator else None,
-                "session_number": session.number,
+                "session_number": latest.number if latest else None,
             }
-        elif stored is None:
-            row |= dict.fromkeys(
-                ("team_id", "team_name", "operator_uuid", "operator_name", "operator_avatar"),
-            ) | {"session_number": None}
-        return row
+        )
+
+    def change(self, change: _Change) -> None:
+        """What a chat's region changes (see _Change)."""
+        chat_uuid, region = change.chat_uuid, change.region
+        was = {step.fact.position: step.placement for step in region.old_steps}
+        for step in region.steps:
+            placement = was.get(step.fact.position)
+            if placement is None:
+                self.timeline_new.append(
+                    {**_fields(step.fact), "chat_uuid": chat_uuid, **_fields(step.placement)}
+                )
+            elif placement != step.placement:
+                self.timeline_moved.append(
+                    {"at_position": step.fact.position, **_fields(step.placement)}
+                )
+        changed, gone = change.sessions()
+        self.sessions += changed
+        self.sessions_gone += [{"chat_uuid": chat_uuid, "number": number} for number in gone]
+        before = {h.position: h for h in region.old.handoffs}
+        now = {h.position: h for h in region.new.handoffs}
+        self.handoffs += [
+            {**_fields(handoff), "chat_uuid": chat_uuid, "source": change.source}
+            for position, handoff in now.items()
+            if before.get(position) != handoff
+        ]
+        self.handoffs_gone += [position for position in before if position not in now]
+        changed, gone = change.turns()
+        self.turns += changed
+        self.turns_gone += gone
+        stored = change.rows.chats.get(chat_uuid)
+        row = change.chat(self.phone_region)
+        if row is not None and row != stored:
+            self.chats.append(row)
 
     def flush(self, connection: Connection) -> None:
         db.insert(connection, timeline, self.timeline_new)
@@ -434,17 +940,15 @@ class _Writes:
         _SESSION_GONE.run(connection, self.sessions_gone)
         if self.handoffs_gone:
             _HANDOFFS_GONE.run(connection, [{"positions": self.handoffs_gone}])
+        if self.turns_gone:
+            _TURNS_GONE.run(connection, [{"positions": self.turns_gone}])
         if self.fresh:
             db.insert(connection, sessions, self.sessions)
             db.insert(connection, handoffs, self.handoffs)
+            db.insert(connection, waits, self.turns)
             db.insert(connection, chats, self.chats)
             return
         db.upsert(connection, sessions, self.sessions, key=["chat_uuid", "number"])
         db.upsert(connection, handoffs, self.handoffs, key=["position"])
+        db.upsert(connection, waits, self.turns, key=["position"])
         db.upsert(connection, chats, self.chats, key=["uuid"])
-
-
-def _changed(
-    folded: dict[Any, dict[str, Any]], stored: dict[Any, dict[str, Any]]
-) -> Iterable[dict[str, Any]]:
-    return (row for key, row in folded.items() if stored.get(key) != row)

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from cdp import db, ingest, log, personal, projectors, queries
 from cdp.db import make_engine
 from cdp.keystore import MAIN
+from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
+from cdp.projectors import chats as chats_projector
 from cdp.schemas import Page, RawJSON
 from cdp.settings import Settings
 from tests.conftest import empty
@@ -334,3 +336,82 @@ def test_a_rebuild_tells_how_many_events_each_projection_has_folded_from_none_to
         done = [d for projection, d, _ in told if projection == name]
         assert done == [0, 3, 5, 7]  # chat by chat: c0 holds 3 events, c1 and c2 2 each
         assert {total for projection, _, total in told if projection == name} == {7}
+
+
+# Long sessions: a chat's events seconds apart, now and then an idle gap, a handoff, an
+# update or a new opening pair; titles, names and phones that come and go.
+GAPS = [0, 0, 1, 300, 1000, 1000, 2000, 4000, 6000, 70_000]
+
+
+@st.composite
+def long_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events, at = [], PAST
+    for _ in range(draw(st.integers(8, 48))):
+        at += draw(st.sampled_from(GAPS))
+        event_type = draw(
+            st.sampled_from(
+                ["message_created"] * 4
+                + ["operator_replied"] * 3
+                + ["message_updated", "session_updated", "session_updated", "chat_rated"]
+            )
+        )
+        replying = event_type == "operator_replied"
+        events.append(
+            webhook(
+                event_type,
+                chat="c1",
+                at=at,
+                team=draw(st.sampled_from(TEAMS))
+                if event_type == "session_updated" or replying
+                else None,
+                operator=draw(st.sampled_from(["anna", "boris"])) if replying else None,
+                message=f"m{len(events)}" if event_type != "session_updated" else None,
+                title=draw(st.sampled_from([None, None, "Order", "Refund"])),
+                phone=draw(st.sampled_from(PHONES)),
+                name=draw(st.sampled_from([None, "Anna", "Анна"])),
+                avatar=draw(st.sampled_from([None, "a.png"])),
+                profile=draw(st.sampled_from(["p1", "p1", "p2", None])),
+            )
+        )
+    return events
+
+
+def stored(engine: Engine) -> dict[str, Any]:
+    """Every projection table's rows, with log positions replaced by the events' keys."""
+    with engine.connect() as connection:
+        keys = {row.position: row.dedupe_key for row in log.read(connection)}
+        found = {}
+        for table in (timeline, sessions, handoffs, waits, chats, profile_chats, teams):
+            rows = [dict(row._mapping) for row in connection.execute(select(table))]
+            for row in rows:
+                if "position" in row:
+                    row["position"] = keys[row["position"]]
+            found[table.name] = sorted(rows, key=lambda row: json.dumps(row, default=str))
+    return found
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(history=long_histories(), data=st.data())
+def test_long_sessions_fed_an_event_at_a_time_in_any_order_match_a_rebuild(
+    fresh: Callable[[], Engine],
+    history: list[dict[str, Any]],
+    data: st.DataObject,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most of a chat in order, then the rest late, in any order: each region grows a few
+    events at a time (a chunk of 1 or 2), so that every way it grows is taken."""
+    monkeypatch.setattr(chats_projector, "_CHUNK", data.draw(st.sampled_from([1, 2, 64])))
+    on_time = data.draw(st.integers(0, len(history)), label="delivered in order")
+    late = data.draw(st.permutations(history[on_time:]), label="late order")
+
+    engine = fresh()
+    deliver(engine, history, [len(history)])
+    with db.writing(engine) as connection:
+        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+    expected = stored(engine)
+
+    engine = fresh()
+    deliver(engine, history[:on_time] + late, [1] * len(history))
+    assert stored(engine) == expected
