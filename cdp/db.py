@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -97,7 +97,9 @@ def make_engine(
         milliseconds = statement_timeout // timedelta(milliseconds=1)
         connect_args = {
             "connect_timeout": max(1, round(connect_timeout.total_seconds())),
-            "options": f"-c statement_timeout={milliseconds}",
+            # No JIT: cdp's statements read a few rows each, and a planner that misjudges
+            # one (a batch's rows given as JSON, say) would compile it for tens of ms.
+            "options": f"-c statement_timeout={milliseconds} -c jit=off",
             # A server gone silent (a network partition) is noticed in about a minute.
             "keepalives": 1,
             "keepalives_idle": 30,
@@ -485,10 +487,9 @@ class Prepared:
         self, connection: Connection, values: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Run a query once; its rows."""
-        form = self._form(connection)
-        with _cursor(connection, form.sql) as cursor:
-            cursor.execute(form.sql, form.values(values or {}))
-            found = cursor.fetchall()
+        return read_together(connection, (self, values or {}))[0]
+
+    def _rows(self, form: _Form, found: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         names = form.columns
         rows = [dict(zip(names, row, strict=True)) for row in found]
         for name in (names[i] for i in form.json_columns):  # JSON arrives as text
@@ -534,6 +535,21 @@ class Prepared:
             form = _Form(compiled.string, _layout(compiled, name), columns, json_columns)
             self._forms[key] = form
         return form
+
+
+def read_together(
+    connection: Connection, *queries: tuple[Prepared, Mapping[str, Any]]
+) -> list[list[dict[str, Any]]]:
+    """Run several queries, each with its values; the rows of each. In a pipeline (see
+    pipelined) they are all sent before any answer is waited for: one round trip."""
+    with ExitStack() as stack:
+        running = []
+        for query, values in queries:
+            form = query._form(connection)
+            cursor = stack.enter_context(_cursor(connection, form.sql))
+            cursor.execute(form.sql, form.values(values))
+            running.append((query, form, cursor))
+        return [query._rows(form, cursor.fetchall()) for query, form, cursor in running]
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import httpx
 from sqlalchemy import (
@@ -74,7 +74,7 @@ class Plan:
     events: int = 10_000
     seed: int = 1
     small: int = 10_000  # the size the query figures are compared with
-    chat_sizes: tuple[int, ...] = (1, 1_000, 10_000)
+    session_sizes: tuple[int, ...] = (1, 1_000, 10_000, 20_000)  # one webhook into them
     repeats: int = 200
     clients: int = 16
     posts: int = 3_000
@@ -87,13 +87,14 @@ class Plan:
     @classmethod
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
-        one webhook into chats of 1, 1 000 and 10 000 events (as many as the run has)."""
+        one webhook into sessions of 1, 1 000, 10 000 and 20 000 events (of 1 and `events`
+        in a run of fewer than 10 000)."""
         return cls(
             database=database,
             events=events,
             seed=seed,
             small=min(10_000, max(events // 10, 1_000), events),
-            chat_sizes=tuple(sorted({1, min(1_000, events), min(10_000, events)})),
+            session_sizes=(1, 1_000, 10_000, 20_000) if events >= 10_000 else (1, events),
             settings=settings,
         )
 
@@ -123,6 +124,7 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_console(plan, small, big))
         if plan.measures("webhook"):
             take(_one_webhook(plan, fresh))
+            take(_other_chats_meanwhile(plan, fresh()))
         if plan.measures("http", "workers"):
             take(_http_ingest(plan, fresh()))
         if plan.measures("rebuild"):
@@ -552,53 +554,177 @@ def _page_times(url: str, plan: Plan) -> dict[str, list[float]]:
     return times
 
 
-# -- one webhook into a chat of N events -------------------------------------------------
+# -- one webhook into a long session ------------------------------------------------------
+
+
+# How a webhook can meet a long session: each a few webhooks, the last one measured. Times
+# are from the session's last event (`last`), or its middle (`middle`), in milliseconds.
+_PATTERNS: Final = {
+    "1 s after the last": [("message_created", "last", 1000)],
+    "three in one millisecond": [
+        ("message_created", "last", 1000),
+        ("operator_replied", "last", 1000),
+        ("message_created", "last", 1000),
+    ],
+    "a delivery status 0.5 s after its reply": [
+        ("operator_replied", "last", 1000),
+        ("message_updated", "last", 1500),
+    ],
+    "late, into its middle": [("message_created", "middle", 300)],
+    "a new opening pair": [("session_updated", "last", 1000), ("message_created", "last", 1005)],
+    "a new opening pair, message first": [
+        ("message_created", "last", 1005),
+        ("session_updated", "last", 1000),
+    ],
+}
 
 
 def _one_webhook(plan: Plan, fresh: Callable[[], str]) -> Iterator[Figure]:
-    """The median time of one webhook into a chat that has N events already."""
-    medians = {size: _into_chat(fresh(), size, plan) for size in plan.chat_sizes}
-    first = medians[plan.chat_sizes[0]]
-    for size, median in medians.items():
-        yield Figure(
-            f"one webhook into a chat of {size:,} events",
-            median * 1000,
-            "ms",
-            first * 1000,
-            f"a chat of {plan.chat_sizes[0]:,}",
-        )
+    """The median time of one webhook into a session of N events, in each way one can meet
+    it, beside one into a new chat measured on the same store, moments apart."""
+    for size in plan.session_sizes:
+        medians = _into_session(fresh(), size, plan)
+        alone = medians.pop("new chat")
+        for pattern, median in medians.items():
+            yield Figure(
+                f"one webhook into a session of {size:,} events: {pattern}",
+                median * 1000,
+                "ms",
+                alone * 1000,
+                "one into a new chat",
+            )
 
 
-def _into_chat(url: str, size: int, plan: Plan) -> float:
-    traffic = Traffic(events=size, seed=plan.seed, long_chats=1.0, long_chat_events=size)
-    _load(url, traffic, plan.settings)
-    bodies = list(webhooks(traffic))
-    chat = bodies[0]["payload"]["chat"]
+def _long_session(size: int, at: int) -> list[dict[str, Any]]:
+    """One chat's session of `size` events from `at`: its opening pair, then the customer's
+    messages and the operator's replies in turn, a second apart."""
+    bodies = [_bench_body("session_updated", at, 0), _bench_body("message_created", at + 5, 1)]
+    for n in range(2, size):
+        kind = "message_created" if n % 2 else "operator_replied"
+        bodies.append(_bench_body(kind, at + 5 + 1000 * (n - 1), n))
+    return bodies[:size]
+
+
+_BENCH_CHAT: Final = {
+    "uuid": "bench-long-chat",
+    "avatar": None,
+    "platform": "Telegram",
+    "phone": "+79991234567",
+    "name": "Анна Петрова",
+}
+
+
+def _bench_body(
+    event_type: str, at: int, n: int, chat: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    chat = chat or _BENCH_CHAT
+    payload: dict[str, Any] = {"chat": chat, "profile": {"uuid": f"profile-{chat['uuid']}"}}
+    session = {"title": "Заказ", "context": None, "team": {"id": 12, "name": "Первая линия"}}
+    if event_type == "session_updated":
+        payload["session"] = session
+    else:
+        payload["message"] = {"uuid": f"bench-{n}", "type": "text", "text": "Где мой заказ?"}
+    if event_type == "operator_replied":
+        operator = {"uuid": "bench-operator", "name": "Светлана", "avatar": None}
+        payload["session"] = {**session, "operator": operator, "integration": None}
+    if event_type == "message_updated":
+        payload["message"] |= {"status": "error", "error": "message was not delivered"}
+    return {"event_type": event_type, "payload": payload, "timestamp": at}
+
+
+def _into_session(url: str, size: int, plan: Plan) -> dict[str, float]:
+    """Load a session of `size` events into `url`, then time each pattern's last webhook
+    (and one into a new chat), each in a transaction rolled back: every repeat meets the
+    same store. The patterns take turns, so that the machine's noise falls on all alike."""
     engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(plan.settings)
     latest = latest_timestamp(plan.settings.max_clock_skew)
-    last = max(body["timestamp"] for body in bodies)
-    times = []
-    for n in range(min(plan.repeats, 30)):
-        body = {
-            "event_type": "message_created",
-            "timestamp": last + 1000 * (n + 1),
-            "payload": {
-                "chat": chat,
-                "message": {
-                    "uuid": f"bench-{n}",
-                    "type": "text",
-                    "text": "Ещё один вопрос по заказу",
-                },
-            },
-        }
-        one = parse(json.dumps(body, ensure_ascii=False), latest=latest)
-        started = time.perf_counter()
-        ingest.record(engine, [one], projectors, keystore=keystore)
-        times.append(time.perf_counter() - started)
+    session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
+    for at in range(0, len(session), 5000):
+        batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
+        ingest.record(engine, batch, projectors, keystore=keystore)
+    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    moments = {"last": session[-1]["timestamp"], "middle": session[len(session) // 2]["timestamp"]}
+    other = {**_BENCH_CHAT, "uuid": "bench-new-chat"}
+    patterns = {"new chat": [_bench_body("message_created", moments["last"], -1, other)]}
+    for name, steps in _PATTERNS.items():
+        patterns[name] = [
+            _bench_body(kind, moments[since] + after, -2 - n)
+            for n, (kind, since, after) in enumerate(steps)
+        ]
+    parsed = {
+        name: [parse(_encoded(body), latest=latest) for body in bodies]
+        for name, bodies in patterns.items()
+    }
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(max(5, min(plan.repeats, 25))):
+        for name, incoming in parsed.items():
+            with db.writing(engine, commit=False) as connection, db.pipelined(connection):
+                ingest.record_in(connection, incoming[:-1], projectors, keystore=keystore)
+                started = time.perf_counter()
+                ingest.record_in(connection, incoming[-1:], projectors, keystore=keystore)
+                times[name].append(time.perf_counter() - started)
     engine.dispose()
     keystore.dispose()
-    return statistics.median(times)
+    return {name: statistics.median(taken) for name, taken in times.items()}
+
+
+def _encoded(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def _other_chats_meanwhile(plan: Plan, url: str) -> Iterator[Figure]:
+    """Webhooks/s of clients posting to other chats, while one more client writes into a
+    session of 20 000 events (a second apart, as fast as it is answered), beside the same
+    clients alone, on the same server."""
+    size = plan.session_sizes[-1]
+    engine, keystore = db.make_engine(url), _keystore(url)
+    projectors = registry(plan.settings)
+    latest = latest_timestamp(plan.settings.max_clock_skew)
+    session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
+    for at in range(0, len(session), 5000):
+        batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
+        ingest.record(engine, batch, projectors, keystore=keystore)
+    engine.dispose()
+    keystore.dispose()
+    traffic = Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 7)
+    others = [_encoded(body).encode() for body in webhooks(traffic)]
+    half = len(others) // 2
+    last = session[-1]["timestamp"]
+    long_chat = [
+        _encoded(
+            _bench_body(
+                "message_created" if n % 2 else "operator_replied", last + 1000 * n, size + n
+            )
+        ).encode()
+        for n in range(1, 100_000)
+    ]
+    target = "/webhooks/fasttrack"
+    with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        alone = asyncio.run(_post_all(base, target, others[:half], plan.clients))
+        meanwhile = asyncio.run(
+            _while_one_chat_is_written(base, target, others[half:], long_chat, plan.clients)
+        )
+    yield Figure(
+        f"HTTP ingest of other chats while a session of {size:,} events is written",
+        meanwhile.rate,
+        "webhooks/s",
+        alone.rate,
+        "the same clients alone",
+    )
+
+
+async def _while_one_chat_is_written(
+    base: str, target: str, others: list[bytes], long_chat: list[bytes], clients: int
+) -> "_Load":
+    """Post `others` over `clients` connections while one more posts `long_chat`, in turn."""
+    done = asyncio.Event()
+    writer = asyncio.create_task(_post_all(base, target, long_chat, 1, until=done))
+    try:
+        return await _post_all(base, target, others, clients)
+    finally:
+        done.set()
+        await writer
 
 
 # -- HTTP ingest -------------------------------------------------------------------------

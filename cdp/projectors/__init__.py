@@ -64,7 +64,7 @@ class Projector(Protocol):
 def registry(settings: Settings) -> list[Projector]:
     rules = Rules.of(settings.session_idle_timeout, settings.session_open_window)
     chats = ChatsProjector(rules, settings.phone_region)
-    return [chats, ProfilesProjector(), TeamsProjector(chats)]
+    return [chats, ProfilesProjector(), TeamsProjector()]
 
 
 class Standing(NamedTuple):

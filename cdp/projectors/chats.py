@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Integer,
     String,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
     union_all,
 )
@@ -80,47 +82,60 @@ _ORDER: Final = (timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
 _READ: Final = tuple(column for column in timeline.c if column.name != "message")
 # Stored events read after the region's first chunk, at least, a chunk at a time.
 _CHUNK: Final = 64
+# Stored events of a chat's first chunk, at most (PostgreSQL; see _first_chunk).
+_FIRST_MOST: Final = 1000
 
 
 def _first_chunk(dialect: str) -> Any:
     """For each chat of a batch ("wanted": chat_uuid, reach, until): the last known event
     before its reach (is_start), every event after it up to `until`, and the time of the
-    chat's last event (last_at); a row of NULLs, with last_at, if there are none."""
+    chat's last event (last_at); a row of NULLs, with last_at, if there are none.
+
+    Each an index probe or range, however long the chat: LATERAL on PostgreSQL, whose
+    planner would otherwise join whole tables for the few rows of a batch (and, where one
+    chat holds most events, scan another index whole); ordered and limited, the range is
+    read from the chat's own index, _FIRST_MOST rows at most (a burst of events within
+    the open window reads on as any region does). Correlated subqueries on SQLite, which
+    has no LATERAL and loops over the rows anyway."""
     columns = {"chat_uuid": String(), "reach": BigInteger(), "until": BigInteger()}
     wanted = db.records("wanted", dialect, columns)
+    of_chat = timeline.c.chat_uuid == wanted.c.chat_uuid
     before = (
-        select(timeline.c.position)
-        .where(
-            timeline.c.chat_uuid == wanted.c.chat_uuid,
-            timeline.c.occurred_at < wanted.c.reach,
-            timeline.c.kind != "other",
-        )
+        select(timeline.c.position, *_ORDER)
+        .where(of_chat, timeline.c.occurred_at < wanted.c.reach, timeline.c.kind != "other")
         .order_by(*(column.desc() for column in _ORDER))
         .limit(1)
-        .scalar_subquery()
     )
-    last_at = (
-        select(func.max(timeline.c.occurred_at))
-        .where(timeline.c.chat_uuid == wanted.c.chat_uuid)
-        .scalar_subquery()
-    )
+    last_at = select(func.max(timeline.c.occurred_at)).where(of_chat).scalar_subquery()
+    if dialect == "postgresql":
+        start = before.lateral("start")
+        region = (
+            select(*_READ)
+            .where(of_chat, _from(start), timeline.c.occurred_at <= wanted.c.until)
+            .order_by(*_ORDER)
+            .limit(_FIRST_MOST)
+            .lateral("region")
+        )
+        return (
+            select(
+                wanted.c.chat_uuid.label("wanted"),
+                last_at.label("last_at"),
+                (region.c.position == start.c.position).label("is_start"),
+                *(region.c[column.name] for column in _READ),
+            )
+            .select_from(wanted.outerjoin(start, true()).outerjoin(region, true()))
+            .order_by(wanted.c.chat_uuid, *(region.c[column.name] for column in _ORDER))
+        )
     starts = select(
         wanted.c.chat_uuid,
         wanted.c.until,
-        before.label("start"),
+        before.with_only_columns(timeline.c.position).scalar_subquery().label("start"),
         last_at.label("last_at"),
     ).cte("starts")
-    if dialect == "postgresql":
-        starts = starts.prefix_with("MATERIALIZED")  # each probe once, not once a row
-    start = timeline.alias("start")
-    region = and_(
+    first = timeline.alias("start")
+    within = and_(
         timeline.c.chat_uuid == starts.c.chat_uuid,
-        tuple_(*_ORDER)
-        >= tuple_(
-            func.coalesce(start.c.occurred_at, -INT64_MAX),
-            func.coalesce(start.c.rank, 0),
-            func.coalesce(start.c.dedupe_key, ""),
-        ),
+        _from(first),
         timeline.c.occurred_at <= starts.c.until,
     )
     return (
@@ -131,9 +146,21 @@ def _first_chunk(dialect: str) -> Any:
             *_READ,
         )
         .select_from(
-            starts.outerjoin(start, start.c.position == starts.c.start).outerjoin(timeline, region)
+            starts.outerjoin(first, first.c.position == starts.c.start).outerjoin(timeline, within)
         )
         .order_by(starts.c.chat_uuid, *_ORDER)
+    )
+
+
+def _from(start: Any) -> ColumnElement[bool]:
+    """A timeline row is `start` or after it (any row, if there is no start). The time is
+    compared alone too: a bound PostgreSQL's planner sees, where it cannot see into the
+    row comparison, and takes the chat's own index for."""
+    at = func.coalesce(start.c.occurred_at, -INT64_MAX)
+    return and_(
+        timeline.c.occurred_at >= at,
+        tuple_(*_ORDER)
+        >= tuple_(at, func.coalesce(start.c.rank, 0), func.coalesce(start.c.dedupe_key, "")),
     )
 
 
@@ -175,14 +202,15 @@ def _sessions(dialect: str) -> Any:
     """The sessions of each chat ("wanted": chat_uuid, low, high) numbered low to high."""
     columns = {"chat_uuid": String(), "low": Integer(), "high": Integer()}
     wanted = db.records("wanted", dialect, columns)
-    return select(sessions).join(
-        wanted,
-        and_(
-            sessions.c.chat_uuid == wanted.c.chat_uuid,
-            sessions.c.number >= wanted.c.low,
-            sessions.c.number <= wanted.c.high,
-        ),
+    among = and_(
+        sessions.c.chat_uuid == wanted.c.chat_uuid,
+        sessions.c.number >= wanted.c.low,
+        sessions.c.number <= wanted.c.high,
     )
+    if dialect == "postgresql":  # see _first_chunk
+        found = select(sessions).where(among).offset(0).lateral("found")
+        return select(found).select_from(wanted.join(found, true()))
+    return select(sessions).join(wanted, among)
 
 
 _SESSIONS: Final = db.Prepared(_sessions)
@@ -195,8 +223,8 @@ def _turns(dialect: str) -> Any:
     columns = {"chat_uuid": String(), "number": Integer(), "reach": BigInteger()}
     wanted = db.records("wanted", dialect, columns)
     inner = waits.alias("inner")
-    ongoing = (
-        select(inner.c.position)
+    latest = (
+        select(inner)
         .where(
             inner.c.chat_uuid == wanted.c.chat_uuid,
             inner.c.session_number == wanted.c.number,
@@ -204,14 +232,21 @@ def _turns(dialect: str) -> Any:
         )
         .order_by(inner.c.ordinal.desc())
         .limit(1)
-        .scalar_subquery()
     )
-    return union_all(
-        select(waits, literal(True).label("ongoing")).join(wanted, waits.c.position == ongoing),
-        select(waits, literal(False).label("ongoing")).where(
-            db.among(waits.c.position, "positions")
-        ),
+    within = select(waits, literal(False).label("ongoing")).where(
+        db.among(waits.c.position, "positions")
     )
+    if dialect == "postgresql":  # see _first_chunk
+        found = latest.lateral("found")
+        ongoing = select(found, literal(True).label("ongoing")).select_from(
+            wanted.join(found, true())
+        )
+        return union_all(ongoing, within)
+    position = latest.with_only_columns(inner.c.position).scalar_subquery()
+    ongoing = select(waits, literal(True).label("ongoing")).join(
+        wanted, waits.c.position == position
+    )
+    return union_all(ongoing, within)
 
 
 _TURNS: Final = db.Prepared(_turns)
@@ -434,7 +469,7 @@ class ChatsProjector:
             chat_uuid: self.rules.reach(min(fact.occurred_at for fact in facts))
             for chat_uuid, facts in new.items()
         }
-        stored = _first_chunks(connection, new, reach, self.rules.open_window_ms)
+        stored, found = _first_chunks(connection, new, reach, self.rules.open_window_ms)
         regions = {
             chat_uuid: _folded(
                 self.rules,
@@ -444,7 +479,7 @@ class ChatsProjector:
             )
             for chat_uuid, facts in new.items()
         }
-        rows = _Rows.read(connection, stored, regions, reach)
+        rows = _Rows.read(connection, found, stored, regions, reach)
         for chat_uuid, region in regions.items():
             change = _Change(
                 connection,
@@ -463,9 +498,9 @@ def _first_chunks(
     new: Mapping[str, list[Fact]],
     reach: Mapping[str, int],
     window: int,
-) -> dict[str, _Stored]:
-    """Each chat's start and first chunk: its events up to the open window after its
-    latest new one, set-wise."""
+) -> tuple[dict[str, _Stored], dict[str, dict[str, Any]]]:
+    """Each chat's start and first chunk (its events up to the open window after its
+    latest new one), and each one's row: set-wise, in one round trip."""
     wanted = [
         {
             "chat_uuid": chat_uuid,
@@ -476,17 +511,25 @@ def _first_chunks(
     ]
     until = {row["chat_uuid"]: row["until"] for row in wanted}
     stored = {chat_uuid: _Stored() for chat_uuid in new}
-    for row in _FIRST_CHUNK.rows(connection, {"wanted": wanted}):
+    chunks, found = db.read_together(
+        connection, (_FIRST_CHUNK, {"wanted": wanted}), (_CHATS, {"chats": list(new)})
+    )
+    read: dict[str, int] = defaultdict(int)
+    for row in chunks:
         chat_uuid = row["wanted"]
         chat = stored[chat_uuid]
         chat.whole = row["last_at"] is None or row["last_at"] <= until[chat_uuid]
         if row["position"] is None:
             continue
+        read[chat_uuid] += 1
         if row["is_start"]:
             chat.start = (_fact(row), _placement(row))
         else:
             chat.loaded.append((_fact(row), _placement(row)))
-    return stored
+    for chat_uuid, count in read.items():
+        if count >= _FIRST_MOST:  # cut short: more may follow within the chunk's time
+            stored[chat_uuid].whole = False
+    return stored, {row["uuid"]: row for row in found}
 
 
 @dataclass(slots=True)
@@ -502,13 +545,12 @@ class _Rows:
     def read(
         cls,
         connection: Connection,
+        found_chats: dict[str, dict[str, Any]],
         stored: Mapping[str, _Stored],
         regions: Mapping[str, _Region],
         reach: Mapping[str, int],
     ) -> "_Rows":
-        found_chats = {
-            row["uuid"]: row for row in _CHATS.rows(connection, {"chats": list(regions)})
-        }
+        """The rows of the sessions and turns `regions` change, in one round trip."""
         spans, starts, positions = [], [], []
         for chat_uuid, region in regions.items():
             numbers = {*region.new.sessions, *region.old.sessions}
@@ -519,19 +561,22 @@ class _Rows:
             if numbers:
                 spans.append({"chat_uuid": chat_uuid, "low": min(numbers), "high": max(numbers)})
             positions += [p for p in region.old.turns if p is not None]
-        found_sessions = {
-            (row["chat_uuid"], row["number"]): row
-            for row in (_SESSIONS.rows(connection, {"wanted": spans}) if spans else ())
-        }
-        turns, ongoing = {}, {}
+        queries: list[tuple[db.Prepared, dict[str, Any]]] = []
+        if spans:
+            queries.append((_SESSIONS, {"wanted": spans}))
         if starts or positions:
-            values = {"wanted": starts, "positions": positions}
-            for row in _TURNS.rows(connection, values):
-                turn = {name: row[name] for name in _TURN_COLUMNS}
-                if row["ongoing"]:
-                    ongoing[row["chat_uuid"]] = turn
-                else:
-                    turns[row["position"]] = turn
+            queries.append((_TURNS, {"wanted": starts, "positions": positions}))
+        found = db.read_together(connection, *queries)
+        found_sessions = (
+            {(row["chat_uuid"], row["number"]): row for row in found.pop(0)} if spans else {}
+        )
+        turns, ongoing = {}, {}
+        for row in found.pop(0) if found else ():
+            turn = {name: row[name] for name in _TURN_COLUMNS}
+            if row["ongoing"]:
+                ongoing[row["chat_uuid"]] = turn
+            else:
+                turns[row["position"]] = turn
         return cls(found_chats, found_sessions, turns, ongoing)
 
 

@@ -7,59 +7,43 @@ the chats projector's (see cdp.projectors.chats).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table
 
 from cdp import db
 from cdp.log import Recorded
-from cdp.models import chats, teams
-from cdp.projectors.chats import ChatsProjector
+from cdp.models import teams
 from cdp.projectors.conversation import fact_of
-
-# The source each chat of a batch belongs to: its teams are that source's.
-_SOURCES: Final = db.Prepared(
-    select(chats.c.uuid, chats.c.source).where(db.among(chats.c.uuid, "chats"))
-)
 
 
 class TeamsProjector:
     """Teams by their latest name (see the module)."""
 
     name = "teams"
-    version = 2  # 2: turns moved to the chats projector
+    version = 2  # 2: each event's team in its own source; turns moved to the chats projector
+    shape = ""  # no setting shapes it
     tables: tuple[Table, ...] = (teams,)
-
-    def __init__(self, chats: ChatsProjector) -> None:
-        # A chat's source is the one its chat row names: read, in the same transaction.
-        self.reads: tuple[str, ...] = (chats.name,)
-        self.shape = ""  # no setting shapes it
+    reads: tuple[str, ...] = ()
 
     def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
-        named = [
-            (recorded.incoming.webhook.chat_uuid, fact_of(recorded))
-            for recorded in batch
-            if recorded.incoming.webhook.chat_uuid is not None
-        ]
-        named = [(chat, fact) for chat, fact in named if fact.event_team_id is not None]
-        if not named:
-            return
-        chat_uuids = sorted({chat for chat, _ in named})
-        source = {
-            row["uuid"]: row["source"] for row in _SOURCES.rows(connection, {"chats": chat_uuids})
-        }
-        rows = [
-            {
-                "source": source[chat],
-                "event_team_id": fact.event_team_id,
-                "event_team_name": fact.event_team_name,
-                "occurred_at": fact.occurred_at,
-                "rank": fact.rank,
-                "dedupe_key": fact.dedupe_key,
-            }
-            for chat, fact in named
-            if chat in source
-        ]
+        rows = []
+        for recorded in batch:
+            if recorded.incoming.webhook.chat_uuid is None:
+                continue
+            fact = fact_of(recorded)
+            if fact.event_team_id is None:
+                continue
+            rows.append(
+                {
+                    "source": recorded.incoming.source,
+                    "event_team_id": fact.event_team_id,
+                    "event_team_name": fact.event_team_name,
+                    "occurred_at": fact.occurred_at,
+                    "rank": fact.rank,
+                    "dedupe_key": fact.dedupe_key,
+                }
+            )
         _name(connection, rows)
 
 

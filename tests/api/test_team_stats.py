@@ -8,7 +8,7 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine
 
 from cdp.api import create_app
-from cdp.models import checkpoints, teams, waits
+from cdp.models import checkpoints, waits
 from cdp.settings import Settings
 from cdp.times import iso, utc
 from tests.api.conftest import settled
@@ -193,20 +193,20 @@ def test_a_late_opening_takes_the_reply_after_it_from_the_session_before(
     assert sales["unanswered"] == 1
 
 
-def test_team_statistics_added_to_a_store_with_a_log_are_built_from_all_of_it_at_start(
+def test_team_statistics_of_a_store_whose_chats_are_of_an_older_version_are_built_at_start(
     settings: Settings, engine: Engine
 ) -> None:
     with TestClient(create_app(settings)) as client:
         deliver(client, history())
         expected = [stats(client, path) for path in ("/teams/1/stats", "/operators/op-1/stats")]
-    with engine.begin() as connection:  # as before the teams projector was added
-        connection.execute(checkpoints.delete().where(checkpoints.c.name == "teams"))
+    with engine.begin() as connection:  # as before the chats projector counted turns
+        older = checkpoints.update().where(checkpoints.c.name == "chats").values(version=2)
+        connection.execute(older)
         connection.execute(waits.delete())
-        connection.execute(teams.delete())
     with TestClient(create_app(settings)) as client:
         found = {state["name"]: state for state in settled(client)}
-        assert found["teams"]["status"] == "live"
-        assert found["teams"]["build"]["state"] == "done"
+        assert found["chats"]["status"] == "live"
+        assert found["chats"]["build"]["state"] == "done"
         assert [
             stats(client, path) for path in ("/teams/1/stats", "/operators/op-1/stats")
         ] == expected

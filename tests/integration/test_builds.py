@@ -144,15 +144,16 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
 ) -> None:
     log(engine, *history("c1", "p1"))
     chats_projection, profiles, teams = REGISTRY
-    with engine.connect() as connection:  # every one live
-        assert builds.along(connection, REGISTRY, [teams]) == [chats_projection, teams]
+    with engine.connect() as connection:  # every one live, none reading another's tables
+        assert builds.along(connection, REGISTRY, [teams]) == [teams]
         assert builds.along(connection, REGISTRY, [chats_projection]) == [chats_projection]
-        assert builds.along(connection, REGISTRY, [profiles]) == [profiles]
-    # Another idle timeout: chats is stale; teams, which reads its tables, is built with it
-    # only when it needs building too (a new version of its own, say).
+    # A projection that reads chats' tables (as teams once did) is built with chats' shadows
+    # whenever it is built; and with chats, only when it needs building too.
     other = projectors.registry(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
     chats_projection, profiles, teams = other
-    with engine.connect() as connection:
+    teams.reads = (chats_projection.name,)
+    with engine.connect() as connection:  # chats is stale: another idle timeout
+        assert builds.along(connection, other, [teams]) == [chats_projection, teams]
         assert builds.along(connection, other, [chats_projection]) == [chats_projection]
         teams.version += 1
         assert builds.along(connection, other, [chats_projection]) == [chats_projection, teams]
@@ -162,14 +163,14 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
 def test_team_statistics_built_while_webhooks_come_count_each_once(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Built as adding them builds them (with chats, see builds.along) while webhooks are
-    logged and projected into the live tables, which are then ahead of the build: c2's
-    handoff is in them before the build has filled c2 (a chat a batch)."""
+    """Turns are built with chats, while webhooks are logged and projected into the live
+    tables, which are then ahead of the build: c2's handoff is in them before the build has
+    filled c2 (a chat a batch)."""
     monkeypatch.setitem(builds.BUILD_BATCH, db.dialect(engine), 1)
     for n, chat in enumerate(["c1", "c2"]):
         log(engine, *history(chat, f"p{n + 1}", at=PAST + n * 10_000))
     with engine.connect() as connection:
-        chosen = builds.along(connection, REGISTRY, [REGISTRY[-1]])
+        chosen = builds.along(connection, REGISTRY, [REGISTRY[0], REGISTRY[-1]])
     later, logged = PAST + 3 * 10_000, []
 
     def meanwhile(done: int, total: int) -> None:
