@@ -559,7 +559,7 @@ def _page_times(url: str, plan: Plan) -> dict[str, list[float]]:
 
 # How a webhook can meet a long session: each a few webhooks, the last one measured. Times
 # are from the session's last event (`last`), or its middle (`middle`), in milliseconds.
-_PATTERNS: Final = {
+SESSION_PATTERNS: Final = {
     "1 s after the last": [("message_created", "last", 1000)],
     "three in one millisecond": [
         ("message_created", "last", 1000),
@@ -647,7 +647,7 @@ def _into_session(url: str, size: int, plan: Plan) -> dict[str, float]:
     moments = {"last": session[-1]["timestamp"], "middle": session[len(session) // 2]["timestamp"]}
     other = {**_BENCH_CHAT, "uuid": "bench-new-chat"}
     patterns = {"new chat": [_bench_body("message_created", moments["last"], -1, other)]}
-    for name, steps in _PATTERNS.items():
+    for name, steps in SESSION_PATTERNS.items():
         patterns[name] = [
             _bench_body(kind, moments[since] + after, -2 - n)
             for n, (kind, since, after) in enumerate(steps)

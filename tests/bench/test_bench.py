@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, make_url, text
 
 from cdp.bench import GROUPS
-from cdp.bench.run import Plan
+from cdp.bench.run import SESSION_PATTERNS, Plan
 from cdp.cli import main
 
 QUERIES = (
@@ -56,8 +56,12 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "cdp import: peak memory",
         "cdp rebuild",
         "cdp rebuild: peak memory",
-        "one webhook into a chat of 1 events",
-        "one webhook into a chat of 500 events",
+        *(
+            f"one webhook into a session of {size} events: {pattern}"
+            for size in (1, 500)
+            for pattern in SESSION_PATTERNS
+        ),
+        "HTTP ingest of other chats while a session of 500 events is written",
         "HTTP ingest",
         "HTTP ingest: p50",
         "HTTP ingest: p99",

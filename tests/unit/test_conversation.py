@@ -4,7 +4,10 @@ import random
 from itertools import count
 from typing import Any
 
-from cdp.projectors.conversation import Fact, Rules, fold
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdp.projectors.conversation import Fact, Rules, State, fold, place, summarize
 
 RULES = Rules(idle_timeout_ms=24 * 3600 * 1000, open_window_ms=5000)
 SECOND, HOUR = 1000, 3600 * 1000
@@ -224,3 +227,64 @@ def test_a_timeline_row_is_a_fact_where_it_falls_and_its_chat_nothing_more_or_le
 
     written = {*FACT_FIELDS, *Placement.__dataclass_fields__, "chat_uuid"}
     assert written == {column.name for column in timeline.columns}
+
+
+FOLDED_KINDS = ["session_updated"] * 3 + ["message_created"] * 4 + ["operator_replied"] * 3
+MOMENTS_APART = [0, 0, 1, 2 * SECOND, 5 * SECOND, 6 * SECOND, HOUR, 25 * HOUR]
+
+
+@st.composite
+def chats(draw: st.DrawFn) -> list[Fact]:
+    facts, at = [], 0
+    for _ in range(draw(st.integers(1, 40))):
+        at += draw(st.sampled_from(MOMENTS_APART))
+        kind = draw(st.sampled_from([*FOLDED_KINDS, "message_updated", "chat_rated"]))
+        title = draw(st.sampled_from([None, None, "Order", "Refund"]))
+        if kind == "session_updated":
+            facts.append(session_updated(at, team=draw(st.sampled_from([1, 2, 3])), title=title))
+        elif kind == "operator_replied":
+            facts.append(reply(at, draw(st.sampled_from(["anna", "boris"]))))
+        else:
+            facts.append(fact(kind, at, title=title))
+    return sorted(facts, key=lambda f: f.order)
+
+
+@given(facts=chats(), data=st.data())
+def test_placing_on_from_the_state_after_any_fact_places_the_rest_as_the_whole_fold_does(
+    facts: list[Fact], data: st.DataObject
+) -> None:
+    """What the chats projector resumes from: a timeline row's placement, and the time of
+    the chat's latest known event up to it, are all the fold carries on."""
+    whole = place(facts, RULES)
+    cut = data.draw(st.integers(0, len(facts) - 1), label="resumed after")
+    known = [f.occurred_at for f in facts[: cut + 1] if f.known]
+    after = whole[cut].placement
+    state = State(
+        after.session_number, after.team_id, after.team_name, known[-1] if known else None
+    )
+    resumed = place(facts[cut + 1 :], RULES, state)
+    assert [step.placement for step in resumed] == [step.placement for step in whole[cut + 1 :]]
+    assert all(step.turn in (None, whole[cut + 1 + i].turn) for i, step in enumerate(resumed))
+
+
+@given(facts=chats(), data=st.data())
+def test_a_summary_of_a_run_and_of_the_rest_make_up_the_summary_of_the_whole(
+    facts: list[Fact], data: st.DataObject
+) -> None:
+    """Counts add up and the latest event of each sort is the later part's, if it has one:
+    what lets a region's summary be swapped into a stored row."""
+    steps = place(facts, RULES)
+    cut = data.draw(st.integers(0, len(steps)), label="cut")
+    whole, first = summarize(steps), summarize(steps[:cut])
+    after = steps[cut - 1].placement if cut else None
+    start = State(after.session_number, after.team_id, after.team_name) if after else State()
+    rest = summarize(steps[cut:], start)
+    for number, session in whole.sessions.items():
+        parts = [part.sessions[number] for part in (first, rest) if number in part.sessions]
+        assert session.messages_in == sum(part.messages_in for part in parts)
+        assert session.messages_out == sum(part.messages_out for part in parts)
+        assert session.handed_to == [team for part in parts for team in part.handed_to]
+        for sort in ("last_known", "last_titled", "last_context", "last_turn_event"):
+            latest = [getattr(part, sort) for part in parts if getattr(part, sort) is not None]
+            assert getattr(session, sort) is (latest[-1] if latest else None)
+    assert whole.handoffs == first.handoffs + rest.handoffs
