@@ -68,6 +68,11 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "webhook wait during a rebuild: longest",
         "webhook wait during a rebuild: p99",
         "webhooks during a rebuild",
+        *(
+            f"{figure} with {count} live streams"
+            for count in (10, 100)
+            for figure in ("HTTP ingest", "query p50 during HTTP ingest")
+        ),
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
         *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
     }
