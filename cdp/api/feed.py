@@ -257,7 +257,8 @@ class Feed:
                     continue
                 follower.after = max(follower.after, tail.read_to)
                 if follower.until is not None and follower.after >= follower.until:
-                    follower.done = True
+                    follower.done = True  # it wants no more
+                    self.leave(follower)
                 if follower.held or follower.done:
                     follower.ready.set()
 
