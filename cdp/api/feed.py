@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any, Final
 
 import anyio
@@ -169,6 +170,15 @@ class Feed:
         """Wake every follower: the server is stopping, or the feed's state changed."""
         for follower in self.followers:
             follower.ready.set()
+
+    async def stop(self) -> None:
+        """As the server stops, once its streams have ended: end the reader now rather than
+        after its wait."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
     async def _run(self) -> None:
         """Read, hand over, wait for the bell; until no stream follows."""

@@ -116,6 +116,11 @@ class Streams:
         self.stopping.set()
         self.feed.wake()
 
+    async def stop(self) -> None:
+        """As the app shuts down: every stream has ended; so does the feed."""
+        self.close()
+        await self.feed.stop()
+
 
 class Slot:
     """One stream's place among the open ones, given back once however the stream ends."""

@@ -247,3 +247,15 @@ def test_a_feed_that_breaks_ends_every_follower_and_starts_anew_for_the_next(
 
     run(test)
     assert "the reader the streams share failed" in caplog.text
+
+
+def test_the_feed_stops_with_the_server_though_it_waits_for_the_next_event() -> None:
+    async def test() -> None:
+        the_feed, _, _, _ = a_feed([event(1)])
+        the_feed.poll = 60.0  # a wait no test would sit through
+        follower = the_feed.join((), 0, None, lambda: None)
+        await until(lambda: follower.after == 1)
+        await the_feed.stop()
+        assert not the_feed.running
+
+    run(test)
