@@ -43,6 +43,8 @@ EVENT: Final = "logged"  # every message's event name, whatever the event's type
 PAGE: Final = 100  # events a read takes at most (and no more than queries.PAGE_BYTES of bodies)
 GAP: Final = 0.2  # seconds between the starts of two reads of the feed, at least
 BUFFER_BYTES: Final = 4 * 1024 * 1024  # of messages a stream holds at most (one at least)
+# How long a stream waits at most for another that reads while the feed is idle.
+FINDING: Final = 5.0
 # After a failed read the next waits 1 s, then twice as long each time, up to 5 s.
 FIRST_WAIT: Final = 1.0
 LONGEST_WAIT: Final = 5.0
@@ -129,6 +131,7 @@ class Feed:
         self.failing: str | None = None  # why reads fail, while they do
         self.reached = 0  # where the last read ended, while the feed runs
         self._task: asyncio.Task[None] | None = None
+        self._finding: asyncio.Event | None = None  # a stream reads while the feed is idle
 
     @classmethod
     def of(cls, service: Service) -> "Feed":
@@ -162,6 +165,30 @@ class Feed:
             self.reached = after
             self._task = asyncio.get_running_loop().create_task(self._run(), name="cdp-feed")
         return follower
+
+    async def idle_turn(self) -> asyncio.Event | None:
+        """For a stream about to read while the feed is idle: wait while another one reads
+        (FINDING at most), since its read may find the head and start the feed; then take
+        the turn, unless the feed runs by then (None). Given back with found(), once the
+        stream has joined, if it could: so many streams that come at once read the log
+        once, not each."""
+        while self._task is None and self._finding is not None:
+            finding = self._finding
+            with anyio.move_on_after(FINDING) as waited:
+                await finding.wait()
+            if waited.cancelled_caught:
+                break
+        if self._task is not None:
+            return None
+        self._finding = turn = asyncio.Event()
+        return turn
+
+    def found(self, turn: asyncio.Event | None) -> None:
+        """Give back a turn that idle_turn() gave."""
+        if turn is not None:
+            if self._finding is turn:
+                self._finding = None
+            turn.set()
 
     def leave(self, follower: Follower) -> None:
         self.followers.pop(follower, None)

@@ -290,22 +290,40 @@ async def follow(
     try:
         yield _RETRY
         spoke = time.monotonic()  # when the last message went out
-        # Its own reads, a page at a time, until one reaches the head; none if the feed is
-        # near already (a stream from the head, or one that connects again).
+        # Its own reads, a page at a time, until one reaches the head, where the feed takes
+        # it: none if the feed is near already (a stream from the head, or one that connects
+        # again). While the feed is idle, one stream at a time reads to find the head (and
+        # starts the feed); those that come meanwhile wait for it, then mostly join.
         wait = FIRST_WAIT
         failing: str | None = None  # why reads fail, while they do
-        caught_up = feed.running and feed.near(after)
-        while not caught_up:
+        behind = False  # its last read did not reach the head
+        while follower is None:
             if streams.closing or (until is not None and after >= until):
                 return
+            turn = None if feed.running or behind else await feed.idle_turn()
+            error: Busy | SQLAlchemyError | None = None
             try:
+                if feed.running and feed.near(after):
+                    follower = feed.join(filters_of(filters), after, until, slot.give_back)
+                    break
                 if not await gate.admits(request, "read"):
                     logger.info("%s: ended: its token is no longer valid", NAME)
                     return
                 tail = await service.reads.query(
                     queries.tail, service.keystore, after=after, limit=PAGE, **filters
                 )
-            except (Busy, SQLAlchemyError) as error:
+            except (Busy, SQLAlchemyError) as failed:
+                error = failed
+            else:
+                behind = tail.more
+                # At the head: the feed takes it from here (the page is sent first), unless
+                # it is a page ahead already.
+                reached = tail.read_to
+                if not behind and feed.near(reached) and (until is None or reached < until):
+                    follower = feed.join(filters_of(filters), reached, until, slot.give_back)
+            finally:
+                feed.found(turn)
+            if error is not None:
                 reason = outage(error)
                 if failing is None:
                     logger.warning("%s: %s (%s); trying again", NAME, reason, type(error).__name__)
@@ -329,11 +347,6 @@ async def follow(
                 yield page
                 spoke = time.monotonic()
             after = tail.read_to
-            # At the head: the feed takes it from here, unless it is a page ahead already.
-            caught_up = not tail.more and feed.near(after)
-        if streams.closing or (until is not None and after >= until):
-            return
-        follower = feed.join(filters_of(filters), after, until, slot.give_back)
         checked = time.monotonic()  # when its token was last found valid
         told: str | None = None  # the feed's failure last told
         while True:

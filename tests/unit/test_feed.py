@@ -259,3 +259,29 @@ def test_the_feed_stops_with_the_server_though_it_waits_for_the_next_event() -> 
         assert not the_feed.running
 
     run(test)
+
+
+def test_streams_that_come_while_the_feed_is_idle_wait_for_the_one_that_reads() -> None:
+    async def test() -> None:
+        the_feed, _, _, _ = a_feed([event(1)])
+        first = await the_feed.idle_turn()
+        assert first is not None
+        waiting = asyncio.create_task(the_feed.idle_turn())
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # while the first reads
+        follower = the_feed.join((), 1, None, lambda: None)  # its read reached the head
+        the_feed.found(first)
+        assert await waiting is None  # the feed runs: it joins, with no read of its own
+
+        the_feed.leave(follower)
+        await until(lambda: not the_feed.running)
+        second = await the_feed.idle_turn()
+        waiting = asyncio.create_task(the_feed.idle_turn())
+        await asyncio.sleep(0.01)
+        the_feed.found(second)  # far behind: the feed is still idle
+        third = await waiting
+        assert third is not None  # the next one's turn
+        assert third is not second
+        the_feed.found(third)
+
+    run(test)
