@@ -63,8 +63,15 @@ def matches(filters: Filters, event: Any) -> bool:
 
 
 def message(event: Event) -> bytes:
-    """The event's message, as a stream sends it."""
-    return ServerSentEventMessage(data=to_json(event), event=EVENT, id=event.position).encode()
+    """The event's message, as a stream sends it: one `data` line, unless the body came with
+    line breaks (then one line each, as ServerSentEventMessage writes them)."""
+    data = to_json(event)
+    if b"\n" in data or b"\r" in data:
+        return ServerSentEventMessage(data=data, event=EVENT, id=event.position).encode()
+    return b"id: %d\r\nevent: %s\r\ndata: %s\r\n\r\n" % (event.position, _EVENT, data)
+
+
+_EVENT: Final = EVENT.encode()
 
 
 def comment(text: str) -> bytes:

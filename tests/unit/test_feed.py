@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from litestar.response import ServerSentEventMessage
 from sqlalchemy.exc import OperationalError
 
 from cdp.api import feed
 from cdp.api.feed import Feed, Follower, filters_of
+from cdp.api.serialization import to_json
 from cdp.api.service import Bell
 from cdp.metrics import Metrics
 from cdp.queries import Tail
@@ -285,3 +287,14 @@ def test_streams_that_come_while_the_feed_is_idle_wait_for_the_one_that_reads() 
         the_feed.found(third)
 
     run(test)
+
+
+def test_a_message_is_written_as_litestar_writes_a_server_sent_event() -> None:
+    one_line = event(7)
+    broken = event(8).model_copy(update={"body": RawJSON('{\r\n "n": 8,\n "m": "a"\r}')})
+    for each in (one_line, broken):
+        written = ServerSentEventMessage(
+            data=to_json(each), event="logged", id=each.position
+        ).encode()
+        assert feed.message(each) == written
+    assert feed.message(broken).count(b"\r\ndata: ") == 4
