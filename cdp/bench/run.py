@@ -966,12 +966,14 @@ class _Streams:
 
     def close(self) -> None:
         with suppress(BrokenPipeError):
-            self.asks.close()
+            self.asks.close()  # its end of input: it ends
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.answers.close()
+        self.errors.close()
 
     def _fewest(self) -> int:
         """The fewest events a stream has received so far."""
