@@ -391,7 +391,7 @@ def stored(engine: Engine) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(history=long_histories(), data=st.data())
 def test_long_sessions_fed_an_event_at_a_time_in_any_order_match_a_rebuild(
