@@ -608,13 +608,13 @@ def bench(
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
-    click.echo(f"{'figure':<52} {'value':>12}  {'baseline':>12}  ratio  (baseline)")
+    click.echo(f"{'figure':<86} {'value':>12}  {'baseline':>12}  ratio  (baseline)")
 
     def show(figure: Figure) -> None:
         baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12
         ratio = f"{figure.ratio:5.2f}" if figure.ratio is not None else "     "
         click.echo(
-            f"{figure.name:<52} {figure.value:>12,.1f}  {baseline}  {ratio}  "
+            f"{figure.name:<86} {figure.value:>12,.1f}  {baseline}  {ratio}  "
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
         )
 
