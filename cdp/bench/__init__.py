@@ -1,4 +1,13 @@
 """`cdp bench`: how fast this installation ingests, imports, rebuilds and answers."""
 
 # The figures' groups, which `cdp bench --only` chooses among.
-GROUPS = ("import", "queries", "console", "webhook", "http", "workers", "rebuild")
+GROUPS = (
+    "import",
+    "queries",
+    "console",
+    "webhook",
+    "http",
+    "workers",
+    "rebuild",
+    "profiles",
+)

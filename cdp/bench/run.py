@@ -78,6 +78,7 @@ class Plan:
     repeats: int = 200
     clients: int = 16
     posts: int = 3_000
+    profile_size: int = 100_000  # the chats of the big profile a page is read of
     settings: Settings = field(default_factory=Settings)
     only: frozenset[str] = frozenset()  # of cdp.bench.GROUPS; none: every one
 
@@ -88,13 +89,15 @@ class Plan:
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
         one webhook into sessions of 1, 1 000, 10 000 and 20 000 events (of 1 and `events`
-        in a run of fewer than 10 000)."""
+        in a run of fewer than 10 000), a page of a profile of 100 000 chats (of `events`
+        chats in such a run)."""
         return cls(
             database=database,
             events=events,
             seed=seed,
             small=min(10_000, max(events // 10, 1_000), events),
             session_sizes=(1, 1_000, 10_000, 20_000) if events >= 10_000 else (1, events),
+            profile_size=100_000 if events >= 10_000 else events,
             settings=settings,
         )
 
@@ -129,6 +132,8 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_http_ingest(plan, fresh()))
         if plan.measures("rebuild"):
             take(_ingest_during_a_rebuild(plan, big))
+        if plan.measures("profiles"):
+            take(_big_profile(plan, fresh()))
     return figures
 
 
@@ -615,10 +620,15 @@ _BENCH_CHAT: Final = {
 
 
 def _bench_body(
-    event_type: str, at: int, n: int, chat: dict[str, Any] | None = None
+    event_type: str,
+    at: int,
+    n: int,
+    chat: dict[str, Any] | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     chat = chat or _BENCH_CHAT
-    payload: dict[str, Any] = {"chat": chat, "profile": {"uuid": f"profile-{chat['uuid']}"}}
+    profile = profile or f"profile-{chat['uuid']}"
+    payload: dict[str, Any] = {"chat": chat, "profile": {"uuid": profile}}
     session = {"title": "Заказ", "context": None, "team": {"id": 12, "name": "Первая линия"}}
     if event_type == "session_updated":
         payload["session"] = session
@@ -725,6 +735,120 @@ async def _while_one_chat_is_written(
     finally:
         done.set()
         await writer
+
+
+# -- a profile of many chats ----------------------------------------------------------
+
+
+# Requests at once for the big profile, while the server's memory is watched.
+_AT_ONCE: Final = 40
+
+
+def _big_profile(plan: Plan, url: str) -> Iterator[Figure]:
+    """p50 and p99 of GET /profiles/{uuid} (what it answers by default) for a profile a
+    sender named on `plan.profile_size` chats, beside the same for a profile of one chat,
+    on the same server; and the server's peak memory while _AT_ONCE such requests are
+    asked at once, beside the same for the profile of one chat (asked first: a process's
+    peak never falls)."""
+    size = plan.profile_size
+    big, small = _profile_of_chats(url, size, plan.settings)
+    repeats = max(plan.repeats // 4, 10)
+    with (
+        server(["-m", "cdp", "serve"], url, "/health", {"CDP_READ_RATE_LIMIT": "0"}) as base,
+        httpx.Client(base_url=base, timeout=120) as client,
+    ):
+        pid = _served_pid(base)
+        peaks = {}
+        for uuid_ in (small, big):
+            asyncio.run(_asked_at_once(base, f"/profiles/{uuid_}", _AT_ONCE))
+            peaks[uuid_] = _peak_memory(pid)
+        times: dict[str, list[float]] = {small: [], big: []}
+        for n in range(repeats + 1):
+            for uuid_ in (small, big):  # in turn: the machine's noise falls on both alike
+                started = time.perf_counter()
+                answer = client.get(f"/profiles/{uuid_}")
+                if n:  # the first is a warm-up
+                    times[uuid_].append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"GET /profiles/{uuid_} was answered {answer.status_code}")
+    for cut, label in ((50, "p50"), (99, "p99")):
+        yield Figure(
+            f"a page of a {size:,}-chat profile: {label}",
+            percentile(times[big], cut) * 1000,
+            "ms",
+            percentile(times[small], cut) * 1000,
+            "a 1-chat profile",
+        )
+    yield Figure(
+        f"a page of a {size:,}-chat profile: peak memory, {_AT_ONCE} at once",
+        peaks[big],
+        "MB",
+        peaks[small],
+        "a 1-chat profile",
+    )
+
+
+def _profile_of_chats(url: str, size: int, settings: Settings) -> tuple[str, str]:
+    """Name one profile on `size` new chats, a second apart (one webhook each), and another
+    on one chat: their uuids."""
+    engine, keystore = db.make_engine(url), _keystore(url)
+    projectors = registry(settings)
+    latest = latest_timestamp(settings.max_clock_skew)
+    big, small = "bench-big-profile", "bench-small-profile"
+    start = now_ms() - (size + 3_600) * 1000
+    bodies = (
+        _bench_body(
+            "message_created",
+            start + 1000 * n,
+            n,
+            {**_BENCH_CHAT, "uuid": f"bench-chat-{n}"},
+            profile=big if n else small,
+        )
+        for n in range(size + 1)
+    )
+    while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
+        ingest.record(engine, batch, projectors, keystore=keystore)
+    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    engine.dispose()
+    keystore.dispose()
+    return big, small
+
+
+def _served_pid(base: str) -> int:
+    """The process id of the server this process started on `base`'s port (Linux)."""
+    port = base.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if parent == os.getpid() and port.encode() in command:
+                return int(entry.name)
+    raise RuntimeError(f"no server process of this bench on port {port}")
+
+
+def _peak_memory(pid: int) -> float:
+    """The peak resident memory of process `pid` so far, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} reports no peak memory")
+
+
+async def _asked_at_once(base: str, path: str, clients: int) -> None:
+    """GET `path` with `clients` at once. A server too busy to answer one at once may say
+    so (503); any other failure fails the run."""
+
+    async def ask(client: httpx.AsyncClient) -> None:
+        answer = await client.get(path)
+        if answer.status_code not in (200, 503):
+            raise RuntimeError(f"GET {path} was answered {answer.status_code}")
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        await asyncio.gather(*(ask(client) for _ in range(clients)))
 
 
 # -- HTTP ingest -------------------------------------------------------------------------
