@@ -15,7 +15,7 @@ from cdp.api.service import Service
 from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.queries import Listing
-from cdp.schemas import Erasure, Page, Profile
+from cdp.schemas import Erasure, Page, Profile, ProfileChat
 from cdp.times import utc
 from cdp.webhook import identifier_problem
 
@@ -51,7 +51,8 @@ class ProfileController(Controller):
     ) -> Page[Profile]:
         """Profiles owning a chat with this phone number, in any common notation, or whose
         name starts with this text, whatever its case: give exactly one of `phone` and
-        `name`. `source` keeps those of one source."""
+        `name`. `source` keeps those of one source. Each holds its first 10 chats and, in
+        `chats_next`, where GET /profiles/{uuid}/chats goes on from."""
         listing = Listing(after, limit)
         if (phone is None) == (name is None):
             message = "give exactly one of phone and name"
@@ -73,9 +74,33 @@ class ProfileController(Controller):
         summary="A profile",
         responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
     )
-    async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
-        """A customer: the chats they own across messengers, their phones and names."""
-        found = await service.reads.query(queries.profile, uuid)
+    async def one(
+        self, uuid: FromPath[str], service: NamedDependency[Service], limit: Limit = 100
+    ) -> Profile:
+        """A customer: their phones and names (those of their 100 newest chats), when they
+        were first and last named, the profile they were merged into; then the first
+        `limit` chats they own across messengers, in the order they were first seen, and in
+        `chats_next` where GET /profiles/{uuid}/chats goes on from (null: there are no more)."""
+        found = await service.reads.query(queries.profile, uuid, limit)
+        if found is None:
+            raise NotFoundException(f"no profile {uuid!r}")
+        return found
+
+    @get(
+        "/{uuid:str}/chats",
+        summary="A profile's chats",
+        responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
+    )
+    async def chats(
+        self,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[ProfileChat]:
+        """The chats a customer owns, in the order they were first seen: a page at a time,
+        from the `chats_next` of the profile or the `next` of the page before."""
+        found = await service.reads.query(queries.owned_chats, uuid, Listing(after, limit))
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found

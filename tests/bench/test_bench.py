@@ -71,6 +71,9 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "webhooks during a rebuild",
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
         *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
+        "a page of a 500-chat profile: p50",
+        "a page of a 500-chat profile: p99",
+        "a page of a 500-chat profile: peak memory, 40 at once",
     }
     assert set(figures) == expected
     for name, figure in figures.items():
