@@ -178,7 +178,9 @@ def profile(connection: Connection, uuid: str, most: int = 100) -> schemas.Profi
     return found[0] if found else None
 
 
-def profiles(connection: Connection, uuids: Sequence[str], most: int) -> list[schemas.Profile]:
+def profiles(
+    connection: Connection, uuids: Sequence[str], most: int = 100
+) -> list[schemas.Profile]:
     """Profiles in the order asked; unknown uuids are left out. Each holds its own fields,
     its first `most` chats and the cursor of the rest (for owned_chats): a sender may
     name a hundred thousand chats under one profile.
@@ -195,7 +197,7 @@ def profiles(connection: Connection, uuids: Sequence[str], most: int) -> list[sc
     named: dict[str, list[Row[Any]]] = defaultdict(list)
     for row in connection.execute(newest, {**wanted, "most": NAMED_BY}):
         named[row.wanted].append(row)
-    found = []
+    found = {}
     for row in connection.execute(facts, wanted):
         uuid = row.uuid
         if row.first_seen_at is None:
@@ -203,21 +205,17 @@ def profiles(connection: Connection, uuids: Sequence[str], most: int) -> list[sc
         shown, cursor = owned[uuid][:most], None
         if len(owned[uuid]) > most:
             cursor = _encode([shown[-1].first_seen_at, shown[-1].uuid])
-        found.append(
-            dict(
-                uuid=uuid,
-                phones=sorted({c.phone_e164 or c.phone for c in named[uuid] if c.phone}),
-                names=sorted({c.name for c in named[uuid] if c.name}),
-                first_seen_at=utc(row.first_seen_at),
-                last_seen_at=utc(row.last_seen_at),
-                merged_into=None if named[uuid] else row.holder,
-                chats=[_profile_chat(chat) for chat in shown],
-                chats_next=cursor,
-            )
+        found[uuid] = dict(
+            uuid=uuid,
+            phones=sorted({c.phone_e164 or c.phone for c in named[uuid] if c.phone}),
+            names=sorted({c.name for c in named[uuid] if c.name}),
+            first_seen_at=utc(row.first_seen_at),
+            last_seen_at=utc(row.last_seen_at),
+            merged_into=None if named[uuid] else row.holder,
+            chats=[_profile_chat(chat) for chat in shown],
+            chats_next=cursor,
         )
-    order = {uuid: n for n, uuid in enumerate(uuids)}
-    found.sort(key=lambda profile: order[profile["uuid"]])
-    return [schemas.Profile.model_validate(profile) for profile in found]
+    return [schemas.Profile.model_validate(found[uuid]) for uuid in uuids if uuid in found]
 
 
 def owned_chats(

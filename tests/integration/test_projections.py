@@ -138,6 +138,10 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         keys = {row.position: row.dedupe_key for row in log.read(connection)}
         answers = {
             "profiles": [p.model_dump() for p in queries.profiles(connection, ["p1", "p2"])],
+            "profile chats": {
+                profile: every(partial(queries.owned_chats, connection, profile))
+                for profile in ("p1", "p2")
+            },
             "phones": every(partial(queries.profiles_by_phone, connection, "+79990000001")),
             "names": {
                 prefix: every(partial(queries.profiles_by_name, connection, prefix))
