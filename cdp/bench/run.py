@@ -745,13 +745,14 @@ _AT_ONCE: Final = 40
 
 
 def _big_profile(plan: Plan, url: str) -> Iterator[Figure]:
-    """p50 and p99 of GET /profiles/{uuid} (what it answers by default) for a profile a
-    sender named on `plan.profile_size` chats, beside the same for a profile of one chat,
-    on the same server; and the server's peak memory while _AT_ONCE such requests are
-    asked at once, beside the same for the profile of one chat (asked first: a process's
-    peak never falls)."""
+    """p50 and p99 of GET /profiles/{uuid} (its default page of 100 chats) for a profile a
+    sender named on `plan.profile_size` chats, beside the same for a profile of one chat
+    and (p50) of 100 chats, a page as full, on the same server, asked in turn; and the
+    server's peak memory while _AT_ONCE such requests are asked at once, beside the same
+    for the profile of one chat (asked first: a process's peak never falls)."""
     size = plan.profile_size
-    big, small = _profile_of_chats(url, size, plan.settings)
+    full = min(100, size)
+    big, page, one = profiles = _profiles_of_chats(url, (size, full, 1), plan.settings)
     repeats = max(plan.repeats // 4, 10)
     with (
         server(["-m", "cdp", "serve"], url, "/health", {"CDP_READ_RATE_LIMIT": "0"}) as base,
@@ -759,12 +760,12 @@ def _big_profile(plan: Plan, url: str) -> Iterator[Figure]:
     ):
         pid = _served_pid(base)
         peaks = {}
-        for uuid_ in (small, big):
+        for uuid_ in (one, big):
             asyncio.run(_asked_at_once(base, f"/profiles/{uuid_}", _AT_ONCE))
             peaks[uuid_] = _peak_memory(pid)
-        times: dict[str, list[float]] = {small: [], big: []}
+        times: dict[str, list[float]] = {uuid_: [] for uuid_ in profiles}
         for n in range(repeats + 1):
-            for uuid_ in (small, big):  # in turn: the machine's noise falls on both alike
+            for uuid_ in profiles:  # in turn: the machine's noise falls on each alike
                 started = time.perf_counter()
                 answer = client.get(f"/profiles/{uuid_}")
                 if n:  # the first is a warm-up
@@ -776,42 +777,50 @@ def _big_profile(plan: Plan, url: str) -> Iterator[Figure]:
             f"a page of a {size:,}-chat profile: {label}",
             percentile(times[big], cut) * 1000,
             "ms",
-            percentile(times[small], cut) * 1000,
+            percentile(times[one], cut) * 1000,
             "a 1-chat profile",
         )
+    yield Figure(
+        f"a page of a {size:,}-chat profile: p50, as full a page",
+        percentile(times[big], 50) * 1000,
+        "ms",
+        percentile(times[page], 50) * 1000,
+        f"a {full:,}-chat profile",
+    )
     yield Figure(
         f"a page of a {size:,}-chat profile: peak memory, {_AT_ONCE} at once",
         peaks[big],
         "MB",
-        peaks[small],
+        peaks[one],
         "a 1-chat profile",
     )
 
 
-def _profile_of_chats(url: str, size: int, settings: Settings) -> tuple[str, str]:
-    """Name one profile on `size` new chats, a second apart (one webhook each), and another
-    on one chat: their uuids."""
+def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> list[str]:
+    """Name a profile on each number of new chats of `sizes`, a second apart (one webhook
+    each): their uuids."""
     engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(settings)
     latest = latest_timestamp(settings.max_clock_skew)
-    big, small = "bench-big-profile", "bench-small-profile"
-    start = now_ms() - (size + 3_600) * 1000
+    named = [(f"bench-profile-{n}", size) for n, size in enumerate(sizes)]
+    start = now_ms() - (sum(size for _, size in named) + 3_600) * 1000
     bodies = (
         _bench_body(
             "message_created",
             start + 1000 * n,
             n,
-            {**_BENCH_CHAT, "uuid": f"bench-chat-{n}"},
-            profile=big if n else small,
+            {**_BENCH_CHAT, "uuid": f"bench-chat-{profile}-{n}"},
+            profile=profile,
         )
-        for n in range(size + 1)
+        for profile, size in named
+        for n in range(size)
     )
     while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
         ingest.record(engine, batch, projectors, keystore=keystore)
     db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
-    return big, small
+    return [profile for profile, _ in named]
 
 
 def _served_pid(base: str) -> int:

@@ -73,6 +73,7 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
         "a page of a 500-chat profile: p50",
         "a page of a 500-chat profile: p99",
+        "a page of a 500-chat profile: p50, as full a page",
         "a page of a 500-chat profile: peak memory, 40 at once",
     }
     assert set(figures) == expected
