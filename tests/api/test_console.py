@@ -321,10 +321,22 @@ def test_a_profile_of_many_chats_shows_a_page_of_them_and_a_link_to_the_next(
     with browser(settings) as client:
         for n in range(45):
             body = webhook(
-                "message_created", chat=f"c{n:02}", profile="many", at=PAST + n, message=str(n)
+                "message_created",
+                chat=f"c{n:02}",
+                profile="many",
+                at=PAST + n,
+                message=str(n),
+                name="Многочатов",
             )
             client.post("/webhooks/fasttrack", content=json.dumps(body))
         english = {"Accept-Language": "en"}
+        found = client.post("/console/", data={"q": "много", "csrf": csrf(client)}, headers=english)
+        card = re.search(r'<li class="card">.*?</li>', found.text, re.S)
+        assert card is not None
+        assert card.group(0).count("Telegram") == 5
+        assert '<a href="/console/profiles/many">more chats</a>' in card.group(0)
+        forged = client.get("/console/profiles/many?after=nonsense", headers=english)
+        assert forged.status_code == 400
         page = client.get("/console/profiles/many", headers=english).text
         shown = [re.findall(r'href="/console/chats/(c\d\d)"', page)]
         while after := re.search(r'hx-get="/console/profiles/many\?after=([^"]+)"', page):
