@@ -323,29 +323,39 @@ def profiles_by_phone(
     Each owner is read as the least after the one before, from ix_chats_phone_e164 (the
     number, then the owner): a profile that owns a hundred thousand chats of the number
     costs one probe of the index, not a hundred thousand rows."""
-    owner = chats.c.profile_uuid
-    after = "" if listing.after is None else _decode(listing.after, [owner])[0]
-
-    def least(previous: ColumnElement[Any]) -> Any:
-        query = select(func.min(owner)).where(chats.c.phone_e164 == number, owner > previous)
-        if source is not None:
-            query = query.where(chats.c.source == source)
-        return query.scalar_subquery()
-
-    first = select(least(literal(after, String())).label("uuid"), literal(1).label("n"))
-    owners = first.cte("owners", recursive=True)
-    owners = owners.union_all(
-        select(least(owners.c.uuid), owners.c.n + 1).where(
-            owners.c.uuid.is_not(None), owners.c.n <= listing.limit
-        )
-    )
-    found = connection.execute(select(owners).where(owners.c.uuid.is_not(None))).all()
+    after = "" if listing.after is None else _decode(listing.after, [chats.c.profile_uuid])[0]
+    values = {"number": number, "after": after, "most": listing.limit, "source": source}
+    found = connection.execute(_phone_owners(source is not None), values).all()
     uuids = [row.uuid for row in sorted(found, key=lambda row: row.n)]
     cursor = None
     if len(uuids) > listing.limit:
         uuids = uuids[: listing.limit]
         cursor = _encode([uuids[-1]])
     return schemas.Page[schemas.Profile](items=profiles(connection, uuids, most), next=cursor)
+
+
+@cache
+def _phone_owners(of_source: bool) -> Select[Any]:
+    """The owners of chats of the phone `number` (of `source`, if `of_source`) after
+    `after`, `most` + 1 of them, each numbered `n` in order: one probe of the index each."""
+    owner = chats.c.profile_uuid
+
+    def least(previous: ColumnElement[Any]) -> Any:
+        query = select(func.min(owner)).where(
+            chats.c.phone_e164 == bindparam("number"), owner > previous
+        )
+        if of_source:
+            query = query.where(chats.c.source == bindparam("source"))
+        return query.scalar_subquery()
+
+    first = select(least(bindparam("after", type_=String())).label("uuid"), literal(1).label("n"))
+    owners = first.cte("owners", recursive=True)
+    owners = owners.union_all(
+        select(least(owners.c.uuid), owners.c.n + 1).where(
+            owners.c.uuid.is_not(None), owners.c.n <= bindparam("most", type_=Integer())
+        )
+    )
+    return select(owners).where(owners.c.uuid.is_not(None))
 
 
 def profiles_by_name(
