@@ -244,6 +244,9 @@ def serve(
         factory=True,
         workers=workers,
         timeout_graceful_shutdown=STREAMS_END_WITHIN,
+        # uvicorn kills a worker that does not answer its health check in time, with the
+        # answers it was giving: on a busy machine, give a busy worker longer than 5 s.
+        timeout_worker_healthcheck=WORKER_ANSWERS_WITHIN,
         **served,
     )
 
@@ -265,6 +268,7 @@ def _count_in_a_directory() -> None:
 # prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 STREAMS_END_WITHIN = 5  # seconds
+WORKER_ANSWERS_WITHIN = 30  # seconds a worker has to answer the supervisor's health check
 
 
 def _run(app: "Litestar", **options: Any) -> None:
