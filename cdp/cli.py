@@ -135,7 +135,7 @@ def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False
 def _keystore(settings: Settings, engine: Engine) -> Keystore:
     """The keystore, closed when the command ends, agreeing with the main database on
     every erasure (see erasure.reconcile) before the command reads or writes a key."""
-    keystore = Keystore.at(settings.keystore())
+    keystore = Keystore.at(settings.keystore(), synchronous=settings.sqlite_synchronous)
     click.get_current_context().call_on_close(keystore.dispose)
     done = erasure.reconcile(engine, keystore, projectors.registry(settings))
     if done.moved:
@@ -309,7 +309,7 @@ def migrate(settings: Settings) -> None:
 def _upgrade(settings: Settings, engine: Engine) -> None:
     """Upgrade the schema, its migrations finding the keys in the keystore; and rebuild the
     projections when a migration changed the order they fold the log in."""
-    keystore = Keystore.at(settings.keystore())
+    keystore = Keystore.at(settings.keystore(), synchronous=settings.sqlite_synchronous)
     click.get_current_context().call_on_close(keystore.dispose)
     try:
         reorders = schema.upgrade(engine, keystore=keystore)

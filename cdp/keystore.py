@@ -54,13 +54,20 @@ class Keystore:
 
     @classmethod
     def at(
-        cls, url: str | None, *, connections: int = 2, wait: timedelta = timedelta(seconds=30)
+        cls,
+        url: str | None,
+        *,
+        connections: int = 2,
+        wait: timedelta = timedelta(seconds=30),
+        synchronous: str = "full",
     ) -> "Keystore":
         """The keystore at `url`, or in the main database when None; a server gives it as
-        many connections as the main database, since each read may open keys."""
+        many connections as the main database, since each read may open keys. A keystore
+        of its own on SQLite commits as durably as `synchronous` says (see db.SYNCHRONOUS):
+        a key lost to a power cut would leave the webhooks it sealed unreadable."""
         if url is None:
             return cls(None)
-        return cls(db.make_engine(url, connections=connections, wait=wait))
+        return cls(db.make_engine(url, connections=connections, wait=wait, synchronous=synchronous))
 
     @property
     def apart(self) -> bool:

@@ -138,6 +138,7 @@ class _Delivery:
     refused: webhook.Refused | None  # refused already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
     started: float  # when its request came (time.perf_counter())
+    deadline: float  # when its wait for a transaction ends (time.perf_counter())
 
 
 class Writer:
@@ -189,13 +190,15 @@ class Writer:
         rejected delivery, with the `headers` of interest, before its error is raised.
         `started`: when its request came (time.perf_counter()), for the ingest latency."""
         loop = asyncio.get_running_loop()
+        now = time.perf_counter()
         delivery = _Delivery(
             body,
             source,
             headers or {},
             refused,
             loop.create_future(),
-            time.perf_counter() if started is None else started,
+            now if started is None else started,
+            now + self.wait.total_seconds(),
         )
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
@@ -235,9 +238,10 @@ class Writer:
     def _expire(self, delivery: _Delivery) -> None:
         """A webhook still waiting for a transaction when its time is up: 503, not stored.
 
-        Only while another transaction holds it up: an idle writer's thread is about to
-        take it, and one beginning its transaction takes it once it holds the lock (so a
-        wait of 0 means "not behind another group", not "never")."""
+        Only while another transaction of this writer holds it up: an idle writer's thread
+        is about to take it, and one beginning its transaction takes it once it holds the
+        lock, or answers it itself if the lock is not had by then (see _commit); so a wait
+        of 0 means "not behind another group", not "never"."""
         with self._turn:
             if not self._taken or delivery not in self._waiting:
                 return
@@ -260,6 +264,9 @@ class Writer:
             outcomes: Sequence[Receipt | Exception]
             try:
                 outcomes = self._commit(take)
+            except _LockWaitOver:  # those whose wait is over get 503; the rest wait on
+                group.extend(self._overdue())
+                outcomes = [Busy("webhooks", self.wait)] * len(group)
             except Exception as error:  # the database failed the whole group
                 if not group:
                     take()
@@ -292,6 +299,24 @@ class Writer:
             until = self._ended + 1
             self._done.wait_for(lambda: self._ended >= until, timeout)
 
+    def _overdue(self) -> list[_Delivery]:
+        """Take those waiting whose wait for a transaction is over."""
+        now = time.perf_counter()
+        with self._turn:
+            overdue = [delivery for delivery in self._waiting if delivery.deadline <= now]
+            for delivery in overdue:
+                self._waiting.remove(delivery)
+        return overdue
+
+    def _lock_wait(self) -> timedelta:
+        """How long the next transaction may wait for the append lock: until the first
+        webhook waiting now has waited CDP_DATABASE_POOL_TIMEOUT, or for the statement
+        timeout if that is sooner (as any statement waits for a lock)."""
+        with self._turn:
+            first = self._waiting[0].deadline if self._waiting else time.perf_counter()
+        left = timedelta(seconds=max(first - time.perf_counter(), 0.0))
+        return min(left, self.settings.database_statement_timeout)
+
     def _take(self, group: list[_Delivery]) -> list[_Delivery]:
         """Fill `group` with what waits now (GROUP at most): the transaction holds the
         append lock."""
@@ -306,12 +331,23 @@ class Writer:
         each once it committed.
 
         Taken once the lock is held, not before: with several worker processes, the lock
-        is theirs in turn, and what arrives while this one waits for it joins its group."""
-        with db.writing(self.engine) as connection:
-            with db.pipelined(connection):  # BEGIN and the lock in one round trip
-                log.lock(connection, wait=True)
-            group = take()
-            outcomes = self._check_and_record(connection, group)
+        is theirs in turn, and what arrives while this one waits for it joins its group.
+        Whatever holds the lock (another process's group, an erasure, `cdp rebuild`), it is
+        waited for only until the first webhook waiting has waited its time: then this
+        raises _LockWaitOver, and nothing was taken."""
+        within = self._lock_wait()
+        group: list[_Delivery] | None = None
+        try:
+            with db.writing(self.engine, within=within) as connection:
+                with db.pipelined(connection):  # BEGIN and the lock in one round trip
+                    log.lock(connection, within=within)
+                group = take()
+                outcomes = self._check_and_record(connection, group)
+        except Exception as error:
+            statement_timeout = self.settings.database_statement_timeout
+            if group is None and db.lock_timed_out(error) and within < statement_timeout:
+                raise _LockWaitOver from error
+            raise
         self._count(group, [o[1] for o in outcomes], [o[0] for o in outcomes])
         self._expire_rejected(times.now_ms())
         return [o[0] for o in outcomes]
@@ -378,6 +414,10 @@ class Writer:
         except Exception as error:
             reason = " ".join(str(error).split())
             logger.warning("old rejected deliveries were not forgotten: %s", reason)
+
+
+class _LockWaitOver(Exception):
+    """The append lock was not had before the first webhook waiting had waited its time."""
 
 
 def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
@@ -525,6 +565,7 @@ class Service:
             settings.keystore(),
             connections=settings.database_pool_size,
             wait=settings.database_pool_timeout,
+            synchronous=settings.sqlite_synchronous,
         )
         writer = Writer(engine, projectors, settings, wait, keystore, metrics)
         return cls(
