@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select, text
 
 from cdp import db, log
 from cdp.api import create_app
+from cdp.models import chats
 from cdp.settings import Settings
 from tests.factories import webhook
 
@@ -125,6 +126,36 @@ def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_a
         answer = client.get("/chats/c")
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal server error"}
+    assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
+
+
+def _no_such_table(connection: Connection, *_: object) -> None:
+    connection.execute(text("SELECT * FROM no_such_table"))
+
+
+def _too_many_parameters(connection: Connection, *_: object) -> None:
+    """More than the database takes in one statement (SQLite: 32 766, or 250 000 as
+    Debian builds it), sent one parameter a value."""
+    most = {"postgresql": 65_535, "sqlite": 250_000}[connection.dialect.name]
+    many = [str(n) for n in range(most + 1)]
+    connection.execute(select(chats.c.uuid).where(chats.c.uuid.in_(many)))
+
+
+@pytest.mark.parametrize("refused", [_no_such_table, _too_many_parameters])
+def test_a_statement_the_database_refuses_is_a_500_that_says_so_not_an_outage(
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    refused: object,
+) -> None:
+    monkeypatch.setattr("cdp.queries.chat", refused)
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/chats/c")
+    assert answer.status_code == 500
+    assert "Retry-After" not in answer.headers
+    detail = answer.json()["detail"]
+    assert detail.startswith("internal server error: the database refused a statement (")
+    assert "unavailable" not in detail
     assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
 
 
