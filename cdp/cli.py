@@ -137,10 +137,11 @@ def _keystore(settings: Settings, engine: Engine) -> Keystore:
     every erasure (see erasure.reconcile) before the command reads or writes a key."""
     keystore = Keystore.at(settings.keystore(), synchronous=settings.sqlite_synchronous)
     click.get_current_context().call_on_close(keystore.dispose)
-    done = erasure.reconcile(engine, keystore, projectors.registry(settings))
+    registry = projectors.registry(settings)
+    done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
     if done.moved:
         click.echo(f"moved {done.moved} keys and erasure records to {keystore.describe()}")
-    for profile in (*done.applied, *done.reapplied):
+    for profile in (*done.applied, *done.reapplied, *done.finished):
         click.echo(f"finished the erasure of profile {profile}")
     return keystore
 
@@ -839,7 +840,12 @@ def erase(settings: Settings, profile_uuid: str | None, suppress: bool, reconcil
         return
     _checked(lambda: _identifier(profile_uuid))
     done = erasure.erase(
-        engine, keystore, projectors.registry(settings), profile_uuid, suppress=suppress
+        engine,
+        keystore,
+        projectors.registry(settings),
+        profile_uuid,
+        suppress=suppress,
+        between=erasure.pause(engine),
     )
     click.echo(
         f"erased profile {done.profile_uuid}: {len(done.chats)} chats, "

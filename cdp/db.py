@@ -26,7 +26,9 @@ from sqlalchemy import (
     FromClause,
     Row,
     Select,
+    String,
     Table,
+    TypeDecorator,
     any_,
     bindparam,
     case,
@@ -47,6 +49,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import SelectBase
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeEngine
 
 if TYPE_CHECKING:
     from cdp.settings import Settings
@@ -388,8 +391,31 @@ class _Among(ColumnElement[bool]):
 
 def among(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     """`column` is one of the values of the list parameter `name`: one bound value, however
-    long the list, so the statement compiles once. For Prepared statements only."""
-    return _Among(column, bindparam(name, type_=ARRAY(column.type)))
+    long the list (`IN (...)` binds one a value, and a database takes some tens of thousands
+    at most), so the statement compiles once. In a Prepared statement or any other."""
+    return _Among(column, bindparam(name, type_=_Listed(column.type)))
+
+
+class _Listed(TypeDecorator[list[Any]]):
+    """A list of values given as one parameter (see among): an array on PostgreSQL, JSON
+    text on SQLite, which has no arrays."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(self.item))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return _json(list(value))
+        return value
 
 
 def records(name: str, dialect: str, columns: Mapping[str, Any]) -> FromClause:
@@ -465,7 +491,8 @@ def _picked_with_json(
 def _as_json(type_: Any, dialect: str) -> bool:
     """Is a value of this type given to the driver as JSON text? (JSON columns, and lists
     on SQLite, which has no arrays.)"""
-    return isinstance(type_, JSON) or (isinstance(type_, ARRAY) and dialect == "sqlite")
+    listed = isinstance(type_, ARRAY | _Listed)
+    return isinstance(type_, JSON) or (listed and dialect == "sqlite")
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,14 +155,16 @@ class Keystore:
 
         Suppression, once asked for, stays: erasing again without it does not lift it."""
         with self.connect(main, write=True) as connection:
-            doomed = delete(keys).where(keys.c.subject.in_(list(subjects)))
+            listed = {"subjects": list(subjects)}
+            doomed = delete(keys).where(db.among(keys.c.subject, "subjects"))
             if made_by is not None:
                 doomed = doomed.where(keys.c.created_at <= made_by)
-            gone = connection.execute(doomed).rowcount
-            known = _ERASED.rows(connection, {"subjects": list(subjects)})
+            gone = connection.execute(doomed, listed).rowcount
+            known = _ERASED.rows(connection, listed)
             stays = {row["subject"] for row in known if row["suppressed"]}
             connection.execute(
-                delete(erased_subjects).where(erased_subjects.c.subject.in_(list(subjects)))
+                delete(erased_subjects).where(db.among(erased_subjects.c.subject, "subjects")),
+                listed,
             )
             rows = [
                 {

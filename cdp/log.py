@@ -357,10 +357,11 @@ def replay(
     """
     query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
     if chats is not None:
-        query = query.where(events.c.chat_uuid.in_(chats))
+        query = query.where(db.among(events.c.chat_uuid, "chats"))
     if until is not None:
         query = query.where(events.c.position <= until)
-    with connection.execute(query.execution_options(yield_per=2000)) as result:
+    listed = {"chats": list(chats)} if chats is not None else {}
+    with connection.execute(query.execution_options(yield_per=2000), listed) as result:
         rows = iter(result)
         while chunk := list(islice(rows, 2000)):
             yield from _recorded(chunk, keys)

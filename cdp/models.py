@@ -180,6 +180,17 @@ class ErasureRow(Base):
     refused: Mapped[int] = mapped_column(BigInteger)
 
 
+class PendingErasureRow(Base):
+    """A chat that an erasure begun has still to reach: its keys destroyed and its rows
+    folded again, a few chats a transaction (see cdp.erasure). While a profile has any,
+    it is being erased."""
+
+    __tablename__ = "pending_erasures"
+
+    profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class CheckpointRow(Base):
     """How far into the log each projector has got, written with the projector's rows;
     and what built its tables: the projector's version and the settings that shape it
@@ -409,3 +420,4 @@ owners = _table(OwnerRow)
 keys = _table(KeyRow)
 erased_subjects = _table(ErasedSubjectRow)
 erasures = _table(ErasureRow)
+pending_erasures = _table(PendingErasureRow)

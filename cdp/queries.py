@@ -32,7 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import credentials, db, log, models, personal, rejected, schemas
+from cdp import credentials, db, erasure, log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
 from cdp.names import search_key
@@ -61,6 +61,15 @@ class Clock:
 
 class BadCursor(ValueError):
     """An `after` that is not a cursor this list gave (HTTP 400)."""
+
+
+class BeingErased(Exception):
+    """A profile whose erasure has begun and not ended (HTTP 409): its chats are erased a
+    few at a time (see cdp.erasure), and until the last one is, it is neither whole nor
+    erased."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(f"profile {uuid!r} is being erased: ask again once its erasure ended")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +182,10 @@ _PROFILE_CHAT: Final = (
 
 
 def profile(connection: Connection, uuid: str, most: int = 100) -> schemas.Profile | None:
-    """A profile with its first `most` chats (see profiles); None if no event named it."""
+    """A profile with its first `most` chats (see profiles); None if no event named it;
+    BeingErased while it is."""
+    if erasure.pending(connection, [uuid]):
+        raise BeingErased(uuid)
     found = profiles(connection, [uuid], most)
     return found[0] if found else None
 
@@ -181,13 +193,16 @@ def profile(connection: Connection, uuid: str, most: int = 100) -> schemas.Profi
 def profiles(
     connection: Connection, uuids: Sequence[str], most: int = 100
 ) -> list[schemas.Profile]:
-    """Profiles in the order asked; unknown uuids are left out. Each holds its own fields,
-    its first `most` chats and the cursor of the rest (for owned_chats): a sender may
-    name a hundred thousand chats under one profile.
+    """Profiles in the order asked; unknown uuids are left out, and so are those being
+    erased (see BeingErased). Each holds its own fields, its first `most` chats and the
+    cursor of the rest (for owned_chats): a sender may name a hundred thousand chats under
+    one profile.
 
     Each part is read from one end of an index, for each profile, and cut short: when it
     was first and last named and on which chat last (for merged_into), its first chats,
     and its NAMED_BY newest for its phones and names."""
+    erasing = erasure.pending(connection, uuids)
+    uuids = [uuid for uuid in uuids if uuid not in erasing]
     facts, first, newest = _profile_reads(db.dialect(connection))
     wanted = {"wanted": [{"uuid": uuid} for uuid in dict.fromkeys(uuids)]}
     owned: dict[str, list[Row[Any]]] = defaultdict(list)
@@ -222,7 +237,9 @@ def owned_chats(
     connection: Connection, uuid: str, listing: Listing
 ) -> schemas.Page[schemas.ProfileChat] | None:
     """A page of the chats a profile owns, in the order profiles() lists them; None if no
-    event named the profile."""
+    event named the profile; BeingErased while it is."""
+    if erasure.pending(connection, [uuid]):
+        raise BeingErased(uuid)
     query = select(*(chats.c[name] for name in _PROFILE_CHAT)).where(chats.c.profile_uuid == uuid)
     order = [chats.c[name] for name in _PROFILE_ORDER]
     page = _page(connection, [query], order, listing, _profile_chat, schemas.ProfileChat)

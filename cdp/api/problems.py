@@ -27,7 +27,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdp import builds
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
-from cdp.queries import BadCursor
+from cdp.queries import BadCursor, BeingErased
 from cdp.webhook import (
     BodyTooLarge,
     Foreign,
@@ -164,6 +164,10 @@ def bad_parameters(request: AnyRequest, error: ValidationException) -> Answer:
     return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
 
 
+def being_erased(request: AnyRequest, error: BeingErased) -> Answer:
+    return problem(request, HTTP_409_CONFLICT, str(error))
+
+
 def bad_cursor(request: AnyRequest, error: BadCursor) -> Answer:
     errors = [{"path": "after", "message": str(error)}]
     return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: after: {error}", errors)
@@ -279,6 +283,7 @@ HANDLERS: Final[dict[type[Exception], Callable[..., Answer]]] = {
     Foreign: foreign,
     ValidationException: bad_parameters,
     BadCursor: bad_cursor,
+    BeingErased: being_erased,
     HTTPException: http_error,
     Busy: busy,
     builds.Busy: building,

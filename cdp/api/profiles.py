@@ -9,7 +9,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from cdp import erasure, queries
 from cdp.api import auth
-from cdp.api.docs import not_found
+from cdp.api.docs import not_found, problem
 from cdp.api.params import After, Limit
 from cdp.api.service import Service
 from cdp.names import search_key
@@ -32,6 +32,17 @@ NameStart = Annotated[
         ),
     ),
 ]
+
+
+_ERASING = {
+    409: problem(
+        "The profile is being erased: its chats are erased a few at a time",
+        {
+            "detail": "profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01' is being erased: "
+            "ask again once its erasure ended"
+        },
+    )
+}
 
 
 class ProfileController(Controller):
@@ -72,7 +83,7 @@ class ProfileController(Controller):
     @get(
         "/{uuid:str}",
         summary="A profile",
-        responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
+        responses={**not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"), **_ERASING},
     )
     async def one(
         self, uuid: FromPath[str], service: NamedDependency[Service], limit: Limit = 100
@@ -80,7 +91,8 @@ class ProfileController(Controller):
         """A customer: their phones and names (those of their 100 newest chats), when they
         were first and last named, the profile they were merged into; then the first
         `limit` chats they own across messengers, in the order they were first seen, and in
-        `chats_next` where GET /profiles/{uuid}/chats goes on from (null: there are no more)."""
+        `chats_next` where GET /profiles/{uuid}/chats goes on from (null: there are no more).
+        While the profile is being erased (its chats a few at a time), `409`."""
         found = await service.reads.query(queries.profile, uuid, limit)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
@@ -89,7 +101,7 @@ class ProfileController(Controller):
     @get(
         "/{uuid:str}/chats",
         summary="A profile's chats",
-        responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
+        responses={**not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"), **_ERASING},
     )
     async def chats(
         self,
@@ -99,7 +111,8 @@ class ProfileController(Controller):
         limit: Limit = 100,
     ) -> Page[ProfileChat]:
         """The chats a customer owns, in the order they were first seen: a page at a time,
-        from the `chats_next` of the profile or the `next` of the page before."""
+        from the `chats_next` of the profile or the `next` of the page before. While the
+        profile is being erased, `409`."""
         found = await service.reads.query(queries.owned_chats, uuid, Listing(after, limit))
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")

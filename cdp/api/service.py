@@ -585,12 +585,14 @@ class Service:
         )
 
     async def start(self) -> None:
-        """Finish any erasure the main database and the keystore disagree on (see
-        erasure.reconcile), then take webhooks. A database that cannot be reached yet is
-        no reason not to start: the next start, or `cdp erase --reconcile`, finishes them."""
+        """Finish any erasure the main database and the keystore disagree on, or that
+        stopped midway (see erasure.reconcile), then take webhooks; other processes take
+        theirs between its steps. A database that cannot be reached yet is no reason not
+        to start: the next start, or `cdp erase --reconcile`, finishes them."""
+        between = erasure.pause(self.engine)
         try:
             await self.rebuilds.run(
-                lambda: erasure.reconcile(self.engine, self.keystore, self.projectors)
+                lambda: erasure.reconcile(self.engine, self.keystore, self.projectors, between)
             )
         except (Busy, SQLAlchemyError) as error:  # its text may name hosts: not logged
             logging.getLogger("cdp.erasure").warning(

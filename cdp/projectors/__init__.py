@@ -218,7 +218,8 @@ def refold(
             target = db.actual(table)
             column = target.c.get("chat_uuid", target.c.get("uuid"))
             if column is not None:  # else no chat's alone: teams, say, by name
-                connection.execute(target.delete().where(column.in_(chats)))
+                doomed = target.delete().where(db.among(column, "chats"))
+                connection.execute(doomed, {"chats": list(chats)})
     replayed = log.replay(connection, keys(connection, keystore), chats=chats)
     for batch in whole_chats(replayed):
         for projector in projectors:
