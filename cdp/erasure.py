@@ -45,8 +45,8 @@ from cdp.webhook import Suppressed
 
 # A step folds this many events again at most (and one chat at least, however long), of
 # this many chats at most: a few tenths of a second, that webhooks wait for.
-STEP_EVENTS: Final = 2_000
-STEP_CHATS: Final = 500
+STEP_EVENTS = 2_000
+STEP_CHATS = 500
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]
@@ -145,7 +145,7 @@ def _next_step(connection: Connection, profile_uuid: str) -> list[str]:
     STEP_EVENTS between them (the first chat whatever its events)."""
     taken: list[str] = []
     events_taken = 0
-    for row in _NEXT.rows(connection, {"profile": profile_uuid}):
+    for row in _NEXT.rows(connection, {"profile": profile_uuid, "most": STEP_CHATS}):
         events_taken += row["events"]
         if taken and events_taken > STEP_EVENTS:
             break
@@ -163,7 +163,7 @@ _NEXT: Final = db.Prepared(
     )
     .where(pending_erasures.c.profile_uuid == bindparam("profile"))
     .order_by(pending_erasures.c.chat_uuid)
-    .limit(STEP_CHATS)
+    .limit(bindparam("most"))
 )
 _DONE: Final = db.Prepared(
     delete(pending_erasures).where(

@@ -115,6 +115,31 @@ def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_sa
         assert log.head(connection) == 0
 
 
+def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wait_is_over(
+    settings: Settings, engine: Engine
+) -> None:
+    """Whatever holds the append lock (an erasure's step, `cdp rebuild`, another process), a
+    webhook waits for it CDP_DATABASE_POOL_TIMEOUT, not the statement timeout."""
+    hurried = settings.model_copy(
+        update={
+            "database_pool_timeout": timedelta(seconds=0.5),
+            "database_statement_timeout": timedelta(seconds=60),
+        }
+    )
+    body = json.dumps(webhook("message_created"))
+    with TestClient(create_app(hurried)) as client, db.writing(engine) as connection:
+        log.lock(connection)
+        answer = client.post("/webhooks/fasttrack", content=body)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
+    assert answer.json() == {
+        "detail": "the server is busy: no database connection for webhooks came free "
+        "within 0.5 s; retry later"
+    }
+    with engine.connect() as connection:
+        assert log.head(connection) == 0
+
+
 def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(
     client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
