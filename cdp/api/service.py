@@ -48,6 +48,8 @@ GROUP, BACKLOG = 500, 2000
 # webhooks waiting then to be committed (see Writer.give_way).
 GIVE_WAY: Final = 0.5
 _EXPIRY_EVERY_MS = 3_600_000
+# Old rejected deliveries forgotten after a group at most: a transaction of milliseconds.
+_EXPIRED_AT_ONCE = 500
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
 # A build's: one reads the log, one writes the new tables (in a pool of their own).
 BUILD_CONNECTIONS: Final = 2
@@ -400,20 +402,25 @@ class Writer:
             logger.warning("webhooks were not counted: %s: %s", type(error).__name__, error)
 
     def _expire_rejected(self, now: int) -> None:
-        """Forget old rejected deliveries, once an hour at most (in the writer's thread).
+        """Forget old rejected deliveries, once an hour (in the writer's thread): a few
+        hundred after each group until none is left, so that the webhooks waiting wait
+        for none of them long.
 
         Apart from the group's transaction, which committed: a failure here is logged and
         tried again an hour later; it never turns a stored webhook's answer into an error."""
         if now - self._expired_at < _EXPIRY_EVERY_MS:
             return
-        self._expired_at = now
         retention = self.settings.rejected_retention // timedelta(milliseconds=1)
         try:
             with db.writing(self.engine) as connection:
-                rejected.expire(connection, now - retention)
+                forgotten = rejected.expire(connection, now - retention, _EXPIRED_AT_ONCE)
         except Exception as error:
+            self._expired_at = now
             reason = " ".join(str(error).split())
             logger.warning("old rejected deliveries were not forgotten: %s", reason)
+        else:
+            if forgotten < _EXPIRED_AT_ONCE:  # none left: again in an hour
+                self._expired_at = now
 
 
 class _LockWaitOver(Exception):
