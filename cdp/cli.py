@@ -579,7 +579,8 @@ def _described(state: Projection) -> str:
     type=click.Choice(GROUPS),
     help="Measure these figures alone (repeat for several): the import and rebuild, the "
     "queries, the console's pages, one webhook, HTTP ingest, HTTP ingest with several "
-    "workers (PostgreSQL), or webhooks during a rebuild.",
+    "workers (PostgreSQL), webhooks during a rebuild, or the erasure of a large profile "
+    "and webhooks meanwhile.",
 )
 @click.option(
     "--soak",

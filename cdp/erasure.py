@@ -44,9 +44,9 @@ from cdp.times import now_ms
 from cdp.webhook import Suppressed
 
 # A step folds this many events again at most (and one chat at least, however long), of
-# this many chats at most: a few tenths of a second, that webhooks wait for.
-STEP_EVENTS = 2_000
-STEP_CHATS = 500
+# this many chats at most: some tens of milliseconds, that webhooks wait for.
+STEP_EVENTS = 1_000
+STEP_CHATS = 200
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]

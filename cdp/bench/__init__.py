@@ -10,4 +10,5 @@ GROUPS = (
     "workers",
     "rebuild",
     "profiles",
+    "maintenance",
 )

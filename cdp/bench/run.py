@@ -78,7 +78,7 @@ class Plan:
     repeats: int = 200
     clients: int = 16
     posts: int = 3_000
-    profile_size: int = 100_000  # the chats of the big profile a page is read of
+    profile_size: int = 100_000  # the chats of the big profile a page is read of, or erased
     settings: Settings = field(default_factory=Settings)
     only: frozenset[str] = frozenset()  # of cdp.bench.GROUPS; none: every one
 
@@ -89,8 +89,8 @@ class Plan:
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
         one webhook into sessions of 1, 1 000, 10 000 and 20 000 events (of 1 and `events`
-        in a run of fewer than 10 000), a page of a profile of 100 000 chats (of `events`
-        chats in such a run)."""
+        in a run of fewer than 10 000), a page of a profile of 100 000 chats, and its
+        erasure (of `events` chats in such a run)."""
         return cls(
             database=database,
             events=events,
@@ -134,6 +134,8 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_ingest_during_a_rebuild(plan, big))
         if plan.measures("profiles"):
             take(_big_profile(plan, fresh()))
+        if plan.measures("maintenance"):
+            take(_ingest_during_an_erasure(plan, fresh()))
     return figures
 
 
@@ -884,6 +886,27 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
+    if make_url(url).get_backend_name() == "sqlite":
+        # What a commit that survives a power cut costs (the default), with group commit:
+        # FULL measured before and after NORMAL, so that the machine's drift falls on both.
+        normal, full = (
+            _served(
+                ["-m", "cdp", "serve"],
+                url,
+                target,
+                new_bodies(plan.seed + seed),
+                plan.clients,
+                {"CDP_SQLITE_SYNCHRONOUS": synchronous},
+            )
+            for seed, synchronous in ((2, "normal"), (3, "full"))
+        )
+        yield Figure(
+            "HTTP ingest, SQLite synchronous=FULL",
+            (cdp.rate + full.rate) / 2,
+            "webhooks/s",
+            normal.rate,
+            "synchronous=NORMAL",
+        )
     several_workers = make_url(url).get_backend_name() == "postgresql"  # SQLite: one only
     if several_workers and plan.measures("workers"):
         for workers in (2, 4):
@@ -931,6 +954,64 @@ def _ingest_during_a_rebuild(plan: Plan, url: str) -> Iterator[Figure]:
 _REBUILD_CLIENTS = 4
 
 
+def _ingest_during_an_erasure(plan: Plan, url: str) -> Iterator[Figure]:
+    """How long the erasure of a profile that a sender named on `plan.profile_size` chats
+    takes, and how long other clients' webhooks wait meanwhile (it works in steps: they go
+    on between two), beside how long the same load waits with no erasure running."""
+    size = plan.profile_size
+    (profile,) = _profiles_of_chats(url, (size,), plan.settings)
+    bodies = [
+        json.dumps(body, ensure_ascii=False).encode()
+        for body in webhooks(Traffic(events=max(plan.posts * 10, 20_000), seed=plan.seed + 5))
+    ]
+    calm, busy = plan.posts, bodies[plan.posts :]
+    target = "/webhooks/fasttrack"
+    with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        alone = asyncio.run(_post_all(base, target, bodies[:calm], _REBUILD_CLIENTS))
+        during, seconds = asyncio.run(_during_an_erasure(base, target, busy, profile))
+    yield Figure(f"erasure of a profile of {size:,} chats", seconds, "s")
+    yield Figure(
+        "webhook wait during an erasure: longest",
+        during.longest * 1000,
+        "ms",
+        alone.longest * 1000,
+        "with no erasure",
+    )
+    yield Figure(
+        "webhook wait during an erasure: p99",
+        during.p99 * 1000,
+        "ms",
+        alone.p99 * 1000,
+        "with no erasure",
+    )
+    yield Figure(
+        "webhooks during an erasure", during.rate, "webhooks/s", alone.rate, "with no erasure"
+    )
+
+
+async def _during_an_erasure(
+    base: str, target: str, bodies: list[bytes], profile: str
+) -> tuple["_Load", float]:
+    """Post `bodies` from the moment the erasure of `profile` is asked for until it is
+    done (or the bodies run out): the load measured meanwhile, and the erasure's seconds."""
+    done = asyncio.Event()
+    took: list[float] = []
+
+    async def erase() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=3600) as client:
+            started = time.perf_counter()
+            answer = await client.post(f"/profiles/{profile}/erase")
+            took.append(time.perf_counter() - started)
+            done.set()
+            if answer.status_code != 200:
+                raise RuntimeError(f"POST /profiles/{profile}/erase answered {answer.status_code}")
+
+    erasing = asyncio.create_task(erase())
+    load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
+    await erasing
+    return load, took[0]
+
+
 async def _during_a_rebuild(base: str, target: str, bodies: list[bytes]) -> "_Load":
     """Post `bodies` from the moment a rebuild of every projection is asked for until it is
     done (or the bodies run out): the load measured meanwhile."""
@@ -966,11 +1047,18 @@ class _Load:
     posted: int = 0
 
 
-def _served(command: list[str], url: str, target: str, bodies: list[bytes], clients: int) -> _Load:
-    """Start a server with `command`, post every body to `target` with `clients` at once
-    (no rate limit), stop it. Worker processes start one after another: the posting waits
-    until they all have (their start is not what is measured)."""
-    with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+def _served(
+    command: list[str],
+    url: str,
+    target: str,
+    bodies: list[bytes],
+    clients: int,
+    env: dict[str, str] | None = None,
+) -> _Load:
+    """Start a server with `command` (and the settings `env`), post every body to `target`
+    with `clients` at once (no rate limit), stop it. Worker processes start one after
+    another: the posting waits until they all have (their start is not what is measured)."""
+    with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0", **(env or {})}) as base:
         if "--workers" in command:
             time.sleep(_WORKERS_START)
         return asyncio.run(_post_all(base, target, bodies, clients))

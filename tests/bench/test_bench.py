@@ -69,6 +69,12 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "webhook wait during a rebuild: longest",
         "webhook wait during a rebuild: p99",
         "webhooks during a rebuild",
+        "erasure of a profile of 500 chats",
+        "webhook wait during an erasure: longest",
+        "webhook wait during an erasure: p99",
+        "webhooks during an erasure",
+        # What a commit that survives a power cut costs: SQLite's setting alone.
+        *(["HTTP ingest, SQLite synchronous=FULL"] if server.startswith("sqlite") else []),
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
         *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
         "a page of a 500-chat profile: p50",
