@@ -134,7 +134,9 @@ class ProfileController(Controller):
         message texts, file links, session titles) in the log and in every chat it was
         named on, and fold those chats again: what happened, when, and which team and
         operator handled it stays. With `suppress`, its later webhooks are refused (410)
-        and counted. Erasing again is harmless; a profile not seen yet can be suppressed."""
+        and counted. Erasing again is harmless, and finishes an erasure stopped midway; a
+        profile not seen yet can be suppressed. It works in steps of a few chats each,
+        webhooks taken between two, and answers once the last one is done."""
         if (problem := identifier_problem(uuid)) is not None:
             raise ValidationException(problem, extra=[{"key": "uuid", "message": problem}])
         done = await service.rebuilds.run(
