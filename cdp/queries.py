@@ -848,6 +848,10 @@ def counts(connection: Connection) -> dict[str, int]:
         "handoffs": select(func.count()).select_from(handoffs),
         "teams": select(func.count()).select_from(teams),
         "erased profiles": select(func.count()).select_from(models.erasures),
+        # Begun and not ended (see cdp.erasure): the next start or cdp erase finishes them.
+        "erasures under way": select(
+            func.count(func.distinct(models.pending_erasures.c.profile_uuid))
+        ),
         "webhooks refused as suppressed": select(
             func.coalesce(func.sum(models.erasures.c.refused), 0)
         ),
