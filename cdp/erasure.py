@@ -16,6 +16,7 @@ by the next attempt, by the next start of the server, or by `cdp erase --reconci
 """
 
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -47,6 +48,8 @@ from cdp.webhook import Suppressed
 # this many chats at most: some tens of milliseconds, that webhooks wait for.
 STEP_EVENTS = 1_000
 STEP_CHATS = 200
+# Chats an erasure lists as pending a transaction (see _list).
+LIST_AT_ONCE = 10_000
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]
@@ -82,16 +85,18 @@ def erase(
     chats again, in steps (see above). Erasing again is harmless, and finishes an erasure
     stopped midway; a profile no event names yet can be erased (with `suppress`, before
     its first webhook)."""
+    with engine.connect() as connection:  # every chat named so far: not under the lock
+        head = log.head(connection)
+        seen = _chats_of(connection, profile_uuid)
     with db.writing(engine) as connection:
         log.lock(connection)  # no webhook is sealed with a key while it is destroyed
         erased_at = now_ms()
-        chats = _chats_of(connection, profile_uuid)
+        chats = sorted({*seen, *_chats_named_since(connection, profile_uuid, head)})
         profile = [personal.of_profile(profile_uuid)]
         destroyed = keystore.destroy(
             connection, profile_uuid, profile, erased_at, suppress=suppress
         )
         suppressed = _record(connection, profile_uuid, erased_at, chats, suppress)
-        _pend(connection, profile_uuid, chats)
     destroyed += _finish(engine, keystore, projectors, profile_uuid, between)
     return Erased(profile_uuid, erased_at, chats, destroyed, suppressed)
 
@@ -107,8 +112,12 @@ def _finish(
     last step) forget the rejected deliveries that name the profile or its chats. How many
     keys were destroyed. Several processes may finish one erasure at once: each step takes
     what is pending once it holds the lock."""
+    with engine.connect() as connection:
+        chats = _erased_chats(connection, profile_uuid)
+        listed = connection.scalar(_LISTED, {"profile": profile_uuid})
+    _list(engine, profile_uuid, chats, after=listed)
+    ids = {profile_uuid, *chats}
     with engine.connect() as connection:  # a scan of every kept delivery: not under the lock
-        ids = {profile_uuid, *_erased_chats(connection, profile_uuid)}
         doomed, scanned = _refused_naming(connection, ids)
     destroyed = 0
     while True:
@@ -173,6 +182,25 @@ _DONE: Final = db.Prepared(
 )
 
 
+def _list(engine: Engine, profile_uuid: str, chats: Sequence[str], *, after: str | None) -> None:
+    """List as pending the erasure's `chats` (in their order) after `after`, the last one
+    listed (None: none is, and the erasure is over), a transaction LIST_AT_ONCE at a time.
+    The first transaction of an erasure lists the first of them: from then on the profile
+    is being erased, and what is pending tells how far listing got, since no step begins
+    before the listing is done."""
+    if after is None:
+        return
+    rest = chats[bisect_right(chats, after) :]
+    for at in range(0, len(rest), LIST_AT_ONCE):
+        with db.writing(engine) as connection:
+            _pend(connection, profile_uuid, rest[at : at + LIST_AT_ONCE])
+
+
+_LISTED: Final = select(func.max(pending_erasures.c.chat_uuid)).where(
+    pending_erasures.c.profile_uuid == bindparam("profile")
+)
+
+
 def _pend(connection: Connection, profile_uuid: str, chats: Collection[str]) -> None:
     """List `chats` as pending for the profile's erasure (those pending already stay)."""
     if chats:
@@ -222,11 +250,21 @@ def _erasure(connection: Connection, profile_uuid: str) -> tuple[int, bool]:
 
 
 def _erased_chats(connection: Connection, profile_uuid: str) -> list[str]:
-    """The chats the profile's erasure records."""
+    """The chats the profile's erasure records, in their order."""
     found = connection.scalar(
         select(erasures.c.chats).where(erasures.c.profile_uuid == profile_uuid)
     )
-    return list(found or [])
+    return sorted(found or [])
+
+
+def _chats_named_since(connection: Connection, profile_uuid: str, head: int) -> list[str]:
+    """The chats that events after position `head` name together with the profile."""
+    query = select(events.c.chat_uuid).where(
+        events.c.profile_uuid == profile_uuid,
+        events.c.position > head,
+        events.c.chat_uuid.is_not(None),
+    )
+    return list(connection.scalars(query.distinct()))
 
 
 def _refused_naming(
@@ -269,7 +307,8 @@ def _chats_of(connection: Connection, profile_uuid: str) -> list[str]:
 def _record(
     connection: Connection, profile_uuid: str, erased_at: int, chats: list[str], suppress: bool
 ) -> bool:
-    """Keep the erasure in the main database (and whether it suppresses): whether it does."""
+    """Keep the erasure in the main database (and whether it suppresses), and list the first
+    of its chats as pending (see _list): whether it suppresses."""
     before = connection.execute(
         select(erasures.c.suppressed, erasures.c.refused, erasures.c.chats).where(
             erasures.c.profile_uuid == profile_uuid
@@ -277,14 +316,20 @@ def _record(
     ).first()
     suppressed = suppress or (before is not None and before.suppressed)
     connection.execute(delete(erasures).where(erasures.c.profile_uuid == profile_uuid))
+    every = sorted({*chats, *(before.chats if before else ())})
     row = {
         "profile_uuid": profile_uuid,
         "erased_at": erased_at,
         "suppressed": suppressed,
-        "chats": sorted({*chats, *(before.chats if before else ())}),
+        "chats": every,
         "refused": before.refused if before else 0,
     }
     db.insert(connection, erasures, [row])
+    # Listed anew from the first: an erasure asked for again reaches every chat again.
+    connection.execute(
+        delete(pending_erasures).where(pending_erasures.c.profile_uuid == profile_uuid)
+    )
+    _pend(connection, profile_uuid, every[:LIST_AT_ONCE])
     return suppressed
 
 
@@ -329,10 +374,11 @@ def reconcile(
     for profile in applied:
         at, suppressed, subjects = kept[profile]
         chats = {chat for s in subjects if (chat := personal.chat_of(s)) is not None}
-        with db.writing(engine) as connection:
-            log.lock(connection)
+        with engine.connect() as connection:
             # And those it names now: only their keys made by then are destroyed.
             chats.update(_chats_of(connection, profile))
+        with db.writing(engine) as connection:
+            log.lock(connection)
             # Keys the main database brought back, restored from before: gone again.
             keystore.destroy(
                 connection,
@@ -343,7 +389,6 @@ def reconcile(
                 made_by=at,
             )
             _record(connection, profile, at, sorted(chats), suppressed)
-            _pend(connection, profile, chats)
     for profile in reapplied:
         row = recorded[profile]
         with db.writing(engine) as connection:
@@ -356,7 +401,7 @@ def reconcile(
                 suppress=row.suppressed,
                 made_by=row.erased_at,
             )
-            _pend(connection, profile, row.chats)
+            _pend(connection, profile, sorted(row.chats)[:LIST_AT_ONCE])
     for profile in sorted({*applied, *reapplied, *stopped}):
         _finish(engine, keystore, projectors, profile, between)
     finished = sorted(set(stopped) - {*applied, *reapplied})

@@ -155,27 +155,20 @@ class Keystore:
 
         Suppression, once asked for, stays: erasing again without it does not lift it."""
         with self.connect(main, write=True) as connection:
-            listed = {"subjects": list(subjects)}
             doomed = delete(keys).where(db.among(keys.c.subject, "subjects"))
             if made_by is not None:
                 doomed = doomed.where(keys.c.created_at <= made_by)
-            gone = connection.execute(doomed, listed).rowcount
-            known = _ERASED.rows(connection, listed)
-            stays = {row["subject"] for row in known if row["suppressed"]}
-            connection.execute(
-                delete(erased_subjects).where(db.among(erased_subjects.c.subject, "subjects")),
-                listed,
-            )
+            gone = connection.execute(doomed, {"subjects": list(subjects)}).rowcount
             rows = [
                 {
                     "subject": subject,
                     "profile_uuid": profile_uuid,
                     "erased_at": erased_at,
-                    "suppressed": suppress or subject in stays,
+                    "suppressed": suppress,
                 }
                 for subject in subjects
             ]
-            db.insert(connection, erased_subjects, rows)
+            db.upsert(connection, erased_subjects, rows, key=["subject"], greatest=["suppressed"])
         return int(gone)
 
     def erased(self, main: Connection, subjects: Collection[str]) -> set[str]:

@@ -342,6 +342,8 @@ class ProfileChatRow(Base):
         # one end of an index, however many chats it was named on.
         Index("ix_profile_chats_first_seen_at", "profile_uuid", "first_seen_at"),
         Index("ix_profile_chats_last_seen_at", "profile_uuid", "last_seen_at", "chat_uuid"),
+        # A chat's pairs: what an erasure deletes, a few chats at a time, to fold them again.
+        Index("ix_profile_chats_chat_uuid", "chat_uuid"),
     )
 
     profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -482,25 +482,39 @@ def crash() -> None:
     raise Crash
 
 
+@pytest.mark.parametrize("where", ["while it listed its chats", "between two steps"])
 @pytest.mark.parametrize("then", ["the next start", "the next attempt"])
 def test_an_erasure_stopped_midway_is_finished_by(
-    then: str, settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    then: str, where: str, settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    chats = ["chat-1", "chat-2", "chat-3"]
     monkeypatch.setattr(erasure, "STEP_CHATS", 1)
+    monkeypatch.setattr(erasure, "LIST_AT_ONCE", 1)
     with TestClient(create_app(settings)) as client:
-        for chat in ("chat-1", "chat-2"):
+        for chat in chats:
             for body in history(chat):
                 post(client, body)
+    listed, pend = [], erasure._pend
+
+    def listing(*args: Any) -> None:  # the first is listed with the erasure itself
+        listed.append(args)
+        if where == "while it listed its chats" and len(listed) == 3:
+            raise Crash
+        pend(*args)
+
+    monkeypatch.setattr(erasure, "_pend", listing)
     with pytest.raises(Crash):
         erase(settings, crash)
+    monkeypatch.setattr(erasure, "_pend", pend)
+    left = {"while it listed its chats": chats[:2], "between two steps": chats[1:]}[where]
     with engine.connect() as connection:
-        assert connection.scalars(select(pending_erasures.c.chat_uuid)).all() == ["chat-2"]
+        assert connection.scalars(select(pending_erasures.c.chat_uuid)).all() == left
     if then == "the next attempt":
-        assert erase(settings).chats == ["chat-1", "chat-2"]
+        assert erase(settings).chats == chats
     with TestClient(create_app(settings)) as client:  # a start finishes it, if left to do
         profile = client.get(f"/profiles/{PROFILE}")
         assert profile.status_code == 200
-        assert [chat["name"] for chat in profile.json()["chats"]] == [None, None]
+        assert [chat["name"] for chat in profile.json()["chats"]] == [None, None, None]
         assert NAME not in json.dumps(client.get("/events").json(), ensure_ascii=False)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(pending_erasures)) == 0
