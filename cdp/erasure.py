@@ -115,7 +115,7 @@ def _finish(
     with engine.connect() as connection:
         chats = _erased_chats(connection, profile_uuid)
         listed = connection.scalar(_LISTED, {"profile": profile_uuid})
-    _list(engine, profile_uuid, chats, after=listed)
+    _list(engine, profile_uuid, chats, after=listed, between=between)
     ids = {profile_uuid, *chats}
     with engine.connect() as connection:  # a scan of every kept delivery: not under the lock
         doomed, scanned = _refused_naming(connection, ids)
@@ -182,9 +182,18 @@ _DONE: Final = db.Prepared(
 )
 
 
-def _list(engine: Engine, profile_uuid: str, chats: Sequence[str], *, after: str | None) -> None:
+def _list(
+    engine: Engine,
+    profile_uuid: str,
+    chats: Sequence[str],
+    *,
+    after: str | None,
+    between: Between | None,
+) -> None:
     """List as pending the erasure's `chats` (in their order) after `after`, the last one
-    listed (None: none is, and the erasure is over), a transaction LIST_AT_ONCE at a time.
+    listed (None: none is, and the erasure is over), a transaction LIST_AT_ONCE at a time,
+    `between` called after each.
+
     The first transaction of an erasure lists the first of them: from then on the profile
     is being erased, and what is pending tells how far listing got, since no step begins
     before the listing is done."""
@@ -194,6 +203,8 @@ def _list(engine: Engine, profile_uuid: str, chats: Sequence[str], *, after: str
     for at in range(0, len(rest), LIST_AT_ONCE):
         with db.writing(engine) as connection:
             _pend(connection, profile_uuid, rest[at : at + LIST_AT_ONCE])
+        if between is not None:
+            between()
 
 
 _LISTED: Final = select(func.max(pending_erasures.c.chat_uuid)).where(
@@ -325,11 +336,12 @@ def _record(
         "refused": before.refused if before else 0,
     }
     db.insert(connection, erasures, [row])
-    # Listed anew from the first: an erasure asked for again reaches every chat again.
+    # Listed anew from the first (the rest after this transaction, see _list): an erasure
+    # asked for again reaches every chat again.
     connection.execute(
         delete(pending_erasures).where(pending_erasures.c.profile_uuid == profile_uuid)
     )
-    _pend(connection, profile_uuid, every[:LIST_AT_ONCE])
+    _pend(connection, profile_uuid, every[:1])
     return suppressed
 
 
@@ -401,7 +413,7 @@ def reconcile(
                 suppress=row.suppressed,
                 made_by=row.erased_at,
             )
-            _pend(connection, profile, sorted(row.chats)[:LIST_AT_ONCE])
+            _pend(connection, profile, sorted(row.chats)[:1])  # the rest: see _list
     for profile in sorted({*applied, *reapplied, *stopped}):
         _finish(engine, keystore, projectors, profile, between)
     finished = sorted(set(stopped) - {*applied, *reapplied})

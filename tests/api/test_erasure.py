@@ -463,23 +463,20 @@ def test_a_profile_is_erased_a_few_chats_a_step_and_webhooks_go_on_between_steps
     done = erase(settings, between)
 
     assert (done.chats, done.keys_destroyed) == (chats, 3)
-    # Between steps: another's webhook is stored, the profile is neither whole nor erased,
-    # and each chat is either as it was or erased.
+    # Once its chats are listed, and between steps: another's webhook is stored, the
+    # profile is neither whole nor erased, and each chat is either as it was or erased.
     assert midway == [
+        (202, 409, [], [NAME, NAME, NAME]),
         (202, 409, [], [None, NAME, NAME]),
         (202, 409, [], [None, None, NAME]),
     ]
     profile = client.get(f"/profiles/{PROFILE}").json()
     assert [chat["name"] for chat in profile["chats"]] == [None, None, None]
-    assert len(client.get("/events", params={"profile_uuid": "someone-else"}).json()["items"]) == 2
+    assert len(client.get("/events", params={"profile_uuid": "someone-else"}).json()["items"]) == 3
 
 
 class Crash(Exception):
     """The process stops here."""
-
-
-def crash() -> None:
-    raise Crash
 
 
 @pytest.mark.parametrize("where", ["while it listed its chats", "between two steps"])
@@ -502,9 +499,15 @@ def test_an_erasure_stopped_midway_is_finished_by(
             raise Crash
         pend(*args)
 
+    def between() -> None:  # after each of two chats listed, then after the first step
+        calls.append(1)
+        if len(calls) == 3:
+            raise Crash
+
+    calls: list[int] = []
     monkeypatch.setattr(erasure, "_pend", listing)
     with pytest.raises(Crash):
-        erase(settings, crash)
+        erase(settings, between)
     monkeypatch.setattr(erasure, "_pend", pend)
     left = {"while it listed its chats": chats[:2], "between two steps": chats[1:]}[where]
     with engine.connect() as connection:
