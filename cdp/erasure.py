@@ -91,7 +91,8 @@ def erase(
     with db.writing(engine) as connection:
         log.lock(connection)  # no webhook is sealed with a key while it is destroyed
         erased_at = now_ms()
-        chats = sorted({*seen, *_chats_named_since(connection, profile_uuid, head)})
+        named_since = _chats_named_since(connection, profile_uuid, head)
+        chats = sorted({*seen, *named_since}) if named_since else seen
         profile = [personal.of_profile(profile_uuid)]
         destroyed = keystore.destroy(
             connection, profile_uuid, profile, erased_at, suppress=suppress
@@ -319,7 +320,7 @@ def _record(
     connection: Connection, profile_uuid: str, erased_at: int, chats: list[str], suppress: bool
 ) -> bool:
     """Keep the erasure in the main database (and whether it suppresses), and list the first
-    of its chats as pending (see _list): whether it suppresses."""
+    of its `chats` (given in their order) as pending (see _list): whether it suppresses."""
     before = connection.execute(
         select(erasures.c.suppressed, erasures.c.refused, erasures.c.chats).where(
             erasures.c.profile_uuid == profile_uuid
@@ -327,7 +328,7 @@ def _record(
     ).first()
     suppressed = suppress or (before is not None and before.suppressed)
     connection.execute(delete(erasures).where(erasures.c.profile_uuid == profile_uuid))
-    every = sorted({*chats, *(before.chats if before else ())})
+    every = sorted({*chats, *before.chats}) if before else chats
     row = {
         "profile_uuid": profile_uuid,
         "erased_at": erased_at,
@@ -388,7 +389,7 @@ def reconcile(
         chats = {chat for s in subjects if (chat := personal.chat_of(s)) is not None}
         with engine.connect() as connection:
             # And those it names now: only their keys made by then are destroyed.
-            chats.update(_chats_of(connection, profile))
+            listed = sorted({*chats, *_chats_of(connection, profile)})
         with db.writing(engine) as connection:
             log.lock(connection)
             # Keys the main database brought back, restored from before: gone again.
@@ -400,7 +401,7 @@ def reconcile(
                 suppress=suppressed,
                 made_by=at,
             )
-            _record(connection, profile, at, sorted(chats), suppressed)
+            _record(connection, profile, at, listed, suppressed)
     for profile in reapplied:
         row = recorded[profile]
         with db.writing(engine) as connection:
