@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from sqlalchemy import (
-    ARRAY,
     JSON,
     BindParameter,
     ClauseElement,
@@ -104,8 +103,8 @@ def make_engine(
     # JSON columns keep text as text, not \u escapes: what they hold is served as it is.
     # hide_parameters: a failed statement's values (phone numbers, messages) stay out of logs.
     options: dict[str, Any] = {**pool, "json_serializer": _json, "hide_parameters": True}
+    statement_ms = statement_timeout // timedelta(milliseconds=1)
     if make_url(url).get_backend_name() != "sqlite":
-        statement_ms = statement_timeout // timedelta(milliseconds=1)
         connect_args = {
             "connect_timeout": max(1, round(connect_timeout.total_seconds())),
             # No JIT: cdp's statements read a few rows each, and a planner that misjudges
@@ -124,7 +123,6 @@ def make_engine(
     engine = create_engine(
         url, connect_args={"timeout": statement_timeout.total_seconds()}, **options
     )
-    busy_ms = statement_timeout // timedelta(milliseconds=1)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -159,7 +157,7 @@ def make_engine(
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         finally:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {statement_ms}")
 
     return engine
 
@@ -491,8 +489,7 @@ def _picked_with_json(
 def _as_json(type_: Any, dialect: str) -> bool:
     """Is a value of this type given to the driver as JSON text? (JSON columns, and lists
     on SQLite, which has no arrays.)"""
-    listed = isinstance(type_, ARRAY | _Listed)
-    return isinstance(type_, JSON) or (listed and dialect == "sqlite")
+    return isinstance(type_, JSON) or (isinstance(type_, _Listed) and dialect == "sqlite")
 
 
 @dataclass(frozen=True, slots=True)
