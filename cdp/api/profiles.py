@@ -141,7 +141,12 @@ class ProfileController(Controller):
             raise ValidationException(problem, extra=[{"key": "uuid", "message": problem}])
         done = await service.rebuilds.run(
             lambda: erasure.erase(
-                service.engine, service.keystore, service.projectors, uuid, suppress=suppress
+                service.engine,
+                service.keystore,
+                service.projectors,
+                uuid,
+                suppress=suppress,
+                between=service.between,
             )
         )
         return Erasure(

@@ -560,6 +560,11 @@ class Service:
     builder: Builder
 
     checkpointer: db.Checkpointer | None
+    # What long maintenance (a build, an erasure) calls between two of its transactions,
+    # so that the webhooks waiting then get the lock first: on SQLite, whose writers take
+    # turns at one lock that a waiting one only looks at now and then, the writer's
+    # give_way; PostgreSQL queues them.
+    between: Callable[[], None] | None
 
     @classmethod
     def of(cls, settings: Settings, projectors: list[Projector], metrics: Metrics) -> "Service":
@@ -575,6 +580,7 @@ class Service:
             synchronous=settings.sqlite_synchronous,
         )
         writer = Writer(engine, projectors, settings, wait, keystore, metrics)
+        between = writer.give_way if sqlite else None
         return cls(
             settings=settings,
             engine=engine,
@@ -585,10 +591,9 @@ class Service:
             webhooks=writer,
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
-            builder=Builder(
-                settings, engine, keystore, metrics, writer.give_way if sqlite else None
-            ),
+            builder=Builder(settings, engine, keystore, metrics, between),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
+            between=between,
         )
 
     async def start(self) -> None:

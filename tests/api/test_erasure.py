@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 
 from cdp import credentials, db, erasure
 from cdp.api import create_app
+from cdp.api.service import Writer
 from cdp.db import make_engine
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, pending_erasures, profile_chats, rejected
@@ -551,3 +552,24 @@ def test_a_profile_of_more_chats_than_a_statement_takes_parameters_is_erased(
         assert connection.scalar(select(func.count()).select_from(pending_erasures)) == 0
         mine = select(profile_chats.c.chat_uuid).where(profile_chats.c.profile_uuid == PROFILE)
         assert connection.scalars(mine).all() == ["chat-1"]  # the others had no event
+
+
+def test_an_erasure_asked_of_the_api_gives_way_to_the_waiting_webhooks_between_steps(
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's writers take turns at one lock that a waiting one only looks at now and
+    then: between two steps, the webhooks waiting are committed first (PostgreSQL queues
+    them at its lock by itself)."""
+    erase, given = erasure.erase, []
+
+    def erasing(*args: Any, **kwargs: Any) -> erasure.Erased:
+        given.append(kwargs.get("between"))
+        return erase(*args, **kwargs)
+
+    monkeypatch.setattr(erasure, "erase", erasing)
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    (between,) = given
+    if engine.dialect.name == "sqlite":
+        assert getattr(between, "__func__", None) is Writer.give_way
+    else:
+        assert between is None
