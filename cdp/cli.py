@@ -579,8 +579,9 @@ def _described(state: Projection) -> str:
     type=click.Choice(GROUPS),
     help="Measure these figures alone (repeat for several): the import and rebuild, the "
     "queries, the console's pages, one webhook, HTTP ingest, HTTP ingest with several "
-    "workers (PostgreSQL), webhooks during a rebuild, a page of a large profile, or the "
-    "erasure of one and webhooks meanwhile.",
+    "workers (PostgreSQL), webhooks during a rebuild, a page of a large profile, the "
+    "erasure of one and webhooks meanwhile, or HTTP ingest and a query with live event "
+    "streams open.",
 )
 @click.option(
     "--soak",

@@ -150,6 +150,24 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemostrecent",
         )
+        self.streams_open = Gauge(
+            "cdp_streams_open",
+            "Event streams (GET /events/stream) open",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        self.stream_events = Counter(
+            "cdp_stream_events_read",
+            "Events the event streams read from the log: by the one reader a process shares "
+            "among its streams that are live (`shared`), or by a stream catching up (`own`)",
+            ("reader",),
+            registry=own,
+        )
+        self.streams_cut = Counter(
+            "cdp_streams_cut",
+            "Event streams cut because their client did not read as fast as events came",
+            registry=own,
+        )
         if directory is not None:
             MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
 

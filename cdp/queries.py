@@ -710,6 +710,26 @@ def tail(
     return Tail(page.items, max(head, last), more=False)
 
 
+def feed(
+    connection: Connection,
+    keystore: Keystore,
+    *,
+    after: int,
+    limit: int,
+    wanted: Callable[[Any], bool],
+) -> tuple[Tail, int]:
+    """A page of the whole log for the event streams that share one reader: as `tail` reads
+    it (the head first), but each event opened only if `wanted` says a stream wants it
+    (asked of its log row, which has the columns the streams filter by, and its position);
+    and how many events the page read, wanted or not."""
+    head = log.head(connection)
+    rows, more = log.page(connection, after=after, limit=limit, max_bytes=PAGE_BYTES)
+    chosen = [row for row in rows if wanted(row)]
+    items = _events(connection, keystore, chosen) if chosen else []
+    last = rows[-1].position if rows else after
+    return Tail(items, last if more else max(head, last), more), len(rows)
+
+
 UNREADABLE_NO_KEY: Final = "its key is not in the keystore, and no erasure destroyed it"
 UNREADABLE_BROKEN: Final = "its key does not open it: the sealed copy was changed"
 

@@ -88,9 +88,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: Annotated[Literal["full", "normal"], BeforeValidator(_lower)] = "full"
     # How cdp serve writes its log: lines of text, or JSON lines (see cdp.serverlog).
     log_format: Literal["text", "json"] = "text"
-    # GET /events/stream: streams open at once per process, how often a stream that has sent
-    # everything looks again, and how long it stays silent before it sends a comment.
+    # GET /events/stream: streams open at once per process, in all and per read token; the
+    # events each holds for a client that reads slower than they come; how often the streams
+    # look for events another process logged; how long one stays silent before a comment.
     max_streams: int = Field(default=100, ge=1, le=100_000)
+    max_streams_per_token: int = Field(default=20, ge=1, le=100_000)
+    stream_buffer: int = Field(default=1000, ge=100, le=100_000)
     stream_poll_interval: Annotated[
         timedelta, _SECONDS, _between(timedelta(milliseconds=10), timedelta(minutes=1))
     ] = timedelta(milliseconds=500)

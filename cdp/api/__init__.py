@@ -13,6 +13,7 @@ from cdp.api import (
     chats,
     docs,
     events,
+    feed,
     health,
     metrics,
     operators,
@@ -56,7 +57,9 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     counted = Metrics(multiprocess_directory())
     service = Service.of(settings, registry(settings), counted)
     gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
-    streams = stream.Streams(settings.max_streams, service.webhooks.appended)
+    streams = stream.Streams(
+        settings.max_streams, settings.max_streams_per_token, feed.Feed.of(service), counted
+    )
     app = Litestar(
         route_handlers=[
             webhooks.WebhookController,
@@ -84,7 +87,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         exception_handlers=problems.HANDLERS,  # type: ignore[arg-type]
         before_request=params.check,
         on_startup=[service.start],
-        on_shutdown=[service.stop],
+        on_shutdown=[streams.stop, service.stop],
         type_encoders=serialization.TYPE_ENCODERS,
         template_config=console.templates(settings.zone()),
         plugins=[serialization.RawJSONSchema(), docs.DefaultResponses()],

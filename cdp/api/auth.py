@@ -116,6 +116,14 @@ class Gate:
         caller = ring.caller(_bearer(connection))
         return caller is not None and (role != "admin" or caller.role == "admin")
 
+    async def token_name(self, connection: AnyConnection) -> str | None:
+        """The name of the token a request that a guard let through came with; None if the
+        store is open (or the token was revoked since)."""
+        if await self.open():
+            return None
+        caller = (await self.keys.current()).caller(_bearer(connection))
+        return None if caller is None else caller.name
+
     def refuse(self, connection: AnyConnection, detail: str) -> NoReturn:
         address = connection.client.host if connection.client else "unknown"
         wait = self.failures.take(address)

@@ -3,19 +3,24 @@
 Each event goes out once, in position order, with its position as the message's id: a
 reader that comes back with Last-Event-ID (or `after`) takes up exactly where it left.
 Positions follow commit order, so reading "after the last one sent" never skips an event
-that committed late. While the database is away a stream waits and says so in comments;
-it ends only when the reader leaves, its token is revoked, `until` is reached, or the
-server stops.
+that committed late.
+
+A stream first catches up on its own reads, a page at a time; once a read reaches the
+head, it follows the feed that every live stream of the process shares (cdp.api.feed),
+which reads and opens each new event once. While the database is away a stream waits and
+says so in comments. It ends when the reader leaves, its token is revoked, `until` is
+reached, or the server stops; and it is cut when its client does not read what the feed
+hands it (CDP_STREAM_BUFFER).
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-import anyio
 from litestar import Controller, Request, get
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
@@ -29,44 +34,68 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.params import FromQuery, HeaderParameter, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdp import queries
 from cdp.api import auth, params
 from cdp.api.auth import Gate
 from cdp.api.docs import problem
+from cdp.api.feed import (
+    EVENT,
+    FIRST_WAIT,
+    LONGEST_WAIT,
+    NAME,
+    PAGE,
+    Feed,
+    Follower,
+    comment,
+    filters_of,
+    message,
+)
 from cdp.api.problems import outage
-from cdp.api.serialization import to_json
-from cdp.api.service import Bell, Busy, Service
-from cdp.schemas import Event
+from cdp.api.service import Busy, Service
+from cdp.metrics import Metrics
 from cdp.webhook import INT64_MAX
 
 logger = logging.getLogger("cdp.api")
-_NAME: Final = "GET /events/stream"  # how its log lines begin
 
-EVENT: Final = "logged"  # every message's event name, whatever the event's type
-PAGE: Final = 100  # events a read takes at most (and no more than queries.PAGE_BYTES of bodies)
 RETRY_MS: Final = 2000  # how long a reader waits before it connects again
-# After a failed read the next waits 1 s, then twice as long each time, up to 5 s.
-_FIRST_WAIT: Final = 1.0
-_LONGEST_WAIT: Final = 5.0
 _RETRY_AFTER: Final = "5"  # seconds, when every stream is taken
+_CHECK_EVERY: Final = 1.0  # seconds: how often a live stream asks whether its token still holds
+# As Litestar's ServerSentEvent answers: no cache, and no buffering by a proxy.
+_HEADERS: Final = {
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",
+}
 
 
 class Streams:
-    """The streams open in this process: `most` at once, each ended when the server stops."""
+    """The streams open in this process: `most` at once, `per_token` of them for one read
+    token, each ended when the server stops; and the feed the live ones follow."""
 
-    def __init__(self, most: int, bell: Bell) -> None:
-        self.most, self.bell = most, bell
+    def __init__(self, most: int, per_token: int, feed: Feed, metrics: Metrics) -> None:
+        self.most, self.per_token, self.feed, self.metrics = most, per_token, feed, metrics
         self.open = 0
+        self.by_token: dict[str, int] = {}
         self.closing = False
+        self.stopping = asyncio.Event()  # set as the server stops
 
-    def admit(self) -> "Slot":
-        """A place for one more stream; 503 if every one is taken or the server is stopping."""
+    def admit(self, token: str | None) -> "Slot":
+        """A place for one more stream of `token` (None: the store is open, and only the
+        total counts); 503 if every one is taken, or every one the token may hold, or the
+        server is stopping."""
         if self.closing:
             raise ServiceUnavailableException(
                 "the server is stopping: connect again", headers={"Retry-After": _RETRY_AFTER}
+            )
+        if token is not None and self.by_token.get(token, 0) >= self.per_token:
+            raise ServiceUnavailableException(
+                f"too many event streams for token {token!r}: it may keep at most "
+                f"{self.per_token} open at once on this server (CDP_MAX_STREAMS_PER_TOKEN); "
+                "close one, or retry later",
+                headers={"Retry-After": _RETRY_AFTER},
             )
         if self.open >= self.most:
             raise ServiceUnavailableException(
@@ -75,27 +104,48 @@ class Streams:
                 headers={"Retry-After": _RETRY_AFTER},
             )
         self.open += 1
-        return Slot(self)
+        if token is not None:
+            self.by_token[token] = self.by_token.get(token, 0) + 1
+        self.metrics.streams_open.inc()
+        return Slot(self, token)
 
     def close(self) -> None:
         """On the event loop, as the server stops: end every stream after its current message,
         since the server waits for every answer to end before it stops."""
         self.closing = True
-        self.bell.ring()
+        self.stopping.set()
+        self.feed.wake()
+
+    async def stop(self) -> None:
+        """As the app shuts down: every stream has ended; so does the feed."""
+        self.close()
+        await self.feed.stop()
 
 
 class Slot:
     """One stream's place among the open ones, given back once however the stream ends."""
 
-    def __init__(self, streams: Streams) -> None:
-        self.streams, self.held = streams, True
+    def __init__(self, streams: Streams, token: str | None) -> None:
+        self.streams, self.token, self.held = streams, token, True
+
+    def give_back(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        streams = self.streams
+        streams.open -= 1
+        if self.token is not None:
+            left = streams.by_token[self.token] - 1
+            if left:
+                streams.by_token[self.token] = left
+            else:
+                del streams.by_token[self.token]
+        streams.metrics.streams_open.dec()
 
     async def release(self) -> None:
-        """Async though it never waits: it is a response's background task too, and those
-        that are plain functions go to a worker thread."""
-        if self.held:
-            self.held = False
-            self.streams.open -= 1
+        """give_back() as a response's background task: async though it never waits, since
+        those that are plain functions go to a worker thread."""
+        self.give_back()
 
 
 @dataclass
@@ -134,8 +184,9 @@ class StreamOperation(Operation):
 
 _BUSY: Final = {
     503: problem(
-        "Too many streams are open (CDP_MAX_STREAMS), or the database cannot be reached: "
-        "retry after Retry-After seconds",
+        "Too many streams are open, on this server (CDP_MAX_STREAMS) or for this token "
+        "(CDP_MAX_STREAMS_PER_TOKEN), or the database cannot be reached: retry after "
+        "Retry-After seconds",
         {
             "detail": "too many event streams: this server keeps at most 100 open at once "
             "(CDP_MAX_STREAMS); retry later"
@@ -190,7 +241,7 @@ class StreamController(Controller):
         chat_uuid: FromQuery[str | None] = None,
         profile_uuid: FromQuery[str | None] = None,
         source: FromQuery[str | None] = None,
-    ) -> ServerSentEvent:
+    ) -> Stream:
         """Every event after a position, in position order, then each one as it is logged,
         with the filters of `GET /events`. Each message's id is the event's position: connect
         again with `Last-Event-ID` and nothing is missed or sent twice. While the database
@@ -203,9 +254,19 @@ class StreamController(Controller):
             "source": source,
         }
         start = after if resumed is None else resumed
-        slot = streams.admit()  # last: from here on, only the stream gives it back
+        token = await gate.token_name(request)
+        slot = streams.admit(token)  # last: from here on, only the stream gives it back
         messages = follow(request, service, gate, slot, after=start, until=until, filters=filters)
-        return ServerSentEvent(messages, background=BackgroundTask(slot.release))
+        return Stream(
+            messages,
+            media_type="text/event-stream",
+            headers=_HEADERS,
+            background=BackgroundTask(slot.release),
+        )
+
+
+_RETRY: Final = ServerSentEventMessage(data=None, retry=RETRY_MS).encode()
+_KEEP_ALIVE: Final = comment("keep-alive")
 
 
 async def follow(
@@ -217,61 +278,126 @@ async def follow(
     after: int,
     until: int | None,
     filters: dict[str, str | None],
-) -> AsyncIterator[ServerSentEventMessage]:
-    """The stream's messages: the events after `after` (up to `until`), a page at a time,
-    read in the read lane, then waiting for more (for the writer's bell, or at most the
-    poll interval) with a comment whenever the stream was quiet for the heartbeat."""
-    settings = service.settings
-    poll = settings.stream_poll_interval.total_seconds()
-    heartbeat = settings.stream_heartbeat.total_seconds()
+) -> AsyncIterator[bytes]:
+    """The stream's messages: the events after `after` (up to `until`) that match, a page at
+    a time, read in the read lane until a read reaches the head; then those the feed hands
+    it, with a comment whenever the stream was quiet for the heartbeat."""
+    heartbeat = service.settings.stream_heartbeat.total_seconds()
     streams = slot.streams
+    feed = streams.feed
+    follower: Follower | None = None
+    own = service.metrics.stream_events.labels("own")
     try:
-        yield ServerSentEventMessage(data=None, retry=RETRY_MS)
+        yield _RETRY
         spoke = time.monotonic()  # when the last message went out
-        wait = poll
+        # Its own reads, a page at a time, until one reaches the head, where the feed takes
+        # it: none if the feed is near already (a stream from the head, or one that connects
+        # again). While the feed is idle, one stream at a time reads to find the head (and
+        # starts the feed); those that come meanwhile wait for it, then mostly join.
+        wait = FIRST_WAIT
         failing: str | None = None  # why reads fail, while they do
-        while not streams.closing and (until is None or after < until):
-            ring = service.webhooks.appended.next()
+        behind = False  # its last read did not reach the head
+        while follower is None:
+            if streams.closing or (until is not None and after >= until):
+                return
+            turn = None if feed.running or behind else await feed.idle_turn()
+            error: Busy | SQLAlchemyError | None = None
             try:
+                if feed.running and feed.near(after):
+                    follower = feed.join(filters_of(filters), after, until, slot.give_back)
+                    break
                 if not await gate.admits(request, "read"):
-                    logger.info("%s: ended: its token is no longer valid", _NAME)
+                    logger.info("%s: ended: its token is no longer valid", NAME)
                     return
                 tail = await service.reads.query(
                     queries.tail, service.keystore, after=after, limit=PAGE, **filters
                 )
-            except (Busy, SQLAlchemyError) as error:
+            except (Busy, SQLAlchemyError) as failed:
+                error = failed
+            else:
+                behind = tail.more
+                # At the head: the feed takes it from here (the page is sent first), unless
+                # it is a page ahead already.
+                reached = tail.read_to
+                if not behind and feed.near(reached) and (until is None or reached < until):
+                    follower = feed.join(filters_of(filters), reached, until, slot.give_back)
+            finally:
+                feed.found(turn)
+            if error is not None:
                 reason = outage(error)
                 if failing is None:
-                    logger.warning("%s: %s (%s); trying again", _NAME, reason, type(error).__name__)
-                    yield ServerSentEventMessage(data=None, comment=f"{reason}; trying again")
+                    logger.warning("%s: %s (%s); trying again", NAME, reason, type(error).__name__)
+                    yield comment(f"{reason}; trying again")
                     spoke = time.monotonic()
-                wait = _FIRST_WAIT if failing is None else min(wait * 2, _LONGEST_WAIT)
+                wait = FIRST_WAIT if failing is None else min(wait * 2, LONGEST_WAIT)
                 failing = reason
-            else:
-                if failing is not None:
-                    logger.info("%s: the database answers again", _NAME)
-                    failing, wait = None, poll
-                for event in tail.items:
-                    if until is not None and event.position > until:
-                        break
-                    yield _message(event)
+                if time.monotonic() - spoke >= heartbeat:
+                    yield _KEEP_ALIVE
                     spoke = time.monotonic()
-                after = tail.read_to
-                if tail.more:
-                    continue
-            if time.monotonic() - spoke >= heartbeat:
-                yield ServerSentEventMessage(data=None, comment="keep-alive")
+                await _nap(streams.stopping, min(wait, spoke + heartbeat - time.monotonic()))
+                continue
+            if failing is not None:
+                logger.info("%s: the database answers again", NAME)
+                failing = None
+            own.inc(len(tail.items))
+            page = b"".join(
+                message(event) for event in tail.items if until is None or event.position <= until
+            )
+            if page:
+                yield page
                 spoke = time.monotonic()
-            await _nap(ring, min(wait, spoke + heartbeat - time.monotonic()))
+            after = tail.read_to
+        checked = time.monotonic()  # when its token was last found valid
+        told: str | None = None  # the feed's failure last told
+        while True:
+            if follower.cut is not None:
+                yield comment(
+                    f"cut: the {follower.cut} events this stream held for its client were "
+                    "not read in time (CDP_STREAM_BUFFER); connect again with Last-Event-ID"
+                )
+                return
+            if follower.failed:
+                yield comment("the server could not read the log; connect again")
+                return
+            if streams.closing:
+                return
+            if time.monotonic() - checked >= _CHECK_EVERY:
+                try:
+                    if not await gate.admits(request, "read"):
+                        logger.info("%s: ended: its token is no longer valid", NAME)
+                        return
+                    checked = time.monotonic()
+                except (Busy, SQLAlchemyError):  # the feed's reads fail too, and say so
+                    checked = time.monotonic()  # asked again a while later
+            held = follower.take()
+            if held:
+                yield held
+                spoke = time.monotonic()
+                continue
+            if follower.done:
+                return
+            if feed.failing != told:
+                told = feed.failing
+                if told is not None:
+                    yield comment(f"{told}; trying again")
+                    spoke = time.monotonic()
+            if time.monotonic() - spoke >= heartbeat:
+                yield _KEEP_ALIVE
+                spoke = time.monotonic()
+            follower.ready.clear()
+            due = min(spoke + heartbeat, checked + _CHECK_EVERY)
+            await _nap(follower.ready, due - time.monotonic())
     finally:
-        await slot.release()
-
-
-def _message(event: Event) -> ServerSentEventMessage:
-    return ServerSentEventMessage(data=to_json(event), event=EVENT, id=event.position)
+        if follower is not None:
+            feed.leave(follower)
+        slot.give_back()
 
 
 async def _nap(ring: asyncio.Event, seconds: float) -> None:
-    """Until the bell rings (an event was logged, or the server is stopping) or `seconds` pass."""
-    with anyio.move_on_after(max(seconds, 0.0)):
-        await ring.wait()
+    """Until `ring` is set or `seconds` pass. With asyncio's timeout: anyio's cancel scope
+    costs more than the rest of a live stream's turn."""
+    if ring.is_set():
+        return
+    with suppress(TimeoutError):
+        async with asyncio.timeout(max(seconds, 0.0)):
+            await ring.wait()

@@ -11,4 +11,5 @@ GROUPS = (
     "rebuild",
     "profiles",
     "maintenance",
+    "streams",
 )

@@ -136,6 +136,8 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_big_profile(plan, fresh()))
         if plan.measures("maintenance"):
             take(_ingest_during_an_erasure(plan, fresh()))
+        if plan.measures("streams"):
+            take(_with_streams(plan, fresh()))
     return figures
 
 
@@ -1036,6 +1038,183 @@ async def _during_a_rebuild(base: str, target: str, bodies: list[bytes]) -> "_Lo
     load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
     await watcher
     return load
+
+
+# -- live event streams ------------------------------------------------------------------
+
+
+STREAM_COUNTS: Final = (10, 100)  # live streams, each measured beside none
+STREAM_ROUNDS: Final = 3  # runs of each count, in turn: the medians are compared
+
+
+def _with_streams(plan: Plan, url: str) -> Iterator[Figure]:
+    """HTTP ingest, and the p50 of a query asked meanwhile, with 10 and 100 event streams
+    open from the log's head, each beside the same with none, against one `cdp serve`. The
+    streams are read by a process of their own, as clients elsewhere read them; each must
+    have received every event logged before the next run begins. Each count is run three
+    times, the counts in turn (each round in another order), so that the machine's drift
+    weighs on all of them; the median rate of each is compared, and the p50 of all the
+    answers of its runs."""
+    size = min(plan.posts, plan.events)
+    _load(url, Traffic(events=size, seed=plan.seed), plan.settings)
+    engine = db.make_engine(url)
+    with engine.connect() as connection:
+        chat_ids = list(
+            connection.scalars(select(chats.c.uuid).order_by(chats.c.uuid).limit(plan.repeats))
+        )
+    env = {
+        "CDP_WEBHOOK_RATE_LIMIT": "0",
+        "CDP_READ_RATE_LIMIT": "0",
+        # Room for the streams of one run while those of the run before are let go.
+        "CDP_MAX_STREAMS": str(2 * max(STREAM_COUNTS)),
+    }
+    target = "/webhooks/fasttrack"
+    counts = (0, *STREAM_COUNTS)
+    rates: dict[int, list[float]] = defaultdict(list)
+    asked: dict[int, list[float]] = defaultdict(list)
+    try:
+        with server(["-m", "cdp", "serve"], url, target, env) as base:
+            for run in range(STREAM_ROUNDS * len(counts)):
+                turn, place = divmod(run, len(counts))
+                count = counts[(turn + place) % len(counts)]
+                traffic = Traffic(events=size, seed=plan.seed + 20 + run)
+                bodies = [
+                    json.dumps(body, ensure_ascii=False).encode() for body in webhooks(traffic)
+                ]
+                with engine.connect() as connection:
+                    head = log.head(connection)
+                with _streams_open(base, count, head) as received:
+                    load, times = asyncio.run(
+                        _ingest_and_ask(base, target, bodies, chat_ids, plan.clients)
+                    )
+                    with engine.connect() as connection:
+                        received(log.head(connection) - head)
+                rates[count].append(load.rate)
+                asked[count] += times
+    finally:
+        engine.dispose()
+    for count in STREAM_COUNTS:
+        yield Figure(
+            f"HTTP ingest with {count} live streams",
+            statistics.median(rates[count]),
+            "webhooks/s",
+            statistics.median(rates[0]),
+            "no stream",
+        )
+        yield Figure(
+            f"query p50 during HTTP ingest with {count} live streams",
+            percentile(asked[count], 50) * 1000,
+            "ms",
+            percentile(asked[0], 50) * 1000,
+            "no stream",
+        )
+
+
+async def _ingest_and_ask(
+    base: str, target: str, bodies: list[bytes], chat_ids: list[str], clients: int
+) -> tuple["_Load", list[float]]:
+    """Post every body over `clients` connections while one more asks for a chat after
+    another (GET /chats/{uuid}) until they are all posted: the load, and each answer's time."""
+    done = asyncio.Event()
+    host, port = base.removeprefix("http://").split(":")
+    times: list[float] = []
+
+    async def ask() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            n = 0
+            while not done.is_set():
+                started = time.perf_counter()
+                writer.write(
+                    b"GET /chats/%s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                    % (chat_ids[n % len(chat_ids)].encode(), host.encode())
+                )
+                async with asyncio.timeout(60):  # a server that hangs fails the run
+                    status, length = await read_answer(reader)
+                    await reader.readexactly(length)
+                times.append(time.perf_counter() - started)
+                if status != 200:
+                    raise RuntimeError(f"GET /chats/{{uuid}} was answered {status}")
+                n += 1
+        finally:
+            writer.close()
+
+    asking = asyncio.create_task(ask())
+    try:
+        load = await _post_all(base, target, bodies, clients)
+    finally:
+        done.set()
+        await asking
+    return load, times
+
+
+class _Streams:
+    """The event streams a process of their own reads (see cdp.bench.streams)."""
+
+    def __init__(self, base: str, count: int, after: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cdp.bench.streams", base, str(count), str(after)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        asks, answers, errors = self.process.stdin, self.process.stdout, self.process.stderr
+        assert asks is not None
+        assert answers is not None
+        assert errors is not None
+        self.asks, self.answers, self.errors = asks, answers, errors
+
+    def opened(self) -> None:
+        """Once every stream is open."""
+        if self.answers.readline().strip() != "ready":
+            raise RuntimeError(f"the live streams did not open: {self._error()}")
+
+    def wait_for(self, events: int) -> None:
+        """Until every stream has received `events` events: 60 s at most."""
+        deadline = time.monotonic() + 60
+        while (fewest := self._fewest()) < events:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a live stream received {fewest} of {events} events in 60 s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        with suppress(BrokenPipeError):
+            self.asks.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _fewest(self) -> int:
+        """The fewest events a stream has received so far."""
+        self.asks.write("?\n")
+        self.asks.flush()
+        line = self.answers.readline()
+        if not line:
+            raise RuntimeError(f"the live streams' reader failed: {self._error()}")
+        return int(line)
+
+    def _error(self) -> str:
+        self.process.wait(timeout=10)
+        return self.errors.read().strip() or f"exit status {self.process.returncode}"
+
+
+@contextmanager
+def _streams_open(base: str, count: int, after: int) -> Iterator[Callable[[int], None]]:
+    """`count` event streams of the server at `base`, from position `after`, read as fast as
+    they come by a process of their own, once they are all open; closed at the end. What it
+    gives waits until every stream has received so many events."""
+    if count == 0:
+        yield lambda events: None
+        return
+    streams = _Streams(base, count, after)
+    try:
+        streams.opened()
+        yield streams.wait_for
+    finally:
+        streams.close()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is timed: a test waits for what it expects, for a long while before it gives up.
 
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from cdp.db import make_engine
 from cdp.settings import Settings
 from tests.api import test_outages
 from tests.api.conftest import rebuilt
+from tests.api.test_metrics import scraped
 from tests.conftest import Server
 from tests.factories import PAST, webhook
 
@@ -404,3 +406,177 @@ def test_a_stream_waits_while_the_database_is_away_and_goes_on_once_it_is_back(
     with engine.connect() as connection:
         assert log.head(connection) == 10
     engine.dispose()
+
+
+# -- many streams, one reader ----------------------------------------------------------------
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """A sample of the server's /metrics (an open store's), 0 if it has none yet."""
+    samples = scraped(httpx.get(f"{url}/metrics", timeout=PATIENCE).text)
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def until_true(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(PATIENCE * 20):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"still waiting for {what} after {PATIENCE} s")
+
+
+def reading(reader: Reader, count: int) -> threading.Thread:
+    """A thread in which `reader` reads until it has `count` events, or its stream ends."""
+    thread = threading.Thread(target=reader.read, args=(lambda: len(reader.ids) >= count,))
+    thread.start()
+    return thread
+
+
+def test_many_streams_each_get_the_events_their_filters_match_in_order_once(
+    quiet: Callable[..., Server],
+) -> None:
+    url = quiet().url
+    kinds = ("message_created", "operator_replied")
+
+    def batch(first: int, count: int) -> list[dict[str, Any]]:
+        return [
+            webhook(kinds[n % 3 == 0], chat="abc"[n % 3 - 1], at=PAST + n, message=f"m{n}")
+            for n in range(first, first + count)
+        ]
+
+    post(url, *batch(0, 30))
+    wheres: list[dict[str, str]] = [
+        {},
+        {"chat_uuid": "a"},
+        {"chat_uuid": "b", "event_type": "message_created"},
+        {"event_type": "operator_replied"},
+        {"chat_uuid": "nobody"},
+    ]
+    total = 90
+    readers: list[tuple[Reader, int]] = []  # each with where it starts
+    threads = []
+    # Streams from the start, from the middle and from the head, before and while the log
+    # grows: some catch up on their own reads, some follow the shared reader at once.
+    for first, count in ((30, 30), (60, 30), (90, 0)):
+        for n, where in enumerate(wheres * 3):
+            start = (0, 17, first)[n // len(wheres)]
+            reader = Reader(url, **where, until=total, after=start)
+            readers.append((reader, start))
+            threads.append(threading.Thread(target=reader.read, args=(lambda: False,)))
+            threads[-1].start()
+        post(url, *batch(first, count))
+    for thread in threads:
+        thread.join(PATIENCE)
+        assert not thread.is_alive()
+
+    with httpx.Client(base_url=url) as client:
+        for reader, start in readers:
+            where = {k: v for k, v in reader.params.items() if k not in ("until", "after")}
+            expected = client.get("/events", params={**where, "after": start, "limit": 1000})
+            assert reader.ids == [event["position"] for event in expected.json()["items"]], where
+            assert reader.events == expected.json()["items"], where
+            assert reader.connections == 1
+
+
+def test_the_log_is_read_once_per_new_event_however_many_streams_follow_it(
+    quiet: Callable[..., Server],
+) -> None:
+    url = quiet().url
+    readers = [Reader(url) for _ in range(10)]
+    threads = [reading(reader, 6) for reader in readers]
+    post(url, *messages_in("c", 0, 1))
+    until_true(lambda: all(len(reader.ids) == 1 for reader in readers), "the first event")
+    shared = metric(url, "cdp_stream_events_read_total", reader="shared")
+    own = metric(url, "cdp_stream_events_read_total", reader="own")
+
+    post(url, *messages_in("c", 1, 5))
+    for thread in threads:
+        thread.join(PATIENCE)
+    assert all(reader.ids == list(range(1, 7)) for reader in readers)
+    # Ten streams, five new events: each read once, by the reader they share.
+    assert metric(url, "cdp_stream_events_read_total", reader="shared") - shared == 5
+    assert metric(url, "cdp_stream_events_read_total", reader="own") == own
+    until_true(lambda: metric(url, "cdp_streams_open") == 0, "every stream to be let go")
+
+
+def big(n: int) -> dict[str, Any]:
+    """A message in a chat of its own, its body 64 KB long: a field that no projection keeps."""
+    body = webhook("message_created", chat=f"big-{n}", at=PAST + n, message=f"m{n}")
+    body["padding"] = "x" * 64_000
+    return body
+
+
+def test_a_stream_whose_client_does_not_read_is_cut_and_its_client_resumes_without_loss(
+    quiet: Callable[..., Server],
+) -> None:
+    server = quiet(CDP_MAX_STREAMS="1", CDP_STREAM_BUFFER="100")
+    url = server.url
+    # A client with a small receive buffer, so that the server soon has to hold what it sends
+    # (the server's own socket takes a few megabytes first).
+    small = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    posted: list[int] = []
+    with (
+        httpx.Client(transport=small, timeout=httpx.Timeout(10, read=PATIENCE)) as client,
+        client.stream("GET", f"{url}/events/stream") as response,
+    ):
+        stream = messages(response)
+        assert next(stream).retry == 2000
+        posted += post(url, big(0))
+        assert next(stream).id == 1  # it follows the log, live
+        # It reads no more: post until the server cuts it (at about 150).
+        while metric(url, "cdp_streams_cut_total") == 0:
+            assert len(posted) < 1000
+            posted += post(url, *(big(n) for n in range(len(posted), len(posted) + 10)))
+        # Its place is free though its connection is still open.
+        with httpx.stream("GET", f"{url}/events/stream", params={"until": 0}) as other:
+            assert other.status_code == 200
+    assert "GET /events/stream: cut: its client did not read" in server.log.read_text()
+
+    # Connected again after the last id it got, it gets the rest: nothing lost, nothing twice.
+    reader = Reader(url)
+    reader.ids = [1]
+    reader.wait_for(len(posted))
+    assert [1, *reader.ids[1:]] == posted == list(range(1, len(posted) + 1))
+
+
+def test_streams_are_limited_per_token_and_in_all_each_limit_named_when_reached(
+    quiet: Callable[..., Server], engine: Engine
+) -> None:
+    with engine.begin() as connection:
+        bearers = {
+            name: {"Authorization": f"Bearer {credentials.create_token(connection, name, 'read')}"}
+            for name in ("ann", "bob", "cid")
+        }
+    url = quiet(CDP_MAX_STREAMS="2", CDP_MAX_STREAMS_PER_TOKEN="1").url
+    timeout = httpx.Timeout(10, read=PATIENCE)
+    with (
+        httpx.Client(base_url=url, timeout=timeout) as client,
+        client.stream("GET", "/events/stream", headers=bearers["ann"]) as ann,
+    ):
+        # A stream's messages are kept while it is open: dropping them closes its connection.
+        kept = [messages(ann)]
+        assert next(kept[0]).retry == 2000
+        again = client.get("/events/stream", headers=bearers["ann"])
+        assert again.status_code == 503
+        assert again.headers["Retry-After"] == "5"
+        assert again.json()["detail"] == (
+            "too many event streams for token 'ann': it may keep at most 1 open at once on "
+            "this server (CDP_MAX_STREAMS_PER_TOKEN); close one, or retry later"
+        )
+        with client.stream("GET", "/events/stream", headers=bearers["bob"]) as bob:
+            kept.append(messages(bob))
+            assert next(kept[1]).retry == 2000
+            third = client.get("/events/stream", headers=bearers["cid"])
+            assert third.status_code == 503
+            assert third.headers["Retry-After"] == "5"
+            assert "at most 2 open at once (CDP_MAX_STREAMS)" in third.json()["detail"]
+    # Both left: their places are given back once the server sees them go.
+    for name in ("ann", "cid"):
+        for _ in range(PATIENCE * 10):
+            with httpx.stream(
+                "GET", f"{url}/events/stream", params={"until": 0}, headers=bearers[name]
+            ) as answer:
+                if answer.status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert answer.status_code == 200, name

@@ -75,6 +75,11 @@ def test_a_tiny_bench_prints_and_writes_every_figure_beside_its_baseline(
         "webhooks during an erasure",
         # What a commit that survives a power cut costs: SQLite's setting alone.
         *(["HTTP ingest, SQLite synchronous=FULL"] if server.startswith("sqlite") else []),
+        *(
+            f"{figure} with {count} live streams"
+            for count in (10, 100)
+            for figure in ("HTTP ingest", "query p50 during HTTP ingest")
+        ),
         *(f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")),
         *(f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")),
         "a page of a 500-chat profile: p50",
