@@ -22,8 +22,9 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -43,9 +44,16 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 from sqlalchemy.sql.elements import conv
 
-from cdp import db, log, schemas
+from cdp import db, erasure, log, schemas
 from cdp.keystore import Keystore
-from cdp.models import NAMING, checkpoints, erasures, events, projection_builds
+from cdp.models import (
+    NAMING,
+    checkpoints,
+    erasures,
+    events,
+    pending_erasures,
+    projection_builds,
+)
 from cdp.projectors import BATCH, Projector, built, keys, refold, whole_chats
 from cdp.times import now_ms, utc
 
@@ -274,7 +282,8 @@ def build(
     are filled from the log up to the head of the start, a transaction a batch of whole
     chats, then catch up with what was logged since, a batch at a time, until little is
     left; only then is the append lock taken, for the rest and the swap: webhooks wait for
-    that alone. Chats erased meanwhile are folded again in the shadows before the swap.
+    that alone. Chats erased meanwhile are folded again in the shadows as they go, a step
+    at a time, and the swap folds again only those erased since.
     """
 
     def progress(done: int, total: int) -> None:
@@ -290,6 +299,8 @@ def build(
     discard_old(engine, tables)  # left by a build stopped after its swap
     with db.writing(engine) as connection:
         create(connection, tables)
+        erasing = sorted(set(connection.scalars(select(pending_erasures.c.profile_uuid))))
+    erased = _Erased(started, erasing)
     with engine.connect() as reading:
         reached = log.head(reading)
         done = 0
@@ -304,7 +315,13 @@ def build(
         db.settle(engine, shadows.values())  # before they serve, not once autovacuum gets there
     except SQLAlchemyError as error:
         _LOG.warning("the new tables' statistics are left to autovacuum: %s", error)
+    clean: dict[str, int] = {}  # chats folded again since their erasure reached them
     while True:
+        for step in erased.steps(engine, clean):
+            with db.writing(engine) as connection, db.shadowing(shadows):
+                refold(connection, projectors, keystore, sorted(step), until=reached)
+            clean.update(step)
+            progress(reached, reached)
         with engine.connect() as connection:
             head = log.head(connection)
         if head - reached <= SWAP_WITHIN:
@@ -322,7 +339,7 @@ def build(
                 head, at = log.head(connection), reached
                 while at < head:
                     at = _project_since(connection, projectors, keystore, at, head)
-                refold(connection, projectors, keystore, _erased_since(connection, started))
+                refold(connection, projectors, keystore, sorted(erased.since(connection, clean)))
                 swap(connection, tables)
                 built(connection, projectors, head)
                 if swapped is not None:
@@ -359,10 +376,45 @@ def _project_since(
     return batch[-1].position if batch else until
 
 
-def _erased_since(connection: Connection, started: int) -> list[str]:
-    """The chats erased since `started` (ms): a shadow may hold what their keys opened."""
-    rows = connection.execute(select(erasures.c.chats).where(erasures.c.erased_at >= started))
-    return sorted({chat for (chats,) in rows for chat in chats})
+@dataclass(frozen=True)
+class _Erased:
+    """The chats that erasures reached since a build began (ms `started`), or of the
+    profiles being erased (`erasing`) then: the shadows may hold what their keys opened."""
+
+    started: int
+    erasing: list[str]
+
+    def since(self, connection: Connection, clean: Mapping[str, int]) -> dict[str, int]:
+        """Each of those chats, and when its erasure was recorded: but those an erasure
+        has still to reach (it folds the live tables, which the shadows are then), and
+        those `clean` says were folded again since that erasure reached them."""
+        erased = erasures.c.erased_at >= self.started
+        if self.erasing:
+            erased = erased | db.among(erasures.c.profile_uuid, "erasing")
+        query = select(erasures.c.profile_uuid, erasures.c.erased_at, erasures.c.chats)
+        rows = connection.execute(query.where(erased), {"erasing": self.erasing}).all()
+        if not rows:
+            return {}
+        profiles = {"profiles": [row.profile_uuid for row in rows]}
+        pending = select(pending_erasures.c.chat_uuid).where(
+            db.among(pending_erasures.c.profile_uuid, "profiles")
+        )
+        waiting = set(connection.scalars(pending, profiles))
+        return {
+            chat: row.erased_at
+            for row in rows
+            for chat in row.chats
+            if chat not in waiting and clean.get(chat) != row.erased_at
+        }
+
+    def steps(self, engine: Engine, clean: Mapping[str, int]) -> Iterator[dict[str, int]]:
+        """Those chats (see `since`), a step of an erasure's size at a time."""
+        with engine.connect() as connection:
+            todo = self.since(connection, clean)
+        chats = sorted(todo)
+        size = erasure.STEP_CHATS
+        for at in range(0, len(chats), size):
+            yield {chat: todo[chat] for chat in chats[at : at + size]}
 
 
 @cache

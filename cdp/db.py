@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from sqlalchemy import (
-    ARRAY,
     JSON,
     BindParameter,
     ClauseElement,
@@ -26,7 +25,9 @@ from sqlalchemy import (
     FromClause,
     Row,
     Select,
+    String,
     Table,
+    TypeDecorator,
     any_,
     bindparam,
     case,
@@ -47,11 +48,14 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import SelectBase
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeEngine
 
 if TYPE_CHECKING:
     from cdp.settings import Settings
 
 _WRITER = "cdp_writer"
+# A writer's transaction on SQLite: how long its BEGIN IMMEDIATE waits for the write lock.
+_LOCK_WAIT = "cdp_lock_wait"
 # Called for every text value SQLite returns: a partial of str runs in C, a def would not.
 _UTF8 = partial(str, encoding="utf-8", errors="replace")
 
@@ -71,6 +75,7 @@ def engine_of(settings: "Settings", *, connections: int, checkpointer: bool = Fa
         connect_timeout=settings.database_connect_timeout,
         statement_timeout=settings.database_statement_timeout,
         checkpointer=checkpointer,
+        synchronous=settings.sqlite_synchronous,
     )
 
 
@@ -82,24 +87,29 @@ def make_engine(
     connect_timeout: timedelta = timedelta(seconds=10),
     statement_timeout: timedelta = timedelta(seconds=30),
     checkpointer: bool = False,
+    synchronous: str = "full",
 ) -> Engine:
     """An engine for `url` holding at most `connections`, waiting for one at most `wait`.
 
     PostgreSQL gets connect and statement timeouts; SQLite gets WAL, a busy timeout (the
     statement timeout) and explicit transactions. `checkpointer`: a Checkpointer copies
-    SQLite's write-ahead log into the database, so commits need not.
+    SQLite's write-ahead log into the database, so commits need not. `synchronous`: how
+    SQLite makes a commit durable (see SYNCHRONOUS).
     """
+    if synchronous not in SYNCHRONOUS:
+        known = " or ".join(SYNCHRONOUS)
+        raise ValueError(f"synchronous must be {known}, got {synchronous!r}")
     pool = {"pool_size": connections, "max_overflow": 0, "pool_timeout": wait.total_seconds()}
     # JSON columns keep text as text, not \u escapes: what they hold is served as it is.
     # hide_parameters: a failed statement's values (phone numbers, messages) stay out of logs.
     options: dict[str, Any] = {**pool, "json_serializer": _json, "hide_parameters": True}
+    statement_ms = statement_timeout // timedelta(milliseconds=1)
     if make_url(url).get_backend_name() != "sqlite":
-        milliseconds = statement_timeout // timedelta(milliseconds=1)
         connect_args = {
             "connect_timeout": max(1, round(connect_timeout.total_seconds())),
             # No JIT: cdp's statements read a few rows each, and a planner that misjudges
             # one (a batch's rows given as JSON, say) would compile it for tens of ms.
-            "options": f"-c statement_timeout={milliseconds} -c jit=off",
+            "options": f"-c statement_timeout={statement_ms} -c jit=off",
             # A server gone silent (a network partition) is noticed in about a minute.
             "keepalives": 1,
             "keepalives_idle": 30,
@@ -122,7 +132,7 @@ def make_engine(
         dbapi_connection.text_factory = _UTF8
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={SYNCHRONOUS[synchronous]}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # The log's guard triggers give every insert a statement journal: in a temporary
         # file, that cost more than the insert itself.
@@ -134,10 +144,44 @@ def make_engine(
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         # A writer takes the database lock up front: no deadlock upgrading a read lock.
-        writer = connection.get_execution_options().get(_WRITER, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        options = connection.get_execution_options()
+        if not options.get(_WRITER, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        within: timedelta | None = options.get(_LOCK_WAIT)
+        if within is None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        # This transaction waits for the lock `within` at most; every other, as configured.
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds(within)}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {statement_ms}")
 
     return engine
+
+
+# PRAGMA synchronous, by the name CDP_SQLITE_SYNCHRONOUS gives it. In WAL mode, FULL writes
+# the log to disk at every commit, so that a commit answered survives a power cut or an OS
+# crash; NORMAL only at checkpoints, so the last commits before one may be lost (the
+# database stays sound, and a process killed outright loses nothing either way).
+SYNCHRONOUS: Final = {"full": "FULL", "normal": "NORMAL"}
+
+
+def milliseconds(wait: timedelta) -> int:
+    """A wait in whole milliseconds, one at least: to a database, 0 means "no limit" or
+    "not at all", never "as short as can be"."""
+    return max(1, wait // timedelta(milliseconds=1))
+
+
+def lock_timed_out(error: BaseException) -> bool:
+    """Did a statement fail because a lock it waited for was not had in time (SQLite's
+    write lock, a PostgreSQL lock past its lock_timeout)?"""
+    driver = getattr(error, "orig", None)
+    return getattr(driver, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
+        getattr(driver, "sqlstate", None) == "55P03"
+    )
 
 
 class Checkpointer:
@@ -208,11 +252,19 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 @contextmanager
-def writing(engine: Engine, *, pipeline: bool = False, commit: bool = True) -> Iterator[Connection]:
+def writing(
+    engine: Engine,
+    *,
+    pipeline: bool = False,
+    commit: bool = True,
+    within: timedelta | None = None,
+) -> Iterator[Connection]:
     """A write transaction: committed when the block ends (rolled back instead if not
     `commit`), rolled back if it raises. On SQLite it takes the write lock as it begins, so
     that it never has to trade a snapshot it read for one it writes (SQLite refuses that at
-    once, without waiting, when another connection wrote in between).
+    once, without waiting, when another connection wrote in between); with `within`, it
+    waits for that lock this long at most (else CDP_DATABASE_STATEMENT_TIMEOUT), then raises
+    an error that lock_timed_out() tells.
 
     `pipeline`: on PostgreSQL, statements are sent without waiting for the answers of those
     whose rows nobody reads (psycopg's pipeline mode, where libpq has it); a small
@@ -220,7 +272,7 @@ def writing(engine: Engine, *, pipeline: bool = False, commit: bool = True) -> I
     Prepared statements may run in such a block: Core's results have no rows in a pipeline.
     """
     with engine.connect() as connection:
-        connection.execution_options(**{_WRITER: True})
+        connection.execution_options(**{_WRITER: True, _LOCK_WAIT: within})
         with connection.begin() as transaction:
             if not commit:
                 yield connection
@@ -337,8 +389,31 @@ class _Among(ColumnElement[bool]):
 
 def among(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     """`column` is one of the values of the list parameter `name`: one bound value, however
-    long the list, so the statement compiles once. For Prepared statements only."""
-    return _Among(column, bindparam(name, type_=ARRAY(column.type)))
+    long the list (`IN (...)` binds one a value, and a database takes some tens of thousands
+    at most), so the statement compiles once. In a Prepared statement or any other."""
+    return _Among(column, bindparam(name, type_=_Listed(column.type)))
+
+
+class _Listed(TypeDecorator[list[Any]]):
+    """A list of values given as one parameter (see among): an array on PostgreSQL, JSON
+    text on SQLite, which has no arrays."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(self.item))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return _json(list(value))
+        return value
 
 
 def records(name: str, dialect: str, columns: Mapping[str, Any]) -> FromClause:
@@ -414,7 +489,7 @@ def _picked_with_json(
 def _as_json(type_: Any, dialect: str) -> bool:
     """Is a value of this type given to the driver as JSON text? (JSON columns, and lists
     on SQLite, which has no arrays.)"""
-    return isinstance(type_, JSON) or (isinstance(type_, ARRAY) and dialect == "sqlite")
+    return isinstance(type_, JSON) or (isinstance(type_, _Listed) and dialect == "sqlite")
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,9 +166,10 @@ def replay_rejected(
         query = select(table.c.id, table.c.source, table.c.body, table.c.status)
         query = query.where(table.c.id > after)
         if ids is not None:
-            query = query.where(table.c.id.in_(list(ids)))
+            query = query.where(db.among(table.c.id, "ids"))
         with engine.connect() as connection:
-            rows = connection.execute(query.order_by(table.c.id).limit(500)).all()
+            listed = {"ids": list(ids)} if ids is not None else {}
+            rows = connection.execute(query.order_by(table.c.id).limit(500), listed).all()
         if not rows:
             return
         after = rows[-1].id

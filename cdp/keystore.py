@@ -54,13 +54,20 @@ class Keystore:
 
     @classmethod
     def at(
-        cls, url: str | None, *, connections: int = 2, wait: timedelta = timedelta(seconds=30)
+        cls,
+        url: str | None,
+        *,
+        connections: int = 2,
+        wait: timedelta = timedelta(seconds=30),
+        synchronous: str = "full",
     ) -> "Keystore":
         """The keystore at `url`, or in the main database when None; a server gives it as
-        many connections as the main database, since each read may open keys."""
+        many connections as the main database, since each read may open keys. A keystore
+        of its own on SQLite commits as durably as `synchronous` says (see db.SYNCHRONOUS):
+        a key lost to a power cut would leave the webhooks it sealed unreadable."""
         if url is None:
             return cls(None)
-        return cls(db.make_engine(url, connections=connections, wait=wait))
+        return cls(db.make_engine(url, connections=connections, wait=wait, synchronous=synchronous))
 
     @property
     def apart(self) -> bool:
@@ -148,25 +155,20 @@ class Keystore:
 
         Suppression, once asked for, stays: erasing again without it does not lift it."""
         with self.connect(main, write=True) as connection:
-            doomed = delete(keys).where(keys.c.subject.in_(list(subjects)))
+            doomed = delete(keys).where(db.among(keys.c.subject, "subjects"))
             if made_by is not None:
                 doomed = doomed.where(keys.c.created_at <= made_by)
-            gone = connection.execute(doomed).rowcount
-            known = _ERASED.rows(connection, {"subjects": list(subjects)})
-            stays = {row["subject"] for row in known if row["suppressed"]}
-            connection.execute(
-                delete(erased_subjects).where(erased_subjects.c.subject.in_(list(subjects)))
-            )
+            gone = connection.execute(doomed, {"subjects": list(subjects)}).rowcount
             rows = [
                 {
                     "subject": subject,
                     "profile_uuid": profile_uuid,
                     "erased_at": erased_at,
-                    "suppressed": suppress or subject in stays,
+                    "suppressed": suppress,
                 }
                 for subject in subjects
             ]
-            db.insert(connection, erased_subjects, rows)
+            db.upsert(connection, erased_subjects, rows, key=["subject"], greatest=["suppressed"])
         return int(gone)
 
     def erased(self, main: Connection, subjects: Collection[str]) -> set[str]:

@@ -3,6 +3,7 @@
 import enum
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import islice
 from typing import Any, Final, NamedTuple
 
@@ -47,23 +48,38 @@ class Receipt:
     duplicate: bool
 
 
-def lock(connection: Connection, *, wait: bool = False) -> None:
+def lock(connection: Connection, *, wait: bool = False, within: timedelta | None = None) -> None:
     """Serialize appends until this transaction ends, so positions follow commit order.
 
-    SQLite has one writer at a time already (writes begin IMMEDIATE); PostgreSQL takes
-    a transaction-scoped advisory lock. In a pipeline, the lock is asked for and this
-    returns at once, unless `wait`: then it returns once the lock is held.
+    SQLite has one writer at a time already (writes begin IMMEDIATE, see db.writing);
+    PostgreSQL takes a transaction-scoped advisory lock. In a pipeline, the lock is asked
+    for and this returns at once, unless `wait`: then it returns once the lock is held.
+    With `within` (PostgreSQL; implies `wait`), the lock is waited for this long at most,
+    then an error that db.lock_timed_out() tells is raised; it is still queued for in the
+    meantime, so a holder that lets go and asks again comes after it.
     """
-    if connection.dialect.name == "postgresql":
-        if wait:
-            _LOCKED.rows(connection, {"key": _APPEND_LOCK})
-        else:
-            _LOCK.run(connection, [{"key": _APPEND_LOCK}])
+    if connection.dialect.name != "postgresql":
+        return
+    if within is not None:
+        values = {"wait": f"{db.milliseconds(within)}ms", "key": _APPEND_LOCK}
+        db.read_together(connection, (_WAIT, values), (_LOCKED, values), (_NO_WAIT, {}))
+    elif wait:
+        _LOCKED.rows(connection, {"key": _APPEND_LOCK})
+    else:
+        _LOCK.run(connection, [{"key": _APPEND_LOCK}])
 
 
 _LOCK: Final = db.Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
 _LOCKED: Final = db.Prepared(
     text("SELECT pg_advisory_xact_lock(:key) AS locked").columns(column("locked"))
+)
+# For this transaction: lock waits end after :wait; once the lock is held, only at the
+# statement timeout, as anywhere else.
+_WAIT: Final = db.Prepared(
+    text("SELECT set_config('lock_timeout', :wait, true) AS wait").columns(column("wait"))
+)
+_NO_WAIT: Final = db.Prepared(
+    text("SELECT set_config('lock_timeout', '0', true) AS wait").columns(column("wait"))
 )
 
 
@@ -341,10 +357,11 @@ def replay(
     """
     query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
     if chats is not None:
-        query = query.where(events.c.chat_uuid.in_(chats))
+        query = query.where(db.among(events.c.chat_uuid, "chats"))
     if until is not None:
         query = query.where(events.c.position <= until)
-    with connection.execute(query.execution_options(yield_per=2000)) as result:
+    listed = {"chats": list(chats)} if chats is not None else {}
+    with connection.execute(query.execution_options(yield_per=2000), listed) as result:
         rows = iter(result)
         while chunk := list(islice(rows, 2000)):
             yield from _recorded(chunk, keys)

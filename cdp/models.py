@@ -180,6 +180,17 @@ class ErasureRow(Base):
     refused: Mapped[int] = mapped_column(BigInteger)
 
 
+class PendingErasureRow(Base):
+    """A chat that an erasure begun has still to reach: its keys destroyed and its rows
+    folded again, a few chats a transaction (see cdp.erasure). While a profile has any,
+    it is being erased."""
+
+    __tablename__ = "pending_erasures"
+
+    profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class CheckpointRow(Base):
     """How far into the log each projector has got, written with the projector's rows;
     and what built its tables: the projector's version and the settings that shape it
@@ -291,8 +302,11 @@ class HandoffRow(Base):
 class ChatRow(Base):
     __tablename__ = "chats"
     __table_args__ = (
-        Index("ix_chats_profile_uuid", "profile_uuid"),
-        Index("ix_chats_phone_e164", "phone_e164"),
+        # A profile's chats in the order it lists them, a page at a time from either end.
+        Index("ix_chats_profile_uuid_order", "profile_uuid", "first_seen_at", "uuid"),
+        # The profiles owning chats of a number, in order, each read apart (see
+        # queries.profiles_by_phone).
+        Index("ix_chats_phone_e164", "phone_e164", "profile_uuid"),
         Index("ix_chats_name_key", "name_key", "uuid"),
         # A team's chats, most recently active first: read backwards, not sorted.
         Index("ix_chats_team_id_order", "team_id", "last_seen_at", "uuid"),
@@ -323,6 +337,14 @@ class ProfileChatRow(Base):
     """Every (profile, chat) pair the events named, and when."""
 
     __tablename__ = "profile_chats"
+    __table_args__ = (
+        # When a profile was first and last named, and on which chat last: each read from
+        # one end of an index, however many chats it was named on.
+        Index("ix_profile_chats_first_seen_at", "profile_uuid", "first_seen_at"),
+        Index("ix_profile_chats_last_seen_at", "profile_uuid", "last_seen_at", "chat_uuid"),
+        # A chat's pairs: what an erasure deletes, a few chats at a time, to fold them again.
+        Index("ix_profile_chats_chat_uuid", "chat_uuid"),
+    )
 
     profile_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
     chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -400,3 +422,4 @@ owners = _table(OwnerRow)
 keys = _table(KeyRow)
 erased_subjects = _table(ErasedSubjectRow)
 erasures = _table(ErasureRow)
+pending_erasures = _table(PendingErasureRow)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
@@ -21,15 +21,18 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     cast,
     func,
+    literal,
     or_,
     select,
+    true,
     tuple_,
     union_all,
 )
 
-from cdp import credentials, log, models, personal, rejected, schemas
+from cdp import credentials, db, erasure, log, models, personal, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
 from cdp.names import search_key
@@ -58,6 +61,15 @@ class Clock:
 
 class BadCursor(ValueError):
     """An `after` that is not a cursor this list gave (HTTP 400)."""
+
+
+class BeingErased(Exception):
+    """A profile whose erasure has begun and not ended (HTTP 409): its chats are erased a
+    few at a time (see cdp.erasure), and until the last one is, it is neither whole nor
+    erased."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(f"profile {uuid!r} is being erased: ask again once its erasure ended")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,93 +163,168 @@ def _fits(value: object, column: ColumnElement[Any]) -> bool:
     return False
 
 
-def profile(connection: Connection, uuid: str, most: int | None = None) -> schemas.Profile | None:
+# Chats each profile a search finds holds; the rest are a page at a time (owned_chats).
+FOUND_CHATS: Final = 10
+# A profile's phones and names are those of its newest chats, this many at most: what a
+# page of a profile reads stays the same however many chats a sender names under it.
+NAMED_BY: Final = 100
+# A profile's chats in the order it lists them: when each was first seen, then the uuid.
+_PROFILE_ORDER: Final = ("first_seen_at", "uuid")
+_PROFILE_CHAT: Final = (
+    "uuid",
+    "platform",
+    "name",
+    "phone",
+    "avatar",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
+def profile(connection: Connection, uuid: str, most: int = 100) -> schemas.Profile | None:
+    """A profile with its first `most` chats (see profiles); None if no event named it;
+    BeingErased while it is."""
+    if erasure.pending(connection, [uuid]):
+        raise BeingErased(uuid)
     found = profiles(connection, [uuid], most)
     return found[0] if found else None
 
 
 def profiles(
-    connection: Connection, uuids: Sequence[str], most: int | None = None
+    connection: Connection, uuids: Sequence[str], most: int = 100
 ) -> list[schemas.Profile]:
-    """Profiles in the order asked; unknown uuids are left out. With `most`, each holds
-    its `most` most recently active chats alone (and their names and phones): a sender
-    may name thousands of chats under one profile."""
-    seen = (
-        select(
-            profile_chats.c.profile_uuid,
-            func.min(profile_chats.c.first_seen_at),
-            func.max(profile_chats.c.last_seen_at),
-        )
-        .where(profile_chats.c.profile_uuid.in_(uuids))
-        .group_by(profile_chats.c.profile_uuid)
-    )
-    spans = {uuid: (first, last) for uuid, first, last in connection.execute(seen)}
+    """Profiles in the order asked; unknown uuids are left out, and so are those being
+    erased (see BeingErased). Each holds its own fields, its first `most` chats and the
+    cursor of the rest (for owned_chats): a sender may name a hundred thousand chats under
+    one profile.
+
+    Each part is read from one end of an index, for each profile, and cut short: when it
+    was first and last named and on which chat last (for merged_into), its first chats,
+    and its NAMED_BY newest for its phones and names."""
+    erasing = erasure.pending(connection, uuids)
+    uuids = [uuid for uuid in uuids if uuid not in erasing]
+    facts, first, newest = _profile_reads(db.dialect(connection))
+    wanted = {"wanted": [{"uuid": uuid} for uuid in dict.fromkeys(uuids)]}
     owned: dict[str, list[Row[Any]]] = defaultdict(list)
-    query = select(chats).where(chats.c.profile_uuid.in_(uuids))
-    if most is not None:
-        recency = func.row_number().over(
-            partition_by=chats.c.profile_uuid,
-            order_by=(chats.c.last_seen_at.desc(), chats.c.uuid.desc()),
-        )
-        ranked = (
-            select(chats, recency.label("recency"))
-            .where(chats.c.profile_uuid.in_(uuids))
-            .subquery()
-        )
-        query = select(*(ranked.c[c.name] for c in chats.c)).where(ranked.c.recency <= most)
-        query = query.order_by(ranked.c.first_seen_at, ranked.c.uuid)
-    else:
-        query = query.order_by(chats.c.first_seen_at, chats.c.uuid)
-    for row in connection.execute(query):
-        owned[row.profile_uuid].append(row)
-    merged = _merged_into(connection, [uuid for uuid in spans if not owned[uuid]])
-    return [
-        schemas.Profile(
+    rows = connection.execute(first, {**wanted, "most": most + 1}).all()
+    for row in sorted(rows, key=lambda row: (row.first_seen_at, row.uuid)):
+        owned[row.wanted].append(row)
+    named: dict[str, list[Row[Any]]] = defaultdict(list)
+    for row in connection.execute(newest, {**wanted, "most": NAMED_BY}):
+        named[row.wanted].append(row)
+    found = {}
+    for row in connection.execute(facts, wanted):
+        uuid = row.uuid
+        if row.first_seen_at is None:
+            continue  # no event named it
+        shown, cursor = owned[uuid][:most], None
+        if len(owned[uuid]) > most:
+            cursor = _encode([shown[-1].first_seen_at, shown[-1].uuid])
+        found[uuid] = dict(
             uuid=uuid,
-            chats=[
-                schemas.ProfileChat(
-                    uuid=row.uuid,
-                    platform=row.platform,
-                    name=row.name,
-                    phone=row.phone,
-                    avatar=row.avatar,
-                    first_seen_at=utc(row.first_seen_at),
-                    last_seen_at=utc(row.last_seen_at),
-                )
-                for row in owned[uuid]
-            ],
-            phones=sorted({row.phone_e164 or row.phone for row in owned[uuid] if row.phone}),
-            names=sorted({row.name for row in owned[uuid] if row.name}),
-            first_seen_at=utc(spans[uuid][0]),
-            last_seen_at=utc(spans[uuid][1]),
-            merged_into=merged.get(uuid),
+            phones=sorted({c.phone_e164 or c.phone for c in named[uuid] if c.phone}),
+            names=sorted({c.name for c in named[uuid] if c.name}),
+            first_seen_at=utc(row.first_seen_at),
+            last_seen_at=utc(row.last_seen_at),
+            merged_into=None if named[uuid] else row.holder,
+            chats=[_profile_chat(chat) for chat in shown],
+            chats_next=cursor,
         )
-        for uuid in uuids
-        if uuid in spans
-    ]
+    return [schemas.Profile.model_validate(found[uuid]) for uuid in uuids if uuid in found]
 
 
-def _merged_into(connection: Connection, uuids: list[str]) -> dict[str, str]:
-    """For profiles left with no chats: the profile that now holds each one's latest chat."""
-    if not uuids:
-        return {}
-    latest = (
-        select(
-            profile_chats.c.profile_uuid,
-            chats.c.profile_uuid.label("holder"),
-            func.row_number()
-            .over(
-                partition_by=profile_chats.c.profile_uuid,
-                order_by=(profile_chats.c.last_seen_at.desc(), profile_chats.c.chat_uuid.desc()),
-            )
-            .label("recency"),
-        )
-        .join(chats, chats.c.uuid == profile_chats.c.chat_uuid)
-        .where(profile_chats.c.profile_uuid.in_(uuids))
-        .subquery()
+def owned_chats(
+    connection: Connection, uuid: str, listing: Listing
+) -> schemas.Page[schemas.ProfileChat] | None:
+    """A page of the chats a profile owns, in the order profiles() lists them; None if no
+    event named the profile; BeingErased while it is."""
+    if erasure.pending(connection, [uuid]):
+        raise BeingErased(uuid)
+    query = select(*(chats.c[name] for name in _PROFILE_CHAT)).where(chats.c.profile_uuid == uuid)
+    order = [chats.c[name] for name in _PROFILE_ORDER]
+    page = _page(connection, [query], order, listing, _profile_chat, schemas.ProfileChat)
+    if not page.items and not _profile_named(connection, uuid):
+        return None
+    return page
+
+
+def _profile_named(connection: Connection, uuid: str) -> bool:
+    """Has any event named this profile (on any chat, its own now or not)?"""
+    named = select(profile_chats.c.chat_uuid).where(profile_chats.c.profile_uuid == uuid)
+    return connection.scalar(named.limit(1)) is not None
+
+
+def _profile_chat(row: Row[Any]) -> dict[str, Any]:
+    """A chat of a profile as plain data, for schemas.ProfileChat."""
+    return dict(
+        uuid=row.uuid,
+        platform=row.platform,
+        name=row.name,
+        phone=row.phone,
+        avatar=row.avatar,
+        first_seen_at=utc(row.first_seen_at),
+        last_seen_at=utc(row.last_seen_at),
     )
-    query = select(latest.c.profile_uuid, latest.c.holder).where(latest.c.recency == 1)
-    return {uuid: holder for uuid, holder in connection.execute(query) if holder}
+
+
+@cache
+def _profile_reads(dialect: str) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """What profiles() reads, built once for each database: each profile's facts, its
+    first chats and the names and phones of its newest."""
+    return (
+        _profile_facts(dialect),
+        _each_profile(dialect, _PROFILE_CHAT),
+        _each_profile(dialect, ("name", "phone", "phone_e164"), newest=True),
+    )
+
+
+def _each_profile(dialect: str, columns: Sequence[str], *, newest: bool = False) -> Select[Any]:
+    """For each profile asked ("wanted": uuid), the `columns` of its first `most` chats in
+    the order it lists them (its `most` newest, with `newest`), its uuid as `wanted`.
+
+    One range of ix_chats_profile_uuid_order read from one end for each: LATERAL on
+    PostgreSQL; on SQLite, which has none, a subquery of each profile chooses the chats."""
+    wanted = db.records("wanted", dialect, {"uuid": String()})
+
+    def first(table: Any, *selected: ColumnElement[Any]) -> Select[Any]:
+        order = [table.c[name] for name in _PROFILE_ORDER]
+        return (
+            select(*selected)
+            .where(table.c.profile_uuid == wanted.c.uuid)
+            .order_by(*(column.desc() for column in order) if newest else order)
+            .limit(bindparam("most", type_=Integer()))
+        )
+
+    if dialect == "postgresql":
+        each = first(chats, *(chats.c[name] for name in columns)).lateral("each")
+        return select(wanted.c.uuid.label("wanted"), each).select_from(wanted.join(each, true()))
+    inner = chats.alias("inner")
+    chosen = chats.c.uuid.in_(first(inner, inner.c.uuid))
+    return select(wanted.c.uuid.label("wanted"), *(chats.c[name] for name in columns)).select_from(
+        wanted.join(chats, chosen)
+    )
+
+
+def _profile_facts(dialect: str) -> Select[Any]:
+    """For each profile asked ("wanted": uuid): when it was first and last named (NULL if
+    never), and the profile that holds the chat it was last named on now (`holder`)."""
+    wanted = db.records("wanted", dialect, {"uuid": String()})
+    pairs = profile_chats
+    of_profile = pairs.c.profile_uuid == wanted.c.uuid
+    first_seen = select(pairs.c.first_seen_at).where(of_profile).order_by(pairs.c.first_seen_at)
+    last_seen = select(pairs.c.last_seen_at).where(of_profile).order_by(pairs.c.last_seen_at.desc())
+    holder = (
+        select(chats.c.profile_uuid)
+        .select_from(pairs.join(chats, chats.c.uuid == pairs.c.chat_uuid))
+        .where(of_profile)
+        .order_by(pairs.c.last_seen_at.desc(), pairs.c.chat_uuid.desc())
+    )
+    return select(
+        wanted.c.uuid,
+        first_seen.limit(1).scalar_subquery().label("first_seen_at"),
+        last_seen.limit(1).scalar_subquery().label("last_seen_at"),
+        holder.limit(1).scalar_subquery().label("holder"),
+    )
 
 
 def profiles_by_phone(
@@ -245,11 +332,47 @@ def profiles_by_phone(
     number: str,
     listing: Listing,
     source: str | None = None,
-    most: int | None = None,
+    most: int = FOUND_CHATS,
 ) -> schemas.Page[schemas.Profile]:
-    """Profiles owning a chat with this number (E.164), of one source or any, in uuid order;
-    `most` as for profiles()."""
-    return _owners(connection, _phone_is(number), listing, source, most)
+    """Profiles owning a chat with this number (E.164), of one source or any, in uuid order,
+    each with its first `most` chats (see profiles).
+
+    Each owner is read as the least after the one before, from ix_chats_phone_e164 (the
+    number, then the owner): a profile that owns a hundred thousand chats of the number
+    costs one probe of the index, not a hundred thousand rows."""
+    after = "" if listing.after is None else _decode(listing.after, [chats.c.profile_uuid])[0]
+    values = {"number": number, "after": after, "most": listing.limit, "source": source}
+    found = connection.execute(_phone_owners(source is not None), values).all()
+    uuids = [row.uuid for row in sorted(found, key=lambda row: row.n)]
+    cursor = None
+    if len(uuids) > listing.limit:
+        uuids = uuids[: listing.limit]
+        cursor = _encode([uuids[-1]])
+    return schemas.Page[schemas.Profile](items=profiles(connection, uuids, most), next=cursor)
+
+
+@cache
+def _phone_owners(of_source: bool) -> Select[Any]:
+    """The owners of chats of the phone `number` (of `source`, if `of_source`) after
+    `after`, `most` + 1 of them, each numbered `n` in order: one probe of the index each."""
+    owner = chats.c.profile_uuid
+
+    def least(previous: ColumnElement[Any]) -> Any:
+        query = select(func.min(owner)).where(
+            chats.c.phone_e164 == bindparam("number"), owner > previous
+        )
+        if of_source:
+            query = query.where(chats.c.source == bindparam("source"))
+        return query.scalar_subquery()
+
+    first = select(least(bindparam("after", type_=String())).label("uuid"), literal(1).label("n"))
+    owners = first.cte("owners", recursive=True)
+    owners = owners.union_all(
+        select(least(owners.c.uuid), owners.c.n + 1).where(
+            owners.c.uuid.is_not(None), owners.c.n <= bindparam("most", type_=Integer())
+        )
+    )
+    return select(owners).where(owners.c.uuid.is_not(None))
 
 
 def profiles_by_name(
@@ -257,11 +380,12 @@ def profiles_by_name(
     text: str,
     listing: Listing,
     source: str | None = None,
-    most: int | None = None,
+    most: int = FOUND_CHATS,
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat whose name starts with `text`, both folded alike (see
-    names.search_key), of one source or any, in uuid order. A prefix of the whole name, not
-    of any word in it; a text that folds to nothing, or no name could hold, finds none."""
+    names.search_key), of one source or any, in uuid order, each with its first `most`
+    chats. A prefix of the whole name, not of any word in it; a text that folds to
+    nothing, or no name could hold, finds none."""
     condition = _name_starts(text)
     if condition is None:
         return schemas.Page[schemas.Profile](items=[], next=None)
@@ -287,7 +411,7 @@ def _owners(
     condition: ColumnElement[bool],
     listing: Listing,
     source: str | None,
-    most: int | None,
+    most: int,
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat that meets `condition`, of one source or any, in uuid order."""
     owner = chats.c.profile_uuid
@@ -312,12 +436,6 @@ def unowned_chats(
     query = _chats().where(or_(*conditions), chats.c.profile_uuid.is_(None))
     rows = connection.execute(query.order_by(chats.c.uuid).limit(limit))
     return [schemas.Chat.model_validate(_chat(row, clock)) for row in rows]
-
-
-def profile_chat_count(connection: Connection, uuid: str) -> int:
-    """How many chats the profile owns now."""
-    query = select(func.count()).select_from(chats).where(chats.c.profile_uuid == uuid)
-    return connection.scalar(query) or 0
 
 
 def chat(connection: Connection, uuid: str, clock: Clock) -> schemas.Chat | None:
@@ -750,6 +868,10 @@ def counts(connection: Connection) -> dict[str, int]:
         "handoffs": select(func.count()).select_from(handoffs),
         "teams": select(func.count()).select_from(teams),
         "erased profiles": select(func.count()).select_from(models.erasures),
+        # Begun and not ended (see cdp.erasure): the next start or cdp erase finishes them.
+        "erasures under way": select(
+            func.count(func.distinct(models.pending_erasures.c.profile_uuid))
+        ),
         "webhooks refused as suppressed": select(
             func.coalesce(func.sum(models.erasures.c.refused), 0)
         ),

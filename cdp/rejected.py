@@ -110,9 +110,18 @@ def keep(connection: Connection, refusals: Sequence[Refusal]) -> None:
     _KEEP.run(connection, [refusal.row() for refusal in refusals])
 
 
-def expire(connection: Connection, before: int) -> int:
-    """Forget the deliveries refused before `before` (ms); how many."""
-    return int(connection.execute(delete(rejected).where(rejected.c.received_at < before)).rowcount)
+def expire(connection: Connection, before: int, most: int) -> int:
+    """Forget the oldest deliveries refused before `before` (ms), `most` at most: a sender
+    may have had millions refused, and forgetting them must not hold the writer up for
+    long. How many were forgotten."""
+    oldest = (
+        select(rejected.c.id)
+        .where(rejected.c.received_at < before)
+        .order_by(rejected.c.received_at)
+        .limit(most)
+    )
+    doomed = delete(rejected).where(rejected.c.id.in_(oldest.scalar_subquery()))
+    return int(connection.execute(doomed).rowcount)
 
 
 def read(

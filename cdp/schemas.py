@@ -77,13 +77,17 @@ class ProfileChat(BaseModel):
 
 
 class Profile(BaseModel):
+    """A customer's own fields, then the first page of their chats: `chats_next` is the
+    `after` of the next (GET /profiles/{uuid}/chats), null if there is none."""
+
     uuid: str
-    chats: list[ProfileChat]
     phones: list[str]
     names: list[str]
     first_seen_at: Instant
     last_seen_at: Instant
     merged_into: str | None
+    chats: list[ProfileChat]
+    chats_next: str | None
 
 
 class CurrentSession(BaseModel):

@@ -45,6 +45,10 @@ def _seconds(value: timedelta) -> str:
 _SECONDS: Final = BeforeValidator(_duration)
 
 
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDP_", frozen=True)
 
@@ -79,6 +83,9 @@ class Settings(BaseSettings):
     failed_auth_rate_limit: float = Field(default=1, ge=0)
     # Where the keys that seal personal data live (see cdp.keystore); see keystore().
     keystore_url: str | None = None
+    # How SQLite (the store and a keystore of its own) makes a commit durable: see
+    # cdp.db.SYNCHRONOUS. "full": a webhook answered survives a power cut.
+    sqlite_synchronous: Annotated[Literal["full", "normal"], BeforeValidator(_lower)] = "full"
     # How cdp serve writes its log: lines of text, or JSON lines (see cdp.serverlog).
     log_format: Literal["text", "json"] = "text"
     # GET /events/stream: streams open at once per process, in all and per read token; the

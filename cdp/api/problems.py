@@ -21,13 +21,13 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp import builds
 from cdp.api.params import request_query_names
 from cdp.api.service import Busy
-from cdp.queries import BadCursor
+from cdp.queries import BadCursor, BeingErased
 from cdp.webhook import (
     BodyTooLarge,
     Foreign,
@@ -164,6 +164,10 @@ def bad_parameters(request: AnyRequest, error: ValidationException) -> Answer:
     return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: {detail}", errors)
 
 
+def being_erased(request: AnyRequest, error: BeingErased) -> Answer:
+    return problem(request, HTTP_409_CONFLICT, str(error))
+
+
 def bad_cursor(request: AnyRequest, error: BadCursor) -> Answer:
     errors = [{"path": "after", "message": str(error)}]
     return problem(request, HTTP_400_BAD_REQUEST, f"invalid request: after: {error}", errors)
@@ -184,13 +188,19 @@ def building(request: AnyRequest, error: builds.Busy) -> Answer:
     return problem(request, HTTP_409_CONFLICT, str(error))
 
 
-def database_down(request: AnyRequest, error: DBAPIError) -> Answer:
-    # The driver's message names hosts, users and databases: for the log, not the answer.
+def database_error(request: AnyRequest, error: DBAPIError) -> Answer:
+    """503 with Retry-After when the database is out of reach or kept the request waiting
+    (the driver's message names hosts, users and databases: for the log, not the answer);
+    500 when it refused the statement itself (too many parameters, a constraint, a bug):
+    asking again would fail again, so it must not pass for an outage."""
+    reason = _unavailable(error)
+    if reason is None:
+        return internal(request, error, f"internal server error: {_refused(error)}")
     cause = f"database unavailable: {type(error.orig).__name__}: {error.orig}".strip()
     return problem(
         request,
         HTTP_503_SERVICE_UNAVAILABLE,
-        outage(error),
+        f"database unavailable: {reason}",
         headers={"Retry-After": "5"},
         cause=cause.replace("\n", " "),
     )
@@ -201,40 +211,58 @@ _LOCKED: Final = ("SQLITE_BUSY", "SQLITE_LOCKED")
 # PostgreSQL's for a server shutting down, crashed, or starting up (a lost or refused
 # connection is class 08, or an error of the driver's own, with no code).
 _SHUTDOWN: Final = ("57P01", "57P02", "57P03")
+# PostgreSQL's for a transaction that lost to another one: the same request may pass.
+_CONFLICT: Final = ("40001", "40P01")
 
 
 def outage(error: Busy | SQLAlchemyError) -> str:
     """What an answer says of a database that failed a request, in words that name no host,
-    user, file or value: the `detail` of its 503."""
-    if isinstance(error, DBAPIError):
-        return f"database unavailable: {_unavailable(error)}"
+    user, file or value."""
     if isinstance(error, Busy | PoolTimeout):
         return str(error)
-    return "database unavailable: it failed; the server's log says how"
+    if isinstance(error, DBAPIError) and (reason := _unavailable(error)) is not None:
+        return f"database unavailable: {reason}"
+    return _refused(error)
 
 
-def _unavailable(error: DBAPIError) -> str:
-    """What is wrong with the database, in words that name no host, user or file."""
+def _refused(error: SQLAlchemyError) -> str:
+    """A failure that is no outage, by the driver's kind of error, not its words."""
+    kind = type(getattr(error, "orig", None) or error).__name__
+    return f"the database refused a statement ({kind}); the server's log says why"
+
+
+def _unavailable(error: DBAPIError) -> str | None:
+    """What is wrong with the database, in words that name no host, user or file; None
+    when it is no outage, nor a wait too long, but a statement it refused."""
     driver = error.orig
-    sqlite_code = getattr(driver, "sqlite_errorname", None)
-    state = getattr(driver, "sqlstate", "")  # psycopg's; None for an error of its own
+    sqlite_code = getattr(driver, "sqlite_errorname", None) or ""
+    state = getattr(driver, "sqlstate", None) or ""  # psycopg's; None for one of its own
     if sqlite_code in _LOCKED:
         return "another process held its write lock longer than CDP_DATABASE_STATEMENT_TIMEOUT"
     if state == "57014":
         return "a statement ran longer than CDP_DATABASE_STATEMENT_TIMEOUT"
+    if state == "55P03":
+        return "another transaction held a lock it needed for too long"
+    if state in _CONFLICT:
+        return "it gave way to another transaction at the same time"
+    if state[:2] == "53" or sqlite_code == "SQLITE_FULL" or sqlite_code.startswith("SQLITE_IOERR"):
+        return "it ran out of room or resources (disk, memory or connections)"
     if (
         error.connection_invalidated
         or isinstance(error, InterfaceError)
+        # No statement: it failed as it connected.
+        or error.statement is None
         or sqlite_code == "SQLITE_CANTOPEN"
-        or state is None
         or state[:2] == "08"
         or state in _SHUTDOWN
     ):
         return "it cannot be reached"
-    return "it failed; the server's log says how"
+    return None
 
 
-def internal(request: AnyRequest, error: Exception) -> Answer:
+def internal(
+    request: AnyRequest, error: Exception, detail: str = "internal server error"
+) -> Answer:
     fields = {"method": request.method, "path": shown_path(request.url.path)}
     logger.error(
         "%s %s failed",
@@ -243,7 +271,7 @@ def internal(request: AnyRequest, error: Exception) -> Answer:
         exc_info=error,
         extra={"fields": {**fields, "exception": type(error).__name__}},
     )
-    return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
+    return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, detail)
 
 
 HANDLERS: Final[dict[type[Exception], Callable[..., Answer]]] = {
@@ -255,11 +283,11 @@ HANDLERS: Final[dict[type[Exception], Callable[..., Answer]]] = {
     Foreign: foreign,
     ValidationException: bad_parameters,
     BadCursor: bad_cursor,
+    BeingErased: being_erased,
     HTTPException: http_error,
     Busy: busy,
     builds.Busy: building,
     PoolTimeout: busy,
-    OperationalError: database_down,
-    InterfaceError: database_down,
+    DBAPIError: database_error,
     Exception: internal,
 }

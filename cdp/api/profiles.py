@@ -9,13 +9,13 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from cdp import erasure, queries
 from cdp.api import auth
-from cdp.api.docs import not_found
+from cdp.api.docs import not_found, problem
 from cdp.api.params import After, Limit
 from cdp.api.service import Service
 from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.queries import Listing
-from cdp.schemas import Erasure, Page, Profile
+from cdp.schemas import Erasure, Page, Profile, ProfileChat
 from cdp.times import utc
 from cdp.webhook import identifier_problem
 
@@ -32,6 +32,17 @@ NameStart = Annotated[
         ),
     ),
 ]
+
+
+_ERASING = {
+    409: problem(
+        "The profile is being erased: its chats are erased a few at a time",
+        {
+            "detail": "profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01' is being erased: "
+            "ask again once its erasure ended"
+        },
+    )
+}
 
 
 class ProfileController(Controller):
@@ -51,7 +62,8 @@ class ProfileController(Controller):
     ) -> Page[Profile]:
         """Profiles owning a chat with this phone number, in any common notation, or whose
         name starts with this text, whatever its case: give exactly one of `phone` and
-        `name`. `source` keeps those of one source."""
+        `name`. `source` keeps those of one source. Each holds its first 10 chats and, in
+        `chats_next`, where GET /profiles/{uuid}/chats goes on from."""
         listing = Listing(after, limit)
         if (phone is None) == (name is None):
             message = "give exactly one of phone and name"
@@ -71,11 +83,37 @@ class ProfileController(Controller):
     @get(
         "/{uuid:str}",
         summary="A profile",
-        responses=not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"),
+        responses={**not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"), **_ERASING},
     )
-    async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Profile:
-        """A customer: the chats they own across messengers, their phones and names."""
-        found = await service.reads.query(queries.profile, uuid)
+    async def one(
+        self, uuid: FromPath[str], service: NamedDependency[Service], limit: Limit = 100
+    ) -> Profile:
+        """A customer: their phones and names (those of their 100 newest chats), when they
+        were first and last named, the profile they were merged into; then the first
+        `limit` chats they own across messengers, in the order they were first seen, and in
+        `chats_next` where GET /profiles/{uuid}/chats goes on from (null: there are no more).
+        While the profile is being erased (its chats a few at a time), `409`."""
+        found = await service.reads.query(queries.profile, uuid, limit)
+        if found is None:
+            raise NotFoundException(f"no profile {uuid!r}")
+        return found
+
+    @get(
+        "/{uuid:str}/chats",
+        summary="A profile's chats",
+        responses={**not_found("no profile '5d2c1e0a-7b7f-4c1e-8d5e-2a9b4f6c8e01'"), **_ERASING},
+    )
+    async def chats(
+        self,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[ProfileChat]:
+        """The chats a customer owns, in the order they were first seen: a page at a time,
+        from the `chats_next` of the profile or the `next` of the page before. While the
+        profile is being erased, `409`."""
+        found = await service.reads.query(queries.owned_chats, uuid, Listing(after, limit))
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found
@@ -96,12 +134,19 @@ class ProfileController(Controller):
         message texts, file links, session titles) in the log and in every chat it was
         named on, and fold those chats again: what happened, when, and which team and
         operator handled it stays. With `suppress`, its later webhooks are refused (410)
-        and counted. Erasing again is harmless; a profile not seen yet can be suppressed."""
+        and counted. Erasing again is harmless, and finishes an erasure stopped midway; a
+        profile not seen yet can be suppressed. It works in steps of a few chats each,
+        webhooks taken between two, and answers once the last one is done."""
         if (problem := identifier_problem(uuid)) is not None:
             raise ValidationException(problem, extra=[{"key": "uuid", "message": problem}])
         done = await service.rebuilds.run(
             lambda: erasure.erase(
-                service.engine, service.keystore, service.projectors, uuid, suppress=suppress
+                service.engine,
+                service.keystore,
+                service.projectors,
+                uuid,
+                suppress=suppress,
+                between=service.between,
             )
         )
         return Erasure(

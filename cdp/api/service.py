@@ -48,6 +48,8 @@ GROUP, BACKLOG = 500, 2000
 # webhooks waiting then to be committed (see Writer.give_way).
 GIVE_WAY: Final = 0.5
 _EXPIRY_EVERY_MS = 3_600_000
+# Old rejected deliveries forgotten after a group at most: a transaction of milliseconds.
+_EXPIRED_AT_ONCE = 500
 RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
 # A build's: one reads the log, one writes the new tables (in a pool of their own).
 BUILD_CONNECTIONS: Final = 2
@@ -138,6 +140,7 @@ class _Delivery:
     refused: webhook.Refused | None  # refused already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
     started: float  # when its request came (time.perf_counter())
+    deadline: float  # when its wait for a transaction ends (time.perf_counter())
 
 
 class Writer:
@@ -189,13 +192,15 @@ class Writer:
         rejected delivery, with the `headers` of interest, before its error is raised.
         `started`: when its request came (time.perf_counter()), for the ingest latency."""
         loop = asyncio.get_running_loop()
+        now = time.perf_counter()
         delivery = _Delivery(
             body,
             source,
             headers or {},
             refused,
             loop.create_future(),
-            time.perf_counter() if started is None else started,
+            now if started is None else started,
+            now + self.wait.total_seconds(),
         )
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
@@ -235,9 +240,10 @@ class Writer:
     def _expire(self, delivery: _Delivery) -> None:
         """A webhook still waiting for a transaction when its time is up: 503, not stored.
 
-        Only while another transaction holds it up: an idle writer's thread is about to
-        take it, and one beginning its transaction takes it once it holds the lock (so a
-        wait of 0 means "not behind another group", not "never")."""
+        Only while another transaction of this writer holds it up: an idle writer's thread
+        is about to take it, and one beginning its transaction takes it once it holds the
+        lock, or answers it itself if the lock is not had by then (see _commit); so a wait
+        of 0 means "not behind another group", not "never"."""
         with self._turn:
             if not self._taken or delivery not in self._waiting:
                 return
@@ -260,6 +266,9 @@ class Writer:
             outcomes: Sequence[Receipt | Exception]
             try:
                 outcomes = self._commit(take)
+            except _LockWaitOver:  # those whose wait is over get 503; the rest wait on
+                group.extend(self._overdue())
+                outcomes = [Busy("webhooks", self.wait)] * len(group)
             except Exception as error:  # the database failed the whole group
                 if not group:
                     take()
@@ -292,6 +301,24 @@ class Writer:
             until = self._ended + 1
             self._done.wait_for(lambda: self._ended >= until, timeout)
 
+    def _overdue(self) -> list[_Delivery]:
+        """Take those waiting whose wait for a transaction is over."""
+        now = time.perf_counter()
+        with self._turn:
+            overdue = [delivery for delivery in self._waiting if delivery.deadline <= now]
+            for delivery in overdue:
+                self._waiting.remove(delivery)
+        return overdue
+
+    def _lock_wait(self) -> timedelta:
+        """How long the next transaction may wait for the append lock: until the first
+        webhook waiting now has waited CDP_DATABASE_POOL_TIMEOUT, or for the statement
+        timeout if that is sooner (as any statement waits for a lock)."""
+        with self._turn:
+            first = self._waiting[0].deadline if self._waiting else time.perf_counter()
+        left = timedelta(seconds=max(first - time.perf_counter(), 0.0))
+        return min(left, self.settings.database_statement_timeout)
+
     def _take(self, group: list[_Delivery]) -> list[_Delivery]:
         """Fill `group` with what waits now (GROUP at most): the transaction holds the
         append lock."""
@@ -306,12 +333,23 @@ class Writer:
         each once it committed.
 
         Taken once the lock is held, not before: with several worker processes, the lock
-        is theirs in turn, and what arrives while this one waits for it joins its group."""
-        with db.writing(self.engine) as connection:
-            with db.pipelined(connection):  # BEGIN and the lock in one round trip
-                log.lock(connection, wait=True)
-            group = take()
-            outcomes = self._check_and_record(connection, group)
+        is theirs in turn, and what arrives while this one waits for it joins its group.
+        Whatever holds the lock (another process's group, an erasure, `cdp rebuild`), it is
+        waited for only until the first webhook waiting has waited its time: then this
+        raises _LockWaitOver, and nothing was taken."""
+        within = self._lock_wait()
+        group: list[_Delivery] | None = None
+        try:
+            with db.writing(self.engine, within=within) as connection:
+                with db.pipelined(connection):  # BEGIN and the lock in one round trip
+                    log.lock(connection, within=within)
+                group = take()
+                outcomes = self._check_and_record(connection, group)
+        except Exception as error:
+            statement_timeout = self.settings.database_statement_timeout
+            if group is None and db.lock_timed_out(error) and within < statement_timeout:
+                raise _LockWaitOver from error
+            raise
         self._count(group, [o[1] for o in outcomes], [o[0] for o in outcomes])
         self._expire_rejected(times.now_ms())
         return [o[0] for o in outcomes]
@@ -364,20 +402,29 @@ class Writer:
             logger.warning("webhooks were not counted: %s: %s", type(error).__name__, error)
 
     def _expire_rejected(self, now: int) -> None:
-        """Forget old rejected deliveries, once an hour at most (in the writer's thread).
+        """Forget old rejected deliveries, once an hour (in the writer's thread): a few
+        hundred after each group until none is left, so that the webhooks waiting wait
+        for none of them long.
 
         Apart from the group's transaction, which committed: a failure here is logged and
         tried again an hour later; it never turns a stored webhook's answer into an error."""
         if now - self._expired_at < _EXPIRY_EVERY_MS:
             return
-        self._expired_at = now
         retention = self.settings.rejected_retention // timedelta(milliseconds=1)
         try:
             with db.writing(self.engine) as connection:
-                rejected.expire(connection, now - retention)
+                forgotten = rejected.expire(connection, now - retention, _EXPIRED_AT_ONCE)
         except Exception as error:
+            self._expired_at = now
             reason = " ".join(str(error).split())
             logger.warning("old rejected deliveries were not forgotten: %s", reason)
+        else:
+            if forgotten < _EXPIRED_AT_ONCE:  # none left: again in an hour
+                self._expired_at = now
+
+
+class _LockWaitOver(Exception):
+    """The append lock was not had before the first webhook waiting had waited its time."""
 
 
 def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
@@ -513,6 +560,11 @@ class Service:
     builder: Builder
 
     checkpointer: db.Checkpointer | None
+    # What long maintenance (a build, an erasure) calls between two of its transactions,
+    # so that the webhooks waiting then get the lock first: on SQLite, whose writers take
+    # turns at one lock that a waiting one only looks at now and then, the writer's
+    # give_way; PostgreSQL queues them.
+    between: Callable[[], None] | None
 
     @classmethod
     def of(cls, settings: Settings, projectors: list[Projector], metrics: Metrics) -> "Service":
@@ -525,8 +577,10 @@ class Service:
             settings.keystore(),
             connections=settings.database_pool_size,
             wait=settings.database_pool_timeout,
+            synchronous=settings.sqlite_synchronous,
         )
         writer = Writer(engine, projectors, settings, wait, keystore, metrics)
+        between = writer.give_way if sqlite else None
         return cls(
             settings=settings,
             engine=engine,
@@ -537,19 +591,20 @@ class Service:
             webhooks=writer,
             health=Lane("health", PROBE_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
-            builder=Builder(
-                settings, engine, keystore, metrics, writer.give_way if sqlite else None
-            ),
+            builder=Builder(settings, engine, keystore, metrics, between),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,
+            between=between,
         )
 
     async def start(self) -> None:
-        """Finish any erasure the main database and the keystore disagree on (see
-        erasure.reconcile), then take webhooks. A database that cannot be reached yet is
-        no reason not to start: the next start, or `cdp erase --reconcile`, finishes them."""
+        """Finish any erasure the main database and the keystore disagree on, or that
+        stopped midway (see erasure.reconcile), then take webhooks; other processes take
+        theirs between its steps. A database that cannot be reached yet is no reason not
+        to start: the next start, or `cdp erase --reconcile`, finishes them."""
+        between = erasure.pause(self.engine)
         try:
             await self.rebuilds.run(
-                lambda: erasure.reconcile(self.engine, self.keystore, self.projectors)
+                lambda: erasure.reconcile(self.engine, self.keystore, self.projectors, between)
             )
         except (Busy, SQLAlchemyError) as error:  # its text may name hosts: not logged
             logging.getLogger("cdp.erasure").warning(

@@ -1,4 +1,15 @@
 """`cdp bench`: how fast this installation ingests, imports, rebuilds and answers."""
 
 # The figures' groups, which `cdp bench --only` chooses among.
-GROUPS = ("import", "queries", "console", "webhook", "http", "workers", "rebuild", "streams")
+GROUPS = (
+    "import",
+    "queries",
+    "console",
+    "webhook",
+    "http",
+    "workers",
+    "rebuild",
+    "profiles",
+    "maintenance",
+    "streams",
+)

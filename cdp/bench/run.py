@@ -78,6 +78,7 @@ class Plan:
     repeats: int = 200
     clients: int = 16
     posts: int = 3_000
+    profile_size: int = 100_000  # the chats of the big profile a page is read of, or erased
     settings: Settings = field(default_factory=Settings)
     only: frozenset[str] = frozenset()  # of cdp.bench.GROUPS; none: every one
 
@@ -88,13 +89,15 @@ class Plan:
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
         one webhook into sessions of 1, 1 000, 10 000 and 20 000 events (of 1 and `events`
-        in a run of fewer than 10 000)."""
+        in a run of fewer than 10 000), a page of a profile of 100 000 chats, and its
+        erasure (of `events` chats in such a run)."""
         return cls(
             database=database,
             events=events,
             seed=seed,
             small=min(10_000, max(events // 10, 1_000), events),
             session_sizes=(1, 1_000, 10_000, 20_000) if events >= 10_000 else (1, events),
+            profile_size=100_000 if events >= 10_000 else events,
             settings=settings,
         )
 
@@ -129,6 +132,10 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             take(_http_ingest(plan, fresh()))
         if plan.measures("rebuild"):
             take(_ingest_during_a_rebuild(plan, big))
+        if plan.measures("profiles"):
+            take(_big_profile(plan, fresh()))
+        if plan.measures("maintenance"):
+            take(_ingest_during_an_erasure(plan, fresh()))
         if plan.measures("streams"):
             take(_with_streams(plan, fresh()))
     return figures
@@ -617,10 +624,15 @@ _BENCH_CHAT: Final = {
 
 
 def _bench_body(
-    event_type: str, at: int, n: int, chat: dict[str, Any] | None = None
+    event_type: str,
+    at: int,
+    n: int,
+    chat: dict[str, Any] | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     chat = chat or _BENCH_CHAT
-    payload: dict[str, Any] = {"chat": chat, "profile": {"uuid": f"profile-{chat['uuid']}"}}
+    profile = profile or f"profile-{chat['uuid']}"
+    payload: dict[str, Any] = {"chat": chat, "profile": {"uuid": profile}}
     session = {"title": "Заказ", "context": None, "team": {"id": 12, "name": "Первая линия"}}
     if event_type == "session_updated":
         payload["session"] = session
@@ -729,6 +741,129 @@ async def _while_one_chat_is_written(
         await writer
 
 
+# -- a profile of many chats ----------------------------------------------------------
+
+
+# Requests at once for the big profile, while the server's memory is watched.
+_AT_ONCE: Final = 40
+
+
+def _big_profile(plan: Plan, url: str) -> Iterator[Figure]:
+    """p50 and p99 of GET /profiles/{uuid} (its default page of 100 chats) for a profile a
+    sender named on `plan.profile_size` chats, beside the same for a profile of one chat
+    and (p50) of 100 chats, a page as full, on the same server, asked in turn; and the
+    server's peak memory while _AT_ONCE such requests are asked at once, beside the same
+    for the profile of one chat (asked first: a process's peak never falls)."""
+    size = plan.profile_size
+    full = min(100, size)
+    big, page, one = profiles = _profiles_of_chats(url, (size, full, 1), plan.settings)
+    repeats = max(plan.repeats // 4, 10)
+    with (
+        server(["-m", "cdp", "serve"], url, "/health", {"CDP_READ_RATE_LIMIT": "0"}) as base,
+        httpx.Client(base_url=base, timeout=120) as client,
+    ):
+        pid = _served_pid(base)
+        peaks = {}
+        for uuid_ in (one, big):
+            asyncio.run(_asked_at_once(base, f"/profiles/{uuid_}", _AT_ONCE))
+            peaks[uuid_] = _peak_memory(pid)
+        times: dict[str, list[float]] = {uuid_: [] for uuid_ in profiles}
+        for n in range(repeats + 1):
+            for uuid_ in profiles:  # in turn: the machine's noise falls on each alike
+                started = time.perf_counter()
+                answer = client.get(f"/profiles/{uuid_}")
+                if n:  # the first is a warm-up
+                    times[uuid_].append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"GET /profiles/{uuid_} was answered {answer.status_code}")
+    for cut, label in ((50, "p50"), (99, "p99")):
+        yield Figure(
+            f"a page of a {size:,}-chat profile: {label}",
+            percentile(times[big], cut) * 1000,
+            "ms",
+            percentile(times[one], cut) * 1000,
+            "a 1-chat profile",
+        )
+    yield Figure(
+        f"a page of a {size:,}-chat profile: p50, as full a page",
+        percentile(times[big], 50) * 1000,
+        "ms",
+        percentile(times[page], 50) * 1000,
+        f"a {full:,}-chat profile",
+    )
+    yield Figure(
+        f"a page of a {size:,}-chat profile: peak memory, {_AT_ONCE} at once",
+        peaks[big],
+        "MB",
+        peaks[one],
+        "a 1-chat profile",
+    )
+
+
+def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> list[str]:
+    """Name a profile on each number of new chats of `sizes`, a second apart (one webhook
+    each): their uuids."""
+    engine, keystore = db.make_engine(url), _keystore(url)
+    projectors = registry(settings)
+    latest = latest_timestamp(settings.max_clock_skew)
+    named = [(f"bench-profile-{n}", size) for n, size in enumerate(sizes)]
+    start = now_ms() - (sum(size for _, size in named) + 3_600) * 1000
+    bodies = (
+        _bench_body(
+            "message_created",
+            start + 1000 * n,
+            n,
+            {**_BENCH_CHAT, "uuid": f"bench-chat-{profile}-{n}"},
+            profile=profile,
+        )
+        for profile, size in named
+        for n in range(size)
+    )
+    while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
+        ingest.record(engine, batch, projectors, keystore=keystore)
+    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    engine.dispose()
+    keystore.dispose()
+    return [profile for profile, _ in named]
+
+
+def _served_pid(base: str) -> int:
+    """The process id of the server this process started on `base`'s port (Linux)."""
+    port = base.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if parent == os.getpid() and port.encode() in command:
+                return int(entry.name)
+    raise RuntimeError(f"no server process of this bench on port {port}")
+
+
+def _peak_memory(pid: int) -> float:
+    """The peak resident memory of process `pid` so far, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} reports no peak memory")
+
+
+async def _asked_at_once(base: str, path: str, clients: int) -> None:
+    """GET `path` with `clients` at once. A server too busy to answer one at once may say
+    so (503); any other failure fails the run."""
+
+    async def ask(client: httpx.AsyncClient) -> None:
+        answer = await client.get(path)
+        if answer.status_code not in (200, 503):
+            raise RuntimeError(f"GET {path} was answered {answer.status_code}")
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        await asyncio.gather(*(ask(client) for _ in range(clients)))
+
+
 # -- HTTP ingest -------------------------------------------------------------------------
 
 
@@ -753,6 +888,27 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
     yield Figure("HTTP ingest", cdp.rate, "webhooks/s", noop.rate, "no-op endpoint")
     yield Figure("HTTP ingest: p50", cdp.p50 * 1000, "ms", noop.p50 * 1000, "no-op endpoint")
     yield Figure("HTTP ingest: p99", cdp.p99 * 1000, "ms", noop.p99 * 1000, "no-op endpoint")
+    if make_url(url).get_backend_name() == "sqlite":
+        # What a commit that survives a power cut costs (the default), with group commit:
+        # FULL measured before and after NORMAL, so that the machine's drift falls on both.
+        normal, full = (
+            _served(
+                ["-m", "cdp", "serve"],
+                url,
+                target,
+                new_bodies(plan.seed + seed),
+                plan.clients,
+                {"CDP_SQLITE_SYNCHRONOUS": synchronous},
+            )
+            for seed, synchronous in ((2, "normal"), (3, "full"))
+        )
+        yield Figure(
+            "HTTP ingest, SQLite synchronous=FULL",
+            (cdp.rate + full.rate) / 2,
+            "webhooks/s",
+            normal.rate,
+            "synchronous=NORMAL",
+        )
     several_workers = make_url(url).get_backend_name() == "postgresql"  # SQLite: one only
     if several_workers and plan.measures("workers"):
         for workers in (2, 4):
@@ -798,6 +954,64 @@ def _ingest_during_a_rebuild(plan: Plan, url: str) -> Iterator[Figure]:
 
 # Clients posting while a rebuild runs: a steady load, leaving the build a core.
 _REBUILD_CLIENTS = 4
+
+
+def _ingest_during_an_erasure(plan: Plan, url: str) -> Iterator[Figure]:
+    """How long the erasure of a profile that a sender named on `plan.profile_size` chats
+    takes, and how long other clients' webhooks wait meanwhile (it works in steps: they go
+    on between two), beside how long the same load waits with no erasure running."""
+    size = plan.profile_size
+    (profile,) = _profiles_of_chats(url, (size,), plan.settings)
+    bodies = [
+        json.dumps(body, ensure_ascii=False).encode()
+        for body in webhooks(Traffic(events=max(plan.posts * 10, 20_000), seed=plan.seed + 5))
+    ]
+    calm, busy = plan.posts, bodies[plan.posts :]
+    target = "/webhooks/fasttrack"
+    with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+        alone = asyncio.run(_post_all(base, target, bodies[:calm], _REBUILD_CLIENTS))
+        during, seconds = asyncio.run(_during_an_erasure(base, target, busy, profile))
+    yield Figure(f"erasure of a profile of {size:,} chats", seconds, "s")
+    yield Figure(
+        "webhook wait during an erasure: longest",
+        during.longest * 1000,
+        "ms",
+        alone.longest * 1000,
+        "with no erasure",
+    )
+    yield Figure(
+        "webhook wait during an erasure: p99",
+        during.p99 * 1000,
+        "ms",
+        alone.p99 * 1000,
+        "with no erasure",
+    )
+    yield Figure(
+        "webhooks during an erasure", during.rate, "webhooks/s", alone.rate, "with no erasure"
+    )
+
+
+async def _during_an_erasure(
+    base: str, target: str, bodies: list[bytes], profile: str
+) -> tuple["_Load", float]:
+    """Post `bodies` from the moment the erasure of `profile` is asked for until it is
+    done (or the bodies run out): the load measured meanwhile, and the erasure's seconds."""
+    done = asyncio.Event()
+    took: list[float] = []
+
+    async def erase() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=3600) as client:
+            started = time.perf_counter()
+            answer = await client.post(f"/profiles/{profile}/erase")
+            took.append(time.perf_counter() - started)
+            done.set()
+            if answer.status_code != 200:
+                raise RuntimeError(f"POST /profiles/{profile}/erase answered {answer.status_code}")
+
+    erasing = asyncio.create_task(erase())
+    load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
+    await erasing
+    return load, took[0]
 
 
 async def _during_a_rebuild(base: str, target: str, bodies: list[bytes]) -> "_Load":
@@ -1015,11 +1229,18 @@ class _Load:
     posted: int = 0
 
 
-def _served(command: list[str], url: str, target: str, bodies: list[bytes], clients: int) -> _Load:
-    """Start a server with `command`, post every body to `target` with `clients` at once
-    (no rate limit), stop it. Worker processes start one after another: the posting waits
-    until they all have (their start is not what is measured)."""
-    with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
+def _served(
+    command: list[str],
+    url: str,
+    target: str,
+    bodies: list[bytes],
+    clients: int,
+    env: dict[str, str] | None = None,
+) -> _Load:
+    """Start a server with `command` (and the settings `env`), post every body to `target`
+    with `clients` at once (no rate limit), stop it. Worker processes start one after
+    another: the posting waits until they all have (their start is not what is measured)."""
+    with server(command, url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0", **(env or {})}) as base:
         if "--workers" in command:
             time.sleep(_WORKERS_START)
         return asyncio.run(_post_all(base, target, bodies, clients))

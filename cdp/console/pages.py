@@ -106,12 +106,19 @@ class Pages(Controller):
 
     @get("/profiles/{uuid:str}")
     async def profile(
-        self, request: AnyRequest, uuid: FromPath[str], service: NamedDependency[Service]
+        self,
+        request: AnyRequest,
+        uuid: FromPath[str],
+        service: NamedDependency[Service],
+        after: FromQuery[str | None] = None,
     ) -> Response[str]:
-        found = await service.reads.query(views.profile, uuid, service.clock())
+        """The profile and the first page of its chats; asked by the page itself for the
+        next one (HX-Request), that page alone."""
+        found = await service.reads.query(views.profile, uuid, service.clock(), after)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
-        return await page(request, "profile.html", view=found)
+        fragment = request.headers.get("hx-request") == "true"
+        return await page(request, "profile_chats.html" if fragment else "profile.html", view=found)
 
     @get("/chats/{uuid:str}")
     async def chat(

@@ -33,8 +33,8 @@ SHOWN_BODY: Final = 64 * 1024
 PRETTY_BODY: Final = 16 * 1024  # bodies up to this long are shown indented
 TIMELINE_PAGE: Final = 50
 SEARCH_LIMIT: Final = 20
-# Chats a search result lists of each profile, and a profile's page shows: a sender may
-# name thousands under one profile.
+# Chats a search result lists of each profile, and a profile's page shows at a time: a
+# sender may name thousands under one profile.
 CARD_CHATS: Final = 5
 PROFILE_CHATS: Final = 20
 LATEST_SESSIONS: Final = 5
@@ -91,17 +91,25 @@ class ProfilePage:
     profile: schemas.Profile
     chats: list[ProfileChat]
     team_names: dict[int, str | None]
-    more_chats: int  # chats the profile owns beyond those shown
+    next: str | None  # where the next page of its chats starts, if there is one
 
 
-def profile(connection: Connection, uuid: str, clock: Clock) -> ProfilePage | None:
-    """A customer, each of their chats as it is now (the most recently active, if there
-    are many), and each chat's latest sessions with the teams and the operators that
-    handled them."""
+def profile(
+    connection: Connection, uuid: str, clock: Clock, after: str | None = None
+) -> ProfilePage | None:
+    """A customer, and a page of their chats (the first, or the one from `after`), in the
+    API's order: each as it is now, with its latest sessions, the teams and the operators
+    that handled them."""
     found = queries.profile(connection, uuid, PROFILE_CHATS)
     if found is None:
         return None
-    uuids = [chat.uuid for chat in found.chats]
+    shown, cursor = found.chats, found.chats_next
+    if after is not None:
+        page = queries.owned_chats(connection, uuid, Listing(after, PROFILE_CHATS))
+        if page is None:
+            return None
+        shown, cursor = page.items, page.next
+    uuids = [chat.uuid for chat in shown]
     latest = queries.latest_sessions(connection, uuids, clock, LATEST_SESSIONS)
     chats = [
         ProfileChat(
@@ -114,8 +122,7 @@ def profile(connection: Connection, uuid: str, clock: Clock) -> ProfilePage | No
         for chat in queries.chats_of(connection, uuids, clock)
     ]
     ids = sorted({team for chat in chats for session in chat.sessions for team in session.teams})
-    more = queries.profile_chat_count(connection, uuid) - len(uuids)
-    return ProfilePage(found, chats, queries.team_names(connection, ids), max(more, 0))
+    return ProfilePage(found, chats, queries.team_names(connection, ids), cursor)
 
 
 @dataclass(slots=True)

@@ -66,15 +66,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
         "This profile owns no chat any more: its chats now belong to",
         "У профиля больше нет чатов: они теперь принадлежат профилю",
     ),
-    "n_more_chats": (
-        "The {shown} most recently active chats are shown; {n} more is owned too: the "
-        "API's /profiles/{{uuid}} lists them all|The {shown} most recently active chats are "
-        "shown; {n} more are owned too: the API's /profiles/{{uuid}} lists them all",
-        "Показаны {shown} недавних чатов; есть ещё {n} чат: все перечисляет "
-        "/profiles/{{uuid}} в API|Показаны {shown} недавних чатов; есть ещё {n} чата: все "
-        "перечисляет /profiles/{{uuid}} в API|Показаны {shown} недавних чатов; есть ещё {n} "
-        "чатов: все перечисляет /profiles/{{uuid}} в API",
-    ),
+    "more_chats": ("More chats", "Ещё чаты"),
     "platform": ("Messenger", "Мессенджер"),
     "name": ("Name", "Имя"),
     "phone": ("Phone", "Телефон"),

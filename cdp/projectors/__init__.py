@@ -205,8 +205,10 @@ def refold(
     projectors: Sequence[Projector],
     keystore: Keystore,
     chats: Sequence[str],
+    until: int | None = None,
 ) -> None:
-    """Fold `chats` again from the log, as a rebuild would (after their keys were destroyed).
+    """Fold `chats` again from the log (up to position `until`), as a rebuild would (after
+    their keys were destroyed).
 
     A projection's rows belong to one chat (its chat_uuid; a chat row, its uuid), or to
     none and hold nothing personal (a team's name). The caller holds the append lock, so
@@ -218,8 +220,9 @@ def refold(
             target = db.actual(table)
             column = target.c.get("chat_uuid", target.c.get("uuid"))
             if column is not None:  # else no chat's alone: teams, say, by name
-                connection.execute(target.delete().where(column.in_(chats)))
-    replayed = log.replay(connection, keys(connection, keystore), chats=chats)
+                doomed = target.delete().where(db.among(column, "chats"))
+                connection.execute(doomed, {"chats": list(chats)})
+    replayed = log.replay(connection, keys(connection, keystore), chats=chats, until=until)
     for batch in whole_chats(replayed):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True)

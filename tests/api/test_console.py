@@ -315,19 +315,44 @@ def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(
         assert 'href="/console/chats/orphan"' in found.text, text
 
 
-def test_a_profile_with_thousands_of_chats_shows_the_latest_and_says_how_many_more(
+def test_a_profile_of_many_chats_shows_a_page_of_them_and_a_link_to_the_next(
     settings: Settings,
 ) -> None:
     with browser(settings) as client:
-        for n in range(30):
+        for n in range(45):
             body = webhook(
-                "message_created", chat=f"c{n:02}", profile="many", at=PAST + n, message=str(n)
+                "message_created",
+                chat=f"c{n:02}",
+                profile="many",
+                at=PAST + n,
+                message=str(n),
+                name="Многочатов",
             )
             client.post("/webhooks/fasttrack", content=json.dumps(body))
-        page = client.get("/console/profiles/many", headers={"Accept-Language": "en"}).text
-    shown = re.findall(r'href="/console/chats/(c\d\d)"', page)
-    assert sorted(set(shown)) == [f"c{n:02}" for n in range(10, 30)]
-    assert "The 20 most recently active chats are shown; 10 more are owned too" in page
+        english = {"Accept-Language": "en"}
+        found = client.post("/console/", data={"q": "много", "csrf": csrf(client)}, headers=english)
+        card = re.search(r'<li class="card">.*?</li>', found.text, re.S)
+        assert card is not None
+        assert card.group(0).count("Telegram") == 5
+        assert '<a href="/console/profiles/many">more chats</a>' in card.group(0)
+        forged = client.get("/console/profiles/many?after=nonsense", headers=english)
+        assert forged.status_code == 400
+        page = client.get("/console/profiles/many", headers=english).text
+        shown = [re.findall(r'href="/console/chats/(c\d\d)"', page)]
+        while after := re.search(r'hx-get="/console/profiles/many\?after=([^"]+)"', page):
+            link = f"/console/profiles/many?after={after.group(1)}"
+            assert f'href="{link}"' in page  # a browser without scripts follows the link
+            page = client.get(link, headers={**english, "HX-Request": "true"}).text
+            assert not page.lstrip().startswith("<!doctype")
+            shown.append(re.findall(r'href="/console/chats/(c\d\d)"', page))
+        whole = client.get(link, headers=english).text  # the same page, in the whole one
+    assert [len(set(page)) for page in shown] == [20, 20, 5]
+    assert [chat for page in shown for chat in dict.fromkeys(page)] == [
+        f"c{n:02}" for n in range(45)
+    ]
+    assert "<h1>" in whole
+    assert set(re.findall(r'href="/console/chats/(c\d\d)"', whole)) == set(shown[-1])
+    assert "More chats" not in page
 
 
 def test_days_of_any_spelling_but_a_day_are_refused_and_the_last_day_is_no_error(

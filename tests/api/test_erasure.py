@@ -25,12 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL
 
-from cdp import credentials
+from cdp import credentials, db, erasure
 from cdp.api import create_app
+from cdp.api.service import Writer
 from cdp.db import make_engine
 from cdp.keystore import Keystore
-from cdp.models import erasures, events, rejected
+from cdp.models import erasures, events, pending_erasures, profile_chats, rejected
 from cdp.models import keys as keys_table
+from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.api.conftest import name_keys, rebuilt
 from tests.factories import PAST, handoff, opened, reply, webhook
@@ -426,3 +428,148 @@ def test_keys_a_restored_database_still_holds_do_not_come_back_into_the_keystore
     with TestClient(create_app(restored)) as client:
         assert answers(client) == erased
         assert all(item["erased"] for item in client.get("/events").json()["items"])
+
+
+def erase(settings: Settings, between: Callable[[], None] | None = None) -> erasure.Erased:
+    """Erase PROFILE as the server does, calling `between` between two of its steps."""
+    engine, keystore = make_engine(settings.database_url), Keystore.at(settings.keystore())
+    try:
+        return erasure.erase(engine, keystore, registry(settings), PROFILE, between=between)
+    finally:
+        engine.dispose()
+        keystore.dispose()
+
+
+def test_a_profile_is_erased_a_few_chats_a_step_and_webhooks_go_on_between_steps(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(erasure, "STEP_CHATS", 1)
+    chats = ["chat-1", "chat-2", "chat-3"]
+    for chat in chats:
+        for body in history(chat):
+            post(client, body)
+    midway = []
+
+    def between() -> None:
+        other = webhook("message_created", chat=f"other-{len(midway)}", profile="someone-else")
+        midway.append(
+            (
+                client.post("/webhooks/fasttrack", content=json.dumps(other)).status_code,
+                client.get(f"/profiles/{PROFILE}").status_code,
+                client.get("/profiles", params={"phone": PHONE}).json()["items"],
+                [client.get(f"/chats/{chat}").json()["name"] for chat in chats],
+            )
+        )
+
+    done = erase(settings, between)
+
+    assert (done.chats, done.keys_destroyed) == (chats, 3)
+    # Once its chats are listed, and between steps: another's webhook is stored, the
+    # profile is neither whole nor erased, and each chat is either as it was or erased.
+    assert midway == [
+        (202, 409, [], [NAME, NAME, NAME]),
+        (202, 409, [], [None, NAME, NAME]),
+        (202, 409, [], [None, None, NAME]),
+    ]
+    profile = client.get(f"/profiles/{PROFILE}").json()
+    assert [chat["name"] for chat in profile["chats"]] == [None, None, None]
+    assert len(client.get("/events", params={"profile_uuid": "someone-else"}).json()["items"]) == 3
+
+
+class Crash(Exception):
+    """The process stops here."""
+
+
+@pytest.mark.parametrize("where", ["while it listed its chats", "between two steps"])
+@pytest.mark.parametrize("then", ["the next start", "the next attempt"])
+def test_an_erasure_stopped_midway_is_finished_by(
+    then: str, where: str, settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chats = ["chat-1", "chat-2", "chat-3"]
+    monkeypatch.setattr(erasure, "STEP_CHATS", 1)
+    monkeypatch.setattr(erasure, "LIST_AT_ONCE", 1)
+    with TestClient(create_app(settings)) as client:
+        for chat in chats:
+            for body in history(chat):
+                post(client, body)
+    listed, pend = [], erasure._pend
+
+    def listing(*args: Any) -> None:  # the first is listed with the erasure itself
+        listed.append(args)
+        if where == "while it listed its chats" and len(listed) == 3:
+            raise Crash
+        pend(*args)
+
+    def between() -> None:  # after each of two chats listed, then after the first step
+        calls.append(1)
+        if len(calls) == 3:
+            raise Crash
+
+    calls: list[int] = []
+    monkeypatch.setattr(erasure, "_pend", listing)
+    with pytest.raises(Crash):
+        erase(settings, between)
+    monkeypatch.setattr(erasure, "_pend", pend)
+    left = {"while it listed its chats": chats[:2], "between two steps": chats[1:]}[where]
+    with engine.connect() as connection:
+        assert connection.scalars(select(pending_erasures.c.chat_uuid)).all() == left
+    if then == "the next attempt":
+        assert erase(settings).chats == chats
+    with TestClient(create_app(settings)) as client:  # a start finishes it, if left to do
+        profile = client.get(f"/profiles/{PROFILE}")
+        assert profile.status_code == 200
+        assert [chat["name"] for chat in profile.json()["chats"]] == [None, None, None]
+        assert NAME not in json.dumps(client.get("/events").json(), ensure_ascii=False)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(pending_erasures)) == 0
+
+
+def test_a_profile_of_more_chats_than_a_statement_takes_parameters_is_erased(
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes 65 535 parameters a statement at most: every list of the erasure
+    (keys, chats to fold again, rows to delete) is longer here, in one step. The chats but
+    one are made as the projection has them, without events: quicker than 65 536 webhooks."""
+    monkeypatch.setattr(erasure, "STEP_CHATS", 70_000)
+    monkeypatch.setattr(erasure, "STEP_EVENTS", 70_000)
+    for body in history():
+        post(client, body)
+    many = [f"many-{n:05d}" for n in range(65_536)]
+    rows = [
+        {"profile_uuid": PROFILE, "chat_uuid": chat, "first_seen_at": PAST, "last_seen_at": PAST}
+        for chat in many
+    ]
+    with engine.begin() as connection:
+        db.insert(connection, profile_chats, rows)
+
+    answer = client.post(f"/profiles/{PROFILE}/erase")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["chats"] == ["chat-1", *many]
+    assert answer.json()["keys_destroyed"] == 1
+    assert client.get("/chats/chat-1").json()["name"] is None
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(pending_erasures)) == 0
+        mine = select(profile_chats.c.chat_uuid).where(profile_chats.c.profile_uuid == PROFILE)
+        assert connection.scalars(mine).all() == ["chat-1"]  # the others had no event
+
+
+def test_an_erasure_asked_of_the_api_gives_way_to_the_waiting_webhooks_between_steps(
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's writers take turns at one lock that a waiting one only looks at now and
+    then: between two steps, the webhooks waiting are committed first (PostgreSQL queues
+    them at its lock by itself)."""
+    erase, given = erasure.erase, []
+
+    def erasing(*args: Any, **kwargs: Any) -> erasure.Erased:
+        given.append(kwargs.get("between"))
+        return erase(*args, **kwargs)
+
+    monkeypatch.setattr(erasure, "erase", erasing)
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    (between,) = given
+    if engine.dialect.name == "sqlite":
+        assert getattr(between, "__func__", None) is Writer.give_way
+    else:
+        assert between is None

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select, text
 
 from cdp import db, log
 from cdp.api import create_app
+from cdp.models import chats
 from cdp.settings import Settings
 from tests.factories import webhook
 
@@ -114,6 +115,31 @@ def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_sa
         assert log.head(connection) == 0
 
 
+def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wait_is_over(
+    settings: Settings, engine: Engine
+) -> None:
+    """Whatever holds the append lock (an erasure's step, `cdp rebuild`, another process), a
+    webhook waits for it CDP_DATABASE_POOL_TIMEOUT, not the statement timeout."""
+    hurried = settings.model_copy(
+        update={
+            "database_pool_timeout": timedelta(seconds=0.5),
+            "database_statement_timeout": timedelta(seconds=60),
+        }
+    )
+    body = json.dumps(webhook("message_created"))
+    with TestClient(create_app(hurried)) as client, db.writing(engine) as connection:
+        log.lock(connection)
+        answer = client.post("/webhooks/fasttrack", content=body)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
+    assert answer.json() == {
+        "detail": "the server is busy: no database connection for webhooks came free "
+        "within 0.5 s; retry later"
+    }
+    with engine.connect() as connection:
+        assert log.head(connection) == 0
+
+
 def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(
     client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +151,36 @@ def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_a
         answer = client.get("/chats/c")
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal server error"}
+    assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
+
+
+def _no_such_table(connection: Connection, *_: object) -> None:
+    connection.execute(text("SELECT * FROM no_such_table"))
+
+
+def _too_many_parameters(connection: Connection, *_: object) -> None:
+    """More than the database takes in one statement (SQLite: 32 766, or 250 000 as
+    Debian builds it), sent one parameter a value."""
+    most = {"postgresql": 65_535, "sqlite": 250_000}[connection.dialect.name]
+    many = [str(n) for n in range(most + 1)]
+    connection.execute(select(chats.c.uuid).where(chats.c.uuid.in_(many)))
+
+
+@pytest.mark.parametrize("refused", [_no_such_table, _too_many_parameters])
+def test_a_statement_the_database_refuses_is_a_500_that_says_so_not_an_outage(
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    refused: object,
+) -> None:
+    monkeypatch.setattr("cdp.queries.chat", refused)
+    with caplog.at_level(logging.INFO, logger="cdp.api"):
+        answer = client.get("/chats/c")
+    assert answer.status_code == 500
+    assert "Retry-After" not in answer.headers
+    detail = answer.json()["detail"]
+    assert detail.startswith("internal server error: the database refused a statement (")
+    assert "unavailable" not in detail
     assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
 
 

@@ -1,8 +1,10 @@
 """Hostile and broken input: clear refusals, each kept as a rejected delivery, never logged."""
 
+import asyncio
 import gc
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,8 +12,11 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 
 from cdp import credentials
-from cdp.api import create_app
+from cdp.api import create_app, service
+from cdp.keystore import MAIN
+from cdp.metrics import Metrics
 from cdp.models import events, rejected
+from cdp.projectors import registry
 from cdp.settings import Settings
 from cdp.webhook import Refused
 from tests.cli.test_commands import cdp
@@ -285,3 +290,26 @@ def test_old_rejected_deliveries_expire(settings: Settings, engine: Engine) -> N
         reasons = [item["reason"] for item in client.get("/rejected").json()["items"]]
     assert len(reasons) == 1
     assert "not valid JSON" in reasons[0]
+
+
+def test_old_rejected_deliveries_are_forgotten_a_few_after_each_group_then_once_an_hour(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "_EXPIRED_AT_ONCE", 2)
+    old = {"received_at": 1, "source": "default", "status": 400, "reason": "old", "size": 1}
+    with engine.begin() as connection:
+        connection.execute(rejected.insert(), [{**old, "headers": {}, "body": b"{"}] * 5)
+    writer = service.Writer(
+        engine, registry(settings), settings, timedelta(seconds=30), MAIN, Metrics()
+    )
+    left = []
+    for n in range(5):
+        if n == 4:  # refused long ago, but found after the hour's expiry ended
+            with engine.begin() as connection:
+                connection.execute(rejected.insert(), [{**old, "headers": {}, "body": b"{"}])
+        body = json.dumps(webhook("message_created", chat=f"c{n}", message=str(n))).encode()
+        asyncio.run(writer.record(body))
+        with engine.connect() as connection:
+            left.append(connection.scalar(select(func.count()).select_from(rejected)))
+    writer.stop()
+    assert left == [3, 1, 0, 0, 1]

@@ -157,6 +157,7 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
         ("CDP_SESSION_OPEN_WINDOW", "soon"),
         ("CDP_PHONE_REGION", "XX"),
         ("CDP_LOG_FORMAT", "xml"),
+        ("CDP_SQLITE_SYNCHRONOUS", "off"),
     ],
 )
 def test_an_invalid_setting_is_named(tmp_path: Path, variable: str, value: str) -> None:

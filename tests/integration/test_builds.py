@@ -83,6 +83,45 @@ def test_what_is_logged_or_erased_during_a_build_is_in_what_it_swaps_in(engine: 
     assert '"late"' in json.dumps(answers["c1"]["timeline"])  # logged during the build
 
 
+class Crash(Exception):
+    """The process stops here."""
+
+
+def test_chats_erased_during_a_build_are_folded_again_in_the_shadows_before_the_swap(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure begun before the build (and stopped midway) and finished during it: the
+    chats it reaches while the shadows fill are folded again in them before the swap, a
+    step at a time outside the append lock; the swap has none left to fold."""
+    monkeypatch.setattr(erasure, "STEP_CHATS", 1)
+    log(engine, *history("c1", "p1"), *history("c2", "p1", at=PAST + 10_000))
+
+    def crash() -> None:
+        raise Crash
+
+    with pytest.raises(Crash):  # c1 erased, c2 still pending
+        erasure.erase(engine, MAIN, REGISTRY, "p1", between=crash)
+    folded: list[list[str]] = []
+    refold = builds.refold
+    monkeypatch.setattr(
+        builds,
+        "refold",
+        lambda *args, **kwargs: folded.append(list(args[3])) or refold(*args, **kwargs),
+    )
+
+    def meanwhile(done: int, total: int) -> None:
+        if not folded and done == total:
+            erasure.reconcile(engine, MAIN, REGISTRY)  # finishes it: c2 erased
+
+    builds.build(engine, REGISTRY, MAIN, report=meanwhile)
+
+    answers = snapshot(engine)
+    assert answers == rebuilt_in_place(engine)
+    assert [answers[chat]["chat"]["name"] for chat in ("c1", "c2")] == [None, None]
+    assert folded[-1] == []  # in the swap, under the append lock
+    assert ["c2"] in folded[:-1]
+
+
 def test_many_events_logged_during_a_build_are_caught_up_before_the_lock(
     engine: Engine,
 ) -> None:

@@ -15,8 +15,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp import db
+from cdp.api.service import Service
 from cdp.db import Checkpointer, make_engine, writing
+from cdp.metrics import Metrics
 from cdp.models import checkpoints
+from cdp.projectors import registry
+from cdp.settings import Settings
 
 
 @pytest.fixture
@@ -139,6 +143,25 @@ def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_it_is_u
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT pg_backend_pid()")) != first
     engine.dispose()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("full", 2), ("NORMAL", 1)])
+def test_sqlite_commits_as_durably_as_the_setting_says_in_the_store_and_the_keystore(
+    tmp_path: Path, setting: str | None, pragma: int
+) -> None:
+    """FULL (2, the default) writes the log to disk at every commit: a webhook answered
+    survives a power cut. NORMAL (1) only at checkpoints."""
+    given = {} if setting is None else {"sqlite_synchronous": setting}
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'cdp.db'}", **given)
+    service = Service.of(settings, registry(settings), Metrics())
+    assert service.keystore.engine is not None  # a file of its own, beside the store
+    try:
+        for engine in (service.engine, service.keystore.engine):
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+    finally:
+        service.engine.dispose()
+        service.keystore.dispose()
 
 
 def test_a_prepared_list_parameter_matches_any_number_of_values(engine: Engine) -> None:

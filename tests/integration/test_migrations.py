@@ -219,3 +219,27 @@ def test_dedupe_keys_are_made_anew_and_every_body_sealed_redeliveries_still_dupl
 def _column(engine: Engine, name: str) -> list[tuple[Any]]:
     with engine.connect() as connection:
         return list(connection.execute(text(f"SELECT {name} FROM events ORDER BY position")))
+
+
+def test_indexes_a_build_renamed_are_replaced_by_the_migrations_after_it(engine: Engine) -> None:
+    """On SQLite a rebuilt projection's indexes may carry their name with `__next`: the
+    migrations that replace an index find it under either name."""
+    schema.downgrade(engine, "0012")
+    for table in ("waits", "chats", "profile_chats"):
+        for index in inspect(engine).get_indexes(table):
+            columns = ", ".join(f'"{column}"' for column in index["column_names"])
+            with engine.begin() as connection:
+                connection.execute(text(f'DROP INDEX "{index["name"]}"'))
+                connection.execute(
+                    text(f'CREATE INDEX "{index["name"]}__next" ON "{table}" ({columns})')
+                )
+    schema.upgrade(engine)
+    indexed = {
+        tuple(index["column_names"])
+        for table in ("waits", "chats")
+        for index in inspect(engine).get_indexes(table)
+    }
+    assert ("team_id", "started_at", "started_by", "replied_at") in indexed
+    assert ("team_id", "started_at") not in indexed
+    assert ("phone_e164", "profile_uuid") in indexed
+    assert ("phone_e164",) not in indexed

@@ -138,6 +138,10 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         keys = {row.position: row.dedupe_key for row in log.read(connection)}
         answers = {
             "profiles": [p.model_dump() for p in queries.profiles(connection, ["p1", "p2"])],
+            "profile chats": {
+                profile: every(partial(queries.owned_chats, connection, profile))
+                for profile in ("p1", "p2")
+            },
             "phones": every(partial(queries.profiles_by_phone, connection, "+79990000001")),
             "names": {
                 prefix: every(partial(queries.profiles_by_name, connection, prefix))
@@ -391,7 +395,7 @@ def stored(engine: Engine) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(history=long_histories(), data=st.data())
 def test_long_sessions_fed_an_event_at_a_time_in_any_order_match_a_rebuild(

@@ -216,7 +216,9 @@ def test_a_read_that_fails_is_told_and_tried_again_until_the_database_answers(
 
     async def test() -> None:
         the_feed, lane, _, _ = a_feed(log)
-        lane.failures = [OperationalError("SELECT", {}, Exception("gone"))] * 3
+        lane.failures = [
+            OperationalError("SELECT", {}, Exception("gone"), connection_invalidated=True)
+        ] * 3
         follower = the_feed.join((), 0, None, lambda: None)
         await until(lambda: the_feed.failing is not None)
         assert follower.ready.is_set()  # woken to say so
