@@ -29,7 +29,7 @@ from litestar.response import ServerSentEventMessage
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdp import queries
-from cdp.api.problems import outage
+from cdp.api.problems import outage, refused
 from cdp.api.serialization import to_json
 from cdp.api.service import Bell, Busy, Lane, Service
 from cdp.keystore import Keystore
@@ -48,6 +48,10 @@ FINDING: Final = 5.0
 # After a failed read the next waits 1 s, then twice as long each time, up to 5 s.
 FIRST_WAIT: Final = 1.0
 LONGEST_WAIT: Final = 5.0
+# Reads in a row that the database refuses (not an outage: asking again may well fail
+# again) before the streams that wait for them end. An outage is waited out.
+REFUSALS: Final = 3
+ENDED: Final = "the server could not read the log; connect again"
 
 # A stream's filters: (column, value) pairs, each of which an event must match.
 Filters = tuple[tuple[str, str], ...]
@@ -99,7 +103,7 @@ class Follower:
         self.ready = asyncio.Event()  # set when there is something for the stream to do
         self.done = False  # `until` reached: once what it holds is sent, it ends
         self.cut: int | None = None  # messages it held when it was cut
-        self.failed = False  # the feed failed: it ends
+        self.failed: str | None = None  # the feed failed, and why: it ends
 
     def hand(self, chunk: bytes, count: int) -> bool:
         """Hold the `count` messages of one read, as one chunk; False if it would then hold
@@ -218,6 +222,7 @@ class Feed:
         """Read, hand over, wait for the bell; until no stream follows."""
         started = -math.inf  # when the last read began
         wait = FIRST_WAIT
+        refusals = 0  # reads the database refused in a row
         try:
             while self.followers:  # checked with no wait before the end: a join starts anew
                 ring = self.bell.next()
@@ -230,6 +235,17 @@ class Feed:
                         queries.feed, self.keystore, after=after, limit=PAGE, wanted=wanted
                     )
                 except (Busy, SQLAlchemyError) as error:
+                    if refused(error):
+                        refusals += 1
+                        logger.error(
+                            "%s: the database refused the streams' read (%d in a row)",
+                            NAME,
+                            refusals,
+                            exc_info=error,
+                        )
+                        if refusals >= REFUSALS:
+                            self._end(f"{outage(error)}; connect again")
+                            return
                     if self.failing is None:
                         wait = FIRST_WAIT
                         self.failing = outage(error)
@@ -241,6 +257,7 @@ class Feed:
                         wait = min(wait * 2, LONGEST_WAIT)
                     await anyio.sleep(wait)
                     continue
+                refusals = 0
                 if self.failing is not None:
                     logger.info("%s: the database answers again", NAME)
                     self.failing = None
@@ -256,12 +273,16 @@ class Feed:
                     await anyio.sleep(soon)
         except Exception:
             logger.exception("%s: the reader the streams share failed; they end", NAME)
-            for follower in self.followers:
-                follower.failed = True
-                follower.ready.set()
-            self.followers.clear()
+            self._end(ENDED)
         finally:
             self._task = None
+
+    def _end(self, why: str) -> None:
+        """End every follower, which says `why`."""
+        for follower in self.followers:
+            follower.failed = why
+            follower.ready.set()
+        self.followers.clear()
 
     def _hand(self, chosen: list[Follower], tail: queries.Tail) -> None:
         """Hand each event read to every follower (of those the read was for) that wants it:

@@ -225,6 +225,14 @@ def outage(error: Busy | SQLAlchemyError) -> str:
     return _refused(error)
 
 
+def refused(error: Busy | SQLAlchemyError) -> bool:
+    """Did the database refuse the statement itself (asking again would fail again), rather
+    than being out of reach or keeping it waiting? What outage() then says is _refused()'s."""
+    if isinstance(error, Busy | PoolTimeout):
+        return False
+    return not isinstance(error, DBAPIError) or _unavailable(error) is None
+
+
 def _refused(error: SQLAlchemyError) -> str:
     """A failure that is no outage, by the driver's kind of error, not its words."""
     kind = type(getattr(error, "orig", None) or error).__name__

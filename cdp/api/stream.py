@@ -47,13 +47,14 @@ from cdp.api.feed import (
     LONGEST_WAIT,
     NAME,
     PAGE,
+    REFUSALS,
     Feed,
     Follower,
     comment,
     filters_of,
     message,
 )
-from cdp.api.problems import outage
+from cdp.api.problems import outage, refused
 from cdp.api.service import Busy, Service
 from cdp.metrics import Metrics
 from cdp.webhook import INT64_MAX
@@ -297,6 +298,7 @@ async def follow(
         wait = FIRST_WAIT
         failing: str | None = None  # why reads fail, while they do
         behind = False  # its last read did not reach the head
+        refusals = 0  # reads the database refused in a row
         while follower is None:
             if streams.closing or (until is not None and after >= until):
                 return
@@ -325,6 +327,17 @@ async def follow(
                 feed.found(turn)
             if error is not None:
                 reason = outage(error)
+                if refused(error):
+                    refusals += 1
+                    logger.error(
+                        "%s: the database refused a stream's read (%d in a row)",
+                        NAME,
+                        refusals,
+                        exc_info=error,
+                    )
+                    if refusals >= REFUSALS:
+                        yield comment(f"{reason}; connect again")
+                        return
                 if failing is None:
                     logger.warning("%s: %s (%s); trying again", NAME, reason, type(error).__name__)
                     yield comment(f"{reason}; trying again")
@@ -336,6 +349,7 @@ async def follow(
                     spoke = time.monotonic()
                 await _nap(streams.stopping, min(wait, spoke + heartbeat - time.monotonic()))
                 continue
+            refusals = 0
             if failing is not None:
                 logger.info("%s: the database answers again", NAME)
                 failing = None
@@ -356,8 +370,8 @@ async def follow(
                     "not read in time (CDP_STREAM_BUFFER); connect again with Last-Event-ID"
                 )
                 return
-            if follower.failed:
-                yield comment("the server could not read the log; connect again")
+            if follower.failed is not None:
+                yield comment(follower.failed)
                 return
             if streams.closing:
                 return

@@ -300,3 +300,35 @@ def test_a_message_is_written_as_litestar_writes_a_server_sent_event() -> None:
         ).encode()
         assert feed.message(each) == written
     assert feed.message(broken).count(b"\r\ndata: ") == 4
+
+
+def test_reads_the_database_refuses_are_tried_a_few_times_then_the_followers_end(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(feed, "FIRST_WAIT", 0.01)
+    refused = OperationalError("SELECT", {}, Exception("no such column"))  # no outage
+
+    async def test() -> None:
+        the_feed, lane, _, _ = a_feed([event(1)])
+        lane.failures = [refused] * feed.REFUSALS
+        followers = [the_feed.join((), 0, None, lambda: None) for _ in range(2)]
+        await until(lambda: not the_feed.running)
+        for follower in followers:
+            assert follower.failed == (
+                "the database refused a statement (Exception); the server's log says why; "
+                "connect again"
+            )
+            assert follower.ready.is_set()
+        assert not lane.reads  # no read went through
+
+        lane.failures = [refused] * (feed.REFUSALS - 1)  # fewer: the read goes through
+        again = the_feed.join((), 0, None, lambda: None)
+        await until(lambda: again.after == 1)
+        assert again.failed is None
+        assert sent(again.take()) == [1]
+        the_feed.leave(again)
+
+    run(test)
+    told = [r for r in caplog.records if "refused the streams' read" in r.getMessage()]
+    assert len(told) == 2 * feed.REFUSALS - 1
+    assert all(record.exc_info for record in told)  # the server's log says why
