@@ -17,11 +17,11 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from cdp import chain, credentials, db, ingest, log, models, personal, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
@@ -88,15 +88,17 @@ class Plan:
     @classmethod
     def of(cls, database: str, events: int, seed: int, settings: Settings) -> "Plan":
         """A run of `events`: queries compared with 10 000 events (a tenth in a smaller run),
-        one webhook into sessions of 1, 1 000, 10 000 and 20 000 events (of 1 and `events`
-        in a run of fewer than 10 000), a page of a profile of 100 000 chats, and its
-        erasure (of `events` chats in such a run)."""
+        one webhook into sessions of 1, 1 000, 10 000 and 20 000 events, a page of a
+        profile of 100 000 chats, and its erasure. A run of fewer than 10 000 events is a
+        quick look: sessions of 1 and `events` events, a profile of `events` chats, and a
+        quarter of the repeats."""
         return cls(
             database=database,
             events=events,
             seed=seed,
             small=min(10_000, max(events // 10, 1_000), events),
             session_sizes=(1, 1_000, 10_000, 20_000) if events >= 10_000 else (1, events),
+            repeats=200 if events >= 10_000 else 50,
             profile_size=100_000 if events >= 10_000 else events,
             settings=settings,
         )
@@ -604,6 +606,19 @@ def _one_webhook(plan: Plan, fresh: Callable[[], str]) -> Iterator[Figure]:
             )
 
 
+def _load_long_session(
+    engine: Engine, keystore: Keystore, size: int, settings: Settings
+) -> list[dict[str, Any]]:
+    """Record a session of `size` events, from two days ago, into the store: its bodies."""
+    projectors = registry(settings)
+    latest = latest_timestamp(settings.max_clock_skew)
+    session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
+    for at in range(0, len(session), 5000):
+        batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
+        ingest.record(engine, batch, projectors, keystore=keystore)
+    return session
+
+
 def _long_session(size: int, at: int) -> list[dict[str, Any]]:
     """One chat's session of `size` events from `at`: its opening pair, then the customer's
     messages and the operator's replies in turn, a second apart."""
@@ -653,10 +668,7 @@ def _into_session(url: str, size: int, plan: Plan) -> dict[str, float]:
     engine, keystore = db.make_engine(url), _keystore(url)
     projectors = registry(plan.settings)
     latest = latest_timestamp(plan.settings.max_clock_skew)
-    session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
-    for at in range(0, len(session), 5000):
-        batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
-        ingest.record(engine, batch, projectors, keystore=keystore)
+    session = _load_long_session(engine, keystore, size, plan.settings)
     db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
     moments = {"last": session[-1]["timestamp"], "middle": session[len(session) // 2]["timestamp"]}
     other = {**_BENCH_CHAT, "uuid": "bench-new-chat"}
@@ -693,26 +705,21 @@ def _other_chats_meanwhile(plan: Plan, url: str) -> Iterator[Figure]:
     clients alone, on the same server."""
     size = plan.session_sizes[-1]
     engine, keystore = db.make_engine(url), _keystore(url)
-    projectors = registry(plan.settings)
-    latest = latest_timestamp(plan.settings.max_clock_skew)
-    session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
-    for at in range(0, len(session), 5000):
-        batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
-        ingest.record(engine, batch, projectors, keystore=keystore)
+    session = _load_long_session(engine, keystore, size, plan.settings)
     engine.dispose()
     keystore.dispose()
     traffic = Traffic(events=min(plan.posts, plan.events), seed=plan.seed + 7)
     others = [_encoded(body).encode() for body in webhooks(traffic)]
     half = len(others) // 2
     last = session[-1]["timestamp"]
-    long_chat = [
+    long_chat = (  # made as it is posted: as many as there is time for
         _encoded(
             _bench_body(
                 "message_created" if n % 2 else "operator_replied", last + 1000 * n, size + n
             )
         ).encode()
-        for n in range(1, 100_000)
-    ]
+        for n in count(1)
+    )
     target = "/webhooks/fasttrack"
     with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
         alone = asyncio.run(_post_all(base, target, others[:half], plan.clients))
@@ -729,7 +736,7 @@ def _other_chats_meanwhile(plan: Plan, url: str) -> Iterator[Figure]:
 
 
 async def _while_one_chat_is_written(
-    base: str, target: str, others: list[bytes], long_chat: list[bytes], clients: int
+    base: str, target: str, others: list[bytes], long_chat: Iterable[bytes], clients: int
 ) -> "_Load":
     """Post `others` over `clients` connections while one more posts `long_chat`, in turn."""
     done = asyncio.Event()
@@ -924,36 +931,22 @@ def _http_ingest(plan: Plan, url: str) -> Iterator[Figure]:
 def _ingest_during_a_rebuild(plan: Plan, url: str) -> Iterator[Figure]:
     """How long webhooks wait while every projection of the whole log is built anew beside
     the live ones, beside how long the same load waits with no build running."""
-    bodies = [
-        json.dumps(body, ensure_ascii=False).encode()
-        for body in webhooks(Traffic(events=max(plan.posts * 10, 20_000), seed=plan.seed + 3))
-    ]
-    calm, busy = plan.posts, bodies[plan.posts :]
-    target = "/webhooks/fasttrack"
-    with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
-        alone = asyncio.run(_post_all(base, target, bodies[:calm], _REBUILD_CLIENTS))
-        during = asyncio.run(_during_a_rebuild(base, target, busy))
-    yield Figure(
-        "webhook wait during a rebuild: longest",
-        during.longest * 1000,
-        "ms",
-        alone.longest * 1000,
-        "with no rebuild",
-    )
-    yield Figure(
-        "webhook wait during a rebuild: p99",
-        during.p99 * 1000,
-        "ms",
-        alone.p99 * 1000,
-        "with no rebuild",
-    )
-    yield Figure(
-        "webhooks during a rebuild", during.rate, "webhooks/s", alone.rate, "with no rebuild"
-    )
 
+    async def rebuild(client: httpx.AsyncClient) -> None:
+        answer = await client.post("/projections/rebuild")
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST /projections/rebuild answered {answer.status_code}")
+        while True:
+            states = (await client.get("/projections")).json()["items"]
+            builds = [state["build"] for state in states]
+            if all(build and build["state"] != "running" for build in builds):
+                if {build["state"] for build in builds} != {"done"}:
+                    raise RuntimeError(f"a rebuild did not end well: {builds}")
+                return
+            await asyncio.sleep(0.05)
 
-# Clients posting while a rebuild runs: a steady load, leaving the build a core.
-_REBUILD_CLIENTS = 4
+    alone, during, _ = _load_during(plan, url, rebuild, seed=plan.seed + 3)
+    yield from _waits("a rebuild", during, alone)
 
 
 def _ingest_during_an_erasure(plan: Plan, url: str) -> Iterator[Figure]:
@@ -962,82 +955,82 @@ def _ingest_during_an_erasure(plan: Plan, url: str) -> Iterator[Figure]:
     on between two), beside how long the same load waits with no erasure running."""
     size = plan.profile_size
     (profile,) = _profiles_of_chats(url, (size,), plan.settings)
+
+    async def erase(client: httpx.AsyncClient) -> None:
+        answer = await client.post(f"/profiles/{profile}/erase")
+        if answer.status_code != 200:
+            raise RuntimeError(f"POST /profiles/{profile}/erase answered {answer.status_code}")
+
+    alone, during, seconds = _load_during(plan, url, erase, seed=plan.seed + 5)
+    yield Figure(f"erasure of a profile of {size:,} chats", seconds, "s")
+    yield from _waits("an erasure", during, alone)
+
+
+# Clients posting while a rebuild or an erasure runs: a steady load, leaving the work a core.
+_REBUILD_CLIENTS = 4
+
+
+def _load_during(
+    plan: Plan,
+    url: str,
+    work: Callable[[httpx.AsyncClient], Awaitable[None]],
+    seed: int,
+) -> tuple["_Load", "_Load", float]:
+    """On one server: the load of _REBUILD_CLIENTS clients posting webhooks with nothing else
+    running, then the same clients' load from the moment `work` (a client of the server's
+    own) starts until it is done, or the bodies run out; and the seconds `work` took."""
+    posts = min(plan.posts, plan.events)
     bodies = [
         json.dumps(body, ensure_ascii=False).encode()
-        for body in webhooks(Traffic(events=max(plan.posts * 10, 20_000), seed=plan.seed + 5))
+        for body in webhooks(Traffic(events=max(posts * 10, min(plan.events, 20_000)), seed=seed))
     ]
-    calm, busy = plan.posts, bodies[plan.posts :]
     target = "/webhooks/fasttrack"
     with server(["-m", "cdp", "serve"], url, target, {"CDP_WEBHOOK_RATE_LIMIT": "0"}) as base:
-        alone = asyncio.run(_post_all(base, target, bodies[:calm], _REBUILD_CLIENTS))
-        during, seconds = asyncio.run(_during_an_erasure(base, target, busy, profile))
-    yield Figure(f"erasure of a profile of {size:,} chats", seconds, "s")
-    yield Figure(
-        "webhook wait during an erasure: longest",
-        during.longest * 1000,
-        "ms",
-        alone.longest * 1000,
-        "with no erasure",
-    )
-    yield Figure(
-        "webhook wait during an erasure: p99",
-        during.p99 * 1000,
-        "ms",
-        alone.p99 * 1000,
-        "with no erasure",
-    )
-    yield Figure(
-        "webhooks during an erasure", during.rate, "webhooks/s", alone.rate, "with no erasure"
-    )
+        alone = asyncio.run(_post_all(base, target, bodies[:posts], _REBUILD_CLIENTS))
+        during, seconds = asyncio.run(_meanwhile(base, target, bodies[posts:], work))
+    return alone, during, seconds
 
 
-async def _during_an_erasure(
-    base: str, target: str, bodies: list[bytes], profile: str
+async def _meanwhile(
+    base: str,
+    target: str,
+    bodies: list[bytes],
+    work: Callable[[httpx.AsyncClient], Awaitable[None]],
 ) -> tuple["_Load", float]:
-    """Post `bodies` from the moment the erasure of `profile` is asked for until it is
-    done (or the bodies run out): the load measured meanwhile, and the erasure's seconds."""
+    """Post `bodies` from the moment `work` starts until it is done: the load measured
+    meanwhile, and the seconds `work` took."""
     done = asyncio.Event()
     took: list[float] = []
 
-    async def erase() -> None:
+    async def working() -> None:
         async with httpx.AsyncClient(base_url=base, timeout=3600) as client:
             started = time.perf_counter()
-            answer = await client.post(f"/profiles/{profile}/erase")
-            took.append(time.perf_counter() - started)
-            done.set()
-            if answer.status_code != 200:
-                raise RuntimeError(f"POST /profiles/{profile}/erase answered {answer.status_code}")
+            try:
+                await work(client)
+            finally:
+                took.append(time.perf_counter() - started)
+                done.set()
 
-    erasing = asyncio.create_task(erase())
+    task = asyncio.create_task(working())
     load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
-    await erasing
+    await task
     return load, took[0]
 
 
-async def _during_a_rebuild(base: str, target: str, bodies: list[bytes]) -> "_Load":
-    """Post `bodies` from the moment a rebuild of every projection is asked for until it is
-    done (or the bodies run out): the load measured meanwhile."""
-    done = asyncio.Event()
-
-    async def rebuild() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            answer = await client.post("/projections/rebuild")
-            if answer.status_code != 202:
-                raise RuntimeError(f"POST /projections/rebuild answered {answer.status_code}")
-            while True:
-                states = (await client.get("/projections")).json()["items"]
-                builds = [state["build"] for state in states]
-                if all(build and build["state"] != "running" for build in builds):
-                    if {build["state"] for build in builds} != {"done"}:
-                        raise RuntimeError(f"a rebuild did not end well: {builds}")
-                    done.set()
-                    return
-                await asyncio.sleep(0.05)
-
-    watcher = asyncio.create_task(rebuild())
-    load = await _post_all(base, target, bodies, _REBUILD_CLIENTS, until=done)
-    await watcher
-    return load
+def _waits(what: str, during: "_Load", alone: "_Load") -> Iterator[Figure]:
+    """The longest and p99 webhook waits, and the rate, during `what`, beside with none."""
+    baseline = f"with no {what.split()[-1]}"
+    yield Figure(
+        f"webhook wait during {what}: longest",
+        during.longest * 1000,
+        "ms",
+        alone.longest * 1000,
+        baseline,
+    )
+    yield Figure(
+        f"webhook wait during {what}: p99", during.p99 * 1000, "ms", alone.p99 * 1000, baseline
+    )
+    yield Figure(f"webhooks during {what}", during.rate, "webhooks/s", alone.rate, baseline)
 
 
 # -- live event streams ------------------------------------------------------------------
@@ -1291,7 +1284,7 @@ def server(
 async def _post_all(
     base: str,
     target: str,
-    bodies: list[bytes],
+    bodies: Iterable[bytes],
     clients: int,
     until: asyncio.Event | None = None,
 ) -> _Load:
