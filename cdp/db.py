@@ -88,13 +88,15 @@ def make_engine(
     statement_timeout: timedelta = timedelta(seconds=30),
     checkpointer: bool = False,
     synchronous: str = "full",
+    secure_delete: bool = False,
 ) -> Engine:
     """An engine for `url` holding at most `connections`, waiting for one at most `wait`.
 
     PostgreSQL gets connect and statement timeouts; SQLite gets WAL, a busy timeout (the
     statement timeout) and explicit transactions. `checkpointer`: a Checkpointer copies
     SQLite's write-ahead log into the database, so commits need not. `synchronous`: how
-    SQLite makes a commit durable (see SYNCHRONOUS).
+    SQLite makes a commit durable (see SYNCHRONOUS). `secure_delete`: SQLite overwrites
+    what it deletes with zeros (the keystore: see cdp.keystore), at some cost to writes.
     """
     if synchronous not in SYNCHRONOUS:
         known = " or ".join(SYNCHRONOUS)
@@ -139,6 +141,8 @@ def make_engine(
         cursor.execute("PRAGMA temp_store=MEMORY")
         if checkpointer:
             cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_BEHIND}")
+        if secure_delete:
+            cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -40,7 +40,8 @@ from cdp import db, log, personal
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, pending_erasures, profile_chats, rejected
 from cdp.projectors import Projector, following, refold
-from cdp.rejected import named
+from cdp.rejected import Unreadable, folded, mentioned
+from cdp.rejected import texts as readable
 from cdp.times import now_ms
 from cdp.webhook import Suppressed
 
@@ -50,6 +51,8 @@ STEP_EVENTS = 1_000
 STEP_CHATS = 200
 # Chats an erasure lists as pending a transaction (see _list).
 LIST_AT_ONCE = 10_000
+# Buckets of keys wrapped anew a transaction (see rotate): a thousandth of the keys each.
+ROTATE_AT_ONCE = 8
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]
@@ -145,9 +148,33 @@ def _finish(
             if last:  # and those kept since the scan
                 _forget(connection, _refused_naming(connection, ids, after=scanned)[0])
         if last:
+            rotate(engine, keystore, between)
             return destroyed
         if between is not None:
             between()
+
+
+def rotate(engine: Engine, keystore: Keystore, between: Between | None = None) -> int:
+    """Move every bucket an erasure destroyed a key of to its next key-encryption key (see
+    cdp.keystore): a few buckets a transaction under the append lock, each last KEK
+    overwritten in the key file once its transaction commits; then a keystore of its own
+    on SQLite empties its write-ahead log. How many buckets moved. An erasure returns
+    only after this; one stopped before it is finished by the next start or attempt."""
+    moved = 0
+    while True:
+        with db.writing(engine) as connection:
+            log.lock(connection)
+            buckets = keystore.stale(connection)[:ROTATE_AT_ONCE]
+            generations = keystore.rotate(connection, buckets)
+        keystore.advance(engine, generations)
+        moved += len(generations)
+        if len(buckets) < ROTATE_AT_ONCE:
+            break
+        if between is not None:
+            between()
+    if moved:
+        keystore.checkpoint()
+    return moved
 
 
 def _next_step(connection: Connection, profile_uuid: str) -> list[str]:
@@ -283,18 +310,26 @@ def _refused_naming(
     connection: Connection, ids: set[str], *, after: int = 0
 ) -> tuple[list[int], int]:
     """The rejected deliveries kept after id `after` that name any of `ids` (a profile's and
-    its chats') anywhere in them (see rejected.named): they are kept as they came, personal
-    data and all. And the last id scanned. A scan of every kept delivery, since they may
-    not even be JSON; they are few, and kept a while only. Those refused because the
-    customer was suppressed (410) hold no personal data and stay."""
+    its chats') anywhere in them, in any form a person would take for the id (see
+    rejected.mentioned): they are kept as they came, personal data and all. One whose body
+    cannot be read (kept by an older version, compressed or in another charset) may name
+    anyone: it is among them. And the last id scanned. A scan of every kept delivery,
+    since they may not even be JSON; they are few, and kept a while only. Those refused
+    because the customer was suppressed (410) hold no personal data and stay."""
     found, last = [], after
-    query = select(rejected.c.id, rejected.c.body).where(
+    wanted = {folded(uuid) for uuid in ids}
+    query = select(rejected.c.id, rejected.c.body, rejected.c.headers).where(
         rejected.c.id > after, rejected.c.status != Suppressed.status
     )
     with connection.execute(query.order_by(rejected.c.id).execution_options(yield_per=500)) as kept:
         for row in kept:
             last = row.id
-            if named(row.body) & ids:
+            try:
+                texts = readable(row.body, row.headers or {})
+            except Unreadable:
+                found.append(row.id)
+                continue
+            if mentioned(texts) & wanted:
                 found.append(row.id)
     return found, last
 
@@ -370,6 +405,7 @@ def reconcile(
     `cdp erase --reconcile`."""
     with db.writing(engine) as connection:
         log.lock(connection)
+        keystore.check(connection)
         moved = keystore.adopt(connection)
         kept = keystore.erasures(connection)
         recorded = {row.profile_uuid: row for row in connection.execute(select(erasures))}
@@ -417,6 +453,7 @@ def reconcile(
             _pend(connection, profile, sorted(row.chats)[:1])  # the rest: see _list
     for profile in sorted({*applied, *reapplied, *stopped}):
         _finish(engine, keystore, projectors, profile, between)
+    rotate(engine, keystore, between)  # stopped between its last step and the end
     finished = sorted(set(stopped) - {*applied, *reapplied})
     return Reconciled(moved, applied, reapplied, finished)
 

@@ -91,7 +91,7 @@ def _scrubbed(
     what the customer asked to be forgotten."""
     if not refused:
         return refused
-    ids = set().union(*(rejected.named(refusal.body) for refusal in refused))
+    ids = set().union(*(refusal.names for refusal in refused))
     subjects = {s for uuid in ids for s in (personal.of_chat(uuid), personal.of_profile(uuid))}
     suppressed = keystore.known(connection, (), subjects).suppressed
     if not suppressed:

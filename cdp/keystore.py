@@ -4,39 +4,61 @@ The keystore is the main database (CDP_KEYSTORE_URL unset on PostgreSQL) or a da
 its own (the default beside a SQLite file): then a backup of the main database holds no
 key, and restoring one taken before an erasure cannot bring the erased data back.
 
+No key is written to a database as it is: each is wrapped under the key-encryption key
+(KEK) of its bucket, which lives in the key file, outside every database (see
+cdp.keyfile). An erasure deletes the keys it destroys, then wraps the other keys of
+their buckets anew under each bucket's next generation and overwrites the last one in
+the file: whatever a database still holds of a destroyed key (a dead tuple, a WAL
+segment, a freed page) is wrapped under a KEK that exists no more.
+
 Every change to keys happens under the log's append lock, so no webhook is sealed with a
-key that an erasure is destroying. A keystore of its own commits before the main
-database does: a failure in between leaves at most an unused key, or an erasure that
-`cdp.erasure.reconcile` finishes.
+key that an erasure is destroying, and no key is made under a generation that is being
+replaced. A keystore of its own commits before the main database does: a failure in
+between leaves at most an unused key, or an erasure that `cdp.erasure.reconcile`
+finishes.
 """
 
+import logging
 import secrets
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
     Boolean,
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     Select,
+    Table,
     bindparam,
     cast,
     delete,
     insert,
+    inspect,
     null,
     select,
+    text,
     union_all,
+    update,
 )
 
-from cdp import db, personal
-from cdp.models import erased_subjects, keys
+from cdp import db, keyfile, personal
+from cdp.keyfile import KeyFile
+from cdp.models import erased_subjects, key_buckets, keys
 from cdp.times import now_ms
 
-TABLES: Final = (keys, erased_subjects)
+logger = logging.getLogger("cdp.keystore")
+
+TABLES: Final = (keys, erased_subjects, key_buckets)
+# Keys that check() tries to unwrap.
+_CHECKED: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +67,29 @@ class Key:
     material: bytes
 
 
-class Keystore:
-    """Where the keys are: in the main database (`engine` None) or in one of their own."""
+class KeyFileMismatch(Exception):
+    """A live key the key file cannot unwrap: the wrong CDP_KEY_FILE, or a keystore
+    restored from a backup older than an erasure since which its bucket moved on."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+
+class Keystore:
+    """Where the keys are: in the main database (`engine` None) or in one of their own; and
+    the key file that wraps them (by default the one beside the main database, see
+    keyfile.default_path)."""
+
+    def __init__(self, engine: Engine | None = None, key_file: Path | None = None) -> None:
         self.engine = engine
         self._ready = engine is None
+        self._key_file = None if key_file is None else KeyFile(key_file)
+        self._files: dict[str, KeyFile] = {}
+        self._files_lock = threading.Lock()
 
     @classmethod
     def at(
         cls,
         url: str | None,
         *,
+        key_file: Path | None = None,
         connections: int = 2,
         wait: timedelta = timedelta(seconds=30),
         synchronous: str = "full",
@@ -64,10 +97,14 @@ class Keystore:
         """The keystore at `url`, or in the main database when None; a server gives it as
         many connections as the main database, since each read may open keys. A keystore
         of its own on SQLite commits as durably as `synchronous` says (see db.SYNCHRONOUS):
-        a key lost to a power cut would leave the webhooks it sealed unreadable."""
+        a key lost to a power cut would leave the webhooks it sealed unreadable; and
+        overwrites what it deletes (secure_delete). `key_file`: CDP_KEY_FILE."""
         if url is None:
-            return cls(None)
-        return cls(db.make_engine(url, connections=connections, wait=wait, synchronous=synchronous))
+            return cls(None, key_file)
+        engine = db.make_engine(
+            url, connections=connections, wait=wait, synchronous=synchronous, secure_delete=True
+        )
+        return cls(engine, key_file)
 
     @property
     def apart(self) -> bool:
@@ -78,6 +115,18 @@ class Keystore:
             return "the main database"
         return self.engine.url.render_as_string(hide_password=True)
 
+    def key_file(self, main: Connection | Engine) -> KeyFile:
+        """The key file of the store whose main database `main` is on."""
+        if self._key_file is not None:
+            return self._key_file
+        url = main.engine.url
+        name = url.render_as_string(hide_password=True)
+        with self._files_lock:
+            found = self._files.get(name)
+            if found is None:
+                found = self._files[name] = KeyFile(keyfile.default_path(url))
+            return found
+
     @contextmanager
     def connect(self, main: Connection, *, write: bool = False) -> Iterator[Connection]:
         """A connection to the keystore: `main` itself (in its transaction), or one of its
@@ -85,7 +134,7 @@ class Keystore:
         if self.engine is None:
             yield main
             return
-        self._create()
+        self._create(main)
         if write:
             with db.writing(self.engine) as connection:
                 yield connection
@@ -93,13 +142,24 @@ class Keystore:
             with self.engine.connect() as connection:
                 yield connection
 
-    def _create(self) -> None:
-        """A keystore of its own holds only the keystore's tables, made on first use."""
+    def _create(self, main: Connection) -> None:
+        """A keystore of its own holds only the keystore's tables, made on first use; one
+        made by an older version gets its keys wrapped (see _wrap_bare)."""
         if not self._ready:
             assert self.engine is not None
             with db.writing(self.engine) as connection:
+                if inspect(connection).has_table(keys.name):
+                    columns = {c["name"] for c in inspect(connection).get_columns(keys.name)}
+                    if "bucket" not in columns:
+                        connection.execute(text("ALTER TABLE keys ADD COLUMN bucket INTEGER"))
                 for table in TABLES:
                     table.create(connection, checkfirst=True)
+                for index in keys.indexes:
+                    index.create(connection, checkfirst=True)
+                wrapped = _wrap_bare(connection, self.key_file(main))
+            if wrapped:
+                logger.info("wrapped %d keys under the key file", wrapped)
+                self.checkpoint()
             self._ready = True
 
     def dispose(self) -> None:
@@ -107,33 +167,77 @@ class Keystore:
             self.engine.dispose()
 
     def materials(self, main: Connection, ids: Collection[str]) -> dict[str, bytes]:
-        """The key material of those of `ids` not destroyed."""
+        """The key material of those of `ids` not destroyed (b"", which opens nothing, for
+        one that the key file does not unwrap)."""
         if not ids:
             return {}
         with self.connect(main) as connection:
             rows = _MATERIALS.rows(connection, {"ids": list(ids)})
-        return {row["id"]: row["material"] for row in rows}
+        file = self.key_file(main)
+        found, behind = _opened(file, rows)
+        if behind:  # read before an erasure moved their buckets on: read them again, anew
+            with self._fresh(main) as connection:
+                again = _MATERIALS.rows(connection, {"ids": behind})
+            opened, still = _opened(file, again)
+            found.update(opened)
+            found.update({key_id: b"" for key_id in still})  # the keystore is behind the file
+        return found
+
+    @contextmanager
+    def _fresh(self, main: Connection) -> Iterator[Connection]:
+        """A connection that sees what was committed last, whatever `main` saw before."""
+        engine = self.engine if self.engine is not None else main.engine
+        with engine.connect() as connection:
+            yield connection
 
     def known(self, main: Connection, subjects: Collection[str], named: Collection[str]) -> "Known":
-        """Under the append lock: the keys of `subjects`, and which of `named` (the subjects
-        a batch names) were erased (see Known). In the main database's round trip instead,
-        when the keystore is in it: see knowing()."""
+        """Under the append lock: the keys of `subjects` (wrapped), and which of `named`
+        (the subjects a batch names) were erased (see Known). In the main database's round
+        trip instead, when the keystore is in it: see knowing()."""
         with self.connect(main) as connection:
             values = {"subjects": list(subjects), "named": list(named)}
             return known_of(_KNOWN.rows(connection, values))
 
     def ring(self, main: Connection, subjects: Collection[str], known: "Known") -> dict[str, Key]:
-        """Under the append lock: the key of each of `subjects`, made for those `known` has
-        none of; only for webhooks about to be logged, so none is made for one refused."""
-        ring = {subject: known.keys[subject] for subject in subjects if subject in known.keys}
+        """Under the append lock: the key of each of `subjects`, unwrapped, made for those
+        `known` has none of; only for webhooks about to be logged, so none is made for one
+        refused."""
+        file = self.key_file(main)
+        ring, lost = {}, []
+        for subject in subjects:
+            held = known.keys.get(subject)
+            if held is None:
+                continue
+            material = _unwrapped(file, subject, held)
+            if material is None:
+                lost.append(held.id)
+            else:
+                ring[subject] = Key(held.id, material)
         if missing := [subject for subject in subjects if subject not in ring]:
             created = now_ms()
             made = {subject: Key(secrets.token_hex(16), personal.new_key()) for subject in missing}
-            rows = [
-                {"id": key.id, "subject": subject, "material": key.material, "created_at": created}
-                for subject, key in made.items()
-            ]
             with self.connect(main, write=True) as connection:
+                if lost:
+                    connection.execute(
+                        delete(keys).where(db.among(keys.c.id, "ids")), {"ids": lost}
+                    )
+                buckets = {subject: keyfile.bucket_of(subject) for subject in missing}
+                generations = _current(connection, file, set(buckets.values()))
+                rows = []
+                for subject, key in made.items():
+                    bucket = buckets[subject]
+                    generation = generations[bucket]
+                    kek = file.kek(bucket, generation)
+                    assert kek is not None  # _current brought the file to it
+                    rows.append(
+                        {
+                            "id": key.id,
+                            "subject": subject,
+                            "material": keyfile.wrap(kek, bucket, generation, key.id, key.material),
+                            "created_at": created,
+                            "bucket": bucket,
+                        }
+                    )
                 _ADD.run(connection, rows)
             ring.update(made)
         return ring
@@ -151,14 +255,22 @@ class Keystore:
         """Under the append lock: destroy the keys of `subjects` (only those made by
         `made_by`, when finishing an erasure of then: later ones seal later webhooks), and
         record them as erased with `profile_uuid` at `erased_at`; how many keys were
-        destroyed.
+        destroyed. Their buckets are marked stale: rotate() then wraps their other keys
+        anew and overwrites the KEK that wrapped the destroyed ones.
 
         Suppression, once asked for, stays: erasing again without it does not lift it."""
+        file = self.key_file(main)
         with self.connect(main, write=True) as connection:
-            doomed = delete(keys).where(db.among(keys.c.subject, "subjects"))
+            doomed = select(keys.c.id, keys.c.bucket).where(db.among(keys.c.subject, "subjects"))
             if made_by is not None:
                 doomed = doomed.where(keys.c.created_at <= made_by)
-            gone = connection.execute(doomed, {"subjects": list(subjects)}).rowcount
+            found = connection.execute(doomed, {"subjects": list(subjects)}).all()
+            if found:
+                connection.execute(
+                    delete(keys).where(db.among(keys.c.id, "ids")),
+                    {"ids": [row.id for row in found]},
+                )
+                _mark_stale(connection, file, {row.bucket for row in found})
             rows = [
                 {
                     "subject": subject,
@@ -169,7 +281,91 @@ class Keystore:
                 for subject in subjects
             ]
             db.upsert(connection, erased_subjects, rows, key=["subject"], greatest=["suppressed"])
-        return int(gone)
+        return len(found)
+
+    def check(self, main: Connection) -> None:
+        """Refuse a key file that unwraps none of the first keys of the keystore (the file
+        of another store, or a new one beside a database restored elsewhere); and bring
+        the file to the generations the keystore records (a process stopped between an
+        erasure's commit and its write to the file)."""
+        file = self.key_file(main)
+        with self.connect(main) as connection:
+            first = connection.execute(
+                select(keys.c.id, keys.c.material).order_by(keys.c.id).limit(_CHECKED)
+            ).all()
+            recorded = connection.execute(select(key_buckets)).all()
+        found, _ = _opened(file, [dict(row._mapping) for row in first])
+        if found and not any(found.values()):  # keys wrapped under a generation the file is
+            # past are no sign of another file: a keystore restored from before an erasure
+            raise KeyFileMismatch(
+                f"the key file {file.describe()} does not unwrap the keys the keystore "
+                f"({self.describe()}) holds: set CDP_KEY_FILE to the file of "
+                "this store, the one every process of it uses"
+            )
+        for row in recorded:
+            if file.generation(row.bucket) < row.generation:
+                file.advance(row.bucket, row.generation)
+
+    def stale(self, main: Connection) -> list[int]:
+        """The buckets an erasure destroyed a key of since they last moved on."""
+        with self.connect(main) as connection:
+            query = select(key_buckets.c.bucket).where(key_buckets.c.stale)
+            return sorted(connection.scalars(query.order_by(key_buckets.c.bucket)))
+
+    def rotate(self, main: Connection, buckets: Collection[int]) -> list[tuple[int, int]]:
+        """Under the append lock: wrap every key of `buckets` anew under each bucket's next
+        generation. The generations to bring the key file to (see advance) once the main
+        database commits: until then the last ones still open the keys, after it only the
+        new ones."""
+        file = self.key_file(main)
+        moved = []
+        with self.connect(main, write=True) as connection:
+            generations = _current(connection, file, set(buckets))
+            for bucket in sorted(buckets):
+                old = generations[bucket]
+                kek = file.kek(bucket, old)
+                assert kek is not None
+                new_kek = keyfile.step(kek)
+                aead = AESGCM(kek)
+                changed = []
+                for row in _OF_BUCKET.rows(connection, {"bucket": bucket}):
+                    material = _unwrap(aead, bucket, old, row["id"], row["material"])
+                    if material is None:  # lost already (see KeyFileMismatch): left as it is
+                        continue
+                    wrapped = keyfile.wrap(new_kek, bucket, old + 1, row["id"], material)
+                    changed.append({"key": row["id"], "material": wrapped})
+                _REWRAP.run(connection, changed)
+                db.upsert(
+                    connection,
+                    key_buckets,
+                    [{"bucket": bucket, "generation": old + 1, "stale": False}],
+                    key=["bucket"],
+                )
+                moved.append((bucket, old + 1))
+        return moved
+
+    def advance(self, main: Connection | Engine, moved: Iterable[tuple[int, int]]) -> None:
+        """Bring the key file to the generations rotate() moved the buckets to, once
+        committed: each last KEK overwritten on disk."""
+        file = self.key_file(main)
+        for bucket, generation in moved:
+            file.advance(bucket, generation)
+
+    def checkpoint(self) -> None:
+        """A keystore of its own on SQLite: copy its write-ahead log into the database
+        and empty it, so that the pages an erasure changed are not left in the log.
+        Best effort: a reader in the way leaves the log for the next erasure."""
+        if self.engine is None or self.engine.dialect.name != "sqlite":
+            return
+        raw = self.engine.raw_connection()
+        try:
+            busy, _, _ = raw.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).fetchone()
+            if busy:
+                logger.info("the keystore's log was not emptied: a reader was in the way")
+        finally:
+            raw.close()
 
     def erased(self, main: Connection, subjects: Collection[str]) -> set[str]:
         """Those of `subjects` whose keys an erasure destroyed."""
@@ -200,9 +396,10 @@ class Keystore:
         from an older backup), or whose subject has another key there, is dropped."""
         if self.engine is None:
             return 0
-        found = {table: [dict(r._mapping) for r in main.execute(select(table))] for table in TABLES}
+        found = _held(main)
         if not any(found.values()):
             return 0
+        file = self.key_file(main)
         with self.connect(main, write=True) as connection:
             held = {
                 row.subject: row.erased_at for row in connection.execute(select(erased_subjects))
@@ -211,18 +408,171 @@ class Keystore:
             db.insert(
                 connection,
                 erased_subjects,
-                [row for row in found[erased_subjects] if row["subject"] not in held],
+                [row for row in found.get(erased_subjects, []) if row["subject"] not in held],
             )
             kept = [
                 row
-                for row in found[keys]
+                for row in found.get(keys, [])
                 if row["subject"] not in keyed
                 and row["created_at"] > held.get(row["subject"], row["created_at"] - 1)
             ]
-            db.insert(connection, keys, kept)
-        for table in TABLES:
+            buckets = {keyfile.bucket_of(row["subject"]) for row in kept}
+            generations = _current(connection, file, buckets)
+            db.insert(connection, keys, [_rewrapped(file, row, generations) for row in kept])
+            stale = {row["bucket"] for row in found.get(key_buckets, []) if row["stale"]}
+            _mark_stale(connection, file, stale)
+        for table in found:
             main.execute(delete(table))
         return sum(len(rows) for rows in found.values())
+
+
+def _opened(file: KeyFile, rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, bytes], list[str]]:
+    """The material of each of `rows` (id, material) unwrapped (b"" for one that does not
+    unwrap); and the ids of those wrapped under a generation the key file is past."""
+    found, behind = {}, []
+    for row in rows:
+        head = keyfile.header(row["material"])
+        if head is None:
+            found[row["id"]] = b""
+            continue
+        aead = file.aead(*head)
+        if aead is None:
+            behind.append(row["id"])
+            continue
+        material = keyfile.unwrap(aead, row["id"], row["material"])
+        found[row["id"]] = b"" if material is None else material
+        if material is not None and file.generation(head[0]) < head[1]:
+            file.advance(*head)  # moved on by a process whose key file this one is not
+    return found, behind
+
+
+def _unwrap(
+    aead: AESGCM, bucket: int, generation: int, key_id: str, wrapped: bytes
+) -> bytes | None:
+    """The key `wrapped` holds, if it is wrapped under that bucket's generation."""
+    if keyfile.header(wrapped) != (bucket, generation):
+        return None
+    return keyfile.unwrap(aead, key_id, wrapped)
+
+
+def _unwrapped(file: KeyFile, subject: str, key: Key) -> bytes | None:
+    """The live key of `subject`, which must seal a webhook: unwrapped; None if it is
+    wrapped under a generation the key file is past (a keystore restored from a backup
+    older than an erasure: what it sealed is lost, and a new key seals what comes)."""
+    head = keyfile.header(key.material)
+    if head is not None and file.generation(head[0]) > head[1]:
+        return None
+    aead = None if head is None else file.aead(*head)
+    material = None if aead is None else keyfile.unwrap(aead, key.id, key.material)
+    if material is None:
+        raise KeyFileMismatch(
+            f"the key of {subject} does not unwrap with the key file {file.describe()}: "
+            "is CDP_KEY_FILE the file of this store (every process must use the same one)?"
+        )
+    return material
+
+
+def _current(connection: Connection, file: KeyFile, buckets: Collection[int]) -> dict[int, int]:
+    """Under the append lock: the generation each of `buckets` wraps keys under now, the
+    key file brought to it: the later of the keystore's and the file's. (The file is ahead
+    only of a keystore restored from an older backup, or emptied.)"""
+    if not buckets:
+        return {}
+    held = {
+        row["bucket"]: row["generation"]
+        for row in _GENERATIONS.rows(connection, {"buckets": sorted(buckets)})
+    }
+    on_file = file.generations()
+    current, rows = {}, []
+    for bucket in buckets:
+        recorded = held.get(bucket)
+        generation = max(on_file[bucket], recorded if recorded is not None else 0)
+        if recorded is None or recorded < generation:
+            rows.append({"bucket": bucket, "generation": generation, "stale": False})
+        if on_file[bucket] < generation:
+            file.advance(bucket, generation)
+        current[bucket] = generation
+    db.upsert(connection, key_buckets, rows, key=["bucket"], greatest=["generation", "stale"])
+    return current
+
+
+def _mark_stale(connection: Connection, file: KeyFile, buckets: Collection[int]) -> None:
+    """Record that an erasure destroyed a key of each of `buckets`: see Keystore.rotate."""
+    rows = [
+        {"bucket": bucket, "generation": file.generation(bucket), "stale": True}
+        for bucket in sorted(buckets)
+    ]
+    db.upsert(connection, key_buckets, rows, key=["bucket"], greatest=["generation", "stale"])
+
+
+def _held(main: Connection) -> dict[Table, list[dict[str, Any]]]:
+    """The rows of the keystore's tables that the main database holds, as far as its
+    schema has them (adopt runs before the migrations too: a main database of an older
+    version has no `key_buckets`, and its keys no bucket, stored as they are)."""
+    there = inspect(main)
+    found: dict[Table, list[dict[str, Any]]] = {}
+    for table in TABLES:
+        if there.has_table(table.name):
+            names = {column["name"] for column in there.get_columns(table.name)}
+            columns = [column for column in table.c if column.name in names]
+            found[table] = [dict(row._mapping) for row in main.execute(select(*columns))]
+    return found
+
+
+def _rewrapped(
+    file: KeyFile, row: dict[str, Any], generations: Mapping[int, int]
+) -> dict[str, Any]:
+    """A key row moved from the main database, wrapped under its bucket's generation in the
+    keystore it moves to: one an older version stored as it is, too (one that does not
+    unwrap stays as it was: lost either way)."""
+    head = keyfile.header(row["material"])
+    bucket = keyfile.bucket_of(row["subject"])
+    generation = generations[bucket]
+    if head == (bucket, generation):
+        return {**row, "bucket": bucket}
+    kek = file.kek(bucket, generation)
+    if head is None:  # bare: as an older version stored it
+        material = row["material"] if len(row["material"]) == personal.KEY_BYTES else None
+    else:
+        aead = file.aead(*head)
+        material = None if aead is None else keyfile.unwrap(aead, row["id"], row["material"])
+    if material is None or kek is None:
+        return {**row, "bucket": bucket}
+    wrapped = keyfile.wrap(kek, bucket, generation, row["id"], material)
+    return {**row, "bucket": bucket, "material": wrapped}
+
+
+def _wrap_bare(connection: Connection, file: KeyFile) -> int:
+    """Wrap the keys an older version wrote as they are (those with no bucket yet), in a
+    keystore of its own; how many. The main database's are wrapped by a migration."""
+    bare = connection.execute(
+        select(keys.c.id, keys.c.subject, keys.c.material).where(keys.c.bucket.is_(None))
+    ).all()
+    if not bare:
+        return 0
+    generations = _current(connection, file, {keyfile.bucket_of(row.subject) for row in bare})
+    for row in bare:
+        bucket = keyfile.bucket_of(row.subject)
+        kek = file.kek(bucket, generations[bucket])
+        assert kek is not None
+        wrapped = keyfile.wrap(kek, bucket, generations[bucket], row.id, row.material)
+        connection.execute(
+            update(keys).where(keys.c.id == row.id).values(material=wrapped, bucket=bucket)
+        )
+    return len(bare)
+
+
+_OF_BUCKET: Final = db.Prepared(
+    select(keys.c.id, keys.c.material).where(keys.c.bucket == bindparam("bucket", type_=Integer))
+)
+_REWRAP: Final = db.Prepared(
+    update(keys).where(keys.c.id == bindparam("key")).values(material=bindparam("material"))
+)
+_GENERATIONS: Final = db.Prepared(
+    select(key_buckets.c.bucket, key_buckets.c.generation).where(
+        db.among(key_buckets.c.bucket, "buckets")
+    )
+)
 
 
 _MATERIALS: Final = db.Prepared(
@@ -231,8 +581,9 @@ _MATERIALS: Final = db.Prepared(
 
 
 class Known(NamedTuple):
-    """What the keystore holds of a batch: its subjects' keys; which subjects it names
-    were erased; and which of those are suppressed, with the profile each was erased with."""
+    """What the keystore holds of a batch: its subjects' keys (wrapped, see ring()); which
+    subjects it names were erased; and which of those are suppressed, with the profile
+    each was erased with."""
 
     keys: dict[str, Key]
     erased: set[str]

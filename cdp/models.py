@@ -145,7 +145,8 @@ class OwnerRow(Base):
 class KeyRow(Base):
     """The live key of each subject (a chat, or a profile): destroyed by erasure.
 
-    Kept in the keystore, CDP_KEYSTORE_URL, which may be a database of its own.
+    Kept in the keystore, CDP_KEYSTORE_URL, which may be a database of its own; its
+    material wrapped under the key-encryption key of its bucket (see cdp.keyfile).
     """
 
     __tablename__ = "keys"
@@ -154,6 +155,19 @@ class KeyRow(Base):
     subject: Mapped[str] = mapped_column(String(210), unique=True)
     material: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    bucket: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class KeyBucketRow(Base):
+    """The generation of each bucket's key-encryption key that its keys are wrapped under
+    (see cdp.keyfile), and whether an erasure destroyed a key of it since: then its keys
+    are wrapped anew under the next generation, and the last one is overwritten."""
+
+    __tablename__ = "key_buckets"
+
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    stale: Mapped[bool] = mapped_column(Boolean)
 
 
 class ErasedSubjectRow(Base):
@@ -420,6 +434,7 @@ tokens = _table(TokenRow)
 rejected = _table(RejectedRow)
 owners = _table(OwnerRow)
 keys = _table(KeyRow)
+key_buckets = _table(KeyBucketRow)
 erased_subjects = _table(ErasedSubjectRow)
 erasures = _table(ErasureRow)
 pending_erasures = _table(PendingErasureRow)

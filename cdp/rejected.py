@@ -4,13 +4,24 @@ A delivery refused as bad input (400, 413, 415, 422) is kept with its bytes, the
 that tell where it came from, its source, when, and why; not one refused for its
 credentials or its rate (401, 429): those prove nothing came from a source. Replaying runs
 them through today's checks and moves those that pass into the log, exactly once.
+
+An erasure forgets the kept deliveries that name the customer, so a body is kept only if
+an erasure can read it (`texts`): compressed (gzip, deflate) it is decompressed, at most
+MAX_DECODED bytes and MAX_RATIO times its size; it is read as UTF-8, UTF-16 or UTF-32, or
+in the charset its Content-Type names. One that cannot be read so is kept as its size and
+SHA-256 only (`refusal`).
 """
 
+import codecs
+import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+import unicodedata
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
+from urllib.parse import parse_qsl, unquote_plus
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
@@ -20,6 +31,7 @@ from cdp.models import rejected
 # The request headers kept with a refused delivery: never Authorization or cookies.
 KEPT_HEADERS: Final = (
     "content-type",
+    "content-encoding",
     "content-length",
     "user-agent",
     "webhook-id",
@@ -33,11 +45,17 @@ _KEEP: Final = db.Prepared(
     )
 )
 _HEADER_BYTES: Final = 1024  # of each kept header at most
+# A compressed body is read no further than this, nor than MAX_RATIO times its own size:
+# a body of a megabyte may not make a gigabyte (a decompression bomb).
+MAX_DECODED: Final = 4 * 1024 * 1024
+MAX_RATIO: Final = 100
+_LAYERS: Final = 3  # of Content-Encoding at most ("gzip, gzip")
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A refused delivery as it is kept."""
+    """A refused delivery as it is kept; `names`, the ids its body may name (see `named`),
+    for suppression to find."""
 
     received_at: int
     source: str
@@ -46,6 +64,7 @@ class Refusal:
     size: int
     headers: Mapping[str, str]
     body: bytes
+    names: frozenset[str] = field(default=frozenset(), compare=False)
 
     def row(self) -> dict[str, object]:
         return {
@@ -67,30 +86,202 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def named(body: bytes) -> set[str]:
-    """Every JSON string of `body` short enough to be an id (200 characters), escapes
-    resolved, wherever it is and whether or not the body is JSON at all: the ids a kept
-    delivery may name, as an erasure must find them."""
-    found = set()
-    for literal in _STRING.findall(body):
-        if len(literal) > _ID_CHARACTERS * 6:  # \uXXXX six bytes a character at most
-            continue
-        text = literal.decode("utf-8", errors="replace")
+def refusal(
+    received_at: int,
+    source: str,
+    status: int,
+    reason: str,
+    size: int,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Refusal:
+    """A refused delivery as it is kept: with its body if an erasure can read it (see
+    `texts`), else with its size and SHA-256 only, its reason saying why."""
+    kept = kept_headers(headers)
+    try:
+        found = texts(body, kept)
+    except Unreadable as why:
+        digest = hashlib.sha256(body).hexdigest()
+        reason = (
+            f"{reason} (body not kept, since no erasure could read it: {why}; SHA-256 {digest})"
+        )
+        return Refusal(received_at, source, status, reason, size, kept, b"")
+    return Refusal(received_at, source, status, reason, size, kept, body, frozenset(named(found)))
+
+
+class Unreadable(ValueError):
+    """A kept body that cannot be read as text (see `texts`): why."""
+
+
+def texts(body: bytes, headers: Mapping[str, str]) -> list[str]:
+    """The text of a kept body, in each way it can be read: decompressed as its
+    Content-Encoding says (gzip and zlib also when it says nothing), bounded; then in
+    each of UTF-8, the UTF-16 or UTF-32 its first bytes show, and the charset its
+    Content-Type names, that it is. Unreadable if none."""
+    data = _decompressed(body, headers.get("content-encoding"))
+    found: list[str] = []
+    for encoding in _encodings(data, headers.get("content-type")):
         try:
-            value = json.loads(f'"{text}"') if "\\" in text else text
-        except ValueError:  # a broken escape: the text as it stands
-            value = text
-        # No id holds a control character or a lone surrogate (nor could a database take it).
-        if 0 < len(value) <= _ID_CHARACTERS and value.isprintable():
-            found.add(value)
+            text = codecs.getincrementaldecoder(encoding)("strict").decode(data, final=False)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        text = text.removeprefix("\ufeff")
+        if text not in found:
+            found.append(text)
+    if not found:
+        raise Unreadable("it is not text in UTF-8, UTF-16, UTF-32 or its Content-Type's charset")
     return found
+
+
+def _encodings(data: bytes, content_type: str | None) -> list[str]:
+    """The text encodings a body may be in: UTF-8, the one its first bytes show (a byte
+    order mark, or the NULs of UTF-16 or UTF-32 JSON), the one its Content-Type names."""
+    found: list[str] = ["utf-8"]
+    names: list[str] = [json.detect_encoding(data)]
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            names.append(value.strip().strip('"')[:40])
+    for name in names:
+        try:
+            info = codecs.lookup(name)
+        except LookupError:
+            continue
+        # Not "zlib" or "base64": codecs of bytes to bytes, that no limit bounds.
+        if getattr(info, "_is_text_encoding", True) and info.name not in found:
+            found.append(info.name)
+    return found
+
+
+def _decompressed(body: bytes, content_encoding: str | None) -> bytes:
+    """`body` decompressed as `content_encoding` says, or as its first bytes show (gzip,
+    zlib) when it says nothing; Unreadable if it cannot be, or would make more than
+    MAX_DECODED bytes or MAX_RATIO times its size."""
+    limit = min(MAX_DECODED, MAX_RATIO * max(len(body), 1))
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if len(codings) > _LAYERS:
+        raise Unreadable(f"Content-Encoding has more than {_LAYERS} codings")
+    if not codings:
+        if body.startswith(b"\x1f\x8b"):
+            return _inflated(body, "gzip", limit)
+        if len(body) > 1 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0:
+            try:  # zlib's two bytes: "x^" or "x\x9c", say, could begin a text too
+                return _inflated(body, "deflate", limit)
+            except Unreadable:
+                return body
+        return body
+    for coding in reversed(codings):
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            raise Unreadable(f"Content-Encoding {coding[:40]!r} is not gzip or deflate")
+        body = _inflated(body, coding, limit)
+    return body
+
+
+def _inflated(data: bytes, coding: str, limit: int) -> bytes:
+    """`data` (gzip: one member or more; deflate: zlib or raw) decompressed, at most
+    `limit` bytes of it. A stream cut short gives what it holds: a 413 keeps the start."""
+    windows = (31,) if coding != "deflate" else (15, -15)
+    for window in windows:
+        try:
+            return _inflated_as(data, window, limit)
+        except zlib.error as error:
+            broken = error
+    raise Unreadable(f"its {coding} data is broken: {broken}")
+
+
+def _inflated_as(data: bytes, window: int, limit: int) -> bytes:
+    out: list[bytes] = []
+    size = 0
+    while True:
+        stream = zlib.decompressobj(window)
+        chunk = stream.decompress(data, limit - size + 1)
+        size += len(chunk)
+        if size > limit:
+            raise Unreadable(f"it decompresses to more than {limit} bytes")
+        out.append(chunk)
+        data = stream.unused_data
+        if not stream.eof or not data:
+            return b"".join(out)
+        if window != 31 or not data.startswith(b"\x1f\x8b"):
+            raise Unreadable("it holds bytes after its compressed data")
+
+
+def named(found: Iterable[str]) -> set[str]:
+    """Every id the texts `found` of a kept body may name as a parser reads ids: each
+    JSON string (escapes resolved) short enough to be an id, wherever it is and whether
+    or not the body is JSON, also once the body is percent-decoded (a form); each field
+    name and value of a form; each as it is and without whitespace at its ends."""
+    ids = _strings_of(found)
+    ids.update([value.strip() for value in ids])
+    # No id holds a control character or a lone surrogate (nor could a database take it).
+    return {value for value in ids if 0 < len(value) <= _ID_CHARACTERS and value.isprintable()}
+
+
+def mentioned(found: Iterable[str]) -> set[str]:
+    """Every id the texts `found` of a kept body may name as a person would read it,
+    `folded`: the strings `named` finds, and each word and line of the text (the fields
+    of a multipart form, of plain text), also once percent-decoded."""
+    candidates = _strings_of(found)
+    for text in found:
+        for view in _views(text):
+            candidates.update(_WORD.findall(view))
+            candidates.update(view.splitlines())
+    return {
+        key
+        for value in candidates
+        if len(value) <= 4 * _ID_CHARACTERS and len(key := folded(value)) <= _ID_CHARACTERS and key
+    }
+
+
+def _strings_of(found: Iterable[str]) -> set[str]:
+    """The JSON strings of the texts `found`, also once percent-decoded, and the field
+    names and values of a form."""
+    strings: set[str] = set()
+    for text in found:
+        for view in _views(text):
+            strings.update(_strings(view))
+        if "=" in text:
+            for pair in parse_qsl(text, keep_blank_values=True):
+                for value in pair:
+                    strings.update(_strings(value) if '"' in value else ())
+                    strings.add(value)
+    return strings
+
+
+def _views(text: str) -> list[str]:
+    """`text`, and `text` percent-decoded (a form) if it may be."""
+    return [text, unquote_plus(text)] if "%" in text or "+" in text else [text]
+
+
+def folded(value: str) -> str:
+    """`value` as a person compares ids: compatibility forms, case, whitespace at its ends
+    or in runs, control and invisible format characters aside."""
+    if not value.isascii():
+        value = unicodedata.normalize("NFKC", value)
+        value = "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cf"))
+    elif not value.isprintable():
+        value = "".join(c for c in value if c.isprintable() or c.isspace())
+    return " ".join(value.split()).casefold()
+
+
+def _strings(text: str) -> Iterable[str]:
+    for literal in _STRING.findall(text):
+        if len(literal) > _ID_CHARACTERS * 6:  # \uXXXX six characters a character at most
+            continue
+        try:
+            yield json.loads(f'"{literal}"') if "\\" in literal else literal
+        except ValueError:  # a broken escape: the text as it stands
+            yield literal
 
 
 # A JSON string, escapes and all: unbounded, so that one long string never throws the
 # scan off the quotes that open and close the strings after it; possessive, so that a
 # string of a megabyte costs no backtracking state; and one left open runs to the end of
 # the body, so that the scan is one pass whatever the body holds.
-_STRING: Final = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"?', re.DOTALL)
+_STRING: Final = re.compile(r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"?', re.DOTALL)
+# A word of text: what lies between white space, quotes and the marks of JSON, XML, forms.
+_WORD: Final = re.compile(r"[^\s\"'`<>{}\[\](),;&=]+")
 _ID_CHARACTERS: Final = 200
 
 
@@ -99,7 +290,7 @@ def without(refusals: Sequence[Refusal], doomed: set[str]) -> list[Refusal]:
     suppressed) kept without it, their reason saying so."""
     kept = []
     for refusal in refusals:
-        if named(refusal.body) & doomed:
+        if refusal.names & doomed:
             reason = f"{refusal.reason} (body not kept: it names a customer erased on request)"
             refusal = replace(refusal, body=b"", reason=reason)
         kept.append(refusal)

@@ -33,13 +33,16 @@ def config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head", *, keystore: Keystore = MAIN) -> bool:
     """Bring the schema to `revision`; the migrations that rewrite sealed bodies find their
-    keys in the main database and in `keystore`. Whether the projections must be rebuilt
-    (see REORDERING): the log held events, and a migration that reorders them ran."""
+    keys in the main database and in `keystore`, and those that wrap keys find the key file
+    of `keystore` (by default the one beside the main database). Whether the projections
+    must be rebuilt (see REORDERING): the log held events, and a migration that reorders
+    them ran."""
     alembic = config(engine)
     with engine.begin() as connection:
         before = MigrationContext.configure(connection).get_current_revision()
         alembic.attributes["connection"] = connection
         alembic.attributes["keystore"] = keystore
+        alembic.attributes["key_file"] = keystore.key_file(engine).path
         command.upgrade(alembic, revision)
         after = MigrationContext.configure(connection).get_current_revision()
         if before is None or after is None or before == after:
@@ -55,6 +58,7 @@ def downgrade(engine: Engine, revision: str, *, keystore: Keystore = MAIN) -> No
     with engine.begin() as connection:
         alembic.attributes["connection"] = connection
         alembic.attributes["keystore"] = keystore
+        alembic.attributes["key_file"] = keystore.key_file(engine).path
         command.downgrade(alembic, revision)
 
 

@@ -1,6 +1,8 @@
 """Every setting of the service, read from CDP_* environment variables."""
 
 import importlib.util
+import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final, Literal
@@ -8,9 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from cdp.keyfile import default_path
 
 _URL_EXAMPLES: Final = "sqlite:///./cdp.db or postgresql+psycopg://user@host/database"
 
@@ -49,6 +53,65 @@ def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+ANY_HOST: Final = "*"
+# A name as a client writes it in Host: letters, digits, hyphens and dots (IDNs as punycode).
+_NAME: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?")
+
+
+def host_and_port(text: str) -> tuple[str, int | None] | None:
+    """A Host header's name (lowercased, without a trailing dot; an IPv6 address without
+    its brackets) and port, or None if it is no host: a URL, a path, a bad port."""
+    text = text.strip().lower()
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        try:
+            name = str(ipaddress.IPv6Address(address))
+        except ValueError:
+            return None
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, after = text.partition(":")
+        port_text = after if colon else None
+        name = name.removesuffix(".")
+        if not _NAME.fullmatch(name):
+            return None
+    if port_text is None:
+        return name, None
+    if not (port_text.isascii() and port_text.isdigit() and 0 < len(port_text) <= 5):
+        return None
+    port = int(port_text)
+    return (name, port) if port <= 65535 else None
+
+
+def _hosts(value: object) -> object:
+    """CDP_ALLOWED_HOSTS: comma-separated names (or a sequence of them), each as a client
+    writes it in Host; each is checked, and written one way."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        return value
+    hosts = []
+    for entry in (str(part).strip() for part in value):
+        if not entry:
+            continue
+        if entry == ANY_HOST:
+            hosts.append(entry)
+            continue
+        parsed = host_and_port(entry)
+        if parsed is None:
+            raise ValueError(
+                f"{entry!r} is not a host name as clients write it in Host: write e.g. "
+                "cdp.example.com or cdp.example.com:8443 (no scheme, no path), "
+                "comma-separated, or * for any"
+            )
+        name, port = parsed
+        shown = f"[{name}]" if ":" in name else name
+        hosts.append(shown if port is None else f"{shown}:{port}")
+    return tuple(hosts)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDP_", frozen=True)
 
@@ -83,6 +146,9 @@ class Settings(BaseSettings):
     failed_auth_rate_limit: float = Field(default=1, ge=0)
     # Where the keys that seal personal data live (see cdp.keystore); see keystore().
     keystore_url: str | None = None
+    # The file of the keys that wrap those keys, outside every database (see cdp.keyfile);
+    # see key_path().
+    key_file: Path | None = None
     # How SQLite (the store and a keystore of its own) makes a commit durable: see
     # cdp.db.SYNCHRONOUS. "full": a webhook answered survives a power cut.
     sqlite_synchronous: Annotated[Literal["full", "normal"], BeforeValidator(_lower)] = "full"
@@ -100,6 +166,25 @@ class Settings(BaseSettings):
     stream_heartbeat: Annotated[
         timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
     ] = timedelta(seconds=15)
+
+    # The names requests may be addressed to (their Host), besides those of the address the
+    # server listens on: see cdp.api.guards. "*" takes any, for a proxy that checks Host.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_hosts)] = ()
+
+    # What cdp serve takes from a connection before the API sees a request (see cdp.server):
+    # connections open at once per process, the size of a request's line and headers, the
+    # time they and then the body may take, and how long an idle connection is kept.
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    max_header_size: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    header_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(milliseconds=100), timedelta(hours=1))
+    ] = timedelta(seconds=10)
+    body_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(milliseconds=100), timedelta(hours=1))
+    ] = timedelta(seconds=30)
+    keep_alive_timeout: Annotated[
+        timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
+    ] = timedelta(seconds=5)
 
     # The zone the console shows times in (with UTC on hover): an IANA name.
     timezone: str = "Europe/Moscow"
@@ -128,6 +213,18 @@ class Settings(BaseSettings):
         path = Path(url.database)
         beside = url.set(database=str(path.with_name(f"{path.stem}-keys{path.suffix}")))
         return beside.render_as_string(hide_password=False)
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _key_file(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def key_path(self) -> Path | None:
+        """The key file: CDP_KEY_FILE, or by default beside a SQLite database (cdp.db:
+        cdp.kek), for PostgreSQL in the user's state directory (see keyfile.default_path)."""
+        if self.key_file is not None:
+            return self.key_file
+        return default_path(self.database_url)
 
     @field_validator("timezone")
     @classmethod

@@ -81,15 +81,21 @@ class NotJSON(Refused):
 
     status = 415
 
-    def __init__(self, content_type: str) -> None:
-        super().__init__(f"Content-Type {content_type[:100]!r} is not JSON: send application/json")
+    def __init__(self, content_type: str | None) -> None:
+        if content_type is None:
+            super().__init__("the request has no Content-Type: send application/json")
+        else:
+            super().__init__(
+                f"Content-Type {content_type[:100]!r} is not JSON: send application/json"
+            )
 
 
 def content_type_problem(content_type: str | None) -> NotJSON | None:
     """A webhook is JSON: application/json or application/*+json, in UTF-8 if a charset is
-    named. None (no header) is taken as JSON: some senders leave it out."""
+    named. No header is no JSON: it is what a web page's fetch of a Blob sends, and a page
+    may make a browser send that anywhere, while JSON needs the server's consent (CORS)."""
     if content_type is None:
-        return None
+        return NotJSON(None)
     media, _, parameters = content_type.partition(";")
     media = media.strip().lower()
     if media != "application/json" and not (
@@ -189,8 +195,29 @@ def identifier(value: object) -> str | None:
     return value if isinstance(value, str) and identifier_problem(value) is None else None
 
 
+def segment_problem(value: str) -> str | None:
+    """Why `value`, a valid identifier, cannot name a chat, profile or operator, or None.
+
+    Their ids are path segments (/chats/{uuid}, /profiles/{uuid}, /operators/{uuid}): the
+    server routes on the decoded path, where an encoded "/" splits the segment in two, and
+    clients resolve "." and ".." (encoded or not) before a request is sent. Such an id
+    could be logged but never read, erased or linked to: it is refused instead."""
+    if "/" in value:
+        return f"must not contain '/': the API could not reach it as a path segment, got {value!r}"
+    if value in (".", ".."):
+        return f"must not be {value!r}: clients resolve it in a path, the API could not reach it"
+    return None
+
+
 def _identifier(value: str) -> str:
     problem = identifier_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _segment(value: str) -> str:
+    problem = segment_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value
@@ -203,14 +230,16 @@ def _empty_is_none(value: object) -> object:
 TeamId = Annotated[int, BeforeValidator(_team_id)]
 OptionalText = StrictStr | None
 Id = Annotated[StrictStr, AfterValidator(_identifier)]
+# A chat's, profile's or operator's id: a path segment of the API too.
+SegmentId = Annotated[Id, AfterValidator(_segment)]
 # An optional id may be empty: Fasttrack's way, perhaps, of saying there is none.
-OptionalId = Annotated[Id | None, BeforeValidator(_empty_is_none)]
+OptionalId = Annotated[SegmentId | None, BeforeValidator(_empty_is_none)]
 
 
 # TypedDicts, not models: validating into a model instance took three quarters of the
 # time. Unknown fields are accepted: the log stores the body as it came, these only check it.
 class Chat(TypedDict):
-    uuid: Id
+    uuid: SegmentId
     avatar: NotRequired[OptionalText]
     platform: NotRequired[OptionalText]
     phone: NotRequired[OptionalText]
@@ -587,8 +616,10 @@ def _is_unicode(text: str) -> bool:
 
 
 def _lenient_uuid(value: object) -> str | None:
-    """An unknown event type names a chat or profile only by a valid identifier."""
-    return identifier(value.get("uuid")) if isinstance(value, dict) else None
+    """An unknown event type names a chat or profile only by a valid identifier that can be
+    a path segment (see segment_problem)."""
+    uuid = identifier(value.get("uuid")) if isinstance(value, dict) else None
+    return uuid if uuid is not None and segment_problem(uuid) is None else None
 
 
 def _field_errors(error: ValidationError, prefix: str | None = None) -> list[FieldError]:

@@ -23,7 +23,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from cdp import schema
+from cdp import keyfile, schema
 from cdp.api import create_app
 from cdp.db import make_engine
 from cdp.models import Base
@@ -62,6 +62,9 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+    key_file = keyfile.default_path(url)  # made beside no database: in the state directory
+    if key_file is not None:
+        key_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -431,13 +431,13 @@ def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.
     body = error.kept if isinstance(error, webhook.BodyTooLarge) else delivery.body
     announced = delivery.headers.get("content-length", "")
     size = int(announced) if announced.isdecimal() and len(announced) < 19 else len(body)
-    return rejected.Refusal(
+    return rejected.refusal(
         received_at=now,
         source=delivery.source,
         status=error.status,
         reason=str(error),
         size=max(size, len(body)),
-        headers=rejected.kept_headers(delivery.headers),
+        headers=delivery.headers,
         body=body,
     )
 
@@ -575,6 +575,7 @@ class Service:
         wait = settings.database_pool_timeout
         keystore = Keystore.at(
             settings.keystore(),
+            key_file=settings.key_path(),
             connections=settings.database_pool_size,
             wait=settings.database_pool_timeout,
             synchronous=settings.sqlite_synchronous,

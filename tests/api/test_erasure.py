@@ -35,7 +35,7 @@ from cdp.models import keys as keys_table
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.api.conftest import name_keys, rebuilt
-from tests.factories import PAST, handoff, opened, reply, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, opened, reply, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -61,7 +61,9 @@ def anonymous_message_ids(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def post(client: Client, body: dict[str, Any]) -> int:
-    answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+    answer = client.post(
+        "/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False), headers=JSON_TYPE
+    )
     assert answer.status_code in (200, 202, 410), answer.text
     return answer.status_code
 
@@ -218,7 +220,7 @@ def test_a_suppressed_profile_s_later_webhooks_are_refused_kept_without_personal
         "message_created", chat="chat-1", at=PAST + 9001, message=TEXT, profile=None
     )
     for body in (anonymous_message_ids(new_chat), anonymous_message_ids(same_chat)):
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         assert answer.status_code == 410
         assert PROFILE in answer.json()["detail"]
     assert client.get("/events").json()["items"][-1]["position"] == head
@@ -237,7 +239,10 @@ def test_a_profile_not_seen_yet_can_be_suppressed_before_its_first_webhook(clien
     answer = client.post("/profiles/someone-new/erase", params={"suppress": True})
     assert answer.json()["chats"] == []
     body = webhook("message_created", chat="c9", profile="someone-new", message="hi")
-    assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 410
+    assert (
+        client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE).status_code
+        == 410
+    )
 
 
 def test_a_body_whose_key_was_lost_is_unreadable_not_erased(
@@ -386,10 +391,15 @@ def test_erasure_forgets_the_refused_deliveries_that_name_the_customer(
     mine = webhook("session_updated", chat="chat-1", team="12a", phone=PHONE, profile=PROFILE)
     theirs = webhook("session_updated", chat="chat-9", team="12a", phone=PHONE, profile="other")
     for body in (mine, theirs):
-        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+        assert (
+            client.post(
+                "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+            ).status_code
+            == 422
+        )
     # Not JSON, its chat's id spelt with escapes: still the customer's.
     broken = b'{"payload": {"chat": {"uuid": "\\u0063hat-1", "phone": "+7999"}}, oops'
-    assert client.post("/webhooks/fasttrack", content=broken).status_code == 400
+    assert client.post("/webhooks/fasttrack", content=broken, headers=JSON_TYPE).status_code == 400
     assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
     with engine.connect() as connection:
         left = connection.scalars(select(rejected.c.body)).all()
@@ -403,7 +413,12 @@ def test_a_bad_delivery_naming_a_suppressed_customer_is_kept_without_its_body(
     mine = webhook("session_updated", chat="chat-1", team="12a", phone=PHONE, profile=PROFILE)
     theirs = webhook("session_updated", chat="chat-9", team="12a", phone=PHONE, profile="other")
     for body in (mine, theirs):
-        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+        assert (
+            client.post(
+                "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+            ).status_code
+            == 422
+        )
     kept = client.get("/rejected").json()["items"]
     assert [item["body"] for item in kept] == ["", json.dumps(theirs)]
     assert "body not kept: it names a customer erased on request" in kept[0]["reason"]
@@ -454,7 +469,9 @@ def test_a_profile_is_erased_a_few_chats_a_step_and_webhooks_go_on_between_steps
         other = webhook("message_created", chat=f"other-{len(midway)}", profile="someone-else")
         midway.append(
             (
-                client.post("/webhooks/fasttrack", content=json.dumps(other)).status_code,
+                client.post(
+                    "/webhooks/fasttrack", content=json.dumps(other), headers=JSON_TYPE
+                ).status_code,
                 client.get(f"/profiles/{PROFILE}").status_code,
                 client.get("/profiles", params={"phone": PHONE}).json()["items"],
                 [client.get(f"/chats/{chat}").json()["name"] for chat in chats],

@@ -283,8 +283,28 @@ def test_an_identifier_with_invisible_or_control_characters_is_a_422(
 
 
 def test_an_identifier_may_hold_any_visible_text() -> None:
-    incoming = checked(json.dumps(webhook("message_created", chat="чат 1/ü")))
-    assert incoming.webhook.chat_uuid == "чат 1/ü"
+    incoming = checked(json.dumps(webhook("message_created", chat="чат 1\\ü%2F...")))
+    assert incoming.webhook.chat_uuid == "чат 1\\ü%2F..."
+
+
+@pytest.mark.parametrize("value", ["a/b", "/", "../x", ".", ".."])
+@pytest.mark.parametrize(
+    ("field", "put"),
+    [
+        ("payload.chat.uuid", lambda b, v: b["payload"]["chat"].update(uuid=v)),
+        ("payload.profile.uuid", lambda b, v: b["payload"]["profile"].update(uuid=v)),
+        (
+            "payload.session.operator.uuid",
+            lambda b, v: b["payload"]["session"]["operator"].update(uuid=v),
+        ),
+    ],
+)
+def test_an_id_that_could_not_be_a_path_segment_is_a_422(
+    value: str, field: str, put: Callable[[dict[str, Any], str], None]
+) -> None:
+    body = webhook("operator_replied", operator="op-1", team=1)
+    put(body, value)
+    assert paths(body) == [field]
 
 
 def test_an_empty_profile_uuid_names_no_profile() -> None:

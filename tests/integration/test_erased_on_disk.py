@@ -1,0 +1,344 @@
+"""Erased means gone from the disk: once an erasure returns, nothing the store keeps (the
+databases' files, their write-ahead logs and freed pages, PostgreSQL's WAL segments, the
+key file) holds the erased key, or anything that unwraps it.
+
+The attack: post a chat's webhooks with a name, a phone and a text; erase the profile;
+post many other webhooks; copy every file; look for the destroyed key, and try every
+32-byte window of the files that hold keys (the keystore's, the key file) as the key on
+the erased sealed rows and as the key-encryption key on the destroyed key's wrapped form.
+"""
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from litestar.testing import TestClient
+from sqlalchemy import Connection, Engine, create_engine, make_url, select, text
+
+from cdp import db, erasure, keyfile, personal
+from cdp.api import create_app
+from cdp.keystore import KeyFileMismatch, Keystore
+from cdp.models import events, keys
+from cdp.projectors import registry
+from cdp.settings import Settings
+from tests.factories import JSON_TYPE, PAST, opened, webhook
+
+Client = TestClient  # type: ignore[type-arg]
+
+PHONE, NAME, TEXT = "+79991234567", "Анна Петрова", "my card is 4276 1234"
+PROFILE, CHAT = "profile-erased", "chat-erased"
+OTHERS = 300  # webhooks posted after the erasure, each of a chat of its own
+
+
+def _attacked(settings: Settings) -> list[dict[str, object]]:
+    personal_data = {"profile": PROFILE, "phone": PHONE, "name": NAME}
+    return [
+        *opened(CHAT, at=PAST, team=1, **personal_data),
+        webhook("message_created", chat=CHAT, at=PAST + 1000, message=TEXT, **personal_data),
+    ]
+
+
+class Target:
+    """What an attacker needs: the erased chat's key, its wrapped form and the KEK that
+    wrapped it, as they were before the erasure; and a sealed row to try keys on."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+        subject = personal.of_chat(CHAT)
+        with engine.connect() as main:
+            with keystore.connect(main) as connection:
+                row = connection.execute(
+                    select(keys.c.id, keys.c.material, keys.c.bucket).where(
+                        keys.c.subject == subject
+                    )
+                ).one()
+            self.key = keystore.materials(main, [row.id])[row.id]
+        keystore.dispose()
+        self.key_id, self.wrapped, self.bucket = row.id, row.material, row.bucket
+        head = keyfile.header(self.wrapped)
+        assert head is not None
+        assert head[0] == self.bucket
+        kek = keystore.key_file(engine).kek(*head)
+        assert kek is not None
+        self.kek = kek
+        assert len(self.key) == 32
+        assert self.wrapped.find(self.key) < 0
+        with engine.connect() as connection:
+            found = connection.execute(
+                select(events.c.sealed, events.c.dedupe_key).where(events.c.chat_uuid == CHAT)
+            ).first()
+        assert found is not None
+        self.sealed, self.dedupe_key = found.sealed, found.dedupe_key
+        assert personal.unseal(self.key, self.sealed, self.dedupe_key) is not None
+
+    def opens(self, window: bytes) -> bool:
+        """Does `window`, as the data key, open the sealed row?"""
+        return personal.unseal(window, self.sealed, self.dedupe_key) is not None
+
+    def unwraps(self, window: bytes) -> bool:
+        """Does `window`, as a key-encryption key, unwrap the destroyed key?"""
+        return keyfile.unwrap(AESGCM(window), self.key_id, self.wrapped) is not None
+
+
+def windows(data: bytes) -> Iterator[bytes]:
+    """Every 32-byte window of `data`, each distinct one once."""
+    seen: set[bytes] = set()
+    for at in range(len(data) - 31):
+        window = data[at : at + 32]
+        if window not in seen:
+            seen.add(window)
+            yield window
+
+
+def found_key(target: Target, files: Iterable[tuple[str, bytes]]) -> list[str]:
+    """The files some 32-byte window of which opens the sealed row or unwraps the key."""
+    hits = []
+    for name, data in files:
+        for window in windows(data):
+            try:
+                if target.opens(window) or target.unwraps(window):
+                    hits.append(name)
+                    break
+            except (InvalidTag, ValueError):
+                continue
+    return hits
+
+
+@pytest.fixture
+def own(settings: Settings, tmp_path: Path) -> Settings:
+    """The store under attack, its key file in the test's own directory."""
+    return settings.model_copy(update={"key_file": tmp_path / "store.kek"})
+
+
+def test_an_erased_key_is_nowhere_on_disk_once_the_erasure_returns(
+    own: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    started = datetime.now().astimezone() - timedelta(seconds=1)
+    with TestClient(create_app(own)) as client:
+        for body in _attacked(own):
+            answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
+            assert answer.status_code == 202, answer.text
+        target = Target(own, engine)
+        before = own.key_path()
+        assert before is not None
+        kept_before = tmp_path / "before.kek"
+        shutil.copy(before, kept_before)  # a copy of the key file made before the erasure
+        erased = client.post(f"/profiles/{PROFILE}/erase")
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["keys_destroyed"] == 1
+        for n in range(OTHERS):
+            body = webhook("message_created", chat=f"other-{n}", at=PAST + n, message=f"hi {n}")
+            assert (
+                client.post(
+                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+                ).status_code
+                == 202
+            )
+        assert NAME not in json.dumps(client.get(f"/events?chat_uuid={CHAT}").json())
+    backend = make_url(own.database_url).get_backend_name()
+    if backend == "sqlite":
+        every, holding_keys = _sqlite_files(tmp_path)
+    else:
+        every, holding_keys = _postgres_files(own.database_url, started)
+    every.append(("key file", Path(before).read_bytes()))
+    holding_keys.append(("key file", Path(before).read_bytes()))
+    # The scan reads what an attacker would: the live keys' wrapped forms are there ...
+    assert any(_wrapped(own, engine, "other-0") in data for _, data in holding_keys)
+    # ... and the copy of the key file made before the erasure unwraps it.
+    assert found_key(target, [("key file before", kept_before.read_bytes())]) == ["key file before"]
+    assert [name for name, data in every if target.key in data] == []
+    assert [name for name, data in every if target.kek in data] == []
+    assert found_key(target, holding_keys) == []
+
+
+def _wrapped(settings: Settings, engine: Engine, chat: str) -> bytes:
+    """The chat's key as the keystore holds it."""
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    try:
+        with engine.connect() as main, keystore.connect(main) as connection:
+            query = select(keys.c.material).where(keys.c.subject == personal.of_chat(chat))
+            material: bytes = connection.execute(query).scalar_one()
+    finally:
+        keystore.dispose()
+    return material
+
+
+def _sqlite_files(directory: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """Every database file (as a file backup copies `*.db*`); and those of the keystore."""
+    every = [(path.name, path.read_bytes()) for path in sorted(directory.glob("*.db*"))]
+    assert {"cdp.db", "cdp-keys.db"} <= {name for name, _ in every}
+    return every, [(name, data) for name, data in every if name.startswith("cdp-keys.db")]
+
+
+def _postgres_files(
+    url: str, since: datetime
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """After VACUUM of the keystore's tables and a CHECKPOINT, as a superuser reads them
+    through pg_read_binary_file: the relation files of the keystore's tables (their dead
+    tuples and free space included), and every WAL segment written since `since`."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("VACUUM keys"))
+            connection.execute(text("VACUUM key_buckets"))
+            connection.execute(text("CHECKPOINT"))
+            relations = [
+                (table, _read(connection, path))
+                for table in ("keys", "key_buckets", "ix_keys_bucket", "pk_keys")
+                if (path := connection.scalar(text(f"SELECT pg_relation_filepath('{table}')")))
+            ]
+            segments = connection.execute(
+                text("SELECT name FROM pg_ls_waldir() WHERE modification >= :since ORDER BY name"),
+                {"since": since},
+            ).scalars()
+            wal = [(f"pg_wal/{name}", _read(connection, f"pg_wal/{name}")) for name in segments]
+    finally:
+        admin.dispose()
+    assert wal, "no WAL segment was written during the test"
+    return [*relations, *wal], list(relations)
+
+
+def _read(connection: Connection, path: str) -> bytes:
+    data = connection.scalar(text("SELECT pg_read_binary_file(:path)"), {"path": path})
+    return bytes(data)
+
+
+def test_a_key_file_of_another_store_is_refused_at_start(
+    own: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """Keys wrapped under one key file do not open under another: what every start runs
+    first says so, naming the file, rather than let webhooks be sealed that no process
+    could read. The store's own file still opens them."""
+    with TestClient(create_app(own)) as client:
+        for body in _attacked(own):
+            assert (
+                client.post(
+                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+                ).status_code
+                == 202
+            )
+    other = tmp_path / "other.kek"
+    wrong = Keystore.at(own.keystore(), key_file=other)
+    right = Keystore.at(own.keystore(), key_file=own.key_path())
+    try:
+        with pytest.raises(KeyFileMismatch, match=f"key file {other} does not unwrap"):
+            erasure.reconcile(engine, wrong, registry(own))
+        erasure.reconcile(engine, right, registry(own))
+    finally:
+        wrong.dispose()
+        right.dispose()
+
+
+def test_an_erasure_stopped_before_its_key_file_was_written_is_finished_by_the_next_start(
+    own: Settings, engine: Engine
+) -> None:
+    """Stopped after destroying a key (its bucket stale), or after wrapping the bucket
+    anew but before overwriting the last KEK in the file: the next start finishes it, and
+    the key file no longer holds the KEK that wrapped the destroyed key."""
+    with TestClient(create_app(own)) as client:
+        for body in _attacked(own):
+            assert (
+                client.post(
+                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+                ).status_code
+                == 202
+            )
+        other = webhook("message_created", chat="other", at=PAST, message="hi")
+        assert (
+            client.post(
+                "/webhooks/fasttrack", content=json.dumps(other), headers=JSON_TYPE
+            ).status_code
+            == 202
+        )
+    target = Target(own, engine)
+    keystore = Keystore.at(own.keystore(), key_file=own.key_path())
+    try:
+        with db.writing(engine) as main:  # an erasure's step, stopped before rotate()
+            keystore.destroy(main, PROFILE, [personal.of_chat(CHAT)], 1, suppress=False)
+        with db.writing(engine) as main:  # and half of rotate(): never written to the file
+            assert keystore.stale(main) == [target.bucket]
+            keystore.rotate(main, [target.bucket])
+    finally:
+        keystore.dispose()
+    path = own.key_path()
+    assert path is not None
+    assert target.kek in path.read_bytes()
+    with TestClient(create_app(own)) as client:
+        assert client.get("/events?chat_uuid=other").json()["items"][0]["body"]["payload"]
+    assert target.kek not in path.read_bytes()
+    assert found_key(target, [("key file", path.read_bytes())]) == []
+
+
+def test_a_keystore_restored_from_before_an_erasure_loses_its_bucket_but_takes_webhooks(
+    own: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """A keystore of its own restored from a copy older than an erasure holds keys wrapped
+    under KEKs the key file is past: their bodies cannot be opened any more (the price of
+    an erasure that holds on disk), and a chat among them gets a new key for what comes."""
+    keys_db = tmp_path / "keys.db"
+    live = own.model_copy(update={"keystore_url": f"sqlite:///{keys_db}"})
+    neighbour = next(  # a chat whose key shares the erased chat's bucket
+        f"n-{n}"
+        for n in range(100_000)
+        if keyfile.bucket_of(personal.of_chat(f"n-{n}"))
+        == keyfile.bucket_of(personal.of_chat(CHAT))
+    )
+    said = webhook("message_created", chat=neighbour, at=PAST, message="first")
+    with TestClient(create_app(live)) as client:
+        for body in [*_attacked(live), said]:
+            assert (
+                client.post(
+                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+                ).status_code
+                == 202
+            )
+    shutil.copy(keys_db, tmp_path / "keys-backup.db")
+    with TestClient(create_app(live)) as client:
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        assert client.get(f"/events?chat_uuid={neighbour}").json()["items"][0]["erased"] is False
+    shutil.copy(tmp_path / "keys-backup.db", keys_db)
+    later = webhook("message_created", chat=neighbour, at=PAST + 1, message="second")
+    with TestClient(create_app(live)) as client:
+        assert (
+            client.post(
+                "/webhooks/fasttrack", content=json.dumps(later), headers=JSON_TYPE
+            ).status_code
+            == 202
+        )
+        items = client.get(f"/events?chat_uuid={neighbour}").json()["items"]
+    assert [item["unreadable"] is not None for item in items] == [True, False]
+    assert items[1]["body"]["payload"]["message"]["text"] == "second"
+
+
+def test_keys_an_older_keystore_of_its_own_holds_are_wrapped_when_it_is_opened(
+    own: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """A keystore of its own made before keys were wrapped (no bucket, keys as they are):
+    its keys are wrapped under the key file the first time cdp opens it, and still open."""
+    keys_db = tmp_path / "old-keys.db"
+    old = create_engine(f"sqlite:///{keys_db}")
+    material = personal.new_key()
+    with old.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE keys (id VARCHAR(32) PRIMARY KEY, subject VARCHAR(210) UNIQUE "
+                "NOT NULL, material BLOB NOT NULL, created_at BIGINT NOT NULL)"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO keys VALUES ('k1', 'chat:old', :material, 1)"),
+            {"material": material},
+        )
+    old.dispose()
+    keystore = Keystore.at(f"sqlite:///{keys_db}", key_file=own.key_path())
+    try:
+        with engine.connect() as main:
+            assert keystore.materials(main, ["k1"]) == {"k1": material}
+    finally:
+        keystore.dispose()
+    assert material not in b"".join(path.read_bytes() for path in tmp_path.glob("old-keys.db*"))
