@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -36,6 +36,7 @@ from cdp import (
     projectors,
     queries,
     schema,
+    server,
     serverlog,
 )
 from cdp.bench import GROUPS
@@ -132,10 +133,57 @@ def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False
     return engine
 
 
+def _reach_keystore(settings: Settings) -> str:
+    """Where the keys are, once the keystore has answered as the database did: "the main
+    database", or a database of its own, named without its password. An error naming it
+    when it cannot be reached: a server without its keys would refuse every webhook."""
+    url = settings.keystore()
+    if url is None:
+        return "the main database"
+    named = _named(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database)
+        if not path.parent.is_dir():
+            raise click.ClickException(
+                f"cannot use the keystore {named}: there is no directory {path.parent.resolve()} "
+                "(CDP_KEYSTORE_URL)"
+            )
+        if not path.exists():
+            return f"{named} (made with the first key)"
+    engine = db.make_engine(
+        url,
+        connections=1,
+        wait=settings.database_pool_timeout,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+        synchronous=settings.sqlite_synchronous,
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (DBAPIError, PoolTimeout) as error:
+        raise click.ClickException(
+            f"cannot use the keystore {named} (CDP_KEYSTORE_URL): {_reason(error)}"
+        ) from None
+    finally:
+        engine.dispose()
+    return named
+
+
+def _named(url: str) -> str:
+    """A database as a person knows it: its kind, user, host and database, or its file;
+    never its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _keystore(settings: Settings, engine: Engine) -> Keystore:
     """The keystore, closed when the command ends, agreeing with the main database on
     every erasure (see erasure.reconcile) before the command reads or writes a key."""
-    keystore = Keystore.at(settings.keystore(), synchronous=settings.sqlite_synchronous)
+    _reach_keystore(settings)
+    keystore = Keystore.at(
+        settings.keystore(), key_file=settings.key_path(), synchronous=settings.sqlite_synchronous
+    )
     click.get_current_context().call_on_close(keystore.dispose)
     registry = projectors.registry(settings)
     done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
@@ -192,8 +240,7 @@ def serve(
             "more processes would only wait for one another. Point CDP_DATABASE_URL at "
             "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
         )
-    if workers > 1:
-        _count_in_a_directory()
+    _count_in_a_directory(workers)
     from cdp.api import EXPOSED_ENV, create_app  # after the line above: see cdp.metrics
     from cdp.metrics import multiprocess_directory
 
@@ -202,10 +249,14 @@ def serve(
     except ValueError as error:
         raise SettingsError(str(error)) from None
     engine = _engine(settings, migrate=migrate)
+    keystore = _reach_keystore(settings)
     with engine.connect() as connection:
         ring = credentials.load(connection)
     engine.dispose()  # the app opens its own
     serverlog.configure(settings.log_format)
+    logging.getLogger("cdp").info(
+        "database: %s; keys in %s", _named(settings.database_url), keystore
+    )
     exposed = not _loopback(host)
     open_parts = [
         part
@@ -224,8 +275,11 @@ def serve(
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
 
+    limits = server.Limits.of(settings)
     # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
     # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
+    # Its HTTP protocol is bounded before any request reaches the API (cdp.server); the API
+    # has no WebSocket, so no upgrade is taken.
     served: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -233,15 +287,19 @@ def serve(
         "access_log": False,
         "proxy_headers": forwarded_allow_ips is not None,
         "forwarded_allow_ips": forwarded_allow_ips,
+        "http": server.Protocol,
+        "ws": "none",
+        "timeout_keep_alive": limits.keep_alive_timeout,
     }
     if workers == 1:
+        server.install(limits)
         _run(create_app(settings, exposed=exposed), **served)
         return
     os.environ[EXPOSED_ENV] = "1" if exposed else "0"  # for the workers: they make the app
     # Each worker runs uvicorn's own server: its event streams are cut once a stop has
     # waited STREAMS_END_WITHIN for the other answers, not ended first as _run ends them.
     uvicorn.run(
-        "cdp.api:from_environment",
+        "cdp.server:worker_app",
         factory=True,
         workers=workers,
         timeout_graceful_shutdown=STREAMS_END_WITHIN,
@@ -252,18 +310,33 @@ def serve(
     )
 
 
-def _count_in_a_directory() -> None:
-    """Before several workers start: give them one directory to count in (see cdp.metrics),
-    emptied of what an earlier run left there: a fresh one, removed as the command ends,
-    unless PROMETHEUS_MULTIPROC_DIR names one."""
+def _count_in_a_directory(workers: int) -> None:
+    """Before the server starts: give several workers one directory to count in (see
+    cdp.metrics), a fresh one removed as the command ends, unless PROMETHEUS_MULTIPROC_DIR
+    names one. A directory named must hold no `*.db` file but prometheus_client's own (it
+    would read any as one of them): another is an error, left where it is. With several
+    workers, prometheus_client's files an earlier run left there are removed, and only those."""
     named = os.environ.get(MULTIPROCESS_DIRECTORY)
     if named is None:
-        fresh = tempfile.mkdtemp(prefix="cdp-metrics-")
-        os.environ[MULTIPROCESS_DIRECTORY] = fresh
-        click.get_current_context().call_on_close(lambda: shutil.rmtree(fresh, True))
+        if workers > 1:
+            fresh = tempfile.mkdtemp(prefix="cdp-metrics-")
+            os.environ[MULTIPROCESS_DIRECTORY] = fresh
+            click.get_current_context().call_on_close(lambda: shutil.rmtree(fresh, True))
         return
-    for left in Path(named).glob("*.db"):
-        left.unlink()
+    if not os.path.isdir(named):
+        return  # said by multiprocess_directory, next
+    from cdp import metrics  # prometheus_client, imported once the variable is set
+
+    if foreign := metrics.foreign_files(named):
+        shown = ", ".join(path.name for path in foreign[:5]) + (", ..." if foreign[5:] else "")
+        raise SettingsError(
+            f"{MULTIPROCESS_DIRECTORY}={named!r} holds {shown}, which prometheus_client did not "
+            "make: /metrics would read every *.db file there as its own. Give the server a "
+            "directory of its own (or unset the variable: cdp serve --workers N makes one)"
+        )
+    if workers > 1:
+        for left in metrics.counting_files(named):
+            left.unlink(missing_ok=True)
 
 
 # prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
@@ -282,10 +355,10 @@ def _run(app: "Litestar", **options: Any) -> None:
             app.state.streams.close()
             await super().shutdown(sockets)
 
-    server = Server(uvicorn.Config(app, **options))
+    running = Server(uvicorn.Config(app, **options))
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    if not server.started:
+        running.run()
+    if not running.started:
         sys.exit(3)  # as uvicorn.run does
 
 
@@ -303,6 +376,7 @@ def _loopback(host: str) -> bool:
 def migrate(settings: Settings) -> None:
     """Upgrade the database schema to the latest migration."""
     engine = _connect(settings)
+    _reach_keystore(settings)
     _upgrade(settings, engine)
     click.echo(f"schema at revision {schema.pending(engine)[0]}")
 
@@ -310,7 +384,9 @@ def migrate(settings: Settings) -> None:
 def _upgrade(settings: Settings, engine: Engine) -> None:
     """Upgrade the schema, its migrations finding the keys in the keystore; and rebuild the
     projections when a migration changed the order they fold the log in."""
-    keystore = Keystore.at(settings.keystore(), synchronous=settings.sqlite_synchronous)
+    keystore = Keystore.at(
+        settings.keystore(), key_file=settings.key_path(), synchronous=settings.sqlite_synchronous
+    )
     click.get_current_context().call_on_close(keystore.dispose)
     try:
         reorders = schema.upgrade(engine, keystore=keystore)
@@ -535,10 +611,12 @@ def _build(engine: Engine, keystore: Keystore, chosen: Sequence[projectors.Proje
 def status(settings: Settings) -> None:
     """Print the database, the log head, each projection's position, and row counts."""
     engine = _engine(settings, existing=True)
+    keystore = _reach_keystore(settings)
     with engine.connect() as connection:
         states = builds.states(connection, projectors.registry(settings))
         counts = queries.counts(connection)
-    click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"database: {_named(settings.database_url)}")
+    click.echo(f"keys in: {keystore}")
     click.echo(f"log head: {states[0].head if states else 0}")
     for state in states:
         click.echo(
@@ -615,7 +693,7 @@ def bench(
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
-    click.echo(f"{'figure':<86} {'value':>12}  {'baseline':>12}  ratio  (baseline)")
+    click.echo(f"{'figure':<86} {'value':>12}  {'baseline':>12}  ratio  unit, baseline")
 
     def show(figure: Figure) -> None:
         baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12

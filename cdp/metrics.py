@@ -11,8 +11,10 @@ connection pools are used is never kept here: /metrics reads it each time it is 
 """
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from prometheus_client import (
@@ -61,6 +63,27 @@ def multiprocess_directory() -> str | None:
             "set it before the process starts"
         )
     return directory
+
+
+# The files prometheus_client keeps in the directory: one per kind of metric and process,
+# `counter_<pid>.db`, `gauge_livesum_<pid>.db`, ... (prometheus_client.values).
+_COUNTING_FILE: Final = re.compile(
+    r"(?:counter|histogram|summary|gauge_(?:live)?(?:all|min|max|sum|mostrecent))_\d+\.db"
+)
+
+
+def counting_files(directory: str) -> list[Path]:
+    """The files prometheus_client counts in, in `directory`: those of processes before
+    this one, that a new start removes so that their counts are not summed too."""
+    return sorted(path for path in Path(directory).iterdir() if _COUNTING_FILE.fullmatch(path.name))
+
+
+def foreign_files(directory: str) -> list[Path]:
+    """The other `*.db` files of `directory`: prometheus_client would read each of them as
+    one it counts in (every `*.db` there), so the directory must hold none."""
+    return sorted(
+        path for path in Path(directory).glob("*.db") if not _COUNTING_FILE.fullmatch(path.name)
+    )
 
 
 def worker_stopped() -> None:

@@ -341,6 +341,9 @@ class EventPage(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     database: str
+    # Where the keys that seal personal data are: `main` (the main database), or the kind
+    # of a database of their own (`sqlite`, `postgresql`).
+    keystore: str
     head: int
 
 

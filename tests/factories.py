@@ -9,6 +9,8 @@ from cdp.settings import Settings
 from cdp.webhook import Incoming, latest_timestamp, parse
 
 SAMPLES = Path(__file__).parents[1] / "cdp" / "samples"
+# What every sender of webhooks sends with them (a webhook without it is 415).
+JSON_TYPE = {"Content-Type": "application/json"}
 # A fixed moment far enough in the past that every session is idle now.
 PAST = 1_777_000_000_000
 

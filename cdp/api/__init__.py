@@ -1,5 +1,6 @@
 """The HTTP API: create_app() is the one place where every route and handler is wired."""
 
+import logging
 import os
 from importlib.metadata import version
 
@@ -14,6 +15,7 @@ from cdp.api import (
     docs,
     events,
     feed,
+    guards,
     health,
     metrics,
     operators,
@@ -45,6 +47,11 @@ the log into customer profiles, chats, sessions and handoffs. Errors are
 Webhooks need their source's secret (`?token=` or `Authorization: Bearer`); every query
 needs a read token, rebuilds an admin token (`Authorization: Bearer`). A store with no
 source and no token, served on 127.0.0.1 only, is open: see the README's "Security".
+
+Requests are answered only when addressed to a name the server answers for (`Host`: the
+address it listens on, and CDP_ALLOWED_HOSTS), else 421. A request that changes something
+and that a browser says comes from another site or origin (`Sec-Fetch-Site`, `Origin`) is
+403 unless it carries `Authorization: Bearer`.
 """
 
 
@@ -94,8 +101,15 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         openapi_config=docs.config("cdp", version("cdp"), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
-    # Around the router, not a middleware of the routes: a request no route takes counts too.
-    app.asgi_handler = requestlog.RequestLog(app.asgi_handler, counted)
+    # Around the router, not middlewares of the routes: a request no route takes is guarded,
+    # logged and counted too.
+    app.asgi_handler = requestlog.RequestLog(guards.Guard(app.asgi_handler, settings), counted)
+    if exposed and not settings.allowed_hosts:
+        logging.getLogger("cdp").warning(
+            "CDP_ALLOWED_HOSTS is not set: requests are answered only when addressed to this "
+            "machine's IP address or localhost, the others get 421. Set it to the names "
+            "clients use (behind a proxy, the Host it passes on)"
+        )
     return app
 
 

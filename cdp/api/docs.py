@@ -1,17 +1,21 @@
 """The OpenAPI schema and its pages: served by cdp itself, true to what the API sends.
 
 The pages' JavaScript and CSS come from the openapi-ui-bundles package, so /schema works
-with no internet access. The webhook's request body is documented from the pydantic
-envelope, with the samples in cdp/samples as examples.
+with no internet access. The pages hold no script of their own: each loads the schema
+with a script of cdp's (cdp/api/static), so that their Content-Security-Policy (see
+cdp.api.guards) lets no inline script run. The webhook's request body is documented
+from the pydantic envelope, with the samples in cdp/samples as examples.
 """
 
 import copy
+import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import openapi_ui_bundles
+from litestar import Request
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
@@ -41,6 +45,7 @@ from cdp.webhook import (
 
 ASSETS: Final = "/schema/assets"
 SAMPLES: Final = Path(__file__).parents[1] / "samples"
+STATIC: Final = Path(__file__).parent / "static"
 _FAVICON: Final = f"<link rel='icon' type='image/png' href='{ASSETS}/swagger/favicon-32x32.png'>"
 
 
@@ -61,18 +66,65 @@ def config(title: str, version: str, description: str) -> OpenAPIConfig:
             }
         ),
         render_plugins=[
-            SwaggerRenderPlugin(
+            Swagger(
                 path=["/", "/swagger"],
                 js_url=f"{ASSETS}/swagger/swagger-ui-bundle.js",
                 css_url=f"{ASSETS}/swagger/swagger-ui.css",
                 standalone_preset_js_url=f"{ASSETS}/swagger/swagger-ui-standalone-preset.js",
                 favicon=_FAVICON,
+                style="",
             ),
-            RedocRenderPlugin(
-                js_url=f"{ASSETS}/redoc/redoc.standalone.js", google_fonts=False, favicon=_FAVICON
+            Redoc(
+                js_url=f"{ASSETS}/redoc/redoc.standalone.js",
+                google_fonts=False,
+                favicon=_FAVICON,
+                style="",
             ),
         ],
     )
+
+
+def _page(title: str, favicon: str, head: str, body: str) -> bytes:
+    return (
+        "<!DOCTYPE html><html><head>"
+        f"<title>{html.escape(title)}</title>{favicon}<meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<link rel='stylesheet' href='{ASSETS}/cdp/docs.css'>{head}</head>"
+        f"<body>{body}</body></html>"
+    ).encode()
+
+
+class Swagger(SwaggerRenderPlugin):
+    """Swagger UI, started by cdp's swagger.js."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return _page(
+            openapi_schema["info"]["title"],
+            self.favicon,
+            f"<link rel='stylesheet' href='{self.css_url}'>",
+            "<div id='swagger-container'></div>"
+            f"<script src='{self.js_url}'></script>"
+            f"<script src='{self.standalone_preset_js_url}'></script>"
+            f"<script src='{ASSETS}/cdp/swagger.js'></script>",
+        )
+
+    def receive_router(self, router: Router) -> None:
+        """No OAuth2 redirect page: cdp's tokens are bearer tokens, and that page's script
+        is inline."""
+
+
+class Redoc(RedocRenderPlugin):
+    """Redoc, started by cdp's redoc.js."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return _page(
+            openapi_schema["info"]["title"],
+            self.favicon,
+            "",
+            "<div id='redoc-container'></div>"
+            f"<script src='{self.js_url}'></script>"
+            f"<script src='{ASSETS}/cdp/redoc.js'></script>",
+        )
 
 
 def asset_routers() -> list[Router]:
@@ -80,14 +132,15 @@ def asset_routers() -> list[Router]:
     return [
         create_static_files_router(
             path=f"{ASSETS}/{name}",
-            directories=[bundle.static_path],
+            directories=[directory],
             name=f"{name}-assets",
             cache_control=cache,
             include_in_schema=False,
         )
-        for name, bundle in (
-            ("swagger", openapi_ui_bundles.swagger_ui),
-            ("redoc", openapi_ui_bundles.redoc),
+        for name, directory in (
+            ("swagger", openapi_ui_bundles.swagger_ui.static_path),
+            ("redoc", openapi_ui_bundles.redoc.static_path),
+            ("cdp", STATIC),
         )
     ]
 

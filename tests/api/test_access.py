@@ -25,7 +25,7 @@ from cdp.db import make_engine
 from cdp.models import events
 from cdp.settings import Settings
 from tests.api.conftest import rebuilt
-from tests.factories import webhook
+from tests.factories import JSON_TYPE, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -71,10 +71,13 @@ def store(settings: Settings, engine: Engine) -> Iterator[Store]:
 
 def test_a_source_posts_with_its_secret_in_the_url_or_a_header(store: Store) -> None:
     by_url = store.client.post(
-        "/webhooks/fasttrack/shop", params={"token": store.shop}, content=body("a")
+        "/webhooks/fasttrack/shop",
+        params={"token": store.shop},
+        content=body("a"),
+        headers=JSON_TYPE,
     )
     by_header = store.client.post(
-        "/webhooks/fasttrack/shop", headers=bearer(store.shop), content=body("b")
+        "/webhooks/fasttrack/shop", headers={**JSON_TYPE, **bearer(store.shop)}, content=body("b")
     )
     assert (by_url.status_code, by_header.status_code) == (202, 202)
     logged = store.client.get("/events", headers=bearer(store.read)).json()["items"]
@@ -120,31 +123,37 @@ def signed_headers(key: str, content: bytes, at: float | None = None) -> dict[st
 def test_a_signing_source_needs_a_valid_standard_webhooks_signature(store: Store) -> None:
     url, params = "/webhooks/fasttrack/signed", {"token": store.signed}
     content = body()
-    unsigned = store.client.post(url, params=params, content=content)
+    unsigned = store.client.post(url, params=params, content=content, headers=JSON_TYPE)
     forged = store.client.post(
         url,
         params=params,
         content=content,
-        headers=signed_headers("whsec_" + base64.b64encode(b"not the key" * 3).decode(), content),
+        headers={
+            **JSON_TYPE,
+            **signed_headers("whsec_" + base64.b64encode(b"not the key" * 3).decode(), content),
+        },
     )
     stale = store.client.post(
         url,
         params=params,
         content=content,
-        headers=signed_headers(store.signing_key, content, time.time() - 301),
+        headers={**JSON_TYPE, **signed_headers(store.signing_key, content, time.time() - 301)},
     )
     tampered = store.client.post(
         url,
         params=params,
         content=body(chat="other"),
-        headers=signed_headers(store.signing_key, content),
+        headers={**JSON_TYPE, **signed_headers(store.signing_key, content)},
     )
     assert [a.status_code for a in (unsigned, forged, stale, tampered)] == [401] * 4
     assert "webhook-signature are required" in unsigned.json()["detail"]
     assert "5 minutes" in stale.json()["detail"]
     assert store.logged() == 0
     good = store.client.post(
-        url, params=params, content=content, headers=signed_headers(store.signing_key, content)
+        url,
+        params=params,
+        content=content,
+        headers={**JSON_TYPE, **signed_headers(store.signing_key, content)},
     )
     assert good.status_code == 202
 
@@ -157,7 +166,7 @@ def test_one_matching_signature_among_several_is_enough(store: Store) -> None:
         "/webhooks/fasttrack/signed",
         params={"token": store.signed},
         content=content,
-        headers=headers,
+        headers={**JSON_TYPE, **headers},
     )
     assert answer.status_code == 202
 
@@ -175,7 +184,7 @@ def test_a_rotated_secret_and_key_stay_valid_for_the_grace_period_only(
             "/webhooks/fasttrack/signed",
             params={"token": store.signed},
             content=content,
-            headers=signed_headers(store.signing_key, content),
+            headers={**JSON_TYPE, **signed_headers(store.signing_key, content)},
         )
         assert old.status_code == 202
         content = body("b")
@@ -183,16 +192,22 @@ def test_a_rotated_secret_and_key_stay_valid_for_the_grace_period_only(
             "/webhooks/fasttrack/signed",
             params={"token": new.secret},
             content=content,
-            headers=signed_headers(new.signing_key, content),
+            headers={**JSON_TYPE, **signed_headers(new.signing_key, content)},
         )
         assert rotated.status_code == 202
         revoked = client.post(
-            "/webhooks/fasttrack/shop", params={"token": store.shop}, content=body("c")
+            "/webhooks/fasttrack/shop",
+            params={"token": store.shop},
+            content=body("c"),
+            headers=JSON_TYPE,
         )
         assert revoked.status_code == 401
         assert (
             client.post(
-                "/webhooks/fasttrack/shop", params={"token": fresh.secret}, content=body("c")
+                "/webhooks/fasttrack/shop",
+                params={"token": fresh.secret},
+                content=body("c"),
+                headers=JSON_TYPE,
             ).status_code
             == 202
         )
@@ -262,26 +277,41 @@ def test_credentials_that_cannot_be_read_again_fail_the_request_and_are_kept_as_
 
 def test_an_exposed_store_without_credentials_refuses_everything(settings: Settings) -> None:
     with TestClient(create_app(settings, exposed=True)) as client:
-        assert client.post("/webhooks/fasttrack", content=body()).status_code == 401
+        assert (
+            client.post("/webhooks/fasttrack", content=body(), headers=JSON_TYPE).status_code == 401
+        )
         assert client.get("/events").status_code == 401
         assert client.get("/health").status_code == 200
 
 
 def test_an_open_store_takes_the_default_source_only(client: Client) -> None:
-    assert client.post("/webhooks/fasttrack", content=body("a")).status_code == 202
-    assert client.post("/webhooks/fasttrack/default", content=body("b")).status_code == 202
-    assert client.post("/webhooks/fasttrack/shop", content=body("c")).status_code == 401
+    assert (
+        client.post("/webhooks/fasttrack", content=body("a"), headers=JSON_TYPE).status_code == 202
+    )
+    assert (
+        client.post("/webhooks/fasttrack/default", content=body("b"), headers=JSON_TYPE).status_code
+        == 202
+    )
+    assert (
+        client.post("/webhooks/fasttrack/shop", content=body("c"), headers=JSON_TYPE).status_code
+        == 401
+    )
     assert [e["chat_uuid"] for e in client.get("/events").json()["items"]] == ["a", "b"]
 
 
 def test_the_log_can_be_read_by_source(store: Store) -> None:
-    store.client.post("/webhooks/fasttrack/shop", params={"token": store.shop}, content=body("a"))
+    store.client.post(
+        "/webhooks/fasttrack/shop",
+        params={"token": store.shop},
+        content=body("a"),
+        headers=JSON_TYPE,
+    )
     content = body("b")
     store.client.post(
         "/webhooks/fasttrack/signed",
         params={"token": store.signed},
         content=content,
-        headers=signed_headers(store.signing_key, content),
+        headers={**JSON_TYPE, **signed_headers(store.signing_key, content)},
     )
     page = store.client.get("/events", params={"source": "signed"}, headers=bearer(store.read))
     assert [e["chat_uuid"] for e in page.json()["items"]] == ["b"]
@@ -311,7 +341,12 @@ def test_webhooks_beyond_a_sources_rate_limit_are_429_and_not_stored(
     limited = settings.model_copy(update={"webhook_rate_limit": 1})
     with TestClient(create_app(limited)) as client:
         answers = [
-            client.post("/webhooks/fasttrack/shop", params={"token": secret}, content=body(f"c{i}"))
+            client.post(
+                "/webhooks/fasttrack/shop",
+                params={"token": secret},
+                content=body(f"c{i}"),
+                headers=JSON_TYPE,
+            )
             for i in range(30)
         ]
     accepted = [a for a in answers if a.status_code == 202]
@@ -336,9 +371,17 @@ def test_a_flood_of_wrong_credentials_is_slowed_while_a_valid_token_still_works(
 
 def test_no_secret_reaches_a_log_line(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="cdp"):
-        store.client.post("/webhooks/fasttrack/shop", params={"token": store.shop}, content=b"{")
         store.client.post(
-            "/webhooks/fasttrack/shop", params={"token": "cdps_guess"}, content=body()
+            "/webhooks/fasttrack/shop",
+            params={"token": store.shop},
+            content=b"{",
+            headers=JSON_TYPE,
+        )
+        store.client.post(
+            "/webhooks/fasttrack/shop",
+            params={"token": "cdps_guess"},
+            content=body(),
+            headers=JSON_TYPE,
         )
         store.client.get("/events", params={"after": "x"}, headers=bearer(store.read))
     logged = "\n".join(record.getMessage() for record in caplog.records)

@@ -15,7 +15,7 @@ from cdp import credentials
 from cdp.api import create_app
 from cdp.console import pages
 from cdp.settings import Settings
-from tests.factories import PAST, handoff, opened, samples, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, opened, samples, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 CHAT = "0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10"
@@ -31,7 +31,10 @@ def browser(settings: Settings) -> Client:
 def open_console(settings: Settings) -> Iterator[Client]:
     with browser(settings) as client:
         for body in samples():
-            assert client.post("/webhooks/fasttrack", content=body).status_code == 202
+            assert (
+                client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE).status_code
+                == 202
+            )
         yield client
 
 
@@ -182,7 +185,7 @@ def test_times_are_shown_in_the_configured_zone_with_utc_on_hover(settings: Sett
     zoned = settings.model_copy(update={"timezone": "Asia/Almaty"})
     with browser(zoned) as client:
         for body in samples():
-            client.post("/webhooks/fasttrack", content=body)
+            client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
         page = client.get(f"/console/chats/{CHAT}").text
     # The customer's first message: 2026-05-05 07:46:12.150 UTC.
     assert (
@@ -200,7 +203,7 @@ def test_a_timeline_page_asked_by_the_page_itself_is_the_fragment_alone(settings
             for n in range(1, 80)
         ]
         for body in bodies:
-            client.post("/webhooks/fasttrack", content=json.dumps(body))
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         first = client.get("/console/chats/long").text
         after = re.search(r'hx-get="/console/chats/long\?after=([^"]+)"', first)
         assert after is not None
@@ -229,7 +232,7 @@ def test_a_link_a_sender_wrote_is_a_link_only_if_it_is_http(settings: Settings) 
                 "name": name,
             }
             body["timestamp"] += len(name)
-            client.post("/webhooks/fasttrack", content=json.dumps(body))
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         page = client.get("/console/chats/files").text
     assert 'href="https://files.example.com/a.pdf"' in page
     assert "javascript:" not in page
@@ -240,7 +243,7 @@ def test_text_a_sender_wrote_is_shown_as_text_never_as_markup(settings: Settings
     with browser(settings) as client:
         body = webhook("message_created", chat="x", at=PAST, message="<script>alert(1)</script>")
         body["payload"]["chat"]["name"] = '"><img src=x onerror=alert(1)>'
-        client.post("/webhooks/fasttrack", content=json.dumps(body))
+        client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         pages = [client.get("/console/chats/x").text, client.get("/console/log").text]
     for page in pages:
         assert "<script>alert" not in page
@@ -282,7 +285,7 @@ def test_the_handoff_audit_csv_holds_every_handoff_the_filter_selects_and_no_for
             ]
         bodies.append(handoff("c0", at=PAST + 3_600_000, team=3, team_name=" -1+1"))
         for body in bodies:
-            client.post("/webhooks/fasttrack", content=json.dumps(body))
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         answer = client.get("/console/handoffs.csv?team_id=2")
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert answer.headers["content-disposition"] == 'attachment; filename="handoffs-team-2.csv"'
@@ -309,7 +312,12 @@ def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(
 ) -> None:
     body = webhook("message_created", chat="orphan", profile=None, message="hi")
     body["payload"]["chat"] |= {"phone": "8 912 000-11-22", "name": "Борис Орфанов"}
-    assert open_console.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 202
+    assert (
+        open_console.post(
+            "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+        ).status_code
+        == 202
+    )
     for text in ("+79120001122", "бор"):
         found = open_console.post("/console/", data={"q": text, "csrf": csrf(open_console)})
         assert 'href="/console/chats/orphan"' in found.text, text
@@ -328,7 +336,7 @@ def test_a_profile_of_many_chats_shows_a_page_of_them_and_a_link_to_the_next(
                 message=str(n),
                 name="Многочатов",
             )
-            client.post("/webhooks/fasttrack", content=json.dumps(body))
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         english = {"Accept-Language": "en"}
         found = client.post("/console/", data={"q": "много", "csrf": csrf(client)}, headers=english)
         card = re.search(r'<li class="card">.*?</li>', found.text, re.S)
@@ -372,7 +380,9 @@ def test_a_huge_body_in_the_log_is_shown_as_received_and_cut_short(
     body = webhook("message_created", chat="big", message="x")
     body["extra"] = [[[n] for n in range(10_000)]]
     raw = json.dumps(body)
-    assert open_console.post("/webhooks/fasttrack", content=raw).status_code == 202
+    assert (
+        open_console.post("/webhooks/fasttrack", content=raw, headers=JSON_TYPE).status_code == 202
+    )
     page = open_console.get("/console/log", params={"chat_uuid": "big"}).text
     assert "[[[0], [1], [2]" in page  # as received, not indented line by line
     small = open_console.get("/console/log", params={"chat_uuid": CHAT, "limit": 1}).text
@@ -388,7 +398,7 @@ def test_a_message_too_large_to_show_is_said_to_be_in_the_log_and_a_nested_one_s
         deep = webhook("message_created", chat="odd", at=PAST + 1, message="z")
         deep["payload"]["message"]["parts"] = json.loads("[" * 50 + "]" * 50)  # taken: < 64
         for body in (large, deep):
-            client.post("/webhooks/fasttrack", content=json.dumps(body))
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         page = client.get("/console/chats/odd", headers={"Accept-Language": "en"})
     assert page.status_code == 200
     assert page.text.count("cut short: the whole of it is in the log") == 1
@@ -413,7 +423,7 @@ def test_a_search_shows_twenty_chats_and_says_when_more_match(open_console: Clie
     for n in range(21):
         body = webhook("message_created", chat=f"b{n:02}", profile=None, at=PAST + n, message="hi")
         body["payload"]["chat"]["name"] = f"Борис {n}"
-        open_console.post("/webhooks/fasttrack", content=json.dumps(body))
+        open_console.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
     found = open_console.post(
         "/console/",
         data={"q": "бор", "csrf": csrf(open_console)},

@@ -13,7 +13,7 @@ from cdp import db, log
 from cdp.api import create_app
 from cdp.models import chats
 from cdp.settings import Settings
-from tests.factories import webhook
+from tests.factories import JSON_TYPE, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -23,7 +23,7 @@ def test_a_422_is_logged_on_one_line_with_its_field_errors(
 ) -> None:
     body = webhook("session_updated", team="12a", phone="+7 999 123-45-67")
     with caplog.at_level(logging.INFO, logger="cdp.api"):
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
     assert answer.status_code == 422
     (line,) = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
     assert line.startswith("POST /webhooks/fasttrack -> 422: invalid webhook: ")
@@ -39,7 +39,12 @@ def test_a_logged_refusal_never_holds_a_phone_number_or_a_long_text_in_full(
         assert answer.status_code == 400
         long = "Здравствуйте, меня зовут Анна, мой заказ 12345678 не пришёл"
         body = webhook("message_created", chat=long + " ")
-        assert client.post("/webhooks/fasttrack", content=json.dumps(body)).status_code == 422
+        assert (
+            client.post(
+                "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
+            ).status_code
+            == 422
+        )
     lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
     assert len(lines) == 2
     assert all("123-45-67" not in line and "1234567" not in line for line in lines)
@@ -85,7 +90,7 @@ def test_a_503_says_the_database_is_unavailable_and_nothing_more(
         answers = [
             bad.get("/health"),
             bad.get("/chats/c"),
-            bad.post("/webhooks/fasttrack", content=body),
+            bad.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE),
         ]
     for answer in answers:
         assert answer.status_code == 503
@@ -103,7 +108,7 @@ def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_sa
     body = json.dumps(webhook("message_created"))
     with TestClient(create_app(patient)) as client, db.writing(engine) as connection:
         log.lock(connection)  # as a long rebuild holds it (on SQLite: the write lock)
-        answer = client.post("/webhooks/fasttrack", content=body)
+        answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
     waited = {
@@ -129,7 +134,7 @@ def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wai
     body = json.dumps(webhook("message_created"))
     with TestClient(create_app(hurried)) as client, db.writing(engine) as connection:
         log.lock(connection)
-        answer = client.post("/webhooks/fasttrack", content=body)
+        answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
     assert answer.json() == {
@@ -241,7 +246,7 @@ def test_every_400_names_what_is_wrong_in_errors(
 def test_a_body_that_cannot_be_read_is_a_400_naming_the_body(
     client: Client, body: bytes, says: str
 ) -> None:
-    answer = client.post("/webhooks/fasttrack", content=body)
+    answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     assert answer.status_code == 400
     assert answer.json()["errors"] == [{"path": "body", "message": answer.json()["detail"]}]
     assert says in answer.json()["detail"]

@@ -22,7 +22,7 @@ from cdp.metrics import Metrics
 from cdp.models import chats, events
 from cdp.projectors import registry
 from cdp.settings import Settings
-from tests.factories import PAST, webhook
+from tests.factories import JSON_TYPE, PAST, webhook
 
 
 def bodies(count: int) -> list[bytes]:
@@ -36,7 +36,9 @@ def bodies(count: int) -> list[bytes]:
 
 async def post_all(settings: Settings, sent: list[bytes]) -> list[httpx.Response]:
     async with AsyncTestClient(app=create_app(settings)) as client:  # starts and stops the app
-        posts = (client.post("/webhooks/fasttrack", content=body) for body in sent)
+        posts = (
+            client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE) for body in sent
+        )
         return list(await asyncio.gather(*posts))
 
 

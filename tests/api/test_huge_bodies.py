@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from cdp.models import rejected
 from tests.conftest import Server
-from tests.factories import now_ms, webhook
+from tests.factories import JSON_TYPE, now_ms, webhook
 
 MiB: Final = 1024 * 1024
 HUNDRED_MB: Final = 100 * MiB
@@ -40,7 +40,9 @@ def post(client: httpx.Client, *, announced: bool) -> int | None:
     closed the connection before the client read an answer (it may, once it sent a 413)."""
     headers = {"Content-Length": str(HUNDRED_MB)} if announced else {}
     try:
-        answer = client.post("/webhooks/fasttrack", content=hundred_megabytes(), headers=headers)
+        answer = client.post(
+            "/webhooks/fasttrack", content=hundred_megabytes(), headers={**JSON_TYPE, **headers}
+        )
     except httpx.TransportError:
         return None
     return answer.status_code
@@ -61,7 +63,9 @@ def test_a_stream_of_100_mb_bodies_is_refused_and_does_not_grow_the_server(
     server = serve()  # nothing configured: the default source takes webhooks without a secret
     with httpx.Client(base_url=server.url, timeout=60) as client:
         body = json.dumps(webhook("message_created", chat="warm", at=now_ms(), message="hi"))
-        assert client.post("/webhooks/fasttrack", content=body).status_code == 202
+        assert (
+            client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE).status_code == 202
+        )
         warm = [post(client, announced=True), post(client, announced=False)]
         warmed = memory(server, "VmRSS")
         Path(f"/proc/{server.process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from tests.factories import PAST, handoff, now_ms, opened, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, now_ms, opened, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 MINUTE = 60_000
@@ -15,7 +15,9 @@ MINUTE = 60_000
 
 def deliver(client: Client, *bodies: dict[str, Any]) -> None:
     for body in bodies:
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+        answer = client.post(
+            "/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False), headers=JSON_TYPE
+        )
         assert answer.status_code in (200, 202), answer.text
 
 

@@ -17,7 +17,7 @@ from cdp.models import checkpoints, events
 from cdp.settings import Settings
 from cdp.times import now_ms
 from tests.api.conftest import rebuilt
-from tests.factories import webhook
+from tests.factories import JSON_TYPE, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -53,7 +53,7 @@ class Store:
             f"/webhooks/fasttrack/{source}",
             params={"token": secret},
             content=content,
-            headers=headers,
+            headers={**JSON_TYPE, **headers},
         )
         return answer.status_code
 

@@ -33,7 +33,7 @@ from cdp.models import events
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.conftest import Server
-from tests.factories import PAST, webhook
+from tests.factories import JSON_TYPE, PAST, webhook
 
 CLIENTS = 4
 BUSY = str(Busy("webhooks", timedelta(seconds=5)))  # CDP_DATABASE_POOL_TIMEOUT
@@ -220,7 +220,9 @@ async def through(outage: Outage, url: str, secret: str, token: str) -> Traffic:
             body = json.dumps(
                 webhook("message_created", chat=f"c{n % 10}", at=PAST + n, message=str(n))
             ).encode()
-            answer = await client.post(f"/webhooks/fasttrack?token={secret}", content=body)
+            answer = await client.post(
+                f"/webhooks/fasttrack?token={secret}", content=body, headers=JSON_TYPE
+            )
             found = answer.json()
             traffic.answers.append(
                 Answer(body, answer.status_code, answer.headers.get("Retry-After"), found)
@@ -232,7 +234,9 @@ async def through(outage: Outage, url: str, secret: str, token: str) -> Traffic:
         """Wrong credentials, all along: never let in, whatever the database does."""
         while not stop.is_set():
             body = json.dumps(webhook("message_created", chat="intruder")).encode()
-            posted = await client.post("/webhooks/fasttrack?token=wrong", content=body)
+            posted = await client.post(
+                "/webhooks/fasttrack?token=wrong", content=body, headers=JSON_TYPE
+            )
             read = await client.get("/chats/c1")
             traffic.strangers += [posted.status_code, read.status_code]
             await asyncio.sleep(0.05)
@@ -288,7 +292,12 @@ def test_webhooks_get_503_while_the_database_is_away_and_are_stored_once_it_is_b
     # As Fasttrack does: what got a 503 is delivered again, and then every webhook is there once.
     with httpx.Client(base_url=url, timeout=60) as client:
         again = [
-            (answer.sent, client.post(f"/webhooks/fasttrack?token={secret}", content=answer.sent))
+            (
+                answer.sent,
+                client.post(
+                    f"/webhooks/fasttrack?token={secret}", content=answer.sent, headers=JSON_TYPE
+                ),
+            )
             for answer in refused
         ]
     assert {answer.status_code for _, answer in again} <= {200, 202}

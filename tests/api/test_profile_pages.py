@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from cdp.queries import FOUND_CHATS, NAMED_BY
 from tests.conftest import Server
-from tests.factories import PAST, webhook
+from tests.factories import JSON_TYPE, PAST, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 MINUTE = 60_000
@@ -21,7 +21,9 @@ MINUTE = 60_000
 
 def deliver(client: Client | httpx.Client, *bodies: dict[str, Any]) -> None:
     for body in bodies:
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+        answer = client.post(
+            "/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False), headers=JSON_TYPE
+        )
         assert answer.status_code in (200, 202), answer.text
 
 

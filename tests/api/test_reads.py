@@ -7,7 +7,7 @@ import pytest
 from litestar.testing import TestClient
 
 from tests.api.conftest import rebuilt
-from tests.factories import PAST, handoff, now_ms, opened, reply, samples, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, now_ms, opened, reply, samples, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 MINUTE = 60_000
@@ -16,7 +16,9 @@ MINUTE = 60_000
 def deliver(client: Client, *bodies: dict[str, Any]) -> list[int]:
     positions = []
     for body in bodies:
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+        answer = client.post(
+            "/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False), headers=JSON_TYPE
+        )
         assert answer.status_code in (200, 202), answer.text
         positions.append(answer.json()["position"])
     return positions
@@ -259,7 +261,7 @@ def test_a_rebuild_leaves_every_answer_as_it_was(client: Client) -> None:
         handoff("c", at=PAST + 2 * MINUTE),
     )
     for body in samples():
-        client.post("/webhooks/fasttrack", content=body)
+        client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     paths = [
         "/chats/c",
         "/chats/c/sessions",
@@ -286,7 +288,13 @@ def test_projections_report_their_position_and_lag(client: Client) -> None:
 def test_health_names_the_database_and_the_log_head(client: Client, database: str) -> None:
     deliver(client, *opened("c"))
     expected = "sqlite" if database.startswith("sqlite") else "postgresql"
-    assert client.get("/health").json() == {"status": "ok", "database": expected, "head": 2}
+    keystore = "sqlite" if database.startswith("sqlite") else "main"  # beside the file
+    assert client.get("/health").json() == {
+        "status": "ok",
+        "database": expected,
+        "keystore": keystore,
+        "head": 2,
+    }
 
 
 def test_the_openapi_schema_lists_every_route(client: Client) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from cdp import credentials
 from tests.conftest import Server
-from tests.factories import webhook
+from tests.factories import JSON_TYPE, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 PHONE = "+7 999 123-45-67"
@@ -28,7 +28,9 @@ def test_each_request_is_one_line_with_its_path_and_never_its_query_string(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="cdp.requests"):
         client.get("/profiles", params={"phone": PHONE})
-        client.post("/webhooks/fasttrack", params={"token": "s3cret"}, content=b"{}")
+        client.post(
+            "/webhooks/fasttrack", params={"token": "s3cret"}, content=b"{}", headers=JSON_TYPE
+        )
         client.get("/no/such/route")
     lines = [record for record in caplog.records if record.name == "cdp.requests"]
     assert [line.fields["path"] for line in lines] == [  # type: ignore[attr-defined]

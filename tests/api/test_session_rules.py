@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 
 from cdp.api import create_app
 from cdp.settings import Settings
-from tests.factories import PAST, handoff, opened, reply, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, opened, reply, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 Bodies = Callable[[str], list[dict[str, Any]]]
@@ -30,7 +30,9 @@ EDGES = {"1ms-less": -1, "exactly": 0, "1ms-more": 1}
 
 def deliver(client: Client, *bodies: dict[str, Any]) -> None:
     for body in bodies:
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False))
+        answer = client.post(
+            "/webhooks/fasttrack", content=json.dumps(body, ensure_ascii=False), headers=JSON_TYPE
+        )
         assert answer.status_code == 202, answer.text
 
 

@@ -17,7 +17,7 @@ from cdp.models import events, rejected
 from cdp.projectors import registry
 from cdp.settings import Settings
 from cdp.webhook import Foreign
-from tests.factories import PAST, checked, handoff, opened, webhook
+from tests.factories import JSON_TYPE, PAST, checked, handoff, opened, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 PHONE = "+79161234567"
@@ -35,6 +35,7 @@ class Two:
             f"/webhooks/fasttrack/{source}",
             params={"token": self.secrets[source]},
             content=json.dumps(body),
+            headers=JSON_TYPE,
         )
 
 

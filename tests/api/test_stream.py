@@ -28,7 +28,7 @@ from tests.api import test_outages
 from tests.api.conftest import rebuilt
 from tests.api.test_metrics import scraped
 from tests.conftest import Server
-from tests.factories import PAST, webhook
+from tests.factories import JSON_TYPE, PAST, webhook
 
 # A quiet stream says so every second: every wait below sees a message at least that often.
 QUIET = {"CDP_STREAM_HEARTBEAT": "1"}
@@ -127,7 +127,10 @@ def post(
         for body in bodies:
             for _ in range(PATIENCE * 10):
                 answer = client.post(
-                    f"/webhooks/fasttrack/{source}", params=query, content=json.dumps(body)
+                    f"/webhooks/fasttrack/{source}",
+                    params=query,
+                    content=json.dumps(body),
+                    headers=JSON_TYPE,
                 )
                 if answer.status_code != 503:
                     break
@@ -171,7 +174,11 @@ def test_a_stream_sends_the_log_in_order_then_each_event_as_it_is_logged(
     logged = post(url, *messages_in("c1", 0, 5), *messages_in("c2", 5, 4))
     # A body as received, line breaks and all: its message spans several data lines.
     pretty = json.dumps(messages_in("c2", 9, 1)[0], indent=2).replace("\n", "\r\n")
-    logged.append(httpx.post(f"{url}/webhooks/fasttrack", content=pretty).json()["position"])
+    logged.append(
+        httpx.post(f"{url}/webhooks/fasttrack", content=pretty, headers=JSON_TYPE).json()[
+            "position"
+        ]
+    )
     reader = Reader(url)
 
     more = partial(post, url, *messages_in("c1", 10, 3))  # once the reader has the first ten

@@ -12,7 +12,7 @@ from cdp.models import checkpoints, waits
 from cdp.settings import Settings
 from cdp.times import iso, utc
 from tests.api.conftest import settled
-from tests.factories import PAST, handoff, opened, reply, webhook
+from tests.factories import JSON_TYPE, PAST, handoff, opened, reply, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 SECOND, MINUTE = 1000, 60_000
@@ -43,7 +43,7 @@ def bands(*answered: int) -> list[dict[str, Any]]:
 
 def deliver(client: Client, bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
-        answer = client.post("/webhooks/fasttrack", content=json.dumps(body))
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
         assert answer.status_code in (200, 202), answer.text
 
 

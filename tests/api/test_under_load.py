@@ -16,7 +16,7 @@ from cdp.keystore import MAIN
 from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.api.conftest import Server
-from tests.factories import PAST, checked, now_ms, webhook
+from tests.factories import JSON_TYPE, PAST, checked, now_ms, webhook
 
 READS = 100
 
@@ -50,7 +50,9 @@ async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list
             health.append(time.perf_counter() - started)
             body = webhook("message_created", chat="probe", at=now_ms(), message=f"probe {n}")
             started = time.perf_counter()
-            answer = await client.post("/webhooks/fasttrack", content=json.dumps(body), timeout=5)
+            answer = await client.post(
+                "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE, timeout=5
+            )
             assert answer.status_code == 202, answer.text
             posts.append(time.perf_counter() - started)
             n += 1

@@ -11,14 +11,14 @@ from cdp import log
 from cdp.keystore import Keystore
 from cdp.projectors import keys
 from cdp.settings import Settings
-from tests.factories import PAST, samples, webhook
+from tests.factories import JSON_TYPE, PAST, samples, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
 
 def post(client: Client, body: Any) -> Any:
     content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False)
-    return client.post("/webhooks/fasttrack", content=content)
+    return client.post("/webhooks/fasttrack", content=content, headers=JSON_TYPE)
 
 
 def head(client: Client) -> int:

@@ -14,7 +14,7 @@ from cdp.db import make_engine
 from cdp.models import events
 from cdp.settings import Settings
 from tests.api.conftest import rebuilt
-from tests.factories import PAST, webhook
+from tests.factories import JSON_TYPE, PAST, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -66,6 +66,7 @@ def odd_log(client: Client, engine: Engine) -> Client:
     answer = client.post(
         "/webhooks/fasttrack",
         content=json.dumps(webhook("session_updated", chat="c", team=1, at=PAST + 100)),
+        headers=JSON_TYPE,
     )
     assert answer.status_code == 202, answer.text
     return client
@@ -132,7 +133,7 @@ def test_odd_columns_break_no_read_no_webhook_and_no_rebuild(
     with engine.begin() as connection:
         connection.execute(insert(events), [row])
     good = json.dumps(webhook("session_updated", chat="c", team=1, at=PAST + 5))
-    assert client.post("/webhooks/fasttrack", content=good).status_code == 202
+    assert client.post("/webhooks/fasttrack", content=good, headers=JSON_TYPE).status_code == 202
     for path in ("/events", "/events/1", "/chats/c", "/chats/c/timeline", "/profiles/p"):
         assert client.get(path).status_code in (200, 404), path
     rebuilt(client)

@@ -22,7 +22,7 @@ from cdp.models import checkpoints, teams, waits
 from cdp.settings import Settings
 from tests.cli.test_commands import cdp
 from tests.conftest import Server, empty
-from tests.factories import checked
+from tests.factories import JSON_TYPE, checked
 
 WORKERS, CLIENTS = 4, 8
 
@@ -46,7 +46,7 @@ def test_four_workers_and_eight_clients_lose_nothing_and_store_nothing_twice(
                     body = next(turn, None)
                 if body is None:
                     return
-                answer = client.post("/webhooks/fasttrack", content=body)
+                answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
                 with guard:
                     answers.append((body, answer.status_code, answer.json()))
 
@@ -128,7 +128,9 @@ def test_under_load_four_workers_rebuild_every_projection_and_add_team_statistic
             while not done.is_set():
                 with guard:
                     body = next(fresh).body
-                status = client.post("/webhooks/fasttrack", content=body).status_code
+                status = client.post(
+                    "/webhooks/fasttrack", content=body, headers=JSON_TYPE
+                ).status_code
                 with guard:
                     statuses.append(status)
                     if status == 202:

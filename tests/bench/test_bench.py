@@ -113,6 +113,12 @@ def test_a_tiny_bench_prints_and_writes_every_figure_of_a_group_beside_its_basel
         if figure["baseline"] is not None:
             assert figure["ratio"] == pytest.approx(figure["value"] / figure["baseline"]), name
             assert name in result.output
+    heading = next(line for line in result.output.splitlines() if line.startswith("figure "))
+    assert heading.split()[-4:] == ["baseline", "ratio", "unit,", "baseline"]
+    unit_column = heading.index("unit,")
+    for name, figure in figures.items():  # the last column: the unit, and what it is beside
+        row = next(line for line in result.output.splitlines() if line.startswith(name + " "))
+        assert row[unit_column:].startswith(figure["unit"]), row
     measured = {"import": "cdp import", "http": "HTTP ingest"}.get(group)
     if measured:  # the figures a reader looks at first are never without their baseline
         assert figures[measured]["baseline"] is not None

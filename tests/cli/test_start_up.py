@@ -1,0 +1,123 @@
+"""A start that tells the truth: `cdp serve`, `cdp migrate` and `cdp status` check the
+keystore as they check the database, and say which one they cannot reach; /health reports
+the keystore; the log names each database; a metrics directory loses only metrics files."""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy.engine import make_url
+
+from cdp.api import create_app
+from cdp.settings import Settings
+from tests.cli.test_commands import cdp
+from tests.conftest import Server
+
+# A PostgreSQL server nobody listens for: refused at once, with no wait for a timeout.
+UNREACHABLE = "postgresql+psycopg://cdp_keys:s3cret-word@127.0.0.1:1/cdp_keys"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["status"], ["import", "-"]])
+def test_a_keystore_that_cannot_be_reached_stops_the_command_naming_it(
+    database: str, command: list[str]
+) -> None:
+    result = cdp(database, *command, stdin="", CDP_KEYSTORE_URL=UNREACHABLE)
+    assert result.exit_code == 1, result.output
+    assert "cannot use the keystore postgresql+psycopg://cdp_keys:***@127.0.0.1:1/cdp_keys" in (
+        result.output
+    )
+    assert "(CDP_KEYSTORE_URL)" in result.output
+    assert "s3cret-word" not in result.output
+
+
+def test_a_keystore_in_a_directory_that_is_not_there_is_named(
+    database: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "gone" / "keys.db"
+    result = cdp(database, "status", CDP_KEYSTORE_URL=f"sqlite:///{keys}")
+    assert result.exit_code == 1
+    assert f"cannot use the keystore sqlite:///{keys}: there is no directory" in result.output
+
+
+def test_status_names_the_database_and_where_the_keys_are(database: str, tmp_path: Path) -> None:
+    shown = make_url(database).render_as_string(hide_password=True)
+    result = cdp(database, "status")
+    assert result.exit_code == 0, result.output
+    assert f"database: {shown}\n" in result.output
+    if database.startswith("sqlite"):  # a keystore beside the file, made with the first key
+        assert "keys in: sqlite:///" in result.output
+    else:
+        assert "keys in: the main database\n" in result.output
+    keys = tmp_path / "keys.db"
+    keys.touch()
+    result = cdp(database, "status", CDP_KEYSTORE_URL=f"sqlite:///{keys}")
+    assert f"keys in: sqlite:///{keys}\n" in result.output
+
+
+def test_health_answers_503_and_the_log_names_a_keystore_that_cannot_be_reached(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = Settings(database_url=database, keystore_url=UNREACHABLE)
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/health")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json()["detail"].startswith("the keystore cannot be reached")
+    assert "127.0.0.1" not in answer.text  # the answer is open to anyone: no host in it
+    named = [r.getMessage() for r in caplog.records if "the keystore" in r.getMessage()]
+    assert any(
+        "the keystore postgresql+psycopg://cdp_keys:***@127.0.0.1:1/cdp_keys cannot be reached"
+        in message
+        for message in named
+    ), named
+    assert all("s3cret-word" not in record.getMessage() for record in caplog.records)
+
+
+def test_serve_logs_each_database_by_name(
+    database: str, tmp_path: Path, serve_on: Callable[..., Server]
+) -> None:
+    keys = tmp_path / "keys.db"
+    served = serve_on(database, CDP_KEYSTORE_URL=f"sqlite:///{keys}")
+    assert httpx.get(f"{served.url}/health").json()["keystore"] == "sqlite"
+    shown = make_url(database).render_as_string(hide_password=True)
+    assert f"database: {shown}; keys in sqlite:///{keys}" in served.log.read_text()
+
+
+def test_workers_remove_only_the_metrics_files_of_an_earlier_run(
+    postgres_url: str, tmp_path: Path, serve_on: Callable[..., Server]
+) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    kept = {"notes.txt": b"not ours", "counter.txt": b"not ours either"}
+    for name, content in kept.items():
+        (directory / name).write_bytes(content)
+    for left in ("counter_4242.db", "gauge_livesum_4242.db", "histogram_4242.db"):
+        (directory / left).write_bytes(b"\0" * 16)
+    served = serve_on(postgres_url, "--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    for name, content in kept.items():
+        assert (directory / name).read_bytes() == content
+    assert not list(directory.glob("*_4242.db"))
+    assert httpx.get(f"{served.url}/metrics").status_code == 200
+    # The workers bound their connections as one process does.
+    big = httpx.get(f"{served.url}/health", headers={"X-Pad": "a" * 20_000})
+    assert big.status_code == 431
+
+
+def test_a_metrics_directory_holding_another_database_is_refused_and_left_whole(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    keystore = directory / "cdp-keys.db"
+    keystore.write_bytes(b"SQLite format 3\0 and the keys")
+    for workers in ("1", "2"):
+        result = cdp(
+            postgres_url, "serve", "--workers", workers, PROMETHEUS_MULTIPROC_DIR=str(directory)
+        )
+        assert result.exit_code == 2, result.output
+        assert "holds cdp-keys.db, which prometheus_client did not make" in result.output
+        assert keystore.read_bytes() == b"SQLite format 3\0 and the keys"
