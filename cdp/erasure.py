@@ -51,8 +51,8 @@ STEP_EVENTS = 1_000
 STEP_CHATS = 200
 # Chats an erasure lists as pending a transaction (see _list).
 LIST_AT_ONCE = 10_000
-# Buckets of keys wrapped anew a transaction (see rotate): a thousandth of the keys each.
-ROTATE_AT_ONCE = 8
+# Keys wrapped anew under their bucket's next generation a transaction (see rotate).
+ROTATE_KEYS = 1_000
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]
@@ -156,19 +156,19 @@ def _finish(
 
 def rotate(engine: Engine, keystore: Keystore, between: Between | None = None) -> int:
     """Move every bucket an erasure destroyed a key of to its next key-encryption key (see
-    cdp.keystore): a few buckets a transaction under the append lock, each last KEK
-    overwritten in the key file once its transaction commits; then a keystore of its own
-    on SQLite empties its write-ahead log. How many buckets moved. An erasure returns
-    only after this; one stopped before it is finished by the next start or attempt."""
+    Keystore.rotate): a step of at most ROTATE_KEYS keys a transaction under the
+    append lock, and once every key of a bucket is wrapped anew, its last KEK overwritten
+    in the key file; then a keystore of its own on SQLite empties its write-ahead log.
+    How many buckets moved. An erasure returns only after this; one stopped before it is
+    finished by the next start or attempt."""
     moved = 0
     while True:
         with db.writing(engine) as connection:
             log.lock(connection)
-            buckets = keystore.stale(connection)[:ROTATE_AT_ONCE]
-            generations = keystore.rotate(connection, buckets)
-        keystore.advance(engine, generations)
-        moved += len(generations)
-        if len(buckets) < ROTATE_AT_ONCE:
+            step = keystore.rotate(connection, ROTATE_KEYS)
+        keystore.advance(engine, step.done)
+        moved += len(step.done)
+        if not step.more:
             break
         if between is not None:
             between()

@@ -239,9 +239,7 @@ class KeyFile:
                 f"{self.path} is not a cdp key file ({len(data)} bytes, not {SIZE}): "
                 "is CDP_KEY_FILE the file of this store?"
             )
-        return [
-            _ENTRY.unpack_from(data, len(MAGIC) + bucket * _ENTRY.size) for bucket in range(BUCKETS)
-        ]
+        return list(_ENTRY.iter_unpack(data[len(MAGIC) :]))
 
 
 def _offset(bucket: int) -> int:

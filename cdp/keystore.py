@@ -30,6 +30,7 @@ from typing import Any, Final, NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Connection,
@@ -150,8 +151,9 @@ class Keystore:
             with db.writing(self.engine) as connection:
                 if inspect(connection).has_table(keys.name):
                     columns = {c["name"] for c in inspect(connection).get_columns(keys.name)}
-                    if "bucket" not in columns:
-                        connection.execute(text("ALTER TABLE keys ADD COLUMN bucket INTEGER"))
+                    for column, kind in (("bucket", "INTEGER"), ("generation", "BIGINT")):
+                        if column not in columns:
+                            connection.execute(text(f"ALTER TABLE keys ADD COLUMN {column} {kind}"))
                 for table in TABLES:
                     table.create(connection, checkfirst=True)
                 for index in keys.indexes:
@@ -174,13 +176,20 @@ class Keystore:
         with self.connect(main) as connection:
             rows = _MATERIALS.rows(connection, {"ids": list(ids)})
         file = self.key_file(main)
-        found, behind = _opened(file, rows)
+        found, behind, ahead = _opened(file, rows)
         if behind:  # read before an erasure moved their buckets on: read them again, anew
             with self._fresh(main) as connection:
                 again = _MATERIALS.rows(connection, {"ids": behind})
-            opened, still = _opened(file, again)
+            opened, still, later = _opened(file, again)
             found.update(opened)
             found.update({key_id: b"" for key_id in still})  # the keystore is behind the file
+            ahead |= later
+        if ahead:  # moved on by a process whose copy of the key file this one is not
+            with self._fresh(main) as connection:
+                wrapped = _GENERATIONS.rows(connection, {"buckets": sorted(ahead)})
+            for row in wrapped:
+                if file.generation(row["bucket"]) < row["wrapped"]:
+                    file.advance(row["bucket"], row["wrapped"])
         return found
 
     @contextmanager
@@ -236,6 +245,7 @@ class Keystore:
                             "material": keyfile.wrap(kek, bucket, generation, key.id, key.material),
                             "created_at": created,
                             "bucket": bucket,
+                            "generation": generation,
                         }
                     )
                 _ADD.run(connection, rows)
@@ -286,15 +296,15 @@ class Keystore:
     def check(self, main: Connection) -> None:
         """Refuse a key file that unwraps none of the first keys of the keystore (the file
         of another store, or a new one beside a database restored elsewhere); and bring
-        the file to the generations the keystore records (a process stopped between an
-        erasure's commit and its write to the file)."""
+        the file to the generation every key of each bucket is wrapped under (a process
+        stopped between an erasure's commit and its write to the file)."""
         file = self.key_file(main)
         with self.connect(main) as connection:
             first = connection.execute(
                 select(keys.c.id, keys.c.material).order_by(keys.c.id).limit(_CHECKED)
             ).all()
             recorded = connection.execute(select(key_buckets)).all()
-        found, _ = _opened(file, [dict(row._mapping) for row in first])
+        found, _, _ = _opened(file, [dict(row._mapping) for row in first])
         if found and not any(found.values()):  # keys wrapped under a generation the file is
             # past are no sign of another file: a keystore restored from before an erasure
             raise KeyFileMismatch(
@@ -303,46 +313,72 @@ class Keystore:
                 "this store, the one every process of it uses"
             )
         for row in recorded:
-            if file.generation(row.bucket) < row.generation:
-                file.advance(row.bucket, row.generation)
+            if file.generation(row.bucket) < row.wrapped:
+                file.advance(row.bucket, row.wrapped)
 
     def stale(self, main: Connection) -> list[int]:
-        """The buckets an erasure destroyed a key of since they last moved on."""
+        """The buckets an erasure destroyed a key of since their generation began, and
+        those with keys still wrapped under an earlier one: what rotate() has to do."""
         with self.connect(main) as connection:
-            query = select(key_buckets.c.bucket).where(key_buckets.c.stale)
+            query = select(key_buckets.c.bucket).where(
+                key_buckets.c.stale | (key_buckets.c.wrapped < key_buckets.c.generation)
+            )
             return sorted(connection.scalars(query.order_by(key_buckets.c.bucket)))
 
-    def rotate(self, main: Connection, buckets: Collection[int]) -> list[tuple[int, int]]:
-        """Under the append lock: wrap every key of `buckets` anew under each bucket's next
-        generation. The generations to bring the key file to (see advance) once the main
-        database commits: until then the last ones still open the keys, after it only the
-        new ones."""
+    def rotate(self, main: Connection, keys_at_once: int) -> "Rotated":
+        """Under the append lock: a step of moving each bucket an erasure destroyed a key of
+        to its next generation. The generation of each such bucket moves on at once (keys
+        made from then on are wrapped under it); then up to `keys_at_once` keys wrapped
+        under an earlier one are wrapped anew under their bucket's. A step holds the lock
+        for a bounded time however many keys the store has; the KEK of the last generation
+        stays in the key file (it still opens the keys not wrapped anew yet) until every
+        key of its bucket is, and the Rotated says which buckets those are."""
         file = self.key_file(main)
-        moved = []
         with self.connect(main, write=True) as connection:
-            generations = _current(connection, file, set(buckets))
-            for bucket in sorted(buckets):
-                old = generations[bucket]
-                kek = file.kek(bucket, old)
-                assert kek is not None
-                new_kek = keyfile.step(kek)
-                aead = AESGCM(kek)
+            connection.execute(
+                update(key_buckets)
+                .where(key_buckets.c.stale)
+                .values(generation=key_buckets.c.generation + 1, stale=False)
+            )
+            behind = connection.execute(
+                select(key_buckets.c.bucket, key_buckets.c.generation)
+                .where(key_buckets.c.wrapped < key_buckets.c.generation)
+                .order_by(key_buckets.c.bucket)
+            ).all()
+            done, left = [], keys_at_once
+            for bucket, generation in behind:
+                if left == 0:
+                    break
+                kek = file.kek(bucket, generation)
+                assert kek is not None  # the file is never past a bucket's `wrapped`
+                rows = connection.execute(
+                    _BEHIND, {"bucket": bucket, "generation": generation, "n": left}
+                ).all()
                 changed = []
-                for row in _OF_BUCKET.rows(connection, {"bucket": bucket}):
-                    material = _unwrap(aead, bucket, old, row["id"], row["material"])
-                    if material is None:  # lost already (see KeyFileMismatch): left as it is
-                        continue
-                    wrapped = keyfile.wrap(new_kek, bucket, old + 1, row["id"], material)
-                    changed.append({"key": row["id"], "material": wrapped})
+                for row in rows:
+                    old = file.kek(bucket, row.generation)
+                    material = None
+                    if old is not None:
+                        material = _unwrap(
+                            AESGCM(old), bucket, row.generation, row.id, row.material
+                        )
+                    # One that does not unwrap is lost already (see KeyFileMismatch): it
+                    # stays as it is, counted as wrapped anew so that no step takes it again.
+                    wrapped = row.material
+                    if material is not None:
+                        wrapped = keyfile.wrap(kek, bucket, generation, row.id, material)
+                    changed.append({"key": row.id, "material": wrapped, "to": generation})
                 _REWRAP.run(connection, changed)
-                db.upsert(
-                    connection,
-                    key_buckets,
-                    [{"bucket": bucket, "generation": old + 1, "stale": False}],
-                    key=["bucket"],
-                )
-                moved.append((bucket, old + 1))
-        return moved
+                left -= len(rows)
+                if left > 0:  # none of the bucket's keys is behind any more
+                    connection.execute(
+                        update(key_buckets)
+                        .where(key_buckets.c.bucket == bucket)
+                        .values(wrapped=generation)
+                    )
+                    done.append((bucket, generation))
+            more = left == 0 and bool(behind)
+        return Rotated(done, more)
 
     def advance(self, main: Connection | Engine, moved: Iterable[tuple[int, int]]) -> None:
         """Bring the key file to the generations rotate() moved the buckets to, once
@@ -426,10 +462,14 @@ class Keystore:
         return sum(len(rows) for rows in found.values())
 
 
-def _opened(file: KeyFile, rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, bytes], list[str]]:
+def _opened(
+    file: KeyFile, rows: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, bytes], list[str], set[int]]:
     """The material of each of `rows` (id, material) unwrapped (b"" for one that does not
-    unwrap); and the ids of those wrapped under a generation the key file is past."""
-    found, behind = {}, []
+    unwrap); the ids of those wrapped under a generation the key file is past; and the
+    buckets of those wrapped under a later generation than the file holds (wrapped anew
+    by a process whose copy of the file this one is not: see Keystore.materials)."""
+    found, behind, ahead = {}, [], set()
     for row in rows:
         head = keyfile.header(row["material"])
         if head is None:
@@ -442,8 +482,8 @@ def _opened(file: KeyFile, rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str,
         material = keyfile.unwrap(aead, row["id"], row["material"])
         found[row["id"]] = b"" if material is None else material
         if material is not None and file.generation(head[0]) < head[1]:
-            file.advance(*head)  # moved on by a process whose key file this one is not
-    return found, behind
+            ahead.add(head[0])
+    return found, behind, ahead
 
 
 def _unwrap(
@@ -473,36 +513,48 @@ def _unwrapped(file: KeyFile, subject: str, key: Key) -> bytes | None:
 
 
 def _current(connection: Connection, file: KeyFile, buckets: Collection[int]) -> dict[int, int]:
-    """Under the append lock: the generation each of `buckets` wraps keys under now, the
-    key file brought to it: the later of the keystore's and the file's. (The file is ahead
-    only of a keystore restored from an older backup, or emptied.)"""
+    """Under the append lock: the generation each of `buckets` wraps keys under now: the
+    later of the keystore's and the file's (the file is ahead only of a keystore restored
+    from an older backup, or emptied). The key file is brought to the generation every key
+    of the bucket is wrapped under, no further: it must still open the others."""
     if not buckets:
         return {}
     held = {
-        row["bucket"]: row["generation"]
+        row["bucket"]: (row["generation"], row["wrapped"])
         for row in _GENERATIONS.rows(connection, {"buckets": sorted(buckets)})
     }
     on_file = file.generations()
     current, rows = {}, []
     for bucket in buckets:
-        recorded = held.get(bucket)
+        recorded, wrapped = held.get(bucket, (None, None))
         generation = max(on_file[bucket], recorded if recorded is not None else 0)
         if recorded is None or recorded < generation:
-            rows.append({"bucket": bucket, "generation": generation, "stale": False})
-        if on_file[bucket] < generation:
-            file.advance(bucket, generation)
+            rows.append(
+                {"bucket": bucket, "generation": generation, "wrapped": generation, "stale": False}
+            )
+        elif wrapped is not None and on_file[bucket] < wrapped:
+            file.advance(bucket, wrapped)
         current[bucket] = generation
-    db.upsert(connection, key_buckets, rows, key=["bucket"], greatest=["generation", "stale"])
+    db.upsert(
+        connection, key_buckets, rows, key=["bucket"], greatest=["generation", "wrapped", "stale"]
+    )
     return current
 
 
 def _mark_stale(connection: Connection, file: KeyFile, buckets: Collection[int]) -> None:
     """Record that an erasure destroyed a key of each of `buckets`: see Keystore.rotate."""
     rows = [
-        {"bucket": bucket, "generation": file.generation(bucket), "stale": True}
+        {
+            "bucket": bucket,
+            "generation": file.generation(bucket),
+            "wrapped": file.generation(bucket),
+            "stale": True,
+        }
         for bucket in sorted(buckets)
     ]
-    db.upsert(connection, key_buckets, rows, key=["bucket"], greatest=["generation", "stale"])
+    db.upsert(
+        connection, key_buckets, rows, key=["bucket"], greatest=["generation", "wrapped", "stale"]
+    )
 
 
 def _held(main: Connection) -> dict[Table, list[dict[str, Any]]]:
@@ -529,7 +581,7 @@ def _rewrapped(
     bucket = keyfile.bucket_of(row["subject"])
     generation = generations[bucket]
     if head == (bucket, generation):
-        return {**row, "bucket": bucket}
+        return {**row, "bucket": bucket, "generation": generation}
     kek = file.kek(bucket, generation)
     if head is None:  # bare: as an older version stored it
         material = row["material"] if len(row["material"]) == personal.KEY_BYTES else None
@@ -537,9 +589,9 @@ def _rewrapped(
         aead = file.aead(*head)
         material = None if aead is None else keyfile.unwrap(aead, row["id"], row["material"])
     if material is None or kek is None:
-        return {**row, "bucket": bucket}
+        return {**row, "bucket": bucket, "generation": generation}
     wrapped = keyfile.wrap(kek, bucket, generation, row["id"], material)
-    return {**row, "bucket": bucket, "material": wrapped}
+    return {**row, "bucket": bucket, "generation": generation, "material": wrapped}
 
 
 def _wrap_bare(connection: Connection, file: KeyFile) -> int:
@@ -557,19 +609,30 @@ def _wrap_bare(connection: Connection, file: KeyFile) -> int:
         assert kek is not None
         wrapped = keyfile.wrap(kek, bucket, generations[bucket], row.id, row.material)
         connection.execute(
-            update(keys).where(keys.c.id == row.id).values(material=wrapped, bucket=bucket)
+            update(keys)
+            .where(keys.c.id == row.id)
+            .values(material=wrapped, bucket=bucket, generation=generations[bucket])
         )
     return len(bare)
 
 
-_OF_BUCKET: Final = db.Prepared(
-    select(keys.c.id, keys.c.material).where(keys.c.bucket == bindparam("bucket", type_=Integer))
+# The keys of a bucket wrapped under an earlier generation than its own, `n` at most.
+_BEHIND: Final = (
+    select(keys.c.id, keys.c.generation, keys.c.material)
+    .where(
+        keys.c.bucket == bindparam("bucket", type_=Integer),
+        keys.c.generation < bindparam("generation", type_=BigInteger),
+    )
+    .limit(bindparam("n", type_=Integer))
 )
 _REWRAP: Final = db.Prepared(
-    update(keys).where(keys.c.id == bindparam("key")).values(material=bindparam("material"))
+    update(keys)
+    .where(keys.c.id == bindparam("key"))
+    .values(material=bindparam("material"), generation=bindparam("to"))
 )
+
 _GENERATIONS: Final = db.Prepared(
-    select(key_buckets.c.bucket, key_buckets.c.generation).where(
+    select(key_buckets.c.bucket, key_buckets.c.generation, key_buckets.c.wrapped).where(
         db.among(key_buckets.c.bucket, "buckets")
     )
 )
@@ -578,6 +641,15 @@ _GENERATIONS: Final = db.Prepared(
 _MATERIALS: Final = db.Prepared(
     select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
 )
+
+
+class Rotated(NamedTuple):
+    """What a step of Keystore.rotate did: the buckets whose every key it has wrapped under
+    their generation, each with it (the key file is brought to those once committed: see
+    advance); and whether keys are left for another step."""
+
+    done: list[tuple[int, int]]
+    more: bool
 
 
 class Known(NamedTuple):

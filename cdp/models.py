@@ -150,23 +150,30 @@ class KeyRow(Base):
     """
 
     __tablename__ = "keys"
+    # The keys of a bucket still wrapped under an earlier generation than its own.
+    __table_args__ = (Index("ix_keys_bucket_generation", "bucket", "generation"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     subject: Mapped[str] = mapped_column(String(210), unique=True)
     material: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[int] = mapped_column(BigInteger)
-    bucket: Mapped[int] = mapped_column(Integer, index=True)
+    bucket: Mapped[int] = mapped_column(Integer)
+    # The generation of the bucket's key-encryption key the material is wrapped under.
+    generation: Mapped[int] = mapped_column(BigInteger)
 
 
 class KeyBucketRow(Base):
-    """The generation of each bucket's key-encryption key that its keys are wrapped under
-    (see cdp.keyfile), and whether an erasure destroyed a key of it since: then its keys
-    are wrapped anew under the next generation, and the last one is overwritten."""
+    """Each bucket's key-encryption key (see cdp.keyfile): the generation that new keys are
+    wrapped under; the one every key of it is wrapped under at least (`wrapped`: the key
+    file may be brought to it, no further); and whether an erasure destroyed a key of it
+    since its generation began (`stale`): then the generation moves on, every key is
+    wrapped anew under it, a step at a time, and only then is the last one overwritten."""
 
     __tablename__ = "key_buckets"
 
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger)
+    wrapped: Mapped[int] = mapped_column(BigInteger)
     stale: Mapped[bool] = mapped_column(Boolean)
 
 

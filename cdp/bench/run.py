@@ -326,7 +326,8 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     started = time.perf_counter()
     with source.connect() as reading, target.begin() as writing:
         with keystore.connect(reading) as keys:
-            materials = dict(keys.execute(select(models.keys.c.id, models.keys.c.material)).all())
+            ids = list(keys.scalars(select(models.keys.c.id)))
+        materials = keystore.materials(reading, ids)  # unwrapped: see cdp.keyfile
         batch: list[dict[str, Any]] = []
         for row in reading.execute(query.execution_options(yield_per=2000)):
             body, _ = log.body(row, materials)

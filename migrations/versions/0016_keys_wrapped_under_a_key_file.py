@@ -1,7 +1,7 @@
 """Keys wrapped under a key file: no key that seals personal data stays in the database as
 it is. Each key gets its bucket, and its material is wrapped (AES-GCM) under the key-
 encryption key of that bucket's generation in the key file (CDP_KEY_FILE), which is made
-if there is none; `key_buckets` records each bucket's generation.
+if there is none, and its generation; `key_buckets` records each bucket's generation.
 
 What this needs of cdp's key file and wrapping is copied here, as they are at this
 revision: a later cdp may change its own. Run it with `cdp migrate` (which passes the key
@@ -49,11 +49,13 @@ _KEYS = sa.table(
     sa.column("subject", sa.String),
     sa.column("material", sa.LargeBinary),
     sa.column("bucket", sa.Integer),
+    sa.column("generation", sa.BigInteger),
 )
 _KEY_BUCKETS = sa.table(
     "key_buckets",
     sa.column("bucket", sa.Integer),
     sa.column("generation", sa.BigInteger),
+    sa.column("wrapped", sa.BigInteger),
     sa.column("stale", sa.Boolean),
 )
 
@@ -63,11 +65,13 @@ def upgrade() -> None:
         "key_buckets",
         sa.Column("bucket", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.Column("wrapped", sa.BigInteger(), nullable=False),
         sa.Column("stale", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("bucket", name=op.f("pk_key_buckets")),
     )
     with op.batch_alter_table("keys") as batch:
         batch.add_column(sa.Column("bucket", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("generation", sa.BigInteger(), nullable=True))
     connection = op.get_bind()
     rows = connection.execute(sa.select(_KEYS.c.id, _KEYS.c.subject, _KEYS.c.material)).all()
     if rows:
@@ -81,16 +85,22 @@ def upgrade() -> None:
                 sa.update(_KEYS)
                 .where(_KEYS.c.id == row.id)
                 .values(
-                    bucket=bucket, material=_wrap(kek, bucket, generation, row.id, row.material)
+                    bucket=bucket,
+                    generation=generation,
+                    material=_wrap(kek, bucket, generation, row.id, row.material),
                 )
             )
         connection.execute(
             sa.insert(_KEY_BUCKETS),
-            [{"bucket": b, "generation": g, "stale": False} for b, g in sorted(used.items())],
+            [
+                {"bucket": b, "generation": g, "wrapped": g, "stale": False}
+                for b, g in sorted(used.items())
+            ],
         )
     with op.batch_alter_table("keys") as batch:
         batch.alter_column("bucket", existing_type=sa.Integer(), nullable=False)
-        batch.create_index("ix_keys_bucket", ["bucket"])
+        batch.alter_column("generation", existing_type=sa.BigInteger(), nullable=False)
+        batch.create_index("ix_keys_bucket_generation", ["bucket", "generation"])
 
 
 def downgrade() -> None:
@@ -109,7 +119,8 @@ def downgrade() -> None:
                 sa.update(_KEYS).where(_KEYS.c.id == row.id).values(material=material)
             )
     with op.batch_alter_table("keys") as batch:
-        batch.drop_index("ix_keys_bucket")
+        batch.drop_index("ix_keys_bucket_generation")
+        batch.drop_column("generation")
         batch.drop_column("bucket")
     op.drop_table("key_buckets")
 

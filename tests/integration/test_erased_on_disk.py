@@ -189,7 +189,7 @@ def _postgres_files(
             connection.execute(text("CHECKPOINT"))
             relations = [
                 (table, _read(connection, path))
-                for table in ("keys", "key_buckets", "ix_keys_bucket", "pk_keys")
+                for table in ("keys", "key_buckets", "ix_keys_bucket_generation", "pk_keys")
                 if (path := connection.scalar(text(f"SELECT pg_relation_filepath('{table}')")))
             ]
             segments = connection.execute(
@@ -262,7 +262,7 @@ def test_an_erasure_stopped_before_its_key_file_was_written_is_finished_by_the_n
             keystore.destroy(main, PROFILE, [personal.of_chat(CHAT)], 1, suppress=False)
         with db.writing(engine) as main:  # and half of rotate(): never written to the file
             assert keystore.stale(main) == [target.bucket]
-            keystore.rotate(main, [target.bucket])
+            keystore.rotate(main, 1_000)
     finally:
         keystore.dispose()
     path = own.key_path()
@@ -272,6 +272,86 @@ def test_an_erasure_stopped_before_its_key_file_was_written_is_finished_by_the_n
         assert client.get("/events?chat_uuid=other").json()["items"][0]["body"]["payload"]
     assert target.kek not in path.read_bytes()
     assert found_key(target, [("key file", path.read_bytes())]) == []
+
+
+def _same_bucket(subject: str, count: int) -> list[str]:
+    """`count` chat ids whose keys fall in the bucket of `subject`'s."""
+    bucket = keyfile.bucket_of(subject)
+    return [
+        chat
+        for chat in (f"n-{n}" for n in range(1_000_000))
+        if keyfile.bucket_of(personal.of_chat(chat)) == bucket
+    ][:count]
+
+
+def test_a_bucket_is_wrapped_anew_a_few_keys_a_transaction_and_its_kek_overwritten_last(
+    own: Settings, engine: Engine
+) -> None:
+    """The keys of an erased customer's bucket are wrapped anew a bounded number at a time
+    (the append lock is held that long, however many keys the store has). Between two
+    steps every other key of the bucket still opens, whichever generation it is wrapped
+    under, and a webhook takes a key under the new one; the KEK that wrapped the
+    destroyed key leaves the key file only once the last key is wrapped anew."""
+    *neighbours, late_chat = _same_bucket(personal.of_chat(CHAT), 8)
+    late = personal.of_chat(late_chat)
+    bodies = [
+        *_attacked(own),
+        *(webhook("message_created", chat=chat, at=PAST, message=chat) for chat in neighbours),
+    ]
+    with TestClient(create_app(own)) as client:
+        for body in bodies:
+            answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
+            assert answer.status_code == 202
+    target = Target(own, engine)
+    path = own.key_path()
+    assert path is not None
+    keystore = Keystore.at(own.keystore(), key_file=path)
+
+    def neighbours_open() -> dict[str, bool]:
+        with engine.connect() as main, keystore.connect(main) as connection:
+            ids = dict(
+                connection.execute(
+                    select(keys.c.subject, keys.c.id).where(
+                        keys.c.subject.in_([personal.of_chat(chat) for chat in neighbours])
+                    )
+                ).all()
+            )
+            opened = keystore.materials(main, list(ids.values()))
+        return {subject: len(opened[key_id]) == 32 for subject, key_id in ids.items()}
+
+    def made_wrapped(key_id: str) -> bytes:
+        with engine.connect() as main, keystore.connect(main) as connection:
+            return bytes(connection.scalar(select(keys.c.material).where(keys.c.id == key_id)))
+
+    try:
+        with db.writing(engine) as main:
+            keystore.destroy(main, PROFILE, [personal.of_chat(CHAT)], 1, suppress=False)
+        steps = []
+        while True:
+            with db.writing(engine) as main:
+                step = keystore.rotate(main, 3)
+            keystore.advance(engine, step.done)
+            steps.append(step)
+            assert all(neighbours_open().values())
+            if not step.more:
+                break
+            assert target.kek in path.read_bytes()  # some keys still need it
+            if len(steps) == 1:  # a key made between two steps: under the new generation
+                with db.writing(engine) as main:
+                    (made,) = keystore.ring(main, [late], keystore.known(main, [late], [])).values()
+                head = keyfile.header(made_wrapped(made.id))
+                assert head == (target.bucket, keyfile.header(target.wrapped)[1] + 1)
+    finally:
+        keystore.dispose()
+    assert len(steps) >= 3  # 7 keys, 3 a step
+    assert [step.done for step in steps[:-1]] == [[]] * (len(steps) - 1)
+    assert steps[-1].done == [(target.bucket, keyfile.header(target.wrapped)[1] + 1)]
+    assert target.kek not in path.read_bytes()
+    assert found_key(target, [("key file", path.read_bytes())]) == []
+    with TestClient(create_app(own)) as client:
+        for chat in neighbours:
+            items = client.get(f"/events?chat_uuid={chat}").json()["items"]
+            assert [item["body"]["payload"]["message"]["text"] for item in items][:1] == [chat]
 
 
 def test_a_keystore_restored_from_before_an_erasure_loses_its_bucket_but_takes_webhooks(
