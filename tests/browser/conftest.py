@@ -100,8 +100,19 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         accept_downloads=True,
     )
     made.set_default_timeout(10_000)
-    # No internet: whatever a page asks of another host is refused, and fails the test.
+    elsewhere, refused = watched(made)
+    yield made
+    made.close()
+    assert not elsewhere, f"the console asked for resources elsewhere: {elsewhere}"
+    assert not refused, f"the console's own policy refused: {refused}"
+
+
+def watched(context: BrowserContext) -> tuple[list[str], list[str]]:
+    """Keep `context` off the internet: what its pages ask of another host is refused, and
+    listed in the first list; the second lists what a page's Content-Security-Policy
+    refused (a resource of another host, an inline script)."""
     elsewhere: list[str] = []
+    refused: list[str] = []
 
     def local_only(route: Route) -> None:
         if urlsplit(route.request.url).hostname == "127.0.0.1":
@@ -110,19 +121,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
             elsewhere.append(route.request.url)
             route.abort()
 
-    made.route("**/*", local_only)
-    # What the page's policy refused (a resource of another host, an inline script).
-    refused: list[str] = []
-    made.on(
+    context.route("**/*", local_only)
+    context.on(
         "console",
         lambda message: (
             refused.append(message.text) if "Content Security Policy" in message.text else None
         ),
     )
-    yield made
-    made.close()
-    assert not elsewhere, f"the console asked for resources elsewhere: {elsewhere}"
-    assert not refused, f"the console's own policy refused: {refused}"
+    return elsewhere, refused
 
 
 def sign_in(page: Page, console: Console, token: str) -> None:

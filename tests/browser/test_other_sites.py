@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, Route, expect
 
-from tests.browser.conftest import _chromium
+from tests.browser.conftest import _chromium, watched
 from tests.conftest import Server
 from tests.factories import webhook
 
@@ -113,23 +113,7 @@ def test_the_schema_pages_work_under_their_policy(
 ) -> None:
     server = serve_on(database)
     context = browser.new_context()
-    refused: list[str] = []
-    context.on(
-        "console",
-        lambda message: (
-            refused.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    elsewhere: list[str] = []
-
-    def local_only(route: Route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", local_only)
+    elsewhere, refused = watched(context)
     page = context.new_page()
     page.goto(f"{server.url}/schema")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("cdp")

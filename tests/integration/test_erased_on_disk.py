@@ -43,6 +43,12 @@ def _attacked(settings: Settings) -> list[dict[str, object]]:
     ]
 
 
+def _post(client: Client, *bodies: dict[str, object]) -> None:
+    for body in bodies:
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
+        assert answer.status_code == 202, answer.text
+
+
 class Target:
     """What an attacker needs: the erased chat's key, its wrapped form and the KEK that
     wrapped it, as they were before the erasure; and a sealed row to try keys on."""
@@ -120,9 +126,7 @@ def test_an_erased_key_is_nowhere_on_disk_once_the_erasure_returns(
 ) -> None:
     started = datetime.now().astimezone() - timedelta(seconds=1)
     with TestClient(create_app(own)) as client:
-        for body in _attacked(own):
-            answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
-            assert answer.status_code == 202, answer.text
+        _post(client, *_attacked(own))
         target = Target(own, engine)
         before = own.key_path()
         assert before is not None
@@ -131,14 +135,13 @@ def test_an_erased_key_is_nowhere_on_disk_once_the_erasure_returns(
         erased = client.post(f"/profiles/{PROFILE}/erase")
         assert erased.status_code == 200, erased.text
         assert erased.json()["keys_destroyed"] == 1
-        for n in range(OTHERS):
-            body = webhook("message_created", chat=f"other-{n}", at=PAST + n, message=f"hi {n}")
-            assert (
-                client.post(
-                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
-                ).status_code
-                == 202
-            )
+        _post(
+            client,
+            *(
+                webhook("message_created", chat=f"other-{n}", at=PAST + n, message=f"hi {n}")
+                for n in range(OTHERS)
+            ),
+        )
         assert NAME not in json.dumps(client.get(f"/events?chat_uuid={CHAT}").json())
     backend = make_url(own.database_url).get_backend_name()
     if backend == "sqlite":
@@ -215,13 +218,7 @@ def test_a_key_file_of_another_store_is_refused_at_start(
     first says so, naming the file, rather than let webhooks be sealed that no process
     could read. The store's own file still opens them."""
     with TestClient(create_app(own)) as client:
-        for body in _attacked(own):
-            assert (
-                client.post(
-                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
-                ).status_code
-                == 202
-            )
+        _post(client, *_attacked(own))
     other = tmp_path / "other.kek"
     wrong = Keystore.at(own.keystore(), key_file=other)
     right = Keystore.at(own.keystore(), key_file=own.key_path())
@@ -241,20 +238,8 @@ def test_an_erasure_stopped_before_its_key_file_was_written_is_finished_by_the_n
     anew but before overwriting the last KEK in the file: the next start finishes it, and
     the key file no longer holds the KEK that wrapped the destroyed key."""
     with TestClient(create_app(own)) as client:
-        for body in _attacked(own):
-            assert (
-                client.post(
-                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
-                ).status_code
-                == 202
-            )
-        other = webhook("message_created", chat="other", at=PAST, message="hi")
-        assert (
-            client.post(
-                "/webhooks/fasttrack", content=json.dumps(other), headers=JSON_TYPE
-            ).status_code
-            == 202
-        )
+        _post(client, *_attacked(own))
+        _post(client, webhook("message_created", chat="other", at=PAST, message="hi"))
     target = Target(own, engine)
     keystore = Keystore.at(own.keystore(), key_file=own.key_path())
     try:
@@ -299,9 +284,7 @@ def test_a_bucket_is_wrapped_anew_a_few_keys_a_transaction_and_its_kek_overwritt
         *(webhook("message_created", chat=chat, at=PAST, message=chat) for chat in neighbours),
     ]
     with TestClient(create_app(own)) as client:
-        for body in bodies:
-            answer = client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
-            assert answer.status_code == 202
+        _post(client, *bodies)
     target = Target(own, engine)
     path = own.key_path()
     assert path is not None
@@ -321,8 +304,13 @@ def test_a_bucket_is_wrapped_anew_a_few_keys_a_transaction_and_its_kek_overwritt
 
     def made_wrapped(key_id: str) -> bytes:
         with engine.connect() as main, keystore.connect(main) as connection:
-            return bytes(connection.scalar(select(keys.c.material).where(keys.c.id == key_id)))
+            return bytes(
+                connection.execute(select(keys.c.material).where(keys.c.id == key_id)).one()[0]
+            )
 
+    was = keyfile.header(target.wrapped)
+    assert was is not None
+    following = (target.bucket, was[1] + 1)  # the bucket's next generation
     try:
         with db.writing(engine) as main:
             keystore.destroy(main, PROFILE, [personal.of_chat(CHAT)], 1, suppress=False)
@@ -340,12 +328,12 @@ def test_a_bucket_is_wrapped_anew_a_few_keys_a_transaction_and_its_kek_overwritt
                 with db.writing(engine) as main:
                     (made,) = keystore.ring(main, [late], keystore.known(main, [late], [])).values()
                 head = keyfile.header(made_wrapped(made.id))
-                assert head == (target.bucket, keyfile.header(target.wrapped)[1] + 1)
+                assert head == following
     finally:
         keystore.dispose()
     assert len(steps) >= 3  # 7 keys, 3 a step
     assert [step.done for step in steps[:-1]] == [[]] * (len(steps) - 1)
-    assert steps[-1].done == [(target.bucket, keyfile.header(target.wrapped)[1] + 1)]
+    assert steps[-1].done == [following]
     assert target.kek not in path.read_bytes()
     assert found_key(target, [("key file", path.read_bytes())]) == []
     with TestClient(create_app(own)) as client:
@@ -370,13 +358,7 @@ def test_a_keystore_restored_from_before_an_erasure_loses_its_bucket_but_takes_w
     )
     said = webhook("message_created", chat=neighbour, at=PAST, message="first")
     with TestClient(create_app(live)) as client:
-        for body in [*_attacked(live), said]:
-            assert (
-                client.post(
-                    "/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE
-                ).status_code
-                == 202
-            )
+        _post(client, *_attacked(live), said)
     shutil.copy(keys_db, tmp_path / "keys-backup.db")
     with TestClient(create_app(live)) as client:
         assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
@@ -384,12 +366,7 @@ def test_a_keystore_restored_from_before_an_erasure_loses_its_bucket_but_takes_w
     shutil.copy(tmp_path / "keys-backup.db", keys_db)
     later = webhook("message_created", chat=neighbour, at=PAST + 1, message="second")
     with TestClient(create_app(live)) as client:
-        assert (
-            client.post(
-                "/webhooks/fasttrack", content=json.dumps(later), headers=JSON_TYPE
-            ).status_code
-            == 202
-        )
+        _post(client, later)
         items = client.get(f"/events?chat_uuid={neighbour}").json()["items"]
     assert [item["unreadable"] is not None for item in items] == [True, False]
     assert items[1]["body"]["payload"]["message"]["text"] == "second"
