@@ -52,7 +52,7 @@ STEP_CHATS = 200
 # Chats an erasure lists as pending a transaction (see _list).
 LIST_AT_ONCE = 10_000
 # Keys wrapped anew under their bucket's next generation a transaction (see rotate).
-ROTATE_KEYS = 1_000
+ROTATE_KEYS = 500
 
 # Called between two steps, so that webhooks waiting for the append lock get it first.
 Between = Callable[[], None]

@@ -30,7 +30,6 @@ from typing import Any, Final, NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     ColumnElement,
     Connection,
@@ -340,45 +339,45 @@ class Keystore:
                 .where(key_buckets.c.stale)
                 .values(generation=key_buckets.c.generation + 1, stale=False)
             )
-            behind = connection.execute(
-                select(key_buckets.c.bucket, key_buckets.c.generation)
-                .where(key_buckets.c.wrapped < key_buckets.c.generation)
-                .order_by(key_buckets.c.bucket)
-            ).all()
-            done, left = [], keys_at_once
-            for bucket, generation in behind:
-                if left == 0:
-                    break
-                kek = file.kek(bucket, generation)
-                assert kek is not None  # the file is never past a bucket's `wrapped`
-                rows = connection.execute(
-                    _BEHIND, {"bucket": bucket, "generation": generation, "n": left}
-                ).all()
-                changed = []
-                for row in rows:
-                    old = file.kek(bucket, row.generation)
-                    material = None
-                    if old is not None:
-                        material = _unwrap(
-                            AESGCM(old), bucket, row.generation, row.id, row.material
-                        )
-                    # One that does not unwrap is lost already (see KeyFileMismatch): it
-                    # stays as it is, counted as wrapped anew so that no step takes it again.
-                    wrapped = row.material
-                    if material is not None:
-                        wrapped = keyfile.wrap(kek, bucket, generation, row.id, material)
-                    changed.append({"key": row.id, "material": wrapped, "to": generation})
-                _REWRAP.run(connection, changed)
-                left -= len(rows)
-                if left > 0:  # none of the bucket's keys is behind any more
-                    connection.execute(
-                        update(key_buckets)
-                        .where(key_buckets.c.bucket == bucket)
-                        .values(wrapped=generation)
+            behind = dict(
+                connection.execute(
+                    select(key_buckets.c.bucket, key_buckets.c.generation).where(
+                        key_buckets.c.wrapped < key_buckets.c.generation
                     )
-                    done.append((bucket, generation))
-            more = left == 0 and bool(behind)
-        return Rotated(done, more)
+                ).all()
+            )
+            if not behind:
+                return Rotated([], False)
+            rows = connection.execute(_BEHIND, {"n": keys_at_once}).all()
+            changed = []
+            for row in rows:
+                kek = file.kek(row.bucket, row.target)
+                old = file.kek(row.bucket, row.generation)
+                assert kek is not None  # the file is never past a bucket's `wrapped`
+                material = None
+                if old is not None:
+                    aead = AESGCM(old)
+                    material = _unwrap(aead, row.bucket, row.generation, row.id, row.material)
+                # One that does not unwrap is lost already (see KeyFileMismatch): it stays
+                # as it is, counted as wrapped anew so that no step takes it again.
+                wrapped = row.material
+                if material is not None:
+                    wrapped = keyfile.wrap(kek, row.bucket, row.target, row.id, material)
+                changed.append({"key": row.id, "material": wrapped, "to": row.target})
+            _REWRAP.run(connection, changed)
+            # The keys come a bucket after another: those of a bucket before the last one
+            # read are all wrapped anew, and the last one's too unless the step was full.
+            more = len(rows) == keys_at_once
+            last = rows[-1].bucket if more else None
+            done = sorted(bucket for bucket in behind if last is None or bucket < last)
+            connection.execute(
+                update(key_buckets)
+                .where(db.among(key_buckets.c.bucket, "done"))
+                .values(wrapped=key_buckets.c.generation),
+                {"done": done},
+            )
+            done_at = [(bucket, behind[bucket]) for bucket in done]
+        return Rotated(done_at, more)
 
     def advance(self, main: Connection | Engine, moved: Iterable[tuple[int, int]]) -> None:
         """Bring the key file to the generations rotate() moved the buckets to, once
@@ -616,13 +615,22 @@ def _wrap_bare(connection: Connection, file: KeyFile) -> int:
     return len(bare)
 
 
-# The keys of a bucket wrapped under an earlier generation than its own, `n` at most.
+# The keys wrapped under an earlier generation than their bucket's (`target`), `n` at most,
+# a bucket after another.
 _BEHIND: Final = (
-    select(keys.c.id, keys.c.generation, keys.c.material)
-    .where(
-        keys.c.bucket == bindparam("bucket", type_=Integer),
-        keys.c.generation < bindparam("generation", type_=BigInteger),
+    select(
+        keys.c.id,
+        keys.c.bucket,
+        keys.c.generation,
+        keys.c.material,
+        key_buckets.c.generation.label("target"),
     )
+    .select_from(keys.join(key_buckets, keys.c.bucket == key_buckets.c.bucket))
+    .where(
+        key_buckets.c.wrapped < key_buckets.c.generation,
+        keys.c.generation < key_buckets.c.generation,
+    )
+    .order_by(key_buckets.c.bucket)
     .limit(bindparam("n", type_=Integer))
 )
 _REWRAP: Final = db.Prepared(
