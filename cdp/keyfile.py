@@ -23,7 +23,7 @@ import hmac
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -119,15 +119,6 @@ class KeyFile:
         """The bucket's generation as this process holds it (the file's at least)."""
         return self._load()[bucket][0]
 
-    def generations(self) -> list[int]:
-        """Every bucket's generation, read anew from the file (another process may have
-        moved a bucket on)."""
-        with self._lock:
-            if self.path is not None:
-                self._entries = None
-            entries = self._load_locked()
-        return [generation for generation, _ in entries]
-
     def aead(self, bucket: int, generation: int) -> AESGCM | None:
         """The AES-GCM of the bucket's KEK at `generation`, stepped forward from what this
         process holds when that is behind (the file is not written: see advance); None
@@ -153,23 +144,39 @@ class KeyFile:
         return kek
 
     def advance(self, bucket: int, generation: int) -> None:
-        """Bring the bucket to `generation` at least: its KEK stepped forward and written
-        over the last one in the file, in place, and flushed to disk before this returns."""
+        """Bring the bucket to `generation` at least: see advance_all."""
+        self.advance_all([(bucket, generation)])
+
+    def advance_all(self, moved: Iterable[tuple[int, int]]) -> None:
+        """Bring each bucket of `moved` to its generation at least: its KEK stepped forward
+        and written over the last one in the file, in place, and the file flushed to disk
+        once for them all before this returns. Nothing is done for those this process
+        holds at that generation already: the file is there too."""
+        holding = self._load()
+        moved = [
+            (bucket, generation) for bucket, generation in moved if holding[bucket][0] < generation
+        ]
+        if not moved:
+            return
         with self._lock, self._locked(exclusive=True) as handle:
-            entries = self._read(handle) if handle is not None else self._load_locked()
-            held, kek = entries[bucket]
-            if held >= generation:
-                self._entries = entries
-                return
-            for _ in range(generation - held):
-                kek = step(kek)
-            entries[bucket] = (generation, kek)
-            if handle is not None:
-                os.pwrite(handle, _ENTRY.pack(generation, kek), _offset(bucket))
+            entries = self._read(handle) if handle is not None else list(self._load_locked())
+            written = False
+            for bucket, generation in moved:
+                held, kek = entries[bucket]
+                if held >= generation:
+                    continue
+                for _ in range(generation - held):
+                    kek = step(kek)
+                entries[bucket] = (generation, kek)
+                if handle is not None:
+                    os.pwrite(handle, _ENTRY.pack(generation, kek), _offset(bucket))
+                    written = True
+                for old in [k for k in self._aeads if k[0] == bucket]:
+                    del self._aeads[old]
+            if written:
+                assert handle is not None
                 os.fsync(handle)
             self._entries = entries
-            for old in [k for k in self._aeads if k[0] == bucket]:
-                del self._aeads[old]
 
     def _load(self) -> list[tuple[int, bytes]]:
         entries = self._entries

@@ -186,9 +186,7 @@ class Keystore:
         if ahead:  # moved on by a process whose copy of the key file this one is not
             with self._fresh(main) as connection:
                 wrapped = _GENERATIONS.rows(connection, {"buckets": sorted(ahead)})
-            for row in wrapped:
-                if file.generation(row["bucket"]) < row["wrapped"]:
-                    file.advance(row["bucket"], row["wrapped"])
+            file.advance_all((row["bucket"], row["wrapped"]) for row in wrapped)
         return found
 
     @contextmanager
@@ -311,9 +309,7 @@ class Keystore:
                 f"({self.describe()}) holds: set CDP_KEY_FILE to the file of "
                 "this store, the one every process of it uses"
             )
-        for row in recorded:
-            if file.generation(row.bucket) < row.wrapped:
-                file.advance(row.bucket, row.wrapped)
+        file.advance_all((row.bucket, row.wrapped) for row in recorded)
 
     def stale(self, main: Connection) -> list[int]:
         """The buckets an erasure destroyed a key of since their generation began, and
@@ -382,9 +378,7 @@ class Keystore:
     def advance(self, main: Connection | Engine, moved: Iterable[tuple[int, int]]) -> None:
         """Bring the key file to the generations rotate() moved the buckets to, once
         committed: each last KEK overwritten on disk."""
-        file = self.key_file(main)
-        for bucket, generation in moved:
-            file.advance(bucket, generation)
+        self.key_file(main).advance_all(moved)
 
     def checkpoint(self) -> None:
         """A keystore of its own on SQLite: copy its write-ahead log into the database
@@ -513,17 +507,19 @@ def _unwrapped(file: KeyFile, subject: str, key: Key) -> bytes | None:
 
 def _current(connection: Connection, file: KeyFile, buckets: Collection[int]) -> dict[int, int]:
     """Under the append lock: the generation each of `buckets` wraps keys under now: the
-    later of the keystore's and the file's (the file is ahead only of a keystore restored
-    from an older backup, or emptied). The key file is brought to the generation every key
-    of the bucket is wrapped under, no further: it must still open the others."""
+    later of the keystore's and the key file's as this process holds it (the file is ahead
+    only of a keystore restored from an older backup, or emptied; the keystore, which
+    every process writes under the append lock, says when another process moved a bucket
+    on). The key file is brought to the generation every key of the bucket is wrapped
+    under, no further: it must still open the others."""
     if not buckets:
         return {}
     held = {
         row["bucket"]: (row["generation"], row["wrapped"])
         for row in _GENERATIONS.rows(connection, {"buckets": sorted(buckets)})
     }
-    on_file = file.generations()
-    current, rows = {}, []
+    on_file = {bucket: file.generation(bucket) for bucket in buckets}
+    current, rows, behind = {}, [], []
     for bucket in buckets:
         recorded, wrapped = held.get(bucket, (None, None))
         generation = max(on_file[bucket], recorded if recorded is not None else 0)
@@ -532,8 +528,9 @@ def _current(connection: Connection, file: KeyFile, buckets: Collection[int]) ->
                 {"bucket": bucket, "generation": generation, "wrapped": generation, "stale": False}
             )
         elif wrapped is not None and on_file[bucket] < wrapped:
-            file.advance(bucket, wrapped)
+            behind.append((bucket, wrapped))
         current[bucket] = generation
+    file.advance_all(behind)
     db.upsert(
         connection, key_buckets, rows, key=["bucket"], greatest=["generation", "wrapped", "stale"]
     )
