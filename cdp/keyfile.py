@@ -119,6 +119,12 @@ class KeyFile:
         """The bucket's generation as this process holds it (the file's at least)."""
         return self._load()[bucket][0]
 
+    def reread(self) -> None:
+        """Read the file anew when next asked (another process may have moved a bucket on)."""
+        if self.path is not None:
+            with self._lock:
+                self._entries = None
+
     def aead(self, bucket: int, generation: int) -> AESGCM | None:
         """The AES-GCM of the bucket's KEK at `generation`, stepped forward from what this
         process holds when that is behind (the file is not written: see advance); None

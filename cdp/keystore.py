@@ -507,17 +507,20 @@ def _unwrapped(file: KeyFile, subject: str, key: Key) -> bytes | None:
 
 def _current(connection: Connection, file: KeyFile, buckets: Collection[int]) -> dict[int, int]:
     """Under the append lock: the generation each of `buckets` wraps keys under now: the
-    later of the keystore's and the key file's as this process holds it (the file is ahead
-    only of a keystore restored from an older backup, or emptied; the keystore, which
-    every process writes under the append lock, says when another process moved a bucket
-    on). The key file is brought to the generation every key of the bucket is wrapped
-    under, no further: it must still open the others."""
+    later of the keystore's and the key file's (the file is ahead only of a keystore
+    restored from an older backup, or emptied). The keystore, which every process writes
+    under the append lock, says when another process moved a bucket on; the file is read
+    anew only for a bucket the keystore has no row of. The key file is brought to the
+    generation every key of the bucket is wrapped under, no further: it must still open
+    the others."""
     if not buckets:
         return {}
     held = {
         row["bucket"]: (row["generation"], row["wrapped"])
         for row in _GENERATIONS.rows(connection, {"buckets": sorted(buckets)})
     }
+    if any(bucket not in held for bucket in buckets):  # the file may be all there is to go by
+        file.reread()
     on_file = {bucket: file.generation(bucket) for bucket in buckets}
     current, rows, behind = {}, [], []
     for bucket in buckets:
