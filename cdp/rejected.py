@@ -15,6 +15,7 @@ SHA-256 only (`refusal`).
 import codecs
 import hashlib
 import json
+import logging
 import re
 import unicodedata
 import zlib
@@ -27,6 +28,8 @@ from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from cdp import db
 from cdp.models import rejected
+
+logger = logging.getLogger("cdp.rejected")
 
 # The request headers kept with a refused delivery: never Authorization or cookies.
 KEPT_HEADERS: Final = (
@@ -99,14 +102,19 @@ def refusal(
     `texts`), else with its size and SHA-256 only, its reason saying why."""
     kept = kept_headers(headers)
     try:
-        found = texts(body, kept)
-    except Unreadable as why:
+        names = frozenset(named(texts(body, kept)))
+    # Whatever a hostile body does to a decoder is this delivery's alone, never that of the
+    # group of webhooks it is committed with.
+    except Exception as error:  # noqa: BLE001
+        why = error if isinstance(error, Unreadable) else f"{type(error).__name__} reading it"
+        if not isinstance(error, Unreadable):
+            logger.warning("a refused delivery could not be read for erasure: %r", error)
         digest = hashlib.sha256(body).hexdigest()
         reason = (
             f"{reason} (body not kept, since no erasure could read it: {why}; SHA-256 {digest})"
         )
         return Refusal(received_at, source, status, reason, size, kept, b"")
-    return Refusal(received_at, source, status, reason, size, kept, body, frozenset(named(found)))
+    return Refusal(received_at, source, status, reason, size, kept, body, names)
 
 
 class Unreadable(ValueError):
@@ -123,7 +131,7 @@ def texts(body: bytes, headers: Mapping[str, str]) -> list[str]:
     for encoding in _encodings(data, headers.get("content-type")):
         try:
             text = codecs.getincrementaldecoder(encoding)("strict").decode(data, final=False)
-        except (UnicodeDecodeError, LookupError):
+        except (ValueError, LookupError):  # UnicodeError too: UTF-16 with no byte order mark
             continue
         text = text.removeprefix("\ufeff")
         if text not in found:
@@ -131,6 +139,11 @@ def texts(body: bytes, headers: Mapping[str, str]) -> list[str]:
     if not found:
         raise Unreadable("it is not text in UTF-8, UTF-16, UTF-32 or its Content-Type's charset")
     return found
+
+
+_NO_CHARSETS: Final = frozenset(
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "mbcs", "oem"}
+)
 
 
 def _encodings(data: bytes, content_type: str | None) -> list[str]:
@@ -147,8 +160,10 @@ def _encodings(data: bytes, content_type: str | None) -> list[str]:
             info = codecs.lookup(name)
         except LookupError:
             continue
-        # Not "zlib" or "base64": codecs of bytes to bytes, that no limit bounds.
-        if getattr(info, "_is_text_encoding", True) and info.name not in found:
+        # Not "zlib" or "base64": codecs of bytes to bytes, that no limit bounds; nor
+        # Python's codecs that are no charset (escapes, IDNA labels).
+        text_encoding = getattr(info, "_is_text_encoding", True)
+        if text_encoding and info.name not in _NO_CHARSETS and info.name not in found:
             found.append(info.name)
     return found
 

@@ -144,3 +144,20 @@ def test_a_kept_body_an_older_version_could_not_read_is_forgotten_by_any_erasure
         )
     assert client.post("/profiles/someone-else/erase").status_code == 200
     assert [item["body"] for item in client.get("/rejected").json()["items"]] == [readable]
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "utf-32", "undefined", "punycode", "idna"])
+def test_a_charset_the_body_is_not_in_is_refused_and_kept_never_an_error(
+    client: Client, engine: Engine, charset: str
+) -> None:
+    """A Content-Type naming a charset that does not decode the body (UTF-16 without a
+    byte order mark) or is no charset at all is the sender's mistake: refused and kept,
+    never a 500 (which would fail the other webhooks committed with it)."""
+    content = body(chat="chat-1", profile=PROFILE, team=1)
+    headers = {"Content-Type": f"application/json; charset={charset}"}
+    answer = client.post("/webhooks/fasttrack", content=content, headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+    (kept,) = client.get("/rejected").json()["items"]
+    assert kept["status"] == answer.status_code
+    assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+    assert client.get("/rejected").json()["items"] == []
