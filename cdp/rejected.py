@@ -105,7 +105,7 @@ def refusal(
         names = frozenset(named(texts(body, kept)))
     # Whatever a hostile body does to a decoder is this delivery's alone, never that of the
     # group of webhooks it is committed with.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         why = error if isinstance(error, Unreadable) else f"{type(error).__name__} reading it"
         if not isinstance(error, Unreadable):
             logger.warning("a refused delivery could not be read for erasure: %r", error)
