@@ -41,7 +41,7 @@ from cdp import (
 )
 from cdp.bench import GROUPS
 from cdp.credentials import CredentialError
-from cdp.keystore import Keystore
+from cdp.keystore import KeyFileMismatch, Keystore
 from cdp.schemas import Projection
 from cdp.settings import Settings
 from cdp.times import iso, utc
@@ -171,6 +171,35 @@ def _reach_keystore(settings: Settings) -> str:
     return named
 
 
+def _check_key_file(settings: Settings, engine: Engine) -> str:
+    """The key file, once it has been found to open the keystore's keys: an error naming
+    it when it does not (see Keystore.check), before a server starts on it."""
+    path = settings.key_path()
+    named = str(path) if path is not None else "(in memory)"
+    url = settings.keystore()
+    if url is not None and not _exists(url):
+        return f"{named} (made with the first key)"
+    keystore = Keystore.at(url, key_file=path, synchronous=settings.sqlite_synchronous)
+    try:
+        with engine.connect() as connection:
+            keystore.check(connection)
+    except KeyFileMismatch as error:
+        raise click.ClickException(str(error)) from None
+    except DBAPIError as error:  # a schema older than the key file: see cdp migrate
+        return f"{named} (not checked: {_reason(error)})"
+    finally:
+        keystore.dispose()
+    return named
+
+
+def _exists(url: str) -> bool:
+    """Whether a keystore of its own is there yet: a SQLite file is made with the first key."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return True
+    return parsed.database != ":memory:" and Path(parsed.database).exists()
+
+
 def _named(url: str) -> str:
     """A database as a person knows it: its kind, user, host and database, or its file;
     never its password."""
@@ -250,12 +279,16 @@ def serve(
         raise SettingsError(str(error)) from None
     engine = _engine(settings, migrate=migrate)
     keystore = _reach_keystore(settings)
+    key_file = _check_key_file(settings, engine)
     with engine.connect() as connection:
         ring = credentials.load(connection)
     engine.dispose()  # the app opens its own
     serverlog.configure(settings.log_format)
     logging.getLogger("cdp").info(
-        "database: %s; keys in %s", _named(settings.database_url), keystore
+        "database: %s; keys in %s, wrapped under the key file %s",
+        _named(settings.database_url),
+        keystore,
+        key_file,
     )
     exposed = not _loopback(host)
     open_parts = [
@@ -612,11 +645,13 @@ def status(settings: Settings) -> None:
     """Print the database, the log head, each projection's position, and row counts."""
     engine = _engine(settings, existing=True)
     keystore = _reach_keystore(settings)
+    key_file = _check_key_file(settings, engine)
     with engine.connect() as connection:
         states = builds.states(connection, projectors.registry(settings))
         counts = queries.counts(connection)
     click.echo(f"database: {_named(settings.database_url)}")
     click.echo(f"keys in: {keystore}")
+    click.echo(f"key file: {key_file}")
     click.echo(f"log head: {states[0].head if states else 0}")
     for state in states:
         click.echo(

@@ -301,6 +301,12 @@ class Keystore:
                 select(keys.c.id, keys.c.material).order_by(keys.c.id).limit(_CHECKED)
             ).all()
             recorded = connection.execute(select(key_buckets)).all()
+        if first and file.path is not None and not file.path.exists():
+            raise KeyFileMismatch(  # a new one would open none of them: never made then
+                f"the key file {file.describe()} does not exist, and the keystore "
+                f"({self.describe()}) holds keys wrapped under one: set CDP_KEY_FILE to "
+                "the file of this store, the one every process of it uses"
+            )
         found, _, _ = _opened(file, [dict(row._mapping) for row in first])
         if found and not any(found.values()):  # keys wrapped under a generation the file is
             # past are no sign of another file: a keystore restored from before an erasure

@@ -11,10 +11,12 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
+from cdp import keyfile
 from cdp.api import create_app
 from cdp.settings import Settings
-from tests.cli.test_commands import cdp
+from tests.cli.test_commands import cdp, jsonl
 from tests.conftest import Server
+from tests.factories import PAST, opened
 
 # A PostgreSQL server nobody listens for: refused at once, with no wait for a timeout.
 UNREACHABLE = "postgresql+psycopg://cdp_keys:s3cret-word@127.0.0.1:1/cdp_keys"
@@ -51,10 +53,28 @@ def test_status_names_the_database_and_where_the_keys_are(database: str, tmp_pat
         assert "keys in: sqlite:///" in result.output
     else:
         assert "keys in: the main database\n" in result.output
+    assert f"key file: {keyfile.default_path(database)}" in result.output
     keys = tmp_path / "keys.db"
     keys.touch()
     result = cdp(database, "status", CDP_KEYSTORE_URL=f"sqlite:///{keys}")
     assert f"keys in: sqlite:///{keys}\n" in result.output
+
+
+@pytest.mark.parametrize("command", ["status", "serve"])
+def test_a_key_file_that_is_not_there_stops_the_command_naming_it_and_none_is_made(
+    database: str, tmp_path: Path, command: str
+) -> None:
+    """A store whose keys are wrapped under a key file, pointed at another path: a new file
+    there would open none of them, so none is made, and the command says which file."""
+    stored = cdp(database, "import", "-", stdin=jsonl(*opened("chat-1", at=PAST)))
+    assert stored.exit_code == 0, stored.output
+    wrong = tmp_path / "elsewhere" / "wrong.kek"
+    result = cdp(database, command, CDP_KEY_FILE=str(wrong))
+    assert result.exit_code == 1, result.output
+    assert f"the key file {wrong} does not exist" in result.output
+    assert "set CDP_KEY_FILE" in result.output
+    assert not wrong.exists()
+    assert cdp(database, "status").exit_code == 0
 
 
 def test_health_answers_503_and_the_log_names_a_keystore_that_cannot_be_reached(
