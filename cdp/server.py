@@ -130,6 +130,7 @@ REASONS: Final = {
     "header_size": "whose headers were too large (431)",
     "header_timeout": "whose headers did not arrive in time",
     "body_timeout": "whose body did not arrive in time",
+    "malformed": "that sent no HTTP/1.1 (400)",
 }
 
 
@@ -290,9 +291,9 @@ class Protocol(HttpToolsProtocol):
             self._head_too_large()
 
     def _bad_request(self) -> None:
-        message = "Invalid HTTP request received."
-        self.logger.warning(message)
-        self.send_400_response(message)
+        """Not HTTP: 400, counted with the others closed (uvicorn logs a line for each)."""
+        self.guard.tally.note("malformed")
+        self.send_400_response("Invalid HTTP request received.")
 
     def on_headers_complete(self) -> None:
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)

@@ -91,6 +91,18 @@ def test_headers_over_the_limit_are_answered_431_and_those_under_it_served(
         assert _until_closed(connection).startswith(b"HTTP/1.1 431 ")
 
 
+def test_requests_that_are_no_http_are_answered_400_and_counted_not_logged_each(
+    tmp_path: Path, serve_on: Callable[..., Server]
+) -> None:
+    served = serve_on(_sqlite(tmp_path))
+    for _ in range(50):
+        with _connect(served.url) as connection:
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert _until_closed(connection).startswith(b"HTTP/1.1 400 ")
+    _wait_for_log(served, "that sent no HTTP/1.1 (400)", at_least=50)
+    assert "Invalid HTTP request received" not in served.log.read_text()
+
+
 def test_a_header_flood_leaves_the_memory_of_the_server_within_100_mb_of_idle(
     database: str, serve_on: Callable[..., Server]
 ) -> None:
