@@ -126,7 +126,11 @@ def malformed(request: AnyRequest, error: MalformedBody) -> Answer:
 
 
 def too_large(request: AnyRequest, error: BodyTooLarge) -> Answer:
-    return problem(request, HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(error))
+    """413, and the connection closed after it: the rest of the body is never read (kept
+    open, the server would read and drop it to the end to take the next request)."""
+    return problem(
+        request, HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(error), headers={"Connection": "close"}
+    )
 
 
 def not_json(request: AnyRequest, error: NotJSON) -> Answer:

@@ -103,6 +103,19 @@ def test_requests_that_are_no_http_are_answered_400_and_counted_not_logged_each(
     assert "Invalid HTTP request received" not in served.log.read_text()
 
 
+def test_a_body_over_the_limit_is_answered_413_and_the_rest_never_read(
+    tmp_path: Path, serve_on: Callable[..., Server]
+) -> None:
+    served = serve_on(_sqlite(tmp_path))
+    with _connect(served.url) as connection:
+        connection.sendall(
+            b"POST /webhooks/fasttrack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1048576000\r\n\r\n"
+        )
+        assert _refused_midway(connection, megabytes=1000)
+        assert _until_closed(connection).startswith(b"HTTP/1.1 413 ")
+
+
 def test_a_header_flood_leaves_the_memory_of_the_server_within_100_mb_of_idle(
     database: str, serve_on: Callable[..., Server]
 ) -> None:
