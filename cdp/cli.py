@@ -347,8 +347,8 @@ def _count_in_a_directory(workers: int) -> None:
     """Before the server starts: give several workers one directory to count in (see
     cdp.metrics), a fresh one removed as the command ends, unless PROMETHEUS_MULTIPROC_DIR
     names one. A directory named must hold no `*.db` file but prometheus_client's own (it
-    would read any as one of them): another is an error, left where it is. With several
-    workers, prometheus_client's files an earlier run left there are removed, and only those."""
+    would read any as one of them): another is an error, left where it is. The files of
+    prometheus_client that an earlier run left there are removed, and only those."""
     named = os.environ.get(MULTIPROCESS_DIRECTORY)
     if named is None:
         if workers > 1:
@@ -367,9 +367,8 @@ def _count_in_a_directory(workers: int) -> None:
             "make: /metrics would read every *.db file there as its own. Give the server a "
             "directory of its own (or unset the variable: cdp serve --workers N makes one)"
         )
-    if workers > 1:
-        for left in metrics.counting_files(named):
-            left.unlink(missing_ok=True)
+    for left in metrics.counting_files(named):  # an earlier run's: not summed with ours
+        left.unlink(missing_ok=True)
 
 
 # prometheus_client's own variable: read once, as it is imported (see cdp.metrics).

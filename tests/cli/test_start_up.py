@@ -107,8 +107,9 @@ def test_serve_logs_each_database_by_name(
     assert f"database: {shown}; keys in sqlite:///{keys}" in served.log.read_text()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_workers_remove_only_the_metrics_files_of_an_earlier_run(
-    postgres_url: str, tmp_path: Path, serve_on: Callable[..., Server]
+    postgres_url: str, tmp_path: Path, serve_on: Callable[..., Server], workers: str
 ) -> None:
     directory = tmp_path / "metrics"
     directory.mkdir()
@@ -117,7 +118,7 @@ def test_workers_remove_only_the_metrics_files_of_an_earlier_run(
         (directory / name).write_bytes(content)
     for left in ("counter_4242.db", "gauge_livesum_4242.db", "histogram_4242.db"):
         (directory / left).write_bytes(b"\0" * 16)
-    served = serve_on(postgres_url, "--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    served = serve_on(postgres_url, "--workers", workers, PROMETHEUS_MULTIPROC_DIR=str(directory))
     for name, content in kept.items():
         assert (directory / name).read_bytes() == content
     assert not list(directory.glob("*_4242.db"))
