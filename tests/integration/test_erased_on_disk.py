@@ -220,6 +220,8 @@ def test_a_key_file_of_another_store_is_refused_at_start(
     with TestClient(create_app(own)) as client:
         _post(client, *_attacked(own))
     other = tmp_path / "other.kek"
+    keyfile.KeyFile(other).generation(0)  # another store's key file, made as it first ran
+    assert other.exists()
     wrong = Keystore.at(own.keystore(), key_file=other)
     right = Keystore.at(own.keystore(), key_file=own.key_path())
     try:
