@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 
-from cdp import chain, credentials, db, ingest, log, models, personal, queries, schema
+from cdp import chain, credentials, db, ingest, keyfile, log, models, personal, queries, schema
 from cdp.bench.traffic import Traffic, lines, webhooks
 from cdp.keystore import Key, Keystore
 from cdp.models import chats, events, timeline
@@ -174,6 +174,9 @@ def databases(url: str) -> Iterator[Callable[[], str]]:
                         server.render_as_string(hide_password=False),
                         f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
                     )
+                key_file = keyfile.default_path(server.set(database=name))
+                if key_file is not None:  # the key file its keys were wrapped under
+                    key_file.unlink(missing_ok=True)
 
 
 def _on_server(url: str, statement: str) -> None:
