@@ -88,15 +88,15 @@ def make_engine(
     statement_timeout: timedelta = timedelta(seconds=30),
     checkpointer: bool = False,
     synchronous: str = "full",
-    secure_delete: bool = False,
 ) -> Engine:
     """An engine for `url` holding at most `connections`, waiting for one at most `wait`.
 
     PostgreSQL gets connect and statement timeouts; SQLite gets WAL, a busy timeout (the
     statement timeout) and explicit transactions. `checkpointer`: a Checkpointer copies
     SQLite's write-ahead log into the database, so commits need not. `synchronous`: how
-    SQLite makes a commit durable (see SYNCHRONOUS). `secure_delete`: SQLite overwrites
-    what it deletes with zeros (the keystore: see cdp.keystore), at some cost to writes.
+    SQLite makes a commit durable (see SYNCHRONOUS). SQLite overwrites what it deletes
+    with zeros (secure_delete), so that an erased customer's rows are not left in freed
+    space (see empty_log).
     """
     if synchronous not in SYNCHRONOUS:
         known = " or ".join(SYNCHRONOUS)
@@ -141,8 +141,7 @@ def make_engine(
         cursor.execute("PRAGMA temp_store=MEMORY")
         if checkpointer:
             cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_BEHIND}")
-        if secure_delete:
-            cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -186,6 +185,39 @@ def lock_timed_out(error: BaseException) -> bool:
     return getattr(driver, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED") or (
         getattr(driver, "sqlstate", None) == "55P03"
     )
+
+
+# How long emptying the write-ahead log waits for readers of an older snapshot, a try, and
+# how many tries: writers wait while it does.
+EMPTY_LOG_WAIT_MS: Final = 100
+EMPTY_LOG_TRIES: Final = 10
+
+
+def empty_log(engine: Engine) -> bool:
+    """SQLite: copy the write-ahead log into the database and truncate it, so that the
+    pages a change replaced (an erasure's) are in no file any more; whether it was done.
+    A reader of an older snapshot in the way is waited for EMPTY_LOG_WAIT_MS, and tried
+    again, EMPTY_LOG_TRIES times, after which the log stays (reused from its start by the
+    next checkpoint that finds no reader). Nothing to do on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return True
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        (waited,) = driver.execute("PRAGMA busy_timeout").fetchone()
+        driver.execute(f"PRAGMA busy_timeout={EMPTY_LOG_WAIT_MS}")
+        try:
+            for attempt in range(EMPTY_LOG_TRIES):
+                (busy, _, _) = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return True
+                time.sleep(EMPTY_LOG_WAIT_MS / 1000 * (attempt + 1) / EMPTY_LOG_TRIES)
+            return False
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={waited}")
+    finally:
+        raw.close()
 
 
 class Checkpointer:

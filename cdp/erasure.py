@@ -15,6 +15,7 @@ queries.BeingErased). An erasure stopped midway (a crash, a lost connection) is 
 by the next attempt, by the next start of the server, or by `cdp erase --reconcile`.
 """
 
+import logging
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
@@ -44,6 +45,8 @@ from cdp.rejected import Unreadable, folded, mentioned
 from cdp.rejected import texts as readable
 from cdp.times import now_ms
 from cdp.webhook import Suppressed
+
+logger = logging.getLogger("cdp.erasure")
 
 # A step folds this many events again at most (and one chat at least, however long), of
 # this many chats at most: some tens of milliseconds, that webhooks wait for.
@@ -149,6 +152,12 @@ def _finish(
                 _forget(connection, _refused_naming(connection, ids, after=scanned)[0])
         if last:
             rotate(engine, keystore, between)
+            # SQLite: the pages the read models had of the customer, in no file any more
+            # (deleted rows are zeroed in the database file: see db.make_engine).
+            if not db.empty_log(engine):
+                logger.info(
+                    "the database's log was not emptied after an erasure: a reader was in the way"
+                )
             return destroyed
         if between is not None:
             between()

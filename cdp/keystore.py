@@ -101,9 +101,7 @@ class Keystore:
         overwrites what it deletes (secure_delete). `key_file`: CDP_KEY_FILE."""
         if url is None:
             return cls(None, key_file)
-        engine = db.make_engine(
-            url, connections=connections, wait=wait, synchronous=synchronous, secure_delete=True
-        )
+        engine = db.make_engine(url, connections=connections, wait=wait, synchronous=synchronous)
         return cls(engine, key_file)
 
     @property
@@ -387,20 +385,10 @@ class Keystore:
         self.key_file(main).advance_all(moved)
 
     def checkpoint(self) -> None:
-        """A keystore of its own on SQLite: copy its write-ahead log into the database
-        and empty it, so that the pages an erasure changed are not left in the log.
-        Best effort: a reader in the way leaves the log for the next erasure."""
-        if self.engine is None or self.engine.dialect.name != "sqlite":
-            return
-        raw = self.engine.raw_connection()
-        try:
-            busy, _, _ = raw.driver_connection.execute(  # type: ignore[union-attr]
-                "PRAGMA wal_checkpoint(TRUNCATE)"
-            ).fetchone()
-            if busy:
-                logger.info("the keystore's log was not emptied: a reader was in the way")
-        finally:
-            raw.close()
+        """A keystore of its own on SQLite: its write-ahead log emptied (see db.empty_log),
+        so that the pages an erasure changed are not left in it."""
+        if self.engine is not None and not db.empty_log(self.engine):
+            logger.info("the keystore's log was not emptied: a reader was in the way")
 
     def erased(self, main: Connection, subjects: Collection[str]) -> set[str]:
         """Those of `subjects` whose keys an erasure destroyed."""

@@ -37,10 +37,9 @@ OTHERS = 300  # webhooks posted after the erasure, each of a chat of its own
 
 def _attacked(settings: Settings) -> list[dict[str, object]]:
     personal_data = {"profile": PROFILE, "phone": PHONE, "name": NAME}
-    return [
-        *opened(CHAT, at=PAST, team=1, **personal_data),
-        webhook("message_created", chat=CHAT, at=PAST + 1000, message=TEXT, **personal_data),
-    ]
+    said = webhook("message_created", chat=CHAT, at=PAST + 1000, message=TEXT, **personal_data)
+    said["payload"]["message"]["uuid"] = "m-erased"  # an id, in the clear: not the text
+    return [*opened(CHAT, at=PAST, team=1, **personal_data), said]
 
 
 def _post(client: Client, *bodies: dict[str, object]) -> None:
@@ -169,6 +168,31 @@ def _wrapped(settings: Settings, engine: Engine, chat: str) -> bytes:
     finally:
         keystore.dispose()
     return material
+
+
+# PostgreSQL keeps a deleted row in dead tuples and WAL segments: the read models there are
+# not covered yet (see the README's "What is not covered yet").
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_on_sqlite_no_file_holds_the_erased_customers_data_once_the_erasure_returns(
+    own: Settings, tmp_path: Path
+) -> None:
+    """Not the sealed log alone: the read models' rows of the customer (its name, phone,
+    message texts) are in no file of the store once the erasure returns, neither in the
+    database's freed space nor in its write-ahead log."""
+    with TestClient(create_app(own)) as client:
+        _post(client, *_attacked(own))
+        every, _ = _sqlite_files(tmp_path)
+        assert any(NAME.encode() in data for _, data in every)  # there before
+        erased = client.post(f"/profiles/{PROFILE}/erase")
+        assert erased.status_code == 200, erased.text
+        every, _ = _sqlite_files(tmp_path)
+    forms = [
+        form
+        for value in (NAME, PHONE, TEXT, PHONE.removeprefix("+"))
+        for form in (value.encode(), json.dumps(value).strip('"').encode())
+    ]
+    held = [(name, form) for name, data in every for form in forms if form in data]
+    assert held == []
 
 
 def _sqlite_files(directory: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
