@@ -215,7 +215,10 @@ def _keystore(settings: Settings, engine: Engine) -> Keystore:
     )
     click.get_current_context().call_on_close(keystore.dispose)
     registry = projectors.registry(settings)
-    done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
+    try:
+        done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
+    except KeyFileMismatch as error:
+        raise click.ClickException(str(error)) from None
     if done.moved:
         click.echo(f"moved {done.moved} keys and erasure records to {keystore.describe()}")
     for profile in (*done.applied, *done.reapplied, *done.finished):

@@ -60,16 +60,18 @@ def test_status_names_the_database_and_where_the_keys_are(database: str, tmp_pat
     assert f"keys in: sqlite:///{keys}\n" in result.output
 
 
-@pytest.mark.parametrize("command", ["status", "serve"])
+@pytest.mark.parametrize(
+    "command", [["status"], ["serve"], ["erase", "--profile", "p-1"], ["verify"], ["rebuild"]]
+)
 def test_a_key_file_that_is_not_there_stops_the_command_naming_it_and_none_is_made(
-    database: str, tmp_path: Path, command: str
+    database: str, tmp_path: Path, command: list[str]
 ) -> None:
     """A store whose keys are wrapped under a key file, pointed at another path: a new file
     there would open none of them, so none is made, and the command says which file."""
     stored = cdp(database, "import", "-", stdin=jsonl(*opened("chat-1", at=PAST)))
     assert stored.exit_code == 0, stored.output
     wrong = tmp_path / "elsewhere" / "wrong.kek"
-    result = cdp(database, command, CDP_KEY_FILE=str(wrong))
+    result = cdp(database, *command, CDP_KEY_FILE=str(wrong))
     assert result.exit_code == 1, result.output
     assert f"the key file {wrong} does not exist" in result.output
     assert "set CDP_KEY_FILE" in result.output
