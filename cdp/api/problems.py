@@ -82,10 +82,12 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
     cause: str | None = None,
+    masked: bool = True,
 ) -> Answer:
-    """The answer, logged on one line with its reason (`cause` if the answer says less)."""
+    """The answer, logged on one line with its reason (`cause` if the answer says less),
+    its quoted values masked (they may come from the request) unless not `masked`."""
     level = logging.WARNING if status >= 500 else logging.INFO
-    reason = redact(cause or detail)
+    reason = redact(cause or detail) if masked else _printable((cause or detail)[:_LOGGED])
     fields = {"method": request.method, "path": shown_path(request.url.path), "status": status}
     logger.log(
         level,
@@ -201,12 +203,15 @@ def database_error(request: AnyRequest, error: DBAPIError) -> Answer:
     if reason is None:
         return internal(request, error, f"internal server error: {_refused(error)}")
     cause = f"database unavailable: {type(error.orig).__name__}: {error.orig}".strip()
+    # Not masked: the driver's words for an outage name the server as a person knows it
+    # ("127.0.0.2", port 5433) and hold no value of a statement.
     return problem(
         request,
         HTTP_503_SERVICE_UNAVAILABLE,
         f"database unavailable: {reason}",
         headers={"Retry-After": "5"},
-        cause=cause.replace("\n", " "),
+        cause=" ".join(cause.split()),
+        masked=False,
     )
 
 

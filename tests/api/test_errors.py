@@ -99,6 +99,8 @@ def test_a_503_says_the_database_is_unavailable_and_nothing_more(
     lines = [record.getMessage() for record in caplog.records if record.name == "cdp.api"]
     assert len(lines) == 3
     assert all("database unavailable: OperationalError" in line for line in lines)
+    if url.startswith("postgresql"):  # the log names the server as a person knows it
+        assert all('"127.0.0.1", port 1 failed' in line for line in lines), lines
 
 
 def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_says_so(
