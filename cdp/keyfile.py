@@ -127,7 +127,7 @@ class KeyFile:
 
     def aead(self, bucket: int, generation: int) -> AESGCM | None:
         """The AES-GCM of the bucket's KEK at `generation`, stepped forward from what this
-        process holds when that is behind (the file is not written: see advance); None
+        process holds when that is behind (the file is not written: see advance_all); None
         when the file is past it, so that the KEK of that generation no longer exists."""
         found = self._aeads.get((bucket, generation))
         if found is None:
@@ -135,7 +135,7 @@ class KeyFile:
             if kek is None:
                 return None
             found = AESGCM(kek)
-            with self._lock:  # advance() goes through them under it
+            with self._lock:  # advance_all() goes through them under it
                 self._aeads[(bucket, generation)] = found
         return found
 
@@ -148,10 +148,6 @@ class KeyFile:
         for _ in range(generation - held):
             kek = step(kek)
         return kek
-
-    def advance(self, bucket: int, generation: int) -> None:
-        """Bring the bucket to `generation` at least: see advance_all."""
-        self.advance_all([(bucket, generation)])
 
     def advance_all(self, moved: Iterable[tuple[int, int]]) -> None:
         """Bring each bucket of `moved` to its generation at least: its KEK stepped forward

@@ -315,15 +315,6 @@ class Keystore:
             )
         file.advance_all((row.bucket, row.wrapped) for row in recorded)
 
-    def stale(self, main: Connection) -> list[int]:
-        """The buckets an erasure destroyed a key of since their generation began, and
-        those with keys still wrapped under an earlier one: what rotate() has to do."""
-        with self.connect(main) as connection:
-            query = select(key_buckets.c.bucket).where(
-                key_buckets.c.stale | (key_buckets.c.wrapped < key_buckets.c.generation)
-            )
-            return sorted(connection.scalars(query.order_by(key_buckets.c.bucket)))
-
     def rotate(self, main: Connection, keys_at_once: int) -> "Rotated":
         """Under the append lock: a step of moving each bucket an erasure destroyed a key of
         to its next generation. The generation of each such bucket moves on at once (keys

@@ -26,7 +26,7 @@ def test_advancing_a_bucket_overwrites_its_last_kek_in_place(tmp_path: Path) -> 
     old = file.kek(3, 0)
     assert old is not None
     inode = path.stat().st_ino
-    file.advance(3, 2)
+    file.advance_all([(3, 2)])
     data = path.read_bytes()
     assert old not in data
     assert keyfile.step(keyfile.step(old)) in data
@@ -40,7 +40,7 @@ def test_a_process_behind_steps_forward_to_a_later_generation(tmp_path: Path) ->
     behind, ahead = KeyFile(path), KeyFile(path)
     kek = behind.kek(9, 0)
     assert kek is not None
-    ahead.advance(9, 1)
+    ahead.advance_all([(9, 1)])
     wrapped = keyfile.wrap(keyfile.step(kek), 9, 1, "k1", b"\x01" * 32)
     aead = behind.aead(9, 1)
     assert aead is not None
