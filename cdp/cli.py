@@ -41,6 +41,7 @@ from cdp import (
 )
 from cdp.bench import GROUPS
 from cdp.credentials import CredentialError
+from cdp.keyfile import KeyFileError
 from cdp.keystore import KeyFileMismatch, Keystore
 from cdp.schemas import Projection
 from cdp.settings import Settings
@@ -183,7 +184,7 @@ def _check_key_file(settings: Settings, engine: Engine) -> str:
     try:
         with engine.connect() as connection:
             keystore.check(connection)
-    except KeyFileMismatch as error:
+    except (KeyFileMismatch, KeyFileError) as error:
         raise click.ClickException(str(error)) from None
     except DBAPIError as error:  # a schema older than the key file: see cdp migrate
         return f"{named} (not checked: {_reason(error)})"
@@ -217,7 +218,7 @@ def _keystore(settings: Settings, engine: Engine) -> Keystore:
     registry = projectors.registry(settings)
     try:
         done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
-    except KeyFileMismatch as error:
+    except (KeyFileMismatch, KeyFileError) as error:
         raise click.ClickException(str(error)) from None
     if done.moved:
         click.echo(f"moved {done.moved} keys and erasure records to {keystore.describe()}")

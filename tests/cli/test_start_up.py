@@ -79,6 +79,22 @@ def test_a_key_file_that_is_not_there_stops_the_command_naming_it_and_none_is_ma
     assert cdp(database, "status").exit_code == 0
 
 
+@pytest.mark.parametrize("command", [["status"], ["serve"], ["verify"]])
+def test_a_key_file_cut_short_stops_the_command_naming_it(
+    database: str, tmp_path: Path, command: list[str]
+) -> None:
+    stored = cdp(database, "import", "-", stdin=jsonl(*opened("chat-1", at=PAST)))
+    assert stored.exit_code == 0, stored.output
+    path = keyfile.default_path(database)
+    assert path is not None
+    cut = tmp_path / "cut.kek"
+    cut.write_bytes(path.read_bytes()[:100])
+    result = cdp(database, *command, CDP_KEY_FILE=str(cut))
+    assert result.exit_code == 1, result.output
+    assert f"{cut} is not a cdp key file" in result.output
+    assert cut.read_bytes() == path.read_bytes()[:100]
+
+
 def test_health_answers_503_and_the_log_names_a_keystore_that_cannot_be_reached(
     database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
