@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     cdp.metrics), in the process otherwise."""
     counted = Metrics(multiprocess_directory())
     service = Service.of(settings, registry(settings), counted)
-    gate = auth.Gate(auth.Keys(service.health), settings, exposed=exposed)
+    gate = auth.Gate(auth.Keys(service.credentials), settings, exposed=exposed)
     streams = stream.Streams(
         settings.max_streams, settings.max_streams_per_token, feed.Feed.of(service), counted
     )

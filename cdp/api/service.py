@@ -40,8 +40,10 @@ logger = logging.getLogger("cdp.api")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Connections kept for everything but reads: webhooks, /health, and rebuilds.
-WRITE_LANE, PROBE_LANE, ADMIN_LANE = 1, 1, 1
+# Connections kept for everything but reads: webhooks, /health, the credentials every
+# request is checked against (read again each second), and rebuilds. Each its own, so that
+# none waits for another: /health never answers 503 because the credentials were being read.
+WRITE_LANE, PROBE_LANE, CREDENTIALS_LANE, ADMIN_LANE = 1, 1, 1, 1
 # Webhooks per transaction at most, and waiting at most: beyond that, 503 at once.
 GROUP, BACKLOG = 500, 2000
 # How long a build on SQLite waits at most, between two of its transactions, for the
@@ -50,7 +52,7 @@ GIVE_WAY: Final = 0.5
 _EXPIRY_EVERY_MS = 3_600_000
 # Old rejected deliveries forgotten after a group at most: a transaction of milliseconds.
 _EXPIRED_AT_ONCE = 500
-RESERVED = WRITE_LANE + PROBE_LANE + ADMIN_LANE
+RESERVED = WRITE_LANE + PROBE_LANE + CREDENTIALS_LANE + ADMIN_LANE
 # A build's: one reads the log, one writes the new tables (in a pool of their own).
 BUILD_CONNECTIONS: Final = 2
 
@@ -556,6 +558,7 @@ class Service:
     reads: Lane
     webhooks: Writer
     health: Lane
+    credentials: Lane
     rebuilds: Lane
     builder: Builder
 
@@ -591,6 +594,7 @@ class Service:
             reads=Lane("reads", settings.database_pool_size - RESERVED, wait, engine),
             webhooks=writer,
             health=Lane("health", PROBE_LANE, wait, engine),
+            credentials=Lane("credentials", CREDENTIALS_LANE, wait, engine),
             rebuilds=Lane("rebuilds", ADMIN_LANE, wait, engine),
             builder=Builder(settings, engine, keystore, metrics, between),
             checkpointer=db.Checkpointer(settings.database_url) if sqlite else None,

@@ -5,12 +5,18 @@ Each test starts `cdp serve` in a process of its own, on SQLite and on PostgreSQ
 
 import asyncio
 import json
+import math
+import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import httpx
+import pytest
 
-from cdp import ingest
+from cdp import credentials, ingest
+from cdp.api import create_app
 from cdp.db import make_engine
 from cdp.keystore import MAIN
 from cdp.projectors import registry
@@ -46,7 +52,8 @@ async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list
         n = 0
         while not all(read.done() for read in reads) or n < 3:
             started = time.perf_counter()
-            assert (await client.get("/health", timeout=5)).status_code == 200
+            probe = await client.get("/health", timeout=5)
+            assert probe.status_code == 200, probe.text
             health.append(time.perf_counter() - started)
             body = webhook("message_created", chat="probe", at=now_ms(), message=f"probe {n}")
             started = time.perf_counter()
@@ -86,3 +93,39 @@ def test_a_read_that_finds_no_connection_in_time_is_a_503_with_retry_after(
     assert busy.headers["Retry-After"] == "1"
     assert "busy" in busy.json()["detail"]
     assert health
+
+
+def test_health_answers_while_the_credentials_are_being_read_even_with_no_wait_for_a_place(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credentials every request is checked against are read again each second, by one
+    request: in a place of their own, so that /health, which may not wait at all here,
+    never finds its place taken by them (nor a request theirs by /health)."""
+    reading, release = threading.Event(), threading.Event()
+    load = credentials.load
+
+    def slow(connection: Any) -> Any:
+        reading.set()
+        release.wait(10)
+        return load(connection)
+
+    async def scenario() -> tuple[int, int, int]:
+        settings = Settings(database_url=database, database_pool_timeout=timedelta(0))
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)  # concurrent requests, on this event loop
+        async with (
+            app.lifespan(),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+        ):
+            assert (await client.get("/events")).status_code == 200  # the credentials, read
+            monkeypatch.setattr(credentials, "load", slow)
+            app.state["gate"].keys._read_at = -math.inf  # old: the next request reads them
+            read = asyncio.create_task(client.get("/events"))
+            while not reading.is_set():
+                await asyncio.sleep(0.01)
+            health = await client.get("/health")
+            again = await client.get("/health")
+            release.set()
+            return health.status_code, again.status_code, (await read).status_code
+
+    assert asyncio.run(scenario()) == (200, 200, 200)
