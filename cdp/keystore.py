@@ -187,6 +187,20 @@ class Keystore:
             file.advance_all((row["bucket"], row["wrapped"]) for row in wrapped)
         return found
 
+    def sealers(
+        self, main: Connection, chat_uuids: Collection[str]
+    ) -> dict[str, personal.Sealer | None]:
+        """What opens each chat's values in the read models (see personal.Sealer): None
+        for a chat whose key was destroyed, or that has none."""
+        if not chat_uuids:
+            return {}
+        subjects = {personal.of_chat(uuid): uuid for uuid in chat_uuids}
+        with self.connect(main) as connection:
+            ids = _IDS_OF.rows(connection, {"subjects": list(subjects)})
+        materials = self.materials(main, [row["id"] for row in ids])
+        found = {subjects[row["subject"]]: materials.get(row["id"]) for row in ids}
+        return {uuid: personal.sealer(found.get(uuid), uuid) for uuid in chat_uuids}
+
     @contextmanager
     def _fresh(self, main: Connection) -> Iterator[Connection]:
         """A connection that sees what was committed last, whatever `main` saw before."""
@@ -631,6 +645,9 @@ _GENERATIONS: Final = db.Prepared(
 )
 
 
+_IDS_OF: Final = db.Prepared(
+    select(keys.c.subject, keys.c.id).where(db.among(keys.c.subject, "subjects"))
+)
 _MATERIALS: Final = db.Prepared(
     select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
 )

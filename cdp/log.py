@@ -34,12 +34,15 @@ _APPEND_LOCK: Final = 0x63647000
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """A webhook as the log holds it."""
+    """A webhook as the log holds it, with the key of its subject (see cdp.personal) when
+    its body opened whole: what seals its personal values in the read models (b"": none,
+    its body is only what the log keeps in the clear)."""
 
     position: int
     received_at: int
     incoming: Incoming
     dedupe_key: str
+    key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,9 @@ def append(
     for item in sealed:
         if item.dedupe_key not in known:
             position = known[item.dedupe_key] = head.position + len(recorded) + 1
-            recorded.append(Recorded(position, received_at, item.incoming, item.dedupe_key))
+            recorded.append(
+                Recorded(position, received_at, item.incoming, item.dedupe_key, item.key.material)
+            )
             rows.append(item.row(received_at, position, previous))
             previous = rows[-1]["hash"]
     if rows:
@@ -415,12 +420,15 @@ class _Row:
 
 
 def _recorded(rows: Sequence[Any], keys: Keys) -> Iterator[Recorded]:
-    for row, (whole, _) in zip(rows, bodies(rows, keys), strict=True):
+    materials = keys({row.key_id for row in rows if row.key_id is not None})
+    for row in rows:
+        whole, opened = body(row, materials)
         webhook = Webhook(
             row.event_type, row.occurred_at, row.chat_uuid, row.profile_uuid, logged(whole)
         )
         incoming = Incoming(whole, None, webhook, row.source)
-        yield Recorded(row.position, row.received_at, incoming, row.dedupe_key)
+        key = materials.get(row.key_id, b"") if opened is Opened.WHOLE and row.key_id else b""
+        yield Recorded(row.position, row.received_at, incoming, row.dedupe_key, key or b"")
 
 
 _KNOWN: Final = db.Prepared(

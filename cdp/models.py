@@ -7,7 +7,7 @@ Times are integer milliseconds since the Unix epoch (UTC), the unit of the
 webhooks' own `timestamp`: exact, and the same arithmetic on every database.
 """
 
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -261,20 +261,20 @@ class TimelineRow(Base):
     rank: Mapped[int] = mapped_column(Integer)
     dedupe_key: Mapped[str] = mapped_column(String(64))
     event_type: Mapped[str] = mapped_column(String(200))
-    # What the event says.
+    # What the event says; the customer's values sealed (see SEALED).
     profile_uuid: Mapped[str | None] = mapped_column(String(200))
     platform: Mapped[str | None] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(Text)
-    phone: Mapped[str | None] = mapped_column(Text)
-    avatar: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone: Mapped[bytes | None] = mapped_column(LargeBinary)
+    avatar: Mapped[bytes | None] = mapped_column(LargeBinary)
     event_team_id: Mapped[int | None] = mapped_column(BigInteger)
     event_team_name: Mapped[str | None] = mapped_column(Text)
-    title: Mapped[str | None] = mapped_column(Text)
-    context: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[bytes | None] = mapped_column(LargeBinary)
+    context: Mapped[bytes | None] = mapped_column(LargeBinary)
     operator_uuid: Mapped[str | None] = mapped_column(String(200))
     operator_name: Mapped[str | None] = mapped_column(Text)
     operator_avatar: Mapped[str | None] = mapped_column(Text)
-    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    message: Mapped[bytes | None] = mapped_column(LargeBinary)  # its JSON text, sealed
     # Where it falls, derived from all of the chat's events.
     kind: Mapped[str] = mapped_column(String(20))
     session_number: Mapped[int | None] = mapped_column(Integer)
@@ -289,8 +289,8 @@ class SessionRow(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     opened_at: Mapped[int] = mapped_column(BigInteger)
     last_activity_at: Mapped[int] = mapped_column(BigInteger)
-    title: Mapped[str | None] = mapped_column(Text)
-    context: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[bytes | None] = mapped_column(LargeBinary)  # sealed (see SEALED)
+    context: Mapped[bytes | None] = mapped_column(LargeBinary)
     teams: Mapped[list[int]] = mapped_column(JSON)
     handoffs: Mapped[int] = mapped_column(Integer)
     messages_in: Mapped[int] = mapped_column(Integer)
@@ -445,3 +445,11 @@ key_buckets = _table(KeyBucketRow)
 erased_subjects = _table(ErasedSubjectRow)
 erasures = _table(ErasureRow)
 pending_erasures = _table(PendingErasureRow)
+
+# The read models' columns that hold a customer's values, each sealed under the key of the
+# row's chat (see cdp.personal.Sealer): what an erasure destroys makes them unreadable,
+# in the rows and in every copy the database keeps of them (dead rows, its log, backups).
+SEALED: Final[dict[Table, tuple[str, ...]]] = {
+    timeline: ("name", "phone", "avatar", "title", "context", "message"),
+    sessions: ("title", "context"),
+}

@@ -8,6 +8,10 @@ are, and the rows themselves, hash chain included, never change.
 
 Nor can the dedupe key give erased data away: its part that depends on the whole body is
 an HMAC under the same key (see `dedupe_key`).
+
+The read models keep a chat's personal values sealed under the same key too (see Sealer):
+a database that never overwrites what it deletes (PostgreSQL's dead rows, its write-ahead
+log) then holds nothing of an erased customer that anything can open.
 """
 
 import hashlib
@@ -17,7 +21,7 @@ from typing import Any, Final
 
 import msgspec
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
 from cdp.webhook import Webhook
 
@@ -44,6 +48,8 @@ KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _ENCODER: Final = msgspec.json.Encoder()
 _DEDUPE_LABEL: Final = b"cdp dedupe key"
+_FIELDS_LABEL: Final = b"cdp read-model fields"
+_FIELDS_VERSION: Final = b"\x01"
 HALF: Final = 32  # hex digits in each half of a dedupe key
 
 
@@ -111,6 +117,11 @@ def _kept(value: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def as_json(value: Any) -> str:
+    """A value as the JSON text the read models keep of it (sealed: see Sealer)."""
+    return _ENCODER.encode(value).decode()
+
+
 def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
@@ -150,3 +161,45 @@ def unseal(key: bytes, sealed: bytes, dedupe_key: str) -> str | None:
     except (InvalidTag, ValueError):
         return None
     return plain.decode("utf-8", errors="replace")
+
+
+class Sealer:
+    """Seals and opens the personal values of one chat's read-model rows (its name and phone,
+    a session's title, a message), under a key derived from the chat's key: AES-SIV, with
+    the column and the chat as associated data, so that a value cannot be moved to another
+    column or chat.
+
+    Deterministic: the same value seals to the same bytes, so a rebuild writes what the
+    live fold wrote, and a stored value compares equal to one sealed anew. What it gives
+    away is only which values of one chat's column are equal, and their lengths. A value
+    that does not open (sealed under a key since destroyed) reads as None: erased."""
+
+    __slots__ = ("_chat", "_siv")
+
+    def __init__(self, material: bytes, chat_uuid: str) -> None:
+        if len(material) != KEY_BYTES:
+            raise ValueError("a chat's key is 32 bytes")
+        self._siv = AESSIV(hmac.digest(material, _FIELDS_LABEL, "sha512"))
+        self._chat = chat_uuid.encode()
+
+    def seal(self, column: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        sealed = self._siv.encrypt(
+            value.encode("utf-8", "surrogatepass"), [column.encode(), self._chat]
+        )
+        return _FIELDS_VERSION + sealed
+
+    def open(self, column: str, sealed: bytes | None) -> str | None:
+        if sealed is None or sealed[:1] != _FIELDS_VERSION:
+            return None
+        try:
+            plain = self._siv.decrypt(bytes(sealed[1:]), [column.encode(), self._chat])
+        except (InvalidTag, ValueError):
+            return None
+        return plain.decode("utf-8", "surrogatepass")
+
+
+def sealer(material: bytes | None, chat_uuid: str) -> Sealer | None:
+    """The chat's Sealer, or None without its key (destroyed: nothing of it opens)."""
+    return Sealer(material, chat_uuid) if material else None

@@ -19,10 +19,8 @@ from sqlalchemy import (
     Row,
     Select,
     String,
-    Text,
     and_,
     bindparam,
-    cast,
     func,
     literal,
     or_,
@@ -92,6 +90,7 @@ def _page(
     item: type[T],
     *,
     descending: bool = False,
+    before: Callable[[Sequence[Row[Any]]], None] | None = None,
 ) -> schemas.Page[T]:
     """A page of the rows of `queries` in `order`: columns that make each row unique, all
     ascending or all `descending`.
@@ -100,6 +99,7 @@ def _page(
     orders what they found together: each can use an index of its own, where an OR of two
     columns would be read whole and sorted. The cursor is the last row's sort key, so a page
     never repeats or skips a row that stayed where it was, however the list changes.
+    `before` is given the page's rows before they are built (to fetch what opens them).
     """
     limit = listing.limit + 1
     after = None if listing.after is None else tuple_(*_decode(listing.after, order))
@@ -121,6 +121,8 @@ def _page(
     if len(rows) > listing.limit:
         rows = rows[: listing.limit]
         cursor = _encode([rows[-1]._mapping[column.name] for column in order])
+    if before is not None:
+        before(rows)
     # Each row is built as plain data and the page validated once, in pydantic's core:
     # building a model per row and per nested object cost more than the query.
     items = [build(row) for row in rows]
@@ -424,7 +426,13 @@ def _owners(
 
 
 def unowned_chats(
-    connection: Connection, clock: Clock, limit: int, *, phone: str | None, name: str | None
+    connection: Connection,
+    clock: Clock,
+    limit: int,
+    *,
+    phone: str | None,
+    name: str | None,
+    keystore: Keystore,
 ) -> list[schemas.Chat]:
     """Chats no profile owns (their webhooks named none) with this number (E.164) or whose
     name starts with `name`: what a search for profiles cannot find."""
@@ -434,19 +442,28 @@ def unowned_chats(
     if not conditions:
         return []
     query = _chats().where(or_(*conditions), chats.c.profile_uuid.is_(None))
-    rows = connection.execute(query.order_by(chats.c.uuid).limit(limit))
-    return [schemas.Chat.model_validate(_chat(row, clock)) for row in rows]
+    rows = connection.execute(query.order_by(chats.c.uuid).limit(limit)).all()
+    build = _Chats(connection, keystore, clock)
+    build.before(rows)
+    return [schemas.Chat.model_validate(build(row)) for row in rows]
 
 
-def chat(connection: Connection, uuid: str, clock: Clock) -> schemas.Chat | None:
-    found = chats_of(connection, [uuid], clock)
+def chat(
+    connection: Connection, uuid: str, clock: Clock, *, keystore: Keystore
+) -> schemas.Chat | None:
+    found = chats_of(connection, [uuid], clock, keystore=keystore)
     return found[0] if found else None
 
 
-def chats_of(connection: Connection, uuids: Sequence[str], clock: Clock) -> list[schemas.Chat]:
+def chats_of(
+    connection: Connection, uuids: Sequence[str], clock: Clock, *, keystore: Keystore
+) -> list[schemas.Chat]:
     """The chats of `uuids`, in the order asked; unknown ones are left out."""
-    rows = {row.uuid: row for row in connection.execute(_chats().where(chats.c.uuid.in_(uuids)))}
-    return [schemas.Chat.model_validate(_chat(rows[uuid], clock)) for uuid in uuids if uuid in rows]
+    found = connection.execute(_chats().where(chats.c.uuid.in_(uuids))).all()
+    build = _Chats(connection, keystore, clock)
+    build.before(found)
+    rows = {row.uuid: row for row in found}
+    return [schemas.Chat.model_validate(build(rows[uuid])) for uuid in uuids if uuid in rows]
 
 
 def team_chats(
@@ -456,6 +473,8 @@ def team_chats(
     clock: Clock,
     listing: Listing,
     source: str | None = None,
+    *,
+    keystore: Keystore,
 ) -> schemas.Page[schemas.Chat]:
     """Chats whose active team is `team_id`, optionally only those whose session is open/idle
     or of one source, most recently active first."""
@@ -470,8 +489,17 @@ def team_chats(
     elif state == "idle":
         query = query.where(~fresh)
     order = [chats.c.last_seen_at, chats.c.uuid]
-    build = partial(_chat, clock=clock)
-    return _page(connection, [query], order, listing, build, schemas.Chat, descending=True)
+    build = _Chats(connection, keystore, clock)
+    return _page(
+        connection,
+        [query],
+        order,
+        listing,
+        build,
+        schemas.Chat,
+        descending=True,
+        before=build.before,
+    )
 
 
 def _chats() -> Select[Any]:
@@ -482,7 +510,26 @@ def _chats() -> Select[Any]:
     ).outerjoin(sessions, and_(current, sessions.c.number == chats.c.session_number))
 
 
-def _chat(row: Row[Any], clock: Clock) -> dict[str, Any]:
+class _Chats:
+    """Builds chats (see _chat) of rows of _chats(): their keys fetched a page at a time."""
+
+    def __init__(self, connection: Connection, keystore: Keystore, clock: Clock) -> None:
+        self.connection, self.keystore, self.clock = connection, keystore, clock
+        self.sealers: dict[str, personal.Sealer | None] = {}
+
+    def before(self, rows: Sequence[Row[Any]]) -> None:
+        self.sealers = self.keystore.sealers(self.connection, {row.uuid for row in rows})
+
+    def __call__(self, row: Row[Any]) -> dict[str, Any]:
+        return _chat(row, self.clock, self.sealers.get(row.uuid))
+
+
+def _opened(sealer: personal.Sealer | None, column: str, value: bytes | None) -> str | None:
+    """A value of the read models opened (see models.SEALED); None once erased."""
+    return None if sealer is None or value is None else sealer.open(column, value)
+
+
+def _chat(row: Row[Any], clock: Clock, sealer: personal.Sealer | None) -> dict[str, Any]:
     """A chat as plain data, for schemas.Chat."""
     team = session = None
     if row.team_id is not None:
@@ -493,8 +540,8 @@ def _chat(row: Row[Any], clock: Clock) -> dict[str, Any]:
             number=row.current_number,
             opened_at=utc(row.current_opened_at),
             last_activity_at=utc(row.current_last_activity_at),
-            title=row.current_title,
-            context=row.current_context,
+            title=_opened(sealer, "title", row.current_title),
+            context=_opened(sealer, "context", row.current_context),
             state=clock.state(row.current_last_activity_at),
         )
     return dict(
@@ -605,19 +652,23 @@ def _handoff(row: Any) -> dict[str, Any]:
 
 
 def chat_timeline(
-    connection: Connection, uuid: str, listing: Listing
+    connection: Connection, uuid: str, listing: Listing, *, keystore: Keystore
 ) -> schemas.Page[schemas.TimelineItem] | None:
     """A chat's events in time order, where each falls; None if no logged event named it."""
     if not chat_known(connection, uuid):
         return None
-    # The message as the JSON text it is stored as: served as it is, whatever its depth.
-    message = cast(timeline.c.message, Text).label("message_text")
-    query = select(
-        *(column for column in timeline.c if column is not timeline.c.message), message
-    ).where(timeline.c.chat_uuid == uuid)
+    query = select(timeline).where(timeline.c.chat_uuid == uuid)
     order = [timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key]
+    sealer: personal.Sealer | None = None
+
+    def before(rows: Sequence[Row[Any]]) -> None:
+        nonlocal sealer
+        if any(row.message is not None for row in rows):
+            sealer = keystore.sealers(connection, [uuid])[uuid]
 
     def build(row: Row[Any]) -> dict[str, Any]:
+        # The message as the JSON text it was kept as: served as it is, whatever its depth.
+        text = _opened(sealer, "message", row.message)
         return dict(
             position=row.position,
             occurred_at=utc(row.occurred_at),
@@ -626,10 +677,10 @@ def chat_timeline(
             session_number=row.session_number,
             team=None if row.team_id is None else dict(id=row.team_id, name=row.team_name),
             operator=_operator(row) if row.event_type == OPERATOR_REPLIED else None,
-            message=None if row.message_text is None else schemas.RawJSON.of(row.message_text),
+            message=None if text is None else schemas.RawJSON.of(text),
         )
 
-    return _page(connection, [query], order, listing, build, schemas.TimelineItem)
+    return _page(connection, [query], order, listing, build, schemas.TimelineItem, before=before)
 
 
 def events(

@@ -27,7 +27,9 @@ class ChatController(Controller):
     @get(summary="A chat", responses=not_found("no chat '0b6f7a52-3f8e-4d55-9a0e-6f1f3c2b9d10'"))
     async def one(self, uuid: FromPath[str], service: NamedDependency[Service]) -> Chat:
         """The chat's attributes, its profile, its team and operator now, and its latest session."""
-        found = await service.reads.query(queries.chat, uuid, service.clock())
+        found = await service.reads.query(
+            queries.chat, uuid, service.clock(), keystore=service.keystore
+        )
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         return found
@@ -79,7 +81,10 @@ class ChatController(Controller):
         limit: Limit = 100,
     ) -> Page[TimelineItem]:
         """The chat's events in time order, each with its kind, session, team and message."""
-        found = await service.reads.query(queries.chat_timeline, uuid, Listing(after, limit))
+        listing = Listing(after, limit)
+        found = await service.reads.query(
+            queries.chat_timeline, uuid, listing, keystore=service.keystore
+        )
         return _found(found, uuid)
 
 

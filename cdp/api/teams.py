@@ -55,6 +55,7 @@ class TeamController(Controller):
             service.clock(),
             Listing(after, limit),
             source,
+            keystore=service.keystore,
         )
 
     @get("/{team_id:str}/stats", summary="A team's figures", responses=not_found("no team 7"))

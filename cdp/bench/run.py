@@ -311,8 +311,9 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
 
 def _bare_rebuild(url: str, bare_url: str) -> float:
     """Seconds to read every logged row, open its sealed body with its key (all read at
-    once), parse it, and insert one timeline-shaped row for it into a bare table, in one
-    transaction: the least that reading what the log holds takes."""
+    once), parse it, and insert one timeline-shaped row for it, its message sealed again
+    as the read models keep it, into a bare table, in one transaction: the least that
+    reading what the log holds takes."""
     table = _bare_copy(bare_url, timeline, "bare_timeline", indexes=False)
     source, target = create_engine(url), create_engine(bare_url)
     keystore = _keystore(url)
@@ -332,9 +333,14 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
             ids = list(keys.scalars(select(models.keys.c.id)))
         materials = keystore.materials(reading, ids)  # unwrapped: see cdp.keyfile
         batch: list[dict[str, Any]] = []
+        sealers: dict[str, personal.Sealer | None] = {}
         for row in reading.execute(query.execution_options(yield_per=2000)):
             body, _ = log.body(row, materials)
             payload = (logged(body) or {}).get("payload") or {}
+            chat = row.chat_uuid or ""
+            if chat not in sealers:
+                sealers[chat] = personal.sealer(materials.get(row.key_id), chat)
+            sealer, message = sealers[chat], payload.get("message")
             batch.append(
                 {
                     **dict.fromkeys(table.c.keys()),
@@ -345,7 +351,9 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
                     "dedupe_key": row.dedupe_key,
                     "event_type": row.event_type,
                     "kind": "other",
-                    "message": payload.get("message"),
+                    "message": None
+                    if sealer is None or message is None
+                    else sealer.seal("message", personal.as_json(message)),
                 }
             )
             if len(batch) == 2000:
@@ -438,18 +446,20 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
             "name search": lambda n: queries.profiles_by_name(
                 connection, names[n % len(names)][:3], page
             ),
-            "chat": lambda n: queries.chat(connection, chat_ids[n % len(chat_ids)], clock),
+            "chat": lambda n: queries.chat(
+                connection, chat_ids[n % len(chat_ids)], clock, keystore=keystore
+            ),
             "sessions": lambda n: queries.chat_sessions(
                 connection, chat_ids[n % len(chat_ids)], clock, page
             ),
             "timeline page": lambda n: queries.chat_timeline(
-                connection, chat_ids[n % len(chat_ids)], page
+                connection, chat_ids[n % len(chat_ids)], page, keystore=keystore
             ),
             "handoff audit page": lambda n: queries.team_handoffs(
                 connection, page, teams[n % len(teams)]
             ),
             "team chats page": lambda n: queries.team_chats(
-                connection, teams[n % len(teams)], "open", clock, page
+                connection, teams[n % len(teams)], "open", clock, page, keystore=keystore
             ),
             "log page": lambda n: queries.events(
                 connection, keystore, after=(n * 7919) % max(head, 1), limit=100

@@ -100,7 +100,7 @@ class Pages(Controller):
         access.check_form(request, data)
         text = data.get("q", "")[:1000]
         found = await service.reads.query(
-            views.search, text, service.settings.phone_region, service.clock()
+            views.search, service.keystore, text, service.settings.phone_region, service.clock()
         )
         return await page(request, "search.html", found=found)
 
@@ -114,7 +114,9 @@ class Pages(Controller):
     ) -> Response[str]:
         """The profile and the first page of its chats; asked by the page itself for the
         next one (HX-Request), that page alone."""
-        found = await service.reads.query(views.profile, uuid, service.clock(), after)
+        found = await service.reads.query(
+            views.profile, service.keystore, uuid, service.clock(), after
+        )
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         fragment = request.headers.get("hx-request") == "true"
@@ -130,7 +132,9 @@ class Pages(Controller):
     ) -> Response[str]:
         """The chat and the first page of its timeline; asked by the page itself for the
         next one (HX-Request), that page alone."""
-        found = await service.reads.query(views.chat, uuid, service.clock(), after)
+        found = await service.reads.query(
+            views.chat, service.keystore, uuid, service.clock(), after
+        )
         if found is None:
             raise NotFoundException(f"no chat {uuid!r}")
         fragment = request.headers.get("hx-request") == "true"
@@ -158,7 +162,9 @@ class Pages(Controller):
             today = datetime.now(zone).date()
             days = Days(today - timedelta(days=DEFAULT_DAYS - 1), today)
         period = Period(*days.bounds(zone), source)
-        found = await service.reads.query(views.team, team_id, period, service.clock(), after)
+        found = await service.reads.query(
+            views.team, service.keystore, team_id, period, service.clock(), after
+        )
         if found is None:
             raise NotFoundException(f"no team {team_id}")
         return await page(

@@ -50,7 +50,9 @@ class Found:
     more: bool
 
 
-def search(connection: Connection, text: str, region: str, clock: Clock) -> Found:
+def search(
+    connection: Connection, keystore: Keystore, text: str, region: str, clock: Clock
+) -> Found:
     """Profiles and chats matching `text`: as a uuid, as a phone number in any spelling,
     and as the start of a customer's name."""
     text = text.strip()
@@ -62,7 +64,7 @@ def search(connection: Connection, text: str, region: str, clock: Clock) -> Foun
         profiles |= {
             found.uuid: found for found in queries.profiles(connection, [text], CARD_CHATS)
         }
-        chats += queries.chats_of(connection, [text], clock)
+        chats += queries.chats_of(connection, [text], clock, keystore=keystore)
     number = normalize(text, region)
     listing = Listing(limit=SEARCH_LIMIT)
     by_phone = schemas.Page[schemas.Profile](items=[], next=None)
@@ -72,7 +74,9 @@ def search(connection: Connection, text: str, region: str, clock: Clock) -> Foun
     for page in (by_phone, by_name):
         profiles |= {found.uuid: found for found in page.items}
     # One more than is shown: whether there are more.
-    unowned = queries.unowned_chats(connection, clock, SEARCH_LIMIT + 1, phone=number, name=text)
+    unowned = queries.unowned_chats(
+        connection, clock, SEARCH_LIMIT + 1, phone=number, name=text, keystore=keystore
+    )
     named = {chat.uuid for chat in chats}
     chats += [chat for chat in unowned[:SEARCH_LIMIT] if chat.uuid not in named]
     more = by_phone.next is not None or by_name.next is not None or len(unowned) > SEARCH_LIMIT
@@ -95,7 +99,11 @@ class ProfilePage:
 
 
 def profile(
-    connection: Connection, uuid: str, clock: Clock, after: str | None = None
+    connection: Connection,
+    keystore: Keystore,
+    uuid: str,
+    clock: Clock,
+    after: str | None = None,
 ) -> ProfilePage | None:
     """A customer, and a page of their chats (the first, or the one from `after`), in the
     API's order: each as it is now, with its latest sessions, the teams and the operators
@@ -119,7 +127,7 @@ def profile(
                 connection, chat.uuid, [session.number for session in latest[chat.uuid]]
             ),
         )
-        for chat in queries.chats_of(connection, uuids, clock)
+        for chat in queries.chats_of(connection, uuids, clock, keystore=keystore)
     ]
     ids = sorted({team for chat in chats for session in chat.sessions for team in session.teams})
     return ProfilePage(found, chats, queries.team_names(connection, ids), cursor)
@@ -163,11 +171,14 @@ class ChatPage:
     after: str | None
 
 
-def chat(connection: Connection, uuid: str, clock: Clock, after: str | None) -> ChatPage | None:
+def chat(
+    connection: Connection, keystore: Keystore, uuid: str, clock: Clock, after: str | None
+) -> ChatPage | None:
     """A chat now, and a page of its timeline as a conversation: grouped by session, each
     turn's wait for a first reply, each handoff from team to team, failed deliveries."""
-    found = queries.chat(connection, uuid, clock)
-    timeline = queries.chat_timeline(connection, uuid, Listing(after, TIMELINE_PAGE))
+    found = queries.chat(connection, uuid, clock, keystore=keystore)
+    listing = Listing(after, TIMELINE_PAGE)
+    timeline = queries.chat_timeline(connection, uuid, listing, keystore=keystore)
     if found is None or timeline is None:
         return None
     items = [_item(entry) for entry in timeline.items]
@@ -251,6 +262,7 @@ class TeamPage:
 
 def team(
     connection: Connection,
+    keystore: Keystore,
     team_id: int,
     period: Period,
     clock: Clock,
@@ -260,8 +272,9 @@ def team(
     stats = queries.team_stats(connection, team_id, period)
     if stats is None:
         return None
+    listing = Listing(after, TIMELINE_PAGE)
     chats = queries.team_chats(
-        connection, team_id, None, clock, Listing(after, TIMELINE_PAGE), period.source
+        connection, team_id, None, clock, listing, period.source, keystore=keystore
     )
     return TeamPage(stats, chats)
 

@@ -25,6 +25,7 @@ from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -45,9 +46,9 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import db
+from cdp import db, personal
 from cdp.log import Recorded
-from cdp.models import chats, handoffs, sessions, timeline, waits
+from cdp.models import SEALED, chats, handoffs, sessions, timeline, waits
 from cdp.names import search_key
 from cdp.phones import normalize
 from cdp.projectors.conversation import (
@@ -80,6 +81,9 @@ _TURN_COLUMNS: Final = tuple(c.name for c in waits.columns)
 _ORDER: Final = (timeline.c.occurred_at, timeline.c.rank, timeline.c.dedupe_key)
 # A stored event as the fold reads it back: all but its message, which can be megabytes.
 _READ: Final = tuple(column for column in timeline.c if column.name != "message")
+_READ_NAMES: Final = frozenset(column.name for column in _READ)
+# The personal values of a stored event the fold reads back, sealed (its message is not read).
+_FACT_SEALED: Final = tuple(name for name in SEALED[timeline] if name in _READ_NAMES)
 # Stored events read after the region's first chunk, at least, a chunk at a time.
 _CHUNK: Final = 64
 # Stored events of a chat's first chunk, at most (PostgreSQL; see _first_chunk).
@@ -280,10 +284,22 @@ _HANDOFFS_GONE: Final = db.Prepared(
 _TURNS_GONE: Final = db.Prepared(waits.delete().where(db.among(waits.c.position, "positions")))
 
 
-def _fact(row: Mapping[str, Any]) -> Fact:
-    """A stored event's fact, read back (its message is not: see _READ)."""
+def _fact(row: Mapping[str, Any], sealer: personal.Sealer | None) -> Fact:
+    """A stored event's fact, read back and opened (its message is not: see _READ)."""
     fields: dict[str, Any] = {name: row.get(name) for name in FACT_FIELDS}
+    for name in _FACT_SEALED:
+        fields[name] = _opened(sealer, name, fields[name])
     return Fact(**fields)
+
+
+def _opened(sealer: personal.Sealer | None, column: str, value: bytes | None) -> str | None:
+    """A stored value of `column` opened; None without the chat's key (see _Sealers)."""
+    return None if sealer is None or value is None else sealer.open(column, value)
+
+
+def _sealed(sealer: personal.Sealer | None, column: str, value: str | None) -> bytes | None:
+    """A value of `column` sealed; None without the chat's key: never kept in the clear."""
+    return None if sealer is None or value is None else sealer.seal(column, value)
 
 
 def _placement(row: Mapping[str, Any]) -> Placement:
@@ -312,13 +328,15 @@ class _Stored:
             placement.session_number, placement.team_id, placement.team_name, fact.occurred_at
         )
 
-    def read_on(self, connection: Connection, chat_uuid: str) -> None:
+    def read_on(
+        self, connection: Connection, chat_uuid: str, sealer: personal.Sealer | None
+    ) -> None:
         """Read the next chunk of events, as many as read so far (_CHUNK at least)."""
         last = self.loaded[-1][0] if self.loaded else self.start[0] if self.start else None
         most = max(_CHUNK, len(self.loaded))
         after = _at(last) if last is not None else {"at": -INT64_MAX, "rank": 0, "key": ""}
         rows = _AFTER.rows(connection, {"chat": chat_uuid, **after, "most": most})
-        self.loaded += [(_fact(row), _placement(row)) for row in rows]
+        self.loaded += [(_fact(row, sealer), _placement(row)) for row in rows]
         self.whole = len(rows) < most
 
 
@@ -422,7 +440,9 @@ def _of(summary: SessionSummary | TurnSummary | None, sort: str) -> Any:
 
 class ChatsProjector:
     name = "chats"
-    version = 3  # 2: chats.name_key; 3: turns (waits), written by this projector
+    # 2: chats.name_key; 3: turns (waits), written by this projector; 4: the customer's
+    # values in the timeline and sessions sealed (see models.SEALED)
+    version = 4
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, waits, chats)
     reads: tuple[str, ...] = ()
 
@@ -441,20 +461,26 @@ class ChatsProjector:
         # A chat belongs to the source of its first event (see owners): a log older than
         # owners may hold some of another.
         sources: dict[str, str] = {}
+        # The chat's key, as its latest event that opened whole was sealed with: a chat has
+        # one at a time, and events sealed under one since destroyed hold nothing personal.
+        keys: dict[str, bytes] = {}
         for recorded in batch:
             chat_uuid = recorded.incoming.webhook.chat_uuid
             if chat_uuid is not None:
                 new[chat_uuid].append(fact_of(recorded))
                 sources.setdefault(chat_uuid, recorded.incoming.source)
+                if recorded.key:
+                    keys[chat_uuid] = recorded.key
         if not new:
             return
-        writes = _Writes(self.phone_region, fresh=fresh)
+        sealers = {chat_uuid: personal.sealer(keys.get(chat_uuid), chat_uuid) for chat_uuid in new}
+        writes = _Writes(self.phone_region, sealers, fresh=fresh)
         if fresh:
             for chat_uuid, facts in new.items():
                 conversation = fold(chat_uuid, facts, self.rules)
                 writes.whole(chat_uuid, sources[chat_uuid], facts, conversation)
         else:
-            self._refold(connection, new, sources, writes)
+            self._refold(connection, new, sources, sealers, writes)
         writes.flush(connection)
 
     def _refold(
@@ -462,6 +488,7 @@ class ChatsProjector:
         connection: Connection,
         new: Mapping[str, list[Fact]],
         sources: Mapping[str, str],
+        sealers: Mapping[str, personal.Sealer | None],
         writes: "_Writes",
     ) -> None:
         """Fold each chat's region, and bring what it changes up to date (see the module)."""
@@ -469,17 +496,18 @@ class ChatsProjector:
             chat_uuid: self.rules.reach(min(fact.occurred_at for fact in facts))
             for chat_uuid, facts in new.items()
         }
-        stored, found = _first_chunks(connection, new, reach, self.rules.open_window_ms)
+        window = self.rules.open_window_ms
+        stored, found = _first_chunks(connection, new, reach, window, sealers)
         regions = {
             chat_uuid: _folded(
                 self.rules,
                 stored[chat_uuid],
                 facts,
-                lambda chat_uuid=chat_uuid: stored[chat_uuid].read_on(connection, chat_uuid),  # type: ignore[misc]
+                partial(stored[chat_uuid].read_on, connection, chat_uuid, sealers[chat_uuid]),
             )
             for chat_uuid, facts in new.items()
         }
-        rows = _Rows.read(connection, found, stored, regions, reach)
+        rows = _Rows.read(connection, found, stored, regions, reach, sealers)
         for chat_uuid, region in regions.items():
             change = _Change(
                 connection,
@@ -489,6 +517,7 @@ class ChatsProjector:
                 rows,
                 reach[chat_uuid],
                 sources[chat_uuid],
+                sealers[chat_uuid],
             )
             writes.change(change)
 
@@ -498,6 +527,7 @@ def _first_chunks(
     new: Mapping[str, list[Fact]],
     reach: Mapping[str, int],
     window: int,
+    sealers: Mapping[str, personal.Sealer | None],
 ) -> tuple[dict[str, _Stored], dict[str, dict[str, Any]]]:
     """Each chat's start and first chunk (its events up to the open window after its
     latest new one), and each one's row: set-wise, in one round trip."""
@@ -522,10 +552,11 @@ def _first_chunks(
         if row["position"] is None:
             continue
         read[chat_uuid] += 1
+        fact = _fact(row, sealers[chat_uuid])
         if row["is_start"]:
-            chat.start = (_fact(row), _placement(row))
+            chat.start = (fact, _placement(row))
         else:
-            chat.loaded.append((_fact(row), _placement(row)))
+            chat.loaded.append((fact, _placement(row)))
     for chat_uuid, count in read.items():
         if count >= _FIRST_MOST:  # cut short: more may follow within the chunk's time
             stored[chat_uuid].whole = False
@@ -549,8 +580,10 @@ class _Rows:
         stored: Mapping[str, _Stored],
         regions: Mapping[str, _Region],
         reach: Mapping[str, int],
+        sealers: Mapping[str, personal.Sealer | None],
     ) -> "_Rows":
-        """The rows of the sessions and turns `regions` change, in one round trip."""
+        """The rows of the sessions and turns `regions` change, in one round trip; what
+        they hold of the customer, opened."""
         spans, starts, positions = [], [], []
         for chat_uuid, region in regions.items():
             numbers = {*region.new.sessions, *region.old.sessions}
@@ -567,9 +600,12 @@ class _Rows:
         if starts or positions:
             queries.append((_TURNS, {"wanted": starts, "positions": positions}))
         found = db.read_together(connection, *queries)
-        found_sessions = (
-            {(row["chat_uuid"], row["number"]): row for row in found.pop(0)} if spans else {}
-        )
+        found_sessions = {
+            (row["chat_uuid"], row["number"]): _opened_row(
+                row, sealers[row["chat_uuid"]], SEALED[sessions]
+            )
+            for row in (found.pop(0) if spans else ())
+        }
         turns, ongoing = {}, {}
         for row in found.pop(0) if found else ():
             turn = {name: row[name] for name in _TURN_COLUMNS}
@@ -599,8 +635,9 @@ class _Change:
         rows: _Rows,
         reach: int,
         source: str,
+        sealer: personal.Sealer | None,
     ) -> None:
-        self.connection, self.chat_uuid = connection, chat_uuid
+        self.connection, self.chat_uuid, self.sealer = connection, chat_uuid, sealer
         self.stored, self.region, self.rows, self.reach = stored, region, rows, reach
         found = rows.chats.get(chat_uuid)
         self.source: str = found["source"] if found is not None else source
@@ -626,7 +663,7 @@ class _Change:
             if self.stored.start is not None and self.first is not None:
                 values = {"chat": self.chat_uuid, "number": self.first}
                 rows = _BEFORE[sort].rows(self.connection, values | _at(self.stored.start[0]))
-                found = _fact(rows[0]) if rows else None
+                found = _fact(rows[0], self.sealer) if rows else None
             self._probed[sort] = found
         return self._probed[sort]
 
@@ -877,6 +914,20 @@ class _Change:
         }
 
 
+def _opened_row(
+    row: Mapping[str, Any], sealer: personal.Sealer | None, columns: Iterable[str]
+) -> dict[str, Any]:
+    """A stored row with its sealed `columns` opened."""
+    return {**row, **{name: _opened(sealer, name, row[name]) for name in columns}}
+
+
+def _sealed_row(
+    row: Mapping[str, Any], sealer: personal.Sealer | None, columns: Iterable[str]
+) -> dict[str, Any]:
+    """A row to store, with its `columns` sealed."""
+    return {**row, **{name: _sealed(sealer, name, row[name]) for name in columns}}
+
+
 def _value(
     found: Fact | _Unchanged | None, name: str, stored: Mapping[str, Any] | None, column: str
 ) -> Any:
@@ -898,8 +949,14 @@ def _fields(record: Any) -> dict[str, Any]:
 class _Writes:
     """The rows a batch of folded chats changes, written set-wise on flush."""
 
-    def __init__(self, phone_region: str, *, fresh: bool) -> None:
-        self.phone_region = phone_region
+    def __init__(
+        self,
+        phone_region: str,
+        sealers: Mapping[str, personal.Sealer | None],
+        *,
+        fresh: bool,
+    ) -> None:
+        self.phone_region, self.sealers = phone_region, sealers
         self.fresh = fresh  # nothing stored: every row is new
         self.timeline_new: list[dict[str, Any]] = []
         self.timeline_moved: list[dict[str, Any]] = []
@@ -980,6 +1037,8 @@ class _Writes:
             self.chats.append(row)
 
     def flush(self, connection: Connection) -> None:
+        """Write the rows, the customer's values in them sealed (see models.SEALED)."""
+        self._seal()
         db.insert(connection, timeline, self.timeline_new)
         _MOVE.run(connection, self.timeline_moved)
         _SESSION_GONE.run(connection, self.sessions_gone)
@@ -997,3 +1056,14 @@ class _Writes:
         db.upsert(connection, handoffs, self.handoffs, key=["position"])
         db.upsert(connection, waits, self.turns, key=["position"])
         db.upsert(connection, chats, self.chats, key=["uuid"])
+
+    def _seal(self) -> None:
+        sealers = self.sealers
+        for row in self.timeline_new:
+            sealer = sealers[row["chat_uuid"]]
+            message = row["message"]
+            row["message"] = None if message is None else personal.as_json(message)
+            for name in SEALED[timeline]:
+                row[name] = _sealed(sealer, name, row[name])
+        columns = SEALED[sessions]
+        self.sessions = [_sealed_row(r, sealers[r["chat_uuid"]], columns) for r in self.sessions]

@@ -150,7 +150,7 @@ def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wai
 def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(
     client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*_: object) -> None:
+    def broken(*_: object, **__: object) -> None:
         raise RuntimeError("the projector is broken at /srv/cdp/secret")
 
     monkeypatch.setattr("cdp.queries.chat", broken)
@@ -161,11 +161,11 @@ def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_a
     assert any(record.exc_info for record in caplog.records if record.name == "cdp.api")
 
 
-def _no_such_table(connection: Connection, *_: object) -> None:
+def _no_such_table(connection: Connection, *_: object, **__: object) -> None:
     connection.execute(text("SELECT * FROM no_such_table"))
 
 
-def _too_many_parameters(connection: Connection, *_: object) -> None:
+def _too_many_parameters(connection: Connection, *_: object, **__: object) -> None:
     """More than the database takes in one statement (SQLite: 32 766, or 250 000 as
     Debian builds it), sent one parameter a value."""
     most = {"postgresql": 65_535, "sqlite": 250_000}[connection.dialect.name]

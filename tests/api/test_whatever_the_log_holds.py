@@ -8,9 +8,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, insert, text
 
-from cdp import schema
+from cdp import db, log, personal, schema
 from cdp.api import create_app
 from cdp.db import make_engine
+from cdp.keystore import Keystore
 from cdp.models import events
 from cdp.settings import Settings
 from tests.api.conftest import rebuilt
@@ -40,7 +41,15 @@ ODD_BODIES = {
 }
 
 
-def log_directly(engine: Engine, bodies: dict[str, str]) -> None:
+def log_directly(engine: Engine, settings: Settings, bodies: dict[str, str]) -> None:
+    """Each body logged as it is, sealed under the chat's key as cdp seals what it logs."""
+    subject = personal.of_chat("c")
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    with db.writing(engine) as connection:
+        log.lock(connection)
+        known = keystore.known(connection, [subject], ())
+        key = keystore.ring(connection, [subject], known)[subject]
+    keystore.dispose()
     rows: list[dict[str, Any]] = [
         {
             "event_type": "session_updated" if "session" in name else "message_created",
@@ -49,8 +58,10 @@ def log_directly(engine: Engine, bodies: dict[str, str]) -> None:
             "chat_uuid": "c",
             "profile_uuid": "profile-1",
             "dedupe_key": f"{index:064x}",
-            "body": body,  # in the clear, as before personal data was sealed
-            "hash": f"{index:064x}",  # no chain: the reads must not care
+            "body": body,  # in the clear too: the reads must not care
+            "hash": f"{index:064x}",  # no chain: nor about this
+            "key_id": key.id,
+            "sealed": personal.seal(key.material, body, f"{index:064x}"),
         }
         for index, (name, body) in enumerate(bodies.items(), start=1)
     ]
@@ -59,9 +70,9 @@ def log_directly(engine: Engine, bodies: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def odd_log(client: Client, engine: Engine) -> Client:
+def odd_log(client: Client, engine: Engine, settings: Settings) -> Client:
     """A log holding every odd body, then one good webhook of the same chat, all projected."""
-    log_directly(engine, ODD_BODIES)
+    log_directly(engine, settings, ODD_BODIES)
     rebuilt(client)  # written around cdp: built from the log, as `cdp catch-up` would
     answer = client.post(
         "/webhooks/fasttrack",

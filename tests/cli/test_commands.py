@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from cdp import ingest, queries
 from cdp.cli import main
 from cdp.db import make_engine
+from cdp.keystore import MAIN
 from tests.api.test_whatever_the_log_holds import ODD_BODIES, log_directly
 from tests.conftest import empty
 from tests.factories import PAST, now_ms, opened, reply, samples, webhook
@@ -57,7 +58,7 @@ def test_import_stores_good_lines_and_reports_bad_ones_by_number(
     assert "line 6: invalid webhook: payload.chat.uuid" in result.output
     engine = make_engine(database)
     with engine.connect() as connection:
-        chat = queries.chat(connection, "c", queries.Clock(1000, now_ms()))
+        chat = queries.chat(connection, "c", queries.Clock(1000, now_ms()), keystore=MAIN)
         assert chat is not None
         assert chat.operator is not None
     engine.dispose()

@@ -28,12 +28,12 @@ def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
         profiles = sorted({profile for _, profile in named if profile is not None})
         found: dict[str, Any] = {"chats": {}}
         for chat in chats:
-            current = queries.chat(connection, chat, clock)
+            current = queries.chat(connection, chat, clock, keystore=MAIN)
             found["chats"][chat] = {
                 "chat": current.model_dump() if current else None,
                 "sessions": every(partial(queries.chat_sessions, connection, chat, clock)),
                 "handoffs": every(partial(queries.chat_handoffs, connection, chat)),
-                "timeline": every(partial(queries.chat_timeline, connection, chat)),
+                "timeline": every(partial(queries.chat_timeline, connection, chat, keystore=MAIN)),
             }
         found["profiles"] = [p.model_dump() for p in queries.profiles(connection, profiles)]
         found["audit"] = every(partial(queries.team_handoffs, connection))

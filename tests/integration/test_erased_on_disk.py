@@ -195,6 +195,72 @@ def test_on_sqlite_no_file_holds_the_erased_customers_data_once_the_erasure_retu
     assert held == []
 
 
+TITLE = "Order 1042 for Анна Петрова"
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_on_postgresql_no_file_ever_holds_a_message_or_title_in_the_clear(
+    own: Settings, tmp_path: Path
+) -> None:
+    """PostgreSQL never overwrites what it deletes: a row's old versions stay in its
+    table's pages and in WAL segments until reused. So the read models keep a customer's
+    texts sealed under the chat's key from the first write: before the erasure as after
+    it, no relation file of the database (tables, indexes, TOAST) and no WAL segment
+    holds the message or the session's title, while the API still answers them."""
+    started = datetime.now().astimezone() - timedelta(seconds=1)
+    bodies = [*opened(CHAT, at=PAST, team=1, title=TITLE, profile=PROFILE), *_attacked(own)[2:]]
+    forms = [form for value in (TEXT, TITLE) for form in _forms(value)]
+    with TestClient(create_app(own)) as client:
+        _post(client, *bodies)
+        timeline = client.get(f"/chats/{CHAT}/timeline").json()["items"]
+        assert TEXT in [item["message"]["text"] for item in timeline if item["message"]]
+        assert client.get(f"/chats/{CHAT}").json()["session"]["title"] == TITLE
+        every = _postgres_relations(own.database_url) + _postgres_wal(own.database_url, started)
+        assert [(name, form) for name, data in every for form in forms if form in data] == []
+        erased = client.post(f"/profiles/{PROFILE}/erase")
+        assert erased.status_code == 200, erased.text
+        assert client.get(f"/chats/{CHAT}").json()["session"]["title"] is None
+    every = _postgres_relations(own.database_url) + _postgres_wal(own.database_url, started)
+    assert [(name, form) for name, data in every for form in forms if form in data] == []
+
+
+def _forms(value: str) -> list[bytes]:
+    """How a text may be written: as UTF-8, and as in JSON with its non-ASCII escaped."""
+    return [value.encode(), json.dumps(value).strip('"').encode()]
+
+
+def _postgres_relations(url: str) -> list[tuple[str, bytes]]:
+    """After a CHECKPOINT, every relation file of the database (read as a superuser)."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("CHECKPOINT"))
+            paths = connection.execute(
+                text(
+                    "SELECT relname, pg_relation_filepath(oid) FROM pg_class"
+                    " WHERE relkind IN ('r', 'i', 't') AND relnamespace <> 11"
+                    " AND relfilenode <> 0 AND relpersistence = 'p'"
+                )
+            ).all()
+            return [(name, _read(connection, path)) for name, path in paths if path]
+    finally:
+        admin.dispose()
+
+
+def _postgres_wal(url: str, since: datetime) -> list[tuple[str, bytes]]:
+    """Every WAL segment written since `since`."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            segments = connection.execute(
+                text("SELECT name FROM pg_ls_waldir() WHERE modification >= :since ORDER BY name"),
+                {"since": since},
+            ).scalars()
+            return [(f"pg_wal/{name}", _read(connection, f"pg_wal/{name}")) for name in segments]
+    finally:
+        admin.dispose()
+
+
 def _sqlite_files(directory: Path) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """Every database file (as a file backup copies `*.db*`); and those of the keystore."""
     every = [(path.name, path.read_bytes()) for path in sorted(directory.glob("*.db*"))]

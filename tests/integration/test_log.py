@@ -136,19 +136,24 @@ def test_a_large_batch_is_stored_as_the_same_webhooks_one_at_a_time(
             start += size
         with engine.connect() as connection:
             logged = [(r.position, r.chat_uuid, r.body) for r in log.read(connection)]
-            messages = connection.execute(
-                text("SELECT position, message, session_number FROM timeline ORDER BY position")
+            rows = connection.execute(
+                text("SELECT position, chat_uuid, message, session_number FROM timeline")
             ).all()
+            sealers = MAIN.sealers(connection, {row.chat_uuid for row in rows})
         engine.dispose()
-        stored.append((logged, [(p, _json(m), n) for p, m, n in messages]))
+        messages = sorted(
+            (p, _json(sealers[chat].open("message", m)), n)  # type: ignore[union-attr]
+            for p, chat, m, n in rows
+        )
+        stored.append((logged, messages))
     assert stored[0] == stored[1]
     assert stored[1][1][7][1]["text"] == "Привет\t7\\"
     assert [position for position, _, _ in stored[1][0]] == list(range(1, 121))
 
 
-def _json(value: Any) -> Any:
-    """A JSON column as read: decoded already, or text (a raw SELECT on SQLite)."""
-    return json.loads(value) if isinstance(value, str) else value
+def _json(value: str | None) -> Any:
+    """A message as the timeline keeps it: JSON text, once opened."""
+    return None if value is None else json.loads(value)
 
 
 def test_a_reader_that_follows_the_log_reads_on_from_the_head_not_from_its_last_match(

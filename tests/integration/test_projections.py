@@ -148,7 +148,9 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 for prefix in ("an", "ан")
             },
             "teams": {
-                team: every(partial(queries.team_chats, connection, team, None, clock))
+                team: every(
+                    partial(queries.team_chats, connection, team, None, clock, keystore=MAIN)
+                )
                 for team in (1, 2, 3)
             },
             "audit": every(partial(queries.team_handoffs, connection)),
@@ -165,12 +167,12 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             ],
         }
         for chat in CHATS:
-            found = queries.chat(connection, chat, clock)
+            found = queries.chat(connection, chat, clock, keystore=MAIN)
             answers[chat] = {
                 "chat": found.model_dump() if found else None,
                 "sessions": every(partial(queries.chat_sessions, connection, chat, clock)),
                 "handoffs": every(partial(queries.chat_handoffs, connection, chat)),
-                "timeline": every(partial(queries.chat_timeline, connection, chat)),
+                "timeline": every(partial(queries.chat_timeline, connection, chat, keystore=MAIN)),
             }
     return json.loads(json.dumps(answers, default=_plain), object_hook=lambda d: _keyed(d, keys))
 

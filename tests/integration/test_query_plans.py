@@ -20,13 +20,15 @@ from tests.factories import checked
 LISTING = queries.Listing(limit=10)
 CLOCK = queries.Clock(86_400_000, 1_800_000_000_000)
 LISTS: dict[str, Callable[[Connection, str], Any]] = {
-    "timeline": lambda c, chat: queries.chat_timeline(c, chat, LISTING),
+    "timeline": lambda c, chat: queries.chat_timeline(c, chat, LISTING, keystore=MAIN),
     "sessions": lambda c, chat: queries.chat_sessions(c, chat, CLOCK, LISTING),
     "chat handoffs": lambda c, chat: queries.chat_handoffs(c, chat, LISTING),
     "handoff audit": lambda c, _: queries.team_handoffs(c, LISTING),
     "handoff audit of a team": lambda c, _: queries.team_handoffs(c, LISTING, 12),
-    "team chats": lambda c, _: queries.team_chats(c, 12, None, CLOCK, LISTING),
-    "team chats, open": lambda c, _: queries.team_chats(c, 12, "open", CLOCK, LISTING),
+    "team chats": lambda c, _: queries.team_chats(c, 12, None, CLOCK, LISTING, keystore=MAIN),
+    "team chats, open": lambda c, _: queries.team_chats(
+        c, 12, "open", CLOCK, LISTING, keystore=MAIN
+    ),
     "log of a chat and a type": lambda c, chat: queries.events(
         c, MAIN, after=0, limit=10, chat_uuid=chat, event_type="operator_replied"
     ),
