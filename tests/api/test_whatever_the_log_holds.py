@@ -41,15 +41,13 @@ ODD_BODIES = {
 }
 
 
-def log_directly(engine: Engine, settings: Settings, bodies: dict[str, str]) -> None:
+def log_directly(engine: Engine, bodies: dict[str, str], keystore: Keystore) -> None:
     """Each body logged as it is, sealed under the chat's key as cdp seals what it logs."""
     subject = personal.of_chat("c")
-    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
     with db.writing(engine) as connection:
         log.lock(connection)
         known = keystore.known(connection, [subject], ())
         key = keystore.ring(connection, [subject], known)[subject]
-    keystore.dispose()
     rows: list[dict[str, Any]] = [
         {
             "event_type": "session_updated" if "session" in name else "message_created",
@@ -72,7 +70,9 @@ def log_directly(engine: Engine, settings: Settings, bodies: dict[str, str]) -> 
 @pytest.fixture
 def odd_log(client: Client, engine: Engine, settings: Settings) -> Client:
     """A log holding every odd body, then one good webhook of the same chat, all projected."""
-    log_directly(engine, settings, ODD_BODIES)
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    log_directly(engine, ODD_BODIES, keystore)
+    keystore.dispose()
     rebuilt(client)  # written around cdp: built from the log, as `cdp catch-up` would
     answer = client.post(
         "/webhooks/fasttrack",

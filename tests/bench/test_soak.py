@@ -59,7 +59,7 @@ def test_the_accounting_counts_a_webhook_missing_and_each_one_stored_twice(
 ) -> None:
     first, second = (json.dumps(body).encode() for body in opened("c"))
     ingest.record(engine, [checked(first), checked(second)], projectors(), keystore=MAIN)
-    log_directly(engine, {"the first again": first.decode()})  # at position 3, around cdp
+    log_directly(engine, {"the first again": first.decode()}, MAIN)  # at 3, around cdp
     answered = {
         digest(first): [Receipt(1, duplicate=False), Receipt(1, duplicate=True)],
         digest(second): [Receipt(2, duplicate=False), Receipt(2, duplicate=False)],  # new twice

@@ -24,7 +24,8 @@ from sqlalchemy.exc import OperationalError
 from cdp import ingest, queries
 from cdp.cli import main
 from cdp.db import make_engine
-from cdp.keystore import MAIN
+from cdp.keystore import MAIN, Keystore
+from cdp.settings import Settings
 from tests.api.test_whatever_the_log_holds import ODD_BODIES, log_directly
 from tests.conftest import empty
 from tests.factories import PAST, now_ms, opened, reply, samples, webhook
@@ -389,7 +390,11 @@ def test_import_shows_no_progress_when_stderr_is_not_a_terminal(database: str) -
 def test_import_goes_on_whatever_odd_rows_the_log_already_holds(
     database: str, engine: Engine
 ) -> None:
-    log_directly(engine, ODD_BODIES)  # the projectors have not seen them: import catches up
+    keystore = Keystore.at(Settings(database_url=database).keystore())
+    log_directly(
+        engine, ODD_BODIES, keystore
+    )  # the projectors have not seen them: import catches up
+    keystore.dispose()
     result = cdp(database, "import", "-", stdin=jsonl(*opened("c", at=PAST + 1000)))
     assert result.exit_code == 0, result.output
     assert "accepted: 2" in result.output
