@@ -24,13 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cdp.names import KEY_LENGTH
-
 # SQLite autoincrements only an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT.
 Position = BigInteger().with_variant(Integer(), "sqlite")
-# Compared bytewise, in code point order, whatever the database's collation: then every
-# key that starts with a prefix lies in one range of an index. SQLite compares so anyway.
-NameKey = String(KEY_LENGTH).with_variant(String(KEY_LENGTH, collation="C"), "postgresql")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -325,10 +320,10 @@ class ChatRow(Base):
     __table_args__ = (
         # A profile's chats in the order it lists them, a page at a time from either end.
         Index("ix_chats_profile_uuid_order", "profile_uuid", "first_seen_at", "uuid"),
-        # The profiles owning chats of a number, in order, each read apart (see
-        # queries.profiles_by_phone).
-        Index("ix_chats_phone_e164", "phone_e164", "profile_uuid"),
-        Index("ix_chats_name_key", "name_key", "uuid"),
+        # The profiles owning chats of a number's digest, in order, each read apart (see
+        # queries.profiles_by_phone); the chats of a name's (see cdp.names).
+        Index("ix_chats_phone_digest", "phone_digest", "profile_uuid", "uuid"),
+        Index("ix_chats_name_digest", "name_digest", "profile_uuid", "uuid"),
         # A team's chats, most recently active first: read backwards, not sorted.
         Index("ix_chats_team_id_order", "team_id", "last_seen_at", "uuid"),
     )
@@ -336,12 +331,14 @@ class ChatRow(Base):
     uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
     profile_uuid: Mapped[str | None] = mapped_column(String(200))
     platform: Mapped[str | None] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(Text)
-    phone: Mapped[str | None] = mapped_column(Text)
-    phone_e164: Mapped[str | None] = mapped_column(String(20))
-    # The name as searches compare it (see cdp.names).
-    name_key: Mapped[str | None] = mapped_column(NameKey)
-    avatar: Mapped[str | None] = mapped_column(Text)
+    # The customer's, sealed (see SEALED); the phone also in E.164.
+    name: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_e164: Mapped[bytes | None] = mapped_column(LargeBinary)
+    avatar: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # What searches look a chat up by (see cdp.phones.digest, cdp.names.digest).
+    phone_digest: Mapped[int | None] = mapped_column(Integer)
+    name_digest: Mapped[int | None] = mapped_column(Integer)
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[int] = mapped_column(BigInteger)
     team_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -452,4 +449,5 @@ pending_erasures = _table(PendingErasureRow)
 SEALED: Final[dict[Table, tuple[str, ...]]] = {
     timeline: ("name", "phone", "avatar", "title", "context", "message"),
     sessions: ("title", "context"),
+    chats: ("name", "phone", "phone_e164", "avatar"),
 }

@@ -23,14 +23,13 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
-    or_,
     select,
     true,
     tuple_,
     union_all,
 )
 
-from cdp import credentials, db, erasure, log, models, personal, rejected, schemas
+from cdp import credentials, db, erasure, log, models, names, personal, phones, rejected, schemas
 from cdp.keystore import Keystore
 from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
 from cdp.names import search_key
@@ -183,17 +182,19 @@ _PROFILE_CHAT: Final = (
 )
 
 
-def profile(connection: Connection, uuid: str, most: int = 100) -> schemas.Profile | None:
+def profile(
+    connection: Connection, uuid: str, most: int = 100, *, keystore: Keystore
+) -> schemas.Profile | None:
     """A profile with its first `most` chats (see profiles); None if no event named it;
     BeingErased while it is."""
     if erasure.pending(connection, [uuid]):
         raise BeingErased(uuid)
-    found = profiles(connection, [uuid], most)
+    found = profiles(connection, [uuid], most, keystore=keystore)
     return found[0] if found else None
 
 
 def profiles(
-    connection: Connection, uuids: Sequence[str], most: int = 100
+    connection: Connection, uuids: Sequence[str], most: int = 100, *, keystore: Keystore
 ) -> list[schemas.Profile]:
     """Profiles in the order asked; unknown uuids are left out, and so are those being
     erased (see BeingErased). Each holds its own fields, its first `most` chats and the
@@ -214,6 +215,8 @@ def profiles(
     named: dict[str, list[Row[Any]]] = defaultdict(list)
     for row in connection.execute(newest, {**wanted, "most": NAMED_BY}):
         named[row.wanted].append(row)
+    every = {row.uuid for listed in (*owned.values(), *named.values()) for row in listed}
+    sealers = keystore.sealers(connection, every)
     found = {}
     for row in connection.execute(facts, wanted):
         uuid = row.uuid
@@ -222,21 +225,27 @@ def profiles(
         shown, cursor = owned[uuid][:most], None
         if len(owned[uuid]) > most:
             cursor = _encode([shown[-1].first_seen_at, shown[-1].uuid])
+        phones, names = set(), set()
+        for chat in named[uuid]:
+            sealer = sealers.get(chat.uuid)
+            phone = _opened(sealer, "phone_e164", chat.phone_e164)
+            phones.add(phone or _opened(sealer, "phone", chat.phone))
+            names.add(_opened(sealer, "name", chat.name))
         found[uuid] = dict(
             uuid=uuid,
-            phones=sorted({c.phone_e164 or c.phone for c in named[uuid] if c.phone}),
-            names=sorted({c.name for c in named[uuid] if c.name}),
+            phones=sorted(phone for phone in phones if phone),
+            names=sorted(name for name in names if name),
             first_seen_at=utc(row.first_seen_at),
             last_seen_at=utc(row.last_seen_at),
             merged_into=None if named[uuid] else row.holder,
-            chats=[_profile_chat(chat) for chat in shown],
+            chats=[_profile_chat(chat, sealers.get(chat.uuid)) for chat in shown],
             chats_next=cursor,
         )
     return [schemas.Profile.model_validate(found[uuid]) for uuid in uuids if uuid in found]
 
 
 def owned_chats(
-    connection: Connection, uuid: str, listing: Listing
+    connection: Connection, uuid: str, listing: Listing, *, keystore: Keystore
 ) -> schemas.Page[schemas.ProfileChat] | None:
     """A page of the chats a profile owns, in the order profiles() lists them; None if no
     event named the profile; BeingErased while it is."""
@@ -244,7 +253,15 @@ def owned_chats(
         raise BeingErased(uuid)
     query = select(*(chats.c[name] for name in _PROFILE_CHAT)).where(chats.c.profile_uuid == uuid)
     order = [chats.c[name] for name in _PROFILE_ORDER]
-    page = _page(connection, [query], order, listing, _profile_chat, schemas.ProfileChat)
+    sealers: dict[str, personal.Sealer | None] = {}
+
+    def before(rows: Sequence[Row[Any]]) -> None:
+        sealers.update(keystore.sealers(connection, {row.uuid for row in rows}))
+
+    def build(row: Row[Any]) -> dict[str, Any]:
+        return _profile_chat(row, sealers.get(row.uuid))
+
+    page = _page(connection, [query], order, listing, build, schemas.ProfileChat, before=before)
     if not page.items and not _profile_named(connection, uuid):
         return None
     return page
@@ -256,14 +273,14 @@ def _profile_named(connection: Connection, uuid: str) -> bool:
     return connection.scalar(named.limit(1)) is not None
 
 
-def _profile_chat(row: Row[Any]) -> dict[str, Any]:
+def _profile_chat(row: Row[Any], sealer: personal.Sealer | None) -> dict[str, Any]:
     """A chat of a profile as plain data, for schemas.ProfileChat."""
     return dict(
         uuid=row.uuid,
         platform=row.platform,
-        name=row.name,
-        phone=row.phone,
-        avatar=row.avatar,
+        name=_opened(sealer, "name", row.name),
+        phone=_opened(sealer, "phone", row.phone),
+        avatar=_opened(sealer, "avatar", row.avatar),
         first_seen_at=utc(row.first_seen_at),
         last_seen_at=utc(row.last_seen_at),
     )
@@ -276,7 +293,7 @@ def _profile_reads(dialect: str) -> tuple[Select[Any], Select[Any], Select[Any]]
     return (
         _profile_facts(dialect),
         _each_profile(dialect, _PROFILE_CHAT),
-        _each_profile(dialect, ("name", "phone", "phone_e164"), newest=True),
+        _each_profile(dialect, ("uuid", "name", "phone", "phone_e164"), newest=True),
     )
 
 
@@ -335,34 +352,145 @@ def profiles_by_phone(
     listing: Listing,
     source: str | None = None,
     most: int = FOUND_CHATS,
+    *,
+    keystore: Keystore,
 ) -> schemas.Page[schemas.Profile]:
     """Profiles owning a chat with this number (E.164), of one source or any, in uuid order,
-    each with its first `most` chats (see profiles).
+    each with its first `most` chats (see profiles)."""
+    return _owners(connection, keystore, _phone_wanted(number), listing, source, most)
 
-    Each owner is read as the least after the one before, from ix_chats_phone_e164 (the
-    number, then the owner): a profile that owns a hundred thousand chats of the number
-    costs one probe of the index, not a hundred thousand rows."""
+
+def profiles_by_name(
+    connection: Connection,
+    text: str,
+    listing: Listing,
+    source: str | None = None,
+    most: int = FOUND_CHATS,
+    *,
+    keystore: Keystore,
+) -> schemas.Page[schemas.Profile]:
+    """Profiles owning a chat whose name starts with `text`, both folded alike (see
+    cdp.names), of one source or any, in uuid order, each with its first `most` chats. A
+    prefix of the whole name, not of any word in it, of names.PREFIX characters at least
+    (a shorter text finds only names that short); a text that folds to nothing finds none."""
+    wanted = _name_wanted(text)
+    if wanted is None:
+        return schemas.Page[schemas.Profile](items=[], next=None)
+    return _owners(connection, keystore, wanted, listing, source, most)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What a search looks chats up by: a digest (`column` is `digest`), then what the
+    chat's sealed `opened` column must hold, once opened (see cdp.names, cdp.phones)."""
+
+    column: str
+    digest: int | None
+    opened: str
+    holds: Callable[[str], bool]
+
+
+def _phone_wanted(number: str) -> _Wanted:
+    return _Wanted("phone_digest", phones.digest(number), "phone_e164", number.__eq__)
+
+
+def _name_wanted(text: str) -> _Wanted | None:
+    prefix = search_key(text)
+    if prefix is None:
+        return None
+
+    def holds(name: str) -> bool:
+        return (search_key(name) or "").startswith(prefix)
+
+    return _Wanted("name_digest", names.digest(prefix), "name", holds)
+
+
+# Chats of an owner a search opens at most to find one that holds what it wants: a digest
+# is shared by one chat in thousands, so the first that has it holds it all but always.
+_OPENED_PER_OWNER: Final = 20
+
+
+def _owners(
+    connection: Connection,
+    keystore: Keystore,
+    wanted: _Wanted,
+    listing: Listing,
+    source: str | None,
+    most: int,
+) -> schemas.Page[schemas.Profile]:
+    """Profiles owning a chat that holds what `wanted` wants, of one source or any, in uuid
+    order: the owners of chats of its digest, each read as the least after the one before
+    from the digest's index (a profile that owns a hundred thousand chats of a number
+    costs one probe of it, not a hundred thousand rows), then kept if one of their chats
+    of the digest, opened, holds it."""
     after = "" if listing.after is None else _decode(listing.after, [chats.c.profile_uuid])[0]
-    values = {"number": number, "after": after, "most": listing.limit, "source": source}
-    found = connection.execute(_phone_owners(source is not None), values).all()
-    uuids = [row.uuid for row in sorted(found, key=lambda row: row.n)]
+    found: list[str] = []
+    while len(found) <= listing.limit:
+        values = {"digest": wanted.digest, "after": after, "source": source}
+        values["most"] = listing.limit - len(found)  # one more than that, at most
+        rows = connection.execute(_digest_owners(wanted.column, source is not None), values)
+        candidates = [row.uuid for row in sorted(rows, key=lambda row: row.n)]
+        if not candidates:
+            break
+        found += _holding(connection, keystore, wanted, candidates)
+        after = candidates[-1]
     cursor = None
-    if len(uuids) > listing.limit:
-        uuids = uuids[: listing.limit]
-        cursor = _encode([uuids[-1]])
-    return schemas.Page[schemas.Profile](items=profiles(connection, uuids, most), next=cursor)
+    if len(found) > listing.limit:
+        found = found[: listing.limit]
+        cursor = _encode([found[-1]])
+    items = profiles(connection, found, most, keystore=keystore)
+    return schemas.Page[schemas.Profile](items=items, next=cursor)
+
+
+def _holding(
+    connection: Connection, keystore: Keystore, wanted: _Wanted, owners: Sequence[str]
+) -> list[str]:
+    """Those of `owners` (in their order) a chat of which, of the digest, holds what
+    `wanted` wants. Each owner's chats of the digest are tried one at a time, the least
+    after the one before (one probe of the index each), _OPENED_PER_OWNER at most: the
+    first holds it all but always."""
+    column = chats.c[wanted.column]
+    after = dict.fromkeys(owners, "")  # each owner still to be told, and its last chat tried
+    holding: set[str] = set()
+    for _ in range(_OPENED_PER_OWNER):
+        if not after:
+            break
+        least = union_all(
+            *(
+                select(
+                    literal(owner, String()).label("owner"),
+                    select(func.min(chats.c.uuid))
+                    .where(column == wanted.digest, chats.c.profile_uuid == owner)
+                    .where(chats.c.uuid > last)
+                    .scalar_subquery()
+                    .label("uuid"),
+                )
+                for owner, last in after.items()
+            )
+        )
+        tried = {row.owner: row.uuid for row in connection.execute(least) if row.uuid}
+        query = select(chats.c.uuid, chats.c[wanted.opened]).where(db.among(chats.c.uuid, "ids"))
+        found = connection.execute(query, {"ids": list(tried.values())}).all()
+        values = {row[0]: row[1] for row in found}
+        sealers = keystore.sealers(connection, values)
+        after = {}
+        for owner, uuid in tried.items():
+            value = _opened(sealers.get(uuid), wanted.opened, values.get(uuid))
+            if value is not None and wanted.holds(value):
+                holding.add(owner)
+            else:
+                after[owner] = uuid
+    return [owner for owner in owners if owner in holding]
 
 
 @cache
-def _phone_owners(of_source: bool) -> Select[Any]:
-    """The owners of chats of the phone `number` (of `source`, if `of_source`) after
+def _digest_owners(column: str, of_source: bool) -> Select[Any]:
+    """The owners of chats whose `column` is `digest` (of `source`, if `of_source`) after
     `after`, `most` + 1 of them, each numbered `n` in order: one probe of the index each."""
-    owner = chats.c.profile_uuid
+    owner, digest = chats.c.profile_uuid, chats.c[column]
 
     def least(previous: ColumnElement[Any]) -> Any:
-        query = select(func.min(owner)).where(
-            chats.c.phone_e164 == bindparam("number"), owner > previous
-        )
+        query = select(func.min(owner)).where(digest == bindparam("digest"), owner > previous)
         if of_source:
             query = query.where(chats.c.source == bindparam("source"))
         return query.scalar_subquery()
@@ -377,54 +505,6 @@ def _phone_owners(of_source: bool) -> Select[Any]:
     return select(owners).where(owners.c.uuid.is_not(None))
 
 
-def profiles_by_name(
-    connection: Connection,
-    text: str,
-    listing: Listing,
-    source: str | None = None,
-    most: int = FOUND_CHATS,
-) -> schemas.Page[schemas.Profile]:
-    """Profiles owning a chat whose name starts with `text`, both folded alike (see
-    names.search_key), of one source or any, in uuid order, each with its first `most`
-    chats. A prefix of the whole name, not of any word in it; a text that folds to
-    nothing, or no name could hold, finds none."""
-    condition = _name_starts(text)
-    if condition is None:
-        return schemas.Page[schemas.Profile](items=[], next=None)
-    return _owners(connection, condition, listing, source, most)
-
-
-def _phone_is(number: str) -> ColumnElement[bool]:
-    return chats.c.phone_e164 == number
-
-
-def _name_starts(text: str) -> ColumnElement[bool] | None:
-    """Chats whose name starts with `text`, or None if no name can (see profiles_by_name)."""
-    prefix = search_key(text)
-    if prefix is None or not _fits(prefix, chats.c.name_key):
-        return None
-    # Every key that starts with the prefix: one range of the index (keys compare bytewise).
-    key = chats.c.name_key
-    return and_(key >= prefix, key < prefix + "\U0010ffff")
-
-
-def _owners(
-    connection: Connection,
-    condition: ColumnElement[bool],
-    listing: Listing,
-    source: str | None,
-    most: int,
-) -> schemas.Page[schemas.Profile]:
-    """Profiles owning a chat that meets `condition`, of one source or any, in uuid order."""
-    owner = chats.c.profile_uuid
-    query = select(owner).where(condition, owner.is_not(None)).distinct()
-    if source is not None:
-        query = query.where(chats.c.source == source)
-    page = _page(connection, [query], [owner], listing, lambda row: row.profile_uuid, str)
-    found = profiles(connection, page.items, most)
-    return schemas.Page[schemas.Profile](items=found, next=page.next)
-
-
 def unowned_chats(
     connection: Connection,
     clock: Clock,
@@ -435,17 +515,31 @@ def unowned_chats(
     keystore: Keystore,
 ) -> list[schemas.Chat]:
     """Chats no profile owns (their webhooks named none) with this number (E.164) or whose
-    name starts with `name`: what a search for profiles cannot find."""
-    conditions = [_phone_is(phone)] if phone is not None else []
-    if name is not None and (starts := _name_starts(name)) is not None:
-        conditions.append(starts)
-    if not conditions:
-        return []
-    query = _chats().where(or_(*conditions), chats.c.profile_uuid.is_(None))
-    rows = connection.execute(query.order_by(chats.c.uuid).limit(limit)).all()
+    name starts with `name`, in uuid order, `limit` at most: what a search for profiles
+    cannot find."""
+    wanted = [] if phone is None else [_phone_wanted(phone)]
+    if name is not None and (by_name := _name_wanted(name)) is not None:
+        wanted.append(by_name)
     build = _Chats(connection, keystore, clock)
-    build.before(rows)
-    return [schemas.Chat.model_validate(build(row)) for row in rows]
+    found: dict[str, Row[Any]] = {}
+    for each in wanted:
+        held, after = 0, ""
+        while held < limit:  # the unowned chats of its digest, a page at a time
+            of_digest = [chats.c[each.column] == each.digest, chats.c.profile_uuid.is_(None)]
+            query = _chats().where(*of_digest, chats.c.uuid > after)
+            rows = connection.execute(query.order_by(chats.c.uuid).limit(limit)).all()
+            build.before(rows)
+            for row in rows:
+                value = _opened(build.sealers.get(row.uuid), each.opened, row._mapping[each.opened])
+                if value is not None and each.holds(value):
+                    found[row.uuid] = row
+                    held += 1
+            if len(rows) < limit:
+                break
+            after = rows[-1].uuid
+    chosen = [found[uuid] for uuid in sorted(found)[:limit]]
+    build.before(chosen)
+    return [schemas.Chat.model_validate(build(row)) for row in chosen]
 
 
 def chat(
@@ -548,9 +642,9 @@ def _chat(row: Row[Any], clock: Clock, sealer: personal.Sealer | None) -> dict[s
         uuid=row.uuid,
         profile_uuid=row.profile_uuid,
         platform=row.platform,
-        name=row.name,
-        phone=row.phone,
-        avatar=row.avatar,
+        name=_opened(sealer, "name", row.name),
+        phone=_opened(sealer, "phone", row.phone),
+        avatar=_opened(sealer, "avatar", row.avatar),
         team=team,
         operator=operator,
         session=session,

@@ -73,12 +73,16 @@ class ProfileController(Controller):
             if search_key(name) is None:
                 message = f"{name!r} holds nothing to search for: give the start of a name"
                 raise ValidationException(message, extra=[{"key": "name", "message": message}])
-            return await service.reads.query(queries.profiles_by_name, name, listing, source)
+            return await service.reads.query(
+                queries.profiles_by_name, name, listing, source, keystore=service.keystore
+            )
         number = normalize(phone, service.settings.phone_region)
         if number is None:
             message = f"{phone!r} is not a phone number"
             raise ValidationException(message, extra=[{"key": "phone", "message": message}])
-        return await service.reads.query(queries.profiles_by_phone, number, listing, source)
+        return await service.reads.query(
+            queries.profiles_by_phone, number, listing, source, keystore=service.keystore
+        )
 
     @get(
         "/{uuid:str}",
@@ -93,7 +97,7 @@ class ProfileController(Controller):
         `limit` chats they own across messengers, in the order they were first seen, and in
         `chats_next` where GET /profiles/{uuid}/chats goes on from (null: there are no more).
         While the profile is being erased (its chats a few at a time), `409`."""
-        found = await service.reads.query(queries.profile, uuid, limit)
+        found = await service.reads.query(queries.profile, uuid, limit, keystore=service.keystore)
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found
@@ -113,7 +117,10 @@ class ProfileController(Controller):
         """The chats a customer owns, in the order they were first seen: a page at a time,
         from the `chats_next` of the profile or the `next` of the page before. While the
         profile is being erased, `409`."""
-        found = await service.reads.query(queries.owned_chats, uuid, Listing(after, limit))
+        listing = Listing(after, limit)
+        found = await service.reads.query(
+            queries.owned_chats, uuid, listing, keystore=service.keystore
+        )
         if found is None:
             raise NotFoundException(f"no profile {uuid!r}")
         return found

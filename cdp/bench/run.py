@@ -29,6 +29,7 @@ import httpx
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Connection,
     Index,
     MetaData,
     Table,
@@ -428,8 +429,7 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
     with engine.connect() as connection:
         chat_ids = sample(chats.c.uuid)
         profile_ids = sample(chats.c.profile_uuid)
-        phones = sample(chats.c.phone_e164)
-        names = sample(chats.c.name_key)
+        phones, names = _phones_and_names(connection, keystore, chosen, plan.repeats)
         teams = sample(chats.c.team_id)
         operators = sample(timeline.c.operator_uuid)
         head = connection.scalar(select(func.max(events.c.position))) or 0
@@ -438,13 +438,15 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
             idle, (connection.scalar(select(func.max(chats.c.last_seen_at))) or 0) + 1
         )
         work: dict[str, Callable[[int], object]] = {
-            "profile": lambda n: queries.profile(connection, profile_ids[n % len(profile_ids)]),
+            "profile": lambda n: queries.profile(
+                connection, profile_ids[n % len(profile_ids)], keystore=keystore
+            ),
             "phone search": lambda n: queries.profiles_by_phone(
-                connection, phones[n % len(phones)], page
+                connection, phones[n % len(phones)], page, keystore=keystore
             ),
             # Three letters, as a console asks while a name is typed: a wide range of keys.
             "name search": lambda n: queries.profiles_by_name(
-                connection, names[n % len(names)][:3], page
+                connection, names[n % len(names)][:3], page, keystore=keystore
             ),
             "chat": lambda n: queries.chat(
                 connection, chat_ids[n % len(chat_ids)], clock, keystore=keystore
@@ -512,8 +514,26 @@ def _console(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
             )
 
 
+def _phones_and_names(
+    connection: Connection, keystore: Keystore, chosen: random.Random, count: int
+) -> tuple[list[str], list[str]]:
+    """Up to `count` of the chats' phones (E.164) and names, opened, the same ones for the
+    same seed: they are sealed in the chats' rows."""
+    rows = connection.execute(select(chats.c.uuid, chats.c.phone_e164, chats.c.name)).all()
+    sealers = keystore.sealers(connection, [row.uuid for row in rows])
+    phones, names = set(), set()
+    for row in rows:
+        if (sealer := sealers[row.uuid]) is not None:
+            phones.add(sealer.open("phone_e164", row.phone_e164))
+            names.add(sealer.open("name", row.name))
+    found = [sorted(value for value in values if value) for values in (phones, names)]
+    return chosen.sample(found[0], min(count, len(found[0]))), chosen.sample(
+        found[1], min(count, len(found[1]))
+    )
+
+
 def _page_times(url: str, plan: Plan) -> dict[str, list[float]]:
-    engine = db.make_engine(url)
+    engine, keystore = db.make_engine(url), _keystore(url)
     chosen = random.Random(plan.seed)
     repeats = max(plan.repeats // 4, 10)
 
@@ -524,13 +544,14 @@ def _page_times(url: str, plan: Plan) -> dict[str, list[float]]:
             return list(chosen.sample(found, min(repeats, len(found))))
 
         chat_ids, profile_ids = sample(chats.c.uuid), sample(chats.c.profile_uuid)
-        phones, names = sample(chats.c.phone), sample(chats.c.name)
+        phones, names = _phones_and_names(connection, keystore, chosen, repeats)
         teams = sample(chats.c.team_id)
         head = connection.scalar(select(func.max(events.c.position))) or 1
         first, last = connection.execute(
             select(func.min(events.c.occurred_at), func.max(events.c.occurred_at))
         ).one()
     engine.dispose()
+    keystore.dispose()
     zone = plan.settings.zone()
     since, until = (
         datetime.fromtimestamp(moment / 1000, zone).date().isoformat() for moment in (first, last)

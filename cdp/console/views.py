@@ -62,15 +62,20 @@ def search(
     chats: list[schemas.Chat] = []
     if identifier_problem(text) is None:
         profiles |= {
-            found.uuid: found for found in queries.profiles(connection, [text], CARD_CHATS)
+            found.uuid: found
+            for found in queries.profiles(connection, [text], CARD_CHATS, keystore=keystore)
         }
         chats += queries.chats_of(connection, [text], clock, keystore=keystore)
     number = normalize(text, region)
     listing = Listing(limit=SEARCH_LIMIT)
     by_phone = schemas.Page[schemas.Profile](items=[], next=None)
     if number is not None:
-        by_phone = queries.profiles_by_phone(connection, number, listing, most=CARD_CHATS)
-    by_name = queries.profiles_by_name(connection, text, listing, most=CARD_CHATS)
+        by_phone = queries.profiles_by_phone(
+            connection, number, listing, most=CARD_CHATS, keystore=keystore
+        )
+    by_name = queries.profiles_by_name(
+        connection, text, listing, most=CARD_CHATS, keystore=keystore
+    )
     for page in (by_phone, by_name):
         profiles |= {found.uuid: found for found in page.items}
     # One more than is shown: whether there are more.
@@ -108,12 +113,13 @@ def profile(
     """A customer, and a page of their chats (the first, or the one from `after`), in the
     API's order: each as it is now, with its latest sessions, the teams and the operators
     that handled them."""
-    found = queries.profile(connection, uuid, PROFILE_CHATS)
+    found = queries.profile(connection, uuid, PROFILE_CHATS, keystore=keystore)
     if found is None:
         return None
     shown, cursor = found.chats, found.chats_next
     if after is not None:
-        page = queries.owned_chats(connection, uuid, Listing(after, PROFILE_CHATS))
+        listing = Listing(after, PROFILE_CHATS)
+        page = queries.owned_chats(connection, uuid, listing, keystore=keystore)
         if page is None:
             return None
         shown, cursor = page.items, page.next

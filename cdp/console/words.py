@@ -42,8 +42,8 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "role_read": ("read", "чтение"),
     "role_admin": ("admin", "администратор"),
     "search_label": (
-        "Phone, profile or chat uuid, or the start of a name",
-        "Телефон, uuid профиля или чата, или начало имени",
+        "Phone, profile or chat uuid, or the start of a name (three letters at least)",
+        "Телефон, uuid профиля или чата, или начало имени (от трёх букв)",
     ),
     "search_button": ("Find", "Найти"),
     "search_hint": (

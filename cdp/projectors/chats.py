@@ -46,11 +46,10 @@ from sqlalchemy import (
     union_all,
 )
 
-from cdp import db, personal
+from cdp import db, names, personal, phones
 from cdp.log import Recorded
 from cdp.models import SEALED, chats, handoffs, sessions, timeline, waits
 from cdp.names import search_key
-from cdp.phones import normalize
 from cdp.projectors.conversation import (
     BEGINNING,
     CHAT_ATTRIBUTES,
@@ -441,7 +440,7 @@ def _of(summary: SessionSummary | TurnSummary | None, sort: str) -> Any:
 class ChatsProjector:
     name = "chats"
     # 2: chats.name_key; 3: turns (waits), written by this projector; 4: the customer's
-    # values in the timeline and sessions sealed (see models.SEALED)
+    # values sealed (see models.SEALED), and chats looked up by digests
     version = 4
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, waits, chats)
     reads: tuple[str, ...] = ()
@@ -560,7 +559,10 @@ def _first_chunks(
     for chat_uuid, count in read.items():
         if count >= _FIRST_MOST:  # cut short: more may follow within the chunk's time
             stored[chat_uuid].whole = False
-    return stored, {row["uuid"]: row for row in found}
+    chat_rows = {
+        row["uuid"]: _opened_row(row, sealers[row["uuid"]], SEALED[chats]) for row in found
+    }
+    return stored, chat_rows
 
 
 @dataclass(slots=True)
@@ -867,9 +869,9 @@ class _Change:
             if stored is None or latest is not before.latest.get(name):
                 row[name] = getattr(latest, name) if latest is not None else None
         if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
-            row["phone_e164"] = normalize(row["phone"], phone_region)
+            row |= _phone(row["phone"], phone_region)
         if stored is None or row["name"] != stored["name"]:  # a name can be megabytes
-            row["name_key"] = search_key(row["name"])
+            row["name_digest"] = names.digest(search_key(row["name"]))
         if self.region.ended:
             row |= self._latest_session(stored)
         return row
@@ -912,6 +914,12 @@ class _Change:
             "team_name": last.team_name,
             **found,
         }
+
+
+def _phone(phone: str | None, region: str) -> dict[str, Any]:
+    """A chat's phone in E.164, and what searches look it up by."""
+    e164 = phones.normalize(phone, region)
+    return {"phone_e164": e164, "phone_digest": phones.digest(e164)}
 
 
 def _opened_row(
@@ -992,8 +1000,8 @@ class _Writes:
             {
                 **_fields(seen),
                 "source": source,
-                "phone_e164": normalize(seen.phone, self.phone_region),
-                "name_key": search_key(seen.name),
+                **_phone(seen.phone, self.phone_region),
+                "name_digest": names.digest(search_key(seen.name)),
                 "team_id": latest.team_id if latest else None,
                 "team_name": latest.team_name if latest else None,
                 "operator_uuid": operator.uuid if operator else None,
@@ -1067,3 +1075,5 @@ class _Writes:
                 row[name] = _sealed(sealer, name, row[name])
         columns = SEALED[sessions]
         self.sessions = [_sealed_row(r, sealers[r["chat_uuid"]], columns) for r in self.sessions]
+        columns = SEALED[chats]
+        self.chats = [_sealed_row(r, sealers[r["uuid"]], columns) for r in self.chats]

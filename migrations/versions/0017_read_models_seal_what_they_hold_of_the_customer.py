@@ -1,8 +1,11 @@
 """The read models seal what they hold of a customer: a timeline event's name, phone,
-avatar, title, context and message, and a session's title and context, are kept sealed
-under the key of their chat (see cdp.personal.Sealer, cdp.models.SEALED), so that once an
-erasure destroys that key, no copy of them opens: not the rows, nor the dead rows and
-write-ahead log a database keeps of what it deleted.
+avatar, title, context and message, a session's title and context, and a chat's name,
+phone (as given and in E.164) and avatar are kept sealed under the key of their chat (see
+cdp.personal.Sealer, cdp.models.SEALED), so that once an erasure destroys that key, no
+copy of them opens: not the rows, nor the dead rows and write-ahead log a database keeps
+of what it deleted. Searches look chats up by digests of the phone and of the name's
+first letters instead (cdp.phones.digest, cdp.names.digest): `chats.name_key` and the
+indexes on it and on `phone_e164` go.
 
 The columns become binary, and empty: the chats projector's version changed with them,
 so the server builds `chats` (and what reads it) anew from the log, beside the live
@@ -34,7 +37,14 @@ _TEXT = {
         "message": sa.JSON(),
     },
     "sessions": {"title": sa.Text(), "context": sa.Text()},
+    "chats": {
+        "name": sa.Text(),
+        "phone": sa.Text(),
+        "phone_e164": sa.String(20),
+        "avatar": sa.Text(),
+    },
 }
+_KEY = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
 
 
 def _change(to_sealed: bool) -> None:
@@ -54,12 +64,37 @@ def _change(to_sealed: bool) -> None:
 
 
 def _pg(kind: sa.types.TypeEngine[object]) -> str:
-    return "json" if isinstance(kind, sa.JSON) else "text"
+    if isinstance(kind, sa.JSON):
+        return "json"
+    return "varchar(20)" if isinstance(kind, sa.String) and kind.length else "text"
+
+
+def _drop(name: str) -> None:
+    """Drop an index of a projection by its name, or by the name a build may have given it
+    on SQLite (see 0014)."""
+    for each in (name, f"{name}__next"):
+        op.execute(f'DROP INDEX IF EXISTS "{each}"')
 
 
 def upgrade() -> None:
+    _drop("ix_chats_phone_e164")
+    _drop("ix_chats_name_key")
+    with op.batch_alter_table("chats") as batch:
+        batch.drop_column("name_key")
+        batch.add_column(sa.Column("phone_digest", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("name_digest", sa.Integer(), nullable=True))
     _change(to_sealed=True)
+    for name in ("phone_digest", "name_digest"):
+        op.create_index(f"ix_chats_{name}", "chats", [name, "profile_uuid", "uuid"])
 
 
 def downgrade() -> None:
+    _drop("ix_chats_phone_digest")
+    _drop("ix_chats_name_digest")
     _change(to_sealed=False)
+    with op.batch_alter_table("chats") as batch:
+        batch.drop_column("phone_digest")
+        batch.drop_column("name_digest")
+        batch.add_column(sa.Column("name_key", _KEY, nullable=True))
+    op.create_index("ix_chats_phone_e164", "chats", ["phone_e164", "profile_uuid"])
+    op.create_index("ix_chats_name_key", "chats", ["name_key", "uuid"])

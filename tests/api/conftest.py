@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from cdp import names
 from cdp.models import chats
 from tests.conftest import Server
 
@@ -40,8 +41,13 @@ def settled(client: Any, **options: Any) -> list[dict[str, Any]]:
     raise AssertionError("a build of a projection did not end within 60 s")
 
 
-def name_keys(engine: Engine) -> dict[str, str | None]:
-    """Each chat's name as searches compare it (see cdp.names)."""
+def name_digests(engine: Engine) -> dict[str, int | None]:
+    """What searches look each chat up by its name by (see cdp.names)."""
     with engine.connect() as connection:
-        keys = connection.execute(select(chats.c.uuid, chats.c.name_key))
-        return {uuid: key for uuid, key in keys}
+        digests = connection.execute(select(chats.c.uuid, chats.c.name_digest))
+        return {uuid: digest for uuid, digest in digests}
+
+
+def name_digest(name: str) -> int | None:
+    """The digest of a chat of this name."""
+    return names.digest(names.search_key(name))

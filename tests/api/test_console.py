@@ -98,7 +98,7 @@ def test_a_search_finds_by_uuid_by_phone_in_any_spelling_and_by_the_start_of_a_n
     open_console: Client,
 ) -> None:
     token = csrf(open_console)
-    for text in (PROFILE, "89991234567", "+7 (999) 123 45 67", "ан", "АННА"):
+    for text in (PROFILE, "89991234567", "+7 (999) 123 45 67", "анн", "АННА"):
         found = open_console.post("/console/", data={"q": text, "csrf": token})
         assert f'href="/console/profiles/{PROFILE}"' in found.text, text
     by_chat = open_console.post("/console/", data={"q": CHAT, "csrf": token})

@@ -24,7 +24,7 @@ from cdp.keystore import MAIN, Keystore
 from cdp.models import checkpoints, timeline
 from cdp.projectors.chats import ChatsProjector
 from cdp.settings import Settings
-from tests.api.conftest import name_keys
+from tests.api.conftest import name_digest, name_digests
 from tests.cli.test_commands import cdp
 from tests.conftest import Server
 from tests.factories import PAST, checked, handoff, opened, reply, webhook
@@ -163,10 +163,10 @@ def test_a_store_from_before_name_keys_gets_them_from_the_build_the_server_start
         built_by = update(checkpoints).where(checkpoints.c.name == "chats")
         connection.execute(built_by.values(version=ChatsProjector.version - 1))
     schema.upgrade(engine)
-    assert name_keys(engine) == {"c": None}
+    assert name_digests(engine) == {"c": None}
     with TestClient(create_app(settings)) as client:
         assert until_live(client)["chats"]["build"]["state"] == "done"
-    assert name_keys(engine) == {"c": "иван петров"}
+    assert name_digests(engine) == {"c": name_digest("иван петров")}
 
 
 class Counter:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from cdp import phones
 from tests.api.conftest import rebuilt
 from tests.factories import JSON_TYPE, PAST, handoff, now_ms, opened, reply, samples, webhook
 
@@ -78,6 +79,19 @@ def test_a_phone_in_any_notation_finds_the_profile(client: Client, phone: str) -
     deliver(client, *opened("tg", profile="p", phone="+79990000001"))
     deliver(client, *opened("other", profile="q", phone="+79990000009"))
     assert [profile["uuid"] for profile in items(client, "/profiles", phone=phone)] == ["p"]
+
+
+def test_a_number_that_shares_the_digest_is_opened_and_left_out(client: Client) -> None:
+    """Numbers are sealed: a search finds the chats by a 16-bit digest of the number, which
+    thousands of numbers share, and keeps only the chats that hold the number itself."""
+    wanted = phones.digest("+79990000001")
+    other = next(
+        number for n in range(2, 10_000_000) if phones.digest(number := f"+7999{n:07}") == wanted
+    )
+    deliver(client, *opened("tg", profile="p", phone="+79990000001"))
+    deliver(client, *opened("wa", profile="q", phone=other))
+    assert [profile["uuid"] for profile in items(client, "/profiles", phone=other)] == ["q"]
+    assert [p["uuid"] for p in items(client, "/profiles", phone="+79990000001")] == ["p"]
 
 
 def test_a_phone_search_for_what_is_not_a_number_is_a_400(client: Client) -> None:

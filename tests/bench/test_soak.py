@@ -47,11 +47,11 @@ def test_a_projection_changed_behind_the_projectors_back_is_found_and_left_alone
     )
     assert rebuild_changes(engine, projectors(), MAIN) == []
     with engine.begin() as connection:
-        connection.execute(chats.update().values(name="changed"))
+        connection.execute(chats.update().values(name=b"changed"))
 
     assert rebuild_changes(engine, projectors(), MAIN) == ["chats"]
     with engine.connect() as connection:
-        assert connection.scalar(select(chats.c.name)) == "changed"
+        assert connection.scalar(select(chats.c.name)) == b"changed"
 
 
 def test_the_accounting_counts_a_webhook_missing_and_each_one_stored_twice(

@@ -20,7 +20,9 @@ def test_a_support_lead_finds_a_customer_by_phone_and_sees_who_handled_each_chat
     sign_in(page, console, console.read_token)
 
     # The phone as the customer dictated it, not as either messenger spelled it.
-    page.get_by_label("Телефон, uuid профиля или чата, или начало имени").fill("+7 999 123 45 67")
+    page.get_by_label("Телефон, uuid профиля или чата, или начало имени (от трёх букв)").fill(
+        "+7 999 123 45 67"
+    )
     page.get_by_role("button", name="Найти").click()
     profiles = page.get_by_role("list", name="Профили")
     expect(profiles.get_by_role("listitem")).to_have_count(1)

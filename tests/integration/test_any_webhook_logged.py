@@ -35,7 +35,9 @@ def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
                 "handoffs": every(partial(queries.chat_handoffs, connection, chat)),
                 "timeline": every(partial(queries.chat_timeline, connection, chat, keystore=MAIN)),
             }
-        found["profiles"] = [p.model_dump() for p in queries.profiles(connection, profiles)]
+        found["profiles"] = [
+            p.model_dump() for p in queries.profiles(connection, profiles, keystore=MAIN)
+        ]
         found["audit"] = every(partial(queries.team_handoffs, connection))
     return found
 

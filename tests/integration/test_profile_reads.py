@@ -51,13 +51,15 @@ def big(database: str) -> Iterator[Engine]:
 
 def reads(connection: Connection) -> None:
     """What the API reads for a page of the big profile, its next page, and a phone search."""
-    found = queries.profile(connection, "big", 5)
+    found = queries.profile(connection, "big", 5, keystore=MAIN)
     assert found is not None
     assert found.chats_next is not None
-    page = queries.owned_chats(connection, "big", queries.Listing(found.chats_next, 5))
+    page = queries.owned_chats(
+        connection, "big", queries.Listing(found.chats_next, 5), keystore=MAIN
+    )
     assert page is not None
     assert len(page.items) == 5
-    owners = queries.profiles_by_phone(connection, PHONE, queries.Listing(limit=2))
+    owners = queries.profiles_by_phone(connection, PHONE, queries.Listing(limit=2), keystore=MAIN)
     assert [profile.uuid for profile in owners.items] == ["big", "small-0"]
 
 

@@ -137,15 +137,19 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     with engine.connect() as connection:
         keys = {row.position: row.dedupe_key for row in log.read(connection)}
         answers = {
-            "profiles": [p.model_dump() for p in queries.profiles(connection, ["p1", "p2"])],
+            "profiles": [
+                p.model_dump() for p in queries.profiles(connection, ["p1", "p2"], keystore=MAIN)
+            ],
             "profile chats": {
-                profile: every(partial(queries.owned_chats, connection, profile))
+                profile: every(partial(queries.owned_chats, connection, profile, keystore=MAIN))
                 for profile in ("p1", "p2")
             },
-            "phones": every(partial(queries.profiles_by_phone, connection, "+79990000001")),
+            "phones": every(
+                partial(queries.profiles_by_phone, connection, "+79990000001", keystore=MAIN)
+            ),
             "names": {
-                prefix: every(partial(queries.profiles_by_name, connection, prefix))
-                for prefix in ("an", "ан")
+                prefix: every(partial(queries.profiles_by_name, connection, prefix, keystore=MAIN))
+                for prefix in ("ann", "анн", "an")
             },
             "teams": {
                 team: every(

@@ -96,6 +96,8 @@ def test_the_log_of_a_chat_and_a_type_uses_the_index_of_both(
 
 
 def test_a_name_search_reads_one_range_of_the_name_index(logged: tuple[Engine, str]) -> None:
-    found = plans_of(logged, lambda c, _: queries.profiles_by_name(c, "Ан", LISTING))
-    searched = "SEARCH chats USING INDEX ix_chats_name_key (name_key>? AND name_key<?)"
+    found = plans_of(
+        logged, lambda c, _: queries.profiles_by_name(c, "Анн", LISTING, keystore=MAIN)
+    )
+    searched = "USING COVERING INDEX ix_chats_name_digest (name_digest=? AND profile_uuid>?)"
     assert any(searched in plan for plan in found), found
