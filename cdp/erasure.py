@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp import db, log, personal
+from cdp import rejected as rejected_rows
 from cdp.keystore import Keystore
 from cdp.models import erasures, events, pending_erasures, profile_chats, rejected
 from cdp.projectors import Projector, following, refold
@@ -125,7 +126,7 @@ def _finish(
     _list(engine, profile_uuid, chats, after=listed, between=between)
     ids = {profile_uuid, *chats}
     with engine.connect() as connection:  # a scan of every kept delivery: not under the lock
-        doomed, scanned = _refused_naming(connection, ids)
+        doomed, scanned = _refused_naming(connection, keystore, ids)
     destroyed = 0
     while True:
         with db.writing(engine) as connection:
@@ -145,11 +146,12 @@ def _finish(
                 refold(connection, following(connection, projectors), keystore, chats)
                 # The first pending in their order: none pending comes before the last.
                 _DONE.run(connection, [{"profile": profile_uuid, "last": chats[-1]}])
-            _forget(connection, doomed)
+            rejected_rows.drop(connection, doomed, keystore, erased=True)
             doomed = []
             last = not pending(connection, [profile_uuid])
             if last:  # and those kept since the scan
-                _forget(connection, _refused_naming(connection, ids, after=scanned)[0])
+                later = _refused_naming(connection, keystore, ids, after=scanned)[0]
+                rejected_rows.drop(connection, later, keystore, erased=True)
         if last:
             rotate(engine, keystore, between)
             # SQLite: the pages the read models had of the customer, in no file any more
@@ -316,37 +318,36 @@ def _chats_named_since(connection: Connection, profile_uuid: str, head: int) -> 
 
 
 def _refused_naming(
-    connection: Connection, ids: set[str], *, after: int = 0
+    connection: Connection, keystore: Keystore, ids: set[str], *, after: int = 0
 ) -> tuple[list[int], int]:
     """The rejected deliveries kept after id `after` that name any of `ids` (a profile's and
     its chats') anywhere in them, in any form a person would take for the id (see
-    rejected.mentioned): they are kept as they came, personal data and all. One whose body
-    cannot be read (kept by an older version, compressed or in another charset) may name
-    anyone: it is among them. And the last id scanned. A scan of every kept delivery,
-    since they may not even be JSON; they are few, and kept a while only. Those refused
-    because the customer was suppressed (410) hold no personal data and stay."""
-    found, last = [], after
+    rejected.mentioned): they are kept as they came, personal data and all (sealed, see
+    cdp.rejected). One whose body cannot be read (kept by an older version, compressed or
+    in another charset) may name anyone: it is among them. And the last id scanned. A scan
+    of every kept delivery, since they may not even be JSON; they are few, and kept a while
+    only. Those refused because the customer was suppressed (410) hold no personal data
+    and stay."""
+    found: list[int] = []
+    last = after
     wanted = {folded(uuid) for uuid in ids}
-    query = select(rejected.c.id, rejected.c.body, rejected.c.headers).where(
-        rejected.c.id > after, rejected.c.status != Suppressed.status
-    )
-    with connection.execute(query.order_by(rejected.c.id).execution_options(yield_per=500)) as kept:
-        for row in kept:
-            last = row.id
+    query = select(rejected.c.id, rejected.c.body, rejected.c.key_id, rejected.c.headers)
+    query = query.where(rejected.c.status != Suppressed.status).order_by(rejected.c.id)
+    while True:
+        rows = connection.execute(query.where(rejected.c.id > last).limit(500)).all()
+        if not rows:
+            return found, last
+        last = rows[-1].id
+        for row, body in zip(rows, rejected_rows.bodies(connection, keystore, rows), strict=True):
             try:
-                texts = readable(row.body, row.headers or {})
+                if body is None:
+                    raise Unreadable("its key is gone")
+                texts = readable(body, row.headers or {})
             except Unreadable:
                 found.append(row.id)
                 continue
             if mentioned(texts) & wanted:
                 found.append(row.id)
-    return found, last
-
-
-def _forget(connection: Connection, ids: Sequence[int]) -> None:
-    if ids:
-        doomed = delete(rejected).where(db.among(rejected.c.id, "ids"))
-        connection.execute(doomed, {"ids": list(ids)})
 
 
 def _chats_of(connection: Connection, profile_uuid: str) -> list[str]:

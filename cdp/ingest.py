@@ -60,11 +60,13 @@ def record_in(
     forget: Sequence[int] = (),
 ) -> list[Receipt | Refused]:
     """As record(), in the write transaction of `connection` (which may hold lock() already)."""
-    rejected.keep(connection, _scrubbed(connection, keystore, refused))
-    rejected.forget(connection, forget)
+    if not (batch or refused or forget):
+        return []
+    log.lock(connection)  # the keys of what is kept are made under it (see Keystore.ring)
+    rejected.keep(connection, _scrubbed(connection, keystore, refused), keystore)
+    rejected.forget(connection, forget, keystore)
     if not batch:
         return []
-    log.lock(connection)
     subjects = [personal.subject(incoming.webhook, incoming.source) for incoming in batch]
     names = [sorted(personal.named(incoming.webhook)) for incoming in batch]
     named = {name for listed in names for name in listed}
@@ -73,7 +75,7 @@ def record_in(
     head, marks, owned, known = standing(connection, named, in_main)
     if known is None:
         known = keystore.known(connection, set(subjects), named)
-    outcomes = _refuse(connection, batch, names, known.suppressed, owned)
+    outcomes = _refuse(connection, keystore, batch, names, known.suppressed, owned)
     kept = [incoming for incoming, out in zip(batch, outcomes, strict=True) if out is None]
     sealing = {s for s, out in zip(subjects, outcomes, strict=True) if out is None}
     ring = keystore.ring(connection, sealing, known)
@@ -101,6 +103,7 @@ def _scrubbed(
 
 def _refuse(
     connection: Connection,
+    keystore: Keystore,
     batch: Sequence[Incoming],
     names: Sequence[list[str]],
     suppressed: Mapping[str, str],
@@ -135,7 +138,7 @@ def _refuse(
         for name in named:
             if name not in claimed:
                 claimed[name] = claims[name] = source
-    rejected.keep(connection, refusals)
+    rejected.keep(connection, refusals, keystore)
     _COUNT.run(connection, [{"profile": p, "n": n} for p, n in counts.items()])
     db.insert(connection, owners, [{"subject": s, "source": c} for s, c in claims.items()])
     return outcomes
@@ -163,13 +166,14 @@ def replay_rejected(
     after = 0
     table = rejected_table
     while True:
-        query = select(table.c.id, table.c.source, table.c.body, table.c.status)
+        query = select(table.c.id, table.c.source, table.c.body, table.c.key_id, table.c.status)
         query = query.where(table.c.id > after)
         if ids is not None:
             query = query.where(db.among(table.c.id, "ids"))
         with engine.connect() as connection:
             listed = {"ids": list(ids)} if ids is not None else {}
             rows = connection.execute(query.order_by(table.c.id).limit(500), listed).all()
+            kept = rejected.bodies(connection, keystore, rows)
         if not rows:
             return
         after = rows[-1].id
@@ -177,12 +181,15 @@ def replay_rejected(
         passed: list[Incoming] = []
         moved: list[int] = []
         outcomes: list[tuple[int, Exception | None]] = []
-        for row in rows:
+        for row, body in zip(rows, kept, strict=True):
             if row.status in _PARTIAL:
                 outcomes.append((row.id, MalformedBody(_PARTIAL[row.status])))
                 continue
+            if body is None:
+                outcomes.append((row.id, MalformedBody(_KEY_GONE)))
+                continue
             try:
-                passed.append(parse(row.body, latest=latest, source=row.source))
+                passed.append(parse(body, latest=latest, source=row.source))
             except (MalformedBody, InvalidWebhook) as error:
                 outcomes.append((row.id, error))
             else:
@@ -195,6 +202,7 @@ def replay_rejected(
 
 
 # Kept deliveries that can never pass: only part of what arrived was kept.
+_KEY_GONE: Final = "its key is not in the keystore: it cannot be opened"
 _PARTIAL: Final = {
     413: "only the first part of it was kept",
     410: "only its fields that are no personal data were kept",

@@ -261,6 +261,24 @@ class Keystore:
             ring.update(made)
         return ring
 
+    def fresh(self, main: Connection, subjects: Collection[str]) -> dict[str, Key]:
+        """Under the append lock: a new key for each of `subjects`, none of which has one."""
+        return self.ring(main, subjects, Known({}, set(), {}))
+
+    def discard(self, main: Connection, ids: Collection[str], *, erased: bool) -> None:
+        """Delete the keys of `ids`. `erased`: what they sealed was erased, so their buckets
+        are marked stale, as destroy() marks them (rotate() then overwrites the KEK that
+        wrapped them); else (what they sealed expired) they are only deleted."""
+        if not ids:
+            return
+        file = self.key_file(main)
+        values = {"ids": list(ids)}
+        with self.connect(main, write=True) as connection:
+            buckets = {row["bucket"] for row in _BUCKETS_OF.rows(connection, values)}
+            _DISCARD.run(connection, [values])
+            if erased and buckets:
+                _mark_stale(connection, file, buckets)
+
     def destroy(
         self,
         main: Connection,
@@ -645,6 +663,9 @@ _GENERATIONS: Final = db.Prepared(
 )
 
 
+# Prepared: what a replay forgets is discarded in a pipeline (see db.writing).
+_BUCKETS_OF: Final = db.Prepared(select(keys.c.bucket).where(db.among(keys.c.id, "ids")))
+_DISCARD: Final = db.Prepared(delete(keys).where(db.among(keys.c.id, "ids")))
 _IDS_OF: Final = db.Prepared(
     select(keys.c.subject, keys.c.id).where(db.among(keys.c.subject, "subjects"))
 )

@@ -123,7 +123,10 @@ class RejectedRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Sealed under a key of its own (see cdp.rejected), `key_id`; as it came if that is NULL
+    # (kept before 0017: forgotten within CDP_REJECTED_RETENTION).
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class OwnerRow(Base):

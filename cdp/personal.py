@@ -172,6 +172,26 @@ def unseal(key: bytes, sealed: bytes, dedupe_key: str) -> str | None:
     return plain.decode("utf-8", errors="replace")
 
 
+def seal_bytes(key: bytes, data: bytes, bound: str) -> bytes:
+    """`data` encrypted and authenticated under `key`, bound to `bound` (the id of what it
+    belongs to): nonce, then ciphertext and tag."""
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, data, bound.encode())
+
+
+def open_bytes(key: bytes, sealed: bytes, bound: str) -> bytes | None:
+    """What seal_bytes sealed, or None if `sealed` was not sealed by `key` for `bound`."""
+    try:
+        return AESGCM(key).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], bound.encode())
+    except (InvalidTag, ValueError):
+        return None
+
+
+def of_refusal(token: str) -> str:
+    """A refused delivery as a subject: each kept body is sealed under a key of its own."""
+    return f"refused:{token}"
+
+
 class Sealer:
     """Seals and opens the personal values of one chat's read-model rows (its name and phone,
     a session's title, a message), under a key derived from the chat's key: AES-SIV, with

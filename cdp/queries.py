@@ -954,17 +954,18 @@ def _event(row: Row[Any], body: str, erased: bool, unreadable: str | None) -> sc
 
 
 def refused(
-    connection: Connection, *, after: int, limit: int, source: str | None
+    connection: Connection, keystore: Keystore, *, after: int, limit: int, source: str | None
 ) -> schemas.RejectedPage:
     rows, more = rejected.read(
         connection, after=after, limit=limit, source=source, max_bytes=PAGE_BYTES
     )
     items = []
-    for row in rows:
-        try:
-            text, encoded = row.body.decode("utf-8"), None
+    for row, body in zip(rows, rejected.bodies(connection, keystore, rows), strict=True):
+        text: str | None
+        try:  # one whose key is gone is answered without its body
+            text, encoded = (body or b"").decode("utf-8"), None
         except UnicodeDecodeError:
-            text, encoded = None, base64.b64encode(row.body).decode()
+            text, encoded = None, base64.b64encode(body or b"").decode()
         items.append(
             schemas.Rejected(**_refusal(row), headers=row.headers, body=text, body_base64=encoded)
         )

@@ -10,6 +10,11 @@ an erasure can read it (`texts`): compressed (gzip, deflate) it is decompressed,
 MAX_DECODED bytes and MAX_RATIO times its size; it is read as UTF-8, UTF-16 or UTF-32, or
 in the charset its Content-Type names. One that cannot be read so is kept as its size and
 SHA-256 only (`refusal`).
+
+A kept body is sealed (AES-GCM) under a key of its own, made in the keystore as it is
+kept (subject "refused:<random>"): the erasure that forgets it destroys that key, so the
+copies a database keeps of what it deleted (PostgreSQL's dead rows and WAL) open no more;
+forgetting one that expired, or that a replay moved into the log, deletes its key too.
 """
 
 import codecs
@@ -17,6 +22,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +32,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from cdp import db
+from cdp import db, personal
+from cdp.keystore import Keystore
 from cdp.models import rejected
 
 logger = logging.getLogger("cdp.rejected")
@@ -312,22 +319,70 @@ def without(refusals: Sequence[Refusal], doomed: set[str]) -> list[Refusal]:
     return kept
 
 
-def keep(connection: Connection, refusals: Sequence[Refusal]) -> None:
-    _KEEP.run(connection, [refusal.row() for refusal in refusals])
+def keep(connection: Connection, refusals: Sequence[Refusal], keystore: Keystore) -> None:
+    """Keep `refusals`, each body sealed under a key of its own (under the append lock)."""
+    if not refusals:
+        return
+    subjects = [personal.of_refusal(secrets.token_hex(16)) if r.body else None for r in refusals]
+    ring = keystore.fresh(connection, [subject for subject in subjects if subject])
+    rows = []
+    for refusal, subject in zip(refusals, subjects, strict=True):
+        row = refusal.row()
+        row["key_id"] = None
+        if subject is not None:
+            key = ring[subject]
+            row["body"] = personal.seal_bytes(key.material, refusal.body, key.id)
+            row["key_id"] = key.id
+        rows.append(row)
+    _KEEP.run(connection, rows)
 
 
-def expire(connection: Connection, before: int, most: int) -> int:
-    """Forget the oldest deliveries refused before `before` (ms), `most` at most: a sender
-    may have had millions refused, and forgetting them must not hold the writer up for
-    long. How many were forgotten."""
+def bodies(connection: Connection, keystore: Keystore, rows: Sequence[Any]) -> list[bytes | None]:
+    """The bodies of kept rows (body, key_id), opened; None for one that does not open (its
+    key is not in the keystore: one restored from a backup older than the delivery)."""
+    ids = {row.key_id for row in rows if row.key_id is not None}
+    materials = keystore.materials(connection, ids) if ids else {}
+    opened: list[bytes | None] = []
+    for row in rows:
+        if row.key_id is None:  # kept before bodies were sealed
+            opened.append(bytes(row.body))
+        elif not row.body:  # kept without its body
+            opened.append(b"")
+        elif material := materials.get(row.key_id):
+            opened.append(personal.open_bytes(material, bytes(row.body), row.key_id))
+        else:
+            opened.append(None)
+    return opened
+
+
+def expire(connection: Connection, before: int, most: int, keystore: Keystore) -> int:
+    """Forget the oldest deliveries refused before `before` (ms), `most` at most, and their
+    keys: a sender may have had millions refused, and forgetting them must not hold the
+    writer up for long. How many were forgotten."""
     oldest = (
         select(rejected.c.id)
         .where(rejected.c.received_at < before)
         .order_by(rejected.c.received_at)
         .limit(most)
     )
-    doomed = delete(rejected).where(rejected.c.id.in_(oldest.scalar_subquery()))
-    return int(connection.execute(doomed).rowcount)
+    ids = list(connection.scalars(oldest))
+    drop(connection, ids, keystore, erased=False)
+    return len(ids)
+
+
+def drop(connection: Connection, ids: Sequence[int], keystore: Keystore, *, erased: bool) -> None:
+    """Delete the kept deliveries of `ids` and their keys (see Keystore.discard)."""
+    if not ids:
+        return
+    values = {"ids": list(ids)}
+    key_ids = [row["key_id"] for row in _KEY_IDS.rows(connection, values) if row["key_id"]]
+    _DROP.run(connection, [values])
+    keystore.discard(connection, key_ids, erased=erased)
+
+
+# Prepared: a replay forgets what it moved into the log in a pipeline (see db.writing).
+_KEY_IDS: Final = db.Prepared(select(rejected.c.key_id).where(db.among(rejected.c.id, "ids")))
+_DROP: Final = db.Prepared(delete(rejected).where(db.among(rejected.c.id, "ids")))
 
 
 def read(
@@ -347,8 +402,6 @@ def read(
     )
 
 
-def forget(connection: Connection, ids: Sequence[int]) -> None:
-    _FORGET.run(connection, [{"id": id_} for id_ in ids])
-
-
-_FORGET: Final = db.Prepared(delete(rejected).where(rejected.c.id == bindparam("id")))
+def forget(connection: Connection, ids: Sequence[int], keystore: Keystore) -> None:
+    """Forget kept deliveries a replay moved into the log, and their keys."""
+    drop(connection, ids, keystore, erased=False)

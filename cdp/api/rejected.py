@@ -31,4 +31,6 @@ class RejectedController(Controller):
         bytes, headers and reason; follow `next_after` until it is null. A page holds at
         most 4 MiB of bodies. `cdp rejected replay` moves into the log those that pass
         today's checks."""
-        return await service.reads.query(queries.refused, after=after, limit=limit, source=source)
+        return await service.reads.query(
+            queries.refused, service.keystore, after=after, limit=limit, source=source
+        )

@@ -415,7 +415,8 @@ class Writer:
         retention = self.settings.rejected_retention // timedelta(milliseconds=1)
         try:
             with db.writing(self.engine) as connection:
-                forgotten = rejected.expire(connection, now - retention, _EXPIRED_AT_ONCE)
+                before = now - retention
+                forgotten = rejected.expire(connection, before, _EXPIRED_AT_ONCE, self.keystore)
         except Exception as error:
             self._expired_at = now
             reason = " ".join(str(error).split())

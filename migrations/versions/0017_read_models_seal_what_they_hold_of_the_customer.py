@@ -5,7 +5,9 @@ cdp.personal.Sealer, cdp.models.SEALED), so that once an erasure destroys that k
 copy of them opens: not the rows, nor the dead rows and write-ahead log a database keeps
 of what it deleted. Searches look chats up by digests of the phone and of the name's
 first letters instead (cdp.phones.digest, cdp.names.digest): `chats.name_key` and the
-indexes on it and on `phone_e164` go.
+indexes on it and on `phone_e164` go. A delivery refused as bad input is kept sealed
+under a key of its own (`rejected.key_id`), which the erasure that forgets it destroys;
+those kept before stay as they came until they expire.
 
 The columns become binary, and empty: the chats projector's version changed with them,
 so the server builds `chats` (and what reads it) anew from the log, beside the live
@@ -86,9 +88,13 @@ def upgrade() -> None:
     _change(to_sealed=True)
     for name in ("phone_digest", "name_digest"):
         op.create_index(f"ix_chats_{name}", "chats", [name, "profile_uuid", "uuid"])
+    with op.batch_alter_table("rejected") as batch:
+        batch.add_column(sa.Column("key_id", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rejected") as batch:
+        batch.drop_column("key_id")
     _drop("ix_chats_phone_digest")
     _drop("ix_chats_name_digest")
     _change(to_sealed=False)

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from cdp import names
+from cdp import names, rejected
+from cdp.keystore import Keystore
 from cdp.models import chats
+from cdp.models import rejected as rejected_table
+from cdp.settings import Settings
 from tests.conftest import Server
 
 
@@ -51,3 +54,16 @@ def name_digests(engine: Engine) -> dict[str, int | None]:
 def name_digest(name: str) -> int | None:
     """The digest of a chat of this name."""
     return names.digest(names.search_key(name))
+
+
+def kept_deliveries(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """Every kept (rejected) delivery's row, oldest first, its body opened with the store's
+    keys (see cdp.rejected)."""
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(select(rejected_table).order_by(rejected_table.c.id)).all()
+            bodies = rejected.bodies(connection, keystore, rows)
+    finally:
+        keystore.dispose()
+    return [{**row._asdict(), "body": body} for row, body in zip(rows, bodies, strict=True)]

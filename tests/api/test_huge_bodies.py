@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from cdp.models import rejected
+from cdp.settings import Settings
+from tests.api.conftest import kept_deliveries
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, now_ms, webhook
 
@@ -58,7 +59,7 @@ def memory(server: Server, item: str) -> int:
 
 
 def test_a_stream_of_100_mb_bodies_is_refused_and_does_not_grow_the_server(
-    serve: Callable[..., Server], engine: Engine
+    serve: Callable[..., Server], engine: Engine, database: str
 ) -> None:
     server = serve()  # nothing configured: the default source takes webhooks without a secret
     with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -73,8 +74,7 @@ def test_a_stream_of_100_mb_bodies_is_refused_and_does_not_grow_the_server(
         peak = memory(server, "VmHWM")
     assert {*warm, *answers} <= {413, None}
     assert peak - warmed < MARGIN, f"{peak - warmed} bytes more at peak than after warm-up"
-    with engine.connect() as connection:
-        kept = select(rejected.c.status, rejected.c.size, rejected.c.body).order_by(rejected.c.id)
-        refusals = [(row.status, row.size, len(row.body)) for row in connection.execute(kept)]
+    kept = kept_deliveries(engine, Settings(database_url=database))
+    refusals = [(row["status"], row["size"], len(row["body"])) for row in kept]
     # However the client fared, each was refused: announced, at once; chunked, after 1 MiB.
     assert refusals == [(413, HUNDRED_MB, 0), (413, LIMIT, LIMIT)] * 4

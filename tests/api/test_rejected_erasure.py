@@ -12,9 +12,13 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, insert, select
 
-from cdp.models import rejected
-from cdp.rejected import Unreadable, texts
-from tests.factories import PAST, webhook
+from cdp import db
+from cdp.keystore import Keystore
+from cdp.models import key_buckets, keys, rejected
+from cdp.rejected import Unreadable, expire, texts
+from cdp.settings import Settings
+from tests.api.conftest import kept_deliveries
+from tests.factories import PAST, now_ms, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -55,17 +59,16 @@ ENCODINGS: dict[str, tuple[bytes, dict[str, str], int]] = {
 }
 
 
-def held(engine: Engine) -> list[bytes]:
+def held(engine: Engine, settings: Settings) -> list[bytes]:
     """Every kept delivery as the bytes and text it holds, whichever way it is read."""
-    with engine.connect() as connection:
-        rows = connection.execute(select(rejected)).all()
     found = []
-    for row in rows:
+    for row in kept_deliveries(engine, settings):
+        body = row["body"] or b""
         try:
-            read = texts(row.body, row.headers)
+            read = texts(body, row["headers"])
         except Unreadable:
             read = []
-        found.append(b" ".join([row.body, row.reason.encode(), *(t.encode() for t in read)]))
+        found.append(b" ".join([body, row["reason"].encode(), *(t.encode() for t in read)]))
     return found
 
 
@@ -75,7 +78,12 @@ def personal(data: bytes) -> bool:
 
 @pytest.mark.parametrize(("content", "headers", "status"), ENCODINGS.values(), ids=ENCODINGS.keys())
 def test_a_kept_delivery_is_forgotten_by_the_erasure_whatever_its_encoding(
-    client: Client, engine: Engine, content: bytes, headers: dict[str, str], status: int
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
 ) -> None:
     assert (
         client.post(
@@ -91,17 +99,17 @@ def test_a_kept_delivery_is_forgotten_by_the_erasure_whatever_its_encoding(
         "/webhooks/fasttrack", content=theirs, headers={**JSON, "Content-Encoding": "gzip"}
     )
     assert refused.status_code == 400
-    assert [personal(data) for data in held(engine)] == [True, True]
+    assert [personal(data) for data in held(engine, settings)] == [True, True]
     assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
     (kept,) = client.get("/rejected").json()["items"]
     assert base64.b64decode(kept["body_base64"]) == theirs
     assert kept["headers"]["content-encoding"] == "gzip"
-    (left,) = held(engine)
+    (left,) = held(engine, settings)
     assert b"chat-9" in left
 
 
 def test_a_body_no_erasure_could_read_is_kept_as_its_size_and_hash_only(
-    client: Client, engine: Engine
+    client: Client, engine: Engine, settings: Settings
 ) -> None:
     content = b"\x0b\x02\x80" + body()  # what a brotli body might be: not read here
     headers = {**JSON, "Content-Encoding": "br"}
@@ -110,10 +118,12 @@ def test_a_body_no_erasure_could_read_is_kept_as_its_size_and_hash_only(
     assert (kept["body"], kept["size"], kept["status"]) == ("", len(content), 400)
     assert "Content-Encoding 'br' is not gzip or deflate" in kept["reason"]
     assert hashlib.sha256(content).hexdigest() in kept["reason"]
-    assert not any(personal(data) for data in held(engine))
+    assert not any(personal(data) for data in held(engine, settings))
 
 
-def test_a_bomb_is_kept_as_its_size_and_hash_only(client: Client, engine: Engine) -> None:
+def test_a_bomb_is_kept_as_its_size_and_hash_only(
+    client: Client, engine: Engine, settings: Settings
+) -> None:
     content = gzip.compress(body()[:-1] + b" " * (64 << 20) + b"}")
     headers = {**JSON, "Content-Encoding": "gzip"}
     assert client.post("/webhooks/fasttrack", content=content, headers=headers).status_code == 400
@@ -123,7 +133,7 @@ def test_a_bomb_is_kept_as_its_size_and_hash_only(client: Client, engine: Engine
 
 
 def test_a_kept_body_an_older_version_could_not_read_is_forgotten_by_any_erasure(
-    client: Client, engine: Engine
+    client: Client, engine: Engine, settings: Settings
 ) -> None:
     old = {
         "received_at": PAST,
@@ -148,7 +158,7 @@ def test_a_kept_body_an_older_version_could_not_read_is_forgotten_by_any_erasure
 
 @pytest.mark.parametrize("charset", ["utf-16", "utf-32", "undefined", "punycode", "idna"])
 def test_a_charset_the_body_is_not_in_is_refused_and_kept_never_an_error(
-    client: Client, engine: Engine, charset: str
+    client: Client, engine: Engine, settings: Settings, charset: str
 ) -> None:
     """A Content-Type naming a charset that does not decode the body (UTF-16 without a
     byte order mark) or is no charset at all is the sender's mistake: refused and kept,
@@ -161,3 +171,56 @@ def test_a_charset_the_body_is_not_in_is_refused_and_kept_never_an_error(
     assert kept["status"] == answer.status_code
     assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
     assert client.get("/rejected").json()["items"] == []
+
+
+def test_a_kept_body_is_sealed_under_a_key_the_erasure_destroys_and_its_kek_moves_on(
+    client: Client, engine: Engine, settings: Settings
+) -> None:
+    """A kept body is sealed under a key of its own: in the table it holds nothing in the
+    clear, GET /rejected opens it; the erasure that forgets it destroys the key and moves
+    its bucket to the next key-encryption key, as for a chat's (see Keystore.rotate)."""
+    assert client.post("/webhooks/fasttrack", content=body(), headers=JSON).status_code == 422
+    (row,) = kept_deliveries(engine, settings)
+    with engine.connect() as connection:
+        sealed, key_id = connection.execute(select(rejected.c.body, rejected.c.key_id)).one()
+    assert key_id is not None
+    assert not personal(bytes(sealed))
+    assert personal(row["body"])
+    assert TEXT in client.get("/rejected").json()["items"][0]["body"]
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    try:
+        with engine.connect() as main, keystore.connect(main) as held:
+            bucket = held.scalar(select(keys.c.bucket).where(keys.c.id == key_id))
+            assert bucket is not None
+            assert held.scalar(
+                select(key_buckets.c.generation).where(key_buckets.c.bucket == bucket)
+            ) in (None, 0)
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        with engine.connect() as main, keystore.connect(main) as held:
+            assert held.scalar(select(keys.c.id).where(keys.c.id == key_id)) is None
+            moved = held.execute(
+                select(key_buckets.c.generation, key_buckets.c.wrapped, key_buckets.c.stale).where(
+                    key_buckets.c.bucket == bucket
+                )
+            ).one()
+    finally:
+        keystore.dispose()
+    assert (moved.generation, moved.wrapped, moved.stale) == (1, 1, False)
+    assert kept_deliveries(engine, settings) == []
+
+
+def test_an_expired_delivery_takes_its_key_with_it(
+    client: Client, engine: Engine, settings: Settings
+) -> None:
+    assert client.post("/webhooks/fasttrack", content=body(), headers=JSON).status_code == 422
+    with engine.connect() as connection:
+        key_id = connection.scalar(select(rejected.c.key_id))
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    try:
+        with db.writing(engine) as connection:
+            assert expire(connection, now_ms() + 1, 10, keystore) == 1
+        with engine.connect() as main, keystore.connect(main) as held:
+            assert held.scalar(select(keys.c.id).where(keys.c.id == key_id)) is None
+    finally:
+        keystore.dispose()
+    assert kept_deliveries(engine, settings) == []

@@ -206,16 +206,23 @@ def test_on_postgresql_no_file_ever_holds_the_customers_data_in_the_clear(
 ) -> None:
     """PostgreSQL never overwrites what it deletes: a row's old versions stay in its
     table's pages and in WAL segments until reused. So the read models keep a customer's
-    values sealed under the chat's key from the first write: before the erasure as after
-    it, no relation file of the database (tables, indexes, TOAST) and no WAL segment
-    holds the name, the phone, the message or the session's title, while the API still
-    answers them, and finds the customer by phone and name."""
+    values sealed under the chat's key from the first write, and a delivery refused as bad
+    input is kept sealed under a key of its own: before the erasure as after it, no
+    relation file of the database (tables, indexes, TOAST) and no WAL segment holds the
+    name, the phone, the message or the session's title, while the API still answers
+    them, and finds the customer by phone and name."""
     started = datetime.now().astimezone() - timedelta(seconds=1)
     personal_data = {"profile": PROFILE, "phone": PHONE, "name": NAME}
     bodies = [*opened(CHAT, at=PAST, team=1, title=TITLE, **personal_data), *_attacked(own)[2:]]
     forms = [form for value in (NAME, PHONE, PHONE[1:], TEXT, TITLE) for form in _forms(value)]
+    refused = json.loads(json.dumps(bodies[-1]))
+    refused["payload"]["chat"]["uuid"] = f"{CHAT} "  # a trailing space: 422, kept
     with TestClient(create_app(own)) as client:
         _post(client, *bodies)
+        answer = client.post("/webhooks/fasttrack", content=json.dumps(refused), headers=JSON_TYPE)
+        assert answer.status_code == 422, answer.text
+        (kept,) = client.get("/rejected").json()["items"]
+        assert TEXT in kept["body"]
         timeline = client.get(f"/chats/{CHAT}/timeline").json()["items"]
         assert TEXT in [item["message"]["text"] for item in timeline if item["message"]]
         chat = client.get(f"/chats/{CHAT}").json()
@@ -229,6 +236,7 @@ def test_on_postgresql_no_file_ever_holds_the_customers_data_in_the_clear(
         assert erased.status_code == 200, erased.text
         chat = client.get(f"/chats/{CHAT}").json()
         assert (chat["name"], chat["phone"], chat["session"]["title"]) == (None, None, None)
+        assert client.get("/rejected").json()["items"] == []
     every = _postgres_relations(own.database_url) + _postgres_wal(own.database_url, started)
     assert [(name, form) for name, data in every for form in forms if form in data] == []
 
