@@ -408,6 +408,7 @@ def _name_wanted(text: str) -> _Wanted | None:
 # Chats of an owner a search opens at most to find one that holds what it wants: a digest
 # is shared by one chat in thousands, so the first that has it holds it all but always.
 _OPENED_PER_OWNER: Final = 20
+_OWNERS_AT_ONCE: Final = 200
 
 
 def _owners(
@@ -449,6 +450,12 @@ def _holding(
     `wanted` wants. Each owner's chats of the digest are tried one at a time, the least
     after the one before (one probe of the index each), _OPENED_PER_OWNER at most: the
     first holds it all but always."""
+    if len(owners) > _OWNERS_AT_ONCE:  # SQLite takes 500 parts of a compound SELECT at most
+        return [
+            owner
+            for at in range(0, len(owners), _OWNERS_AT_ONCE)
+            for owner in _holding(connection, keystore, wanted, owners[at : at + _OWNERS_AT_ONCE])
+        ]
     column = chats.c[wanted.column]
     after = dict.fromkeys(owners, "")  # each owner still to be told, and its last chat tried
     holding: set[str] = set()

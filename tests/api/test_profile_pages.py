@@ -10,10 +10,15 @@ from typing import Any
 import httpx
 import pytest
 from litestar.testing import TestClient
+from sqlalchemy import Engine
 
+from cdp import ingest
+from cdp.keystore import Keystore
+from cdp.projectors import registry
 from cdp.queries import FOUND_CHATS, NAMED_BY
+from cdp.settings import Settings
 from tests.conftest import Server
-from tests.factories import JSON_TYPE, PAST, webhook
+from tests.factories import JSON_TYPE, PAST, checked, webhook
 
 Client = TestClient  # type: ignore[type-arg]
 MINUTE = 60_000
@@ -227,3 +232,29 @@ def test_paging_while_webhooks_arrive_gives_every_chat_once_in_order(
     assert [chat for chat in listed if chat.startswith("p-")] == [f"p-{n:02}" for n in range(count)]
     order = {chat["uuid"]: n for n, chat in enumerate(whole)}
     assert [order[chat] for chat in listed] == sorted(order[chat] for chat in listed)
+
+
+PHONE = "+79995550011"
+
+
+def test_a_phone_search_answers_a_full_page_of_a_thousand_profiles(
+    client: Client, engine: Engine, settings: Settings
+) -> None:
+    """Each profile a digest finds is told apart by opening its chats: in bounded parts,
+    however many a page asks for (SQLite takes 500 parts of one statement at most)."""
+    bodies = [
+        webhook("message_created", chat=f"c{n:04}", profile=f"p{n:04}", at=PAST, phone=PHONE)
+        for n in range(1001)
+    ]
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    try:
+        incoming = [checked(json.dumps(body)) for body in bodies]
+        ingest.record(engine, incoming, registry(settings), keystore=keystore)
+    finally:
+        keystore.dispose()
+    answer = client.get("/profiles", params={"phone": PHONE, "limit": 1000})
+    assert answer.status_code == 200, answer.text
+    found = [profile["uuid"] for profile in answer.json()["items"]]
+    assert found == [f"p{n:04}" for n in range(1000)]
+    rest = client.get("/profiles", params={"phone": PHONE, "after": answer.json()["next"]})
+    assert [profile["uuid"] for profile in rest.json()["items"]] == ["p1000"]
