@@ -292,7 +292,7 @@ def _fact(row: Mapping[str, Any], sealer: personal.Sealer | None) -> Fact:
 
 
 def _opened(sealer: personal.Sealer | None, column: str, value: bytes | None) -> str | None:
-    """A stored value of `column` opened; None without the chat's key (see _Sealers)."""
+    """A stored value of `column` opened; None without the chat's key (see personal.sealer)."""
     return None if sealer is None or value is None else sealer.open(column, value)
 
 
