@@ -146,12 +146,12 @@ def _finish(
                 refold(connection, following(connection, projectors), keystore, chats)
                 # The first pending in their order: none pending comes before the last.
                 _DONE.run(connection, [{"profile": profile_uuid, "last": chats[-1]}])
-            rejected_rows.drop(connection, doomed, keystore, erased=True)
+            rejected_rows.drop(connection, doomed, keystore)
             doomed = []
             last = not pending(connection, [profile_uuid])
             if last:  # and those kept since the scan
                 later = _refused_naming(connection, keystore, ids, after=scanned)[0]
-                rejected_rows.drop(connection, later, keystore, erased=True)
+                rejected_rows.drop(connection, later, keystore)
         if last:
             rotate(engine, keystore, between)
             # SQLite: the pages the read models had of the customer, in no file any more

@@ -265,10 +265,12 @@ class Keystore:
         """Under the append lock: a new key for each of `subjects`, none of which has one."""
         return self.ring(main, subjects, Known({}, set(), {}))
 
-    def discard(self, main: Connection, ids: Collection[str], *, erased: bool) -> None:
-        """Delete the keys of `ids`. `erased`: what they sealed was erased, so their buckets
-        are marked stale, as destroy() marks them (rotate() then overwrites the KEK that
-        wrapped them); else (what they sealed expired) they are only deleted."""
+    def discard(self, main: Connection, ids: Collection[str]) -> None:
+        """Delete the keys of `ids` (of kept deliveries forgotten: erased, expired, or
+        moved into the log) and mark their buckets stale, as destroy() does: the next
+        rotate() (an erasure's last step) overwrites the KEK that wrapped them. What they
+        sealed may name a customer erased later, and its copies in dead rows and the
+        write-ahead log must not open then."""
         if not ids:
             return
         file = self.key_file(main)
@@ -276,7 +278,7 @@ class Keystore:
         with self.connect(main, write=True) as connection:
             buckets = {row["bucket"] for row in _BUCKETS_OF.rows(connection, values)}
             _DISCARD.run(connection, [values])
-            if erased and buckets:
+            if buckets:
                 _mark_stale(connection, file, buckets)
 
     def destroy(

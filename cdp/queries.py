@@ -969,10 +969,14 @@ def refused(
     items = []
     for row, body in zip(rows, rejected.bodies(connection, keystore, rows), strict=True):
         text: str | None
-        try:  # one whose key is gone is answered without its body
-            text, encoded = (body or b"").decode("utf-8"), None
-        except UnicodeDecodeError:
-            text, encoded = None, base64.b64encode(body or b"").decode()
+        encoded: str | None = None
+        if body is None:  # its key is gone: answered without it, as neither
+            text = None
+        else:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text, encoded = None, base64.b64encode(body).decode()
         items.append(
             schemas.Rejected(**_refusal(row), headers=row.headers, body=text, body_base64=encoded)
         )

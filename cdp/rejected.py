@@ -14,7 +14,8 @@ SHA-256 only (`refusal`).
 A kept body is sealed (AES-GCM) under a key of its own, made in the keystore as it is
 kept (subject "refused:<random>"): the erasure that forgets it destroys that key, so the
 copies a database keeps of what it deleted (PostgreSQL's dead rows and WAL) open no more;
-forgetting one that expired, or that a replay moved into the log, deletes its key too.
+forgetting one that expired, or that a replay moved into the log, deletes its key too, and
+the next erasure moves that key's KEK on all the same (see Keystore.discard).
 """
 
 import codecs
@@ -366,18 +367,18 @@ def expire(connection: Connection, before: int, most: int, keystore: Keystore) -
         .limit(most)
     )
     ids = list(connection.scalars(oldest))
-    drop(connection, ids, keystore, erased=False)
+    drop(connection, ids, keystore)
     return len(ids)
 
 
-def drop(connection: Connection, ids: Sequence[int], keystore: Keystore, *, erased: bool) -> None:
+def drop(connection: Connection, ids: Sequence[int], keystore: Keystore) -> None:
     """Delete the kept deliveries of `ids` and their keys (see Keystore.discard)."""
     if not ids:
         return
     values = {"ids": list(ids)}
     key_ids = [row["key_id"] for row in _KEY_IDS.rows(connection, values) if row["key_id"]]
     _DROP.run(connection, [values])
-    keystore.discard(connection, key_ids, erased=erased)
+    keystore.discard(connection, key_ids)
 
 
 # Prepared: a replay forgets what it moved into the log in a pipeline (see db.writing).
@@ -404,4 +405,4 @@ def read(
 
 def forget(connection: Connection, ids: Sequence[int], keystore: Keystore) -> None:
     """Forget kept deliveries a replay moved into the log, and their keys."""
-    drop(connection, ids, keystore, erased=False)
+    drop(connection, ids, keystore)

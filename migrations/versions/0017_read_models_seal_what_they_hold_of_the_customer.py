@@ -93,6 +93,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Sealed bodies the code before cannot open: forgotten (their keys stay, unused).
+    op.execute("DELETE FROM rejected WHERE key_id IS NOT NULL")
     with op.batch_alter_table("rejected") as batch:
         batch.drop_column("key_id")
     _drop("ix_chats_phone_digest")

@@ -209,18 +209,28 @@ def test_a_kept_body_is_sealed_under_a_key_the_erasure_destroys_and_its_kek_move
     assert kept_deliveries(engine, settings) == []
 
 
-def test_an_expired_delivery_takes_its_key_with_it(
+def test_an_expired_delivery_takes_its_key_with_it_and_the_next_erasure_its_kek(
     client: Client, engine: Engine, settings: Settings
 ) -> None:
+    """What expired may name a customer erased later: its copies in dead rows and the
+    write-ahead log must not open then, so its key's bucket moves on at the next erasure."""
     assert client.post("/webhooks/fasttrack", content=body(), headers=JSON).status_code == 422
     with engine.connect() as connection:
         key_id = connection.scalar(select(rejected.c.key_id))
     keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    bucket_of = select(key_buckets.c.generation, key_buckets.c.stale)
     try:
+        with engine.connect() as main, keystore.connect(main) as held:
+            bucket = held.scalar(select(keys.c.bucket).where(keys.c.id == key_id))
         with db.writing(engine) as connection:
             assert expire(connection, now_ms() + 1, 10, keystore) == 1
         with engine.connect() as main, keystore.connect(main) as held:
             assert held.scalar(select(keys.c.id).where(keys.c.id == key_id)) is None
+            stale = held.execute(bucket_of.where(key_buckets.c.bucket == bucket)).one()
+        assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
+        with engine.connect() as main, keystore.connect(main) as held:
+            moved = held.execute(bucket_of.where(key_buckets.c.bucket == bucket)).one()
     finally:
         keystore.dispose()
+    assert (stale.stale, moved.stale, moved.generation) == (True, False, stale.generation + 1)
     assert kept_deliveries(engine, settings) == []
