@@ -9,7 +9,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -405,9 +405,7 @@ def _name_wanted(text: str) -> _Wanted | None:
     return _Wanted("name_digest", names.digest(prefix), "name", holds)
 
 
-# Chats of an owner a search opens at most to find one that holds what it wants: a digest
-# is shared by one chat in thousands, so the first that has it holds it all but always.
-_OPENED_PER_OWNER: Final = 20
+# Owners a search reads the chats of in one statement (SQLite: 500 parts of one at most).
 _OWNERS_AT_ONCE: Final = 200
 
 
@@ -423,9 +421,14 @@ def _owners(
     order: the owners of chats of its digest, each read as the least after the one before
     from the digest's index (a profile that owns a hundred thousand chats of a number
     costs one probe of it, not a hundred thousand rows), then kept if one of their chats
-    of the digest, opened, holds it."""
+    of the digest, opened, holds it (see _holding).
+
+    A page opens SEARCH_OPENED chats at most (and all those of its first owner): when
+    that is not enough to tell its owners apart (many chats share the first letters of
+    a name), it holds fewer than `limit` profiles, and `next` goes on from there."""
     after = "" if listing.after is None else _decode(listing.after, [chats.c.profile_uuid])[0]
     found: list[str] = []
+    spent, cut = 0, None
     while len(found) <= listing.limit:
         values = {"digest": wanted.digest, "after": after, "source": source}
         values["most"] = listing.limit - len(found)  # one more than that, at most
@@ -433,61 +436,93 @@ def _owners(
         candidates = [row.uuid for row in sorted(rows, key=lambda row: row.n)]
         if not candidates:
             break
-        found += _holding(connection, keystore, wanted, candidates)
+        told = _holding(connection, keystore, wanted, candidates, SEARCH_OPENED - spent)
+        spent += told.opened
+        found += [owner for owner in candidates[: told.decided] if owner in told.holding]
+        if told.decided < len(candidates):  # what may be opened for a page is spent
+            cut = candidates[told.decided - 1]
+            break
         after = candidates[-1]
     cursor = None
     if len(found) > listing.limit:
         found = found[: listing.limit]
         cursor = _encode([found[-1]])
+    elif cut is not None:
+        cursor = _encode([cut])
     items = profiles(connection, found, most, keystore=keystore)
     return schemas.Page[schemas.Profile](items=items, next=cursor)
 
 
+# Chats a search opens at most for a page (see _owners): some milliseconds' work.
+SEARCH_OPENED: Final = 5_000
+
+
+class _Told(NamedTuple):
+    holding: set[str]  # the owners found to hold it
+    decided: int  # how many of the owners, from the first, were told apart
+    opened: int  # how many chats were opened
+
+
 def _holding(
-    connection: Connection, keystore: Keystore, wanted: _Wanted, owners: Sequence[str]
-) -> list[str]:
-    """Those of `owners` (in their order) a chat of which, of the digest, holds what
-    `wanted` wants. Each owner's chats of the digest are tried one at a time, the least
-    after the one before (one probe of the index each), _OPENED_PER_OWNER at most: the
-    first holds it all but always."""
-    if len(owners) > _OWNERS_AT_ONCE:  # SQLite takes 500 parts of a compound SELECT at most
-        return [
-            owner
-            for at in range(0, len(owners), _OWNERS_AT_ONCE)
-            for owner in _holding(connection, keystore, wanted, owners[at : at + _OWNERS_AT_ONCE])
-        ]
+    connection: Connection,
+    keystore: Keystore,
+    wanted: _Wanted,
+    owners: Sequence[str],
+    budget: int,
+) -> _Told:
+    """Which of `owners` own a chat of the digest that holds what `wanted` wants: each
+    owner's chats of the digest are read in uuid order from the index and opened, first
+    one (which holds it all but always), then more at a time, until one holds it or none
+    is left. Once `budget` chats are opened, only the first owner is read on: the owners
+    told apart are a run from the first."""
     column = chats.c[wanted.column]
-    after = dict.fromkeys(owners, "")  # each owner still to be told, and its last chat tried
+    pending = dict.fromkeys(owners, "")  # each owner not told yet, and its last chat read
     holding: set[str] = set()
-    for _ in range(_OPENED_PER_OWNER):
-        if not after:
-            break
-        least = union_all(
-            *(
-                select(
-                    literal(owner, String()).label("owner"),
-                    select(func.min(chats.c.uuid))
-                    .where(column == wanted.digest, chats.c.profile_uuid == owner)
-                    .where(chats.c.uuid > last)
-                    .scalar_subquery()
-                    .label("uuid"),
+    opened, chunk = 0, 1
+    while pending:
+        listed = list(pending.items())
+        if opened >= budget:
+            if owners[0] not in pending:
+                break
+            listed = listed[:1]  # the first owner, whatever it takes: each page moves on
+        rows: list[Row[Any]] = []
+        for at in range(0, len(listed), _OWNERS_AT_ONCE):  # SQLite: 500 parts at most
+            parts = [
+                select(chats.c.uuid, chats.c.profile_uuid, chats.c[wanted.opened])
+                .where(column == wanted.digest, chats.c.profile_uuid == owner)
+                .where(chats.c.uuid > last)
+                .order_by(chats.c.uuid)  # the index's order: read from it, and cut short
+                .limit(chunk)
+                .subquery()
+                for owner, last in listed[at : at + _OWNERS_AT_ONCE]
+            ]
+            rows += connection.execute(union_all(*(select(part) for part in parts))).all()
+        opened += len(rows)
+        sealers = keystore.sealers(connection, {row.uuid for row in rows})
+        read: dict[str, list[Row[Any]]] = defaultdict(list)
+        for row in rows:
+            read[row.profile_uuid].append(row)
+        for owner, _ in listed:
+            got = sorted(read.get(owner, []), key=lambda row: row.uuid)
+            if any(
+                (
+                    value := _opened(
+                        sealers.get(row.uuid), wanted.opened, row._mapping[wanted.opened]
+                    )
                 )
-                for owner, last in after.items()
-            )
-        )
-        tried = {row.owner: row.uuid for row in connection.execute(least) if row.uuid}
-        query = select(chats.c.uuid, chats.c[wanted.opened]).where(db.among(chats.c.uuid, "ids"))
-        found = connection.execute(query, {"ids": list(tried.values())}).all()
-        values = {row[0]: row[1] for row in found}
-        sealers = keystore.sealers(connection, values)
-        after = {}
-        for owner, uuid in tried.items():
-            value = _opened(sealers.get(uuid), wanted.opened, values.get(uuid))
-            if value is not None and wanted.holds(value):
+                is not None
+                and wanted.holds(value)
+                for row in got
+            ):
                 holding.add(owner)
+                del pending[owner]
+            elif len(got) < chunk:  # none left: it holds none
+                del pending[owner]
             else:
-                after[owner] = uuid
-    return [owner for owner in owners if owner in holding]
+                pending[owner] = got[-1].uuid
+        chunk = min(chunk * 8, 512)
+    decided = next((n for n, owner in enumerate(owners) if owner in pending), len(owners))
+    return _Told(holding, decided, opened)
 
 
 @cache
@@ -522,19 +557,21 @@ def unowned_chats(
     keystore: Keystore,
 ) -> list[schemas.Chat]:
     """Chats no profile owns (their webhooks named none) with this number (E.164) or whose
-    name starts with `name`, in uuid order, `limit` at most: what a search for profiles
-    cannot find."""
+    name starts with `name`, in uuid order, `limit` at most, among the first SEARCH_OPENED
+    of each digest: what a search for profiles cannot find."""
     wanted = [] if phone is None else [_phone_wanted(phone)]
     if name is not None and (by_name := _name_wanted(name)) is not None:
         wanted.append(by_name)
     build = _Chats(connection, keystore, clock)
     found: dict[str, Row[Any]] = {}
     for each in wanted:
-        held, after = 0, ""
-        while held < limit:  # the unowned chats of its digest, a page at a time
+        held, after, opened = 0, "", 0
+        # The unowned chats of its digest, a page at a time, SEARCH_OPENED at most.
+        while held < limit and opened < SEARCH_OPENED:
             of_digest = [chats.c[each.column] == each.digest, chats.c.profile_uuid.is_(None)]
             query = _chats().where(*of_digest, chats.c.uuid > after)
             rows = connection.execute(query.order_by(chats.c.uuid).limit(limit)).all()
+            opened += len(rows)
             build.before(rows)
             for row in rows:
                 value = _opened(build.sealers.get(row.uuid), each.opened, row._mapping[each.opened])

@@ -155,3 +155,40 @@ def test_no_name_a_nul_or_both_a_phone_and_a_name_is_a_400(
     answer = client.get(f"/profiles?{query}")
     assert answer.status_code == 400, answer.text
     assert [error["path"] for error in answer.json()["errors"]] == named
+
+
+def test_a_profile_is_found_however_many_of_its_chats_share_the_first_letters_but_not_the_text(
+    client: Client,
+) -> None:
+    """A digest is of the first three letters: "Алена" and "Алексей" share it. A profile's
+    chats of the digest are opened until one holds the text, however many do not."""
+    for n in range(21):
+        deliver(client, webhook("message_created", chat=f"a{n:02}", profile="p", name="Алена"))
+    deliver(client, webhook("message_created", chat="zz", profile="p", name="Алексей"))
+    deliver(client, webhook("message_created", chat="q1", profile="q", name="Алексей Q"))
+    assert found(client, "Алекс") == ["p", "q"]
+    assert found(client, "Алена") == ["p"]
+
+
+def test_a_page_that_may_open_no_more_chats_says_where_the_next_goes_on(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many chats share the first letters, a page opens SEARCH_OPENED at most (and
+    all those of its first profile): it may then hold fewer profiles than asked, and its
+    `next` goes on from the last it told apart; every page together lists each once."""
+    for n in range(8):
+        names = ["Алена"] * 3 + (["Алексей"] if n % 2 == 0 else [])
+        for k, name in enumerate(names):
+            deliver(
+                client, webhook("message_created", chat=f"c{n}-{k}", profile=f"p{n}", name=name)
+            )
+    monkeypatch.setattr(queries, "SEARCH_OPENED", 2)
+    pages, query = [], {"name": "алекс", "limit": 3}
+    while True:
+        answer = client.get("/profiles", params=query).json()
+        pages.append([profile["uuid"] for profile in answer["items"]])
+        if answer["next"] is None:
+            break
+        query["after"] = answer["next"]
+    assert [uuid for page in pages for uuid in page] == ["p0", "p2", "p4", "p6"]
+    assert any(len(page) < 3 for page in pages[:-1])  # cut short, and went on
