@@ -232,3 +232,14 @@ class Sealer:
 def sealer(material: bytes | None, chat_uuid: str) -> Sealer | None:
     """The chat's Sealer, or None without its key (destroyed: nothing of it opens)."""
     return Sealer(material, chat_uuid) if material else None
+
+
+def opened(sealer: Sealer | None, column: str, value: bytes | None) -> str | None:
+    """A read model's value of `column` opened; None without the chat's key (erased)."""
+    return None if sealer is None or value is None else sealer.open(column, value)
+
+
+def sealed(sealer: Sealer | None, column: str, value: str | None) -> bytes | None:
+    """A read model's value of `column` sealed; None without the chat's key: a value is
+    never kept in the clear."""
+    return None if sealer is None or value is None else sealer.seal(column, value)

@@ -228,9 +228,9 @@ def profiles(
         phones, names = set(), set()
         for chat in named[uuid]:
             sealer = sealers.get(chat.uuid)
-            phone = _opened(sealer, "phone_e164", chat.phone_e164)
-            phones.add(phone or _opened(sealer, "phone", chat.phone))
-            names.add(_opened(sealer, "name", chat.name))
+            phone = personal.opened(sealer, "phone_e164", chat.phone_e164)
+            phones.add(phone or personal.opened(sealer, "phone", chat.phone))
+            names.add(personal.opened(sealer, "name", chat.name))
         found[uuid] = dict(
             uuid=uuid,
             phones=sorted(phone for phone in phones if phone),
@@ -278,9 +278,9 @@ def _profile_chat(row: Row[Any], sealer: personal.Sealer | None) -> dict[str, An
     return dict(
         uuid=row.uuid,
         platform=row.platform,
-        name=_opened(sealer, "name", row.name),
-        phone=_opened(sealer, "phone", row.phone),
-        avatar=_opened(sealer, "avatar", row.avatar),
+        name=personal.opened(sealer, "name", row.name),
+        phone=personal.opened(sealer, "phone", row.phone),
+        avatar=personal.opened(sealer, "avatar", row.avatar),
         first_seen_at=utc(row.first_seen_at),
         last_seen_at=utc(row.last_seen_at),
     )
@@ -506,7 +506,7 @@ def _holding(
             got = sorted(read.get(owner, []), key=lambda row: row.uuid)
             if any(
                 (
-                    value := _opened(
+                    value := personal.opened(
                         sealers.get(row.uuid), wanted.opened, row._mapping[wanted.opened]
                     )
                 )
@@ -574,7 +574,9 @@ def unowned_chats(
             opened += len(rows)
             build.before(rows)
             for row in rows:
-                value = _opened(build.sealers.get(row.uuid), each.opened, row._mapping[each.opened])
+                value = personal.opened(
+                    build.sealers.get(row.uuid), each.opened, row._mapping[each.opened]
+                )
                 if value is not None and each.holds(value):
                     found[row.uuid] = row
                     held += 1
@@ -662,11 +664,6 @@ class _Chats:
         return _chat(row, self.clock, self.sealers.get(row.uuid))
 
 
-def _opened(sealer: personal.Sealer | None, column: str, value: bytes | None) -> str | None:
-    """A value of the read models opened (see models.SEALED); None once erased."""
-    return None if sealer is None or value is None else sealer.open(column, value)
-
-
 def _chat(row: Row[Any], clock: Clock, sealer: personal.Sealer | None) -> dict[str, Any]:
     """A chat as plain data, for schemas.Chat."""
     team = session = None
@@ -678,17 +675,17 @@ def _chat(row: Row[Any], clock: Clock, sealer: personal.Sealer | None) -> dict[s
             number=row.current_number,
             opened_at=utc(row.current_opened_at),
             last_activity_at=utc(row.current_last_activity_at),
-            title=_opened(sealer, "title", row.current_title),
-            context=_opened(sealer, "context", row.current_context),
+            title=personal.opened(sealer, "title", row.current_title),
+            context=personal.opened(sealer, "context", row.current_context),
             state=clock.state(row.current_last_activity_at),
         )
     return dict(
         uuid=row.uuid,
         profile_uuid=row.profile_uuid,
         platform=row.platform,
-        name=_opened(sealer, "name", row.name),
-        phone=_opened(sealer, "phone", row.phone),
-        avatar=_opened(sealer, "avatar", row.avatar),
+        name=personal.opened(sealer, "name", row.name),
+        phone=personal.opened(sealer, "phone", row.phone),
+        avatar=personal.opened(sealer, "avatar", row.avatar),
         team=team,
         operator=operator,
         session=session,
@@ -806,7 +803,7 @@ def chat_timeline(
 
     def build(row: Row[Any]) -> dict[str, Any]:
         # The message as the JSON text it was kept as: served as it is, whatever its depth.
-        text = _opened(sealer, "message", row.message)
+        text = personal.opened(sealer, "message", row.message)
         return dict(
             position=row.position,
             occurred_at=utc(row.occurred_at),

@@ -287,18 +287,8 @@ def _fact(row: Mapping[str, Any], sealer: personal.Sealer | None) -> Fact:
     """A stored event's fact, read back and opened (its message is not: see _READ)."""
     fields: dict[str, Any] = {name: row.get(name) for name in FACT_FIELDS}
     for name in _FACT_SEALED:
-        fields[name] = _opened(sealer, name, fields[name])
+        fields[name] = personal.opened(sealer, name, fields[name])
     return Fact(**fields)
-
-
-def _opened(sealer: personal.Sealer | None, column: str, value: bytes | None) -> str | None:
-    """A stored value of `column` opened; None without the chat's key (see personal.sealer)."""
-    return None if sealer is None or value is None else sealer.open(column, value)
-
-
-def _sealed(sealer: personal.Sealer | None, column: str, value: str | None) -> bytes | None:
-    """A value of `column` sealed; None without the chat's key: never kept in the clear."""
-    return None if sealer is None or value is None else sealer.seal(column, value)
 
 
 def _placement(row: Mapping[str, Any]) -> Placement:
@@ -926,14 +916,14 @@ def _opened_row(
     row: Mapping[str, Any], sealer: personal.Sealer | None, columns: Iterable[str]
 ) -> dict[str, Any]:
     """A stored row with its sealed `columns` opened."""
-    return {**row, **{name: _opened(sealer, name, row[name]) for name in columns}}
+    return {**row, **{name: personal.opened(sealer, name, row[name]) for name in columns}}
 
 
 def _sealed_row(
     row: Mapping[str, Any], sealer: personal.Sealer | None, columns: Iterable[str]
 ) -> dict[str, Any]:
     """A row to store, with its `columns` sealed."""
-    return {**row, **{name: _sealed(sealer, name, row[name]) for name in columns}}
+    return {**row, **{name: personal.sealed(sealer, name, row[name]) for name in columns}}
 
 
 def _value(
@@ -1072,7 +1062,7 @@ class _Writes:
             message = row["message"]
             row["message"] = None if message is None else personal.as_json(message)
             for name in SEALED[timeline]:
-                row[name] = _sealed(sealer, name, row[name])
+                row[name] = personal.sealed(sealer, name, row[name])
         columns = SEALED[sessions]
         self.sessions = [_sealed_row(r, sealers[r["chat_uuid"]], columns) for r in self.sessions]
         columns = SEALED[chats]

@@ -19,6 +19,17 @@ Client = TestClient  # type: ignore[type-arg]
 DAY = 24 * 3600 * 1000
 
 
+def every_page(client: Client, query: dict[str, Any]) -> list[list[str]]:
+    """The profiles of each page of a search, following `next` until it is null."""
+    pages = []
+    while True:
+        answer = client.get("/profiles", params=query).json()
+        pages.append([profile["uuid"] for profile in answer["items"]])
+        if answer["next"] is None:
+            return pages
+        query = {**query, "after": answer["next"]}
+
+
 def found(client: Client, name: str, **params: Any) -> list[str]:
     return [profile["uuid"] for profile in items(client, "/profiles", name=name, **params)]
 
@@ -86,13 +97,7 @@ def test_a_name_search_reads_page_by_page_in_uuid_order(client: Client) -> None:
     for n in range(5):
         deliver(client, *opened(f"c{n}", at=PAST + n, profile=f"p{4 - n}", name=f"Анна {n}"))
     deliver(client, *opened("other", profile="x", name="Борис"))
-    pages, query = [], {"name": "анна", "limit": 2}
-    while True:
-        answer = client.get("/profiles", params=query).json()
-        pages.append([profile["uuid"] for profile in answer["items"]])
-        if answer["next"] is None:
-            break
-        query["after"] = answer["next"]
+    pages = every_page(client, {"name": "анна", "limit": 2})
     assert pages == [["p0", "p1"], ["p2", "p3"], ["p4"]]
 
 
@@ -183,12 +188,6 @@ def test_a_page_that_may_open_no_more_chats_says_where_the_next_goes_on(
                 client, webhook("message_created", chat=f"c{n}-{k}", profile=f"p{n}", name=name)
             )
     monkeypatch.setattr(queries, "SEARCH_OPENED", 2)
-    pages, query = [], {"name": "алекс", "limit": 3}
-    while True:
-        answer = client.get("/profiles", params=query).json()
-        pages.append([profile["uuid"] for profile in answer["items"]])
-        if answer["next"] is None:
-            break
-        query["after"] = answer["next"]
+    pages = every_page(client, {"name": "алекс", "limit": 3})
     assert [uuid for page in pages for uuid in page] == ["p0", "p2", "p4", "p6"]
     assert any(len(page) < 3 for page in pages[:-1])  # cut short, and went on
