@@ -25,28 +25,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm import tqdm
 
-from cdp import (
-    builds,
-    chain,
-    credentials,
-    db,
-    erasure,
-    ingest,
-    models,
-    projectors,
-    queries,
-    schema,
-    server,
-    serverlog,
-)
+from cdp import db, upgrades
+from cdp.access import credentials
+from cdp.access.credentials import CredentialError
 from cdp.bench import GROUPS
-from cdp.credentials import CredentialError
-from cdp.keyfile import KeyFileError
-from cdp.keystore import KeyFileMismatch, Keystore
-from cdp.schemas import Projection
-from cdp.settings import Settings
-from cdp.times import iso, utc
-from cdp.webhook import (
+from cdp.log import chain, ingest, queries, tables
+from cdp.log.webhook import (
     DEFAULT_SOURCE,
     Incoming,
     InvalidWebhook,
@@ -56,6 +40,14 @@ from cdp.webhook import (
     latest_timestamp,
     parse,
 )
+from cdp.privacy import erasure
+from cdp.privacy.keyfile import KeyFileError
+from cdp.privacy.keystore import KeyFileMismatch, Keystore
+from cdp.projections import builds, registry, runner
+from cdp.projections.schemas import Projection
+from cdp.runtime import server, serverlog
+from cdp.settings import Settings
+from cdp.times import iso, utc
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -122,7 +114,7 @@ def _connect(settings: Settings, *, existing: bool = False) -> Engine:
 def _engine(settings: Settings, *, migrate: bool = False, existing: bool = False) -> Engine:
     """An engine on a schema at the latest migration; SQLite is brought there by itself."""
     engine = _connect(settings, existing=existing)
-    current, latest = schema.pending(engine)
+    current, latest = upgrades.pending(engine)
     if current != latest:
         if migrate or db.dialect(engine) == "sqlite":
             _upgrade(settings, engine)
@@ -215,9 +207,9 @@ def _keystore(settings: Settings, engine: Engine) -> Keystore:
         settings.keystore(), key_file=settings.key_path(), synchronous=settings.sqlite_synchronous
     )
     click.get_current_context().call_on_close(keystore.dispose)
-    registry = projectors.registry(settings)
+    projectors = registry.projectors(settings)
     try:
-        done = erasure.reconcile(engine, keystore, registry, erasure.pause(engine))
+        done = erasure.reconcile(engine, keystore, projectors, erasure.pause(engine))
     except (KeyFileMismatch, KeyFileError) as error:
         raise click.ClickException(str(error)) from None
     if done.moved:
@@ -274,8 +266,8 @@ def serve(
             "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
         )
     _count_in_a_directory(workers)
-    from cdp.api import EXPOSED_ENV, create_app  # after the line above: see cdp.metrics
-    from cdp.metrics import multiprocess_directory
+    from cdp.http.app import EXPOSED_ENV, create_app
+    from cdp.runtime.metrics import multiprocess_directory
 
     try:
         multiprocess_directory()
@@ -336,7 +328,7 @@ def serve(
     # Each worker runs uvicorn's own server: its event streams are cut once a stop has
     # waited STREAMS_END_WITHIN for the other answers, not ended first as _run ends them.
     uvicorn.run(
-        "cdp.server:worker_app",
+        "cdp.runtime.server:worker_app",
         factory=True,
         workers=workers,
         timeout_graceful_shutdown=STREAMS_END_WITHIN,
@@ -362,7 +354,7 @@ def _count_in_a_directory(workers: int) -> None:
         return
     if not os.path.isdir(named):
         return  # said by multiprocess_directory, next
-    from cdp import metrics  # prometheus_client, imported once the variable is set
+    from cdp.runtime import metrics
 
     if foreign := metrics.foreign_files(named):
         shown = ", ".join(path.name for path in foreign[:5]) + (", ..." if foreign[5:] else "")
@@ -414,7 +406,7 @@ def migrate(settings: Settings) -> None:
     engine = _connect(settings)
     _reach_keystore(settings)
     _upgrade(settings, engine)
-    click.echo(f"schema at revision {schema.pending(engine)[0]}")
+    click.echo(f"schema at revision {upgrades.pending(engine)[0]}")
 
 
 def _upgrade(settings: Settings, engine: Engine) -> None:
@@ -425,15 +417,15 @@ def _upgrade(settings: Settings, engine: Engine) -> None:
     )
     click.get_current_context().call_on_close(keystore.dispose)
     try:
-        reorders = schema.upgrade(engine, keystore=keystore)
-    except schema.Refused as refused:
+        reorders = upgrades.upgrade(engine, keystore=keystore)
+    except upgrades.Refused as refused:
         raise click.ClickException(f"the schema was not upgraded: {refused}") from None
     if reorders:
         click.echo("rebuilding the projections: events are ordered anew (migration 0009)")
-        registry = projectors.registry(settings)
-        erasure.reconcile(engine, keystore, registry)
+        projectors = registry.projectors(settings)
+        erasure.reconcile(engine, keystore, projectors)
         with db.writing(engine) as connection:
-            head = projectors.rebuild(connection, registry, keystore)
+            head = runner.rebuild(connection, projectors, keystore)
         click.echo(f"rebuilt up to position {head}")
 
 
@@ -484,7 +476,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
     engine = _engine(settings)
     keystore = _keystore(settings, engine)
     _build_needed(settings, engine, keystore)
-    registry = projectors.registry(settings)
+    projectors = registry.projectors(settings)
     tally = _Tally()
     batch: list[Incoming] = []
     numbers: list[int] = []  # the line of each webhook in `batch`
@@ -501,7 +493,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
 
     def flush() -> None:
         for receipt, number in zip(
-            ingest.record(engine, batch, registry, keystore=keystore), numbers, strict=True
+            ingest.record(engine, batch, projectors, keystore=keystore), numbers, strict=True
         ):
             if isinstance(receipt, Refused):
                 tally.rejected.append((number, str(receipt)))
@@ -541,7 +533,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         ) from None
     _report(tally)
     try:
-        db.settle(engine, [models.events, *(table for p in registry for table in p.tables)])
+        db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     except (DBAPIError, PoolTimeout) as error:
         click.echo(f"the tables' statistics are left to autovacuum: {_reason(error)}")
     if tally.rejected:
@@ -583,8 +575,8 @@ def rebuild(settings: Settings, names: tuple[str, ...]) -> None:
     """
     engine = _engine(settings, existing=True)
     keystore = _keystore(settings, engine)
-    registry = projectors.registry(settings)
-    known = {projector.name: projector for projector in registry}
+    projectors = registry.projectors(settings)
+    known = {projector.name: projector for projector in projectors}
     if unknown := [name for name in names if name not in known]:
         raise click.BadParameter(
             f"no projection named {unknown[0]!r}; there are {', '.join(known)}",
@@ -592,8 +584,8 @@ def rebuild(settings: Settings, names: tuple[str, ...]) -> None:
         )
     if names:
         with engine.connect() as connection:
-            chosen = builds.along(connection, registry, [known[name] for name in names])
-    _build(engine, keystore, chosen if names else registry)
+            chosen = builds.along(connection, projectors, [known[name] for name in names])
+    _build(engine, keystore, chosen if names else projectors)
 
 
 @main.command("catch-up")
@@ -609,15 +601,15 @@ def catch_up(settings: Settings) -> None:
 
 def _build_needed(settings: Settings, engine: Engine, keystore: Keystore) -> bool:
     """Build what builds.needed names; whether there was any."""
-    registry = projectors.registry(settings)
+    projectors = registry.projectors(settings)
     with engine.connect() as connection:
-        needed = builds.along(connection, registry, builds.needed(connection, registry))
+        needed = builds.along(connection, projectors, builds.needed(connection, projectors))
     if needed:
         _build(engine, keystore, needed)
     return bool(needed)
 
 
-def _build(engine: Engine, keystore: Keystore, chosen: Sequence[projectors.Projector]) -> None:
+def _build(engine: Engine, keystore: Keystore, chosen: Sequence[runner.Projector]) -> None:
     """Build `chosen` beside the live projections: a progress bar on a terminal, a line at
     every tenth of the way otherwise."""
     names = ", ".join(projector.name for projector in chosen)
@@ -650,7 +642,7 @@ def status(settings: Settings) -> None:
     keystore = _reach_keystore(settings)
     key_file = _check_key_file(settings, engine)
     with engine.connect() as connection:
-        states = builds.states(connection, projectors.registry(settings))
+        states = builds.states(connection, registry.projectors(settings))
         counts = queries.counts(connection)
     click.echo(f"database: {_named(settings.database_url)}")
     click.echo(f"keys in: {keystore}")
@@ -731,11 +723,11 @@ def bench(
     click.echo(
         f"cdp bench: {events:,} events, seed {seed}, on {make_url(database).get_backend_name()}"
     )
-    click.echo(f"{'figure':<86} {'value':>12}  {'baseline':>12}  ratio  unit, baseline")
+    click.echo(f"{'figure':<86} {'value':>12}  {'baseline':>12}  {'ratio':>8}  unit, baseline")
 
     def show(figure: Figure) -> None:
         baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12
-        ratio = f"{figure.ratio:5.2f}" if figure.ratio is not None else "     "
+        ratio = f"{figure.ratio:8.2f}" if figure.ratio is not None else " " * 8
         click.echo(
             f"{figure.name:<86} {figure.value:>12,.1f}  {baseline}  {ratio}  "
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
@@ -917,7 +909,7 @@ def rejected_replay(settings: Settings, ids: tuple[int, ...], every: bool) -> No
     moved = kept = 0
     found = ingest.replay_rejected(
         engine,
-        projectors.registry(settings),
+        registry.projectors(settings),
         settings.max_clock_skew,
         list(ids) if ids else None,
         keystore=keystore,
@@ -960,7 +952,7 @@ def erase(settings: Settings, profile_uuid: str | None, suppress: bool, reconcil
     done = erasure.erase(
         engine,
         keystore,
-        projectors.registry(settings),
+        registry.projectors(settings),
         profile_uuid,
         suppress=suppress,
         between=erasure.pause(engine),

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from cdp.keyfile import default_path
+from cdp.privacy.keyfile import default_path
 
 _URL_EXAMPLES: Final = "sqlite:///./cdp.db or postgresql+psycopg://user@host/database"
 

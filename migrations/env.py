@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cdp.db import make_engine
-from cdp.models import Base
 from cdp.settings import Settings
+from cdp.upgrades import METADATA
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -17,7 +17,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 def run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=METADATA,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

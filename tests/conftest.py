@@ -23,10 +23,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from cdp import keyfile, schema
-from cdp.api import create_app
+from cdp import upgrades
 from cdp.db import make_engine
-from cdp.models import Base
+from cdp.http.app import create_app
+from cdp.privacy import keyfile
 from cdp.settings import Settings
 
 POSTGRES_URL = os.environ.get(
@@ -51,7 +51,7 @@ def _state_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "cdp.db"
     engine = make_engine(f"sqlite:///{path}")
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     engine.dispose()
     return path
 
@@ -69,7 +69,7 @@ def postgres_url() -> Iterator[str]:
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is needed by the suite: {error}", pytrace=False)
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     engine.dispose()
     yield url
     with admin.connect() as connection:
@@ -105,7 +105,7 @@ def empty(url: str) -> None:
                 text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
             )
         )
-        for table in Base.metadata.sorted_tables:
+        for table in upgrades.METADATA.sorted_tables:
             if table.name in there:
                 connection.execute(text(f'DELETE FROM "{table.name}"'))
         sequences = text(

@@ -5,8 +5,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cdp.log.webhook import Incoming, latest_timestamp, parse
 from cdp.settings import Settings
-from cdp.webhook import Incoming, latest_timestamp, parse
 
 SAMPLES = Path(__file__).parents[1] / "cdp" / "samples"
 # What every sender of webhooks sends with them (a webhook without it is 415).

@@ -40,14 +40,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 
-from cdp import chain, credentials, db, ingest, keyfile, log, models, personal, queries, schema
+from cdp import db, paging, upgrades
+from cdp.access import credentials
 from cdp.bench.traffic import Traffic, lines, webhooks
-from cdp.keystore import Key, Keystore
-from cdp.models import chats, events, timeline
-from cdp.projectors import registry
+from cdp.conversations import queries
+from cdp.conversations.tables import chats, timeline
+from cdp.log import chain, ingest, store, tables
+from cdp.log import queries as log_queries
+from cdp.log.tables import events
+from cdp.log.webhook import latest_timestamp, logged, parse
+from cdp.privacy import keyfile, personal
+from cdp.privacy import tables as privacy_tables
+from cdp.privacy.keystore import Key, Keystore
+from cdp.profiles import queries as profiles_queries
+from cdp.projections import registry
 from cdp.settings import Settings
+from cdp.teams import queries as teams_queries
 from cdp.times import now_ms
-from cdp.webhook import latest_timestamp, logged, parse
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ def databases(url: str) -> Iterator[Callable[[], str]]:
                 made.append(name)
                 fresh_url = server.set(database=name).render_as_string(hide_password=False)
             engine = db.make_engine(fresh_url)
-            schema.upgrade(engine)
+            upgrades.upgrade(engine)
             engine.dispose()
             return fresh_url
 
@@ -196,7 +205,7 @@ def _load(url: str, traffic: Traffic, settings: Settings) -> None:
     """Fill a database with `traffic`, in the import's batches, and settle it as the import
     does, without timing it."""
     engine, keystore = db.make_engine(url), _keystore(url)
-    projectors = registry(settings)
+    projectors = registry.projectors(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     batch = []
     for line in lines(traffic):
@@ -206,7 +215,7 @@ def _load(url: str, traffic: Traffic, settings: Settings) -> None:
             batch.clear()
     if batch:
         ingest.record(engine, batch, projectors, keystore=keystore)
-    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
 
@@ -289,7 +298,7 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
                 incoming = parse(line.rstrip(b"\n"), latest=latest)
                 if incoming.fingerprint not in seen:
                     seen.add(incoming.fingerprint)
-                    stored = log.row(incoming, ring, now_ms(), len(seen), previous)
+                    stored = store.row(incoming, ring, now_ms(), len(seen), previous)
                     previous = stored["hash"]
                     rows.append(tuple(stored[name] for name in _LOG_COLUMNS))
             started = time.perf_counter()
@@ -331,12 +340,12 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     started = time.perf_counter()
     with source.connect() as reading, target.begin() as writing:
         with keystore.connect(reading) as keys:
-            ids = list(keys.scalars(select(models.keys.c.id)))
+            ids = list(keys.scalars(select(privacy_tables.keys.c.id)))
         materials = keystore.materials(reading, ids)  # unwrapped: see cdp.keyfile
         batch: list[dict[str, Any]] = []
         sealers: dict[str, personal.Sealer | None] = {}
         for row in reading.execute(query.execution_options(yield_per=2000)):
-            body, _ = log.body(row, materials)
+            body, _ = store.body(row, materials)
             payload = (logged(body) or {}).get("payload") or {}
             chat = row.chat_uuid or ""
             if chat not in sealers:
@@ -418,7 +427,7 @@ def _queries(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
 def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
     engine, keystore = db.make_engine(url), _keystore(url)
     idle = plan.settings.session_idle_timeout // timedelta(milliseconds=1)
-    page = queries.Listing(limit=100)
+    page = paging.Listing(limit=100)
     chosen = random.Random(plan.seed)
 
     def sample(column: ColumnElement[Any]) -> list[Any]:
@@ -434,18 +443,18 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
         operators = sample(timeline.c.operator_uuid)
         head = connection.scalar(select(func.max(events.c.position))) or 0
         # As of the traffic's last moment, so that some chats are open to be listed.
-        clock = queries.Clock(
+        clock = paging.Clock(
             idle, (connection.scalar(select(func.max(chats.c.last_seen_at))) or 0) + 1
         )
         work: dict[str, Callable[[int], object]] = {
-            "profile": lambda n: queries.profile(
+            "profile": lambda n: profiles_queries.profile(
                 connection, profile_ids[n % len(profile_ids)], keystore=keystore
             ),
-            "phone search": lambda n: queries.profiles_by_phone(
+            "phone search": lambda n: profiles_queries.profiles_by_phone(
                 connection, phones[n % len(phones)], page, keystore=keystore
             ),
             # Three letters, as a console asks while a name is typed: a wide range of keys.
-            "name search": lambda n: queries.profiles_by_name(
+            "name search": lambda n: profiles_queries.profiles_by_name(
                 connection, names[n % len(names)][:3], page, keystore=keystore
             ),
             "chat": lambda n: queries.chat(
@@ -463,15 +472,15 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
             "team chats page": lambda n: queries.team_chats(
                 connection, teams[n % len(teams)], "open", clock, page, keystore=keystore
             ),
-            "log page": lambda n: queries.events(
+            "log page": lambda n: log_queries.events(
                 connection, keystore, after=(n * 7919) % max(head, 1), limit=100
             ),
             # Over the whole log: the most a period can hold.
-            "team stats": lambda n: queries.team_stats(
-                connection, teams[n % len(teams)], queries.Period()
+            "team stats": lambda n: teams_queries.team_stats(
+                connection, teams[n % len(teams)], teams_queries.Period()
             ),
-            "operator stats": lambda n: queries.operator_stats(
-                connection, operators[n % len(operators)], queries.Period()
+            "operator stats": lambda n: teams_queries.operator_stats(
+                connection, operators[n % len(operators)], teams_queries.Period()
             ),
         }
         times: dict[str, list[float]] = {}
@@ -645,7 +654,7 @@ def _load_long_session(
     engine: Engine, keystore: Keystore, size: int, settings: Settings
 ) -> list[dict[str, Any]]:
     """Record a session of `size` events, from two days ago, into the store: its bodies."""
-    projectors = registry(settings)
+    projectors = registry.projectors(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
     for at in range(0, len(session), 5000):
@@ -701,10 +710,10 @@ def _into_session(url: str, size: int, plan: Plan) -> dict[str, float]:
     (and one into a new chat), each in a transaction rolled back: every repeat meets the
     same store. The patterns take turns, so that the machine's noise falls on all alike."""
     engine, keystore = db.make_engine(url), _keystore(url)
-    projectors = registry(plan.settings)
+    projectors = registry.projectors(plan.settings)
     latest = latest_timestamp(plan.settings.max_clock_skew)
     session = _load_long_session(engine, keystore, size, plan.settings)
-    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     moments = {"last": session[-1]["timestamp"], "middle": session[len(session) // 2]["timestamp"]}
     other = {**_BENCH_CHAT, "uuid": "bench-new-chat"}
     patterns = {"new chat": [_bench_body("message_created", moments["last"], -1, other)]}
@@ -846,7 +855,7 @@ def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> li
     """Name a profile on each number of new chats of `sizes`, a second apart (one webhook
     each): their uuids."""
     engine, keystore = db.make_engine(url), _keystore(url)
-    projectors = registry(settings)
+    projectors = registry.projectors(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     named = [(f"bench-profile-{n}", size) for n, size in enumerate(sizes)]
     start = now_ms() - (sum(size for _, size in named) + 3_600) * 1000
@@ -863,7 +872,7 @@ def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> li
     )
     while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
         ingest.record(engine, batch, projectors, keystore=keystore)
-    db.settle(engine, [models.events, *(table for p in projectors for table in p.tables)])
+    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
     return [profile for profile, _ in named]
@@ -1111,13 +1120,13 @@ def _with_streams(plan: Plan, url: str) -> Iterator[Figure]:
                     json.dumps(body, ensure_ascii=False).encode() for body in webhooks(traffic)
                 ]
                 with engine.connect() as connection:
-                    head = log.head(connection)
+                    head = store.head(connection)
                 with _streams_open(base, count, head) as received:
                     load, times = asyncio.run(
                         _ingest_and_ask(base, target, bodies, chat_ids, plan.clients)
                     )
                     with engine.connect() as connection:
-                        received(log.head(connection) - head)
+                        received(store.head(connection) - head)
                 rates[count].append(load.rate)
                 asked[count] += times
     finally:

@@ -19,13 +19,16 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine, Table, select
 
-from cdp import credentials, db, log
+from cdp import db
+from cdp.access import credentials
 from cdp.bench.run import databases, percentile, read_answer, server
 from cdp.bench.traffic import TEAMS, Traffic, webhooks
-from cdp.keystore import Keystore
-from cdp.log import Receipt
-from cdp.models import checkpoints
-from cdp.projectors import Projector, keys, rebuild, registry
+from cdp.log import store
+from cdp.log.store import Receipt
+from cdp.privacy.keystore import Keystore
+from cdp.projections import registry
+from cdp.projections.runner import Projector, keys, rebuild
+from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
 
 CLIENTS: Final = 16
@@ -121,7 +124,7 @@ def soak(
             soaked.server_log = server_log.read().decode(errors="replace").splitlines()
         keystore = keystore_of(engine)
         soaked.lost, soaked.duplicated = account(engine, soaked.receipts, keystore)
-        soaked.changed = rebuild_changes(engine, registry(settings), keystore)
+        soaked.changed = rebuild_changes(engine, registry.projectors(settings), keystore)
         keystore.dispose()
         engine.dispose()
     return soaked
@@ -136,8 +139,8 @@ def account(
     held: dict[bytes, list[int]] = defaultdict(list)
     with engine.connect() as connection:
         after = 0
-        while rows := log.read(connection, after=after, limit=5000):
-            opened = log.bodies(rows, keys(connection, keystore))
+        while rows := store.read(connection, after=after, limit=5000):
+            opened = store.bodies(rows, keys(connection, keystore))
             for row, (body, _) in zip(rows, opened, strict=True):
                 held[digest(body.encode())].append(row.position)
             after = rows[-1].position

@@ -14,9 +14,9 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from cdp.api import problems
 from cdp.console import access, pages
 from cdp.console.render import error_page, templates
+from cdp.http import problems
 
 STATIC: Final = Path(__file__).parent / "static"
 

@@ -19,8 +19,8 @@ from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
-from cdp.api import auth
-from cdp.credentials import Caller, Role
+from cdp.access import auth
+from cdp.access.credentials import Caller, Role
 
 PATH: Final = "/console"
 TOKEN_COOKIE: Final = "cdp_console"

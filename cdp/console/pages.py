@@ -17,15 +17,17 @@ from litestar.params import Body, FromPath, FromQuery, PathParameter, QueryParam
 from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
-from cdp import queries
-from cdp.api import auth, projections
-from cdp.api.service import Service
-from cdp.api.teams import TeamId
+from cdp.access import auth
 from cdp.console import access, views
 from cdp.console.render import HEADERS, page
-from cdp.queries import Listing, Period
+from cdp.log.webhook import INT64_MAX
+from cdp.paging import Listing
+from cdp.projections import routes
+from cdp.runtime.service import Service
+from cdp.teams import queries
+from cdp.teams.queries import Period
+from cdp.teams.routes import TeamId
 from cdp.times import milliseconds
-from cdp.webhook import INT64_MAX
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 AnyRequest = Request[Any, Any, Any]
@@ -299,7 +301,7 @@ class Operations(Controller):
         """As POST /projections/rebuild, or /projections/{name}/rebuild; a build already
         running is a 409 that names it."""
         access.check_form(request, data)
-        await projections.start_build(service, data.get("projection") or None)
+        await routes.start_build(service, data.get("projection") or None)
         return Redirect(f"{access.PATH}/operations/", status_code=303)
 
 

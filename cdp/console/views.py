@@ -17,14 +17,25 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from cdp import queries, schemas
-from cdp.builds import states
-from cdp.keystore import Keystore
-from cdp.phones import normalize
-from cdp.projectors import Projector
-from cdp.queries import Clock, Listing, Period
+from cdp.access import queries, schemas
+from cdp.conversations import queries as conversations_queries
+from cdp.conversations import schemas as conversations_schemas
+from cdp.http import schemas as http_schemas
+from cdp.log import queries as log_queries
+from cdp.log import schemas as log_schemas
+from cdp.log.webhook import identifier_problem
+from cdp.paging import Clock, Listing
+from cdp.privacy.keystore import Keystore
+from cdp.profiles import queries as profiles_queries
+from cdp.profiles import schemas as profiles_schemas
+from cdp.profiles.phones import normalize
+from cdp.projections import schemas as projections_schemas
+from cdp.projections.builds import states
+from cdp.projections.runner import Projector
+from cdp.teams import queries as teams_queries
+from cdp.teams import schemas as teams_schemas
+from cdp.teams.queries import Period
 from cdp.times import iso
-from cdp.webhook import identifier_problem
 
 # How much of a message or a logged body a page shows; the log keeps the whole.
 SHOWN_TEXT: Final = 4000
@@ -45,8 +56,8 @@ class Found:
     """What a search found: profiles, and chats named by their uuid or owned by none."""
 
     text: str
-    profiles: list[schemas.Profile]
-    chats: list[schemas.Chat]
+    profiles: list[profiles_schemas.Profile]
+    chats: list[conversations_schemas.Chat]
     more: bool
 
 
@@ -58,28 +69,30 @@ def search(
     text = text.strip()
     if not text:
         return Found(text, [], [], False)
-    profiles: dict[str, schemas.Profile] = {}
-    chats: list[schemas.Chat] = []
+    profiles: dict[str, profiles_schemas.Profile] = {}
+    chats: list[conversations_schemas.Chat] = []
     if identifier_problem(text) is None:
         profiles |= {
             found.uuid: found
-            for found in queries.profiles(connection, [text], CARD_CHATS, keystore=keystore)
+            for found in profiles_queries.profiles(
+                connection, [text], CARD_CHATS, keystore=keystore
+            )
         }
-        chats += queries.chats_of(connection, [text], clock, keystore=keystore)
+        chats += conversations_queries.chats_of(connection, [text], clock, keystore=keystore)
     number = normalize(text, region)
     listing = Listing(limit=SEARCH_LIMIT)
-    by_phone = schemas.Page[schemas.Profile](items=[], next=None)
+    by_phone = http_schemas.Page[profiles_schemas.Profile](items=[], next=None)
     if number is not None:
-        by_phone = queries.profiles_by_phone(
+        by_phone = profiles_queries.profiles_by_phone(
             connection, number, listing, most=CARD_CHATS, keystore=keystore
         )
-    by_name = queries.profiles_by_name(
+    by_name = profiles_queries.profiles_by_name(
         connection, text, listing, most=CARD_CHATS, keystore=keystore
     )
     for page in (by_phone, by_name):
         profiles |= {found.uuid: found for found in page.items}
     # One more than is shown: whether there are more.
-    unowned = queries.unowned_chats(
+    unowned = profiles_queries.unowned_chats(
         connection, clock, SEARCH_LIMIT + 1, phone=number, name=text, keystore=keystore
     )
     named = {chat.uuid for chat in chats}
@@ -90,14 +103,14 @@ def search(
 
 @dataclass(frozen=True, slots=True)
 class ProfileChat:
-    chat: schemas.Chat
-    sessions: list[schemas.Session]
-    operators: dict[int, list[schemas.Operator]]
+    chat: conversations_schemas.Chat
+    sessions: list[conversations_schemas.Session]
+    operators: dict[int, list[conversations_schemas.Operator]]
 
 
 @dataclass(frozen=True, slots=True)
 class ProfilePage:
-    profile: schemas.Profile
+    profile: profiles_schemas.Profile
     chats: list[ProfileChat]
     team_names: dict[int, str | None]
     next: str | None  # where the next page of its chats starts, if there is one
@@ -113,30 +126,30 @@ def profile(
     """A customer, and a page of their chats (the first, or the one from `after`), in the
     API's order: each as it is now, with its latest sessions, the teams and the operators
     that handled them."""
-    found = queries.profile(connection, uuid, PROFILE_CHATS, keystore=keystore)
+    found = profiles_queries.profile(connection, uuid, PROFILE_CHATS, keystore=keystore)
     if found is None:
         return None
     shown, cursor = found.chats, found.chats_next
     if after is not None:
         listing = Listing(after, PROFILE_CHATS)
-        page = queries.owned_chats(connection, uuid, listing, keystore=keystore)
+        page = profiles_queries.owned_chats(connection, uuid, listing, keystore=keystore)
         if page is None:
             return None
         shown, cursor = page.items, page.next
     uuids = [chat.uuid for chat in shown]
-    latest = queries.latest_sessions(connection, uuids, clock, LATEST_SESSIONS)
+    latest = conversations_queries.latest_sessions(connection, uuids, clock, LATEST_SESSIONS)
     chats = [
         ProfileChat(
             chat,
             latest[chat.uuid],
-            queries.session_operators(
+            conversations_queries.session_operators(
                 connection, chat.uuid, [session.number for session in latest[chat.uuid]]
             ),
         )
-        for chat in queries.chats_of(connection, uuids, clock, keystore=keystore)
+        for chat in conversations_queries.chats_of(connection, uuids, clock, keystore=keystore)
     ]
     ids = sorted({team for chat in chats for session in chat.sessions for team in session.teams})
-    return ProfilePage(found, chats, queries.team_names(connection, ids), cursor)
+    return ProfilePage(found, chats, teams_queries.team_names(connection, ids), cursor)
 
 
 @dataclass(slots=True)
@@ -147,8 +160,8 @@ class Item:
     at: datetime
     kind: str
     event_type: str
-    team: schemas.Team | None
-    operator: schemas.Operator | None
+    team: conversations_schemas.Team | None
+    operator: conversations_schemas.Operator | None
     message_uuid: str | None = None
     message_type: str | None = None
     text: str | None = None
@@ -157,8 +170,10 @@ class Item:
     link_name: str | None = None
     failure: str | None = None  # a message_updated that says the delivery failed: why
     failed: str | None = None  # this message's delivery failed (seen on this page): why
-    handoff: schemas.Handoff | None = None
-    turn: schemas.Turn | None = None  # the wait this item began (an opening, a handoff)
+    handoff: conversations_schemas.Handoff | None = None
+    turn: conversations_schemas.Turn | None = (
+        None  # the wait this item began (an opening, a handoff)
+    )
 
 
 @dataclass(slots=True)
@@ -166,12 +181,12 @@ class SessionGroup:
     number: int | None
     continued: bool
     items: list[Item] = field(default_factory=list)
-    first_turn: schemas.Turn | None = None
+    first_turn: conversations_schemas.Turn | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChatPage:
-    chat: schemas.Chat
+    chat: conversations_schemas.Chat
     groups: list[SessionGroup]
     next: str | None
     after: str | None
@@ -182,17 +197,17 @@ def chat(
 ) -> ChatPage | None:
     """A chat now, and a page of its timeline as a conversation: grouped by session, each
     turn's wait for a first reply, each handoff from team to team, failed deliveries."""
-    found = queries.chat(connection, uuid, clock, keystore=keystore)
+    found = conversations_queries.chat(connection, uuid, clock, keystore=keystore)
     listing = Listing(after, TIMELINE_PAGE)
-    timeline = queries.chat_timeline(connection, uuid, listing, keystore=keystore)
+    timeline = conversations_queries.chat_timeline(connection, uuid, listing, keystore=keystore)
     if found is None or timeline is None:
         return None
     items = [_item(entry) for entry in timeline.items]
     numbers = sorted({item.session_number for item in timeline.items if item.session_number})
-    turns = queries.chat_turns(connection, uuid, numbers)
+    turns = conversations_queries.chat_turns(connection, uuid, numbers)
     by_position = {turn.position: turn for turn in turns}
     first_turns = {turn.session_number: turn for turn in turns if turn.ordinal == 1}
-    handed = queries.handoffs_at(
+    handed = conversations_queries.handoffs_at(
         connection, [item.position for item in items if item.kind == "handoff"]
     )
     failures = {item.message_uuid: item.failure for item in items if item.failure}
@@ -212,7 +227,7 @@ def chat(
     return ChatPage(found, groups, timeline.next, after)
 
 
-def _item(entry: schemas.TimelineItem) -> Item:
+def _item(entry: conversations_schemas.TimelineItem) -> Item:
     item = Item(
         position=entry.position,
         at=entry.occurred_at,
@@ -262,8 +277,8 @@ def _text(value: object) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class TeamPage:
-    stats: schemas.TeamStats
-    chats: schemas.Page[schemas.Chat]
+    stats: teams_schemas.TeamStats
+    chats: http_schemas.Page[conversations_schemas.Chat]
 
 
 def team(
@@ -275,11 +290,11 @@ def team(
     after: str | None,
 ) -> TeamPage | None:
     """A team: its figures for `period`, and its chats now, most recently active first."""
-    stats = queries.team_stats(connection, team_id, period)
+    stats = teams_queries.team_stats(connection, team_id, period)
     if stats is None:
         return None
     listing = Listing(after, TIMELINE_PAGE)
-    chats = queries.team_chats(
+    chats = conversations_queries.team_chats(
         connection, team_id, None, clock, listing, period.source, keystore=keystore
     )
     return TeamPage(stats, chats)
@@ -289,7 +304,7 @@ def team(
 class Shown:
     """A logged event with its body pretty-printed, and cut short if huge."""
 
-    event: schemas.Event
+    event: log_schemas.Event
     body: str
     cut: int  # characters left out
 
@@ -301,16 +316,16 @@ def log_page(
     limit: int,
     filters: dict[str, str | None],
 ) -> tuple[list[Shown], int | None]:
-    page = queries.events(connection, keystore, after=after, limit=limit, **filters)
+    page = log_queries.events(connection, keystore, after=after, limit=limit, **filters)
     return [_shown(event) for event in page.items], page.next_after
 
 
 def log_event(connection: Connection, keystore: Keystore, position: int) -> Shown | None:
-    found = queries.event(connection, keystore, position)
+    found = log_queries.event(connection, keystore, position)
     return None if found is None else _shown(found, SHOWN_BODY * 16)
 
 
-def _shown(event: schemas.Event, limit: int = SHOWN_BODY) -> Shown:
+def _shown(event: log_schemas.Event, limit: int = SHOWN_BODY) -> Shown:
     """The body indented if it is small (indenting a deep one can make it fifty times
     larger), else as it was received; cut to `limit` characters."""
     text = event.body.text
@@ -322,8 +337,8 @@ def _shown(event: schemas.Event, limit: int = SHOWN_BODY) -> Shown:
 
 @dataclass(frozen=True, slots=True)
 class Operations:
-    projections: list[schemas.Projection]
-    rejected: list[schemas.Refusal]
+    projections: list[projections_schemas.Projection]
+    rejected: list[log_schemas.Refusal]
     sources: list[schemas.Source]
 
 
@@ -331,7 +346,7 @@ def operations(connection: Connection, projectors: Sequence[Projector]) -> Opera
     """Each projection's state and build, the latest rejected deliveries, the sources."""
     return Operations(
         projections=states(connection, list(projectors)),
-        rejected=queries.latest_refused(connection, 20),
+        rejected=log_queries.latest_refused(connection, 20),
         sources=queries.sources(connection),
     )
 
@@ -342,10 +357,10 @@ def audit(
     team_id: int | None,
     since: int | None,
     until: int | None,
-) -> tuple[schemas.Page[schemas.Handoff], list[schemas.KnownTeam]]:
+) -> tuple[http_schemas.Page[conversations_schemas.Handoff], list[teams_schemas.KnownTeam]]:
     """A page of the handoff audit, and every team, to choose among."""
-    page = queries.team_handoffs(connection, listing, team_id, since, until)
-    return page, queries.known_teams(connection)
+    page = conversations_queries.team_handoffs(connection, listing, team_id, since, until)
+    return page, teams_queries.known_teams(connection)
 
 
 CSV_COLUMNS: Final = (
@@ -371,11 +386,11 @@ def handoffs_csv(
     zone: ZoneInfo,
 ) -> tuple[str, str | None]:
     """A page of the handoff audit as lines of CSV, and where the next page starts."""
-    page = queries.team_handoffs(connection, listing, team_id, since, until)
+    page = conversations_queries.team_handoffs(connection, listing, team_id, since, until)
     return "".join(csv_line(_csv_cells(handoff, zone)) for handoff in page.items), page.next
 
 
-def _csv_cells(handoff: schemas.Handoff, zone: ZoneInfo) -> list[str]:
+def _csv_cells(handoff: conversations_schemas.Handoff, zone: ZoneInfo) -> list[str]:
     return [
         handoff.at.astimezone(zone).isoformat(timespec="milliseconds"),
         iso(handoff.at),

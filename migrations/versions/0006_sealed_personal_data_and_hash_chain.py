@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from cdp import chain, personal
+from cdp.log import chain
+from cdp.log.webhook import logged
+from cdp.privacy import personal
 from cdp.times import now_ms
-from cdp.webhook import logged
 
 revision: str = "0006"
 down_revision: str | None = "0005"

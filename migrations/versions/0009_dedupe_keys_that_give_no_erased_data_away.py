@@ -34,10 +34,11 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from cdp import chain, personal
-from cdp.schema import Refused
+from cdp.log import chain
+from cdp.log.webhook import logged
+from cdp.privacy import personal
 from cdp.times import now_ms
-from cdp.webhook import logged
+from cdp.upgrades import Refused
 
 revision: str = "0009"
 down_revision: str | None = "0008"

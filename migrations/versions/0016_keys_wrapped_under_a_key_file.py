@@ -27,7 +27,7 @@ from alembic import op
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cdp.schema import Refused
+from cdp.upgrades import Refused
 
 revision: str = "0016"
 down_revision: str | None = "0015"

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from cdp import names, rejected
-from cdp.keystore import Keystore
-from cdp.models import chats
-from cdp.models import rejected as rejected_table
+from cdp.conversations.tables import chats
+from cdp.log import rejected
+from cdp.log.tables import rejected as rejected_table
+from cdp.privacy.keystore import Keystore
+from cdp.profiles import names
 from cdp.settings import Settings
 from tests.conftest import Server
 

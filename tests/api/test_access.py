@@ -16,13 +16,13 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from cdp import credentials
-from cdp.api import create_app
-from cdp.api.auth import Keys
-from cdp.api.service import Lane
-from cdp.credentials import Keyring
+from cdp.access import credentials
+from cdp.access.auth import Keys
+from cdp.access.credentials import Keyring
 from cdp.db import make_engine
-from cdp.models import events
+from cdp.http.app import create_app
+from cdp.log.tables import events
+from cdp.runtime.service import Lane
 from cdp.settings import Settings
 from tests.api.conftest import rebuilt
 from tests.factories import JSON_TYPE, webhook

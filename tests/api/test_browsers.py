@@ -10,9 +10,9 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 
-from cdp import credentials
-from cdp.api import create_app
-from cdp.models import events, rejected
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.log.tables import events, rejected
 from cdp.settings import Settings
 from tests.factories import webhook
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cdp import server as bounded
-from cdp.server import Limits, Tally
+from cdp.runtime import server as bounded
+from cdp.runtime.server import Limits, Tally
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, webhook
 

@@ -11,9 +11,9 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import credentials
-from cdp.api import create_app
+from cdp.access import credentials
 from cdp.console import pages
+from cdp.http.app import create_app
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, handoff, opened, samples, webhook
 

@@ -25,14 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL
 
-from cdp import credentials, db, erasure
-from cdp.api import create_app
-from cdp.api.service import Writer
+from cdp import db
+from cdp.access import credentials
 from cdp.db import make_engine
-from cdp.keystore import Keystore
-from cdp.models import erasures, events, pending_erasures, profile_chats
-from cdp.models import keys as keys_table
-from cdp.projectors import registry
+from cdp.http.app import create_app
+from cdp.log.tables import events
+from cdp.privacy import erasure
+from cdp.privacy.keystore import Keystore
+from cdp.privacy.tables import erasures, pending_erasures
+from cdp.privacy.tables import keys as keys_table
+from cdp.profiles.tables import profile_chats
+from cdp.projections import registry
+from cdp.runtime.service import Writer
 from cdp.settings import Settings
 from tests.api.conftest import kept_deliveries, name_digest, name_digests, rebuilt
 from tests.factories import JSON_TYPE, PAST, handoff, opened, reply, webhook
@@ -449,7 +453,9 @@ def erase(settings: Settings, between: Callable[[], None] | None = None) -> eras
     """Erase PROFILE as the server does, calling `between` between two of its steps."""
     engine, keystore = make_engine(settings.database_url), Keystore.at(settings.keystore())
     try:
-        return erasure.erase(engine, keystore, registry(settings), PROFILE, between=between)
+        return erasure.erase(
+            engine, keystore, registry.projectors(settings), PROFILE, between=between
+        )
     finally:
         engine.dispose()
         keystore.dispose()

@@ -9,9 +9,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Connection, Engine, select, text
 
-from cdp import db, log
-from cdp.api import create_app
-from cdp.models import chats
+from cdp import db
+from cdp.conversations.tables import chats
+from cdp.http.app import create_app
+from cdp.log import store
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, webhook
 
@@ -109,7 +110,7 @@ def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_sa
     patient = settings.model_copy(update={"database_statement_timeout": timedelta(seconds=1)})
     body = json.dumps(webhook("message_created"))
     with TestClient(create_app(patient)) as client, db.writing(engine) as connection:
-        log.lock(connection)  # as a long rebuild holds it (on SQLite: the write lock)
+        store.lock(connection)  # as a long rebuild holds it (on SQLite: the write lock)
         answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
@@ -119,7 +120,7 @@ def test_a_webhook_kept_from_the_log_past_the_statement_timeout_is_a_503_that_sa
     }
     assert answer.json() == {"detail": f"database unavailable: {waited[engine.dialect.name]}"}
     with engine.connect() as connection:
-        assert log.head(connection) == 0
+        assert store.head(connection) == 0
 
 
 def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wait_is_over(
@@ -135,7 +136,7 @@ def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wai
     )
     body = json.dumps(webhook("message_created"))
     with TestClient(create_app(hurried)) as client, db.writing(engine) as connection:
-        log.lock(connection)
+        store.lock(connection)
         answer = client.post("/webhooks/fasttrack", content=body, headers=JSON_TYPE)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
@@ -144,7 +145,7 @@ def test_a_webhook_kept_from_the_log_by_a_held_append_lock_is_a_503_once_its_wai
         "within 0.5 s; retry later"
     }
     with engine.connect() as connection:
-        assert log.head(connection) == 0
+        assert store.head(connection) == 0
 
 
 def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_answer(
@@ -153,7 +154,7 @@ def test_an_unexpected_failure_is_a_500_logged_once_without_the_details_in_the_a
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("the projector is broken at /srv/cdp/secret")
 
-    monkeypatch.setattr("cdp.queries.chat", broken)
+    monkeypatch.setattr("cdp.conversations.queries.chat", broken)
     with caplog.at_level(logging.INFO, logger="cdp.api"):
         answer = client.get("/chats/c")
     assert answer.status_code == 500
@@ -180,7 +181,7 @@ def test_a_statement_the_database_refuses_is_a_500_that_says_so_not_an_outage(
     monkeypatch: pytest.MonkeyPatch,
     refused: object,
 ) -> None:
-    monkeypatch.setattr("cdp.queries.chat", refused)
+    monkeypatch.setattr("cdp.conversations.queries.chat", refused)
     with caplog.at_level(logging.INFO, logger="cdp.api"):
         answer = client.get("/chats/c")
     assert answer.status_code == 500

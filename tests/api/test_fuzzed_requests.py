@@ -27,9 +27,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import Engine, select
 
-from cdp import credentials, log
-from cdp.api import create_app
-from cdp.models import events, rejected
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.log import store
+from cdp.log.tables import events, rejected
 from cdp.settings import Settings
 
 # Requests per operation, of each kind: about 10 s a database in all.
@@ -125,7 +126,7 @@ def bounded(engine: Engine, operation: APIOperation) -> dict[str, Any] | None:
     if operation.path != "/events/stream":
         return None
     with engine.connect() as connection:
-        return {"until": log.head(connection)}
+        return {"until": store.head(connection)}
 
 
 def account(engine: Engine, webhooks: list[tuple[int, dict[str, Any]]]) -> None:

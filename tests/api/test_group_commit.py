@@ -13,14 +13,15 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import OperationalError
 
-from cdp import ingest, rejected
-from cdp.api import create_app
-from cdp.api.service import Busy, Writer
-from cdp.keystore import MAIN
-from cdp.log import Receipt, Recorded
-from cdp.metrics import Metrics
-from cdp.models import chats, events
-from cdp.projectors import registry
+from cdp.conversations.tables import chats
+from cdp.http.app import create_app
+from cdp.log import ingest, rejected
+from cdp.log.store import Receipt, Recorded
+from cdp.log.tables import events
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
+from cdp.runtime.metrics import Metrics
+from cdp.runtime.service import Busy, Writer
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, webhook
 
@@ -81,7 +82,9 @@ class Held:
 
 def writer(settings: Settings, engine: Engine, *extra: Held, **options: Any) -> Writer:
     wait = options.pop("wait", timedelta(seconds=30))
-    return Writer(engine, [*registry(settings), *extra], settings, wait, MAIN, Metrics(), **options)
+    return Writer(
+        engine, [*registry.projectors(settings), *extra], settings, wait, MAIN, Metrics(), **options
+    )
 
 
 async def in_a_transaction(held: Held) -> None:

@@ -13,13 +13,13 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 
-from cdp import ingest
-from cdp.api import create_app
-from cdp.keystore import MAIN
-from cdp.models import events
-from cdp.projectors import registry
+from cdp.http.app import create_app
+from cdp.log import ingest
+from cdp.log.tables import events
+from cdp.log.webhook import Incoming, Webhook
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
-from cdp.webhook import Incoming, Webhook
 from tests.api.conftest import rebuilt
 from tests.cli.test_commands import cdp
 from tests.conftest import Server
@@ -120,7 +120,7 @@ def test_such_an_id_an_older_version_logged_is_still_read_rebuilt_and_erased(
         webhook("message_created", chat="a/b", profile="org/cust-9", at=PAST + 1, name=NAME),
     ]
     old = [logged_by_an_older_version(body) for body in bodies]
-    ingest.record(engine, old, registry(settings), keystore=MAIN)
+    ingest.record(engine, old, registry.projectors(settings), keystore=MAIN)
     with TestClient(create_app(settings)) as client:
         read_rebuilt_and_erased(client, database, bodies)
 

@@ -17,12 +17,15 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select, update
 
-from cdp import builds, ingest, projectors, schema
-from cdp.api import create_app
+from cdp import upgrades
 from cdp.bench.soak import rebuild_changes
-from cdp.keystore import MAIN, Keystore
-from cdp.models import checkpoints, timeline
-from cdp.projectors.chats import ChatsProjector
+from cdp.conversations.projector import ChatsProjector
+from cdp.conversations.tables import timeline
+from cdp.http.app import create_app
+from cdp.log import ingest
+from cdp.privacy.keystore import MAIN, Keystore
+from cdp.projections import builds, registry
+from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
 from tests.api.conftest import name_digest, name_digests
 from tests.cli.test_commands import cdp
@@ -47,7 +50,7 @@ def log(engine: Engine, settings: Settings, bodies: list[dict[str, Any]]) -> Non
     keystore = Keystore.at(settings.keystore())
     for start in range(0, len(incoming), 500):
         batch = incoming[start : start + 500]
-        ingest.record(engine, batch, projectors.registry(settings), keystore=keystore)
+        ingest.record(engine, batch, registry.projectors(settings), keystore=keystore)
     keystore.dispose()
 
 
@@ -158,11 +161,11 @@ def test_a_store_from_before_name_keys_gets_them_from_the_build_the_server_start
     """The migration adds the keys empty: the names are sealed in the log, and only a build
     opens them. The chats projector's new version is what makes the server build it."""
     log(engine, settings, opened("c", profile="p", name="Иван  Петров"))
-    schema.downgrade(engine, "0011")
+    upgrades.downgrade(engine, "0011")
     with engine.begin() as connection:  # what the code before the keys recorded
         built_by = update(checkpoints).where(checkpoints.c.name == "chats")
         connection.execute(built_by.values(version=ChatsProjector.version - 1))
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     assert name_digests(engine) == {"c": None}
     with TestClient(create_app(settings)) as client:
         assert until_live(client)["chats"]["build"]["state"] == "done"
@@ -170,7 +173,7 @@ def test_a_store_from_before_name_keys_gets_them_from_the_build_the_server_start
 
 
 class Counter:
-    """A projector with no tables that notes every event it is given: added to a registry,
+    """A projector with no tables that notes every event it is given: added to a projectors,
     it must get the whole log once, then follow it."""
 
     name, version, shape = "counter", 1, ""
@@ -188,15 +191,15 @@ def test_a_projector_added_to_the_registry_fills_from_the_whole_log_then_follows
 ) -> None:
     log(engine, settings, history(3))
     counter = Counter()
-    registry = [*projectors.registry(settings), counter]
+    projectors = [*registry.projectors(settings), counter]
     with engine.connect() as connection:
-        assert [p.name for p in builds.needed(connection, registry)] == ["counter"]
+        assert [p.name for p in builds.needed(connection, projectors)] == ["counter"]
     body = webhook("message_created", chat="chat-9", at=PAST, message="before it is built")
-    ingest.record(engine, [checked(json.dumps(body))], registry, keystore=MAIN)
+    ingest.record(engine, [checked(json.dumps(body))], projectors, keystore=MAIN)
     assert counter.seen == []  # not fed until built
     builds.run(engine, [counter], MAIN)
     later = webhook("message_created", chat="chat-9", at=PAST + 1, message="after")
-    ingest.record(engine, [checked(json.dumps(later))], registry, keystore=MAIN)
+    ingest.record(engine, [checked(json.dumps(later))], projectors, keystore=MAIN)
     assert sorted(counter.seen) == list(range(1, 15))
 
 
@@ -212,7 +215,7 @@ def contents(engine: Engine) -> list[list[Any]]:
     with engine.connect() as connection:
         return [
             list(connection.execute(select(table).order_by(*table.primary_key.columns)))
-            for projector in projectors.registry(Settings())
+            for projector in registry.projectors(Settings())
             for table in projector.tables
         ]
 
@@ -220,7 +223,7 @@ def contents(engine: Engine) -> list[list[Any]]:
 def equal_to_a_rebuild(engine: Engine, settings: Settings) -> bool:
     keystore = Keystore.at(settings.keystore())
     try:
-        return rebuild_changes(engine, projectors.registry(Settings()), keystore) == []
+        return rebuild_changes(engine, registry.projectors(Settings()), keystore) == []
     finally:
         keystore.dispose()
 
@@ -246,7 +249,7 @@ def test_a_build_killed_midway_leaves_the_live_projection_serving_and_runs_again
     process.stderr.close()
     assert contents(engine) == before  # the live tables, whole
     with engine.connect() as connection:
-        chats, *_ = builds.states(connection, projectors.registry(settings))
+        chats, *_ = builds.states(connection, registry.projectors(settings))
     assert chats.status == "live"
     assert chats.build is not None
     assert chats.build.state == "interrupted"

@@ -11,9 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import OperationalError
 
-from cdp import credentials
-from cdp.api import create_app
-from cdp.models import checkpoints, events
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.log.tables import events
+from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
 from cdp.times import now_ms
 from tests.api.conftest import rebuilt
@@ -213,7 +214,7 @@ def test_a_database_that_cannot_be_read_leaves_its_gauges_out_and_the_counts_in(
     def down(*_: object) -> None:
         raise OperationalError("SELECT", {}, Exception("the server went away"))
 
-    monkeypatch.setattr("cdp.builds.states", down)
+    monkeypatch.setattr("cdp.projections.builds.states", down)
     samples = store.metrics()
     assert value(samples, "cdp_database_up") == 0
     assert not any(name.startswith("cdp_projection_") for name, _ in samples)

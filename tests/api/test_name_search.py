@@ -8,9 +8,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import names, queries
-from cdp.keystore import MAIN
-from cdp.names import KEY_LENGTH
+from cdp import paging
+from cdp.privacy.keystore import MAIN
+from cdp.profiles import names, queries
+from cdp.profiles.names import KEY_LENGTH
 from tests.api.conftest import name_digest, name_digests
 from tests.api.test_reads import deliver, items
 from tests.factories import PAST, opened, webhook
@@ -117,7 +118,7 @@ def test_a_huge_name_is_kept_whole_and_found_by_its_start(
     client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Webhooks take strings up to 64 KiB today; older logs may hold longer ones."""
-    monkeypatch.setattr("cdp.webhook.MAX_STRING_BYTES", 1024 * 1024)
+    monkeypatch.setattr("cdp.log.webhook.MAX_STRING_BYTES", 1024 * 1024)
     name = ("Константин Константинопольский " * 4000)[:100_000]
     deliver(client, *opened("c", profile="p", name=name))
     assert client.get("/chats/c").json()["name"] == name
@@ -140,7 +141,7 @@ def test_the_query_finds_nothing_for_text_no_name_can_hold_or_none_at_all(
 ) -> None:
     """As the console calls it, with no HTTP layer in front to refuse a NUL."""
     with engine.connect() as connection:
-        page = queries.profiles_by_name(connection, text, queries.Listing(), keystore=MAIN)
+        page = queries.profiles_by_name(connection, text, paging.Listing(), keystore=MAIN)
     assert (page.items, page.next) == ([], None)
 
 

@@ -24,13 +24,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from cdp import credentials, schema
-from cdp.api.service import Busy
+from cdp import upgrades
+from cdp.access import credentials
 from cdp.bench.soak import account, digest, keystore_of, rebuild_changes
 from cdp.db import make_engine
-from cdp.log import Receipt
-from cdp.models import events
-from cdp.projectors import registry
+from cdp.log.store import Receipt
+from cdp.log.tables import events
+from cdp.projections import registry
+from cdp.runtime.service import Busy
 from cdp.settings import Settings
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, PAST, webhook
@@ -170,7 +171,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     made = StoppedPostgreSQL() if request.param == "postgresql stops" else LockedSQLite(tmp_path)
     try:
         engine = make_engine(made.url)
-        schema.upgrade(engine)
+        upgrades.upgrade(engine)
         engine.dispose()
         yield made
     finally:
@@ -306,5 +307,5 @@ def test_webhooks_get_503_while_the_database_is_away_and_are_stored_once_it_is_b
     with engine.connect() as connection:
         logged = connection.scalar(select(func.count()).select_from(events))
     assert logged == len(stored | redelivered) == len(traffic.answers)
-    assert rebuild_changes(engine, registry(Settings()), keystore_of(engine)) == []
+    assert rebuild_changes(engine, registry.projectors(Settings()), keystore_of(engine)) == []
     engine.dispose()

@@ -12,10 +12,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import ingest
-from cdp.keystore import Keystore
-from cdp.projectors import registry
-from cdp.queries import FOUND_CHATS, NAMED_BY
+from cdp.log import ingest
+from cdp.privacy.keystore import Keystore
+from cdp.profiles.queries import FOUND_CHATS, NAMED_BY
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, PAST, checked, webhook
@@ -249,7 +249,7 @@ def test_a_phone_search_answers_a_full_page_of_a_thousand_profiles(
     keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
     try:
         incoming = [checked(json.dumps(body)) for body in bodies]
-        ingest.record(engine, incoming, registry(settings), keystore=keystore)
+        ingest.record(engine, incoming, registry.projectors(settings), keystore=keystore)
     finally:
         keystore.dispose()
     answer = client.get("/profiles", params={"phone": PHONE, "limit": 1000})

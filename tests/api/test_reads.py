@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from cdp import phones
+from cdp.profiles import phones
 from tests.api.conftest import rebuilt
 from tests.factories import JSON_TYPE, PAST, handoff, now_ms, opened, reply, samples, webhook
 

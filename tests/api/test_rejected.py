@@ -11,14 +11,15 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 
-from cdp import credentials
-from cdp.api import create_app, service
-from cdp.keystore import MAIN
-from cdp.metrics import Metrics
-from cdp.models import events, rejected
-from cdp.projectors import registry
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.log.tables import events, rejected
+from cdp.log.webhook import Refused
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
+from cdp.runtime import service
+from cdp.runtime.metrics import Metrics
 from cdp.settings import Settings
-from cdp.webhook import Refused
 from tests.cli.test_commands import cdp
 from tests.factories import JSON_TYPE, webhook
 
@@ -329,7 +330,7 @@ def test_old_rejected_deliveries_are_forgotten_a_few_after_each_group_then_once_
     with engine.begin() as connection:
         connection.execute(rejected.insert(), [{**old, "headers": {}, "body": b"{"}] * 5)
     writer = service.Writer(
-        engine, registry(settings), settings, timedelta(seconds=30), MAIN, Metrics()
+        engine, registry.projectors(settings), settings, timedelta(seconds=30), MAIN, Metrics()
     )
     left = []
     for n in range(5):

@@ -13,9 +13,10 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine, insert, select
 
 from cdp import db
-from cdp.keystore import Keystore
-from cdp.models import key_buckets, keys, rejected
-from cdp.rejected import Unreadable, expire, texts
+from cdp.log.rejected import Unreadable, expire, texts
+from cdp.log.tables import rejected
+from cdp.privacy.keystore import Keystore
+from cdp.privacy.tables import key_buckets, keys
 from cdp.settings import Settings
 from tests.api.conftest import kept_deliveries
 from tests.factories import PAST, now_ms, webhook

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import credentials
+from cdp.access import credentials
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, webhook
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from cdp.api import create_app
+from cdp.http.app import create_app
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, handoff, opened, reply, webhook
 

@@ -10,13 +10,14 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, func, select
 
-from cdp import credentials, ingest
-from cdp.api import create_app
-from cdp.keystore import MAIN
-from cdp.models import events, rejected
-from cdp.projectors import registry
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.log import ingest
+from cdp.log.tables import events, rejected
+from cdp.log.webhook import Foreign
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
-from cdp.webhook import Foreign
 from tests.factories import JSON_TYPE, PAST, checked, handoff, opened, webhook
 
 Client = TestClient  # type: ignore[type-arg]
@@ -93,7 +94,9 @@ def test_in_one_batch_the_first_source_to_name_a_chat_gets_it(
         type(incoming)(incoming.body, incoming.fingerprint, incoming.webhook, source)
         for incoming, source in zip(batch, "ab", strict=True)
     )
-    first, second = ingest.record(engine, [mine, theirs], registry(settings), keystore=MAIN)
+    first, second = ingest.record(
+        engine, [mine, theirs], registry.projectors(settings), keystore=MAIN
+    )
     assert not isinstance(first, Foreign)
     assert isinstance(second, Foreign)
     assert logged(engine) == 1

@@ -20,9 +20,10 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import credentials, log
-from cdp.api import create_app
+from cdp.access import credentials
 from cdp.db import make_engine
+from cdp.http.app import create_app
+from cdp.log import store
 from cdp.settings import Settings
 from tests.api import test_outages
 from tests.api.conftest import rebuilt
@@ -411,7 +412,7 @@ def test_a_stream_waits_while_the_database_is_away_and_goes_on_once_it_is_back(
         assert any(c.endswith("cannot be reached; trying again") for c in reader.comments)
     engine = make_engine(outage.url)
     with engine.connect() as connection:
-        assert log.head(connection) == 10
+        assert store.head(connection) == 10
     engine.dispose()
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp.api import create_app
-from cdp.models import checkpoints, waits
+from cdp.conversations.tables import waits
+from cdp.http.app import create_app
+from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
 from cdp.times import iso, utc
 from tests.api.conftest import settled

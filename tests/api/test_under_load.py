@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cdp import credentials, ingest
-from cdp.api import create_app
+from cdp.access import credentials
 from cdp.db import make_engine
-from cdp.keystore import MAIN
-from cdp.projectors import registry
+from cdp.http.app import create_app
+from cdp.log import ingest
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.api.conftest import Server
 from tests.factories import JSON_TYPE, PAST, checked, now_ms, webhook
@@ -35,7 +36,10 @@ def seed(database: str, events: int) -> None:
     ]
     engine = make_engine(database)
     ingest.record(
-        engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()), keystore=MAIN
+        engine,
+        [checked(json.dumps(body)) for body in bodies],
+        registry.projectors(Settings()),
+        keystore=MAIN,
     )
     engine.dispose()
 

@@ -7,9 +7,9 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from cdp import log
-from cdp.keystore import Keystore
-from cdp.projectors import keys
+from cdp.log import store
+from cdp.privacy.keystore import Keystore
+from cdp.projections.runner import keys
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, samples, webhook
 
@@ -102,9 +102,9 @@ def test_unknown_fields_are_kept_in_the_log_as_they_came(
     assert client.get(f"/events/{position}").json()["body"] == body
     keystore = Keystore.at(settings.keystore())
     with engine.connect() as connection:
-        ((whole, opened),) = log.bodies(log.read(connection), keys(connection, keystore))
+        ((whole, opened),) = store.bodies(store.read(connection), keys(connection, keystore))
     keystore.dispose()
-    assert (whole, opened) == (raw, log.Opened.WHOLE)
+    assert (whole, opened) == (raw, store.Opened.WHOLE)
 
 
 def test_an_unknown_event_type_is_stored_and_shown_as_other_on_its_chat(client: Client) -> None:

@@ -8,11 +8,13 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine, insert, text
 
-from cdp import db, log, personal, schema
-from cdp.api import create_app
+from cdp import db, upgrades
 from cdp.db import make_engine
-from cdp.keystore import Keystore
-from cdp.models import events
+from cdp.http.app import create_app
+from cdp.log import store
+from cdp.log.tables import events
+from cdp.privacy import personal
+from cdp.privacy.keystore import Keystore
 from cdp.settings import Settings
 from tests.api.conftest import rebuilt
 from tests.factories import JSON_TYPE, PAST, webhook
@@ -45,7 +47,7 @@ def log_directly(engine: Engine, bodies: dict[str, str], keystore: Keystore) -> 
     """Each body logged as it is, sealed under the chat's key as cdp seals what it logs."""
     subject = personal.of_chat("c")
     with db.writing(engine) as connection:
-        log.lock(connection)
+        store.lock(connection)
         known = keystore.known(connection, [subject], ())
         key = keystore.ring(connection, [subject], known)[subject]
     rows: list[dict[str, Any]] = [
@@ -153,7 +155,7 @@ def test_odd_columns_break_no_read_no_webhook_and_no_rebuild(
 def test_text_that_is_not_utf_8_in_a_sqlite_log_reads_as_u_fffd(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cdp.db'}"
     engine = make_engine(url)
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     body = json.dumps(webhook("message_created", chat="c", message="MARK"))
     with engine.begin() as connection:  # SQLite keeps whatever bytes it is given as text
         connection.execute(

@@ -14,12 +14,15 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from cdp import chain, ingest, log, projectors
 from cdp.bench.soak import _fresh, keystore_of, rebuild_changes
 from cdp.bench.traffic import Traffic, webhooks
+from cdp.conversations.tables import waits
 from cdp.db import make_engine
-from cdp.models import checkpoints, teams, waits
+from cdp.log import chain, ingest, store
+from cdp.projections import registry
+from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
+from cdp.teams.tables import teams
 from tests.cli.test_commands import cdp
 from tests.conftest import Server, empty
 from tests.factories import JSON_TYPE, checked
@@ -67,12 +70,12 @@ def test_four_workers_and_eight_clients_lose_nothing_and_store_nothing_twice(
     assert set(new.values()) == {1}  # answered as new exactly once
     engine = make_engine(postgres_url)
     with engine.connect() as connection:
-        logged = log.read(connection)
+        logged = store.read(connection)
         assert chain.verify(connection).broken_at is None  # each row chained to the one before
     assert [row.position for row in logged] == list(range(1, len(set(bodies)) + 1))
     assert {row.position for row in logged} == {p for found in positions.values() for p in found}
     keystore = keystore_of(engine)
-    assert rebuild_changes(engine, projectors.registry(Settings()), keystore) == []
+    assert rebuild_changes(engine, registry.projectors(Settings()), keystore) == []
     keystore.dispose()
     engine.dispose()
 
@@ -108,8 +111,8 @@ def test_under_load_four_workers_rebuild_every_projection_and_add_team_statistic
     keystore = keystore_of(engine)
     earlier = [checked(json.dumps(body)) for body in webhooks(Traffic(events=3000, seed=21))]
     for start in range(0, len(earlier), 500):
-        registry = projectors.registry(settings)
-        ingest.record(engine, earlier[start : start + 500], registry, keystore=keystore)
+        projectors = registry.projectors(settings)
+        ingest.record(engine, earlier[start : start + 500], projectors, keystore=keystore)
     with engine.begin() as connection:  # as before the teams projector was added
         connection.execute(checkpoints.delete().where(checkpoints.c.name == "teams"))
         connection.execute(waits.delete())
@@ -175,9 +178,9 @@ def test_under_load_four_workers_rebuild_every_projection_and_add_team_statistic
         caught_up = _settled(reader, lambda states: all(s["lag"] == 0 for s in states.values()))
     assert {state["status"] for state in caught_up.values()} == {"live"}
     with engine.connect() as connection:
-        assert log.head(connection) == len(earlier) + statuses.count(202)
+        assert store.head(connection) == len(earlier) + statuses.count(202)
         assert connection.scalar(select(func.count()).select_from(waits)) > 0
-    assert rebuild_changes(engine, projectors.registry(settings), keystore) == []
+    assert rebuild_changes(engine, registry.projectors(settings), keystore) == []
     keystore.dispose()
     engine.dispose()
 

@@ -14,13 +14,14 @@ import re
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
-from cdp import ingest
 from cdp.bench.soak import account, digest, rebuild_changes
 from cdp.cli import main
-from cdp.keystore import MAIN
-from cdp.log import Receipt
-from cdp.models import chats
-from cdp.projectors import Projector, registry
+from cdp.conversations.tables import chats
+from cdp.log import ingest
+from cdp.log.store import Receipt
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
+from cdp.projections.runner import Projector
 from cdp.settings import Settings
 from tests.api.test_whatever_the_log_holds import log_directly
 from tests.factories import checked, opened
@@ -70,4 +71,4 @@ def test_the_accounting_counts_a_webhook_missing_and_each_one_stored_twice(
 
 
 def projectors() -> list[Projector]:
-    return registry(Settings())
+    return registry.projectors(Settings())

@@ -6,10 +6,10 @@ from collections import Counter, defaultdict
 import pytest
 from sqlalchemy import Engine
 
-from cdp import ingest, queries
 from cdp.bench.traffic import Traffic, lines, webhooks
-from cdp.keystore import MAIN
-from cdp.projectors import registry
+from cdp.log import ingest, queries
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import checked
 
@@ -61,7 +61,7 @@ def test_every_webhook_is_accepted_and_makes_sessions_and_handoffs(
     engine: Engine, seed: int
 ) -> None:
     bodies = [checked(line) for line in lines(Traffic(events=1500, seed=seed))]
-    receipts = ingest.record(engine, bodies, registry(Settings()), keystore=MAIN)
+    receipts = ingest.record(engine, bodies, registry.projectors(Settings()), keystore=MAIN)
     assert not any(receipt.duplicate for receipt in receipts)
     with engine.connect() as connection:
         counts = queries.counts(connection)

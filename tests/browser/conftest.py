@@ -24,7 +24,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from cdp import credentials
+from cdp.access import credentials
 from cdp.db import make_engine
 from tests.browser.story import WEBHOOKS
 from tests.conftest import Server

@@ -7,7 +7,7 @@ import time
 import httpx
 from playwright.sync_api import BrowserContext, expect
 
-from cdp import credentials
+from cdp.access import credentials
 from cdp.db import make_engine
 from tests.browser.conftest import Console, screenshot, sign_in
 from tests.browser.story import EXCHANGES, PROFILE, TELEGRAM, WHATSAPP

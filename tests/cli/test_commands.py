@@ -21,10 +21,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from cdp import ingest, queries
+from cdp import paging
 from cdp.cli import main
+from cdp.conversations import queries
 from cdp.db import make_engine
-from cdp.keystore import MAIN, Keystore
+from cdp.log import ingest
+from cdp.privacy.keystore import MAIN, Keystore
 from cdp.settings import Settings
 from tests.api.test_whatever_the_log_holds import ODD_BODIES, log_directly
 from tests.conftest import empty
@@ -59,7 +61,7 @@ def test_import_stores_good_lines_and_reports_bad_ones_by_number(
     assert "line 6: invalid webhook: payload.chat.uuid" in result.output
     engine = make_engine(database)
     with engine.connect() as connection:
-        chat = queries.chat(connection, "c", queries.Clock(1000, now_ms()), keystore=MAIN)
+        chat = queries.chat(connection, "c", paging.Clock(1000, now_ms()), keystore=MAIN)
         assert chat is not None
         assert chat.operator is not None
     engine.dispose()

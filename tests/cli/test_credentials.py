@@ -4,9 +4,9 @@ import re
 
 from sqlalchemy import select
 
-from cdp import credentials
+from cdp.access import credentials
+from cdp.access.tables import sources, tokens
 from cdp.db import make_engine
-from cdp.models import sources, tokens
 from tests.cli.test_commands import cdp
 
 

@@ -2,9 +2,9 @@
 
 from sqlalchemy import Engine, delete, select
 
-from cdp.keystore import Keystore
-from cdp.models import events
-from cdp.models import keys as keys_table
+from cdp.log.tables import events
+from cdp.privacy.keystore import Keystore
+from cdp.privacy.tables import keys as keys_table
 from cdp.settings import Settings
 from tests.cli.test_commands import cdp, jsonl
 from tests.factories import PAST, opened, webhook

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from cdp.bench.soak import keystore_of, rebuild_changes
 from cdp.bench.traffic import Traffic, lines
 from cdp.db import make_engine
-from cdp.models import events
-from cdp.projectors import registry
+from cdp.log.tables import events
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.cli.test_commands import cdp
 
@@ -54,5 +54,5 @@ def test_an_import_killed_midway_and_run_again_stores_every_event_exactly_once(
     with engine.connect() as connection:
         keys = list(connection.scalars(select(events.c.dedupe_key)))
     assert len(keys) == len(set(keys)) == EVENTS
-    assert rebuild_changes(engine, registry(Settings()), keystore_of(engine)) == []
+    assert rebuild_changes(engine, registry.projectors(Settings()), keystore_of(engine)) == []
     engine.dispose()

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from cdp import log, schema
-from cdp.keystore import Keystore
-from cdp.models import events, timeline
-from cdp.projectors import keys
+from cdp import upgrades
+from cdp.conversations.tables import timeline
+from cdp.log import store
+from cdp.log.tables import events
+from cdp.privacy.keystore import Keystore
+from cdp.projections.runner import keys
 from tests.cli.test_commands import cdp
 from tests.conftest import empty
 from tests.factories import PAST, opened, reply
@@ -31,7 +33,7 @@ def back_at_head(database: str, engine: Engine) -> Iterator[None]:
     yield
     if engine.dialect.name == "postgresql":
         empty(database)
-        schema.upgrade(engine)
+        upgrades.upgrade(engine)
 
 
 def test_migrate_opens_the_bodies_with_the_keystore_s_keys_and_rebuilds(
@@ -46,8 +48,8 @@ def test_migrate_opens_the_bodies_with_the_keystore_s_keys_and_rebuilds(
     assert result.exit_code == 0, result.output
     assert f"rebuilt up to position {len(BODIES)}" in result.output
     with engine.connect() as connection:
-        rows = log.read(connection)
-        assert [body for body, _ in log.bodies(rows, keys(connection, keystore))] == BODIES
+        rows = store.read(connection)
+        assert [body for body, _ in store.bodies(rows, keys(connection, keystore))] == BODIES
         assert connection.scalar(select(func.count()).select_from(timeline)) == len(BODIES)
     keystore.dispose()
 
@@ -66,7 +68,7 @@ def test_migrate_without_the_keystore_stops_and_changes_nothing(
     assert result.exit_code == 1
     assert "the schema was not upgraded" in result.output
     assert "CDP_KEYSTORE_URL" in result.output
-    assert schema.pending(engine)[0] == "0008"
+    assert upgrades.pending(engine)[0] == "0008"
     with engine.connect() as connection:
         assert connection.execute(select(events)).all() == before
 

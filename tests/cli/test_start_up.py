@@ -11,8 +11,8 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
-from cdp import keyfile
-from cdp.api import create_app
+from cdp.http.app import create_app
+from cdp.privacy import keyfile
 from cdp.settings import Settings
 from tests.cli.test_commands import cdp, jsonl
 from tests.conftest import Server

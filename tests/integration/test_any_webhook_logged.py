@@ -9,18 +9,22 @@ import hypothesis
 from hypothesis import HealthCheck, assume, given
 from sqlalchemy import Engine, select
 
-from cdp import db, ingest, queries
-from cdp.keystore import MAIN
-from cdp.models import events
-from cdp.projectors import rebuild, registry
+from cdp import db, paging
+from cdp.conversations import queries
+from cdp.log import ingest
+from cdp.log.tables import events
+from cdp.log.webhook import Refused
+from cdp.privacy.keystore import MAIN
+from cdp.profiles import queries as profiles_queries
+from cdp.projections import registry
+from cdp.projections.runner import rebuild
 from cdp.settings import Settings
-from cdp.webhook import Refused
 from tests.factories import now_ms
 from tests.integration.test_projections import every
 from tests.unit.test_any_body import ENVELOPE, mutated_samples, parsed, spoilt
 
 
-def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
+def answers(engine: Engine, clock: paging.Clock) -> dict[str, Any]:
     """What the queries answer about every chat and profile the log names."""
     with engine.connect() as connection:
         named = connection.execute(select(events.c.chat_uuid, events.c.profile_uuid)).all()
@@ -36,7 +40,7 @@ def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
                 "timeline": every(partial(queries.chat_timeline, connection, chat, keystore=MAIN)),
             }
         found["profiles"] = [
-            p.model_dump() for p in queries.profiles(connection, profiles, keystore=MAIN)
+            p.model_dump() for p in profiles_queries.profiles(connection, profiles, keystore=MAIN)
         ]
         found["audit"] = every(partial(queries.team_handoffs, connection))
     return found
@@ -45,7 +49,7 @@ def answers(engine: Engine, clock: queries.Clock) -> dict[str, Any]:
 def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
     settings: Settings, engine: Engine
 ) -> None:
-    projectors = registry(settings)
+    projectors = registry.projectors(settings)
 
     @hypothesis.settings(
         max_examples=60,
@@ -61,7 +65,7 @@ def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
         ingest.record(engine, [incoming], projectors, keystore=MAIN)
 
     record()
-    clock = queries.Clock(settings.session_idle_timeout // timedelta(milliseconds=1), now_ms())
+    clock = paging.Clock(settings.session_idle_timeout // timedelta(milliseconds=1), now_ms())
     live = answers(engine, clock)
     assert live["chats"], "nothing was accepted: the fuzzing never got past the checks"
     with db.writing(engine) as connection:

@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect
 
-from cdp import builds, db, erasure, ingest, projectors
-from cdp.keystore import MAIN
-from cdp.models import chats, timeline
+from cdp import db
+from cdp.conversations.tables import chats, timeline
+from cdp.log import ingest
+from cdp.privacy import erasure
+from cdp.privacy.keystore import MAIN
+from cdp.projections import builds, registry, runner
 from cdp.settings import Settings
 from tests.factories import PAST, checked, handoff, opened, reply, webhook
 from tests.integration.test_migrations import drift
 from tests.integration.test_projections import IDLE, WINDOW, rules, snapshot
 
-REGISTRY = projectors.registry(rules())
+REGISTRY = registry.projectors(rules())
 
 
 def log(engine: Engine, *bodies: dict[str, Any]) -> None:
@@ -33,7 +36,7 @@ def history(chat: str, profile: str, at: int = PAST) -> list[dict[str, Any]]:
 
 def rebuilt_in_place(engine: Engine) -> dict[str, Any]:
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, REGISTRY, MAIN)
+        runner.rebuild(connection, REGISTRY, MAIN)
     return snapshot(engine)
 
 
@@ -188,7 +191,7 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
         assert builds.along(connection, REGISTRY, [chats_projection]) == [chats_projection]
     # A projection that reads chats' tables (as teams once did) is built with chats' shadows
     # whenever it is built; and with chats, only when it needs building too.
-    other = projectors.registry(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
+    other = registry.projectors(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
     chats_projection, profiles, teams = other
     teams.reads = (chats_projection.name,)
     with engine.connect() as connection:  # chats is stale: another idle timeout

@@ -11,12 +11,12 @@ from litestar.testing import TestClient
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
-from cdp import chain, ingest
-from cdp.api import create_app
 from cdp.cli import main
-from cdp.keystore import MAIN
-from cdp.models import events
-from cdp.projectors import registry
+from cdp.http.app import create_app
+from cdp.log import chain, ingest
+from cdp.log.tables import events
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import PAST, checked, webhook
 
@@ -30,7 +30,9 @@ def logged(engine: Engine, settings: Settings) -> Engine:
         for n in range(EVENTS)
     ]
     for body in bodies:  # one transaction each: the chain crosses commits
-        ingest.record(engine, [checked(json.dumps(body))], registry(settings), keystore=MAIN)
+        ingest.record(
+            engine, [checked(json.dumps(body))], registry.projectors(settings), keystore=MAIN
+        )
     return engine
 
 

@@ -15,11 +15,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdp import db
-from cdp.api.service import Service
 from cdp.db import Checkpointer, make_engine, writing
-from cdp.metrics import Metrics
-from cdp.models import checkpoints
-from cdp.projectors import registry
+from cdp.projections import registry
+from cdp.projections.tables import checkpoints
+from cdp.runtime.metrics import Metrics
+from cdp.runtime.service import Service
 from cdp.settings import Settings
 
 
@@ -153,7 +153,7 @@ def test_sqlite_commits_as_durably_as_the_setting_says_in_the_store_and_the_keys
     survives a power cut. NORMAL (1) only at checkpoints."""
     given = {} if setting is None else {"sqlite_synchronous": setting}
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'cdp.db'}", **given)
-    service = Service.of(settings, registry(settings), Metrics())
+    service = Service.of(settings, registry.projectors(settings), Metrics())
     assert service.keystore.engine is not None  # a file of its own, beside the store
     try:
         for engine in (service.engine, service.keystore.engine):

@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from litestar.testing import TestClient
 from sqlalchemy import Connection, Engine, create_engine, make_url, select, text
 
-from cdp import db, erasure, keyfile, personal
-from cdp.api import create_app
-from cdp.keystore import KeyFileMismatch, Keystore
-from cdp.models import events, key_buckets, keys
-from cdp.projectors import registry
+from cdp import db
+from cdp.http.app import create_app
+from cdp.log.tables import events
+from cdp.privacy import erasure, keyfile, personal
+from cdp.privacy.keystore import KeyFileMismatch, Keystore
+from cdp.privacy.tables import key_buckets, keys
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, opened, webhook
 
@@ -333,8 +335,8 @@ def test_a_key_file_of_another_store_is_refused_at_start(
     right = Keystore.at(own.keystore(), key_file=own.key_path())
     try:
         with pytest.raises(KeyFileMismatch, match=f"key file {other} does not unwrap"):
-            erasure.reconcile(engine, wrong, registry(own))
-        erasure.reconcile(engine, right, registry(own))
+            erasure.reconcile(engine, wrong, registry.projectors(own))
+        erasure.reconcile(engine, right, registry.projectors(own))
     finally:
         wrong.dispose()
         right.dispose()

@@ -10,23 +10,25 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from cdp import db, ingest, log, queries
+from cdp import db
 from cdp.db import make_engine
-from cdp.keystore import MAIN
-from cdp.projectors import registry, standing
+from cdp.log import ingest, queries, store
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
+from cdp.projections.runner import standing
 from cdp.settings import Settings
 from tests.conftest import empty
 from tests.factories import PAST, checked, samples, webhook
 
 
-def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[log.Receipt]:
+def append(engine: Engine, settings: Settings, *bodies: dict[str, object]) -> list[store.Receipt]:
     batch = [checked(json.dumps(body)) for body in bodies]
-    return ingest.record(engine, batch, registry(settings), keystore=MAIN)
+    return ingest.record(engine, batch, registry.projectors(settings), keystore=MAIN)
 
 
 def test_positions_increase_in_append_order(engine: Engine, settings: Settings) -> None:
     receipts = ingest.record(
-        engine, [checked(body) for body in samples()], registry(settings), keystore=MAIN
+        engine, [checked(body) for body in samples()], registry.projectors(settings), keystore=MAIN
     )
     positions = [receipt.position for receipt in receipts]
     assert positions == sorted(positions)
@@ -38,11 +40,11 @@ def test_a_body_delivered_twice_is_stored_once(engine: Engine, settings: Setting
     body = webhook("message_created", message="hi")
     (first,) = append(engine, settings, body)
     (again,) = ingest.record(
-        engine, [checked(json.dumps(body, indent=2))], registry(settings), keystore=MAIN
+        engine, [checked(json.dumps(body, indent=2))], registry.projectors(settings), keystore=MAIN
     )
-    assert again == log.Receipt(position=first.position, duplicate=True)
+    assert again == store.Receipt(position=first.position, duplicate=True)
     with engine.connect() as connection:
-        assert len(log.read(connection)) == 1
+        assert len(store.read(connection)) == 1
 
 
 def test_a_repeat_within_one_batch_is_a_duplicate_of_its_first_copy(
@@ -64,7 +66,7 @@ def test_the_database_refuses_to_change_the_log(
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
         connection.execute(text(statement))
     with engine.connect() as connection:
-        (row,) = log.read(connection)
+        (row,) = store.read(connection)
     assert row.event_type == "message_created"
 
 
@@ -81,9 +83,9 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     engine: Engine, settings: Settings
 ) -> None:
     """A reader resuming after position N never misses an event that committed later."""
-    projectors = registry(settings)
+    projectors = registry.projectors(settings)
     appended = threading.Event()
-    second: list[log.Receipt] = []
+    second: list[store.Receipt] = []
 
     def write_second() -> None:
         appended.wait()
@@ -100,11 +102,11 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
     writer.start()
     first = checked(json.dumps(webhook("message_created", message="1")))
     with db.writing(engine) as connection:
-        log.lock(connection)
+        store.lock(connection)
         subjects = [f"chat:{first.webhook.chat_uuid}"]
         ring = MAIN.ring(connection, subjects, MAIN.known(connection, subjects, ()))
         head, *_ = standing(connection)
-        receipts, _ = log.append(connection, [first], head=head, ring=ring)
+        receipts, _ = store.append(connection, [first], head=head, ring=ring)
         appended.set()
         writer.join(timeout=0.5)
         assert writer.is_alive(), "the second append did not wait for the first to commit"
@@ -135,7 +137,7 @@ def test_a_large_batch_is_stored_as_the_same_webhooks_one_at_a_time(
             append(engine, settings, *bodies[start : start + size])
             start += size
         with engine.connect() as connection:
-            logged = [(r.position, r.chat_uuid, r.body) for r in log.read(connection)]
+            logged = [(r.position, r.chat_uuid, r.body) for r in store.read(connection)]
             rows = connection.execute(
                 text("SELECT position, chat_uuid, message, session_number FROM timeline")
             ).all()

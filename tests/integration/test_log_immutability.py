@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from cdp import ingest, schema
-from cdp.keystore import MAIN
-from cdp.projectors import registry
+from cdp import upgrades
+from cdp.log import ingest
+from cdp.privacy.keystore import MAIN
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import checked, webhook
 
@@ -72,7 +73,10 @@ def append(engine: Engine, settings: Settings, *messages: str) -> None:
     """Log a message_created event for each message, as a webhook delivery would."""
     bodies = [webhook("message_created", message=message) for message in messages]
     ingest.record(
-        engine, [checked(json.dumps(body)) for body in bodies], registry(settings), keystore=MAIN
+        engine,
+        [checked(json.dumps(body)) for body in bodies],
+        registry.projectors(settings),
+        keystore=MAIN,
     )
 
 
@@ -162,11 +166,11 @@ def test_downgrading_to_0001_and_upgrading_again_restores_every_guard(
     engine: Engine, log: list[tuple[Any, ...]]
 ) -> None:
     guarded = triggers(engine)
-    schema.downgrade(engine, "0001")
+    upgrades.downgrade(engine, "0001")
     try:
         unguarded = triggers(engine)
     finally:
-        schema.upgrade(engine)  # PostgreSQL's database is shared by the whole run
+        upgrades.upgrade(engine)  # PostgreSQL's database is shared by the whole run
     assert unguarded == GUARDS_OF_0001[engine.dialect.name]
     assert triggers(engine) == guarded
 

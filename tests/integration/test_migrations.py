@@ -9,12 +9,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, insert, inspect, text
 
-from cdp import chain, ingest, log, personal, projectors, schema
-from cdp.keystore import MAIN
-from cdp.models import Base, erased_subjects, erasures, events
-from cdp.models import keys as keys_table
-from cdp.projectors import keys
+from cdp import upgrades
+from cdp.log import chain, ingest, store
+from cdp.log.tables import events
+from cdp.privacy import personal
+from cdp.privacy.keystore import MAIN
+from cdp.privacy.tables import erased_subjects, erasures
+from cdp.privacy.tables import keys as keys_table
+from cdp.projections import registry, runner
+from cdp.projections.runner import keys
 from cdp.settings import Settings
+from cdp.tables import Base
 from tests.factories import PAST, checked, webhook
 
 
@@ -44,11 +49,11 @@ def test_every_column_has_the_collation_its_model_gives_it(engine: Engine) -> No
 
 
 def test_upgrade_downgrade_upgrade_leaves_the_same_schema(engine: Engine) -> None:
-    schema.downgrade(engine, "base")
+    upgrades.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     assert drift(engine) == []
-    assert schema.pending(engine)[0] == schema.pending(engine)[1]
+    assert upgrades.pending(engine)[0] == upgrades.pending(engine)[1]
     assert {"events", "timeline", "sessions", "handoffs", "chats", "profile_chats"} <= set(
         inspect(engine).get_table_names()
     )
@@ -57,7 +62,7 @@ def test_upgrade_downgrade_upgrade_leaves_the_same_schema(engine: Engine) -> Non
 def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it(
     engine: Engine, settings: Settings
 ) -> None:
-    schema.downgrade(engine, "0006")
+    upgrades.downgrade(engine, "0006")
     previous = chain.GENESIS
     with engine.begin() as connection:
         for n, (chat, source) in enumerate([("c1", "a"), ("c1", "b"), ("c2", "b")], start=1):
@@ -85,17 +90,17 @@ def test_owners_are_filled_from_the_log_the_first_source_to_name_each_keeping_it
                 ),
                 row,
             )
-    assert schema.upgrade(engine)  # the projections to be rebuilt
+    assert upgrades.upgrade(engine)  # the projections to be rebuilt
     with engine.begin() as connection:
         owned = dict(connection.execute(text("SELECT subject, source FROM owners")).all())
-        projectors.rebuild(connection, projectors.registry(settings), MAIN)
+        runner.rebuild(connection, registry.projectors(settings), MAIN)
         chats = dict(connection.execute(text("SELECT uuid, source FROM chats")).all())
     assert owned == {"chat:c1": "a", "chat:c2": "b", "profile:p": "a"}
     assert chats == {"c1": "a", "c2": "b"}  # as the owners say, whatever came later
 
 
 def test_events_logged_before_sealing_are_sealed_and_chained_once(engine: Engine) -> None:
-    schema.downgrade(engine, "0005")
+    upgrades.downgrade(engine, "0005")
     bodies = [
         json.dumps(webhook("message_created", chat=chat, at=PAST + n, phone="+79991234567"))
         for n, chat in enumerate(["c1", "c2", "c1"])
@@ -115,10 +120,10 @@ def test_events_logged_before_sealing_are_sealed_and_chained_once(engine: Engine
                     "body": body,
                 },
             )
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     with engine.connect() as connection:
-        rows = log.read(connection)
-        opened = log.bodies(rows, keys(connection, MAIN))
+        rows = store.read(connection)
+        opened = store.bodies(rows, keys(connection, MAIN))
         assert chain.verify(connection).broken_at is None
         assert connection.scalar(text("SELECT count(*) FROM keys")) == 2  # one per chat
     assert [body for body, _ in opened] == bodies
@@ -129,7 +134,7 @@ def as_0008_logged_them(engine: Engine, bodies: list[str]) -> dict[str, bytes]:
     """Log `bodies` as revision 0008 did: dedupe keys plain SHA-256 of the canonical body,
     each body sealed under its chat's key, bound to that key, or (naming no chat) in the
     clear; chained. The keys by subject."""
-    schema.downgrade(engine, "0008")
+    upgrades.downgrade(engine, "0008")
     previous, materials = chain.GENESIS, {}
     with engine.begin() as connection:
         for n, body in enumerate(bodies, start=1):
@@ -194,13 +199,13 @@ def test_dedupe_keys_are_made_anew_and_every_body_sealed_redeliveries_still_dupl
             )
         )
     plain = [row for (row,) in _column(engine, "dedupe_key")]
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     with engine.connect() as connection:
-        rows = log.read(connection)
-        opened = log.bodies(rows, keys(connection, MAIN))
+        rows = store.read(connection)
+        opened = store.bodies(rows, keys(connection, MAIN))
         assert chain.verify(connection).broken_at is None
     assert [body for body, _ in opened] == [bodies[0], opened[1][0], bodies[2], bodies[3]]
-    whole, gone = log.Opened.WHOLE, log.Opened.KEY_GONE
+    whole, gone = store.Opened.WHOLE, store.Opened.KEY_GONE
     assert [state for _, state in opened] == [whole, gone, whole, whole]
     assert "Анна" not in rows[3].body
     assert rows[3].sealed is not None
@@ -211,7 +216,7 @@ def test_dedupe_keys_are_made_anew_and_every_body_sealed_redeliveries_still_dupl
     answers = ingest.record(
         engine,
         [checked(body) for body in bodies],
-        projectors.registry(settings),
+        registry.projectors(settings),
         keystore=MAIN,
     )
     assert [(a.position, a.duplicate) for a in answers] == [(n, True) for n in (1, 2, 3, 4)]
@@ -228,7 +233,7 @@ def _column(engine: Engine, name: str) -> list[tuple[Any]]:
 def test_indexes_a_build_renamed_are_replaced_by_the_migrations_after_it(engine: Engine) -> None:
     """On SQLite a rebuilt projection's indexes may carry their name with `__next`: the
     migrations that replace an index find it under either name."""
-    schema.downgrade(engine, "0012")
+    upgrades.downgrade(engine, "0012")
     for table in ("waits", "chats", "profile_chats"):
         for index in inspect(engine).get_indexes(table):
             columns = ", ".join(f'"{column}"' for column in index["column_names"])
@@ -237,7 +242,7 @@ def test_indexes_a_build_renamed_are_replaced_by_the_migrations_after_it(engine:
                 connection.execute(
                     text(f'CREATE INDEX "{index["name"]}__next" ON "{table}" ({columns})')
                 )
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     indexed = {
         tuple(index["column_names"])
         for table in ("waits", "chats")

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event
 
-from cdp import db, ingest, queries
-from cdp.keystore import MAIN
-from cdp.models import chats, profile_chats
-from cdp.projectors import registry
+from cdp import db, paging
+from cdp.conversations.tables import chats
+from cdp.log import ingest
+from cdp.privacy.keystore import MAIN
+from cdp.profiles import queries
+from cdp.profiles.tables import profile_chats
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import PAST, checked, webhook
 
@@ -42,7 +45,10 @@ def big(database: str) -> Iterator[Engine]:
         for n in range(OTHERS)
     ]
     ingest.record(
-        engine, [checked(json.dumps(body)) for body in bodies], registry(Settings()), keystore=MAIN
+        engine,
+        [checked(json.dumps(body)) for body in bodies],
+        registry.projectors(Settings()),
+        keystore=MAIN,
     )
     db.settle(engine, [chats, profile_chats])
     yield engine
@@ -55,11 +61,11 @@ def reads(connection: Connection) -> None:
     assert found is not None
     assert found.chats_next is not None
     page = queries.owned_chats(
-        connection, "big", queries.Listing(found.chats_next, 5), keystore=MAIN
+        connection, "big", paging.Listing(found.chats_next, 5), keystore=MAIN
     )
     assert page is not None
     assert len(page.items) == 5
-    owners = queries.profiles_by_phone(connection, PHONE, queries.Listing(limit=2), keystore=MAIN)
+    owners = queries.profiles_by_phone(connection, PHONE, paging.Listing(limit=2), keystore=MAIN)
     assert [profile.uuid for profile in owners.items] == ["big", "small-0"]
 
 

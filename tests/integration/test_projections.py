@@ -16,13 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from cdp import db, ingest, log, personal, projectors, queries
+from cdp import db, paging
+from cdp.conversations import projector, queries
+from cdp.conversations.tables import chats, handoffs, sessions, timeline, waits
 from cdp.db import make_engine
-from cdp.keystore import MAIN
-from cdp.models import chats, handoffs, profile_chats, sessions, teams, timeline, waits
-from cdp.projectors import chats as chats_projector
-from cdp.schemas import Page, RawJSON
+from cdp.http.schemas import Page, RawJSON
+from cdp.log import ingest, store
+from cdp.privacy import personal
+from cdp.privacy.keystore import MAIN
+from cdp.profiles import queries as profiles_queries
+from cdp.profiles.tables import profile_chats
+from cdp.projections import registry, runner
 from cdp.settings import Settings
+from cdp.teams import queries as teams_queries
+from cdp.teams.tables import teams
 from tests.conftest import empty
 from tests.factories import PAST, checked, now_ms, webhook
 
@@ -105,26 +112,26 @@ def fresh(
 
 
 def deliver(engine: Engine, bodies: list[dict[str, Any]], batch_sizes: list[int]) -> None:
-    registry = projectors.registry(rules())
+    projectors = registry.projectors(rules())
     incoming = [checked(json.dumps(body, ensure_ascii=False)) for body in bodies]
     start = 0
     for size in batch_sizes:
         if start >= len(incoming):
             break
-        ingest.record(engine, incoming[start : start + size], registry, keystore=MAIN)
+        ingest.record(engine, incoming[start : start + size], projectors, keystore=MAIN)
         start += size
     if start < len(incoming):
-        ingest.record(engine, incoming[start:], registry, keystore=MAIN)
+        ingest.record(engine, incoming[start:], projectors, keystore=MAIN)
 
 
 def rules() -> Settings:
     return Settings(session_idle_timeout=IDLE, session_open_window=WINDOW)
 
 
-def every(fetch: Callable[[queries.Listing], Page[Any] | None]) -> list[dict[str, Any]]:
+def every(fetch: Callable[[paging.Listing], Page[Any] | None]) -> list[dict[str, Any]]:
     """Every item of a list, fetched two at a time: the cursors are part of the answer."""
     found, after = [], None
-    while (page := fetch(queries.Listing(after=after, limit=2))) is not None:
+    while (page := fetch(paging.Listing(after=after, limit=2))) is not None:
         found += [item.model_dump() for item in page.items]
         if (after := page.next) is None:
             break
@@ -133,22 +140,29 @@ def every(fetch: Callable[[queries.Listing], Page[Any] | None]) -> list[dict[str
 
 def snapshot(engine: Engine) -> dict[str, Any]:
     """Every query's answer, with log positions replaced by the event they name."""
-    clock = queries.Clock(IDLE // timedelta(milliseconds=1), now_ms())
+    clock = paging.Clock(IDLE // timedelta(milliseconds=1), now_ms())
     with engine.connect() as connection:
-        keys = {row.position: row.dedupe_key for row in log.read(connection)}
+        keys = {row.position: row.dedupe_key for row in store.read(connection)}
         answers = {
             "profiles": [
-                p.model_dump() for p in queries.profiles(connection, ["p1", "p2"], keystore=MAIN)
+                p.model_dump()
+                for p in profiles_queries.profiles(connection, ["p1", "p2"], keystore=MAIN)
             ],
             "profile chats": {
-                profile: every(partial(queries.owned_chats, connection, profile, keystore=MAIN))
+                profile: every(
+                    partial(profiles_queries.owned_chats, connection, profile, keystore=MAIN)
+                )
                 for profile in ("p1", "p2")
             },
             "phones": every(
-                partial(queries.profiles_by_phone, connection, "+79990000001", keystore=MAIN)
+                partial(
+                    profiles_queries.profiles_by_phone, connection, "+79990000001", keystore=MAIN
+                )
             ),
             "names": {
-                prefix: every(partial(queries.profiles_by_name, connection, prefix, keystore=MAIN))
+                prefix: every(
+                    partial(profiles_queries.profiles_by_name, connection, prefix, keystore=MAIN)
+                )
                 for prefix in ("ann", "анн", "an")
             },
             "teams": {
@@ -158,16 +172,20 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 for team in (1, 2, 3)
             },
             "audit": every(partial(queries.team_handoffs, connection)),
-            "known teams": [team.model_dump() for team in queries.known_teams(connection)],
+            "known teams": [team.model_dump() for team in teams_queries.known_teams(connection)],
             "team stats": [
                 found.model_dump()
                 for team in (1, 2, 3)
-                if (found := queries.team_stats(connection, team, queries.Period()))
+                if (found := teams_queries.team_stats(connection, team, teams_queries.Period()))
             ],
             "operator stats": [
                 found.model_dump()
                 for operator in ("anna", "boris")
-                if (found := queries.operator_stats(connection, operator, queries.Period()))
+                if (
+                    found := teams_queries.operator_stats(
+                        connection, operator, teams_queries.Period()
+                    )
+                )
             ],
         }
         for chat in CHATS:
@@ -212,7 +230,7 @@ def test_any_delivery_order_and_a_rebuild_give_the_same_answers(
     assert snapshot(engine) == expected
 
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
     assert snapshot(engine) == expected
 
 
@@ -225,7 +243,7 @@ def test_handoffs_of_one_millisecond_are_listed_alike_whatever_the_delivery_orde
         engine = fresh()
         deliver(engine, list(order), [1, 1, 1])
         with engine.connect() as connection:
-            found = queries.chat_handoffs(connection, "c1", queries.Listing())
+            found = queries.chat_handoffs(connection, "c1", paging.Listing())
         assert found is not None
         listed.append([(h.from_team.id, h.to_team.id, h.at) for h in found.items])
     assert len(listed[0]) == 2
@@ -267,7 +285,7 @@ def test_late_events_far_back_in_a_long_chat_are_folded_as_a_rebuild_folds_them(
     deliver(engine, history + late, [len(history + late)])
     assert snapshot(engine) == answers
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
     assert snapshot(engine) == answers
 
 
@@ -290,7 +308,7 @@ def test_an_event_before_a_later_unknown_one_is_folded_as_a_rebuild_folds_it(
     kinds = [(item["kind"], item["session_number"]) for item in answers["c1"]["timeline"]]
     assert kinds == [("session_opened", 1), ("message_in", 1), ("session_opened", 2), ("other", 2)]
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
     assert snapshot(engine) == answers
 
 
@@ -323,22 +341,22 @@ def test_events_in_order_are_folded_on_from_the_stored_state_as_a_rebuild_folds_
     chat = answers["c1"]["chat"]
     assert (chat["operator"]["uuid"], chat["session"]["title"]) == ("vera", "second")
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
     assert snapshot(engine) == answers
 
 
 def test_a_rebuild_tells_how_many_events_each_projection_has_folded_from_none_to_all(
     fresh: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(projectors, "BATCH", 2)  # a batch per chat: progress as it goes
+    monkeypatch.setattr(runner, "BATCH", 2)  # a batch per chat: progress as it goes
     history = [webhook("message_created", chat=f"c{n % 3}", at=PAST + n) for n in range(7)]
     engine = fresh()
     deliver(engine, history, [len(history)])
     told: list[tuple[str, int, int]] = []
     with db.writing(engine) as connection:
-        projectors.rebuild(
+        runner.rebuild(
             connection,
-            projectors.registry(rules()),
+            registry.projectors(rules()),
             MAIN,
             progress=lambda *reported: told.append(reported),
         )
@@ -389,7 +407,7 @@ def long_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
 def stored(engine: Engine) -> dict[str, Any]:
     """Every projection table's rows, with log positions replaced by the events' keys."""
     with engine.connect() as connection:
-        keys = {row.position: row.dedupe_key for row in log.read(connection)}
+        keys = {row.position: row.dedupe_key for row in store.read(connection)}
         found = {}
         for table in (timeline, sessions, handoffs, waits, chats, profile_chats, teams):
             rows = [dict(row._mapping) for row in connection.execute(select(table))]
@@ -412,14 +430,14 @@ def test_long_sessions_fed_an_event_at_a_time_in_any_order_match_a_rebuild(
 ) -> None:
     """Most of a chat in order, then the rest late, in any order: each region grows a few
     events at a time (a chunk of 1 or 2), so that every way it grows is taken."""
-    monkeypatch.setattr(chats_projector, "_CHUNK", data.draw(st.sampled_from([1, 2, 64])))
+    monkeypatch.setattr(projector, "_CHUNK", data.draw(st.sampled_from([1, 2, 64])))
     on_time = data.draw(st.integers(0, len(history)), label="delivered in order")
     late = data.draw(st.permutations(history[on_time:]), label="late order")
 
     engine = fresh()
     deliver(engine, history, [len(history)])
     with db.writing(engine) as connection:
-        projectors.rebuild(connection, projectors.registry(rules()), MAIN)
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
     expected = stored(engine)
 
     engine = fresh()

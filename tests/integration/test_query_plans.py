@@ -9,16 +9,20 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event
 
-from cdp import ingest, queries, schema
+from cdp import paging, upgrades
 from cdp.bench.traffic import Traffic, lines
+from cdp.conversations import queries
 from cdp.db import make_engine
-from cdp.keystore import MAIN
-from cdp.projectors import registry
+from cdp.log import ingest
+from cdp.log import queries as log_queries
+from cdp.privacy.keystore import MAIN
+from cdp.profiles import queries as profiles_queries
+from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import checked
 
-LISTING = queries.Listing(limit=10)
-CLOCK = queries.Clock(86_400_000, 1_800_000_000_000)
+LISTING = paging.Listing(limit=10)
+CLOCK = paging.Clock(86_400_000, 1_800_000_000_000)
 LISTS: dict[str, Callable[[Connection, str], Any]] = {
     "timeline": lambda c, chat: queries.chat_timeline(c, chat, LISTING, keystore=MAIN),
     "sessions": lambda c, chat: queries.chat_sessions(c, chat, CLOCK, LISTING),
@@ -29,10 +33,12 @@ LISTS: dict[str, Callable[[Connection, str], Any]] = {
     "team chats, open": lambda c, _: queries.team_chats(
         c, 12, "open", CLOCK, LISTING, keystore=MAIN
     ),
-    "log of a chat and a type": lambda c, chat: queries.events(
+    "log of a chat and a type": lambda c, chat: log_queries.events(
         c, MAIN, after=0, limit=10, chat_uuid=chat, event_type="operator_replied"
     ),
-    "log of a source": lambda c, _: queries.events(c, MAIN, after=0, limit=10, source="default"),
+    "log of a source": lambda c, _: log_queries.events(
+        c, MAIN, after=0, limit=10, source="default"
+    ),
 }
 
 
@@ -41,9 +47,9 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, s
     """A log of realistic traffic, and its busiest chat."""
     path = Path(tmp_path_factory.mktemp("plans")) / "cdp.db"
     engine = make_engine(f"sqlite:///{path}")
-    schema.upgrade(engine)
+    upgrades.upgrade(engine)
     bodies = [checked(line) for line in lines(Traffic(events=3000, seed=5))]
-    ingest.record(engine, bodies, registry(Settings()), keystore=MAIN)
+    ingest.record(engine, bodies, registry.projectors(Settings()), keystore=MAIN)
     busiest = Counter(incoming.webhook.chat_uuid for incoming in bodies).most_common(1)[0][0]
     assert busiest is not None
     yield engine, busiest
@@ -97,7 +103,7 @@ def test_the_log_of_a_chat_and_a_type_uses_the_index_of_both(
 
 def test_a_name_search_reads_one_range_of_the_name_index(logged: tuple[Engine, str]) -> None:
     found = plans_of(
-        logged, lambda c, _: queries.profiles_by_name(c, "Анн", LISTING, keystore=MAIN)
+        logged, lambda c, _: profiles_queries.profiles_by_name(c, "Анн", LISTING, keystore=MAIN)
     )
     searched = "USING COVERING INDEX ix_chats_name_digest (name_digest=? AND profile_uuid>?)"
     assert any(searched in plan for plan in found), found

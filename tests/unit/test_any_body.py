@@ -13,9 +13,9 @@ from typing import Any, Final
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cdp.log import Recorded
-from cdp.projectors.conversation import fact_of
-from cdp.webhook import (
+from cdp.conversations.fold import fact_of
+from cdp.log.store import Recorded
+from cdp.log.webhook import (
     KNOWN_TYPES,
     MAX_KEYS,
     MAX_STRING_BYTES,

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdp.projectors.conversation import Fact, Rules, State, fold, place, summarize
+from cdp.conversations.fold import Fact, Rules, State, fold, place, summarize
 
 RULES = Rules(idle_timeout_ms=24 * 3600 * 1000, open_window_ms=5000)
 SECOND, HOUR = 1000, 3600 * 1000
@@ -222,8 +222,8 @@ def test_the_fold_does_not_depend_on_the_order_of_its_input() -> None:
 
 
 def test_a_timeline_row_is_a_fact_where_it_falls_and_its_chat_nothing_more_or_less() -> None:
-    from cdp.models import timeline
-    from cdp.projectors.conversation import FACT_FIELDS, Placement
+    from cdp.conversations.fold import FACT_FIELDS, Placement
+    from cdp.conversations.tables import timeline
 
     written = {*FACT_FIELDS, *Placement.__dataclass_fields__, "chat_uuid"}
     assert written == {column.name for column in timeline.columns}

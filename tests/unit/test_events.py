@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdp.log import Recorded
-from cdp.projectors.conversation import fact_of
-from cdp.webhook import Incoming, InvalidWebhook, MalformedBody, logged, nesting, parse
+from cdp.conversations.fold import fact_of
+from cdp.log.store import Recorded
+from cdp.log.webhook import Incoming, InvalidWebhook, MalformedBody, logged, nesting, parse
 from tests.factories import PAST, checked, now_ms, samples, webhook
 
 

@@ -15,13 +15,14 @@ import pytest
 from litestar.response import ServerSentEventMessage
 from sqlalchemy.exc import OperationalError
 
-from cdp.api import feed
-from cdp.api.feed import Feed, Follower, filters_of
-from cdp.api.serialization import to_json
-from cdp.api.service import Bell
-from cdp.metrics import Metrics
-from cdp.queries import Tail
-from cdp.schemas import Event, RawJSON
+from cdp.http.schemas import RawJSON
+from cdp.http.serialization import to_json
+from cdp.log import feed
+from cdp.log.feed import Feed, Follower, filters_of
+from cdp.log.queries import Tail
+from cdp.log.schemas import Event
+from cdp.runtime.metrics import Metrics
+from cdp.runtime.service import Bell
 
 PATIENCE = 10  # seconds a test waits for what it expects
 

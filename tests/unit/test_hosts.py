@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from cdp.api.guards import Hosts
+from cdp.http.guards import Hosts
 from cdp.settings import Settings
 
 

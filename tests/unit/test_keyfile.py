@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cdp import keyfile
-from cdp.keyfile import KeyFile, KeyFileError
+from cdp.privacy import keyfile
+from cdp.privacy.keyfile import KeyFile, KeyFileError
 
 
 def test_the_key_file_is_made_once_readable_by_its_owner_alone(tmp_path: Path) -> None:

@@ -10,16 +10,22 @@ import pytest
 from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdp.log import Receipt
-from cdp.metrics import MULTIPROCESS_DIRECTORY, Metrics, event_type, method, multiprocess_directory
+from cdp.log.store import Receipt
+from cdp.runtime.metrics import (
+    MULTIPROCESS_DIRECTORY,
+    Metrics,
+    event_type,
+    method,
+    multiprocess_directory,
+)
 
 # What a worker does: count webhooks, a request and a rebuild's progress, then say its pid.
 WORKER = textwrap.dedent(
     """
     import sys
-    from cdp.log import Receipt
-    from cdp.metrics import Metrics, multiprocess_directory
-    from cdp.webhook import MalformedBody
+    from cdp.log.store import Receipt
+    from cdp.log.webhook import MalformedBody
+    from cdp.runtime.metrics import Metrics, multiprocess_directory
 
     metrics = Metrics(multiprocess_directory())
     accepted, done = int(sys.argv[1]), int(sys.argv[2])

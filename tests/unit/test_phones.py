@@ -1,6 +1,6 @@
 import pytest
 
-from cdp.phones import normalize
+from cdp.profiles.phones import normalize
 
 
 @pytest.mark.parametrize(

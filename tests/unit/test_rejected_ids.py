@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from cdp.rejected import MAX_DECODED, Unreadable, folded, mentioned, named, refusal, texts
+from cdp.log.rejected import MAX_DECODED, Unreadable, folded, mentioned, named, refusal, texts
 
 
 def test_every_short_string_is_found_after_a_long_one_and_in_broken_json() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdp import personal
+from cdp.privacy import personal
 
 KEY = os.urandom(32)
 
