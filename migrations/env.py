@@ -1,4 +1,10 @@
-"""Alembic environment: the database is the connection handed in, or CDP_DATABASE_URL."""
+"""Alembic environment: the database is the connection handed in, or CDP_DATABASE_URL.
+
+The one place where the migrations meet cdp's own code: they import none of it (see
+tests/unit/test_frozen_migrations.py). A migration that refuses to run raises an exception
+of its own marked `migration_refused`; it leaves here as cdp.upgrades.Refused, which `cdp
+migrate` reports as the schema not upgraded, and why.
+"""
 
 from logging.config import fileConfig
 
@@ -7,7 +13,7 @@ from sqlalchemy import Connection
 
 from cdp.db import make_engine
 from cdp.settings import Settings
-from cdp.upgrades import METADATA
+from cdp.upgrades import METADATA, Refused
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -21,8 +27,13 @@ def run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    except Exception as error:
+        if getattr(error, "migration_refused", False) is not True:
+            raise
+        raise Refused(str(error)) from error
 
 
 if context.is_offline_mode():

@@ -19,31 +19,46 @@ hide it. New keys go to the main database's `keys` table, which a keystore of it
 takes over the first time cdp opens it (see cdp.keystore.Keystore.adopt).
 
 Ties between events of one chat and millisecond are ordered by the new keys: `cdp
-migrate` rebuilds the projections after this migration (see cdp.schema.REORDERING).
+migrate` rebuilds the projections after this migration (see cdp.upgrades.REORDERING).
+
+What this needs of cdp (the hash chain, sealing, dedupe keys, the redacted body, reading a
+logged body) is copied here, as cdp had it when the migrations were made self-contained
+(at 0017): a later cdp may change its own, and this must go on writing what cdp verifies
+and opens. A migration that cannot run raises its own Refused (see migrations/env.py).
 
 Revision ID: 0009
 Revises: 0008
 """
 
 import hashlib
+import hmac
 import json
+import math
+import os
+import re
 import secrets
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from alembic import op
-
-from cdp.log import chain
-from cdp.log.webhook import logged
-from cdp.privacy import personal
-from cdp.times import now_ms
-from cdp.upgrades import Refused
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+class Refused(Exception):
+    """This migration cannot run on this database as it is, and says why; nothing changed.
+    migrations/env.py, which tells it by `migration_refused`, raises it as cdp's own."""
+
+    migration_refused = True
+
 
 SQLITE_UPDATE_GUARD = """
     CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events
@@ -53,9 +68,25 @@ SQLITE_UPDATE_GUARD = """
 """
 _CHUNK = 2000
 
+# cdp.chain's, frozen (see _link): what a row's hash covers, in this order.
+_GENESIS = "0" * 64
+_COLUMNS = (
+    "position",
+    "event_type",
+    "occurred_at",
+    "received_at",
+    "chat_uuid",
+    "profile_uuid",
+    "dedupe_key",
+    "body",
+    "source",
+    "key_id",
+    "sealed",
+)
+
 _EVENTS = sa.table(
     "events",
-    *(sa.column(name) for name in chain.COLUMNS if name != "sealed"),
+    *(sa.column(name) for name in _COLUMNS if name != "sealed"),
     sa.column("sealed", sa.LargeBinary()),
     sa.column("hash", sa.String()),
 )
@@ -108,14 +139,14 @@ class _Keys:
         for profile, chats in connection.execute(
             sa.text("SELECT profile_uuid, chats FROM erasures")
         ):
-            self.erased.add(personal.of_profile(profile))
+            self.erased.add(_of_profile(profile))
             listed = json.loads(chats) if isinstance(chats, str) else chats
-            self.erased.update(personal.of_chat(chat) for chat in listed)
+            self.erased.update(_of_chat(chat) for chat in listed)
         self.made: dict[str, tuple[str, bytes]] = {}
         self.new_rows: list[dict[str, Any]] = []
 
     def of_source(self, name: str, connection: sa.Connection) -> tuple[str, bytes]:
-        subject = personal.of_source(name)
+        subject = _of_source(name)
         if subject not in self.made:
             found = connection.execute(
                 sa.select(_KEYS.c.id, _KEYS.c.material).where(_KEYS.c.subject == subject)
@@ -123,11 +154,16 @@ class _Keys:
             if found is not None:
                 self.made[subject] = (found.id, found.material)
             else:
-                self.made[subject] = (secrets.token_hex(16), personal.new_key())
+                self.made[subject] = (secrets.token_hex(16), _new_key())
                 key_id, material = self.made[subject]
                 self.materials[key_id] = material
                 self.new_rows.append(
-                    {"id": key_id, "subject": subject, "material": material, "created_at": now_ms()}
+                    {
+                        "id": key_id,
+                        "subject": subject,
+                        "material": material,
+                        "created_at": _now_ms(),
+                    }
                 )
         return self.made[subject]
 
@@ -146,20 +182,20 @@ def _rewrite(change: Change) -> None:
         op.execute("DROP TRIGGER IF EXISTS events_refuse_update")
     else:
         op.execute("ALTER TABLE events DISABLE TRIGGER events_refuse_change")
-    old_previous = new_previous = chain.GENESIS
+    old_previous = new_previous = _GENESIS
     after = 0
     while rows := _chunk(connection, after):
         changes = []
         for row in rows:
             stored = dict(row._mapping)
-            if stored["hash"] != chain.link(old_previous, stored):
+            if stored["hash"] != _link(old_previous, stored):
                 raise Refused(
                     f"the log's hash chain breaks at position {row.position}: see `cdp verify`; "
                     "this migration does not chain anew over a log that was tampered with"
                 )
             old_previous = stored["hash"]
             stored.update(change(connection, stored, keys))
-            new_previous = chain.link(new_previous, stored)
+            new_previous = _link(new_previous, stored)
             changes.append(
                 {
                     "at": row.position,
@@ -191,14 +227,12 @@ def _rekey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[
     fingerprint = _fingerprint(row["dedupe_key"])
     if row["sealed"] is None:
         key_id, material = keys.of_source(row["source"], connection)
-        redacted = personal.redacted(logged(row["body"]))
-        dedupe_key = personal.dedupe_key(redacted, fingerprint, material)
-        sealed = personal.seal(material, row["body"], dedupe_key)
+        redacted = _redacted(_logged(row["body"]))
+        dedupe_key = _dedupe_key(redacted, fingerprint, material)
+        sealed = _seal(material, row["body"], dedupe_key)
         return {"dedupe_key": dedupe_key, "body": redacted, "key_id": key_id, "sealed": sealed}
     material = keys.materials.get(row["key_id"])
-    whole = (
-        None if material is None else personal.unseal(material, row["sealed"], row["dedupe_key"])
-    )
+    whole = None if material is None else _unseal(material, row["sealed"], row["dedupe_key"])
     if whole is None:
         if material is None and _subject(row) not in keys.erased:
             raise Refused(
@@ -210,8 +244,8 @@ def _rekey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[
         clear = hashlib.sha256(row["body"].encode()).hexdigest()[:32]
         return {"dedupe_key": clear + secrets.token_hex(16)}
     assert material is not None
-    dedupe_key = personal.dedupe_key(row["body"], fingerprint, material)
-    return {"dedupe_key": dedupe_key, "sealed": personal.seal(material, whole, dedupe_key)}
+    dedupe_key = _dedupe_key(row["body"], fingerprint, material)
+    return {"dedupe_key": dedupe_key, "sealed": _seal(material, whole, dedupe_key)}
 
 
 def _unkey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[str, Any]:
@@ -219,12 +253,10 @@ def _unkey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[
     to it (an erased one: a hash of its keyed key, which gives nothing away); in the clear
     again when it names neither a chat nor a profile."""
     material = keys.materials.get(row["key_id"])
-    whole = (
-        None if material is None else personal.unseal(material, row["sealed"], row["dedupe_key"])
-    )
+    whole = None if material is None else _unseal(material, row["sealed"], row["dedupe_key"])
     if whole is None:
         return {"dedupe_key": hashlib.sha256(row["dedupe_key"].encode()).hexdigest()}
-    document = logged(whole)
+    document = _logged(whole)
     canonical = (
         json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -236,15 +268,7 @@ def _unkey(connection: sa.Connection, row: dict[str, Any], keys: _Keys) -> dict[
     if row["chat_uuid"] is None and row["profile_uuid"] is None:
         return {"dedupe_key": dedupe_key, "body": whole, "key_id": None, "sealed": None}
     assert material is not None
-    return {"dedupe_key": dedupe_key, "sealed": personal.seal(material, whole, dedupe_key)}
-
-
-def _opened(row: dict[str, Any], keys: _Keys) -> tuple[str | None, bytes | None]:
-    """The row's whole body, None if it cannot be opened; and its key's material."""
-    material = keys.materials.get(row["key_id"])
-    if material is None:
-        return None, None
-    return personal.unseal(material, row["sealed"], row["dedupe_key"]), material
+    return {"dedupe_key": dedupe_key, "sealed": _seal(material, whole, dedupe_key)}
 
 
 def _fingerprint(dedupe_key: str) -> str:
@@ -260,12 +284,182 @@ def _fingerprint(dedupe_key: str) -> str:
 
 def _subject(row: dict[str, Any]) -> str | None:
     if row["chat_uuid"] is not None:
-        return personal.of_chat(row["chat_uuid"])
+        return _of_chat(row["chat_uuid"])
     if row["profile_uuid"] is not None:
-        return personal.of_profile(row["profile_uuid"])
+        return _of_profile(row["profile_uuid"])
     return None
 
 
 def _chunk(connection: sa.Connection, after: int) -> list[sa.Row[Any]]:
     query = sa.select(_EVENTS).where(_EVENTS.c.position > after).order_by(_EVENTS.c.position)
     return list(connection.execute(query.limit(_CHUNK)))
+
+
+# What this migration needs of cdp, frozen: copied from cdp.chain, cdp.personal, cdp.times
+# and cdp.webhook as they were at 0017, stripped to what is used here, writing byte for byte
+# what they wrote (tests/unit/test_frozen_copies.py holds them to cdp's code).
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def _link(previous: str, row: Mapping[str, Any]) -> str:
+    """Frozen copy of cdp.chain.link for 0009: the hash of `row`, chained after `previous`."""
+    sealed: bytes | None = row["sealed"]
+    fields = [row[name] for name in _COLUMNS]
+    fields[_COLUMNS.index("sealed")] = None if sealed is None else len(sealed)
+    digest = hashlib.sha256(bytes.fromhex(previous))
+    digest.update(_ENCODER.encode(fields))
+    if sealed is not None:
+        digest.update(sealed)
+    return digest.hexdigest()
+
+
+def _of_chat(uuid: str) -> str:
+    """Frozen copy of cdp.personal.of_chat for 0009: a chat as the subject of a key."""
+    return f"chat:{uuid}"
+
+
+def _of_profile(uuid: str) -> str:
+    """Frozen copy of cdp.personal.of_profile for 0009: a profile as the subject of a key."""
+    return f"profile:{uuid}"
+
+
+def _of_source(name: str) -> str:
+    """Frozen copy of cdp.personal.of_source for 0009: a source as the subject of a key."""
+    return f"source:{name}"
+
+
+def _new_key() -> bytes:
+    """Frozen copy of cdp.personal.new_key for 0009: a subject's new key, 32 random bytes."""
+    return os.urandom(32)
+
+
+_DEDUPE_LABEL = b"cdp dedupe key"
+_HALF = 32  # hex digits in each half of a dedupe key
+
+
+def _dedupe_key(redacted: str, fingerprint: str, key: bytes) -> str:
+    """Frozen copy of cdp.personal.dedupe_key for 0009: clear half, then HMAC of the fingerprint."""
+    clear = hashlib.sha256(redacted.encode()).hexdigest()[:_HALF]
+    mac = hmac.new(hmac.digest(key, _DEDUPE_LABEL, "sha256"), bytes.fromhex(fingerprint), "sha256")
+    return clear + mac.hexdigest()[:_HALF]
+
+
+def _seal(key: bytes, body: str, dedupe_key: str) -> bytes:
+    """Frozen copy of cdp.personal.seal for 0009: nonce, then AES-GCM bound to the dedupe key."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, body.encode("utf-8"), dedupe_key.encode())
+
+
+def _unseal(key: bytes, sealed: bytes, dedupe_key: str) -> str | None:
+    """Frozen copy of cdp.personal.unseal for 0009: what _seal sealed, or None."""
+    nonce, ciphertext = sealed[:12], sealed[12:]
+    try:
+        plain = AESGCM(key).decrypt(nonce, ciphertext, dedupe_key.encode())
+    except (InvalidTag, ValueError):
+        return None
+    return plain.decode("utf-8", errors="replace")
+
+
+# cdp.personal.KEPT, frozen: the fields that are no personal data.
+_KEPT: dict[str, Any] = {
+    "event_type": True,
+    "timestamp": True,
+    "payload": {
+        "chat": {"uuid": True, "platform": True},
+        "profile": {"uuid": True},
+        "session": {
+            "team": {"id": True, "name": True},
+            "operator": {"uuid": True, "name": True, "avatar": True},
+        },
+        "message": {"uuid": True, "type": True, "status": True},
+    },
+}
+
+
+def _redacted(document: dict[str, Any] | None) -> str:
+    """Frozen copy of cdp.personal.redacted for 0009: the document as JSON, _KEPT's fields only."""
+    return _ENCODER.encode(_kept(document or {}, _KEPT)).decode()
+
+
+def _kept(value: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """Frozen copy of cdp.personal._kept for 0009: the fields of `value` that `kept` lists."""
+    out = {}
+    for name, inner in kept.items():
+        if name not in value:
+            continue
+        field = value[name]
+        if inner is True:
+            if not isinstance(field, dict | list):  # a value, never a subtree of unknown fields
+                out[name] = field
+        elif isinstance(field, dict):
+            out[name] = _kept(field, inner)
+    return out
+
+
+def _now_ms() -> int:
+    """Frozen copy of cdp.times.now_ms for 0009: milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+_MAX_LOGGED_DEPTH = 512
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _logged(body: str) -> dict[str, Any] | None:
+    """Frozen copy of cdp.webhook.logged for 0009: a logged body as a JSON object, or None."""
+    if _nesting(body, _MAX_LOGGED_DEPTH) > _MAX_LOGGED_DEPTH:
+        return None
+    try:
+        document = _DECODER.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # 512 levels, deep in a call stack
+        document = None
+    try:
+        if document is None:
+            document = json.loads(body, parse_float=_finite, parse_constant=lambda _: None)
+        if _SURROGATE_ESCAPE.search(body):
+            document = _representable(document)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _nesting(text: str, limit: int) -> int:
+    """Frozen copy of cdp.webhook.nesting for 0009: how deep JSON `text` nests, up to limit + 1."""
+    opened = text.count("{") + text.count("[")
+    if opened <= limit:  # nothing can nest deeper than the brackets it opens: skip the scan
+        return opened
+    depth = deepest = 0
+    for bracket in _BRACKET.finditer(_STRING.sub("", text)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+def _finite(text: str) -> float | None:
+    """Frozen copy of cdp.webhook._finite for 0009: a JSON number, None if it is not finite."""
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+_DECODER = msgspec.json.Decoder(float_hook=_finite)
+
+
+def _representable(value: Any) -> Any:
+    """Frozen copy of cdp.webhook._representable for 0009: lone surrogates as U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_representable(key): _representable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_representable(item) for item in value]
+    return value

@@ -1,10 +1,11 @@
 """The read models seal what they hold of a customer: a timeline event's name, phone,
 avatar, title, context and message, a session's title and context, and a chat's name,
-phone (as given and in E.164) and avatar are kept sealed under the key of their chat (see
-cdp.personal.Sealer, cdp.models.SEALED), so that once an erasure destroys that key, no
-copy of them opens: not the rows, nor the dead rows and write-ahead log a database keeps
-of what it deleted. Searches look chats up by digests of the phone and of the name's
-first letters instead (cdp.phones.digest, cdp.names.digest): `chats.name_key` and the
+phone (as given and in E.164) and avatar are kept sealed under the key of their chat
+(see cdp.privacy.personal.Sealer, cdp.conversations.tables.SEALED), so that once an
+erasure destroys that key, no copy of them opens: not the rows, nor the dead rows and
+write-ahead log a database keeps of what it deleted. Searches look chats up by digests of
+the phone and of the name's first letters instead (cdp.profiles.phones.digest,
+cdp.profiles.names.digest): `chats.name_key` and the
 indexes on it and on `phone_e164` go. A delivery refused as bad input is kept sealed
 under a key of its own (`rejected.key_id`), which the erasure that forgets it destroys;
 those kept before stay as they came until they expire.
