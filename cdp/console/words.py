@@ -25,9 +25,9 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     ),
     "needs_https": (
         "This page came over plain HTTP: browsers keep the sign-in only over HTTPS. Open "
-        'the console through the TLS proxy in front of cdp (README, "Behind TLS").',
+        'the console through the TLS proxy in front of cdp (docs/security.md, "Behind TLS").',
         "Страница пришла по HTTP без шифрования: браузеры сохраняют вход только по HTTPS. "
-        "Откройте консоль через TLS-прокси перед cdp (README, «Behind TLS»).",
+        "Откройте консоль через TLS-прокси перед cdp (docs/security.md, «Behind TLS»).",
     ),
     "wrong_token": ("This token is not valid.", "Этот токен недействителен."),
     "signed_out": (

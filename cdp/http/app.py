@@ -34,7 +34,7 @@ the log into customer profiles, chats, sessions and handoffs. Errors are
 
 Webhooks need their source's secret (`?token=` or `Authorization: Bearer`); every query
 needs a read token, rebuilds an admin token (`Authorization: Bearer`). A store with no
-source and no token, served on 127.0.0.1 only, is open: see the README's "Security".
+source and no token, served on 127.0.0.1 only, is open: see docs/security.md.
 
 Requests are answered only when addressed to a name the server answers for (`Host`: the
 address it listens on, and CDP_ALLOWED_HOSTS), else 421. A request that changes something

@@ -72,8 +72,8 @@ class TeamController(Controller):
     ) -> TeamStats:
         """What happened with the team at or after `since`, before `until` (each optional):
         sessions opened with it, handoffs in and out, customer messages and operator replies
-        while a chat was its, and how long customers waited for a first reply (see the
-        README's "Team statistics"). Zeros for a period with nothing; 404 for a team no
+        while a chat was its, and how long customers waited for a first reply (see
+        "Team statistics" in docs/api.md). Zeros for a period with nothing; 404 for a team no
         event named."""
         start, end = period(since, until)
         found = await service.reads.query(queries.team_stats, team_id, Period(start, end, source))

@@ -1,4 +1,5 @@
-"""The README's session rules, pinned at their edges through the HTTP API, on both databases.
+"""The session rules of docs/rules.md, pinned at their edges through the HTTP API, on both
+databases.
 
 Each scenario is posted twice under two names: once in time order ("forward") and once in
 reverse ("backward"); both must come out the same, since delivery order never matters.

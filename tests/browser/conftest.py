@@ -2,7 +2,7 @@
 
 The browser is the distribution's (CDP_TEST_CHROMIUM, or chromium on the PATH): the suite
 needs one, as it needs PostgreSQL, and fails without it rather than skipping. Screenshots
-for the README are saved to CDP_TEST_SCREENSHOTS when that names a folder.
+for the docs are saved to CDP_TEST_SCREENSHOTS when that names a folder (docs/images).
 """
 
 import os
@@ -139,7 +139,7 @@ def sign_in(page: Page, console: Console, token: str) -> None:
 
 
 def screenshot(page: Page, name: str) -> None:
-    """Save the page for the README, when CDP_TEST_SCREENSHOTS names a folder."""
+    """Save the page for the docs, when CDP_TEST_SCREENSHOTS names a folder."""
     folder = os.environ.get("CDP_TEST_SCREENSHOTS")
     if folder:
         page.screenshot(path=Path(folder) / f"{name}.png")

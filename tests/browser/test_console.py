@@ -125,9 +125,15 @@ def test_the_handoff_audit_downloads_as_csv_holding_the_rows_shown(
 
     page.get_by_role("link", name="Передачи").click()
     expect(page).to_have_url(f"{console.url}/console/handoffs")
-    # The day before holds no handoff.
+    # The day before holds the samples' handoff alone, in her Telegram chat.
     page.get_by_label("С", exact=True).fill("2026-05-05")
     page.get_by_label("По (включительно)").fill("2026-05-05")
+    page.get_by_role("button", name="Показать").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(TELEGRAM)
+    # And the day before that, none.
+    page.get_by_label("С", exact=True).fill("2026-05-04")
+    page.get_by_label("По (включительно)").fill("2026-05-04")
     page.get_by_role("button", name="Показать").click()
     expect(page.get_by_text("Передач не найдено.")).to_be_visible()
 

@@ -77,8 +77,9 @@ def test_import_in_small_batches_stores_the_same_as_one_batch(database: str) -> 
     bodies = [json.loads(body) for body in samples()]
     assert cdp(database, "import", "--batch-size", "2", "-", stdin=jsonl(*bodies)).exit_code == 0
     status = cdp(database, "status")
-    assert "events: 5" in status.output
+    assert "events: 8" in status.output
     assert "sessions: 1" in status.output
+    assert "handoffs: 1" in status.output
 
 
 def test_status_prints_the_head_each_projection_and_counts(database: str) -> None:
