@@ -5,7 +5,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, partial
@@ -529,38 +528,30 @@ def _as_json(type_: Any, dialect: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _Shadows:
-    """Tables written instead of those of their names (see shadowing), and a key that
-    names the set, for the forms compiled for it."""
+class Tables:
+    """The tables statements run on: the tables of the models, but for those given a table
+    in their place. A build hands the projectors it builds the shadows of their tables
+    (`timeline__next` for `timeline`, see cdp.projections.builds), so that they fill those
+    with the very statements that write the live ones; everywhere else, LIVE."""
 
-    tables: Mapping[str, Table]
-    key: tuple[tuple[str, str], ...]
+    instead: Mapping[str, Table]  # by the name of the table each stands in for
+    key: tuple[tuple[str, str], ...]  # names the set, for the forms compiled for it
 
+    @classmethod
+    def replacing(cls, tables: Mapping[Table, Table]) -> "Tables":
+        """Each of `tables` run on as the table it maps to."""
+        instead = {table.name: other for table, other in tables.items()}
+        return cls(instead, tuple(sorted((name, t.name) for name, t in instead.items())))
 
-_NO_SHADOWS: Final = _Shadows({}, ())
-_SHADOWS: Final[ContextVar[_Shadows]] = ContextVar("shadows", default=_NO_SHADOWS)
-
-
-@contextmanager
-def shadowing(tables: Mapping[Table, Table]) -> Iterator[None]:
-    """Within the block, and in this thread alone, every Prepared statement, insert() and
-    upsert() reads and writes the table each of `tables` maps to instead of the table
-    itself: a projector fills a projection built anew beside the one that serves (see
-    cdp.builds) with the very statements it writes the live one with."""
-    by_name = {live.name: shadow for live, shadow in tables.items()}
-    token = _SHADOWS.set(_Shadows(by_name, tuple(sorted((n, t.name) for n, t in by_name.items()))))
-    try:
-        yield
-    finally:
-        _SHADOWS.reset(token)
+    def __getitem__(self, table: Table) -> Table:
+        """The table run on for `table`."""
+        return self.instead.get(table.name, table)
 
 
-def actual(table: Table) -> Table:
-    """The table written for `table` in this thread (see shadowing)."""
-    return _SHADOWS.get().tables.get(table.name, table)
+LIVE: Final = Tables({}, ())
 
 
-def _shadowed(statement: ClauseElement, tables: Mapping[str, Table]) -> ClauseElement:
+def _replaced(statement: ClauseElement, tables: Mapping[str, Table]) -> ClauseElement:
     """`statement` with every table of `tables`' names, and every column of one, replaced."""
 
     def replace(element: Any, **_: Any) -> Any:
@@ -595,10 +586,13 @@ class Prepared:
         self._forms: dict[str, _Form] = {}
 
     def rows(
-        self, connection: Connection, values: Mapping[str, Any] | None = None
+        self,
+        connection: Connection,
+        values: Mapping[str, Any] | None = None,
+        tables: Tables = LIVE,
     ) -> list[dict[str, Any]]:
-        """Run a query once; its rows."""
-        return read_together(connection, (self, values or {}))[0]
+        """Run a query once, on `tables`; its rows."""
+        return read_together(connection, (self, values or {}), tables=tables)[0]
 
     def _rows(self, form: _Form, found: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         names = form.columns
@@ -609,29 +603,30 @@ class Prepared:
                     row[name] = _JSON_DECODER.decode(row[name])
         return rows
 
-    def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement once for each of `rows` (executemany); nothing is read back,
-        so in a pipeline nothing waits."""
+    def run(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]], tables: Tables = LIVE
+    ) -> None:
+        """Run the statement on `tables` once for each of `rows` (executemany); nothing is
+        read back, so in a pipeline nothing waits."""
         if not rows:
             return
-        form = self._form(connection)
+        form = self._form(connection, tables)
         with _cursor(connection, form.sql) as cursor:
             if len(rows) == 1:  # outside a pipeline, psycopg's executemany opens one of its own
                 cursor.execute(form.sql, form.values(rows[0]))
             else:
                 cursor.executemany(form.sql, map(form.values, rows))
 
-    def _form(self, connection: Connection) -> _Form:
+    def _form(self, connection: Connection, tables: Tables) -> _Form:
         name = connection.dialect.name
-        shadows = _SHADOWS.get()
-        key = name if not shadows.key else f"{name} {shadows.key}"
+        key = name if not tables.key else f"{name} {tables.key}"
         form = self._forms.get(key)
         if form is None:
             statement = self.statement
             if not isinstance(statement, ClauseElement):
                 statement = statement(name)
-            if shadows.key:
-                statement = _shadowed(statement, shadows.tables)
+            if tables.key:
+                statement = _replaced(statement, tables.instead)
             compiled = statement.compile(dialect=_DIALECTS[name]())
             assert isinstance(compiled, SQLCompiler)
             columns: tuple[str, ...] = ()
@@ -649,14 +644,15 @@ class Prepared:
 
 
 def read_together(
-    connection: Connection, *queries: tuple[Prepared, Mapping[str, Any]]
+    connection: Connection, *queries: tuple[Prepared, Mapping[str, Any]], tables: Tables = LIVE
 ) -> list[list[dict[str, Any]]]:
-    """Run several queries, each with its values; the rows of each. In a pipeline (see
-    pipelined) they are all sent before any answer is waited for: one round trip."""
+    """Run several queries on `tables`, each with its values; the rows of each. In a
+    pipeline (see pipelined) they are all sent before any answer is waited for: one round
+    trip."""
     with ExitStack() as stack:
         running = []
         for query, values in queries:
-            form = query._form(connection)
+            form = query._form(connection, tables)
             cursor = stack.enter_context(_cursor(connection, form.sql))
             cursor.execute(form.sql, form.values(values))
             running.append((query, form, cursor))
@@ -706,7 +702,6 @@ def insert(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any
     on SQLite. Statement building per row cost more than the database's own work."""
     if not rows:
         return
-    table = actual(table)
     names = tuple(rows[0])
     postgresql = dialect(connection) == "postgresql"
     if len(rows) < BULK_FROM or not postgresql or _pipelined(connection):  # COPY cannot pipeline
@@ -752,7 +747,6 @@ def upsert(
     that comes later in that order than the stored one."""
     if not rows:
         return
-    table = actual(table)
     statement = _upsert(
         dialect(connection),
         table,

@@ -283,6 +283,17 @@ _HANDOFFS_GONE: Final = db.Prepared(
     handoffs.delete().where(db.among(handoffs.c.position, "positions"))
 )
 _TURNS_GONE: Final = db.Prepared(waits.delete().where(db.among(waits.c.position, "positions")))
+# A chat's rows, every table's (see ChatsProjector.forget).
+_FORGET: Final = tuple(
+    db.Prepared(table.delete().where(db.among(table.c[column], "chats")))
+    for table, column in (
+        (timeline, "chat_uuid"),
+        (sessions, "chat_uuid"),
+        (handoffs, "chat_uuid"),
+        (waits, "chat_uuid"),
+        (chats, "uuid"),
+    )
+)
 
 
 def _fact(row: Mapping[str, Any], sealer: personal.Sealer | None) -> Fact:
@@ -320,13 +331,17 @@ class _Stored:
         )
 
     def read_on(
-        self, connection: Connection, chat_uuid: str, sealer: personal.Sealer | None
+        self,
+        connection: Connection,
+        tables: db.Tables,
+        chat_uuid: str,
+        sealer: personal.Sealer | None,
     ) -> None:
         """Read the next chunk of events, as many as read so far (_CHUNK at least)."""
         last = self.loaded[-1][0] if self.loaded else self.start[0] if self.start else None
         most = max(_CHUNK, len(self.loaded))
         after = _at(last) if last is not None else {"at": -INT64_MAX, "rank": 0, "key": ""}
-        rows = _AFTER.rows(connection, {"chat": chat_uuid, **after, "most": most})
+        rows = _AFTER.rows(connection, {"chat": chat_uuid, **after, "most": most}, tables)
         self.loaded += [(_fact(row, sealer), _placement(row)) for row in rows]
         self.whole = len(rows) < most
 
@@ -432,7 +447,7 @@ def _of(summary: SessionSummary | TurnSummary | None, sort: str) -> Any:
 class ChatsProjector:
     name = "chats"
     # 2: chats.name_key; 3: turns (waits), written by this projector; 4: the customer's
-    # values sealed (see models.SEALED), and chats looked up by digests
+    # values sealed (see tables.SEALED), and chats looked up by digests
     version = 4
     tables: tuple[Table, ...] = (timeline, sessions, handoffs, waits, chats)
     reads: tuple[str, ...] = ()
@@ -445,9 +460,11 @@ class ChatsProjector:
             f"session_open_window={rules.open_window_ms}ms phone_region={phone_region}"
         )
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
-        """Project new events. `fresh`: the tables hold nothing of their chats yet, and the
-        batch holds every event of each (a rebuild)."""
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
+        """Project new events into `tables`. `fresh`: they hold nothing of their chats yet,
+        and the batch holds every event of each (a rebuild)."""
         new: dict[str, list[Fact]] = defaultdict(list)
         # A chat belongs to the source of its first event (see owners): a log older than
         # owners may hold some of another.
@@ -471,12 +488,19 @@ class ChatsProjector:
                 conversation = fold(chat_uuid, facts, self.rules)
                 writes.whole(chat_uuid, sources[chat_uuid], facts, conversation)
         else:
-            self._refold(connection, new, sources, sealers, writes)
-        writes.flush(connection)
+            self._refold(connection, tables, new, sources, sealers, writes)
+        writes.flush(connection, tables)
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        """Every row of the chats: each table's are the chat's alone."""
+        values = [{"chats": list(chats)}]
+        for statement in _FORGET:
+            statement.run(connection, values, tables)
 
     def _refold(
         self,
         connection: Connection,
+        tables: db.Tables,
         new: Mapping[str, list[Fact]],
         sources: Mapping[str, str],
         sealers: Mapping[str, personal.Sealer | None],
@@ -488,20 +512,23 @@ class ChatsProjector:
             for chat_uuid, facts in new.items()
         }
         window = self.rules.open_window_ms
-        stored, found = _first_chunks(connection, new, reach, window, sealers)
+        stored, found = _first_chunks(connection, tables, new, reach, window, sealers)
         regions = {
             chat_uuid: _folded(
                 self.rules,
                 stored[chat_uuid],
                 facts,
-                partial(stored[chat_uuid].read_on, connection, chat_uuid, sealers[chat_uuid]),
+                partial(
+                    stored[chat_uuid].read_on, connection, tables, chat_uuid, sealers[chat_uuid]
+                ),
             )
             for chat_uuid, facts in new.items()
         }
-        rows = _Rows.read(connection, found, stored, regions, reach, sealers)
+        rows = _Rows.read(connection, tables, found, stored, regions, reach, sealers)
         for chat_uuid, region in regions.items():
             change = _Change(
                 connection,
+                tables,
                 chat_uuid,
                 stored[chat_uuid],
                 region,
@@ -515,6 +542,7 @@ class ChatsProjector:
 
 def _first_chunks(
     connection: Connection,
+    tables: db.Tables,
     new: Mapping[str, list[Fact]],
     reach: Mapping[str, int],
     window: int,
@@ -533,7 +561,10 @@ def _first_chunks(
     until = {row["chat_uuid"]: row["until"] for row in wanted}
     stored = {chat_uuid: _Stored() for chat_uuid in new}
     chunks, found = db.read_together(
-        connection, (_FIRST_CHUNK, {"wanted": wanted}), (_CHATS, {"chats": list(new)})
+        connection,
+        (_FIRST_CHUNK, {"wanted": wanted}),
+        (_CHATS, {"chats": list(new)}),
+        tables=tables,
     )
     read: dict[str, int] = defaultdict(int)
     for row in chunks:
@@ -570,6 +601,7 @@ class _Rows:
     def read(
         cls,
         connection: Connection,
+        tables: db.Tables,
         found_chats: dict[str, dict[str, Any]],
         stored: Mapping[str, _Stored],
         regions: Mapping[str, _Region],
@@ -593,7 +625,7 @@ class _Rows:
             queries.append((_SESSIONS, {"wanted": spans}))
         if starts or positions:
             queries.append((_TURNS, {"wanted": starts, "positions": positions}))
-        found = db.read_together(connection, *queries)
+        found = db.read_together(connection, *queries, tables=tables)
         found_sessions = {
             (row["chat_uuid"], row["number"]): _opened_row(
                 row, sealers[row["chat_uuid"]], SEALED[sessions]
@@ -623,6 +655,7 @@ class _Change:
     def __init__(
         self,
         connection: Connection,
+        tables: db.Tables,
         chat_uuid: str,
         stored: _Stored,
         region: _Region,
@@ -631,7 +664,8 @@ class _Change:
         source: str,
         sealer: personal.Sealer | None,
     ) -> None:
-        self.connection, self.chat_uuid, self.sealer = connection, chat_uuid, sealer
+        self.connection, self.tables = connection, tables
+        self.chat_uuid, self.sealer = chat_uuid, sealer
         self.stored, self.region, self.rows, self.reach = stored, region, rows, reach
         found = rows.chats.get(chat_uuid)
         self.source: str = found["source"] if found is not None else source
@@ -656,7 +690,9 @@ class _Change:
             found = None
             if self.stored.start is not None and self.first is not None:
                 values = {"chat": self.chat_uuid, "number": self.first}
-                rows = _BEFORE[sort].rows(self.connection, values | _at(self.stored.start[0]))
+                rows = _BEFORE[sort].rows(
+                    self.connection, values | _at(self.stored.start[0]), self.tables
+                )
                 found = _fact(rows[0], self.sealer) if rows else None
             self._probed[sort] = found
         return self._probed[sort]
@@ -750,7 +786,7 @@ class _Change:
         values = {"chat": self.chat_uuid, "number": number}
         outside = [
             row
-            for row in _HANDOFFS_OF.rows(self.connection, values)
+            for row in _HANDOFFS_OF.rows(self.connection, values, self.tables)
             if row["position"] not in region
         ]
         earlier = [row["to_team_id"] for row in outside if row["at"] < self.reach]
@@ -815,7 +851,7 @@ class _Change:
         if shift is not None:  # the turns after the region, in its last session, renumbered
             number, ordinal, by = shift
             values = {"chat": self.chat_uuid, "number": number, "ordinal": ordinal}
-            for row in _TURNS_AFTER.rows(self.connection, values):
+            for row in _TURNS_AFTER.rows(self.connection, values, self.tables):
                 changed.append({**row, "ordinal": row["ordinal"] + by})
         return changed, gone
 
@@ -1036,26 +1072,27 @@ class _Writes:
         if row is not None and row != stored:
             self.chats.append(row)
 
-    def flush(self, connection: Connection) -> None:
-        """Write the rows, the customer's values in them sealed (see models.SEALED)."""
+    def flush(self, connection: Connection, tables: db.Tables) -> None:
+        """Write the rows into `tables`, the customer's values in them sealed (see
+        tables.SEALED)."""
         self._seal()
-        db.insert(connection, timeline, self.timeline_new)
-        _MOVE.run(connection, self.timeline_moved)
-        _SESSION_GONE.run(connection, self.sessions_gone)
+        db.insert(connection, tables[timeline], self.timeline_new)
+        _MOVE.run(connection, self.timeline_moved, tables)
+        _SESSION_GONE.run(connection, self.sessions_gone, tables)
         if self.handoffs_gone:
-            _HANDOFFS_GONE.run(connection, [{"positions": self.handoffs_gone}])
+            _HANDOFFS_GONE.run(connection, [{"positions": self.handoffs_gone}], tables)
         if self.turns_gone:
-            _TURNS_GONE.run(connection, [{"positions": self.turns_gone}])
+            _TURNS_GONE.run(connection, [{"positions": self.turns_gone}], tables)
         if self.fresh:
-            db.insert(connection, sessions, self.sessions)
-            db.insert(connection, handoffs, self.handoffs)
-            db.insert(connection, waits, self.turns)
-            db.insert(connection, chats, self.chats)
+            db.insert(connection, tables[sessions], self.sessions)
+            db.insert(connection, tables[handoffs], self.handoffs)
+            db.insert(connection, tables[waits], self.turns)
+            db.insert(connection, tables[chats], self.chats)
             return
-        db.upsert(connection, sessions, self.sessions, key=["chat_uuid", "number"])
-        db.upsert(connection, handoffs, self.handoffs, key=["position"])
-        db.upsert(connection, waits, self.turns, key=["position"])
-        db.upsert(connection, chats, self.chats, key=["uuid"])
+        db.upsert(connection, tables[sessions], self.sessions, key=["chat_uuid", "number"])
+        db.upsert(connection, tables[handoffs], self.handoffs, key=["position"])
+        db.upsert(connection, tables[waits], self.turns, key=["position"])
+        db.upsert(connection, tables[chats], self.chats, key=["uuid"])
 
     def _seal(self) -> None:
         sealers = self.sealers

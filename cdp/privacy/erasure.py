@@ -147,7 +147,9 @@ def _finish(
                     suppress=suppressed,
                     made_by=erased_at,
                 )
-                refold(connection, following(connection, projectors), keystore, chats)
+                refold(
+                    connection, following(connection, projectors), keystore, chats, tables=db.LIVE
+                )
                 # The first pending in their order: none pending comes before the last.
                 _DONE.run(connection, [{"profile": profile_uuid, "last": chats[-1]}])
             rejected_rows.drop(connection, doomed, keystore)

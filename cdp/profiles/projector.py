@@ -5,7 +5,7 @@ so the rows never depend on the order events arrive in.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Table
 
@@ -22,7 +22,9 @@ class ProfilesProjector:
     tables: tuple[Table, ...] = (profile_chats,)
     reads: tuple[str, ...] = ()
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
         seen: dict[tuple[str, str], dict[str, Any]] = {}
         for recorded in batch:
             webhook = recorded.incoming.webhook
@@ -42,13 +44,22 @@ class ProfilesProjector:
             row["first_seen_at"] = min(row["first_seen_at"], webhook.timestamp)
             row["last_seen_at"] = max(row["last_seen_at"], webhook.timestamp)
         if fresh:  # every pair is whole in this batch, and none is stored yet
-            db.insert(connection, profile_chats, list(seen.values()))
+            db.insert(connection, tables[profile_chats], list(seen.values()))
             return
         db.upsert(
             connection,
-            profile_chats,
+            tables[profile_chats],
             list(seen.values()),
             key=["profile_uuid", "chat_uuid"],
             least=["first_seen_at"],
             greatest=["last_seen_at"],
         )
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        """A chat's pairs name its profile: they go with it."""
+        _FORGET.run(connection, [{"chats": list(chats)}], tables)
+
+
+_FORGET: Final = db.Prepared(
+    profile_chats.delete().where(db.among(profile_chats.c.chat_uuid, "chats"))
+)

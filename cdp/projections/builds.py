@@ -1,10 +1,11 @@
 """Projections built anew beside the ones that serve, then put in their place at once.
 
 A projection's tables get shadows named with NEXT (`timeline__next`), made empty from the
-models, filled by the projector itself through db.shadowing (the very statements that
-write the live tables) a batch a transaction, brought up to the log head, and swapped in
-in one short transaction under the append lock: the live table dropped (on SQLite, put
-aside and dropped afterwards, a little at a time), its shadow renamed. Readers see the
+models, filled by the projector itself, handed them as its tables (db.Tables: the very
+statements that write the live tables, run on the shadows) a batch a transaction,
+brought up to the log head, and swapped in in one short transaction under the append
+lock: the live table dropped (on SQLite, put aside and dropped afterwards, a little at a
+time), its shadow renamed. Readers see the
 old projection or the new one, never a half-built one; webhooks wait for the swap alone.
 One build of a projection runs at a time across processes (see claimed), and its
 progress and end are kept in projection_builds (see run).
@@ -293,6 +294,7 @@ def build(
 
     tables = [table for projector in projectors for table in projector.tables]
     shadows = {table: shadow(table) for table in tables}
+    written = db.Tables.replacing(shadows)  # what the projectors are handed to fill
     started = now_ms()
     size = BUILD_BATCH[engine.dialect.name]
     discard_old(engine, tables)  # left by a build stopped after its swap
@@ -305,9 +307,9 @@ def build(
         done = 0
         replayed = store.replay(reading, keys(reading, keystore), until=reached)
         for batch in whole_chats(replayed, size):
-            with db.writing(engine) as connection, db.shadowing(shadows):
+            with db.writing(engine) as connection:
                 for projector in projectors:
-                    projector.apply(connection, batch, fresh=True)
+                    projector.apply(connection, batch, fresh=True, tables=written)
             done += len(batch)
             progress(done, reached)
     try:
@@ -317,8 +319,8 @@ def build(
     clean: dict[str, int] = {}  # chats folded again since their erasure reached them
     while True:
         for step in erased.steps(engine, clean):
-            with db.writing(engine) as connection, db.shadowing(shadows):
-                refold(connection, projectors, keystore, sorted(step), until=reached)
+            with db.writing(engine) as connection:
+                refold(connection, projectors, keystore, sorted(step), reached, tables=written)
             clean.update(step)
             progress(reached, reached)
         with engine.connect() as connection:
@@ -326,19 +328,20 @@ def build(
         if head - reached <= SWAP_WITHIN:
             break
         while reached < head:
-            with db.writing(engine) as connection, db.shadowing(shadows):
-                reached = _project_since(connection, projectors, keystore, reached, head)
+            with db.writing(engine) as connection:
+                reached = _project_since(connection, projectors, keystore, reached, head, written)
             progress(reached, head)
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
-            with db.writing(engine) as connection, db.shadowing(shadows):
+            with db.writing(engine) as connection:
                 if connection.dialect.name == "postgresql":  # see SWAP_LOCK_WAIT
                     connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'"))
                 store.lock(connection)
                 head, at = store.head(connection), reached
                 while at < head:
-                    at = _project_since(connection, projectors, keystore, at, head)
-                refold(connection, projectors, keystore, sorted(erased.since(connection, clean)))
+                    at = _project_since(connection, projectors, keystore, at, head, written)
+                again = sorted(erased.since(connection, clean))
+                refold(connection, projectors, keystore, again, tables=written)
                 swap(connection, tables)
                 built(connection, projectors, head)
                 if swapped is not None:
@@ -364,14 +367,16 @@ def _project_since(
     keystore: Keystore,
     after: int,
     until: int,
+    tables: db.Tables,
 ) -> int:
-    """Project a batch of the events after `after` up to `until`; the position reached."""
+    """Project a batch of the events after `after` up to `until` into `tables`; the
+    position reached."""
     size = BUILD_BATCH[connection.dialect.name]
     batch = store.since(
         connection, after=after, until=until, limit=size, keys=keys(connection, keystore)
     )
     for projector in projectors:
-        projector.apply(connection, batch, fresh=False)
+        projector.apply(connection, batch, fresh=False, tables=tables)
     return batch[-1].position if batch else until
 
 

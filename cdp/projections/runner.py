@@ -38,9 +38,13 @@ Progress = Callable[[str, int, int], None]
 
 
 class Projector(Protocol):
-    """Turns the log into read models. `version` changes whenever the code changes what
-    its tables hold; `shape` names the settings that shape them: when either differs from
-    what built the live tables, they are built anew (see cdp.builds)."""
+    """Turns the log into read models: the tables it declares (`tables`), and no other.
+    `version` changes whenever the code changes what its tables hold; `shape` names the
+    settings that shape them: when either differs from what built the live tables, they
+    are built anew (see cdp.projections.builds).
+
+    It is handed the tables to write each time (`tables`: db.LIVE, or a build's shadows
+    of its own), and runs every statement on them."""
 
     name: str
     version: int
@@ -50,12 +54,20 @@ class Projector(Protocol):
     # in the registry, and a build of it builds them too (see builds.along).
     reads: tuple[str, ...]
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
-        """Project new events, given in log order.
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
+        """Project new events, given in log order, into `tables`.
 
         `fresh`: the projector's tables hold nothing yet of the chats the batch names, and
         the batch holds every event of each of them (a rebuild).
         """
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        """Delete from `tables` every row that holds something of `chats` (their customers'
+        values, or what was derived from them), so that folding their events again (after
+        an erasure destroyed their keys) writes them as a rebuild would. Rows of no chat
+        alone (a team's name) hold nothing personal and stay."""
 
 
 class Standing(NamedTuple):
@@ -162,12 +174,12 @@ def project(
             missed = store.since(
                 connection, after=mark, until=head, limit=BATCH, keys=keys(connection, keystore)
             )
-            projector.apply(connection, missed, fresh=False)
+            projector.apply(connection, missed, fresh=False, tables=db.LIVE)
             mark = missed[-1].position
         following.append(projector)
     for projector in projectors:  # in the registry's order: some read what others wrote
         if projector in following or projector in starting:
-            projector.apply(connection, new, fresh=False)
+            projector.apply(connection, new, fresh=False, tables=db.LIVE)
     advance(connection, following, new[-1].position)
     built(connection, starting, new[-1].position)
 
@@ -194,7 +206,7 @@ def rebuild(
     for batch in whole_chats(store.replay(connection, keys(connection, keystore))):
         done += len(batch)
         for projector in projectors:
-            projector.apply(connection, batch, fresh=True)
+            projector.apply(connection, batch, fresh=True, tables=db.LIVE)
             if progress is not None:
                 progress(projector.name, done, total)
     built(connection, projectors, head)
@@ -207,26 +219,20 @@ def refold(
     keystore: Keystore,
     chats: Sequence[str],
     until: int | None = None,
+    *,
+    tables: db.Tables,
 ) -> None:
-    """Fold `chats` again from the log (up to position `until`), as a rebuild would (after
-    their keys were destroyed).
-
-    A projection's rows belong to one chat (its chat_uuid; a chat row, its uuid), or to
-    none and hold nothing personal (a team's name). The caller holds the append lock, so
-    no checkpoint moves meanwhile. Within db.shadowing, the shadows are folded again."""
+    """Fold `chats` again from the log (up to position `until`) into `tables`, as a rebuild
+    would (after their keys were destroyed): each projector forgets them first. The caller
+    holds the append lock, so no checkpoint moves meanwhile."""
     if not chats:
         return
     for projector in projectors:
-        for table in reversed(projector.tables):
-            target = db.actual(table)
-            column = target.c.get("chat_uuid", target.c.get("uuid"))
-            if column is not None:  # else no chat's alone: teams, say, by name
-                doomed = target.delete().where(db.among(column, "chats"))
-                connection.execute(doomed, {"chats": list(chats)})
+        projector.forget(connection, chats, tables)
     replayed = store.replay(connection, keys(connection, keystore), chats=chats, until=until)
     for batch in whole_chats(replayed):
         for projector in projectors:
-            projector.apply(connection, batch, fresh=True)
+            projector.apply(connection, batch, fresh=True, tables=tables)
 
 
 def keys(connection: Connection, keystore: Keystore) -> store.Keys:

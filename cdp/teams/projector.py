@@ -3,7 +3,7 @@
 A team's name is the one the latest event naming it carried, in the fold's order; rows
 are upserted keeping the later name and the wider span of seen times, which commute, so
 they never depend on the order events arrive in. Turns, the team statistics' rows, are
-the chats projector's (see cdp.projectors.chats).
+the chats projector's (see cdp.conversations.projector).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +26,9 @@ class TeamsProjector:
     tables: tuple[Table, ...] = (teams,)
     reads: tuple[str, ...] = ()
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
         rows = []
         for recorded in batch:
             if recorded.incoming.webhook.chat_uuid is None:
@@ -44,11 +46,14 @@ class TeamsProjector:
                     "dedupe_key": fact.dedupe_key,
                 }
             )
-        _name(connection, rows)
+        _name(connection, rows, tables)
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        """A team's name is Fasttrack's, of no customer: nothing to forget."""
 
 
-def _name(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Record the teams `rows` name, each by the latest name they give it."""
+def _name(connection: Connection, rows: Iterable[Mapping[str, Any]], tables: db.Tables) -> None:
+    """Record in `tables` the teams `rows` name, each by the latest name they give it."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for row in rows:
         if row["event_team_id"] is None:
@@ -73,7 +78,7 @@ def _name(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         before["last_seen_at"] = max(before["last_seen_at"], named["last_seen_at"])
     db.upsert(
         connection,
-        teams,
+        tables[teams],
         list(found.values()),
         key=["source", "id"],
         latest=["named_at", "named_rank", "named_key"],

@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import OperationalError
 
+from cdp import db
 from cdp.conversations.tables import chats
 from cdp.http.app import create_app
 from cdp.log import ingest, rejected
@@ -75,9 +76,14 @@ class Held:
     def __init__(self) -> None:
         self.entered, self.go_on = threading.Event(), threading.Event()
 
-    def apply(self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool) -> None:
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
         self.entered.set()
         assert self.go_on.wait(timeout=30)
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        pass
 
 
 def writer(settings: Settings, engine: Engine, *extra: Held, **options: Any) -> Writer:

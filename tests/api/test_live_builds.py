@@ -182,8 +182,11 @@ class Counter:
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def apply(self, connection: Any, batch: Any, *, fresh: bool) -> None:
+    def apply(self, connection: Any, batch: Any, *, fresh: bool, tables: Any) -> None:
         self.seen += [recorded.position for recorded in batch]
+
+    def forget(self, connection: Any, chats: Any, tables: Any) -> None:
+        pass
 
 
 def test_a_projector_added_to_the_registry_fills_from_the_whole_log_then_follows_it(

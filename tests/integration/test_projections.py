@@ -18,18 +18,15 @@ from sqlalchemy import Engine, select
 
 from cdp import db, paging
 from cdp.conversations import projector, queries
-from cdp.conversations.tables import chats, handoffs, sessions, timeline, waits
 from cdp.db import make_engine
 from cdp.http.schemas import Page, RawJSON
 from cdp.log import ingest, store
-from cdp.privacy import personal
+from cdp.privacy import erasure, personal
 from cdp.privacy.keystore import MAIN
 from cdp.profiles import queries as profiles_queries
-from cdp.profiles.tables import profile_chats
 from cdp.projections import registry, runner
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
-from cdp.teams.tables import teams
 from tests.conftest import empty
 from tests.factories import PAST, checked, now_ms, webhook
 
@@ -228,10 +225,31 @@ def test_any_delivery_order_and_a_rebuild_give_the_same_answers(
     engine = fresh()
     deliver(engine, second_order, batches)
     assert snapshot(engine) == expected
+    live = stored(engine)
 
     with db.writing(engine) as connection:
         runner.rebuild(connection, registry.projectors(rules()), MAIN)
     assert snapshot(engine) == expected
+    assert stored(engine) == live  # row for row, in every table of every projection
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(history=histories(), data=st.data())
+def test_an_erasure_leaves_every_projection_as_a_rebuild_would(
+    fresh: Callable[[], Engine], history: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Each projector forgets the erased chats' rows, and they are folded again without
+    their keys: row for row what a rebuild writes, in every table of the registry."""
+    profile = data.draw(st.sampled_from(["p1", "p2"]), label="erased")
+    engine = fresh()
+    deliver(engine, history, [len(history)])
+    erasure.erase(engine, MAIN, registry.projectors(rules()), profile)
+    erased = stored(engine)
+    with db.writing(engine) as connection:
+        runner.rebuild(connection, registry.projectors(rules()), MAIN)
+    assert stored(engine) == erased
 
 
 def test_handoffs_of_one_millisecond_are_listed_alike_whatever_the_delivery_order(
@@ -405,11 +423,14 @@ def long_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 def stored(engine: Engine) -> dict[str, Any]:
-    """Every projection table's rows, with log positions replaced by the events' keys."""
+    """The rows of every table of every projector in the registry, with log positions
+    replaced by the events' keys."""
+    tables = [table for each in registry.projectors(rules()) for table in each.tables]
+    assert {table.name for table in tables} >= {"timeline", "chats", "profile_chats", "teams"}
     with engine.connect() as connection:
         keys = {row.position: row.dedupe_key for row in store.read(connection)}
         found = {}
-        for table in (timeline, sessions, handoffs, waits, chats, profile_chats, teams):
+        for table in tables:
             rows = [dict(row._mapping) for row in connection.execute(select(table))]
             for row in rows:
                 if "position" in row:
