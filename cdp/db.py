@@ -317,7 +317,7 @@ def writing(
                     yield connection
 
 
-def settle(engine: Engine, tables: Iterable[Table]) -> None:
+def analyze(engine: Engine, tables: Iterable[Table]) -> None:
     """PostgreSQL: VACUUM (ANALYZE) tables just filled in bulk, as autovacuum would some
     time later: the planner's statistics, and the visibility map without which a count
     that could read an index alone reads every row too. Nothing on SQLite. However long
@@ -422,7 +422,7 @@ class _Among(ColumnElement[bool]):
         self.column, self.values = column, values
 
 
-def among(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     """`column` is one of the values of the list parameter `name`: one bound value, however
     long the list (`IN (...)` binds one a value, and a database takes some tens of thousands
     at most), so the statement compiles once. In a Prepared statement or any other."""

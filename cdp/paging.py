@@ -49,7 +49,7 @@ class BadCursor(ValueError):
 
 class BeingErased(Exception):
     """A profile whose erasure has begun and not ended (HTTP 409): its chats are erased a
-    few at a time (see cdp.erasure), and until the last one is, it is neither whole nor
+    few at a time (see cdp.privacy.erasure), and until the last one is, it is neither whole nor
     erased."""
 
     def __init__(self, uuid: str) -> None:

@@ -144,15 +144,15 @@ class Settings(BaseSettings):
     webhook_rate_limit: float = Field(default=1000, ge=0)
     read_rate_limit: float = Field(default=100, ge=0)
     failed_auth_rate_limit: float = Field(default=1, ge=0)
-    # Where the keys that seal personal data live (see cdp.keystore); see keystore().
+    # Where the keys that seal personal data live (see cdp.privacy.keystore); see keystore().
     keystore_url: str | None = None
-    # The file of the keys that wrap those keys, outside every database (see cdp.keyfile);
+    # The file of the keys that wrap those keys, outside every database (see cdp.privacy.keyfile);
     # see key_path().
     key_file: Path | None = None
     # How SQLite (the store and a keystore of its own) makes a commit durable: see
     # cdp.db.SYNCHRONOUS. "full": a webhook answered survives a power cut.
     sqlite_synchronous: Annotated[Literal["full", "normal"], BeforeValidator(_lower)] = "full"
-    # How cdp serve writes its log: lines of text, or JSON lines (see cdp.serverlog).
+    # How cdp serve writes its log: lines of text, or JSON lines (see cdp.runtime.serverlog).
     log_format: Literal["text", "json"] = "text"
     # GET /events/stream: streams open at once per process, in all and per read token; the
     # events each holds for a client that reads slower than they come; how often the streams
@@ -168,10 +168,10 @@ class Settings(BaseSettings):
     ] = timedelta(seconds=15)
 
     # The names requests may be addressed to (their Host), besides those of the address the
-    # server listens on: see cdp.api.guards. "*" takes any, for a proxy that checks Host.
+    # server listens on: see cdp.http.guards. "*" takes any, for a proxy that checks Host.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_hosts)] = ()
 
-    # What cdp serve takes from a connection before the API sees a request (see cdp.server):
+    # What cdp serve takes from a connection before the API sees a request (see cdp.runtime.server):
     # connections open at once per process, the size of a request's line and headers, the
     # time they and then the body may take, and how long an idle connection is kept.
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)

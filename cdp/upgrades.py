@@ -29,7 +29,7 @@ METADATA: Final = Base.metadata
 REORDERING: Final = ("0009",)
 
 
-class Refused(Exception):
+class UpgradeRefused(Exception):
     """A migration that cannot run on this database as it is, and says why; nothing changed."""
 
 

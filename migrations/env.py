@@ -2,7 +2,7 @@
 
 The one place where the migrations meet cdp's own code: they import none of it (see
 tests/unit/test_frozen_migrations.py). A migration that refuses to run raises an exception
-of its own marked `migration_refused`; it leaves here as cdp.upgrades.Refused, which `cdp
+of its own marked `migration_refused`; it leaves here as cdp.upgrades.UpgradeRefused, which `cdp
 migrate` reports as the schema not upgraded, and why.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from cdp.db import make_engine
 from cdp.settings import Settings
-from cdp.upgrades import METADATA, Refused
+from cdp.upgrades import METADATA, UpgradeRefused
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -33,7 +33,7 @@ def run(connection: Connection) -> None:
     except Exception as error:
         if getattr(error, "migration_refused", False) is not True:
             raise
-        raise Refused(str(error)) from error
+        raise UpgradeRefused(str(error)) from error
 
 
 if context.is_offline_mode():

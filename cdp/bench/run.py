@@ -215,7 +215,7 @@ def _load(url: str, traffic: Traffic, settings: Settings) -> None:
             batch.clear()
     if batch:
         ingest.record(engine, batch, projectors, keystore=keystore)
-    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
+    db.analyze(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
 
@@ -341,7 +341,7 @@ def _bare_rebuild(url: str, bare_url: str) -> float:
     with source.connect() as reading, target.begin() as writing:
         with keystore.connect(reading) as keys:
             ids = list(keys.scalars(select(privacy_tables.keys.c.id)))
-        materials = keystore.materials(reading, ids)  # unwrapped: see cdp.keyfile
+        materials = keystore.materials(reading, ids)  # unwrapped: see cdp.privacy.keyfile
         batch: list[dict[str, Any]] = []
         sealers: dict[str, personal.Sealer | None] = {}
         for row in reading.execute(query.execution_options(yield_per=2000)):
@@ -713,7 +713,7 @@ def _into_session(url: str, size: int, plan: Plan) -> dict[str, float]:
     projectors = registry.projectors(plan.settings)
     latest = latest_timestamp(plan.settings.max_clock_skew)
     session = _load_long_session(engine, keystore, size, plan.settings)
-    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
+    db.analyze(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     moments = {"last": session[-1]["timestamp"], "middle": session[len(session) // 2]["timestamp"]}
     other = {**_BENCH_CHAT, "uuid": "bench-new-chat"}
     patterns = {"new chat": [_bench_body("message_created", moments["last"], -1, other)]}
@@ -872,7 +872,7 @@ def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> li
     )
     while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
         ingest.record(engine, batch, projectors, keystore=keystore)
-    db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
+    db.analyze(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()
     return [profile for profile, _ in named]

@@ -27,7 +27,7 @@ from cdp.log import store
 from cdp.log.store import Receipt
 from cdp.privacy.keystore import Keystore
 from cdp.projections import registry
-from cdp.projections.runner import Projector, keys, rebuild
+from cdp.projections.runner import Projector, key_lookup, rebuild
 from cdp.projections.tables import checkpoints
 from cdp.settings import Settings
 
@@ -140,7 +140,7 @@ def account(
     with engine.connect() as connection:
         after = 0
         while rows := store.read(connection, after=after, limit=5000):
-            opened = store.bodies(rows, keys(connection, keystore))
+            opened = store.bodies(rows, key_lookup(connection, keystore))
             for row, (body, _) in zip(rows, opened, strict=True):
                 held[digest(body.encode())].append(row.position)
             after = rows[-1].position

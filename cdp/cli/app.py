@@ -196,7 +196,7 @@ def upgrade_schema(settings: Settings, engine: Engine) -> None:
     click.get_current_context().call_on_close(keystore.dispose)
     try:
         reorders = upgrades.upgrade(engine, keystore=keystore)
-    except upgrades.Refused as refused:
+    except upgrades.UpgradeRefused as refused:
         raise click.ClickException(f"the schema was not upgraded: {refused}") from None
     if reorders:
         click.echo("rebuilding the projections: events are ordered anew (migration 0009)")

@@ -21,7 +21,7 @@ from cdp.log.webhook import (
     Incoming,
     InvalidWebhook,
     MalformedBody,
-    Refused,
+    Rejection,
     latest_timestamp,
     parse,
 )
@@ -101,7 +101,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         for receipt, number in zip(
             ingest.record(engine, batch, projectors, keystore=keystore), numbers, strict=True
         ):
-            if isinstance(receipt, Refused):
+            if isinstance(receipt, Rejection):
                 tally.rejected.append((number, str(receipt)))
             elif receipt.duplicate:
                 tally.duplicates += 1
@@ -139,7 +139,7 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         ) from None
     _report(tally)
     try:
-        db.settle(engine, [tables.events, *(table for p in projectors for table in p.tables)])
+        db.analyze(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     except (DBAPIError, PoolTimeout) as error:
         click.echo(f"the tables' statistics are left to autovacuum: {reason_of(error)}")
     if tally.rejected:

@@ -42,7 +42,9 @@ def rebuild(settings: Settings, names: tuple[str, ...]) -> None:
         )
     if names:
         with engine.connect() as connection:
-            chosen = builds.along(connection, projectors, [known[name] for name in names])
+            chosen = builds.with_dependencies(
+                connection, projectors, [known[name] for name in names]
+            )
     build_chosen(engine, keystore, chosen if names else projectors)
 
 
@@ -61,7 +63,9 @@ def build_needed(settings: Settings, engine: Engine, keystore: Keystore) -> bool
     """Build what builds.needed names; whether there was any."""
     projectors = registry.projectors(settings)
     with engine.connect() as connection:
-        needed = builds.along(connection, projectors, builds.needed(connection, projectors))
+        needed = builds.with_dependencies(
+            connection, projectors, builds.needed(connection, projectors)
+        )
     if needed:
         build_chosen(engine, keystore, needed)
     return bool(needed)
@@ -85,7 +89,7 @@ def build_chosen(engine: Engine, keystore: Keystore, chosen: Sequence[runner.Pro
 
     try:
         head = builds.run(engine, chosen, keystore, report=report)
-    except builds.Busy as busy:
+    except builds.BuildRunning as busy:
         raise click.ClickException(str(busy)) from None
     finally:
         bar.close()

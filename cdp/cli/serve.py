@@ -100,8 +100,8 @@ def serve(
 
     limits = server.Limits.of(settings)
     # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
-    # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
-    # Its HTTP protocol is bounded before any request reaches the API (cdp.server); the API
+    # numbers and secrets. The API logs each request itself, without (cdp.http.requestlog).
+    # Its HTTP protocol is bounded before any request reaches the API (cdp.runtime.server); the API
     # has no WebSocket, so no upgrade is taken.
     served: dict[str, Any] = {
         "host": host,
@@ -139,7 +139,7 @@ if TYPE_CHECKING:
 
 def _count_in_a_directory(workers: int) -> None:
     """Before the server starts: give several workers one directory to count in (see
-    cdp.metrics), a fresh one removed as the command ends, unless PROMETHEUS_MULTIPROC_DIR
+    cdp.runtime.metrics), a fresh one removed as the command ends, unless PROMETHEUS_MULTIPROC_DIR
     names one. A directory named must hold no `*.db` file but prometheus_client's own (it
     would read any as one of them): another is an error, left where it is. The files of
     prometheus_client that an earlier run left there are removed, and only those."""
@@ -165,7 +165,7 @@ def _count_in_a_directory(workers: int) -> None:
         left.unlink(missing_ok=True)
 
 
-# prometheus_client's own variable: read once, as it is imported (see cdp.metrics).
+# prometheus_client's own variable: read once, as it is imported (see cdp.runtime.metrics).
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 

@@ -346,7 +346,7 @@ def operations(connection: Connection, projectors: Sequence[Projector]) -> Opera
     """Each projection's state and build, the latest rejected deliveries, the sources."""
     return Operations(
         projections=states(connection, list(projectors)),
-        rejected=log_queries.latest_refused(connection, 20),
+        rejected=log_queries.latest_rejected(connection, 20),
         sources=queries.sources(connection),
     )
 

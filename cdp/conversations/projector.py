@@ -74,7 +74,7 @@ from cdp.log.store import Recorded
 from cdp.log.webhook import INT64_MAX
 from cdp.privacy import personal
 from cdp.profiles import names, phones
-from cdp.profiles.names import search_key
+from cdp.profiles.names import fold_name
 
 _CHAT_COLUMNS: Final = tuple(c.name for c in chats.columns)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns)
@@ -200,22 +200,22 @@ _BEFORE: Final = {
         ),
     }.items()
 }
-_CHATS: Final = db.Prepared(select(chats).where(db.among(chats.c.uuid, "chats")))
+_CHATS: Final = db.Prepared(select(chats).where(db.any_of(chats.c.uuid, "chats")))
 
 
 def _sessions(dialect: str) -> Any:
     """The sessions of each chat ("wanted": chat_uuid, low, high) numbered low to high."""
     columns = {"chat_uuid": String(), "low": Integer(), "high": Integer()}
     wanted = db.records("wanted", dialect, columns)
-    among = and_(
+    any_of = and_(
         sessions.c.chat_uuid == wanted.c.chat_uuid,
         sessions.c.number >= wanted.c.low,
         sessions.c.number <= wanted.c.high,
     )
     if dialect == "postgresql":  # see _first_chunk
-        found = select(sessions).where(among).offset(0).lateral("found")
+        found = select(sessions).where(any_of).offset(0).lateral("found")
         return select(found).select_from(wanted.join(found, true()))
-    return select(sessions).join(wanted, among)
+    return select(sessions).join(wanted, any_of)
 
 
 _SESSIONS: Final = db.Prepared(_sessions)
@@ -239,7 +239,7 @@ def _turns(dialect: str) -> Any:
         .limit(1)
     )
     within = select(waits, literal(False).label("ongoing")).where(
-        db.among(waits.c.position, "positions")
+        db.any_of(waits.c.position, "positions")
     )
     if dialect == "postgresql":  # see _first_chunk
         found = latest.lateral("found")
@@ -280,12 +280,12 @@ _SESSION_GONE: Final = db.Prepared(
     )
 )
 _HANDOFFS_GONE: Final = db.Prepared(
-    handoffs.delete().where(db.among(handoffs.c.position, "positions"))
+    handoffs.delete().where(db.any_of(handoffs.c.position, "positions"))
 )
-_TURNS_GONE: Final = db.Prepared(waits.delete().where(db.among(waits.c.position, "positions")))
+_TURNS_GONE: Final = db.Prepared(waits.delete().where(db.any_of(waits.c.position, "positions")))
 # A chat's rows, every table's (see ChatsProjector.forget).
 _FORGET: Final = tuple(
-    db.Prepared(table.delete().where(db.among(table.c[column], "chats")))
+    db.Prepared(table.delete().where(db.any_of(table.c[column], "chats")))
     for table, column in (
         (timeline, "chat_uuid"),
         (sessions, "chat_uuid"),
@@ -899,7 +899,7 @@ class _Change:
         if stored is None or row["phone"] != stored["phone"]:  # parsing a number costs
             row |= _phone(row["phone"], phone_region)
         if stored is None or row["name"] != stored["name"]:  # a name can be megabytes
-            row["name_digest"] = names.digest(search_key(row["name"]))
+            row["name_digest"] = names.digest(fold_name(row["name"]))
         if self.region.ended:
             row |= self._latest_session(stored)
         return row
@@ -1029,7 +1029,7 @@ class _Writes:
                 **_fields(seen),
                 "source": source,
                 **_phone(seen.phone, self.phone_region),
-                "name_digest": names.digest(search_key(seen.name)),
+                "name_digest": names.digest(fold_name(seen.name)),
                 "team_id": latest.team_id if latest else None,
                 "team_name": latest.team_name if latest else None,
                 "operator_uuid": operator.uuid if operator else None,

@@ -100,7 +100,7 @@ class ChatRow(Base):
         # A profile's chats in the order it lists them, a page at a time from either end.
         Index("ix_chats_profile_uuid_order", "profile_uuid", "first_seen_at", "uuid"),
         # The profiles owning chats of a number's digest, in order, each read apart (see
-        # queries.profiles_by_phone); the chats of a name's (see cdp.names).
+        # queries.profiles_by_phone); the chats of a name's (see cdp.profiles.names).
         Index("ix_chats_phone_digest", "phone_digest", "profile_uuid", "uuid"),
         Index("ix_chats_name_digest", "name_digest", "profile_uuid", "uuid"),
         # A team's chats, most recently active first: read backwards, not sorted.
@@ -115,7 +115,7 @@ class ChatRow(Base):
     phone: Mapped[bytes | None] = mapped_column(LargeBinary)
     phone_e164: Mapped[bytes | None] = mapped_column(LargeBinary)
     avatar: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # What searches look a chat up by (see cdp.phones.digest, cdp.names.digest).
+    # What searches look a chat up by (see cdp.profiles.phones.digest, cdp.profiles.names.digest).
     phone_digest: Mapped[int | None] = mapped_column(Integer)
     name_digest: Mapped[int | None] = mapped_column(Integer)
     first_seen_at: Mapped[int] = mapped_column(BigInteger)
@@ -177,7 +177,7 @@ waits = table_of(WaitRow)
 
 
 # The read models' columns that hold a customer's values, each sealed under the key of the
-# row's chat (see cdp.personal.Sealer): what an erasure destroys makes them unreadable,
+# row's chat (see cdp.privacy.personal.Sealer): what an erasure destroys makes them unreadable,
 # in the rows and in every copy the database keeps of them (dead rows, its log, backups).
 SEALED: Final[dict[Table, tuple[str, ...]]] = {
     timeline: ("name", "phone", "avatar", "title", "context", "message"),

@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     webhooks without a secret and one with no tokens answers queries without one.
 
     Its metrics are counted in files of PROMETHEUS_MULTIPROC_DIR when that is set (see
-    cdp.metrics), in the process otherwise."""
+    cdp.runtime.metrics), in the process otherwise."""
     counted = Metrics(multiprocess_directory())
     service = Service.of(settings, registry.projectors(settings), counted)
     gate = auth.Gate(auth.Keys(service.credentials), settings, exposed=exposed)

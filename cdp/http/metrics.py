@@ -13,7 +13,7 @@ from cdp.access import auth
 from cdp.projections import builds
 from cdp.projections.runner import Projector
 from cdp.runtime.metrics import CONTENT_TYPE, Reading
-from cdp.runtime.service import Busy, Service
+from cdp.runtime.service import Overloaded, Service
 
 logger = logging.getLogger("cdp.api")
 
@@ -32,7 +32,7 @@ async def metrics(service: NamedDependency[Service]) -> bytes:
     leaves out what it would have said; the rest is answered all the same."""
     try:
         reading: Reading | None = await service.reads.query(_reading, service.projectors)
-    except (Busy, SQLAlchemyError) as error:  # its text may name hosts: not logged
+    except (Overloaded, SQLAlchemyError) as error:  # its text may name hosts: not logged
         logger.warning("/metrics could not read the database: %s", type(error).__name__)
         reading = None
     engines: dict[str, Engine] = {"main": service.engine}

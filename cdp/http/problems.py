@@ -35,7 +35,7 @@ from cdp.log.webhook import (
 )
 from cdp.paging import BadCursor, BeingErased
 from cdp.projections import builds
-from cdp.runtime.service import Busy
+from cdp.runtime.service import Overloaded
 
 logger = logging.getLogger("cdp.api")
 AnyRequest = Request[Any, Any, Any]
@@ -186,11 +186,11 @@ def http_error(request: AnyRequest, error: HTTPException) -> Answer:
     return problem(request, error.status_code, error.detail, headers=error.headers)
 
 
-def busy(request: AnyRequest, error: Busy | PoolTimeout) -> Answer:
+def overloaded(request: AnyRequest, error: Overloaded | PoolTimeout) -> Answer:
     return problem(request, HTTP_503_SERVICE_UNAVAILABLE, str(error), headers={"Retry-After": "1"})
 
 
-def building(request: AnyRequest, error: builds.Busy) -> Answer:
+def building(request: AnyRequest, error: builds.BuildRunning) -> Answer:
     return problem(request, HTTP_409_CONFLICT, str(error))
 
 
@@ -224,20 +224,20 @@ _SHUTDOWN: Final = ("57P01", "57P02", "57P03")
 _CONFLICT: Final = ("40001", "40P01")
 
 
-def outage(error: Busy | SQLAlchemyError) -> str:
+def outage(error: Overloaded | SQLAlchemyError) -> str:
     """What an answer says of a database that failed a request, in words that name no host,
     user, file or value."""
-    if isinstance(error, Busy | PoolTimeout):
+    if isinstance(error, Overloaded | PoolTimeout):
         return str(error)
     if isinstance(error, DBAPIError) and (reason := _unavailable(error)) is not None:
         return f"database unavailable: {reason}"
     return _refused(error)
 
 
-def refused(error: Busy | SQLAlchemyError) -> bool:
+def refused(error: Overloaded | SQLAlchemyError) -> bool:
     """Did the database refuse the statement itself (asking again would fail again), rather
     than being out of reach or keeping it waiting? What outage() then says is _refused()'s."""
-    if isinstance(error, Busy | PoolTimeout):
+    if isinstance(error, Overloaded | PoolTimeout):
         return False
     return not isinstance(error, DBAPIError) or _unavailable(error) is None
 
@@ -302,9 +302,9 @@ HANDLERS: Final[dict[type[Exception], Callable[..., Answer]]] = {
     BadCursor: bad_cursor,
     BeingErased: being_erased,
     HTTPException: http_error,
-    Busy: busy,
-    builds.Busy: building,
-    PoolTimeout: busy,
+    Overloaded: overloaded,
+    builds.BuildRunning: building,
+    PoolTimeout: overloaded,
     DBAPIError: database_error,
     Exception: internal,
 }

@@ -1,6 +1,6 @@
 """The one reader of the log that the live event streams of a process share.
 
-A stream that has caught up with the log (see cdp.api.stream) follows this feed: the feed
+A stream that has caught up with the log (see cdp.log.stream) follows this feed: the feed
 reads each new event once, in the read lane (off the event loop), opens it once if any
 stream wants it, encodes its message once, and hands the message to every stream whose
 filters it matches. Each stream holds what it was handed until its client takes it, up to
@@ -34,7 +34,7 @@ from cdp.log import queries
 from cdp.log.schemas import Event
 from cdp.privacy.keystore import Keystore
 from cdp.runtime.metrics import Metrics
-from cdp.runtime.service import Bell, Busy, Lane, Service
+from cdp.runtime.service import Bell, Lane, Overloaded, Service
 
 logger = logging.getLogger("cdp.api")
 NAME: Final = "GET /events/stream"  # how the streams' log lines begin
@@ -222,7 +222,7 @@ class Feed:
         """Read, hand over, wait for the bell; until no stream follows."""
         started = -math.inf  # when the last read began
         wait = FIRST_WAIT
-        refusals = 0  # reads the database refused in a row
+        rejections = 0  # reads the database refused in a row
         try:
             while self.followers:  # checked with no wait before the end: a join starts anew
                 ring = self.bell.next()
@@ -234,16 +234,16 @@ class Feed:
                     tail, read = await self.lane.query(
                         queries.feed, self.keystore, after=after, limit=PAGE, wanted=wanted
                     )
-                except (Busy, SQLAlchemyError) as error:
+                except (Overloaded, SQLAlchemyError) as error:
                     if refused(error):
-                        refusals += 1
+                        rejections += 1
                         logger.error(
                             "%s: the database refused the streams' read (%d in a row)",
                             NAME,
-                            refusals,
+                            rejections,
                             exc_info=error,
                         )
-                        if refusals >= REFUSALS:
+                        if rejections >= REFUSALS:
                             self._end(f"{outage(error)}; connect again")
                             return
                     if self.failing is None:
@@ -257,7 +257,7 @@ class Feed:
                         wait = min(wait * 2, LONGEST_WAIT)
                     await anyio.sleep(wait)
                     continue
-                refusals = 0
+                rejections = 0
                 if self.failing is not None:
                     logger.info("%s: the database answers again", NAME)
                     self.failing = None

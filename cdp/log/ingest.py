@@ -18,7 +18,7 @@ from cdp.log.webhook import (
     Incoming,
     InvalidWebhook,
     MalformedBody,
-    Refused,
+    Rejection,
     Suppressed,
     latest_timestamp,
     parse,
@@ -26,7 +26,7 @@ from cdp.log.webhook import (
 from cdp.privacy import personal
 from cdp.privacy.keystore import Keystore
 from cdp.privacy.tables import erasures
-from cdp.projections.runner import Projector, project, standing
+from cdp.projections.runner import Projector, log_state, project
 from cdp.times import now_ms
 
 
@@ -36,9 +36,9 @@ def record(
     projectors: Sequence[Projector],
     *,
     keystore: Keystore,
-    refused: Sequence[rejected.Refusal] = (),
+    refused: Sequence[rejected.RejectedDelivery] = (),
     forget: Sequence[int] = (),
-) -> list[Receipt | Refused]:
+) -> list[Receipt | Rejection]:
     """Append checked webhooks and project them; once this returns, every query sees them.
 
     A webhook naming a customer erased and suppressed, or a chat or profile of another
@@ -59,9 +59,9 @@ def record_in(
     projectors: Sequence[Projector],
     *,
     keystore: Keystore,
-    refused: Sequence[rejected.Refusal] = (),
+    refused: Sequence[rejected.RejectedDelivery] = (),
     forget: Sequence[int] = (),
-) -> list[Receipt | Refused]:
+) -> list[Receipt | Rejection]:
     """As record(), in the write transaction of `connection` (which may hold lock() already)."""
     if not (batch or refused or forget):
         return []
@@ -75,7 +75,7 @@ def record_in(
     named = {name for listed in names for name in listed}
     # What a keystore in the main database knows comes in the same round trip.
     in_main = None if keystore.apart else set(subjects)
-    head, marks, owned, known = standing(connection, named, in_main)
+    head, positions, owned, known = log_state(connection, named, in_main)
     if known is None:
         known = keystore.known(connection, set(subjects), named)
     outcomes = _refuse(connection, keystore, batch, names, known.suppressed, owned)
@@ -83,20 +83,20 @@ def record_in(
     sealing = {s for s, out in zip(subjects, outcomes, strict=True) if out is None}
     ring = keystore.ring(connection, sealing, known)
     receipts, new = store.append(connection, kept, head=head, ring=ring, erased=known.erased)
-    project(connection, projectors, new, head.position, marks, keystore)
+    project(connection, projectors, new, head.position, positions, keystore)
     logged = iter(receipts)
     return [next(logged) if outcome is None else outcome for outcome in outcomes]
 
 
 def _scrubbed(
-    connection: Connection, keystore: Keystore, refused: Sequence[rejected.Refusal]
-) -> Sequence[rejected.Refusal]:
+    connection: Connection, keystore: Keystore, refused: Sequence[rejected.RejectedDelivery]
+) -> Sequence[rejected.RejectedDelivery]:
     """The deliveries `refused`, those that name a customer erased and suppressed kept
     without their body (see rejected.without): whatever else is wrong with them, they hold
     what the customer asked to be forgotten."""
     if not refused:
         return refused
-    ids = set().union(*(refusal.names for refusal in refused))
+    ids = set().union(*(rejection.names for rejection in refused))
     subjects = {s for uuid in ids for s in (personal.of_chat(uuid), personal.of_profile(uuid))}
     suppressed = keystore.known(connection, (), subjects).suppressed
     if not suppressed:
@@ -111,21 +111,21 @@ def _refuse(
     names: Sequence[list[str]],
     suppressed: Mapping[str, str],
     owned: Mapping[str, str],
-) -> list[Receipt | Refused | None]:
+) -> list[Receipt | Rejection | None]:
     """Refuse the webhooks of `batch` (each naming the subjects of `names`) that name a
     `suppressed` subject (kept as rejected deliveries without their personal data, and
     counted with their erasure) or a subject `owned` by another source (kept as they came);
     None for each of the others, and the subjects they name first are recorded as their
     source's."""
-    outcomes: list[Receipt | Refused | None] = []
-    refusals, counts = [], Counter[str]()
+    outcomes: list[Receipt | Rejection | None] = []
+    rejections, counts = [], Counter[str]()
     claimed, claims = dict(owned), {}
     now = now_ms()
     for incoming, named in zip(batch, names, strict=True):
         source = incoming.source
         profile = next((suppressed[name] for name in named if name in suppressed), None)
         foreign = next((name for name in named if claimed.get(name, source) != source), None)
-        error: Refused | None = None
+        error: Rejection | None = None
         if profile is not None:
             error = Suppressed(profile)
             counts[profile] += 1
@@ -134,14 +134,16 @@ def _refuse(
             error, body = Foreign(foreign), incoming.body.encode()
         outcomes.append(error)
         if error is not None:
-            refusals.append(
-                rejected.Refusal(now, source, error.status, str(error), len(body), {}, body)
+            rejections.append(
+                rejected.RejectedDelivery(
+                    now, source, error.status, str(error), len(body), {}, body
+                )
             )
             continue
         for name in named:
             if name not in claimed:
                 claimed[name] = claims[name] = source
-    rejected.keep(connection, refusals, keystore)
+    rejected.keep(connection, rejections, keystore)
     _COUNT.run(connection, [{"profile": p, "n": n} for p, n in counts.items()])
     db.insert(connection, owners, [{"subject": s, "source": c} for s, c in claims.items()])
     return outcomes
@@ -172,7 +174,7 @@ def replay_rejected(
         query = select(table.c.id, table.c.source, table.c.body, table.c.key_id, table.c.status)
         query = query.where(table.c.id > after)
         if ids is not None:
-            query = query.where(db.among(table.c.id, "ids"))
+            query = query.where(db.any_of(table.c.id, "ids"))
         with engine.connect() as connection:
             listed = {"ids": list(ids)} if ids is not None else {}
             rows = connection.execute(query.order_by(table.c.id).limit(500), listed).all()
@@ -200,7 +202,7 @@ def replay_rejected(
         if moved:
             answers = record(engine, passed, projectors, keystore=keystore, forget=moved)
             for id, answer in zip(moved, answers, strict=True):
-                outcomes.append((id, answer if isinstance(answer, Refused) else None))
+                outcomes.append((id, answer if isinstance(answer, Rejection) else None))
         yield from sorted(outcomes, key=lambda outcome: outcome[0])
 
 

@@ -20,7 +20,7 @@ from cdp.privacy import personal
 from cdp.privacy import tables as privacy_tables
 from cdp.privacy.keystore import Keystore
 from cdp.profiles.tables import profile_chats
-from cdp.projections.runner import keys
+from cdp.projections.runner import key_lookup
 from cdp.teams.tables import teams
 from cdp.times import utc
 
@@ -132,7 +132,7 @@ UNREADABLE_BROKEN: Final = "its key does not open it: the sealed copy was change
 def _events(connection: Connection, keystore: Keystore, rows: Sequence[Any]) -> list[schemas.Event]:
     """The events of log rows, each body opened with its key; one whose key is gone, told
     apart as erased or as unreadable (see schemas.Event)."""
-    bodies = store.bodies(rows, keys(connection, keystore))
+    bodies = store.bodies(rows, key_lookup(connection, keystore))
     gone = {
         _subject(row)
         for row, (_, opened) in zip(rows, bodies, strict=True)
@@ -203,7 +203,7 @@ def _event(row: Row[Any], body: str, erased: bool, unreadable: str | None) -> sc
     )
 
 
-def refused(
+def rejected_deliveries(
     connection: Connection, keystore: Keystore, *, after: int, limit: int, source: str | None
 ) -> schemas.RejectedPage:
     rows, more = rejected.read(
@@ -221,19 +221,21 @@ def refused(
             except UnicodeDecodeError:
                 text, encoded = None, base64.b64encode(body).decode()
         items.append(
-            schemas.Rejected(**_refusal(row), headers=row.headers, body=text, body_base64=encoded)
+            schemas.Rejected(
+                **_rejected_delivery(row), headers=row.headers, body=text, body_base64=encoded
+            )
         )
     return schemas.RejectedPage(items=items, next_after=items[-1].id if more else None)
 
 
-def latest_refused(connection: Connection, limit: int) -> list[schemas.Refusal]:
+def latest_rejected(connection: Connection, limit: int) -> list[schemas.Refusal]:
     """The latest deliveries refused as bad input, newest first, without their bodies."""
     query = select(*(column for column in tables.rejected.c if column.name != "body"))
     rows = connection.execute(query.order_by(tables.rejected.c.id.desc()).limit(limit))
-    return [schemas.Refusal(**_refusal(row)) for row in rows]
+    return [schemas.Refusal(**_rejected_delivery(row)) for row in rows]
 
 
-def _refusal(row: Any) -> dict[str, Any]:
+def _rejected_delivery(row: Any) -> dict[str, Any]:
     """What a refused delivery's row says of it, its body and headers aside."""
     return dict(
         id=row.id,
@@ -255,12 +257,12 @@ def counts(connection: Connection) -> dict[str, int]:
         "handoffs": select(func.count()).select_from(handoffs),
         "teams": select(func.count()).select_from(teams),
         "erased profiles": select(func.count()).select_from(privacy_tables.erasures),
-        # Begun and not ended (see cdp.erasure): the next start or cdp erase finishes them.
+        # Begun and not ended (see cdp.privacy.erasure): the next start or cdp erase finishes them.
         "erasures under way": select(
             func.count(func.distinct(privacy_tables.pending_erasures.c.profile_uuid))
         ),
         "webhooks refused as suppressed": select(
-            func.coalesce(func.sum(privacy_tables.erasures.c.refused), 0)
+            func.coalesce(func.sum(privacy_tables.erasures.c.rejected_deliveries), 0)
         ),
     }
     return {name: connection.scalar(statement) or 0 for name, statement in statements.items()}

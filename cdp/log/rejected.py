@@ -65,7 +65,7 @@ _LAYERS: Final = 3  # of Content-Encoding at most ("gzip, gzip")
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class RejectedDelivery:
     """A refused delivery as it is kept; `names`, the ids its body may name (see `named`),
     for suppression to find."""
 
@@ -98,7 +98,7 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def refusal(
+def rejection(
     received_at: int,
     source: str,
     status: int,
@@ -106,7 +106,7 @@ def refusal(
     size: int,
     headers: Mapping[str, str],
     body: bytes,
-) -> Refusal:
+) -> RejectedDelivery:
     """A refused delivery as it is kept: with its body if an erasure can read it (see
     `texts`), else with its size and SHA-256 only, its reason saying why."""
     kept = kept_headers(headers)
@@ -122,8 +122,8 @@ def refusal(
         reason = (
             f"{reason} (body not kept, since no erasure could read it: {why}; SHA-256 {digest})"
         )
-        return Refusal(received_at, source, status, reason, size, kept, b"")
-    return Refusal(received_at, source, status, reason, size, kept, body, names)
+        return RejectedDelivery(received_at, source, status, reason, size, kept, b"")
+    return RejectedDelivery(received_at, source, status, reason, size, kept, body, names)
 
 
 class Unreadable(ValueError):
@@ -309,31 +309,33 @@ _WORD: Final = re.compile(r"[^\s\"'`<>{}\[\](),;&=]+")
 _ID_CHARACTERS: Final = 200
 
 
-def without(refusals: Sequence[Refusal], doomed: set[str]) -> list[Refusal]:
+def without(rejections: Sequence[RejectedDelivery], doomed: set[str]) -> list[RejectedDelivery]:
     """`refusals`, those whose body names one of `doomed` (ids of customers erased and
     suppressed) kept without it, their reason saying so."""
     kept = []
-    for refusal in refusals:
-        if refusal.names & doomed:
-            reason = f"{refusal.reason} (body not kept: it names a customer erased on request)"
-            refusal = replace(refusal, body=b"", reason=reason)
-        kept.append(refusal)
+    for rejection in rejections:
+        if rejection.names & doomed:
+            reason = f"{rejection.reason} (body not kept: it names a customer erased on request)"
+            rejection = replace(rejection, body=b"", reason=reason)
+        kept.append(rejection)
     return kept
 
 
-def keep(connection: Connection, refusals: Sequence[Refusal], keystore: Keystore) -> None:
-    """Keep `refusals`, each body sealed under a key of its own (under the append lock)."""
-    if not refusals:
+def keep(
+    connection: Connection, rejections: Sequence[RejectedDelivery], keystore: Keystore
+) -> None:
+    """Keep `rejections`, each body sealed under a key of its own (under the append lock)."""
+    if not rejections:
         return
-    subjects = [personal.of_refusal(secrets.token_hex(16)) if r.body else None for r in refusals]
+    subjects = [personal.of_refusal(secrets.token_hex(16)) if r.body else None for r in rejections]
     ring = keystore.fresh(connection, [subject for subject in subjects if subject])
     rows = []
-    for refusal, subject in zip(refusals, subjects, strict=True):
-        row = refusal.row()
+    for rejection, subject in zip(rejections, subjects, strict=True):
+        row = rejection.row()
         row["key_id"] = None
         if subject is not None:
             key = ring[subject]
-            row["body"] = personal.seal_bytes(key.material, refusal.body, key.id)
+            row["body"] = personal.seal_bytes(key.material, rejection.body, key.id)
             row["key_id"] = key.id
         rows.append(row)
     _KEEP.run(connection, rows)
@@ -383,8 +385,8 @@ def drop(connection: Connection, ids: Sequence[int], keystore: Keystore) -> None
 
 
 # Prepared: a replay forgets what it moved into the log in a pipeline (see db.writing).
-_KEY_IDS: Final = db.Prepared(select(rejected.c.key_id).where(db.among(rejected.c.id, "ids")))
-_DROP: Final = db.Prepared(delete(rejected).where(db.among(rejected.c.id, "ids")))
+_KEY_IDS: Final = db.Prepared(select(rejected.c.key_id).where(db.any_of(rejected.c.id, "ids")))
+_DROP: Final = db.Prepared(delete(rejected).where(db.any_of(rejected.c.id, "ids")))
 
 
 def read(

@@ -256,5 +256,5 @@ class RejectedController(Controller):
         most 4 MiB of bodies. `cdp rejected replay` moves into the log those that pass
         today's checks."""
         return await service.reads.query(
-            queries.refused, service.keystore, after=after, limit=limit, source=source
+            queries.rejected_deliveries, service.keystore, after=after, limit=limit, source=source
         )

@@ -27,8 +27,8 @@ from cdp.privacy import personal
 from cdp.privacy.keystore import Key
 from cdp.times import now_ms
 
-# The key material of those of the ids given that were not destroyed (see cdp.keystore).
-Keys = Callable[[Collection[str]], Mapping[str, bytes]]
+# The key material of those of the ids given that were not destroyed (see cdp.privacy.keystore).
+KeyLookup = Callable[[Collection[str]], Mapping[str, bytes]]
 
 # Any constant will do: it only has to be the same for every writer of one database.
 _APPEND_LOCK: Final = 0x63647000
@@ -36,7 +36,7 @@ _APPEND_LOCK: Final = 0x63647000
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """A webhook as the log holds it, with the key of its subject (see cdp.personal) when
+    """A webhook as the log holds it, with the key of its subject (see cdp.privacy.personal) when
     its body opened whole: what seals its personal values in the read models (b"": none,
     its body is only what the log keeps in the clear)."""
 
@@ -127,9 +127,9 @@ def append(
 ) -> tuple[list[Receipt], list[Recorded]]:
     """Append the webhooks not yet in the log; a receipt for each, and what was new.
 
-    The caller holds lock() and read `head` under it (see projectors.standing), so the
+    The caller holds lock() and read `head` under it (see runner.log_state), so the
     new events take the positions after it, in batch order, each sealed with its
-    subject's key from `ring` (see cdp.personal) and chained to the one before it. A body
+    subject's key from `ring` (see cdp.privacy.personal) and chained to the one before it. A body
     that is already logged (or repeated within the batch) is a duplicate and answers with
     the position of the first copy; so does one of a subject `erased` (not suppressed)
     that an event sealed under a key since destroyed holds the clear part of (see
@@ -168,7 +168,7 @@ def append(
 @dataclass(frozen=True, slots=True)
 class _Sealed:
     """A checked webhook with what its log row is made of: its subject and key, its body's
-    fields that are no personal data, and its dedupe key (see cdp.personal)."""
+    fields that are no personal data, and its dedupe key (see cdp.privacy.personal)."""
 
     incoming: Incoming
     subject: str
@@ -253,9 +253,9 @@ _ERASED_COPIES: Final = db.Prepared(
         events.c.key_id,
     )
     .where(
-        db.among(events.c.chat_uuid, "chats")
-        | (events.c.chat_uuid.is_(None) & db.among(events.c.profile_uuid, "profiles")),
-        db.among(func.substr(events.c.dedupe_key, 1, personal.HALF, type_=String), "halves"),
+        db.any_of(events.c.chat_uuid, "chats")
+        | (events.c.chat_uuid.is_(None) & db.any_of(events.c.profile_uuid, "profiles")),
+        db.any_of(func.substr(events.c.dedupe_key, 1, personal.HALF, type_=String), "halves"),
     )
     .order_by(events.c.position)
 )
@@ -342,7 +342,7 @@ def body(row: Any, materials: Mapping[str, bytes]) -> tuple[str, Opened]:
     return (row.body, Opened.BROKEN) if whole is None else (whole, Opened.WHOLE)
 
 
-def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, Opened]]:
+def bodies(rows: Sequence[Any], keys: KeyLookup) -> list[tuple[str, Opened]]:
     """The body of each row (see `body`), their keys fetched at once."""
     materials = keys({row.key_id for row in rows if row.key_id is not None})
     return [body(row, materials) for row in rows]
@@ -350,7 +350,7 @@ def bodies(rows: Sequence[Any], keys: Keys) -> list[tuple[str, Opened]]:
 
 def replay(
     connection: Connection,
-    keys: Keys,
+    keys: KeyLookup,
     *,
     chats: Sequence[str] | None = None,
     until: int | None = None,
@@ -364,7 +364,7 @@ def replay(
     """
     query = select(*_REPLAYED).order_by(events.c.chat_uuid, events.c.position)
     if chats is not None:
-        query = query.where(db.among(events.c.chat_uuid, "chats"))
+        query = query.where(db.any_of(events.c.chat_uuid, "chats"))
     if until is not None:
         query = query.where(events.c.position <= until)
     listed = {"chats": list(chats)} if chats is not None else {}
@@ -375,7 +375,7 @@ def replay(
 
 
 def since(
-    connection: Connection, *, after: int, until: int, limit: int, keys: Keys
+    connection: Connection, *, after: int, until: int, limit: int, keys: KeyLookup
 ) -> list[Recorded]:
     """The events after position `after` up to `until`, in log order, `limit` at most;
     read as replay() reads them."""
@@ -421,7 +421,7 @@ class _Row:
     sealed: bytes | None
 
 
-def _recorded(rows: Sequence[Any], keys: Keys) -> Iterator[Recorded]:
+def _recorded(rows: Sequence[Any], keys: KeyLookup) -> Iterator[Recorded]:
     materials = keys({row.key_id for row in rows if row.key_id is not None})
     for row in rows:
         whole, opened = body(row, materials)
@@ -434,7 +434,7 @@ def _recorded(rows: Sequence[Any], keys: Keys) -> Iterator[Recorded]:
 
 
 _KNOWN: Final = db.Prepared(
-    select(events.c.dedupe_key, events.c.position).where(db.among(events.c.dedupe_key, "keys"))
+    select(events.c.dedupe_key, events.c.position).where(db.any_of(events.c.dedupe_key, "keys"))
 )
 
 

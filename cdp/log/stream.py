@@ -6,7 +6,7 @@ Positions follow commit order, so reading "after the last one sent" never skips 
 that committed late.
 
 A stream first catches up on its own reads, a page at a time; once a read reaches the
-head, it follows the feed that every live stream of the process shares (cdp.api.feed),
+head, it follows the feed that every live stream of the process shares (cdp.log.feed),
 which reads and opens each new event once. While the database is away a stream waits and
 says so in comments. It ends when the reader leaves, its token is revoked, `until` is
 reached, or the server stops; and it is cut when its client does not read what the feed
@@ -58,7 +58,7 @@ from cdp.log.feed import (
 )
 from cdp.log.webhook import INT64_MAX
 from cdp.runtime.metrics import Metrics
-from cdp.runtime.service import Busy, Service
+from cdp.runtime.service import Overloaded, Service
 
 logger = logging.getLogger("cdp.api")
 
@@ -299,12 +299,12 @@ async def follow(
         wait = FIRST_WAIT
         failing: str | None = None  # why reads fail, while they do
         behind = False  # its last read did not reach the head
-        refusals = 0  # reads the database refused in a row
+        rejections = 0  # reads the database refused in a row
         while follower is None:
             if streams.closing or (until is not None and after >= until):
                 return
             turn = None if feed.running or behind else await feed.idle_turn()
-            error: Busy | SQLAlchemyError | None = None
+            error: Overloaded | SQLAlchemyError | None = None
             try:
                 if feed.running and feed.near(after):
                     follower = feed.join(filters_of(filters), after, until, slot.give_back)
@@ -315,7 +315,7 @@ async def follow(
                 tail = await service.reads.query(
                     queries.tail, service.keystore, after=after, limit=PAGE, **filters
                 )
-            except (Busy, SQLAlchemyError) as failed:
+            except (Overloaded, SQLAlchemyError) as failed:
                 error = failed
             else:
                 behind = tail.more
@@ -329,14 +329,14 @@ async def follow(
             if error is not None:
                 reason = outage(error)
                 if refused(error):
-                    refusals += 1
+                    rejections += 1
                     logger.error(
                         "%s: the database refused a stream's read (%d in a row)",
                         NAME,
-                        refusals,
+                        rejections,
                         exc_info=error,
                     )
-                    if refusals >= REFUSALS:
+                    if rejections >= REFUSALS:
                         yield comment(f"{reason}; connect again")
                         return
                 if failing is None:
@@ -350,7 +350,7 @@ async def follow(
                     spoke = time.monotonic()
                 await _nap(streams.stopping, min(wait, spoke + heartbeat - time.monotonic()))
                 continue
-            refusals = 0
+            rejections = 0
             if failing is not None:
                 logger.info("%s: the database answers again", NAME)
                 failing = None
@@ -382,7 +382,7 @@ async def follow(
                         logger.info("%s: ended: its token is no longer valid", NAME)
                         return
                     checked = time.monotonic()
-                except (Busy, SQLAlchemyError):  # the feed's reads fail too, and say so
+                except (Overloaded, SQLAlchemyError):  # the feed's reads fail too, and say so
                     checked = time.monotonic()  # asked again a while later
             held = follower.take()
             if held:

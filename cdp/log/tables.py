@@ -42,12 +42,12 @@ class EventRow(Base):
     body: Mapped[str] = mapped_column(Text)
     # The source that delivered it (see SourceRow); events logged before sources: "default".
     source: Mapped[str] = mapped_column(String(64), server_default=text("'default'"))
-    # The whole body sealed under the key `key_id` (see cdp.personal); `body` then holds
+    # The whole body sealed under the key `key_id` (see cdp.privacy.personal); `body` then holds
     # only its fields that are no personal data. Both None for an event that names no
     # chat and no profile: its body is kept whole, in the clear.
     key_id: Mapped[str | None] = mapped_column(String(32))
     sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # SHA-256 over the row before's hash and this row's columns (see cdp.chain). Every
+    # SHA-256 over the row before's hash and this row's columns (see cdp.log.chain). Every
     # append writes it (SQLite's guard refuses a row without it); nullable only because
     # SQLite cannot add a NOT NULL column without a default to a table that has rows.
     hash: Mapped[str | None] = mapped_column(String(64))
@@ -70,7 +70,7 @@ class RejectedRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # Sealed under a key of its own (see cdp.rejected), `key_id`; as it came if that is NULL
+    # Sealed under a key of its own (see cdp.log.rejected), `key_id`; as it came if that is NULL
     # (kept before 0017: forgotten within CDP_REJECTED_RETENTION).
     body: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str | None] = mapped_column(String(32))

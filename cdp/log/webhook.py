@@ -52,7 +52,7 @@ MAX_STRING_BYTES: Final = 64 * 1024
 MAX_KEYS: Final = 10_000
 
 
-class Refused(ValueError):
+class Rejection(ValueError):
     """A delivery refused as bad input; `status` is its HTTP answer, `event_type` the type
     its body names (None when it names none, or was not read that far)."""
 
@@ -60,13 +60,13 @@ class Refused(ValueError):
     event_type: str | None = None
 
 
-class MalformedBody(Refused):
+class MalformedBody(Rejection):
     """The body is not a JSON object (HTTP 400)."""
 
     status = 400
 
 
-class BodyTooLarge(Refused):
+class BodyTooLarge(Rejection):
     """The body is larger than the server takes (HTTP 413); `kept` is what was read of it."""
 
     status = 413
@@ -76,7 +76,7 @@ class BodyTooLarge(Refused):
         super().__init__(f"the body is larger than {limit} bytes (CDP_MAX_BODY_SIZE)")
 
 
-class NotJSON(Refused):
+class NotJSON(Rejection):
     """The request says its body is something other than JSON (HTTP 415)."""
 
     status = 415
@@ -118,7 +118,7 @@ class FieldError:
     message: str
 
 
-class InvalidWebhook(Refused):
+class InvalidWebhook(Rejection):
     """The body is a JSON object but not a valid webhook (HTTP 422)."""
 
     status = 422
@@ -128,7 +128,7 @@ class InvalidWebhook(Refused):
         super().__init__("invalid webhook: " + "; ".join(f"{e.path}: {e.message}" for e in errors))
 
 
-class Suppressed(Refused):
+class Suppressed(Rejection):
     """The webhook names a customer erased and suppressed on request (HTTP 410): it is
     kept as a rejected delivery without its personal data, never logged."""
 
@@ -141,7 +141,7 @@ class Suppressed(Refused):
         )
 
 
-class Foreign(Refused):
+class Foreign(Rejection):
     """The webhook names a chat or profile that another source's webhooks named first
     (HTTP 409): a source may not write into another's customers."""
 
@@ -336,7 +336,7 @@ class Webhook:
 class Incoming:
     """A webhook body as received, checked, with the source it came from.
 
-    `fingerprint`: SHA-256 of its canonical JSON (see cdp.personal.dedupe_key); None for
+    `fingerprint`: SHA-256 of its canonical JSON (see cdp.privacy.personal.dedupe_key); None for
     an event read back from the log, which keeps only the dedupe key made from it.
     """
 

@@ -1,5 +1,5 @@
 """Erasure on request: a customer's personal data made unreadable everywhere by destroying
-the keys it is sealed with (see cdp.personal), the log's rows left as they are.
+the keys it is sealed with (see cdp.privacy.personal), the log's rows left as they are.
 
 What the read models held of the customer is folded again from the log, which now gives
 only the fields that are no personal data: the same result a rebuild gives. Deliveries
@@ -329,7 +329,7 @@ def _refused_naming(
     """The rejected deliveries kept after id `after` that name any of `ids` (a profile's and
     its chats') anywhere in them, in any form a person would take for the id (see
     rejected.mentioned): they are kept as they came, personal data and all (sealed, see
-    cdp.rejected). One whose body cannot be read (kept by an older version, compressed or
+    cdp.log.rejected). One whose body cannot be read (kept by an older version, compressed or
     in another charset) may name anyone: it is among them. And the last id scanned. A scan
     of every kept delivery, since they may not even be JSON; they are few, and kept a while
     only. Those refused because the customer was suppressed (410) hold no personal data

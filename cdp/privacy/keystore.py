@@ -6,7 +6,7 @@ key, and restoring one taken before an erasure cannot bring the erased data back
 
 No key is written to a database as it is: each is wrapped under the key-encryption key
 (KEK) of its bucket, which lives in the key file, outside every database (see
-cdp.keyfile). An erasure deletes the keys it destroys, then wraps the other keys of
+cdp.privacy.keyfile). An erasure deletes the keys it destroys, then wraps the other keys of
 their buckets anew under each bucket's next generation and overwrites the last one in
 the file: whatever a database still holds of a destroyed key (a dead tuple, a WAL
 segment, a freed page) is wrapped under a KEK that exists no more.
@@ -14,7 +14,7 @@ segment, a freed page) is wrapped under a KEK that exists no more.
 Every change to keys happens under the log's append lock, so no webhook is sealed with a
 key that an erasure is destroying, and no key is made under a generation that is being
 replaced. A keystore of its own commits before the main database does: a failure in
-between leaves at most an unused key, or an erasure that `cdp.erasure.reconcile`
+between leaves at most an unused key, or an erasure that `cdp.privacy.erasure.reconcile`
 finishes.
 """
 
@@ -238,7 +238,7 @@ class Keystore:
             with self.connect(main, write=True) as connection:
                 if lost:
                     connection.execute(
-                        delete(keys).where(db.among(keys.c.id, "ids")), {"ids": lost}
+                        delete(keys).where(db.any_of(keys.c.id, "ids")), {"ids": lost}
                     )
                 buckets = {subject: keyfile.bucket_of(subject) for subject in missing}
                 generations = _current(connection, file, set(buckets.values()))
@@ -301,13 +301,13 @@ class Keystore:
         Suppression, once asked for, stays: erasing again without it does not lift it."""
         file = self.key_file(main)
         with self.connect(main, write=True) as connection:
-            doomed = select(keys.c.id, keys.c.bucket).where(db.among(keys.c.subject, "subjects"))
+            doomed = select(keys.c.id, keys.c.bucket).where(db.any_of(keys.c.subject, "subjects"))
             if made_by is not None:
                 doomed = doomed.where(keys.c.created_at <= made_by)
             found = connection.execute(doomed, {"subjects": list(subjects)}).all()
             if found:
                 connection.execute(
-                    delete(keys).where(db.among(keys.c.id, "ids")),
+                    delete(keys).where(db.any_of(keys.c.id, "ids")),
                     {"ids": [row.id for row in found]},
                 )
                 _mark_stale(connection, file, {row.bucket for row in found})
@@ -398,7 +398,7 @@ class Keystore:
             done = sorted(bucket for bucket in behind if last is None or bucket < last)
             connection.execute(
                 update(key_buckets)
-                .where(db.among(key_buckets.c.bucket, "done"))
+                .where(db.any_of(key_buckets.c.bucket, "done"))
                 .values(wrapped=key_buckets.c.generation),
                 {"done": done},
             )
@@ -661,19 +661,19 @@ _REWRAP: Final = db.Prepared(
 
 _GENERATIONS: Final = db.Prepared(
     select(key_buckets.c.bucket, key_buckets.c.generation, key_buckets.c.wrapped).where(
-        db.among(key_buckets.c.bucket, "buckets")
+        db.any_of(key_buckets.c.bucket, "buckets")
     )
 )
 
 
 # Prepared: what a replay forgets is discarded in a pipeline (see db.writing).
-_BUCKETS_OF: Final = db.Prepared(select(keys.c.bucket).where(db.among(keys.c.id, "ids")))
-_DISCARD: Final = db.Prepared(delete(keys).where(db.among(keys.c.id, "ids")))
+_BUCKETS_OF: Final = db.Prepared(select(keys.c.bucket).where(db.any_of(keys.c.id, "ids")))
+_DISCARD: Final = db.Prepared(delete(keys).where(db.any_of(keys.c.id, "ids")))
 _IDS_OF: Final = db.Prepared(
-    select(keys.c.subject, keys.c.id).where(db.among(keys.c.subject, "subjects"))
+    select(keys.c.subject, keys.c.id).where(db.any_of(keys.c.subject, "subjects"))
 )
 _MATERIALS: Final = db.Prepared(
-    select(keys.c.id, keys.c.material).where(db.among(keys.c.id, "ids"))
+    select(keys.c.id, keys.c.material).where(db.any_of(keys.c.id, "ids"))
 )
 
 
@@ -708,7 +708,7 @@ def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
             keys.c.material,
             null().label("profile_uuid"),
             cast(null(), Boolean).label("suppressed"),
-        ).where(db.among(keys.c.subject, "subjects")),
+        ).where(db.any_of(keys.c.subject, "subjects")),
         select(
             *leading,
             erased_subjects.c.subject,
@@ -716,7 +716,7 @@ def knowing(*leading: ColumnElement[Any]) -> list[Select[Any]]:
             null().label("material"),
             erased_subjects.c.profile_uuid,
             erased_subjects.c.suppressed,
-        ).where(db.among(erased_subjects.c.subject, "named")),
+        ).where(db.any_of(erased_subjects.c.subject, "named")),
     ]
 
 
@@ -736,7 +736,7 @@ def known_of(rows: Iterable[Mapping[str, Any]]) -> Known:
 _KNOWN: Final = db.Prepared(union_all(*knowing()))
 _ERASED: Final = db.Prepared(
     select(erased_subjects.c.subject, erased_subjects.c.suppressed).where(
-        db.among(erased_subjects.c.subject, "subjects")
+        db.any_of(erased_subjects.c.subject, "subjects")
     )
 )
 _ADD: Final = db.Prepared(

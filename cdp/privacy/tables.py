@@ -18,7 +18,7 @@ class KeyRow(Base):
     """The live key of each subject (a chat, or a profile): destroyed by erasure.
 
     Kept in the keystore, CDP_KEYSTORE_URL, which may be a database of its own; its
-    material wrapped under the key-encryption key of its bucket (see cdp.keyfile).
+    material wrapped under the key-encryption key of its bucket (see cdp.privacy.keyfile).
     """
 
     __tablename__ = "keys"
@@ -35,7 +35,7 @@ class KeyRow(Base):
 
 
 class KeyBucketRow(Base):
-    """Each bucket's key-encryption key (see cdp.keyfile): the generation that new keys are
+    """Each bucket's key-encryption key (see cdp.privacy.keyfile): the generation that new keys are
     wrapped under; the one every key of it is wrapped under at least (`wrapped`: the key
     file may be brought to it, no further); and whether an erasure destroyed a key of it
     since its generation began (`stale`): then the generation moves on, every key is
@@ -75,7 +75,7 @@ class ErasureRow(Base):
 
 class PendingErasureRow(Base):
     """A chat that an erasure begun has still to reach: its keys destroyed and its rows
-    folded again, a few chats a transaction (see cdp.erasure). While a profile has any,
+    folded again, a few chats a transaction (see cdp.privacy.erasure). While a profile has any,
     it is being erased."""
 
     __tablename__ = "pending_erasures"

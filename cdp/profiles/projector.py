@@ -61,5 +61,5 @@ class ProfilesProjector:
 
 
 _FORGET: Final = db.Prepared(
-    profile_chats.delete().where(db.among(profile_chats.c.chat_uuid, "chats"))
+    profile_chats.delete().where(db.any_of(profile_chats.c.chat_uuid, "chats"))
 )

@@ -30,7 +30,7 @@ from cdp.paging import BeingErased, Clock, Listing, decode_cursor, encode_cursor
 from cdp.privacy import erasure, personal
 from cdp.privacy.keystore import Keystore
 from cdp.profiles import names, phones, schemas
-from cdp.profiles.names import search_key
+from cdp.profiles.names import fold_name
 from cdp.profiles.tables import profile_chats
 from cdp.times import utc
 
@@ -246,7 +246,7 @@ def profiles_by_name(
     keystore: Keystore,
 ) -> http_schemas.Page[schemas.Profile]:
     """Profiles owning a chat whose name starts with `text`, both folded alike (see
-    cdp.names), of one source or any, in uuid order, each with its first `most` chats. A
+    cdp.profiles.names), of one source or any, in uuid order, each with its first `most` chats. A
     prefix of the whole name, not of any word in it, of names.PREFIX characters at least
     (a shorter text finds only names that short); a text that folds to nothing finds none."""
     wanted = _name_wanted(text)
@@ -258,7 +258,8 @@ def profiles_by_name(
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     """What a search looks chats up by: a digest (`column` is `digest`), then what the
-    chat's sealed `opened` column must hold, once opened (see cdp.names, cdp.phones)."""
+    chat's sealed `opened` column must hold, once opened (see cdp.profiles.names,
+    cdp.profiles.phones)."""
 
     column: str
     digest: int | None
@@ -271,12 +272,12 @@ def _phone_wanted(number: str) -> _Wanted:
 
 
 def _name_wanted(text: str) -> _Wanted | None:
-    prefix = search_key(text)
+    prefix = fold_name(text)
     if prefix is None:
         return None
 
     def holds(name: str) -> bool:
-        return (search_key(name) or "").startswith(prefix)
+        return (fold_name(name) or "").startswith(prefix)
 
     return _Wanted("name_digest", names.digest(prefix), "name", holds)
 

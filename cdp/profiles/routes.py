@@ -16,7 +16,7 @@ from cdp.paging import Listing
 from cdp.privacy import erasure
 from cdp.privacy.schemas import Erasure
 from cdp.profiles import queries
-from cdp.profiles.names import search_key
+from cdp.profiles.names import fold_name
 from cdp.profiles.phones import normalize
 from cdp.profiles.schemas import Profile, ProfileChat
 from cdp.runtime.service import Service
@@ -73,7 +73,7 @@ class ProfileController(Controller):
             extra = [{"key": key, "message": message} for key in ("phone", "name")]
             raise ValidationException(message, extra=extra)
         if name is not None:
-            if search_key(name) is None:
+            if fold_name(name) is None:
                 message = f"{name!r} holds nothing to search for: give the start of a name"
                 raise ValidationException(message, extra=[{"key": "name", "message": message}])
             return await service.reads.query(

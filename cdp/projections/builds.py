@@ -52,7 +52,7 @@ from cdp.privacy import erasure
 from cdp.privacy.keystore import Keystore
 from cdp.privacy.tables import erasures, pending_erasures
 from cdp.projections import schemas
-from cdp.projections.runner import BATCH, Projector, built, keys, refold, whole_chats
+from cdp.projections.runner import BATCH, Projector, built, key_lookup, refold, whole_chats
 from cdp.projections.tables import checkpoints, projection_builds
 from cdp.tables import NAMING
 from cdp.times import now_ms, utc
@@ -80,7 +80,7 @@ OWNER: Final = f"{socket.gethostname()}:{os.getpid()}"
 _LOG: Final = logging.getLogger("cdp.builds")
 
 
-class Busy(Exception):
+class BuildRunning(Exception):
     """Another build of a projection runs (in this process or another): says which."""
 
     def __init__(self, name: str, owner: str, started_at: int, done: int, total: int) -> None:
@@ -94,7 +94,7 @@ class Busy(Exception):
 def needed(connection: Connection, projectors: Sequence[Projector]) -> list[Projector]:
     """Those of `projectors` whose tables were never built, or were built by another version
     of them or under other settings: to build anew. On an empty log, none: each starts
-    with the log's first events (see projectors.project)."""
+    with the log's first events (see runner.project)."""
     if store.head(connection) == 0:
         return []
     rows = {row.name: row for row in connection.execute(select(checkpoints))}
@@ -106,7 +106,7 @@ def needed(connection: Connection, projectors: Sequence[Projector]) -> list[Proj
     ]
 
 
-def along(
+def with_dependencies(
     connection: Connection, registry: Sequence[Projector], chosen: Sequence[Projector]
 ) -> list[Projector]:
     """`chosen`, with the projections whose tables they read (see Projector.reads), and
@@ -185,7 +185,7 @@ def _record(engine: Engine, names: Sequence[str], **values: object) -> None:
 @contextmanager
 def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
     """Hold the right to build the projections `names` while the block runs, across every
-    process on this database: Busy, naming the build that holds it, if taken. Released when
+    process on this database: BuildRunning, naming the build that holds it, if taken. Released when
     the block ends or the process dies (a PostgreSQL session's advisory lock; on SQLite, a
     lock on a file beside the database), so a build killed midway never blocks the next."""
     with ExitStack() as held:
@@ -197,7 +197,7 @@ def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
             for name in names:
                 key = {"key": _lock_key(name)}
                 if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
-                    raise busy(engine, name)
+                    raise running_build(engine, name)
                 held.callback(connection.execute, text("SELECT pg_advisory_unlock(:key)"), key)
             connection.commit()  # a session's lock: no transaction left open meanwhile
         else:
@@ -208,7 +208,7 @@ def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
                 try:
                     fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise busy(engine, name) from None
+                    raise running_build(engine, name) from None
         yield
 
 
@@ -250,15 +250,15 @@ _ADVISORY_HELD: Final = text(
 )
 
 
-def busy(engine: Engine, name: str) -> Busy:
+def running_build(engine: Engine, name: str) -> BuildRunning:
     """The Busy that names the build of `name` running, as projection_builds records it."""
     with engine.connect() as connection:
         row = connection.execute(
             select(projection_builds).where(projection_builds.c.name == name)
         ).first()
     if row is None:
-        return Busy(name, "another process", now_ms(), 0, 0)
-    return Busy(name, row.owner, row.started_at, row.done, row.total)
+        return BuildRunning(name, "another process", now_ms(), 0, 0)
+    return BuildRunning(name, row.owner, row.started_at, row.done, row.total)
 
 
 def _iso(ms: int) -> str:
@@ -305,7 +305,7 @@ def build(
     with engine.connect() as reading:
         reached = store.head(reading)
         done = 0
-        replayed = store.replay(reading, keys(reading, keystore), until=reached)
+        replayed = store.replay(reading, key_lookup(reading, keystore), until=reached)
         for batch in whole_chats(replayed, size):
             with db.writing(engine) as connection:
                 for projector in projectors:
@@ -313,7 +313,7 @@ def build(
             done += len(batch)
             progress(done, reached)
     try:
-        db.settle(engine, shadows.values())  # before they serve, not once autovacuum gets there
+        db.analyze(engine, shadows.values())  # before they serve, not once autovacuum gets there
     except SQLAlchemyError as error:
         _LOG.warning("the new tables' statistics are left to autovacuum: %s", error)
     clean: dict[str, int] = {}  # chats folded again since their erasure reached them
@@ -373,7 +373,7 @@ def _project_since(
     position reached."""
     size = BUILD_BATCH[connection.dialect.name]
     batch = store.since(
-        connection, after=after, until=until, limit=size, keys=keys(connection, keystore)
+        connection, after=after, until=until, limit=size, keys=key_lookup(connection, keystore)
     )
     for projector in projectors:
         projector.apply(connection, batch, fresh=False, tables=tables)
@@ -394,14 +394,14 @@ class _Erased:
         those `clean` says were folded again since that erasure reached them."""
         erased = erasures.c.erased_at >= self.started
         if self.erasing:
-            erased = erased | db.among(erasures.c.profile_uuid, "erasing")
+            erased = erased | db.any_of(erasures.c.profile_uuid, "erasing")
         query = select(erasures.c.profile_uuid, erasures.c.erased_at, erasures.c.chats)
         rows = connection.execute(query.where(erased), {"erasing": self.erasing}).all()
         if not rows:
             return {}
         profiles = {"profiles": [row.profile_uuid for row in rows]}
         pending = select(pending_erasures.c.chat_uuid).where(
-            db.among(pending_erasures.c.profile_uuid, "profiles")
+            db.any_of(pending_erasures.c.profile_uuid, "profiles")
         )
         waiting = set(connection.scalars(pending, profiles))
         return {

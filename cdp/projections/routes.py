@@ -72,14 +72,15 @@ class ProjectionController(Controller):
 
 async def start_build(service: Service, name: str | None) -> None:
     """Start building every projection anew, or the one named (with those it goes along
-    with, see builds.along): 404 for no such projection, builds.Busy if one runs."""
+    with, see builds.with_dependencies): 404 for no such projection, builds.BuildRunning if
+    one runs."""
     chosen = service.projectors
     if name is not None:
         chosen = [projector for projector in service.projectors if projector.name == name]
         if not chosen:
             known = ", ".join(projector.name for projector in service.projectors)
             raise NotFoundException(f"no projection named {name[:100]!r}; there are {known}")
-        chosen = await service.reads.query(builds.along, service.projectors, chosen)
+        chosen = await service.reads.query(builds.with_dependencies, service.projectors, chosen)
     await service.rebuilds.run(lambda: service.builder.start(chosen))
 
 

@@ -51,7 +51,7 @@ class Projector(Protocol):
     shape: str
     tables: tuple[Table, ...]
     # The projectors whose tables it reads, in the same transaction: they come before it
-    # in the registry, and a build of it builds them too (see builds.along).
+    # in the registry, and a build of it builds them too (see builds.with_dependencies).
     reads: tuple[str, ...]
 
     def apply(
@@ -70,18 +70,18 @@ class Projector(Protocol):
         alone (a team's name) hold nothing personal and stay."""
 
 
-class Standing(NamedTuple):
+class LogState(NamedTuple):
     head: store.Head
-    marks: dict[str, int]  # how far each projector has got
+    positions: dict[str, int]  # how far each projector has got
     owners: dict[str, str]  # the source each subject a batch names belongs to
     known: Known | None  # what the keystore in the main database knows of a batch
 
 
-def standing(
+def log_state(
     connection: Connection,
     named: Collection[str] = (),
     subjects: Collection[str] | None = None,
-) -> Standing:
+) -> LogState:
     """The log head (its position and hash), how far each projector has got, and the
     source each of `named` (the subjects a batch names) belongs to; with `subjects`, also
     what the keystore, in the main database, knows of them and of `named` (see
@@ -92,7 +92,7 @@ def standing(
         values = {"named": list(named), "subjects": list(subjects)}
         rows = _STANDING_KNOWING.rows(connection, values)
     top = next(row for row in rows if row["name"] is None and row["position"] is not None)
-    return Standing(
+    return LogState(
         store.Head(top["position"], top["hash"]),
         {row["name"]: row["position"] for row in rows if row["name"] is not None},
         {row["subject"]: row["source"] for row in rows if row["source"] is not None},
@@ -123,7 +123,7 @@ _NO_KEY: Final = (
 
 
 _OWNERS: Final = select(*_NO_LOG, owners.c.subject, owners.c.source).where(
-    db.among(owners.c.subject, "named")
+    db.any_of(owners.c.subject, "named")
 )
 
 
@@ -138,7 +138,7 @@ _STANDING_KNOWING: Final = db.Prepared(
     union_all(
         *(part.add_columns(_text("subject"), *_NO_KEY, _text("source")) for part in _OF_THE_LOG),
         select(*_NO_LOG, owners.c.subject, *_NO_KEY, owners.c.source).where(
-            db.among(owners.c.subject, "named")
+            db.any_of(owners.c.subject, "named")
         ),
         *(part.add_columns(_text("source")) for part in knowing(*_NO_LOG)),
     )
@@ -150,14 +150,14 @@ def project(
     projectors: Sequence[Projector],
     new: Sequence[Recorded],
     head: int,
-    marks: Mapping[str, int],
+    positions: Mapping[str, int],
     keystore: Keystore,
 ) -> None:
     """Feed events just appended after `head` to every projector built (with a checkpoint
     in `marks`), in the append's transaction.
 
     One without a checkpoint is fed only the log's first events, which it then holds whole;
-    otherwise it is not fed at all until cdp.builds has built it beside the others. One
+    otherwise it is not fed at all until cdp.projections.builds has built it beside the others. One
     whose checkpoint is behind `head` first gets the events it missed, a batch at a time:
     no projector ever skips part of the log.
     """
@@ -165,14 +165,18 @@ def project(
         return
     following, starting = [], []
     for projector in projectors:
-        mark = marks.get(projector.name)
+        mark = positions.get(projector.name)
         if mark is None:
             if head == 0:
                 starting.append(projector)
             continue
         while mark < head:
             missed = store.since(
-                connection, after=mark, until=head, limit=BATCH, keys=keys(connection, keystore)
+                connection,
+                after=mark,
+                until=head,
+                limit=BATCH,
+                keys=key_lookup(connection, keystore),
             )
             projector.apply(connection, missed, fresh=False, tables=db.LIVE)
             mark = missed[-1].position
@@ -203,7 +207,7 @@ def rebuild(
             connection.execute(table.delete())
         if progress is not None:
             progress(projector.name, done, total)
-    for batch in whole_chats(store.replay(connection, keys(connection, keystore))):
+    for batch in whole_chats(store.replay(connection, key_lookup(connection, keystore))):
         done += len(batch)
         for projector in projectors:
             projector.apply(connection, batch, fresh=True, tables=db.LIVE)
@@ -229,13 +233,13 @@ def refold(
         return
     for projector in projectors:
         projector.forget(connection, chats, tables)
-    replayed = store.replay(connection, keys(connection, keystore), chats=chats, until=until)
+    replayed = store.replay(connection, key_lookup(connection, keystore), chats=chats, until=until)
     for batch in whole_chats(replayed):
         for projector in projectors:
             projector.apply(connection, batch, fresh=True, tables=tables)
 
 
-def keys(connection: Connection, keystore: Keystore) -> store.Keys:
+def key_lookup(connection: Connection, keystore: Keystore) -> store.KeyLookup:
     """What opens the sealed bodies the log holds (see log.Keys)."""
     return lambda ids: keystore.materials(connection, ids)
 

@@ -26,9 +26,9 @@ class CheckpointRow(Base):
 
 
 class BuildRow(Base):
-    """The latest build of each projection beside the live one (see cdp.builds): who runs
-    it, how far it got, and how it ended. `heartbeat_at` moves with every batch: a build
-    whose heartbeat stopped was interrupted."""
+    """The latest build of each projection beside the live one (see
+    cdp.projections.builds): who runs it, how far it got, and how it ended. `heartbeat_at`
+    moves with every batch: a build whose heartbeat stopped was interrupted."""
 
     __tablename__ = "projection_builds"
 

@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
 from cdp.log.store import Receipt
-from cdp.log.webhook import KNOWN_TYPES, Refused
+from cdp.log.webhook import KNOWN_TYPES, Rejection
 from cdp.projections.schemas import Projection
 
 MULTIPROCESS_DIRECTORY: Final = "PROMETHEUS_MULTIPROC_DIR"
@@ -195,12 +195,12 @@ class Metrics:
             MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
 
     def webhook(
-        self, source: str, named: str | None, outcome: Receipt | Refused, seconds: float
+        self, source: str, named: str | None, outcome: Receipt | Rejection, seconds: float
     ) -> None:
         """Count a webhook whose transaction committed: logged, a duplicate or refused.
         `named` is the event type it names; `seconds` since its request, for one logged."""
         labels = (source, event_type(named))
-        if isinstance(outcome, Refused):
+        if isinstance(outcome, Rejection):
             self.rejected.labels(*labels, str(outcome.status)).inc()
             return
         (self.duplicates if outcome.duplicate else self.accepted).labels(*labels).inc()

@@ -50,8 +50,8 @@ WRITE_LANE, PROBE_LANE, CREDENTIALS_LANE, ADMIN_LANE = 1, 1, 1, 1
 # Webhooks per transaction at most, and waiting at most: beyond that, 503 at once.
 GROUP, BACKLOG = 500, 2000
 # How long a build on SQLite waits at most, between two of its transactions, for the
-# webhooks waiting then to be committed (see Writer.give_way).
-GIVE_WAY: Final = 0.5
+# webhooks waiting then to be committed (see Writer.yield_to_webhooks).
+YIELD_WITHIN: Final = 0.5
 _EXPIRY_EVERY_MS = 3_600_000
 # Old rejected deliveries forgotten after a group at most: a transaction of milliseconds.
 _EXPIRED_AT_ONCE = 500
@@ -60,7 +60,7 @@ RESERVED = WRITE_LANE + PROBE_LANE + CREDENTIALS_LANE + ADMIN_LANE
 BUILD_CONNECTIONS: Final = 2
 
 
-class Busy(Exception):
+class Overloaded(Exception):
     """No place in a lane came free in time (HTTP 503 with Retry-After)."""
 
     def __init__(self, lane: str, waited: timedelta) -> None:
@@ -91,7 +91,7 @@ class Lane:
                 with anyio.fail_after(self.wait.total_seconds()):
                     await self._gate.acquire()
             except TimeoutError:
-                raise Busy(self.name, self.wait) from None
+                raise Overloaded(self.name, self.wait) from None
         try:
             return await anyio.to_thread.run_sync(work, limiter=self._threads)
         finally:
@@ -142,7 +142,7 @@ class _Delivery:
     body: bytes
     source: str
     headers: Mapping[str, str]
-    refused: webhook.Refused | None  # refused already (413, 415): only to be kept
+    refused: webhook.Rejection | None  # refused already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
     started: float  # when its request came (time.perf_counter())
     deadline: float  # when its wait for a transaction ends (time.perf_counter())
@@ -175,7 +175,7 @@ class Writer:
         self._waiting: deque[_Delivery] = deque()
         guard = threading.RLock()  # guards what follows
         self._turn = threading.Condition(guard)  # wakes the thread
-        self._done = threading.Condition(guard)  # tells that a group ended (see give_way)
+        self._done = threading.Condition(guard)  # tells that a group ended (see yield_to_webhooks)
         self._open = True
         self._committing = False  # the thread is in a transaction
         self._taken = False  # and has taken its group: what waits now waits for the next
@@ -188,7 +188,7 @@ class Writer:
         body: bytes,
         source: str = webhook.DEFAULT_SOURCE,
         headers: Mapping[str, str] | None = None,
-        refused: webhook.Refused | None = None,
+        refused: webhook.Rejection | None = None,
         started: float | None = None,
     ) -> Receipt:
         """Log and project one webhook body; raises what parse() or the database raise.
@@ -209,7 +209,7 @@ class Writer:
         )
         with self._turn:
             if not self._open or len(self._waiting) >= self.backlog:
-                raise Busy("webhooks", timedelta(0))
+                raise Overloaded("webhooks", timedelta(0))
             self._waiting.append(delivery)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cdp-writer", daemon=True)
@@ -254,7 +254,7 @@ class Writer:
                 return
             self._waiting.remove(delivery)
         if not delivery.answer.done():
-            delivery.answer.set_exception(Busy("webhooks", self.wait))
+            delivery.answer.set_exception(Overloaded("webhooks", self.wait))
 
     def _run(self) -> None:
         """The writer's thread: a transaction per group, until stopped and nothing waits."""
@@ -273,7 +273,7 @@ class Writer:
                 outcomes = self._commit(take)
             except _LockWaitOver:  # those whose wait is over get 503; the rest wait on
                 group.extend(self._overdue())
-                outcomes = [Busy("webhooks", self.wait)] * len(group)
+                outcomes = [Overloaded("webhooks", self.wait)] * len(group)
             except Exception as error:  # the database failed the whole group
                 if not group:
                     take()
@@ -293,7 +293,7 @@ class Writer:
             if any(isinstance(o, Receipt) and not o.duplicate for o in outcomes):
                 self.appended.ring()
 
-    def give_way(self, timeout: float = GIVE_WAY) -> None:
+    def yield_to_webhooks(self, timeout: float = YIELD_WITHIN) -> None:
         """Wait, `timeout` at most, until the webhooks waiting now were committed: what a
         build on SQLite does between two of its transactions. SQLite's writers take turns at
         one lock, and one that waits for it only looks again now and then (its busy handler
@@ -332,7 +332,7 @@ class Writer:
             self._taken = True
         return group
 
-    def _commit(self, take: Callable[[], list[_Delivery]]) -> list[Receipt | webhook.Refused]:
+    def _commit(self, take: Callable[[], list[_Delivery]]) -> list[Receipt | webhook.Rejection]:
         """Take the group once the transaction holds the append lock, check each body, then
         log and project the valid ones, and keep the refused ones, in one transaction; count
         each once it committed.
@@ -361,27 +361,27 @@ class Writer:
 
     def _check_and_record(
         self, connection: Connection, group: list[_Delivery]
-    ) -> list[tuple[Receipt | webhook.Refused, str | None]]:
+    ) -> list[tuple[Receipt | webhook.Rejection, str | None]]:
         """Each delivery's outcome, with the event type it names."""
         now = times.now_ms()
         latest = webhook.latest_timestamp(self.settings.max_clock_skew)
-        errors: list[webhook.Refused | None] = []  # None: valid, its receipt comes from the log
+        errors: list[webhook.Rejection | None] = []  # None: valid, its receipt comes from the log
         named: list[str | None] = []  # the event type each names
         valid: list[Incoming] = []
-        kept: list[rejected.Refusal] = []
+        kept: list[rejected.RejectedDelivery] = []
         for delivery in group:
             error = delivery.refused
             if error is None:
                 try:
                     incoming = webhook.parse(delivery.body, latest=latest, source=delivery.source)
-                except webhook.Refused as refused:  # its traceback would keep the group
+                except webhook.Rejection as refused:  # its traceback would keep the group
                     error = refused.with_traceback(None)
                 else:
                     valid.append(incoming)
             errors.append(error)
             named.append(valid[-1].webhook.event_type if error is None else error.event_type)
             if error is not None:
-                kept.append(_refusal(delivery, error, now))
+                kept.append(_rejected(delivery, error, now))
         with db.pipelined(connection, len(valid) < db.BULK_FROM):
             recorded = ingest.record_in(
                 connection, valid, self.projectors, keystore=self.keystore, refused=kept
@@ -394,7 +394,7 @@ class Writer:
         self,
         group: list[_Delivery],
         named: list[str | None],
-        outcomes: list[Receipt | webhook.Refused],
+        outcomes: list[Receipt | webhook.Rejection],
     ) -> None:
         """Count the webhooks of a group that committed. A failure here (a metrics file
         that cannot grow) is logged: it never turns a stored webhook's answer into an error."""
@@ -433,11 +433,11 @@ class _LockWaitOver(Exception):
     """The append lock was not had before the first webhook waiting had waited its time."""
 
 
-def _refusal(delivery: _Delivery, error: webhook.Refused, now: int) -> rejected.Refusal:
+def _rejected(delivery: _Delivery, error: webhook.Rejection, now: int) -> rejected.RejectedDelivery:
     body = error.kept if isinstance(error, webhook.BodyTooLarge) else delivery.body
     announced = delivery.headers.get("content-length", "")
     size = int(announced) if announced.isdecimal() and len(announced) < 19 else len(body)
-    return rejected.refusal(
+    return rejected.rejection(
         received_at=now,
         source=delivery.source,
         status=error.status,
@@ -460,7 +460,7 @@ def _answer(group: list[_Delivery], outcomes: list[Receipt | Exception]) -> None
 
 
 class Builder:
-    """Builds of projections beside the live ones (see cdp.builds), each in a thread of
+    """Builds of projections beside the live ones (see cdp.projections.builds), each in a thread of
     its own, on connections of its own (so that a build never waits for the queries' pool,
     nor they for it): one at a time in this process; across processes, one per projection."""
 
@@ -485,7 +485,7 @@ class Builder:
         claimed, failed = threading.Event(), list[BaseException]()
         with self._guard:
             if self._thread is not None and self._thread.is_alive():
-                raise builds.busy(self.engine, projectors[0].name)
+                raise builds.running_build(self.engine, projectors[0].name)
 
             def work() -> None:
                 engine = db.engine_of(self.settings, connections=BUILD_CONNECTIONS)
@@ -513,7 +513,7 @@ class Builder:
             self._thread.start()
         wait = self.settings.database_connect_timeout + self.settings.database_pool_timeout
         if not claimed.wait(wait.total_seconds()):  # the database did not answer in time
-            raise Busy("builds", wait)
+            raise Overloaded("builds", wait)
         if failed:
             raise failed[0]
 
@@ -570,7 +570,7 @@ class Service:
     # What long maintenance (a build, an erasure) calls between two of its transactions,
     # so that the webhooks waiting then get the lock first: on SQLite, whose writers take
     # turns at one lock that a waiting one only looks at now and then, the writer's
-    # give_way; PostgreSQL queues them.
+    # yield_to_webhooks; PostgreSQL queues them.
     between: Callable[[], None] | None
 
     @classmethod
@@ -588,7 +588,7 @@ class Service:
             synchronous=settings.sqlite_synchronous,
         )
         writer = Writer(engine, projectors, settings, wait, keystore, metrics)
-        between = writer.give_way if sqlite else None
+        between = writer.yield_to_webhooks if sqlite else None
         return cls(
             settings=settings,
             engine=engine,
@@ -615,7 +615,7 @@ class Service:
             await self.rebuilds.run(
                 lambda: erasure.reconcile(self.engine, self.keystore, self.projectors, between)
             )
-        except (Busy, SQLAlchemyError) as error:  # its text may name hosts: not logged
+        except (Overloaded, SQLAlchemyError) as error:  # its text may name hosts: not logged
             logging.getLogger("cdp.erasure").warning(
                 "erasures not reconciled with the keystore (%s: the database cannot be "
                 "reached); the next start, or cdp erase --reconcile, finishes them",
@@ -633,16 +633,16 @@ class Service:
         def start() -> list[str]:
             with self.engine.connect() as connection:
                 needed = builds.needed(connection, self.projectors)
-                needed = builds.along(connection, self.projectors, needed)
+                needed = builds.with_dependencies(connection, self.projectors, needed)
             if needed:
                 self.builder.start(needed)
             return [projector.name for projector in needed]
 
         try:
             started = await self.rebuilds.run(start)
-        except builds.Busy as busy:
+        except builds.BuildRunning as busy:
             _LOG.info("not building at start: %s", busy)
-        except (Busy, SQLAlchemyError) as error:
+        except (Overloaded, SQLAlchemyError) as error:
             _LOG.warning("not building at start: %s", type(error).__name__)
         else:
             if started:

@@ -46,7 +46,7 @@ def settled(client: Any, **options: Any) -> list[dict[str, Any]]:
 
 
 def name_digests(engine: Engine) -> dict[str, int | None]:
-    """What searches look each chat up by its name by (see cdp.names)."""
+    """What searches look each chat up by its name by (see cdp.profiles.names)."""
     with engine.connect() as connection:
         digests = connection.execute(select(chats.c.uuid, chats.c.name_digest))
         return {uuid: digest for uuid, digest in digests}
@@ -54,12 +54,12 @@ def name_digests(engine: Engine) -> dict[str, int | None]:
 
 def name_digest(name: str) -> int | None:
     """The digest of a chat of this name."""
-    return names.digest(names.search_key(name))
+    return names.digest(names.fold_name(name))
 
 
 def kept_deliveries(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
     """Every kept (rejected) delivery's row, oldest first, its body opened with the store's
-    keys (see cdp.rejected)."""
+    keys (see cdp.log.rejected)."""
     keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
     try:
         with engine.connect() as connection:

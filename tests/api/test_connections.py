@@ -1,6 +1,6 @@
 """What a real `cdp serve` takes from a connection before any authentication: headers of
 bounded size and time, bodies of bounded time, idle connections closed, and a bounded
-number of connections that sockets sending nothing cannot fill (see cdp.server).
+number of connections that sockets sending nothing cannot fill (see cdp.runtime.server).
 
 Every test talks to a server process over real sockets. None asserts how long anything
 took: a connection closed "eventually" is read to its end, with a generous bound."""

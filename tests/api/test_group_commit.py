@@ -22,7 +22,7 @@ from cdp.log.tables import events
 from cdp.privacy.keystore import MAIN
 from cdp.projections import registry
 from cdp.runtime.metrics import Metrics
-from cdp.runtime.service import Busy, Writer
+from cdp.runtime.service import Overloaded, Writer
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, webhook
 
@@ -136,7 +136,7 @@ def test_a_full_backlog_answers_busy_at_once_and_stores_nothing_of_what_it_refus
 
     outcomes = asyncio.run(flood())
 
-    assert [type(outcome) for outcome in outcomes[6:]] == [Busy] * 3
+    assert [type(outcome) for outcome in outcomes[6:]] == [Overloaded] * 3
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 6
 
@@ -180,7 +180,7 @@ def test_a_webhook_that_waits_too_long_for_a_transaction_is_refused_and_not_stor
     first, second = asyncio.run(two())
 
     assert first.position == 1
-    assert isinstance(second, Busy)
+    assert isinstance(second, Overloaded)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(events)) == 1
 
@@ -204,7 +204,7 @@ def test_a_stopped_writer_commits_what_waits_and_refuses_what_comes_after(
     outcomes = asyncio.run(around_a_stop())
 
     assert sorted(outcome.position for outcome in outcomes[:3]) == [1, 2, 3]
-    assert isinstance(outcomes[3], Busy)
+    assert isinstance(outcomes[3], Overloaded)
 
 
 def test_a_writer_started_again_after_a_stop_takes_webhooks_again(
@@ -217,7 +217,7 @@ def test_a_writer_started_again_after_a_stop_takes_webhooks_again(
 
     first = asyncio.run(one(bodies(1)[0]))
     writing.stop()
-    with pytest.raises(Busy):
+    with pytest.raises(Overloaded):
         asyncio.run(one(bodies(2)[1]))
     writing.start()
     second = asyncio.run(one(bodies(3)[2]))
@@ -287,10 +287,10 @@ def test_a_build_giving_way_waits_for_the_webhooks_waiting_then_and_not_when_non
     async def scenario() -> None:
         writing = writer(settings, engine, held)
         # Nothing waits: it returns at once, not after its minute.
-        await asyncio.wait_for(asyncio.to_thread(writing.give_way, 60), 10)
+        await asyncio.wait_for(asyncio.to_thread(writing.yield_to_webhooks, 60), 10)
         first = asyncio.create_task(writing.record(bodies(1)[0]))
         await in_a_transaction(held)
-        gave = asyncio.create_task(asyncio.to_thread(writing.give_way, 60))
+        gave = asyncio.create_task(asyncio.to_thread(writing.yield_to_webhooks, 60))
         await asyncio.sleep(0.1)
         assert not gave.done()  # the group being committed is not yet
         held.go_on.set()

@@ -75,6 +75,6 @@ def test_a_stream_of_100_mb_bodies_is_refused_and_does_not_grow_the_server(
     assert {*warm, *answers} <= {413, None}
     assert peak - warmed < MARGIN, f"{peak - warmed} bytes more at peak than after warm-up"
     kept = kept_deliveries(engine, Settings(database_url=database))
-    refusals = [(row["status"], row["size"], len(row["body"])) for row in kept]
+    rejections = [(row["status"], row["size"], len(row["body"])) for row in kept]
     # However the client fared, each was refused: announced, at once; chunked, after 1 MiB.
-    assert refusals == [(413, HUNDRED_MB, 0), (413, LIMIT, LIMIT)] * 4
+    assert rejections == [(413, HUNDRED_MB, 0), (413, LIMIT, LIMIT)] * 4

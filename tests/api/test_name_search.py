@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from cdp import paging
 from cdp.privacy.keystore import MAIN
 from cdp.profiles import names, queries
-from cdp.profiles.names import KEY_LENGTH
+from cdp.profiles.names import FOLDED_LENGTH
 from tests.api.conftest import name_digest, name_digests
 from tests.api.test_reads import deliver, items
 from tests.factories import PAST, opened, webhook
@@ -122,7 +122,7 @@ def test_a_huge_name_is_kept_whole_and_found_by_its_start(
     name = ("Константин Константинопольский " * 4000)[:100_000]
     deliver(client, *opened("c", profile="p", name=name))
     assert client.get("/chats/c").json()["name"] == name
-    assert name_digests(engine)["c"] == name_digest(name[:KEY_LENGTH]) is not None
+    assert name_digests(engine)["c"] == name_digest(name[:FOLDED_LENGTH]) is not None
     assert found(client, "константин") == ["p"]
     assert found(client, name[:150].upper()) == ["p"]  # beyond the key: its first 100 count
 

@@ -31,13 +31,13 @@ from cdp.db import make_engine
 from cdp.log.store import Receipt
 from cdp.log.tables import events
 from cdp.projections import registry
-from cdp.runtime.service import Busy
+from cdp.runtime.service import Overloaded
 from cdp.settings import Settings
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, PAST, webhook
 
 CLIENTS = 4
-BUSY = str(Busy("webhooks", timedelta(seconds=5)))  # CDP_DATABASE_POOL_TIMEOUT
+BUSY = str(Overloaded("webhooks", timedelta(seconds=5)))  # CDP_DATABASE_POOL_TIMEOUT
 
 
 class Outage(Protocol):

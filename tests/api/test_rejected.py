@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from cdp.access import credentials
 from cdp.http.app import create_app
 from cdp.log.tables import events, rejected
-from cdp.log.webhook import Refused
+from cdp.log.webhook import Rejection
 from cdp.privacy.keystore import MAIN
 from cdp.projections import registry
 from cdp.runtime import service
@@ -171,7 +171,7 @@ def test_a_refused_delivery_and_its_body_are_freed_at_once_not_by_a_full_collect
     garbage collector next looks at its oldest objects, which may be hundreds away."""
 
     def alive() -> int:
-        return sum(isinstance(thing, Refused) for thing in gc.get_objects())
+        return sum(isinstance(thing, Rejection) for thing in gc.get_objects())
 
     def over_a_mebibyte() -> Iterator[bytes]:
         yield from [b" " * 65536] * 17

@@ -104,13 +104,13 @@ def test_json_log_lines_hold_each_request_and_no_secret_phone_or_text(
         ("GET", "/metrics", 200),
         ("GET", "/health", 200),
     } <= paths
-    (refusal,) = [
+    (rejection,) = [
         line for line in lines if line["logger"] == "cdp.api" and line.get("status") == 422
     ]
-    assert refusal["level"] == "INFO"
-    assert (refusal["method"], refusal["path"]) == ("POST", "/webhooks/fasttrack")
-    assert refusal["reason"].startswith("invalid webhook: payload.chat.uuid: ")
-    assert "token=***" in refusal["message"]
+    assert rejection["level"] == "INFO"
+    assert (rejection["method"], rejection["path"]) == ("POST", "/webhooks/fasttrack")
+    assert rejection["reason"].startswith("invalid webhook: payload.chat.uuid: ")
+    assert "token=***" in rejection["message"]
     assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 

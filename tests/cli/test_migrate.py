@@ -86,12 +86,12 @@ def test_migrate_does_not_chain_anew_over_a_log_tampered_with(
 
 def test_a_migration_s_own_refusal_reaches_its_caller_as_schema_refused(engine: Engine) -> None:
     """A migration imports nothing of cdp: it refuses with an exception of its own, which
-    migrations/env.py hands on as upgrades.Refused, what `cdp migrate` reports."""
+    migrations/env.py hands on as upgrades.UpgradeRefused, what `cdp migrate` reports."""
     as_0008_logged_them(engine, [*BODIES, json.dumps(reply("c1", at=PAST + 9000))])
     with tampering(engine) as connection:
         connection.execute(events.delete().where(events.c.position == 2))
-    with pytest.raises(upgrades.Refused, match="hash chain breaks at position 3") as refused:
+    with pytest.raises(upgrades.UpgradeRefused, match="hash chain breaks at position 3") as refused:
         upgrades.upgrade(engine)
-    assert type(refused.value) is upgrades.Refused
+    assert type(refused.value) is upgrades.UpgradeRefused
     assert getattr(refused.value.__cause__, "migration_refused", None) is True
     assert upgrades.pending(engine)[0] == "0008"

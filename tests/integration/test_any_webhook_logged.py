@@ -13,7 +13,7 @@ from cdp import db, paging
 from cdp.conversations import queries
 from cdp.log import ingest
 from cdp.log.tables import events
-from cdp.log.webhook import Refused
+from cdp.log.webhook import Rejection
 from cdp.privacy.keystore import MAIN
 from cdp.profiles import queries as profiles_queries
 from cdp.projections import registry
@@ -61,7 +61,7 @@ def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
     @given(raw=spoilt(ENVELOPE) | mutated_samples())
     def record(raw: bytes) -> None:
         incoming = parsed(raw)
-        assume(not isinstance(incoming, Refused))
+        assume(not isinstance(incoming, Rejection))
         ingest.record(engine, [incoming], projectors, keystore=MAIN)
 
     record()

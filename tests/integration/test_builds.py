@@ -187,19 +187,24 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
     log(engine, *history("c1", "p1"))
     chats_projection, profiles, teams = REGISTRY
     with engine.connect() as connection:  # every one live, none reading another's tables
-        assert builds.along(connection, REGISTRY, [teams]) == [teams]
-        assert builds.along(connection, REGISTRY, [chats_projection]) == [chats_projection]
+        assert builds.with_dependencies(connection, REGISTRY, [teams]) == [teams]
+        assert builds.with_dependencies(connection, REGISTRY, [chats_projection]) == [
+            chats_projection
+        ]
     # A projection that reads chats' tables (as teams once did) is built with chats' shadows
     # whenever it is built; and with chats, only when it needs building too.
     other = registry.projectors(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
     chats_projection, profiles, teams = other
     teams.reads = (chats_projection.name,)
     with engine.connect() as connection:  # chats is stale: another idle timeout
-        assert builds.along(connection, other, [teams]) == [chats_projection, teams]
-        assert builds.along(connection, other, [chats_projection]) == [chats_projection]
+        assert builds.with_dependencies(connection, other, [teams]) == [chats_projection, teams]
+        assert builds.with_dependencies(connection, other, [chats_projection]) == [chats_projection]
         teams.version += 1
-        assert builds.along(connection, other, [chats_projection]) == [chats_projection, teams]
-        assert builds.along(connection, other, [profiles]) == [profiles]
+        assert builds.with_dependencies(connection, other, [chats_projection]) == [
+            chats_projection,
+            teams,
+        ]
+        assert builds.with_dependencies(connection, other, [profiles]) == [profiles]
 
 
 def test_team_statistics_built_while_webhooks_come_count_each_once(
@@ -212,7 +217,7 @@ def test_team_statistics_built_while_webhooks_come_count_each_once(
     for n, chat in enumerate(["c1", "c2"]):
         log(engine, *history(chat, f"p{n + 1}", at=PAST + n * 10_000))
     with engine.connect() as connection:
-        chosen = builds.along(connection, REGISTRY, [REGISTRY[0], REGISTRY[-1]])
+        chosen = builds.with_dependencies(connection, REGISTRY, [REGISTRY[0], REGISTRY[-1]])
     later, logged = PAST + 3 * 10_000, []
 
     def meanwhile(done: int, total: int) -> None:

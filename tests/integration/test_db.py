@@ -168,10 +168,10 @@ def test_a_prepared_list_parameter_matches_any_number_of_values(engine: Engine) 
     stored = {f"p{n}" for n in range(600)}
     with writing(engine) as connection:
         connection.execute(checkpoints.insert(), [{"name": name, "position": 1} for name in stored])
-    among = db.Prepared(select(checkpoints.c.name).where(db.among(checkpoints.c.name, "names")))
+    any_of = db.Prepared(select(checkpoints.c.name).where(db.any_of(checkpoints.c.name, "names")))
     with engine.connect() as connection:
         for names in ([], ["p7"], ["p7", "p7", "none"], [f"p{n}" for n in range(0, 1200, 2)]):
-            found = [row["name"] for row in among.rows(connection, {"names": names})]
+            found = [row["name"] for row in any_of.rows(connection, {"names": names})]
             assert sorted(found) == sorted(set(names) & stored)
 
 

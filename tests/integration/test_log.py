@@ -15,7 +15,7 @@ from cdp.db import make_engine
 from cdp.log import ingest, queries, store
 from cdp.privacy.keystore import MAIN
 from cdp.projections import registry
-from cdp.projections.runner import standing
+from cdp.projections.runner import log_state
 from cdp.settings import Settings
 from tests.conftest import empty
 from tests.factories import PAST, checked, samples, webhook
@@ -105,7 +105,7 @@ def test_a_second_writer_waits_so_positions_follow_commit_order(
         store.lock(connection)
         subjects = [f"chat:{first.webhook.chat_uuid}"]
         ring = MAIN.ring(connection, subjects, MAIN.known(connection, subjects, ()))
-        head, *_ = standing(connection)
+        head, *_ = log_state(connection)
         receipts, _ = store.append(connection, [first], head=head, ring=ring)
         appended.set()
         writer.join(timeout=0.5)

@@ -176,7 +176,7 @@ def test_downgrading_to_0001_and_upgrading_again_restores_every_guard(
 
     def unhashed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Sealed again on the way up, under new keys, the rows chain to new hashes and
-        their dedupe keys have new keyed halves (see cdp.personal.dedupe_key)."""
+        their dedupe keys have new keyed halves (see cdp.privacy.personal.dedupe_key)."""
         return [(*row[:6], row[6][:32], *row[7:-1]) for row in rows]
 
     now = logged(engine)

@@ -50,7 +50,7 @@ def big(database: str) -> Iterator[Engine]:
         registry.projectors(Settings()),
         keystore=MAIN,
     )
-    db.settle(engine, [chats, profile_chats])
+    db.analyze(engine, [chats, profile_chats])
     yield engine
     engine.dispose()
 

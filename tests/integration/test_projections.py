@@ -42,7 +42,7 @@ MOMENTS = [0, 1000, 4000, 5000, 6000, 30_000, 64_000, 65_000, 130_000, 200_000]
 def same_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every database here seals with the same key. Events of one chat and millisecond that
     differ only in personal data are ordered by the keyed half of their dedupe keys (see
-    cdp.personal.dedupe_key): the keys are an input of the fold, like the events, and only
+    cdp.privacy.personal.dedupe_key): the keys are an input of the fold, like the events, and only
     the order of delivery may differ between the databases compared."""
     monkeypatch.setattr(personal, "new_key", lambda: bytes(personal.KEY_BYTES))
 

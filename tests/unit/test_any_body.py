@@ -21,7 +21,7 @@ from cdp.log.webhook import (
     MAX_STRING_BYTES,
     Incoming,
     InvalidWebhook,
-    Refused,
+    Rejection,
     Webhook,
     logged,
 )
@@ -214,10 +214,10 @@ def _places(value: Any) -> Iterator[tuple[Any, Any]]:
             yield from _places(item)
 
 
-def parsed(raw: bytes) -> Incoming | Refused:
+def parsed(raw: bytes) -> Incoming | Rejection:
     try:
         return checked(raw)
-    except Refused as refused:
+    except Rejection as refused:
         return refused
 
 
@@ -225,7 +225,7 @@ def outcome(raw: bytes) -> None:
     """Parse `raw`: a refusal that says why, or a webhook that keeps its fingerprint however
     it is spelt and that the log's reader reads back as parse read it."""
     incoming = parsed(raw)
-    if isinstance(incoming, Refused):
+    if isinstance(incoming, Rejection):
         assert incoming.status in (400, 422)
         assert str(incoming)
         assert not isinstance(incoming, InvalidWebhook) or incoming.errors

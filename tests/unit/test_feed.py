@@ -1,4 +1,4 @@
-"""The feed the live event streams of a process share (cdp.api.feed), on a log in memory.
+"""The feed the live event streams of a process share (cdp.log.feed), on a log in memory.
 
 A fake read lane answers the feed's reads from a list of events and records every event
 each read took, so that what the feed reads, and what each follower is handed, can be told

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from cdp.log.rejected import MAX_DECODED, Unreadable, folded, mentioned, named, refusal, texts
+from cdp.log.rejected import MAX_DECODED, Unreadable, folded, mentioned, named, rejection, texts
 
 
 def test_every_short_string_is_found_after_a_long_one_and_in_broken_json() -> None:
@@ -106,7 +106,7 @@ def test_a_body_that_cannot_be_read_is_kept_as_its_size_and_hash_only(
 ) -> None:
     with pytest.raises(Unreadable, match=why):
         texts(body, headers)
-    kept = refusal(1, "default", 400, "bad", len(body), headers, body)
+    kept = rejection(1, "default", 400, "bad", len(body), headers, body)
     assert (kept.body, kept.size, kept.names) == (b"", len(body), frozenset())
     assert kept.reason.startswith("bad (body not kept, since no erasure could read it: ")
     assert why in kept.reason
@@ -115,7 +115,7 @@ def test_a_body_that_cannot_be_read_is_kept_as_its_size_and_hash_only(
 
 def test_a_body_that_can_be_read_is_kept_with_the_ids_it_names() -> None:
     body = gzip.compress(DATA)
-    kept = refusal(1, "default", 400, "bad", len(body), {"content-encoding": "gzip"}, body)
+    kept = rejection(1, "default", 400, "bad", len(body), {"content-encoding": "gzip"}, body)
     assert (kept.body, kept.reason, kept.headers) == (body, "bad", {"content-encoding": "gzip"})
     assert "chat-1" in kept.names
 

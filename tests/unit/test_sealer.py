@@ -1,4 +1,4 @@
-"""A chat's values in the read models, sealed (cdp.personal.Sealer): the same value seals
+"""A chat's values in the read models, sealed (cdp.privacy.personal.Sealer): the same value seals
 to the same bytes under one chat's key, and opens only as what it was, where it was."""
 
 import os
