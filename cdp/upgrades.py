@@ -9,19 +9,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from cdp.access import tables as access
-from cdp.conversations import tables as conversations
-from cdp.log import tables as log
-from cdp.privacy import tables as privacy
+from cdp import capabilities
 from cdp.privacy.keystore import MAIN, Keystore
-from cdp.profiles import tables as profiles
-from cdp.projections import tables as projections
 from cdp.tables import Base
-from cdp.teams import tables as teams
 
-# Every capability's tables, each declared in its own tables module: what Alembic compares
-# the database with, and what a test empties.
-TABLES: Final = (access, conversations, log, privacy, profiles, projections, teams)
+# Every capability's tables, each declared in its own tables module (see cdp.capabilities):
+# what Alembic compares the database with, and what a test empties.
+TABLES: Final = capabilities.modules("tables")
 METADATA: Final = Base.metadata
 
 # Migrations that change the order in which the projectors fold events: a database that

@@ -1,5 +1,7 @@
 """GET /sources: who may post webhooks, for an admin; never their secrets."""
 
+from typing import Final
+
 from litestar import get
 from litestar.di import NamedDependency
 
@@ -15,3 +17,6 @@ async def sources(service: NamedDependency[Service]) -> Items[Source]:
     until when a rotated secret stays valid. Sources are added, rotated and removed with
     `cdp source`, by whoever may run it against the database."""
     return Items[Source](items=await service.reads.query(queries.sources))
+
+
+ROUTES: Final = (sources,)  # see cdp.capabilities

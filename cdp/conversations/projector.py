@@ -75,6 +75,7 @@ from cdp.log.webhook import INT64_MAX
 from cdp.privacy import personal
 from cdp.profiles import names, phones
 from cdp.profiles.names import fold_name
+from cdp.settings import Settings
 
 _CHAT_COLUMNS: Final = tuple(c.name for c in chats.columns)
 _SESSION_COLUMNS: Final = tuple(c.name for c in sessions.columns)
@@ -442,6 +443,12 @@ def _settled(region: _Region) -> bool:
 
 def _of(summary: SessionSummary | TurnSummary | None, sort: str) -> Any:
     return None if summary is None else getattr(summary, sort)
+
+
+def create(settings: Settings) -> "ChatsProjector":
+    """The chats projector, under the session rules and phone region of `settings`."""
+    rules = Rules.of(settings.session_idle_timeout, settings.session_open_window)
+    return ChatsProjector(rules, settings.phone_region)
 
 
 class ChatsProjector:

@@ -1,6 +1,6 @@
 """GET /chats/...: one chat's state, sessions, handoffs and timeline; GET /handoffs, the audit."""
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Final, TypeVar
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
@@ -117,3 +117,6 @@ def _found(page: Page[T] | None, uuid: str) -> Page[T]:
     if page is None:
         raise NotFoundException(f"no chat {uuid!r}")
     return page
+
+
+ROUTES: Final = (ChatController, HandoffController)  # see cdp.capabilities

@@ -8,21 +8,15 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from cdp import console
+from cdp import capabilities, console
 from cdp.access import auth
-from cdp.access import routes as access_routes
-from cdp.conversations import routes
 from cdp.http import guards, health, metrics, openapi, params, problems, requestlog, serialization
 from cdp.log import feed, stream
-from cdp.log import routes as log_routes
-from cdp.profiles import routes as profiles_routes
 from cdp.projections import registry
-from cdp.projections import routes as projections_routes
 from cdp.runtime import serverlog
 from cdp.runtime.metrics import Metrics, multiprocess_directory, worker_stopped
 from cdp.runtime.service import Service
 from cdp.settings import Settings
-from cdp.teams import routes as teams_routes
 
 DESCRIPTION = """\
 An event-sourced customer-data store for Fasttrack chat-center webhooks.
@@ -57,17 +51,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
-            log_routes.WebhookController,
-            profiles_routes.ProfileController,
-            routes.ChatController,
-            teams_routes.TeamController,
-            teams_routes.OperatorController,
-            routes.HandoffController,
-            log_routes.EventController,
-            stream.StreamController,
-            projections_routes.ProjectionController,
-            log_routes.RejectedController,
-            access_routes.sources,
+            *(route for module in capabilities.modules("routes") for route in module.ROUTES),
             health.health,
             metrics.metrics,
             *openapi.asset_routers(),

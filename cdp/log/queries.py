@@ -262,7 +262,7 @@ def counts(connection: Connection) -> dict[str, int]:
             func.count(func.distinct(privacy_tables.pending_erasures.c.profile_uuid))
         ),
         "webhooks refused as suppressed": select(
-            func.coalesce(func.sum(privacy_tables.erasures.c.rejected_deliveries), 0)
+            func.coalesce(func.sum(privacy_tables.erasures.c.refused), 0)
         ),
     }
     return {name: connection.scalar(statement) or 0 for name, statement in statements.items()}

@@ -17,7 +17,7 @@ from cdp.access.credentials import signature_problem
 from cdp.http import requestlog
 from cdp.http.openapi import WebhookOperation, not_found, problem
 from cdp.http.params import Limit
-from cdp.log import queries
+from cdp.log import queries, stream
 from cdp.log.schemas import Event, EventPage, RejectedPage
 from cdp.log.store import Receipt
 from cdp.log.webhook import DEFAULT_SOURCE, INT64_MAX, BodyTooLarge, content_type_problem
@@ -258,3 +258,7 @@ class RejectedController(Controller):
         return await service.reads.query(
             queries.rejected_deliveries, service.keystore, after=after, limit=limit, source=source
         )
+
+
+# What cdp.http.app serves of the log (see cdp.capabilities).
+ROUTES: Final = (WebhookController, EventController, stream.StreamController, RejectedController)

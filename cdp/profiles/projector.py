@@ -13,6 +13,12 @@ from cdp import db
 from cdp.log.store import Recorded
 from cdp.log.webhook import KNOWN_TYPES
 from cdp.profiles.tables import profile_chats
+from cdp.settings import Settings
+
+
+def create(settings: Settings) -> "ProfilesProjector":
+    """The profiles projector: no setting shapes it."""
+    return ProfilesProjector()
 
 
 class ProfilesProjector:

@@ -1,6 +1,6 @@
 """GET /profiles: customers, each with the chats they own across messengers; and erasure."""
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
@@ -166,3 +166,6 @@ class ProfileController(Controller):
             keys_destroyed=done.keys_destroyed,
             suppressed=done.suppressed,
         )
+
+
+ROUTES: Final = (ProfileController,)  # see cdp.capabilities

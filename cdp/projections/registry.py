@@ -1,14 +1,22 @@
-"""Every projector, in the order they are fed: a new read model is added here."""
+"""Every projector, in the order they are fed: the `create(settings)` of each capability
+folder's projector module (see cdp.capabilities), in the folders' order, but that one
+that reads another's tables (see Projector.reads) comes after it."""
 
-from cdp.conversations.fold import Rules
-from cdp.conversations.projector import ChatsProjector
-from cdp.profiles.projector import ProfilesProjector
+from cdp import capabilities
 from cdp.projections.runner import Projector
 from cdp.settings import Settings
-from cdp.teams.projector import TeamsProjector
 
 
 def projectors(settings: Settings) -> list[Projector]:
-    rules = Rules.of(settings.session_idle_timeout, settings.session_open_window)
-    chats = ChatsProjector(rules, settings.phone_region)
-    return [chats, ProfilesProjector(), TeamsProjector()]
+    made: list[Projector] = [
+        module.create(settings) for module in capabilities.modules("projector")
+    ]
+    fed: list[Projector] = []
+    while made:
+        ready = [p for p in made if set(p.reads) <= {f.name for f in fed}]
+        if not ready:
+            names = ", ".join(p.name for p in made)
+            raise RuntimeError(f"the projectors {names} read each other's tables")
+        fed.append(ready[0])
+        made.remove(ready[0])
+    return fed

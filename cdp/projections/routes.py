@@ -1,7 +1,7 @@
 """GET /projections: how far each read model has got and what built it; POST
 /projections/rebuild and /projections/{name}/rebuild: build anew beside the live ones."""
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
@@ -87,3 +87,6 @@ async def start_build(service: Service, name: str | None) -> None:
 async def _states(service: Service) -> Items[Projection]:
     found = await service.reads.query(builds.states, service.projectors)
     return Items[Projection](items=found)
+
+
+ROUTES: Final = (ProjectionController,)  # see cdp.capabilities

@@ -14,7 +14,13 @@ from sqlalchemy import Connection, Table
 from cdp import db
 from cdp.conversations.fold import fact_of
 from cdp.log.store import Recorded
+from cdp.settings import Settings
 from cdp.teams.tables import teams
+
+
+def create(settings: Settings) -> "TeamsProjector":
+    """The teams projector: no setting shapes it."""
+    return TeamsProjector()
 
 
 class TeamsProjector:

@@ -1,6 +1,6 @@
 """Teams and operators over HTTP: who they are, their chats, handoffs and figures."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
@@ -109,3 +109,6 @@ class OperatorController(Controller):
         if found is None:
             raise NotFoundException(f"no operator {uuid!r}")
         return found
+
+
+ROUTES: Final = (TeamController, OperatorController)  # see cdp.capabilities

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from cdp.log import store
 from cdp.privacy.keystore import Keystore
-from cdp.projections.runner import keys
+from cdp.projections.runner import key_lookup
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, samples, webhook
 
@@ -102,7 +102,7 @@ def test_unknown_fields_are_kept_in_the_log_as_they_came(
     assert client.get(f"/events/{position}").json()["body"] == body
     keystore = Keystore.at(settings.keystore())
     with engine.connect() as connection:
-        ((whole, opened),) = store.bodies(store.read(connection), keys(connection, keystore))
+        ((whole, opened),) = store.bodies(store.read(connection), key_lookup(connection, keystore))
     keystore.dispose()
     assert (whole, opened) == (raw, store.Opened.WHOLE)
 

@@ -14,7 +14,7 @@ from cdp.conversations.tables import timeline
 from cdp.log import store
 from cdp.log.tables import events
 from cdp.privacy.keystore import Keystore
-from cdp.projections.runner import keys
+from cdp.projections.runner import key_lookup
 from tests.cli.test_commands import cdp
 from tests.conftest import empty
 from tests.factories import PAST, opened, reply
@@ -49,7 +49,7 @@ def test_migrate_opens_the_bodies_with_the_keystore_s_keys_and_rebuilds(
     assert f"rebuilt up to position {len(BODIES)}" in result.output
     with engine.connect() as connection:
         rows = store.read(connection)
-        assert [body for body, _ in store.bodies(rows, keys(connection, keystore))] == BODIES
+        assert [body for body, _ in store.bodies(rows, key_lookup(connection, keystore))] == BODIES
         assert connection.scalar(select(func.count()).select_from(timeline)) == len(BODIES)
     keystore.dispose()
 

@@ -17,7 +17,7 @@ from cdp.privacy.keystore import MAIN
 from cdp.privacy.tables import erased_subjects, erasures
 from cdp.privacy.tables import keys as keys_table
 from cdp.projections import registry, runner
-from cdp.projections.runner import keys
+from cdp.projections.runner import key_lookup
 from cdp.settings import Settings
 from cdp.tables import Base
 from tests.factories import PAST, checked, webhook
@@ -123,7 +123,7 @@ def test_events_logged_before_sealing_are_sealed_and_chained_once(engine: Engine
     upgrades.upgrade(engine)
     with engine.connect() as connection:
         rows = store.read(connection)
-        opened = store.bodies(rows, keys(connection, MAIN))
+        opened = store.bodies(rows, key_lookup(connection, MAIN))
         assert chain.verify(connection).broken_at is None
         assert connection.scalar(text("SELECT count(*) FROM keys")) == 2  # one per chat
     assert [body for body, _ in opened] == bodies
@@ -202,7 +202,7 @@ def test_dedupe_keys_are_made_anew_and_every_body_sealed_redeliveries_still_dupl
     upgrades.upgrade(engine)
     with engine.connect() as connection:
         rows = store.read(connection)
-        opened = store.bodies(rows, keys(connection, MAIN))
+        opened = store.bodies(rows, key_lookup(connection, MAIN))
         assert chain.verify(connection).broken_at is None
     assert [body for body, _ in opened] == [bodies[0], opened[1][0], bodies[2], bodies[3]]
     whole, gone = store.Opened.WHOLE, store.Opened.KEY_GONE
