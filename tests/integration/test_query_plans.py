@@ -17,6 +17,8 @@ from cdp.projectors import registry
 from cdp.settings import Settings
 from tests.factories import checked
 
+pytestmark = pytest.mark.slow
+
 LISTING = queries.Listing(limit=10)
 CLOCK = queries.Clock(86_400_000, 1_800_000_000_000)
 LISTS: dict[str, Callable[[Connection, str], Any]] = {
