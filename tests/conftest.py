@@ -4,6 +4,10 @@ PostgreSQL is the server of CDP_TEST_POSTGRES_URL (default: the local one, as `p
 the suite creates a database of its own there, through the server's maintenance database
 `postgres`, and drops it at the end. An unreachable server fails the PostgreSQL tests:
 they are never skipped.
+
+Markers (see tests/README.md): a test that runs on PostgreSQL is marked `postgres`, and one
+under tests/browser `browser`, here; `slow` is marked by hand. `--quick` leaves all three
+out.
 """
 
 import os
@@ -32,6 +36,43 @@ from cdp.settings import Settings
 POSTGRES_URL = os.environ.get(
     "CDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+BROWSER_TESTS = Path(__file__).parent / "browser"
+
+# The fixture parameters that run a test on PostgreSQL: `database` here, the bench's
+# `server` (tests/bench/conftest.py), and the outage of a server of the test's own
+# (tests/api/test_outages.py).
+ON_POSTGRESQL = {"database": "postgresql", "server": "postgresql", "outage": "postgresql stops"}
+
+QUICK_LEAVES_OUT = ("postgres", "browser", "slow")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="the quick loop: leave out the tests marked postgres, browser or slow",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m reads the markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec else {}
+        if "postgres_url" in getattr(item, "fixturenames", ()) or any(
+            params.get(name) == value for name, value in ON_POSTGRESQL.items()
+        ):
+            item.add_marker(pytest.mark.postgres)
+        if item.path.is_relative_to(BROWSER_TESTS):
+            item.add_marker(pytest.mark.browser)
+        quick = not any(map(item.get_closest_marker, QUICK_LEAVES_OUT))
+        (kept if quick else left_out).append(item)
+    if config.getoption("quick") and left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session", autouse=True)

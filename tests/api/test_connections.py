@@ -25,6 +25,8 @@ from cdp.runtime.server import Limits, Tally
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, webhook
 
+pytestmark = pytest.mark.slow
+
 PATIENCE = 60  # seconds a socket waits, at most, for what the test expects
 SHORT = {"CDP_HEADER_TIMEOUT": "0.5", "CDP_BODY_TIMEOUT": "0.5", "CDP_KEEP_ALIVE_TIMEOUT": "1"}
 

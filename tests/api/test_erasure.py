@@ -547,6 +547,7 @@ def test_an_erasure_stopped_midway_is_finished_by(
         assert connection.scalar(select(func.count()).select_from(pending_erasures)) == 0
 
 
+@pytest.mark.slow
 def test_a_profile_of_more_chats_than_a_statement_takes_parameters_is_erased(
     client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
@@ -84,6 +85,7 @@ def fuzz(
     send()
 
 
+@pytest.mark.slow
 def test_every_operation_answers_as_documented_and_stores_only_what_it_accepted(
     settings: Settings, engine: Engine
 ) -> None:

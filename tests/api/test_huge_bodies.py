@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from cdp.settings import Settings
@@ -58,6 +59,7 @@ def memory(server: Server, item: str) -> int:
     raise AssertionError(f"no {item} in /proc/{server.process.pid}/status")
 
 
+@pytest.mark.slow
 def test_a_stream_of_100_mb_bodies_is_refused_and_does_not_grow_the_server(
     serve: Callable[..., Server], engine: Engine, database: str
 ) -> None:

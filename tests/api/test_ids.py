@@ -80,6 +80,7 @@ def test_an_unknown_event_type_naming_such_an_id_names_no_chat(client: Client) -
 ODD = ["a\\b", "a%2Fb", "a%b", "a?b#c", "a;b=c&d", "a b+c", "чат ü", "...", "%2e%2e", ".x", "x."]
 
 
+@pytest.mark.slow
 def test_every_id_the_log_accepts_is_reachable_through_the_api_and_the_console(
     serve: Callable[..., Server],
 ) -> None:

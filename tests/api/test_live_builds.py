@@ -231,6 +231,7 @@ def equal_to_a_rebuild(engine: Engine, settings: Settings) -> bool:
         keystore.dispose()
 
 
+@pytest.mark.slow
 def test_a_build_killed_midway_leaves_the_live_projection_serving_and_runs_again(
     big: int, engine: Engine, database: str, settings: Settings
 ) -> None:
@@ -261,6 +262,7 @@ def test_a_build_killed_midway_leaves_the_live_projection_serving_and_runs_again
     assert contents(engine) == before
 
 
+@pytest.mark.slow
 def test_webhooks_are_taken_all_through_a_build_and_are_in_what_it_swaps_in(
     big: int, serve: Callable[..., Server], engine: Engine, settings: Settings
 ) -> None:

@@ -36,6 +36,8 @@ from cdp.settings import Settings
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, PAST, webhook
 
+pytestmark = pytest.mark.slow
+
 CLIENTS = 4
 BUSY = str(Overloaded("webhooks", timedelta(seconds=5)))  # CDP_DATABASE_POOL_TIMEOUT
 

@@ -175,6 +175,7 @@ def test_a_bad_page_is_a_400_naming_the_parameter(
     assert [error["path"] for error in answer.json()["errors"]] == [named]
 
 
+@pytest.mark.slow
 def test_paging_while_webhooks_arrive_gives_every_chat_once_in_order(
     serve: Callable[..., Server],
 ) -> None:
@@ -237,6 +238,7 @@ def test_paging_while_webhooks_arrive_gives_every_chat_once_in_order(
 PHONE = "+79995550011"
 
 
+@pytest.mark.slow
 def test_a_phone_search_answers_a_full_page_of_a_thousand_profiles(
     client: Client, engine: Engine, settings: Settings
 ) -> None:

@@ -164,6 +164,7 @@ def test_a_content_length_of_digits_int_cannot_read_is_a_400_not_a_500(
     assert count(engine, events) == 0
 
 
+@pytest.mark.slow
 def test_a_refused_delivery_and_its_body_are_freed_at_once_not_by_a_full_collection(
     client: Client,
 ) -> None:

@@ -74,6 +74,7 @@ def server_with_traffic(serve: Callable[..., Server], engine: Engine, **settings
     return text
 
 
+@pytest.mark.slow
 def test_json_log_lines_hold_each_request_and_no_secret_phone_or_text(
     serve: Callable[..., Server], engine: Engine
 ) -> None:
@@ -114,6 +115,7 @@ def test_json_log_lines_hold_each_request_and_no_secret_phone_or_text(
     assert any(line["logger"].startswith("uvicorn") for line in lines)
 
 
+@pytest.mark.slow
 def test_text_is_the_default_log_format(serve: Callable[..., Server], engine: Engine) -> None:
     lines = server_with_traffic(serve, engine).splitlines()
     assert not any(line.startswith("{") for line in lines)

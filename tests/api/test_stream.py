@@ -31,6 +31,8 @@ from tests.api.test_metrics import scraped
 from tests.conftest import Server
 from tests.factories import JSON_TYPE, PAST, webhook
 
+pytestmark = pytest.mark.slow
+
 # A quiet stream says so every second: every wait below sees a message at least that often.
 QUIET = {"CDP_STREAM_HEARTBEAT": "1"}
 PATIENCE = 60  # seconds a test waits for what it expects

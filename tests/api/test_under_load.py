@@ -71,6 +71,7 @@ async def under_reads(url: str) -> tuple[list[httpx.Response], list[float], list
         return await asyncio.gather(*reads), health, posts
 
 
+@pytest.mark.slow
 def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
     database: str, serve: Callable[..., Server]
 ) -> None:
@@ -84,6 +85,7 @@ def test_health_and_webhooks_answer_within_a_second_while_100_slow_reads_queue(
     assert max(posts) < 1.0, posts
 
 
+@pytest.mark.slow
 def test_a_read_that_finds_no_connection_in_time_is_a_503_with_retry_after(
     database: str, serve: Callable[..., Server]
 ) -> None:

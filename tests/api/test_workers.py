@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from cdp.bench.soak import _fresh, keystore_of, rebuild_changes
@@ -30,6 +31,7 @@ from tests.factories import JSON_TYPE, checked
 WORKERS, CLIENTS = 4, 8
 
 
+@pytest.mark.slow
 def test_four_workers_and_eight_clients_lose_nothing_and_store_nothing_twice(
     postgres_url: str, serve_on: Callable[..., Server]
 ) -> None:
@@ -98,6 +100,7 @@ def test_workers_above_one_are_refused_on_sqlite(sqlite_template: Path, tmp_path
     assert "--workers above 1 needs PostgreSQL" in result.output
 
 
+@pytest.mark.slow
 def test_under_load_four_workers_rebuild_every_projection_and_add_team_statistics(
     postgres_url: str, serve_on: Callable[..., Server]
 ) -> None:

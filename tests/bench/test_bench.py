@@ -93,6 +93,7 @@ def _expected(group: str, server: str) -> set[str]:
 
 # HTTP ingest with several workers is left out: it starts three servers of two and four
 # processes (tests/api/test_workers.py serves with workers).
+@pytest.mark.slow
 @pytest.mark.parametrize("group", [group for group in GROUPS if group != "workers"])
 def test_a_tiny_bench_prints_and_writes_every_figure_of_a_group_beside_its_baseline(
     server: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

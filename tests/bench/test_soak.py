@@ -11,6 +11,7 @@ writer, short enough for a suite that runs both databases. A longer one is `cdp 
 import json
 import re
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
@@ -27,6 +28,7 @@ from tests.api.test_whatever_the_log_holds import log_directly
 from tests.factories import checked, opened
 
 
+@pytest.mark.slow
 def test_a_soak_loses_nothing_stores_nothing_twice_and_leaves_what_a_rebuild_makes(
     server: str,
 ) -> None:

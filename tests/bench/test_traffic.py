@@ -56,6 +56,7 @@ def test_in_time_order_unless_shuffled_and_redeliveries_repeat_bodies() -> None:
     assert shuffled != sorted(shuffled, key=lambda line: json.loads(line)["timestamp"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_every_webhook_is_accepted_and_makes_sessions_and_handoffs(
     engine: Engine, seed: int

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from cdp.bench.soak import keystore_of, rebuild_changes
@@ -16,6 +17,8 @@ from cdp.log.tables import events
 from cdp.projections import registry
 from cdp.settings import Settings
 from tests.cli.test_commands import cdp
+
+pytestmark = pytest.mark.slow
 
 EVENTS = 20_000
 

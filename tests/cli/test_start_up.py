@@ -115,6 +115,7 @@ def test_health_answers_503_and_the_log_names_a_keystore_that_cannot_be_reached(
     assert all("s3cret-word" not in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.slow
 def test_serve_logs_each_database_by_name(
     database: str, tmp_path: Path, serve_on: Callable[..., Server]
 ) -> None:
@@ -125,6 +126,7 @@ def test_serve_logs_each_database_by_name(
     assert f"database: {shown}; keys in sqlite:///{keys}" in served.log.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_workers_remove_only_the_metrics_files_of_an_earlier_run(
     postgres_url: str, tmp_path: Path, serve_on: Callable[..., Server], workers: str

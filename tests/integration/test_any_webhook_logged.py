@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 import hypothesis
+import pytest
 from hypothesis import HealthCheck, assume, given
 from sqlalchemy import Engine, select
 
@@ -46,6 +47,7 @@ def answers(engine: Engine, clock: paging.Clock) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 def test_whatever_parse_accepts_is_projected_and_rebuilt_alike(
     settings: Settings, engine: Engine
 ) -> None:

@@ -151,6 +151,7 @@ def test_many_events_logged_during_a_build_are_caught_up_before_the_lock(
     assert snapshot(engine) == rebuilt_in_place(engine)
 
 
+@pytest.mark.slow
 def test_a_reader_holding_a_live_table_delays_the_swap_not_the_webhooks(engine: Engine) -> None:
     """PostgreSQL: the swap waits for a table lock a little, lets go of the append lock, and
     tries again; SQLite's readers keep their snapshot and hold nothing up."""

@@ -125,6 +125,7 @@ def own(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(update={"key_file": tmp_path / "store.kek"})
 
 
+@pytest.mark.slow
 def test_an_erased_key_is_nowhere_on_disk_once_the_erasure_returns(
     own: Settings, engine: Engine, tmp_path: Path
 ) -> None:

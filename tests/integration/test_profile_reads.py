@@ -85,6 +85,7 @@ def statements(engine: Engine, ask: Callable[[Connection], None]) -> list[tuple[
     return seen
 
 
+@pytest.mark.slow
 def test_a_page_of_a_big_profile_reads_a_page_of_rows(big: Engine) -> None:
     ran = statements(big, reads)
     assert len(ran) >= 5

@@ -206,6 +206,7 @@ def _keyed(item: dict[str, Any], keys: dict[int, str]) -> dict[str, Any]:
     return item
 
 
+@pytest.mark.slow
 @settings(
     max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -439,6 +440,7 @@ def stored(engine: Engine) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -21,6 +21,8 @@ from cdp.projections import registry
 from cdp.settings import Settings
 from tests.factories import checked
 
+pytestmark = pytest.mark.slow
+
 LISTING = paging.Listing(limit=10)
 CLOCK = paging.Clock(86_400_000, 1_800_000_000_000)
 LISTS: dict[str, Callable[[Connection, str], Any]] = {

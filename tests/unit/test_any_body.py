@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, Final
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -253,18 +254,21 @@ def test_any_bytes_are_a_webhook_or_a_refusal(raw: bytes) -> None:
     outcome(raw)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=spoilt(ENVELOPE))
 def test_hostile_json_is_a_webhook_or_a_refusal(raw: bytes) -> None:
     outcome(raw)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=mutated_samples())
 def test_a_mutated_sample_is_a_webhook_or_a_refusal(raw: bytes) -> None:
     outcome(raw)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=spoilt(ENVELOPE).map(lambda raw: raw.decode("utf-8", "replace")))
 def test_whatever_text_the_log_holds_reads_as_an_object_or_nothing(text: str) -> None:

@@ -60,6 +60,7 @@ def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
     }
 
 
+@pytest.mark.slow
 def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
     tmp_path: Path,
 ) -> None:
@@ -83,6 +84,7 @@ def test_the_counts_of_every_process_writing_to_one_directory_are_summed(
     assert found[("cdp_rebuild_events_done", chats)] == 7
 
 
+@pytest.mark.slow
 def test_a_worker_marked_dead_keeps_its_counts_and_drops_its_rebuild_progress(
     tmp_path: Path,
 ) -> None:
