@@ -177,6 +177,15 @@ def milliseconds(wait: timedelta) -> int:
     return max(1, wait // timedelta(milliseconds=1))
 
 
+def gave_way(error: BaseException) -> bool:
+    """Did PostgreSQL end the transaction so that another could go on (a deadlock's victim,
+    a serialization failure)? Running it again may succeed."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in GAVE_WAY
+
+
+GAVE_WAY: Final = ("40001", "40P01")
+
+
 def lock_timed_out(error: BaseException) -> bool:
     """Did a statement fail because a lock it waited for was not had in time (SQLite's
     write lock, a PostgreSQL lock past its lock_timeout)?"""

@@ -24,6 +24,7 @@ from litestar.status_codes import (
 from sqlalchemy.exc import DBAPIError, InterfaceError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from cdp import db
 from cdp.http.params import request_query_names
 from cdp.log.webhook import (
     BodyTooLarge,
@@ -221,7 +222,6 @@ _LOCKED: Final = ("SQLITE_BUSY", "SQLITE_LOCKED")
 # connection is class 08, or an error of the driver's own, with no code).
 _SHUTDOWN: Final = ("57P01", "57P02", "57P03")
 # PostgreSQL's for a transaction that lost to another one: the same request may pass.
-_CONFLICT: Final = ("40001", "40P01")
 
 
 def outage(error: Overloaded | SQLAlchemyError) -> str:
@@ -260,7 +260,7 @@ def _unavailable(error: DBAPIError) -> str | None:
         return "a statement ran longer than CDP_DATABASE_STATEMENT_TIMEOUT"
     if state == "55P03":
         return "another transaction held a lock it needed for too long"
-    if state in _CONFLICT:
+    if state in db.GAVE_WAY:
         return "it gave way to another transaction at the same time"
     if state[:2] == "53" or sqlite_code == "SQLITE_FULL" or sqlite_code.startswith("SQLITE_IOERR"):
         return "it ran out of room or resources (disk, memory or connections)"

@@ -25,7 +25,7 @@ from typing import Concatenate, Final, ParamSpec, TypeVar
 import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from cdp import db, times
 from cdp.log import ingest, rejected, store, webhook
@@ -52,6 +52,10 @@ GROUP, BACKLOG = 500, 2000
 # How long a build on SQLite waits at most, between two of its transactions, for the
 # webhooks waiting then to be committed (see Writer.yield_to_webhooks).
 YIELD_WITHIN: Final = 0.5
+# A query PostgreSQL chose as a deadlock's victim (a build swapping its tables in takes
+# them in its own order, a read in the query's) is run again, this many times in all: a
+# read changes nothing, and the lock is gone once the other transaction ended.
+QUERY_ATTEMPTS: Final = 3
 _EXPIRY_EVERY_MS = 3_600_000
 # Old rejected deliveries forgotten after a group at most: a transaction of milliseconds.
 _EXPIRED_AT_ONCE = 500
@@ -103,8 +107,14 @@ class Lane:
         """Run a query on a connection of its own, in a thread of this lane."""
 
         def work() -> T:
-            with self.engine.connect() as connection:
-                return query(connection, *args, **kwargs)
+            for attempt in range(1, QUERY_ATTEMPTS + 1):
+                try:
+                    with self.engine.connect() as connection:
+                        return query(connection, *args, **kwargs)
+                except DBAPIError as error:
+                    if attempt == QUERY_ATTEMPTS or not db.gave_way(error):
+                        raise
+            raise AssertionError("unreachable")
 
         return await self.run(work)
 
