@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cdp import db, upgrades
+from cdp import DISTRIBUTION, db, upgrades
 from cdp.access.credentials import CredentialError
 from cdp.privacy import erasure
 from cdp.privacy.keyfile import KeyFileError
@@ -38,7 +38,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="cdp", prog_name="cdp", message="%(prog)s %(version)s")
+@click.version_option(package_name=DISTRIBUTION, prog_name="cdp", message="%(prog)s %(version)s")
 @click.pass_context
 def main(context: click.Context) -> None:
     """An event-sourced customer-data store for Fasttrack chat-center webhooks.

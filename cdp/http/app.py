@@ -8,7 +8,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from cdp import console
+from cdp import DISTRIBUTION, console
 from cdp.access import auth
 from cdp.access import routes as access_routes
 from cdp.conversations import routes
@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         type_encoders=serialization.TYPE_ENCODERS,
         template_config=console.templates(settings.zone()),
         plugins=[serialization.RawJSONSchema(), openapi.DefaultResponses()],
-        openapi_config=openapi.config("cdp", version("cdp"), DESCRIPTION),
+        openapi_config=openapi.config("cdp", version(DISTRIBUTION), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
     # Around the router, not middlewares of the routes: a request no route takes is guarded,

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from cdp import paging
+from cdp import DISTRIBUTION, paging
 from cdp.cli import main
 from cdp.conversations import queries
 from cdp.db import make_engine
@@ -183,7 +183,7 @@ def test_commands_bring_a_new_sqlite_file_to_the_latest_schema_by_themselves(
 def test_version_prints_the_installed_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0
-    assert result.output == f"cdp {version('cdp')}\n"
+    assert result.output == f"cdp {version(DISTRIBUTION)}\n"
 
 
 @pytest.mark.parametrize(
