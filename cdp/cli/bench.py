@@ -60,6 +60,7 @@ def bench(
     if soak_seconds is not None:
         _soak(settings, database, soak_seconds, seed)
         return
+    from cdp.bench import progress
     from cdp.bench.run import Figure, Plan, measure
 
     click.echo(
@@ -70,6 +71,7 @@ def bench(
     def show(figure: Figure) -> None:
         baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12
         ratio = f"{figure.ratio:8.2f}" if figure.ratio is not None else " " * 8
+        progress.clear()  # a note of what was being measured: the figure takes its line
         click.echo(
             f"{figure.name:<86} {figure.value:>12,.1f}  {baseline}  {ratio}  "
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"
