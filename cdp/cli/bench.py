@@ -20,9 +20,26 @@ from cdp.settings import Settings
     help="Where to measure: a PostgreSQL server (databases are made and dropped on it), "
     "or sqlite:/// (files in a temporary folder). Default: CDP_DATABASE_URL's kind.",
 )
-@click.option("--events", default=10_000, show_default=True, type=click.IntRange(100, 10**8))
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True))
+@click.option(
+    "--events",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100, 10**8),
+    help="How many events the measured log holds (fewer than 10 000: a quick look).",
+)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Seeds the generated traffic: the same seed makes the same webhooks.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write every figure to this file, as JSON.",
+)
 @click.option(
     "--only",
     multiple=True,

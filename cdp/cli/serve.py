@@ -20,8 +20,20 @@ from cdp.settings import Settings
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on: 127.0.0.1 for this machine alone, 0.0.0.0 for every "
+    "network (refused while the API is open: no source and no token).",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The TCP port to listen on.",
+)
 @click.option("--migrate", is_flag=True, help="Upgrade the schema first (SQLite always is).")
 @click.option(
     "--workers",
