@@ -2,10 +2,13 @@
 are protected, what they say in which language and zone, and what hostile input gets."""
 
 import csv
+import html
 import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import TestClient
@@ -305,6 +308,54 @@ def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> N
     description = re.search(r"<desc id=\"chart-desc\">(.*?)</desc>", page.text, re.S)
     assert description is not None
     assert "&lt; 1 min: 0; 1 min–5 min: 1; 5 min–15 min: 0;" in description.group(1)
+
+
+def _figure(page: str, label: str) -> str:
+    found = re.search(rf"<dt>{re.escape(label)}</dt><dd>([^<]*)</dd>", page)
+    assert found is not None, label
+    return found.group(1)
+
+
+def test_a_team_page_with_no_days_chosen_shows_the_week_up_to_the_teams_latest_activity(
+    open_console: Client,
+) -> None:
+    """The samples are of May 2026: the page opened later shows their week, not zeros, and
+    says which days it shows, with a link to the last seven."""
+    page = open_console.get("/console/teams/15", headers={"Accept-Language": "en"}).text
+    assert _figure(page, "Handed in") == "1"
+    assert _figure(page, "Operator replies") == "1"
+    # Its latest activity: Игорь's reply, 2026-05-05 07:51:52 UTC, 10:51:52 in Moscow.
+    period = re.search(r'<p class="period" id="period">(.*?)</p>', page, re.S)
+    assert period is not None
+    said = html.unescape(" ".join(re.sub(r"<[^>]+>", "", period.group(1)).split()))
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    week = f"since={today - timedelta(days=6)}&amp;until={today}"
+    assert said == (
+        "Period: 2026-04-29 – 2026-05-05, the 7 days up to the team's latest activity "
+        "(2026-05-05 10:51:52). Show the last 7 days"
+    )
+    assert f'href="/console/teams/15?{week}"' in period.group(1)
+    assert 'id="since" name="since" type="date" value="2026-04-29"' in page
+    assert 'id="until" name="until" type="date" value="2026-05-05"' in page
+    russian = open_console.get("/console/teams/15", headers={"Accept-Language": "ru"}).text
+    assert "Период:" in russian
+    assert "7 дней до последней активности команды" in russian
+
+
+def test_a_team_page_shows_the_days_chosen_as_before_and_says_which(
+    open_console: Client,
+) -> None:
+    english = {"Accept-Language": "en"}
+    later = open_console.get("/console/teams/15?since=2026-06-01&until=2026-06-07", headers=english)
+    assert _figure(later.text, "Handed in") == "0"
+    assert "Period:\n  <strong>2026-06-01 – 2026-06-07</strong>." in later.text
+    assert "latest activity" not in later.text
+    day = open_console.get("/console/teams/15?since=2026-05-05&until=2026-05-05", headers=english)
+    assert _figure(day.text, "Handed in") == "1"
+    assert "<strong>2026-05-05</strong>." in day.text
+    since = open_console.get("/console/teams/15?since=2026-05-01", headers=english)
+    assert _figure(since.text, "Handed in") == "1"
+    assert "<strong>from 2026-05-01 on</strong>." in since.text
 
 
 def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(
