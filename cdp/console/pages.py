@@ -199,14 +199,15 @@ class Pages(Controller):
     ) -> Response[str]:
         team, days = _team(team_id), Days.read(since, until)
         start, end = days.bounds(service.settings.zone())
-        found, teams = await service.reads.query(
-            views.audit, Listing(after, AUDIT_PAGE), team, start, end
+        found = await service.reads.query(
+            views.audit, service.keystore, Listing(after, AUDIT_PAGE), team, start, end
         )
         return await page(
             request,
             "handoffs.html",
-            handoffs=found,
-            teams=teams,
+            handoffs=found.handoffs,
+            chat_names=found.chat_names,
+            teams=found.teams,
             team_id=team,
             days=days,
         )

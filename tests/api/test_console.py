@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from cdp.access import credentials
-from cdp.console import pages
+from cdp.console import pages, views
 from cdp.http.app import create_app
+from cdp.paging import Listing
+from cdp.privacy.keystore import Keystore
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, handoff, opened, samples, webhook
 
@@ -356,6 +358,62 @@ def test_a_team_page_shows_the_days_chosen_as_before_and_says_which(
     since = open_console.get("/console/teams/15?since=2026-05-01", headers=english)
     assert _figure(since.text, "Handed in") == "1"
     assert "<strong>from 2026-05-01 on</strong>." in since.text
+
+
+def test_the_chat_page_names_its_profile_and_keeps_the_uuid_as_the_links_target(
+    open_console: Client,
+) -> None:
+    page = open_console.get(f"/console/chats/{CHAT}").text
+    assert f'<a href="/console/profiles/{PROFILE}" title="{PROFILE}">Анна</a>' in page
+
+
+def test_the_handoff_audit_names_each_chat_reading_a_pages_names_at_once(
+    settings: Settings, engine: Engine
+) -> None:
+    with browser(settings) as client:
+        bodies = []
+        for n in range(12):
+            at, name = PAST + n * 60_000, f"Клиент {n}"
+            bodies += [
+                *opened(f"c{n}", at=at, team=1, name=name),
+                handoff(f"c{n}", at=at + 1000, team=2, name=name),
+            ]
+        bodies += [
+            *opened("nameless", at=PAST, team=1),
+            handoff("nameless", at=PAST + 60_000, team=2),
+        ]
+        for body in bodies:
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
+        page = client.get("/console/handoffs?team_id=2").text
+    # The name shown, the uuid the link's target and title; a chat with no name, its uuid.
+    assert '<a href="/console/chats/c3" title="c3">Клиент 3</a>' in page
+    assert '<a href="/console/chats/nameless" title="nameless">nameless</a>' in page
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    engines = [engine, *([keystore.engine] if keystore.engine is not None else [])]
+
+    def statements(size: int) -> tuple[int, int]:
+        """How many statements a page of `size` handoffs takes, and how many it names."""
+        ran: list[str] = []
+
+        def seen(_c: object, _cursor: object, statement: str, *_: object) -> None:
+            ran.append(statement)
+
+        for each in engines:
+            event.listen(each, "before_cursor_execute", seen)
+        try:
+            with engine.connect() as connection:
+                found = views.audit(connection, keystore, Listing(None, size), 2, None, None)
+        finally:
+            for each in engines:
+                event.remove(each, "before_cursor_execute", seen)
+        return len(ran), len(found.chat_names)
+
+    statements(13)  # the keystore reads its keys once
+    one, named_one = statements(1)
+    many, named_many = statements(13)
+    keystore.dispose()
+    assert (named_one, named_many) == (1, 12)
+    assert many == one  # not a statement more for each chat
 
 
 def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(

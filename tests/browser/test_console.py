@@ -46,6 +46,8 @@ def test_a_support_lead_finds_a_customer_by_phone_and_sees_who_handled_each_chat
     whatsapp.get_by_role("link", name="Открыть чат").click()
     expect(page).to_have_url(f"{console.url}/console/chats/{WHATSAPP}")
     expect(page.locator(".facts.now")).to_contain_text("Вторая линия")
+    owner = page.locator(".facts.now").get_by_role("link", name="Анна")
+    expect(owner).to_have_attribute("href", f"/console/profiles/{PROFILE}")
     handoff = page.locator(".marker.handoff")
     expect(handoff).to_contain_text("из «Первая линия» в «Вторая линия»")
     expect(handoff).to_contain_text("Первый ответ через 3 мин")
@@ -102,7 +104,11 @@ def test_the_handoff_audit_downloads_as_csv_holding_the_rows_shown(
         "Первая линия",
         "Вторая линия",
     ]
-    assert shown[:5] == ["2026-05-06 10:02:00", WHATSAPP, "1", "Первая линия", "Вторая линия"]
+    # The chat by its customer's name, the uuid the link's target (as in the CSV) and title.
+    assert shown[:5] == ["2026-05-06 10:02:00", "Анна", "1", "Первая линия", "Вторая линия"]
+    chat = rows.first.get_by_role("link", name="Анна")
+    expect(chat).to_have_attribute("href", f"/console/chats/{WHATSAPP}")
+    expect(chat).to_have_attribute("title", WHATSAPP)
 
     # The team the chat went to: its figures for the day and its first responses by length.
     rows.first.get_by_role("link", name="Вторая линия").click()
@@ -130,7 +136,9 @@ def test_the_handoff_audit_downloads_as_csv_holding_the_rows_shown(
     page.get_by_label("По (включительно)").fill("2026-05-05")
     page.get_by_role("button", name="Показать").click()
     expect(rows).to_have_count(1)
-    expect(rows.first).to_contain_text(TELEGRAM)
+    expect(rows.first.get_by_role("link", name="Анна")).to_have_attribute(
+        "href", f"/console/chats/{TELEGRAM}"
+    )
     # And the day before that, none.
     page.get_by_label("С", exact=True).fill("2026-05-04")
     page.get_by_label("По (включительно)").fill("2026-05-04")
