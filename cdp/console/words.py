@@ -153,6 +153,9 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "to_team": ("To team", "В команду"),
     "no_handoffs": ("No handoff matches.", "Передач не найдено."),
     "event_type": ("Type", "Тип"),
+    # Identifiers, named alike in both languages.
+    "id": ("id", "id"),
+    "uuid": ("uuid", "uuid"),
     "chat_uuid": ("Chat uuid", "uuid чата"),
     "profile_uuid": ("Profile uuid", "uuid профиля"),
     "after_position": ("After position", "После позиции"),
@@ -166,6 +169,16 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "event": ("Event", "Событие"),
     "projections": ("Projections", "Проекции"),
     "status": ("Status", "Статус"),
+    # A projection's status (cdp.projections.schemas.Projection.status).
+    "status_live": ("live", "актуальна"),
+    "status_stale": ("stale", "устарела"),
+    "status_new": ("new", "не построена"),
+    "status_rebuilding": ("rebuilding", "перестраивается"),
+    # A build's state (cdp.projections.schemas.Build.state).
+    "build_running": ("running", "идёт"),
+    "build_done": ("done", "завершена"),
+    "build_failed": ("failed", "не удалась"),
+    "build_interrupted": ("interrupted", "прервана"),
     "lag": ("Lag", "Отставание"),
     "n_events": ("{n} event|{n} events", "{n} событие|{n} события|{n} событий"),
     "progress": ("Progress", "Ход"),

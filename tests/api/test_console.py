@@ -360,6 +360,15 @@ def test_a_team_page_shows_the_days_chosen_as_before_and_says_which(
     assert "<strong>from 2026-05-01 on</strong>." in since.text
 
 
+def test_the_operations_page_says_each_projections_status_in_russian(
+    open_console: Client,
+) -> None:
+    page = open_console.get("/console/operations/", headers={"Accept-Language": "ru"}).text
+    badges = re.findall(r'<span class="badge (\w+)">([^<]*)</span>', page)
+    assert badges
+    assert set(badges) == {("live", "актуальна")}
+
+
 def test_the_chat_page_names_its_profile_and_keeps_the_uuid_as_the_links_target(
     open_console: Client,
 ) -> None:

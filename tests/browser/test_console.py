@@ -171,10 +171,11 @@ def test_a_read_token_may_look_but_not_rebuild_and_an_admin_token_may(
     expect(table).to_contain_text("chats")
     page.get_by_label("Перестроить").select_option("chats")
     page.get_by_role("button", name="Перестроить").click()
-    # The build runs beside the live tables and ends live; the page follows it by itself.
-    expect(table.get_by_role("row").filter(has_text="chats")).to_contain_text(
-        "done", timeout=30_000
-    )
+    # The build runs beside the live tables and ends live; the page follows it by itself,
+    # in the browser's language.
+    row = table.get_by_role("row").filter(has_text="chats")
+    expect(row).to_contain_text("завершена", timeout=30_000)
+    expect(row.locator(".badge")).to_have_text("актуальна")
     states = httpx.get(
         f"{console.url}/projections",
         headers={"Authorization": f"Bearer {console.admin_token}"},
