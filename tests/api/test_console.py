@@ -79,6 +79,30 @@ def test_every_page_forbids_framing_caching_foreign_scripts_and_referrers(
         assert page.headers["x-frame-options"] == "DENY"
 
 
+def test_the_icon_browsers_ask_for_is_served_with_the_headers_of_every_answer(
+    settings: Settings, engine: Engine
+) -> None:
+    tokens(engine)  # a closed store: the icon needs no sign-in, as the style sheet needs none
+    with browser(settings) as client:
+        icon = client.get("/favicon.ico")
+        page = client.get("/console/sign-in")
+        named = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', page.text)
+        assert named is not None
+        svg = client.get(named.group(1))
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert icon.content.startswith(b"\0\0\1\0")  # an ICO file
+    assert svg.status_code == 200
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg ")
+    for answer in (icon, svg):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cross-origin-resource-policy"] == "same-origin"
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+
+
 def test_a_search_is_posted_and_refused_without_the_forms_csrf_value(
     open_console: Client,
 ) -> None:
