@@ -111,6 +111,7 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
         "/events/{position} в API",
     ),
     "load_more": ("Load more", "Показать ещё"),
+    "scroll_hint": ("Wider than the screen: scroll sideways →", "Шире экрана: прокрутите вбок →"),
     "next_page": ("Next page", "Следующая страница"),
     "end_of_timeline": ("That is all.", "Это всё."),
     "since": ("From", "С"),

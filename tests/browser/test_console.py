@@ -223,3 +223,49 @@ def test_the_console_fits_a_phones_screen(console: Console, context: BrowserCont
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, path
     expect(page.locator(".bubble").first).to_be_in_viewport()
+
+
+def test_a_table_wider_than_a_phone_scrolls_in_its_box_and_says_so(
+    console: Console, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, console, console.admin_token)
+    every_table_boxed = (
+        "[...document.querySelectorAll('table')]"
+        ".every(table => table.parentElement.classList.contains('scroll'))"
+    )
+    for path in (
+        "/console/teams",
+        "/console/teams/15",
+        "/console/handoffs",
+        f"/console/profiles/{PROFILE}",
+        "/console/operations/",
+    ):
+        page.goto(f"{console.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        assert page.evaluate(every_table_boxed), path
+        # Each box that is wider than the screen says so above it, and takes the focus.
+        for box in page.locator(".scroll.wide").all():
+            hint = box.locator("xpath=preceding-sibling::*[1]")
+            expect(hint).to_have_class("scroll-hint")
+            expect(hint).to_be_visible()
+            expect(hint).to_have_text("Шире экрана: прокрутите вбок →")
+            expect(box).to_have_attribute("tabindex", "0")
+
+    page.goto(f"{console.url}/console/handoffs")
+    box = page.locator(".scroll")
+    expect(box).to_have_class("scroll wide")
+    # A shadow at the edge with more beyond it.
+    assert "radial-gradient" in box.evaluate("box => getComputedStyle(box).backgroundImage")
+    last = page.locator("#handoffs thead th").last
+    expect(last).not_to_be_in_viewport()
+    screenshot(page, "console-phone")
+    box.focus()
+    for _ in range(30):
+        page.keyboard.press("ArrowRight")
+    expect(last).to_be_in_viewport()
+
+    page.set_viewport_size({"width": 1280, "height": 860})  # wide enough: nothing to say
+    expect(page.locator(".scroll-hint")).to_be_hidden()
+    expect(box).not_to_have_attribute("tabindex", "0")
