@@ -119,8 +119,8 @@ def _file_problem(path: Path) -> str | None:
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if path.exists():
-        if not os.access(path, os.R_OK | os.W_OK):
-            return "this user may not read and write it"
+        if not os.access(path, os.R_OK):
+            return "this user may not read it"
     elif not os.access(folder, os.W_OK | os.X_OK):
         return f"the file is not there, and this user may not make it in the folder {folder}"
     return None

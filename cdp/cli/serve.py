@@ -81,7 +81,6 @@ def serve(
             "more processes would only wait for one another. Point CDP_DATABASE_URL at "
             "PostgreSQL (postgresql+psycopg://user@host/db), or serve with one worker"
         )
-    _can_listen(host, port)  # before anything is made: a busy port leaves no new database
     _count_in_a_directory(workers)
     from cdp.http.app import EXPOSED_ENV, create_app
     from cdp.runtime.metrics import multiprocess_directory
@@ -124,6 +123,9 @@ def serve(
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
 
+    # Once every setting is known good: a port in use is said in one line, not as the
+    # server's bind error after its start-up.
+    _can_listen(host, port)
     limits = server.Limits.of(settings)
     # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
     # numbers and secrets. The API logs each request itself, without (cdp.api.requestlog).
