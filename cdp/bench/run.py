@@ -42,6 +42,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from cdp import db, paging, upgrades
 from cdp.access import credentials
+from cdp.bench import progress
+from cdp.bench.progress import Progress, note
 from cdp.bench.traffic import Traffic, lines, webhooks
 from cdp.conversations import queries
 from cdp.conversations.tables import chats, timeline
@@ -134,22 +136,29 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
             small = fresh()
             _load(small, Traffic(events=plan.small, seed=plan.seed), plan.settings)
         if plan.measures("queries"):
+            note("measuring the queries")
             take(_queries(plan, small, big))
         if plan.measures("console"):
+            note("measuring the console's pages")
             take(_console(plan, small, big))
         if plan.measures("webhook"):
             take(_one_webhook(plan, fresh))
+            note("measuring HTTP ingest while one session is written")
             take(_other_chats_meanwhile(plan, fresh()))
         if plan.measures("http", "workers"):
+            note("measuring HTTP ingest")
             take(_http_ingest(plan, fresh()))
         if plan.measures("rebuild"):
+            note("measuring webhooks during a rebuild")
             take(_ingest_during_a_rebuild(plan, big))
         if plan.measures("profiles"):
             take(_big_profile(plan, fresh()))
         if plan.measures("maintenance"):
             take(_ingest_during_an_erasure(plan, fresh()))
         if plan.measures("streams"):
+            note("measuring HTTP ingest and a query with live streams open")
             take(_with_streams(plan, fresh()))
+        progress.clear()
     return figures
 
 
@@ -208,7 +217,8 @@ def _load(url: str, traffic: Traffic, settings: Settings) -> None:
     projectors = registry.projectors(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     batch = []
-    for line in lines(traffic):
+    loading = f"loading {traffic.events:,} events"
+    for line in progress.counted(lines(traffic), loading, traffic.events):
         batch.append(parse(line, latest=latest))
         if len(batch) == 500:
             ingest.record(engine, batch, projectors, keystore=keystore)
@@ -227,15 +237,23 @@ def _import_and_rebuild(plan: Plan, url: str, bare_url: str) -> Iterator[Figure]
     traffic = Traffic(events=plan.events, seed=plan.seed, redeliveries=0.02)
     with tempfile.TemporaryDirectory(prefix="cdp-bench-") as folder:
         path = Path(folder) / "webhooks.jsonl"
+        expected = round(plan.events * (1 + traffic.redeliveries))
+        making = Progress(f"generating {plan.events:,} events", expected, "webhooks")
         with path.open("wb") as file:
-            file.writelines(lines(traffic))
+            for line in lines(traffic):
+                file.write(line)
+                making.advance()
+        making.close()
+        note(f"timing cdp import of {making.done:,} webhooks")
         seconds, memory = _child(url, "import", str(path))
-        baseline = _bare_insert(bare_url, path, plan.settings)
+        baseline = _bare_insert(bare_url, path, plan.settings, making.done)
     yield Figure(
         "cdp import", plan.events / seconds, "events/s", plan.events / baseline, "bare insert"
     )
     yield Figure("cdp import: peak memory", memory, "MB")
+    note(f"timing cdp rebuild of {plan.events:,} events")
     seconds, memory = _child(url, "rebuild")
+    note(f"timing a bare rebuild of {plan.events:,} events")
     baseline = _bare_rebuild(url, bare_url)
     yield Figure(
         "cdp rebuild",
@@ -277,9 +295,10 @@ def _process(url: str, *command: str) -> tuple[float, float]:
 _LOG_COLUMNS = tuple(column.name for column in events.c if column is not events.c.position)
 
 
-def _bare_insert(url: str, path: Path, settings: Settings) -> float:
-    """Seconds to insert the file's log rows into a bare copy of the log (same indexes, no
-    triggers, no projections) with the driver, in one transaction; COPY on PostgreSQL.
+def _bare_insert(url: str, path: Path, settings: Settings, total: int) -> float:
+    """Seconds to insert the file's log rows (`total` lines) into a bare copy of the log
+    (same indexes, no triggers, no projections) with the driver, in one transaction; COPY
+    on PostgreSQL.
 
     The rows are made ready a chunk at a time, untimed, so memory stays bounded."""
     latest = latest_timestamp(settings.max_clock_skew)
@@ -290,6 +309,7 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
     # Each row sealed and chained as the log's are: preparing rows is untimed, inserting is.
     ring: dict[str, Key] = defaultdict(lambda: Key(secrets.token_hex(16), personal.new_key()))
     previous = chain.GENESIS
+    inserting = Progress("timing a bare insert", total, "webhooks")
     with path.open("rb") as file, engine.begin() as connection:
         raw: Any = connection.connection.driver_connection
         while chunk := list(islice(file, 10_000)):
@@ -313,6 +333,8 @@ def _bare_insert(url: str, path: Path, settings: Settings) -> float:
                 marks = ", ".join("?" * len(_LOG_COLUMNS))
                 raw.cursor().executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
             seconds += time.perf_counter() - started
+            inserting.advance(len(chunk))  # untimed
+        inserting.close()
         started = time.perf_counter()
     seconds += time.perf_counter() - started  # the commit
     engine.dispose()
@@ -657,9 +679,12 @@ def _load_long_session(
     projectors = registry.projectors(settings)
     latest = latest_timestamp(settings.max_clock_skew)
     session = _long_session(size, now_ms() - 2 * 24 * 3_600_000)
+    loading = Progress(f"loading a session of {size:,} events", size)
     for at in range(0, len(session), 5000):
         batch = [parse(_encoded(body), latest=latest) for body in session[at : at + 5000]]
         ingest.record(engine, batch, projectors, keystore=keystore)
+        loading.advance(len(batch))
+    loading.close()
     return session
 
 
@@ -870,8 +895,12 @@ def _profiles_of_chats(url: str, sizes: Iterable[int], settings: Settings) -> li
         for profile, size in named
         for n in range(size)
     )
+    total = sum(size for _, size in named)
+    loading = Progress(f"loading {len(named)} profiles of {total:,} chats", total, "chats")
     while batch := [parse(_encoded(body), latest=latest) for body in islice(bodies, 5000)]:
         ingest.record(engine, batch, projectors, keystore=keystore)
+        loading.advance(len(batch))
+    loading.close()
     db.analyze(engine, [tables.events, *(table for p in projectors for table in p.tables)])
     engine.dispose()
     keystore.dispose()

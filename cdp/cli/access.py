@@ -98,7 +98,13 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", type=click.Choice(credentials.ROLES), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(credentials.ROLES),
+    required=True,
+    help="read: queries, /metrics, the event stream and the console; admin: also "
+    "rebuilds, erasure, rejected deliveries and sources (the console's operations page).",
+)
 @click.option("--name", help="How the token is listed and revoked (default: ROLE-N).")
 @click.pass_obj
 def token_create(settings: Settings, role: credentials.Role, name: str | None) -> None:

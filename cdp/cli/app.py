@@ -1,6 +1,7 @@
 """The `cdp` command group, and what its commands share: settings, the database, the
 keystore, errors."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cdp import db, upgrades
+from cdp import DISTRIBUTION, db, upgrades
 from cdp.access.credentials import CredentialError
 from cdp.privacy import erasure
 from cdp.privacy.keyfile import KeyFileError
@@ -34,11 +35,15 @@ class _Group(click.Group):
         try:
             return super().invoke(context)
         except (DBAPIError, PoolTimeout) as error:
-            raise click.ClickException(f"cannot use the database: {reason_of(error)}") from None
+            url = context.obj.database_url if context.obj else None
+            named = f" {sqlite_file(url) or shown_url(url)}" if url else ""
+            raise click.ClickException(
+                f"cannot use the database{named}: {reason_of(error)}"
+            ) from None
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="cdp", prog_name="cdp", message="%(prog)s %(version)s")
+@click.version_option(package_name=DISTRIBUTION, prog_name="cdp", message="%(prog)s %(version)s")
 @click.pass_context
 def main(context: click.Context) -> None:
     """An event-sourced customer-data store for Fasttrack chat-center webhooks.
@@ -58,23 +63,78 @@ def main(context: click.Context) -> None:
 def connect(settings: Settings, *, existing: bool = False) -> Engine:
     """An engine that is disposed of when the command ends.
 
-    With `existing`, a SQLite file that is not there is an error, not a new empty file.
+    With `existing`, a SQLite file that is not there is an error, not a new empty file. A
+    SQLite file that cannot be opened or made is an error naming it and saying why.
     """
-    url = make_url(settings.database_url)
-    if existing and url.get_backend_name() == "sqlite" and url.database:
-        path = Path(url.database)
-        if not path.exists():
+    path = sqlite_file(settings.database_url)
+    if path is not None:
+        if existing and not path.exists():
             raise click.ClickException(
-                f"no database at {path.resolve()}: run cdp where it is, or point "
+                f"no database at {path}: run cdp where it is, or point "
                 "CDP_DATABASE_URL at it (cdp migrate or cdp import create a new one)"
+            )
+        problem = _file_problem(path)
+        if problem is not None:
+            raise click.ClickException(
+                f"cannot use the database {path}: {problem} (CDP_DATABASE_URL is "
+                f"{shown_url(settings.database_url)})"
             )
     engine = db.engine_of(settings, connections=2)
     click.get_current_context().call_on_close(engine.dispose)
     return engine
 
 
-def engine_for(settings: Settings, *, migrate: bool = False, existing: bool = False) -> Engine:
-    """An engine on a schema at the latest migration; SQLite is brought there by itself."""
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database's file; None for another database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None
+    return Path(os.path.abspath(parsed.database))
+
+
+def database_named(url: str) -> str:
+    """A database as a person finds it: a SQLite file by its absolute path, another by its
+    URL without the password (its kind, user, host and database)."""
+    path = sqlite_file(url)
+    return f"the SQLite file {path}" if path is not None else shown_url(url)
+
+
+def new_database(settings: Settings) -> Path | None:
+    """The SQLite file a command would make, empty, if it went on: None if it is there, or
+    the database is not SQLite."""
+    path = sqlite_file(settings.database_url)
+    return path if path is not None and not path.exists() else None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why SQLite could not open the database file at `path`, or make it there; None if
+    it may."""
+    if path.is_dir():
+        return "it is a folder, not a database file"
+    folder = path.parent
+    if not folder.exists():
+        return f"the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if path.exists():
+        if not os.access(path, os.R_OK):
+            return "this user may not read it"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return f"the file is not there, and this user may not make it in the folder {folder}"
+    return None
+
+
+def engine_for(
+    settings: Settings, *, migrate: bool = False, existing: bool = False, announce: bool = True
+) -> Engine:
+    """An engine on a schema at the latest migration; SQLite is brought there by itself.
+
+    A SQLite file that was not there is made, and said so on stderr (unless not
+    `announce`): a command run in another folder than meant would otherwise go on, quietly,
+    with a new empty store."""
+    new = None if existing else new_database(settings)
     engine = connect(settings, existing=existing)
     current, latest = upgrades.pending(engine)
     if current != latest:
@@ -85,7 +145,19 @@ def engine_for(settings: Settings, *, migrate: bool = False, existing: bool = Fa
                 f"the database schema is at revision {current or '(none)'}, this cdp needs "
                 f"{latest}: run `cdp migrate` first (or `cdp serve --migrate`)"
             )
+    if new is not None and announce:
+        click.echo(made_new(new), err=True)
     return engine
+
+
+def made_new(path: Path, *, loud: bool = False) -> str:
+    """What to say of a SQLite file just made: in capitals in a server's log, among its
+    other lines."""
+    said = "created a new, empty database"
+    return (
+        f"{said.upper() if loud else said} at {path}: if you meant another, run cdp in its "
+        "folder or point CDP_DATABASE_URL at it"
+    )
 
 
 def reach_keystore(settings: Settings) -> str:

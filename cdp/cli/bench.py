@@ -20,9 +20,26 @@ from cdp.settings import Settings
     help="Where to measure: a PostgreSQL server (databases are made and dropped on it), "
     "or sqlite:/// (files in a temporary folder). Default: CDP_DATABASE_URL's kind.",
 )
-@click.option("--events", default=10_000, show_default=True, type=click.IntRange(100, 10**8))
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True))
+@click.option(
+    "--events",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(100, 10**8),
+    help="How many events the measured log holds (fewer than 10 000: a quick look).",
+)
+@click.option(
+    "--seed",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Seeds the generated traffic: the same seed makes the same webhooks.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write every figure to this file, as JSON.",
+)
 @click.option(
     "--only",
     multiple=True,
@@ -60,6 +77,7 @@ def bench(
     if soak_seconds is not None:
         _soak(settings, database, soak_seconds, seed)
         return
+    from cdp.bench import progress
     from cdp.bench.run import Figure, Plan, measure
 
     click.echo(
@@ -70,6 +88,7 @@ def bench(
     def show(figure: Figure) -> None:
         baseline = f"{figure.baseline:>12,.1f}" if figure.baseline else " " * 12
         ratio = f"{figure.ratio:8.2f}" if figure.ratio is not None else " " * 8
+        progress.clear()  # a note of what was being measured: the figure takes its line
         click.echo(
             f"{figure.name:<86} {figure.value:>12,.1f}  {baseline}  {ratio}  "
             f"{figure.unit}{', vs ' + figure.baseline_name if figure.baseline_name else ''}"

@@ -1,6 +1,7 @@
 """`cdp serve`: the HTTP service, in one process or several."""
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -14,14 +15,35 @@ import click
 from sqlalchemy.engine import make_url
 
 from cdp.access import credentials
-from cdp.cli.app import SettingsError, check_key_file, engine_for, main, reach_keystore, shown_url
+from cdp.cli.app import (
+    SettingsError,
+    check_key_file,
+    database_named,
+    engine_for,
+    made_new,
+    main,
+    new_database,
+    reach_keystore,
+)
 from cdp.runtime import server, serverlog
 from cdp.settings import Settings
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on: 127.0.0.1 for this machine alone, 0.0.0.0 for every "
+    "network (refused while the API is open: no source and no token).",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The TCP port to listen on.",
+)
 @click.option("--migrate", is_flag=True, help="Upgrade the schema first (SQLite always is).")
 @click.option(
     "--workers",
@@ -67,7 +89,8 @@ def serve(
         multiprocess_directory()
     except ValueError as error:
         raise SettingsError(str(error)) from None
-    engine = engine_for(settings, migrate=migrate)
+    new = new_database(settings)
+    engine = engine_for(settings, migrate=migrate, announce=False)  # said in the log, below
     keystore = reach_keystore(settings)
     key_file = check_key_file(settings, engine)
     with engine.connect() as connection:
@@ -76,10 +99,12 @@ def serve(
     serverlog.configure(settings.log_format)
     logging.getLogger("cdp").info(
         "database: %s; keys in %s, wrapped under the key file %s",
-        shown_url(settings.database_url),
+        database_named(settings.database_url),
         keystore,
         key_file,
     )
+    if new is not None:
+        logging.getLogger("cdp").warning("%s", made_new(new, loud=True))
     exposed = not _loopback(host)
     open_parts = [
         part
@@ -98,6 +123,9 @@ def serve(
     for part in open_parts:
         logging.getLogger("cdp").warning("THE API IS OPEN on %s: %s", host, part)
 
+    # Once every setting is known good: a port in use is said in one line, not as the
+    # server's bind error after its start-up.
+    _can_listen(host, port)
     limits = server.Limits.of(settings)
     # Not uvicorn's access log: its lines would carry query strings, and those can hold phone
     # numbers and secrets. The API logs each request itself, without (cdp.http.requestlog).
@@ -190,6 +218,41 @@ def _run(app: "Litestar", **options: Any) -> None:
         running.run()
     if not running.started:
         sys.exit(3)  # as uvicorn.run does
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Bind each address `host` stands for on `port`, as the server will, and let go: an
+    error saying what to do when one cannot be (a port in use, above all), rather than the
+    server's bind error after its start-up."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise click.ClickException(
+            f"cannot listen on {host}: {error.strerror} (--host takes an address of this "
+            "machine, or a name for one)"
+        ) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise click.ClickException(_bind_problem(host, port, error)) from None
+
+
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use: pass --port N (or stop what holds it)"
+    if error.errno == errno.EACCES:
+        return (
+            f"may not listen on port {port} on {host}: ports below 1024 need privileges; "
+            "pass --port N (1024 or above)"
+        )
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: it is no address of this machine (--host)"
+    return f"cannot listen on port {port} on {host}: {error.strerror or error}"
 
 
 def _loopback(host: str) -> bool:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from litestar import Request, Response, Router
-from litestar.response import Redirect
+from litestar import Request, Response, Router, get
+from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
@@ -19,6 +19,8 @@ from cdp.console.render import error_page, templates
 from cdp.http import problems
 
 STATIC: Final = Path(__file__).parent / "static"
+# How long a browser may keep the icon it asks every site for at /favicon.ico.
+ICON_KEPT: Final = 86_400  # seconds
 
 __all__ = ["routes", "templates"]
 
@@ -40,7 +42,21 @@ def routes() -> list[ControllerRouterHandler]:
             include_in_schema=False,
             cache_control=None,
         ),
+        favicon,
     ]
+
+
+@get("/favicon.ico", include_in_schema=False, sync_to_thread=False)
+def favicon() -> File:
+    """The icon a browser asks every site for, whatever the page said: the console's (its
+    pages name favicon.svg), rather than a 404 on every page. Open to anyone, as the
+    console's static files are; the headers of every answer apply (cdp.http.guards)."""
+    return File(
+        STATIC / "favicon.ico",
+        media_type="image/vnd.microsoft.icon",
+        content_disposition_type="inline",
+        headers={"Cache-Control": f"max-age={ICON_KEPT}"},
+    )
 
 
 def _sign_in(request: Request[Any, Any, Any], _: access.SignInNeeded) -> Response[Any]:

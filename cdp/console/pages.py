@@ -34,7 +34,8 @@ AnyRequest = Request[Any, Any, Any]
 Day = Annotated[str | None, QueryParameter(description="A day, YYYY-MM-DD, in CDP_TIMEZONE")]
 # A team chosen in a form, or none: the form sends "" for "all teams".
 TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or empty for all")]
-# The team page's period when none is chosen: the last week, today included.
+# The team page's period when none is chosen: a week, up to the day of the team's latest
+# activity (today, for a team at work).
 DEFAULT_DAYS: Final = 7
 AUDIT_PAGE: Final = 100
 CSV_PAGE: Final = 1000
@@ -158,11 +159,18 @@ class Pages(Controller):
         source: FromQuery[str | None] = None,
         after: FromQuery[str | None] = None,
     ) -> Response[str]:
+        """A team's figures for the days chosen; with none, for the week up to its latest
+        activity: a store whose webhooks stopped (or were imported) shows them, not zeros."""
         zone = service.settings.zone()
         days = Days.read(since, until)
+        chosen = None
         if days == Days(None, None):
+            latest = await service.reads.query(queries.last_seen, team_id, source)
+            if latest is None:
+                raise NotFoundException(f"no team {team_id}")
             today = datetime.now(zone).date()
-            days = Days(today - timedelta(days=DEFAULT_DAYS - 1), today)
+            chosen = DefaultDays.of(latest, today, zone)
+            days = chosen.days
         period = Period(*days.bounds(zone), source)
         found = await service.reads.query(
             views.team, service.keystore, team_id, period, service.clock(), after
@@ -174,6 +182,8 @@ class Pages(Controller):
             "team.html",
             view=found,
             days=days,
+            chosen=chosen,
+            week=DEFAULT_DAYS,
             source=source,
         )
 
@@ -189,14 +199,15 @@ class Pages(Controller):
     ) -> Response[str]:
         team, days = _team(team_id), Days.read(since, until)
         start, end = days.bounds(service.settings.zone())
-        found, teams = await service.reads.query(
-            views.audit, Listing(after, AUDIT_PAGE), team, start, end
+        found = await service.reads.query(
+            views.audit, service.keystore, Listing(after, AUDIT_PAGE), team, start, end
         )
         return await page(
             request,
             "handoffs.html",
-            handoffs=found,
-            teams=teams,
+            handoffs=found.handoffs,
+            chat_names=found.chat_names,
+            teams=found.teams,
             team_id=team,
             days=days,
         )
@@ -346,6 +357,23 @@ class Days:
         """The days as a form shows them (YYYY-MM-DD), "" for none."""
         since, until = (day.isoformat() if day else "" for day in (self.since, self.until))
         return since, until
+
+
+@dataclass(frozen=True)
+class DefaultDays:
+    """The team page's days when none are chosen: DEFAULT_DAYS up to the day of the team's
+    latest activity; and, when that is not today, the same many days up to today."""
+
+    days: Days
+    latest: datetime  # the team's latest activity
+    recent: Days | None  # the last DEFAULT_DAYS, if they are other days
+
+    @classmethod
+    def of(cls, latest: datetime, today: date, zone: ZoneInfo) -> "DefaultDays":
+        last = latest.astimezone(zone).date()
+        week = timedelta(days=DEFAULT_DAYS - 1)
+        recent = None if last == today else Days(today - week, today)
+        return cls(Days(last - week, last), latest, recent)
 
 
 def _day(name: str, value: str | None) -> date | None:

@@ -190,6 +190,7 @@ class ChatPage:
     groups: list[SessionGroup]
     next: str | None
     after: str | None
+    profile_names: list[str]  # the names its profile goes by: none if it has no profile
 
 
 def chat(
@@ -211,6 +212,9 @@ def chat(
         connection, [item.position for item in items if item.kind == "handoff"]
     )
     failures = {item.message_uuid: item.failure for item in items if item.failure}
+    owner = []  # the profile's names, as its page shows them
+    if found.profile_uuid is not None:
+        owner = profiles_queries.profiles(connection, [found.profile_uuid], 1, keystore=keystore)
     groups: list[SessionGroup] = []
     for entry, item in zip(timeline.items, items, strict=True):
         item.turn = by_position.get(item.position)
@@ -224,7 +228,7 @@ def chat(
             )
             groups.append(SessionGroup(number, continued, first_turn=first_turns.get(number or 0)))
         groups[-1].items.append(item)
-    return ChatPage(found, groups, timeline.next, after)
+    return ChatPage(found, groups, timeline.next, after, owner[0].names if owner else [])
 
 
 def _item(entry: conversations_schemas.TimelineItem) -> Item:
@@ -351,16 +355,27 @@ def operations(connection: Connection, projectors: Sequence[Projector]) -> Opera
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Audit:
+    handoffs: http_schemas.Page[conversations_schemas.Handoff]
+    chat_names: dict[str, str]  # the customer's name in each chat the page names, if known
+    teams: list[teams_schemas.KnownTeam]  # every team, to choose among
+
+
 def audit(
     connection: Connection,
+    keystore: Keystore,
     listing: Listing,
     team_id: int | None,
     since: int | None,
     until: int | None,
-) -> tuple[http_schemas.Page[conversations_schemas.Handoff], list[teams_schemas.KnownTeam]]:
-    """A page of the handoff audit, and every team, to choose among."""
+) -> Audit:
+    """A page of the handoff audit, with its chats' names (read at once), and every team."""
     page = conversations_queries.team_handoffs(connection, listing, team_id, since, until)
-    return page, teams_queries.known_teams(connection)
+    names = conversations_queries.chat_names(
+        connection, [handoff.chat_uuid for handoff in page.items], keystore=keystore
+    )
+    return Audit(page, names, teams_queries.known_teams(connection))
 
 
 CSV_COLUMNS: Final = (

@@ -8,7 +8,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from cdp import capabilities, console
+from cdp import DISTRIBUTION, capabilities, console
 from cdp.access import auth
 from cdp.http import guards, health, metrics, openapi, params, problems, requestlog, serialization
 from cdp.log import feed, stream
@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, exposed: bool = False) -> Litestar:
         type_encoders=serialization.TYPE_ENCODERS,
         template_config=console.templates(settings.zone()),
         plugins=[serialization.RawJSONSchema(), openapi.DefaultResponses()],
-        openapi_config=openapi.config("cdp", version("cdp"), DESCRIPTION),
+        openapi_config=openapi.config("cdp", version(DISTRIBUTION), DESCRIPTION),
         logging_config=None,  # cdp serve sets logging up; every error is logged by problems
     )
     # Around the router, not middlewares of the routes: a request no route takes is guarded,

@@ -490,7 +490,7 @@ class Builder:
         self._stop = threading.Event()
 
     def start(self, projectors: Sequence[Projector]) -> None:
-        """Start building `projectors` and return once the right to is held: Busy if a
+        """Start building `projectors` and return once the right to is held: BuildRunning if a
         build runs, here or in another process. Blocks: call it from a worker thread."""
         claimed, failed = threading.Event(), list[BaseException]()
         with self._guard:

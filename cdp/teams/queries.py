@@ -3,6 +3,7 @@
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -35,6 +36,16 @@ def known_teams(connection: Connection, source: str | None = None) -> list[schem
         )
         for row in connection.execute(query)
     ]
+
+
+def last_seen(connection: Connection, team_id: int, source: str | None = None) -> datetime | None:
+    """When an event last named the team (of one source, or of any): its latest activity;
+    None if none did."""
+    query = select(func.max(teams.c.last_seen_at)).where(teams.c.id == team_id)
+    if source is not None:
+        query = query.where(teams.c.source == source)
+    found = connection.scalar(query)
+    return None if found is None else utc(found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,23 @@
 are protected, what they say in which language and zone, and what hostile input gets."""
 
 import csv
+import html
 import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from cdp.access import credentials
-from cdp.console import pages
+from cdp.console import pages, views
 from cdp.http.app import create_app
+from cdp.paging import Listing
+from cdp.privacy.keystore import Keystore
 from cdp.settings import Settings
 from tests.factories import JSON_TYPE, PAST, handoff, opened, samples, webhook
 
@@ -72,6 +77,30 @@ def test_every_page_forbids_framing_caching_foreign_scripts_and_referrers(
         assert page.headers["referrer-policy"] == "no-referrer"
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_the_icon_browsers_ask_for_is_served_with_the_headers_of_every_answer(
+    settings: Settings, engine: Engine
+) -> None:
+    tokens(engine)  # a closed store: the icon needs no sign-in, as the style sheet needs none
+    with browser(settings) as client:
+        icon = client.get("/favicon.ico")
+        page = client.get("/console/sign-in")
+        named = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', page.text)
+        assert named is not None
+        svg = client.get(named.group(1))
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert icon.content.startswith(b"\0\0\1\0")  # an ICO file
+    assert svg.status_code == 200
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg ")
+    for answer in (icon, svg):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cross-origin-resource-policy"] == "same-origin"
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def test_a_search_is_posted_and_refused_without_the_forms_csrf_value(
@@ -305,6 +334,119 @@ def test_a_team_page_counts_first_responses_by_length(open_console: Client) -> N
     description = re.search(r"<desc id=\"chart-desc\">(.*?)</desc>", page.text, re.S)
     assert description is not None
     assert "&lt; 1 min: 0; 1 min–5 min: 1; 5 min–15 min: 0;" in description.group(1)
+
+
+def _figure(page: str, label: str) -> str:
+    found = re.search(rf"<dt>{re.escape(label)}</dt><dd>([^<]*)</dd>", page)
+    assert found is not None, label
+    return found.group(1)
+
+
+def test_a_team_page_with_no_days_chosen_shows_the_week_up_to_the_teams_latest_activity(
+    open_console: Client,
+) -> None:
+    """The samples are of May 2026: the page opened later shows their week, not zeros, and
+    says which days it shows, with a link to the last seven."""
+    page = open_console.get("/console/teams/15", headers={"Accept-Language": "en"}).text
+    assert _figure(page, "Handed in") == "1"
+    assert _figure(page, "Operator replies") == "1"
+    # Its latest activity: Игорь's reply, 2026-05-05 07:51:52 UTC, 10:51:52 in Moscow.
+    period = re.search(r'<p class="period" id="period">(.*?)</p>', page, re.S)
+    assert period is not None
+    said = html.unescape(" ".join(re.sub(r"<[^>]+>", "", period.group(1)).split()))
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    week = f"since={today - timedelta(days=6)}&amp;until={today}"
+    assert said == (
+        "Period: 2026-04-29 – 2026-05-05, the 7 days up to the team's latest activity "
+        "(2026-05-05 10:51:52). Show the last 7 days"
+    )
+    assert f'href="/console/teams/15?{week}"' in period.group(1)
+    assert 'id="since" name="since" type="date" value="2026-04-29"' in page
+    assert 'id="until" name="until" type="date" value="2026-05-05"' in page
+    russian = open_console.get("/console/teams/15", headers={"Accept-Language": "ru"}).text
+    assert "Период:" in russian
+    assert "7 дней до последней активности команды" in russian
+
+
+def test_a_team_page_shows_the_days_chosen_as_before_and_says_which(
+    open_console: Client,
+) -> None:
+    english = {"Accept-Language": "en"}
+    later = open_console.get("/console/teams/15?since=2026-06-01&until=2026-06-07", headers=english)
+    assert _figure(later.text, "Handed in") == "0"
+    assert "Period:\n  <strong>2026-06-01 – 2026-06-07</strong>." in later.text
+    assert "latest activity" not in later.text
+    day = open_console.get("/console/teams/15?since=2026-05-05&until=2026-05-05", headers=english)
+    assert _figure(day.text, "Handed in") == "1"
+    assert "<strong>2026-05-05</strong>." in day.text
+    since = open_console.get("/console/teams/15?since=2026-05-01", headers=english)
+    assert _figure(since.text, "Handed in") == "1"
+    assert "<strong>from 2026-05-01 on</strong>." in since.text
+
+
+def test_the_operations_page_says_each_projections_status_in_russian(
+    open_console: Client,
+) -> None:
+    page = open_console.get("/console/operations/", headers={"Accept-Language": "ru"}).text
+    badges = re.findall(r'<span class="badge (\w+)">([^<]*)</span>', page)
+    assert badges
+    assert set(badges) == {("live", "актуальна")}
+
+
+def test_the_chat_page_names_its_profile_and_keeps_the_uuid_as_the_links_target(
+    open_console: Client,
+) -> None:
+    page = open_console.get(f"/console/chats/{CHAT}").text
+    assert f'<a href="/console/profiles/{PROFILE}" title="{PROFILE}">Анна</a>' in page
+
+
+def test_the_handoff_audit_names_each_chat_reading_a_pages_names_at_once(
+    settings: Settings, engine: Engine
+) -> None:
+    with browser(settings) as client:
+        bodies = []
+        for n in range(12):
+            at, name = PAST + n * 60_000, f"Клиент {n}"
+            bodies += [
+                *opened(f"c{n}", at=at, team=1, name=name),
+                handoff(f"c{n}", at=at + 1000, team=2, name=name),
+            ]
+        bodies += [
+            *opened("nameless", at=PAST, team=1),
+            handoff("nameless", at=PAST + 60_000, team=2),
+        ]
+        for body in bodies:
+            client.post("/webhooks/fasttrack", content=json.dumps(body), headers=JSON_TYPE)
+        page = client.get("/console/handoffs?team_id=2").text
+    # The name shown, the uuid the link's target and title; a chat with no name, its uuid.
+    assert '<a href="/console/chats/c3" title="c3">Клиент 3</a>' in page
+    assert '<a href="/console/chats/nameless" title="nameless">nameless</a>' in page
+    keystore = Keystore.at(settings.keystore(), key_file=settings.key_path())
+    engines = [engine, *([keystore.engine] if keystore.engine is not None else [])]
+
+    def statements(size: int) -> tuple[int, int]:
+        """How many statements a page of `size` handoffs takes, and how many it names."""
+        ran: list[str] = []
+
+        def seen(_c: object, _cursor: object, statement: str, *_: object) -> None:
+            ran.append(statement)
+
+        for each in engines:
+            event.listen(each, "before_cursor_execute", seen)
+        try:
+            with engine.connect() as connection:
+                found = views.audit(connection, keystore, Listing(None, size), 2, None, None)
+        finally:
+            for each in engines:
+                event.remove(each, "before_cursor_execute", seen)
+        return len(ran), len(found.chat_names)
+
+    statements(13)  # the keystore reads its keys once
+    one, named_one = statements(1)
+    many, named_many = statements(13)
+    keystore.dispose()
+    assert (named_one, named_many) == (1, 12)
+    assert many == one  # not a statement more for each chat
 
 
 def test_a_search_finds_chats_that_no_profile_owns_by_phone_and_by_name(

@@ -120,6 +120,10 @@ def test_a_tiny_bench_prints_and_writes_every_figure_of_a_group_beside_its_basel
     for name, figure in figures.items():  # the last column: the unit, and what it is beside
         row = next(line for line in result.output.splitlines() if line.startswith(name + " "))
         assert row[unit_column:].startswith(figure["unit"]), row
+    # What it makes before measuring, said on stderr as it goes: the store of 500 events.
+    making = "generating 500 events" if group == "import" else "loading 500 events"
+    assert f"{making}\n" in result.output
+    assert f"{making}: done in " in result.output
     measured = {"import": "cdp import", "http": "HTTP ingest"}.get(group)
     if measured:  # the figures a reader looks at first are never without their baseline
         assert figures[measured]["baseline"] is not None

@@ -46,6 +46,8 @@ def test_a_support_lead_finds_a_customer_by_phone_and_sees_who_handled_each_chat
     whatsapp.get_by_role("link", name="Открыть чат").click()
     expect(page).to_have_url(f"{console.url}/console/chats/{WHATSAPP}")
     expect(page.locator(".facts.now")).to_contain_text("Вторая линия")
+    owner = page.locator(".facts.now").get_by_role("link", name="Анна")
+    expect(owner).to_have_attribute("href", f"/console/profiles/{PROFILE}")
     handoff = page.locator(".marker.handoff")
     expect(handoff).to_contain_text("из «Первая линия» в «Вторая линия»")
     expect(handoff).to_contain_text("Первый ответ через 3 мин")
@@ -102,7 +104,11 @@ def test_the_handoff_audit_downloads_as_csv_holding_the_rows_shown(
         "Первая линия",
         "Вторая линия",
     ]
-    assert shown[:5] == ["2026-05-06 10:02:00", WHATSAPP, "1", "Первая линия", "Вторая линия"]
+    # The chat by its customer's name, the uuid the link's target (as in the CSV) and title.
+    assert shown[:5] == ["2026-05-06 10:02:00", "Анна", "1", "Первая линия", "Вторая линия"]
+    chat = rows.first.get_by_role("link", name="Анна")
+    expect(chat).to_have_attribute("href", f"/console/chats/{WHATSAPP}")
+    expect(chat).to_have_attribute("title", WHATSAPP)
 
     # The team the chat went to: its figures for the day and its first responses by length.
     rows.first.get_by_role("link", name="Вторая линия").click()
@@ -130,7 +136,9 @@ def test_the_handoff_audit_downloads_as_csv_holding_the_rows_shown(
     page.get_by_label("По (включительно)").fill("2026-05-05")
     page.get_by_role("button", name="Показать").click()
     expect(rows).to_have_count(1)
-    expect(rows.first).to_contain_text(TELEGRAM)
+    expect(rows.first.get_by_role("link", name="Анна")).to_have_attribute(
+        "href", f"/console/chats/{TELEGRAM}"
+    )
     # And the day before that, none.
     page.get_by_label("С", exact=True).fill("2026-05-04")
     page.get_by_label("По (включительно)").fill("2026-05-04")
@@ -163,10 +171,11 @@ def test_a_read_token_may_look_but_not_rebuild_and_an_admin_token_may(
     expect(table).to_contain_text("chats")
     page.get_by_label("Перестроить").select_option("chats")
     page.get_by_role("button", name="Перестроить").click()
-    # The build runs beside the live tables and ends live; the page follows it by itself.
-    expect(table.get_by_role("row").filter(has_text="chats")).to_contain_text(
-        "done", timeout=30_000
-    )
+    # The build runs beside the live tables and ends live; the page follows it by itself,
+    # in the browser's language.
+    row = table.get_by_role("row").filter(has_text="chats")
+    expect(row).to_contain_text("завершена", timeout=30_000)
+    expect(row.locator(".badge")).to_have_text("актуальна")
     states = httpx.get(
         f"{console.url}/projections",
         headers={"Authorization": f"Bearer {console.admin_token}"},
@@ -214,3 +223,49 @@ def test_the_console_fits_a_phones_screen(console: Console, context: BrowserCont
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, path
     expect(page.locator(".bubble").first).to_be_in_viewport()
+
+
+def test_a_table_wider_than_a_phone_scrolls_in_its_box_and_says_so(
+    console: Console, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, console, console.admin_token)
+    every_table_boxed = (
+        "[...document.querySelectorAll('table')]"
+        ".every(table => table.parentElement.classList.contains('scroll'))"
+    )
+    for path in (
+        "/console/teams",
+        "/console/teams/15",
+        "/console/handoffs",
+        f"/console/profiles/{PROFILE}",
+        "/console/operations/",
+    ):
+        page.goto(f"{console.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        assert page.evaluate(every_table_boxed), path
+        # Each box that is wider than the screen says so above it, and takes the focus.
+        for box in page.locator(".scroll.wide").all():
+            hint = box.locator("xpath=preceding-sibling::*[1]")
+            expect(hint).to_have_class("scroll-hint")
+            expect(hint).to_be_visible()
+            expect(hint).to_have_text("Шире экрана: прокрутите вбок →")
+            expect(box).to_have_attribute("tabindex", "0")
+
+    page.goto(f"{console.url}/console/handoffs")
+    box = page.locator(".scroll")
+    expect(box).to_have_class("scroll wide")
+    # A shadow at the edge with more beyond it.
+    assert "radial-gradient" in box.evaluate("box => getComputedStyle(box).backgroundImage")
+    last = page.locator("#handoffs thead th").last
+    expect(last).not_to_be_in_viewport()
+    screenshot(page, "console-phone")
+    box.focus()
+    for _ in range(30):
+        page.keyboard.press("ArrowRight")
+    expect(last).to_be_in_viewport()
+
+    page.set_viewport_size({"width": 1280, "height": 860})  # wide enough: nothing to say
+    expect(page.locator(".scroll-hint")).to_be_hidden()
+    expect(box).not_to_have_attribute("tabindex", "0")

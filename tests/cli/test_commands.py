@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from cdp import paging
+from cdp import DISTRIBUTION, paging
 from cdp.cli import main
 from cdp.conversations import queries
 from cdp.db import make_engine
@@ -183,7 +184,31 @@ def test_commands_bring_a_new_sqlite_file_to_the_latest_schema_by_themselves(
 def test_version_prints_the_installed_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0
-    assert result.output == f"cdp {version('cdp')}\n"
+    assert result.output == f"cdp {version(DISTRIBUTION)}\n"
+
+
+def _commands(command: click.Command, name: str = "cdp") -> Iterator[tuple[str, click.Command]]:
+    yield name, command
+    if isinstance(command, click.Group):
+        for sub_name, sub in command.commands.items():
+            yield from _commands(sub, f"{name} {sub_name}")
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    unexplained = [
+        f"{name} {option.opts[0]}"
+        for name, command in _commands(main)
+        for option in command.params
+        if isinstance(option, click.Option) and not option.help
+    ]
+    assert unexplained == []
+    for name, command in _commands(main):
+        assert command.help, name
+        shown = CliRunner().invoke(main, [*name.split()[1:], "--help"])
+        assert shown.exit_code == 0, shown.output
+    serve = " ".join(CliRunner().invoke(main, ["serve", "--help"]).output.split())
+    assert "--host TEXT The address to listen on" in serve
+    assert "--port INTEGER RANGE The TCP port to listen on" in serve
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,10 @@ keystore as they check the database, and say which one they cannot reach; /healt
 the keystore; the log names each database; a metrics directory loses only metrics files."""
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,8 +126,90 @@ def test_serve_logs_each_database_by_name(
     keys = tmp_path / "keys.db"
     served = serve_on(database, CDP_KEYSTORE_URL=f"sqlite:///{keys}")
     assert httpx.get(f"{served.url}/health").json()["keystore"] == "sqlite"
-    shown = make_url(database).render_as_string(hide_password=True)
-    assert f"database: {shown}; keys in sqlite:///{keys}" in served.log.read_text()
+    url = make_url(database)
+    # A file by its absolute path; a server by its host and database, without a password.
+    shown = (
+        f"the SQLite file {url.database}"
+        if url.get_backend_name() == "sqlite"
+        else url.render_as_string(hide_password=True)
+    )
+    logged = served.log.read_text()
+    assert f"database: {shown}; keys in sqlite:///{keys}" in logged
+    assert "NEW, EMPTY DATABASE" not in logged
+
+
+def test_serve_says_loudly_that_it_made_a_new_empty_sqlite_file_naming_it(
+    tmp_path: Path, serve_on: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from another folder than meant, the default ./cdp.db is a new, empty file."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    served = serve_on("sqlite:///./cdp.db")
+    logged = served.log.read_text()
+    path = elsewhere / "cdp.db"
+    assert f"INFO cdp: database: the SQLite file {path};" in logged
+    assert f"WARNING cdp: CREATED A NEW, EMPTY DATABASE at {path}: if you meant another" in (logged)
+
+
+def test_other_commands_say_that_they_made_a_new_empty_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    made = cdp(f"sqlite:///{path}", "token", "create", "--role", "read")
+    assert made.exit_code == 0, made.output
+    assert f"created a new, empty database at {path}" in made.output
+    again = cdp(f"sqlite:///{path}", "token", "create", "--role", "read")
+    assert again.exit_code == 0, again.output
+    assert "created" not in again.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "--port", "0"], ["migrate"], ["import", "-"], ["token", "create", "--role", "read"]],
+)
+def test_a_sqlite_file_in_a_folder_that_is_not_there_is_named_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cdp("sqlite:///nonexistent/dir/cdp.db", *command, stdin="")
+    assert result.exit_code == 1, result.output
+    folder = tmp_path / "nonexistent" / "dir"
+    assert (
+        f"cannot use the database {folder / 'cdp.db'}: the folder {folder} does not exist"
+        in result.output
+    )
+    assert "unable to open database file" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_file_that_is_a_folder_is_named_with_the_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "cdp.db"
+    folder.mkdir()
+    result = cdp(f"sqlite:///{folder}", "migrate")
+    assert result.exit_code == 1
+    assert f"cannot use the database {folder}: it is a folder, not a database file" in (
+        result.output
+    )
+
+
+def test_a_busy_port_is_named_with_the_way_out(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = tmp_path / "cdp.db"
+        done = subprocess.run(
+            [sys.executable, "-m", "cdp", "serve", "--port", str(port)],
+            env={**os.environ, "CDP_DATABASE_URL": f"sqlite:///{path}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"port {port} on 127.0.0.1 is in use: pass --port N (or stop what holds it)" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert "Uvicorn running" not in done.stderr
 
 
 @pytest.mark.slow
