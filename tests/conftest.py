@@ -136,9 +136,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def empty(url: str) -> None:
     """Empty every table, the log included, and start its positions at 1 again: only
     tests may, by switching triggers off. (DELETE: a test's few rows go faster than
-    TRUNCATE, which makes every table's files anew.) The key file goes too, as a new
-    database has none: the generations an earlier test moved its KEKs to stay out of the
-    next one's."""
+    TRUNCATE, which makes every table's files anew.)"""
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL session_replication_role = replica"))
@@ -157,9 +155,6 @@ def empty(url: str) -> None:
         for sequence in connection.scalars(sequences).all():
             connection.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
     engine.dispose()
-    key_file = keyfile.default_path(url)
-    if key_file is not None:
-        key_file.unlink(missing_ok=True)
 
 
 @pytest.fixture

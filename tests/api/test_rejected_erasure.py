@@ -193,9 +193,11 @@ def test_a_kept_body_is_sealed_under_a_key_the_erasure_destroys_and_its_kek_move
         with engine.connect() as main, keystore.connect(main) as held:
             bucket = held.scalar(select(keys.c.bucket).where(keys.c.id == key_id))
             assert bucket is not None
-            assert held.scalar(
+            # The key file of a PostgreSQL test database outlives the tests before on it:
+            # the KEK may be past generation 0 already, and must move on from where it is.
+            before = held.scalar(
                 select(key_buckets.c.generation).where(key_buckets.c.bucket == bucket)
-            ) in (None, 0)
+            )
         assert client.post(f"/profiles/{PROFILE}/erase").status_code == 200
         with engine.connect() as main, keystore.connect(main) as held:
             assert held.scalar(select(keys.c.id).where(keys.c.id == key_id)) is None
@@ -206,7 +208,8 @@ def test_a_kept_body_is_sealed_under_a_key_the_erasure_destroys_and_its_kek_move
             ).one()
     finally:
         keystore.dispose()
-    assert (moved.generation, moved.wrapped, moved.stale) == (1, 1, False)
+    assert moved.generation > (before or 0)
+    assert (moved.wrapped, moved.stale) == (moved.generation, False)
     assert kept_deliveries(engine, settings) == []
 
 
