@@ -28,6 +28,9 @@ from cdp.cli.app import (
 from cdp.runtime import server, serverlog
 from cdp.settings import Settings
 
+if TYPE_CHECKING:
+    from litestar import Litestar
+
 
 @main.command()
 @click.option(
@@ -159,10 +162,6 @@ def serve(
         timeout_worker_healthcheck=WORKER_ANSWERS_WITHIN,
         **served,
     )
-
-
-if TYPE_CHECKING:
-    from litestar import Litestar
 
 
 def _count_in_a_directory(workers: int) -> None:

@@ -195,10 +195,10 @@ def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
             held.callback(alone.dispose)
             connection = held.enter_context(alone.connect())
             for name in names:
-                key = {"key": _lock_key(name)}
-                if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
+                lock = {"lock": _advisory_lock_id(name)}
+                if not connection.scalar(text("SELECT pg_try_advisory_lock(:lock)"), lock):
                     raise running_build(engine, name)
-                held.callback(connection.execute, text("SELECT pg_advisory_unlock(:key)"), key)
+                held.callback(connection.execute, text("SELECT pg_advisory_unlock(:lock)"), lock)
             connection.commit()  # a session's lock: no transaction left open meanwhile
         else:
             database = engine.url.database
@@ -216,7 +216,7 @@ def claimed(engine: Engine, names: Sequence[str]) -> Iterator[None]:
 _LOCK_KEY: Final = 0x63647001 << 32
 
 
-def _lock_key(name: str) -> int:
+def _advisory_lock_id(name: str) -> int:
     return _LOCK_KEY + zlib.crc32(name.encode())
 
 
@@ -227,8 +227,8 @@ def _lock_file(database: str, name: str) -> Path:
 def _held(connection: Connection, name: str) -> bool:
     """Does a process hold the right to build `name` (see claimed)? Asked without taking it."""
     if connection.dialect.name == "postgresql":
-        key = _lock_key(name)
-        found = connection.scalar(_ADVISORY_HELD, {"high": key >> 32, "low": key & 0xFFFF_FFFF})
+        lock = _advisory_lock_id(name)
+        found = connection.scalar(_ADVISORY_HELD, {"high": lock >> 32, "low": lock & 0xFFFF_FFFF})
         return bool(found)
     database = connection.engine.url.database
     path = _lock_file(database or "", name)
