@@ -3,8 +3,9 @@
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Never
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -15,15 +16,11 @@ from cdp import db
 from cdp.access import credentials
 from cdp.cli.app import checked, engine_for, keystore_for, main, reason_of
 from cdp.cli.projections import build_needed
-from cdp.log import ingest, tables
+from cdp.log import imports, tables
+from cdp.log.store import Receipt
 from cdp.log.webhook import (
     DEFAULT_SOURCE,
-    Incoming,
-    InvalidWebhook,
-    MalformedBody,
     Rejection,
-    latest_timestamp,
-    parse,
 )
 from cdp.projections import registry
 from cdp.settings import Settings
@@ -40,6 +37,14 @@ class _Tally:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, number: int, outcome: Receipt | Rejection) -> None:
+        if isinstance(outcome, Rejection):
+            self.rejected.append((number, str(outcome)))
+        elif outcome.duplicate:
+            self.duplicates += 1
+        else:
+            self.accepted += 1
 
     def __str__(self) -> str:
         return (
@@ -84,9 +89,6 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
     build_needed(settings, engine, keystore)
     projectors = registry.projectors(settings)
     tally = _Tally()
-    batch: list[Incoming] = []
-    numbers: list[int] = []  # the line of each webhook in `batch`
-    number = first_unstored = 0
     progress = tqdm(
         total=_size(file),
         unit="B",
@@ -96,44 +98,25 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         disable=not sys.stderr.isatty(),
         file=sys.stderr,
     )
-
-    def flush() -> None:
-        for receipt, number in zip(
-            ingest.record(engine, batch, projectors, keystore=keystore), numbers, strict=True
-        ):
-            if isinstance(receipt, Rejection):
-                tally.rejected.append((number, str(receipt)))
-            elif receipt.duplicate:
-                tally.duplicates += 1
-            else:
-                tally.accepted += 1
-        batch.clear()
-        numbers.clear()
-        progress.set_postfix_str(str(tally), refresh=False)
-
+    lines = _counted(file, progress)
+    outcomes = imports.into_log(
+        engine,
+        lines,
+        projectors,
+        keystore,
+        source=source,
+        batch_size=batch_size,
+        max_clock_skew=settings.max_clock_skew,
+    )
     try:
         with progress:
-            for number, line in enumerate(file, start=1):
-                progress.update(len(line))
-                body = line.rstrip(b"\r\n")
-                if not body.strip():
-                    continue
-                try:
-                    latest = latest_timestamp(settings.max_clock_skew)
-                    incoming = parse(body, latest=latest, source=source)
-                except (MalformedBody, InvalidWebhook) as error:
-                    tally.rejected.append((number, str(error)))
-                else:
-                    first_unstored = first_unstored if batch else number
-                    batch.append(incoming)
-                    numbers.append(number)
-                if len(batch) >= batch_size:
-                    flush()
-            flush()
-    except (DBAPIError, PoolTimeout, OSError) as error:
+            for number, outcome in outcomes:
+                tally.add(number, outcome)
+                progress.set_postfix_str(str(tally), refresh=False)
+    except imports.Interrupted as stopped:
         _report(tally)
         raise ImportStopped(
-            f"import stopped at line {first_unstored if batch else number}: {reason_of(error)}. "
+            f"import stopped at line {stopped.line}: {reason_of(stopped.error)}. "
             "Lines before it are stored; "
             "run the same import again to store the rest (what is stored counts as duplicates)"
         ) from None
@@ -144,6 +127,13 @@ def import_(settings: Settings, file: BinaryIO, batch_size: int, source: str) ->
         click.echo(f"the tables' statistics are left to autovacuum: {reason_of(error)}")
     if tally.rejected:
         sys.exit(1)
+
+
+def _counted(file: BinaryIO, progress: "tqdm[Never]") -> Iterator[bytes]:
+    """The file's lines, each counted on the progress bar as it is read."""
+    for line in file:
+        progress.update(len(line))
+        yield line
 
 
 def _size(file: BinaryIO) -> int | None:

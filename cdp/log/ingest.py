@@ -36,7 +36,7 @@ def record(
     projectors: Sequence[Projector],
     *,
     keystore: Keystore,
-    refused: Sequence[rejected.RejectedDelivery] = (),
+    rejections: Sequence[rejected.RejectedDelivery] = (),
     forget: Sequence[int] = (),
 ) -> list[Receipt | Rejection]:
     """Append checked webhooks and project them; once this returns, every query sees them.
@@ -44,12 +44,12 @@ def record(
     A webhook naming a customer erased and suppressed, or a chat or profile of another
     source, is kept as a rejected delivery instead and answers Suppressed or Foreign (see
     _refuse). In the same transaction,
-    keep the deliveries `refused` and forget the kept ones of ids `forget` (those that
+    keep the rejected deliveries `rejections` and forget the kept ones of ids `forget` (those that
     `batch` now logs)."""
     # A few webhooks make a transaction of round trips; thousands, one of rows.
     with db.writing(engine, pipeline=len(batch) < db.BULK_FROM) as connection:
         return record_in(
-            connection, batch, projectors, keystore=keystore, refused=refused, forget=forget
+            connection, batch, projectors, keystore=keystore, rejections=rejections, forget=forget
         )
 
 
@@ -59,14 +59,14 @@ def record_in(
     projectors: Sequence[Projector],
     *,
     keystore: Keystore,
-    refused: Sequence[rejected.RejectedDelivery] = (),
+    rejections: Sequence[rejected.RejectedDelivery] = (),
     forget: Sequence[int] = (),
 ) -> list[Receipt | Rejection]:
     """As record(), in the write transaction of `connection` (which may hold lock() already)."""
-    if not (batch or refused or forget):
+    if not (batch or rejections or forget):
         return []
     store.lock(connection)  # the keys of what is kept are made under it (see Keystore.ring)
-    rejected.keep(connection, _scrubbed(connection, keystore, refused), keystore)
+    rejected.keep(connection, _scrubbed(connection, keystore, rejections), keystore)
     rejected.forget(connection, forget, keystore)
     if not batch:
         return []
@@ -89,19 +89,19 @@ def record_in(
 
 
 def _scrubbed(
-    connection: Connection, keystore: Keystore, refused: Sequence[rejected.RejectedDelivery]
+    connection: Connection, keystore: Keystore, rejections: Sequence[rejected.RejectedDelivery]
 ) -> Sequence[rejected.RejectedDelivery]:
     """The deliveries `refused`, those that name a customer erased and suppressed kept
     without their body (see rejected.without): whatever else is wrong with them, they hold
     what the customer asked to be forgotten."""
-    if not refused:
-        return refused
-    ids = set().union(*(rejection.names for rejection in refused))
+    if not rejections:
+        return rejections
+    ids = set().union(*(rejection.names for rejection in rejections))
     subjects = {s for uuid in ids for s in (personal.of_chat(uuid), personal.of_profile(uuid))}
     suppressed = keystore.known(connection, (), subjects).suppressed
     if not suppressed:
-        return refused
-    return rejected.without(refused, {personal.uuid_of(subject) for subject in suppressed})
+        return rejections
+    return rejected.without(rejections, {personal.uuid_of(subject) for subject in suppressed})
 
 
 def _refuse(

@@ -157,12 +157,14 @@ async def _deliver(
     try:
         body = await _body(request, service.settings.max_body_size)
     except BodyTooLarge as error:  # kept, then raised
-        await service.webhooks.record(b"", source, headers, refused=error, started=started)
+        await service.webhooks.record(b"", source, headers, rejection=error, started=started)
         raise
     not_json = content_type_problem(request.headers.get("content-type"))
     if not_json is not None:  # kept with its body: a replay may find it is JSON after all
         try:
-            await service.webhooks.record(body, source, headers, refused=not_json, started=started)
+            await service.webhooks.record(
+                body, source, headers, rejection=not_json, started=started
+            )
         finally:
             del not_json  # raised by record: see there why no frame it passes may keep it
     keys = ring.signing_keys(source, now_ms())

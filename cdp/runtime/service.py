@@ -152,7 +152,7 @@ class _Delivery:
     body: bytes
     source: str
     headers: Mapping[str, str]
-    refused: webhook.Rejection | None  # refused already (413, 415): only to be kept
+    rejection: webhook.Rejection | None  # rejected already (413, 415): only to be kept
     answer: "asyncio.Future[Receipt]"
     started: float  # when its request came (time.perf_counter())
     deadline: float  # when its wait for a transaction ends (time.perf_counter())
@@ -198,12 +198,12 @@ class Writer:
         body: bytes,
         source: str = webhook.DEFAULT_SOURCE,
         headers: Mapping[str, str] | None = None,
-        refused: webhook.Rejection | None = None,
+        rejection: webhook.Rejection | None = None,
         started: float | None = None,
     ) -> Receipt:
         """Log and project one webhook body; raises what parse() or the database raise.
 
-        A delivery refused as bad input (by parse(), or before: `refused`) is kept as a
+        A delivery refused as bad input (by parse(), or before: `rejection`) is kept as a
         rejected delivery, with the `headers` of interest, before its error is raised.
         `started`: when its request came (time.perf_counter()), for the ingest latency."""
         loop = asyncio.get_running_loop()
@@ -212,7 +212,7 @@ class Writer:
             body,
             source,
             headers or {},
-            refused,
+            rejection,
             loop.create_future(),
             now if started is None else started,
             now + self.wait.total_seconds(),
@@ -236,7 +236,7 @@ class Writer:
             # A refusal raised here has this frame in its traceback: were it, or the delivery
             # that holds it, still among the frame's locals, that cycle and the body in it
             # would wait for a full garbage collection, hundreds of requests away.
-            del delivery, refused
+            del delivery, rejection
 
     def start(self) -> None:
         """Take webhooks (a new writer does already; one that was stopped, again)."""
@@ -380,12 +380,12 @@ class Writer:
         valid: list[Incoming] = []
         kept: list[rejected.RejectedDelivery] = []
         for delivery in group:
-            error = delivery.refused
+            error = delivery.rejection
             if error is None:
                 try:
                     incoming = webhook.parse(delivery.body, latest=latest, source=delivery.source)
-                except webhook.Rejection as refused:  # its traceback would keep the group
-                    error = refused.with_traceback(None)
+                except webhook.Rejection as rejection:  # its traceback would keep the group
+                    error = rejection.with_traceback(None)
                 else:
                     valid.append(incoming)
             errors.append(error)
@@ -394,7 +394,7 @@ class Writer:
                 kept.append(_rejected(delivery, error, now))
         with db.pipelined(connection, len(valid) < db.BULK_FROM):
             recorded = ingest.record_in(
-                connection, valid, self.projectors, keystore=self.keystore, refused=kept
+                connection, valid, self.projectors, keystore=self.keystore, rejections=kept
             )
         receipts = iter(recorded)
         outcomes = [next(receipts) if error is None else error for error in errors]
