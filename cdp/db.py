@@ -439,7 +439,7 @@ def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
 
 
 class _Listed(TypeDecorator[list[Any]]):
-    """A list of values given as one parameter (see among): an array on PostgreSQL, JSON
+    """A list of values given as one parameter (see any_of): an array on PostgreSQL, JSON
     text on SQLite, which has no arrays."""
 
     impl = String
@@ -583,7 +583,7 @@ class Prepared:
     On the write path SQLAlchemy's work per execution (a cache key, processing every
     parameter and every row) cost more than running the statements. The SQL is still
     what Core compiles from the tables. Values go in as the driver takes them, JSON
-    columns as text and `among` lists as arrays (JSON text on SQLite); rows come out as
+    columns as text and `any_of` lists as arrays (JSON text on SQLite); rows come out as
     dicts of what the driver gives, JSON columns read back on SQLite, where they are text.
     Errors are SQLAlchemy's, as from Connection.execute.
     """

@@ -221,7 +221,6 @@ _LOCKED: Final = ("SQLITE_BUSY", "SQLITE_LOCKED")
 # PostgreSQL's for a server shutting down, crashed, or starting up (a lost or refused
 # connection is class 08, or an error of the driver's own, with no code).
 _SHUTDOWN: Final = ("57P01", "57P02", "57P03")
-# PostgreSQL's for a transaction that lost to another one: the same request may pass.
 
 
 def outage(error: Overloaded | SQLAlchemyError) -> str:

@@ -134,7 +134,7 @@ def run(
     on_claim: Callable[[], None] | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Build `projectors` anew (see build), holding the right to across processes (Busy if
+    """Build `projectors` anew (see build), holding the right to across processes (BuildRunning if
     another holds it; `on_claim` is called once it is held and the build recorded as
     running) and recording the build's progress and end in projection_builds."""
     names = [projector.name for projector in projectors]
@@ -251,7 +251,7 @@ _ADVISORY_HELD: Final = text(
 
 
 def running_build(engine: Engine, name: str) -> BuildRunning:
-    """The Busy that names the build of `name` running, as projection_builds records it."""
+    """The BuildRunning that names the build of `name` running, as projection_builds records it."""
     with engine.connect() as connection:
         row = connection.execute(
             select(projection_builds).where(projection_builds.c.name == name)
@@ -348,7 +348,11 @@ def build(
                     swapped(connection, head)
             break
         except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == SWAP_ATTEMPTS:
+            # A lock waited for too long, or a deadlock with a read that holds one table and
+            # wants another this swap holds: PostgreSQL ended the swap's transaction, and the
+            # next attempt finds the read gone.
+            timed_out = getattr(error.orig, "sqlstate", None) == "55P03"
+            if not (timed_out or db.gave_way(error)) or attempt == SWAP_ATTEMPTS:
                 raise
             progress(reached, reached)  # stopped, if asked to; else the swap is tried again
             time.sleep(attempt)

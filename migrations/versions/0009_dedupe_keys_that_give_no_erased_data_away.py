@@ -16,7 +16,7 @@ The keys come from the main database and from the keystore cdp passes in (`cdp m
 does); a key found in neither, of a chat or profile never erased, stops the migration
 before anything changed. So does a break in the hash chain: chaining anew over it would
 hide it. New keys go to the main database's `keys` table, which a keystore of its own
-takes over the first time cdp opens it (see cdp.keystore.Keystore.adopt).
+takes over the first time cdp opens it (see cdp.privacy.keystore.Keystore.adopt).
 
 Ties between events of one chat and millisecond are ordered by the new keys: `cdp
 migrate` rebuilds the projections after this migration (see cdp.upgrades.REORDERING).

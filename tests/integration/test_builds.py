@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import OperationalError
 
 from cdp import db
 from cdp.conversations.tables import chats, timeline
@@ -231,3 +232,45 @@ def test_team_statistics_built_while_webhooks_come_count_each_once(
     answers = snapshot(engine)
     assert answers == rebuilt_in_place(engine)
     assert [stats["team"]["id"] for stats in answers["team stats"]] == [1, 2, 3]
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", ["55P03", "40P01"])
+def test_a_swap_that_lost_a_lock_or_a_deadlock_is_tried_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, sqlstate: str
+) -> None:
+    """A swap waiting too long for a lock, or ended as a deadlock's victim (a read held one
+    of its tables and asked for another it held), is tried again, not the build failed."""
+    log(engine, *history("c1", "p1"))
+    expected = rebuilt_in_place(engine)
+    real, tries = builds.swap, []
+
+    def swap_once_refused(connection: Any, tables: Any) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise OperationalError("ALTER TABLE ...", None, _DriverError(sqlstate))
+        real(connection, tables)
+
+    monkeypatch.setattr(builds, "swap", swap_once_refused)
+    monkeypatch.setattr(builds.time, "sleep", lambda _: None)
+    assert builds.build(engine, REGISTRY, MAIN) > 0
+    assert len(tries) == 2
+    assert snapshot(engine) == expected
+
+
+def test_a_swap_that_failed_otherwise_fails_the_build(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log(engine, *history("c1", "p1"))
+
+    def swap_refused(connection: Any, tables: Any) -> None:
+        raise OperationalError("ALTER TABLE ...", None, _DriverError("57014"))
+
+    monkeypatch.setattr(builds, "swap", swap_refused)
+    with pytest.raises(OperationalError):
+        builds.build(engine, REGISTRY, MAIN)
