@@ -14,9 +14,9 @@ def projectors(settings: Settings) -> list[Projector]:
     fed: list[Projector] = []
     while made:
         ready = [p for p in made if set(p.reads) <= {f.name for f in fed}]
-        if not ready:
-            names = ", ".join(p.name for p in made)
-            raise RuntimeError(f"the projectors {names} read each other's tables")
+        if not ready:  # a cycle, or a name no projector has
+            waiting = "; ".join(f"{p.name} reads {', '.join(p.reads)}" for p in made)
+            raise RuntimeError(f"no order feeds each projector after those it reads: {waiting}")
         fed.append(ready[0])
         made.remove(ready[0])
     return fed

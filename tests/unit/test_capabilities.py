@@ -3,7 +3,9 @@ each declares is what the registry, Alembic and the app take, and nothing is dec
 twice or outside a folder."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from litestar import Litestar
 from litestar.di import Provide
 
@@ -54,3 +56,17 @@ def test_the_app_serves_every_route_of_every_folder(tmp_path: Path) -> None:
     paths = {route.path for route in alone.routes}
     assert {"/webhooks/fasttrack", "/chats/{uuid:str}", "/teams", "/sources"} <= paths
     assert paths <= served
+
+
+def test_a_projector_is_fed_after_those_it_reads_and_a_cycle_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = registry.projectors(Settings())
+    first, last = made[0], made[-1]
+    modules = [SimpleNamespace(create=lambda _, p=p: p) for p in made]
+    monkeypatch.setattr(registry.capabilities, "modules", lambda kind: modules)
+    monkeypatch.setattr(first, "reads", (last.name,))
+    assert [p.name for p in registry.projectors(Settings())][-2:] == [last.name, first.name]
+    monkeypatch.setattr(last, "reads", (first.name,))
+    with pytest.raises(RuntimeError, match=f"{first.name} reads {last.name}"):
+        registry.projectors(Settings())
