@@ -2,7 +2,7 @@
 
 The pages' JavaScript and CSS come from the openapi-ui-bundles package, so /schema works
 with no internet access. The pages hold no script of their own: each loads the schema
-with a script of cdp's (cdp/api/static), so that their Content-Security-Policy (see
+with a script of cdp's (cdp/http/static), so that their Content-Security-Policy (see
 cdp.http.guards) lets no inline script run. The webhook's request body is documented
 from the pydantic envelope, with the samples in cdp/samples as examples.
 """
