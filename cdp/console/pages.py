@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_401_UNAUTHORIZED
 from cdp.access import auth
 from cdp.console import access, views
 from cdp.console.render import HEADERS, page
+from cdp.http.csv import csv_line
 from cdp.log.webhook import INT64_MAX
 from cdp.paging import Listing
 from cdp.projections import routes
@@ -227,7 +228,7 @@ class Pages(Controller):
 
         async def rows() -> AsyncIterator[str]:
             # The byte-order mark: how spreadsheets know the file is UTF-8.
-            yield "\ufeff" + views.csv_line(views.CSV_COLUMNS)
+            yield "\ufeff" + csv_line(views.CSV_COLUMNS)
             after = None
             while True:
                 lines, after = await service.reads.query(

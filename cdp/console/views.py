@@ -5,8 +5,6 @@ parsed here, off the event loop, and cut short when huge or nested beyond reason
 http(s) links become links.
 """
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from contextlib import suppress
@@ -21,6 +19,7 @@ from cdp.access import queries, schemas
 from cdp.conversations import queries as conversations_queries
 from cdp.conversations import schemas as conversations_schemas
 from cdp.http import schemas as http_schemas
+from cdp.http.csv import csv_line
 from cdp.log import queries as log_queries
 from cdp.log import schemas as log_schemas
 from cdp.log.webhook import identifier_problem
@@ -418,18 +417,3 @@ def _csv_cells(handoff: conversations_schemas.Handoff, zone: ZoneInfo) -> list[s
         handoff.source,
         str(handoff.position),
     ]
-
-
-# What a spreadsheet takes for the start of a formula, after any blanks.
-_FORMULA: Final = ("=", "+", "-", "@")
-
-
-def csv_line(cells: Sequence[str]) -> str:
-    """One CSV line; a cell a spreadsheet would run as a formula is written after a "'"."""
-    out = io.StringIO()
-    guarded = (
-        "'" + cell if cell.lstrip(" \t\r\n")[:1] in _FORMULA or cell[:1] in ("\t", "\r") else cell
-        for cell in cells
-    )
-    csv.writer(out, lineterminator="\r\n").writerow(guarded)
-    return out.getvalue()

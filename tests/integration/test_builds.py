@@ -5,6 +5,7 @@ models say once swapped."""
 import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from cdp.log import ingest
 from cdp.privacy import erasure
 from cdp.privacy.keystore import MAIN
 from cdp.projections import builds, registry, runner
+from cdp.projections.runner import Projector
 from cdp.settings import Settings
 from tests.factories import PAST, checked, handoff, opened, reply, webhook
 from tests.integration.test_migrations import drift
@@ -187,7 +189,9 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
     engine: Engine,
 ) -> None:
     log(engine, *history("c1", "p1"))
-    chats_projection, profiles, teams = REGISTRY
+    chats_projection, profiles, teams = (
+        by_name(REGISTRY, n) for n in ("chats", "profiles", "teams")
+    )
     with engine.connect() as connection:  # every one live, none reading another's tables
         assert builds.with_dependencies(connection, REGISTRY, [teams]) == [teams]
         assert builds.with_dependencies(connection, REGISTRY, [chats_projection]) == [
@@ -196,7 +200,8 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
     # A projection that reads chats' tables (as teams once did) is built with chats' shadows
     # whenever it is built; and with chats, only when it needs building too.
     other = registry.projectors(Settings(session_idle_timeout=IDLE * 2, session_open_window=WINDOW))
-    chats_projection, profiles, teams = other
+    chats_projection, profiles, teams = (by_name(other, n) for n in ("chats", "profiles", "teams"))
+    other = [chats_projection, profiles, teams]
     teams.reads = (chats_projection.name,)
     with engine.connect() as connection:  # chats is stale: another idle timeout
         assert builds.with_dependencies(connection, other, [teams]) == [chats_projection, teams]
@@ -207,6 +212,11 @@ def test_a_projection_is_built_with_those_it_reads_and_those_that_read_it_if_the
             teams,
         ]
         assert builds.with_dependencies(connection, other, [profiles]) == [profiles]
+
+
+def by_name(projectors: Sequence[Projector], name: str) -> Projector:
+    (found,) = (projector for projector in projectors if projector.name == name)
+    return found
 
 
 def test_team_statistics_built_while_webhooks_come_count_each_once(

@@ -25,6 +25,7 @@ from cdp.privacy import erasure, personal
 from cdp.privacy.keystore import MAIN
 from cdp.profiles import queries as profiles_queries
 from cdp.projections import registry, runner
+from cdp.reports import projector as reports_projector
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
 from tests.conftest import empty
@@ -453,7 +454,9 @@ def test_long_sessions_fed_an_event_at_a_time_in_any_order_match_a_rebuild(
 ) -> None:
     """Most of a chat in order, then the rest late, in any order: each region grows a few
     events at a time (a chunk of 1 or 2), so that every way it grows is taken."""
-    monkeypatch.setattr(projector, "_CHUNK", data.draw(st.sampled_from([1, 2, 64])))
+    chunk = data.draw(st.sampled_from([1, 2, 64]))
+    monkeypatch.setattr(projector, "_CHUNK", chunk)
+    monkeypatch.setattr(reports_projector, "_CHUNK", chunk)
     on_time = data.draw(st.integers(0, len(history)), label="delivered in order")
     late = data.draw(st.permutations(history[on_time:]), label="late order")
 

@@ -1,0 +1,476 @@
+"""The reports projector: counts by the hour and customers' waits for a reply, kept from
+where the conversations fold placed each event (cdp.conversations.projector).
+
+It reads the chats projector's timeline, fed just before it in the same transaction,
+and keeps its own copy of what it counted of each event (`report_events`: kind, session,
+team, and the team in charge just before it). For each chat of a batch it walks the
+timeline from the new events' reach (a new event changes nothing placed before it, see
+cdp.conversations.fold.Rules.reach), row by row beside its copy, until past the chat's
+latest new event a known event is placed as the copy has it, with the same team before
+it: from there on the fold places everything as before. So what it reads follows what
+the batch changed, as the fold's own work does, never the length of the chat.
+
+Each row that moved is taken out of the counts as it was and put in as it is
+(`report_counts`, by the local hour of the event and each scope, see cdp.reports.scopes);
+the waits for a reply that begin between the boundaries (operator replies and openings)
+around the changed rows are found anew (`report_replies`). A rebuild (`fresh`) reads
+each chat whole, and derives the same rows with the same functions.
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import Connection, Table, bindparam, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cdp import db
+from cdp.conversations.fold import Rules
+from cdp.conversations.tables import chats, timeline
+from cdp.log.store import Recorded
+from cdp.log.webhook import INT64_MAX
+from cdp.reports import scopes
+from cdp.reports.calendar import Calendar
+from cdp.reports.tables import report_counts, report_events, report_replies
+from cdp.settings import Settings
+
+_CHUNK: Final = 64
+PLATFORM_LENGTH: Final = 100
+# What a row is compared on: where it falls, and the team before it.
+_PLACED: Final = ("kind", "session_number", "team_id", "before_team_id")
+_BOUNDARIES: Final = ("operator_reply", "session_opened")
+
+
+def create(settings: Settings) -> "ReportsProjector":
+    return ReportsProjector(
+        Rules.of(settings.session_idle_timeout, settings.session_open_window),
+        Calendar.of(settings.timezone),
+    )
+
+
+class ReportsProjector:
+    name = "reports"
+    version = 1
+    tables: tuple[Table, ...] = (report_events, report_counts, report_replies)
+    reads: tuple[str, ...] = ("chats",)
+
+    def __init__(self, rules: Rules, calendar: Calendar) -> None:
+        self.rules, self.calendar = rules, calendar
+        # The counts' hours are local hours; the rows it reads are the chats projector's,
+        # which its session rules shape.
+        self.shape = (
+            f"timezone={calendar.zone.key} "
+            f"session_idle_timeout={rules.idle_timeout_ms}ms "
+            f"session_open_window={rules.open_window_ms}ms"
+        )
+
+    def apply(
+        self, connection: Connection, batch: Sequence[Recorded], *, fresh: bool, tables: db.Tables
+    ) -> None:
+        new: dict[str, list[Recorded]] = defaultdict(list)
+        for recorded in batch:
+            chat_uuid = recorded.incoming.webhook.chat_uuid
+            if chat_uuid is not None:
+                new[chat_uuid].append(recorded)
+        if not new:
+            return
+        counts: Counter[tuple[str, str, int]] = Counter()
+        if fresh:
+            self._whole(connection, tables, list(new), counts)
+        else:
+            for chat_uuid, of_chat in new.items():
+                self._changed(connection, tables, chat_uuid, of_chat, counts)
+        _count(connection, tables, counts)
+
+    def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
+        """Every row of the chats, and what they added to the counts."""
+        counts: Counter[tuple[str, str, int]] = Counter()
+        for row in _COPIES_OF_CHATS.rows(connection, {"chats": list(chats)}, tables):
+            self._add(counts, row, -1)
+        _count(connection, tables, counts)
+        for statement in _FORGET:
+            statement.run(connection, [{"chats": list(chats)}], tables)
+
+    # -- counts ------------------------------------------------------------------------
+
+    def _add(
+        self, counts: Counter[tuple[str, str, int]], row: Mapping[str, Any], sign: int
+    ) -> None:
+        """Count a placed event in (or, with sign -1, out of) `counts`."""
+        hour = self.calendar.hour(row["occurred_at"])
+        for metric, scope in scopes.counted(row):
+            counts[(scope, metric, hour)] += sign
+
+    # -- a rebuild -----------------------------------------------------------------------
+
+    def _whole(
+        self,
+        connection: Connection,
+        tables: db.Tables,
+        chat_uuids: list[str],
+        counts: Counter[tuple[str, str, int]],
+    ) -> None:
+        rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in _TIMELINE_OF_CHATS.rows(connection, {"chats": chat_uuids}, tables):
+            rows[row["chat_uuid"]].append(row)
+        copies, replies = [], []
+        for chat_rows in rows.values():
+            placed = list(_placed(chat_rows, None))
+            copies += placed
+            for row in placed:
+                self._add(counts, row, 1)
+            replies += waits_for_reply(placed)
+        db.insert(connection, tables[report_events], copies)
+        db.insert(connection, tables[report_replies], replies)
+
+    # -- live ----------------------------------------------------------------------------
+
+    def _changed(
+        self,
+        connection: Connection,
+        tables: db.Tables,
+        chat_uuid: str,
+        batch: Sequence[Recorded],
+        counts: Counter[tuple[str, str, int]],
+    ) -> None:
+        """Bring the chat's copy, counts and waits up to date with its timeline."""
+        reach = self.rules.reach(min(r.incoming.webhook.timestamp for r in batch))
+        latest = max(r.incoming.webhook.timestamp for r in batch)
+        found = _LAST_BEFORE.rows(connection, {"chat": chat_uuid, "at": reach}, tables)
+        before = found[0] if found else None
+        changed: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+        after = (reach - 1, _HIGHEST_RANK, _HIGHEST_KEY)  # every row at or after the reach
+        while True:
+            values = {"chat": chat_uuid, **_bound(after), "most": _CHUNK}
+            chunk = _TIMELINE_FROM.rows(connection, values, tables)
+            if not chunk:
+                break
+            placed = list(_placed(chunk, before))
+            positions = [row["position"] for row in placed]
+            stored = {
+                row["position"]: row
+                for row in _COPIES.rows(connection, {"positions": positions}, tables)
+            }
+            done = False
+            for row in placed:
+                was = stored.get(row["position"])
+                if was is None or any(was[name] != row[name] for name in _PLACED):
+                    changed.append((was, row))
+                elif row["occurred_at"] > latest and row["kind"] != "other":
+                    done = True
+                    break
+            if done or len(chunk) < _CHUNK:
+                break
+            before, after = chunk[-1], _order(chunk[-1])
+        if not changed:
+            return
+        for was, row in changed:
+            if was is not None:
+                self._add(counts, was, -1)
+            self._add(counts, row, 1)
+        db.upsert(connection, tables[report_events], [row for _, row in changed], key=["position"])
+        low = min(_order(row) for _, row in changed)
+        high = max(_order(row) for _, row in changed)
+        _rewait(connection, tables, chat_uuid, low, high)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+# Bounds past every row's order: ranks are small, dedupe keys hex digits.
+_LOWEST: Final = (-INT64_MAX, -1, "")
+_HIGHEST: Final = (INT64_MAX, 2**31 - 1, "~")
+_HIGHEST_RANK: Final = 2**31 - 1
+_HIGHEST_KEY: Final = "~"
+
+
+def _order(row: Mapping[str, Any]) -> tuple[int, int, str]:
+    return (row["occurred_at"], row["rank"], row["dedupe_key"])
+
+
+def _bound(at: tuple[int, int, str], prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}at": at[0], f"{prefix}rank": at[1], f"{prefix}key": at[2]}
+
+
+def _after_bound(table: Table, prefix: str = "", inclusive: bool = False) -> list[Any]:
+    """Rows after the bound named by `prefix` in the chat's order (or at it): the time
+    compared alone too, a bound each database's planner takes its index for."""
+    order = tuple_(*(table.c[name] for name in _ORDER_NAMES))
+    at = tuple_(*(bindparam(f"{prefix}{n}") for n in ("at", "rank", "key")))
+    return [
+        table.c.occurred_at >= bindparam(f"{prefix}at"),
+        order >= at if inclusive else order > at,
+    ]
+
+
+def _before_bound(table: Table, prefix: str = "", inclusive: bool = False) -> list[Any]:
+    order = tuple_(*(table.c[name] for name in _ORDER_NAMES))
+    at = tuple_(*(bindparam(f"{prefix}{n}") for n in ("at", "rank", "key")))
+    return [
+        table.c.occurred_at <= bindparam(f"{prefix}at"),
+        order <= at if inclusive else order < at,
+    ]
+
+
+_ORDER_NAMES: Final = ("occurred_at", "rank", "dedupe_key")
+
+
+def _ordered(table: Table, descending: bool = False) -> list[Any]:
+    columns = [table.c[name] for name in _ORDER_NAMES]
+    return [column.desc() for column in columns] if descending else columns
+
+
+_LINE: Final = timeline.join(chats, chats.c.uuid == timeline.c.chat_uuid)
+_READ: Final = (
+    timeline.c.position,
+    timeline.c.chat_uuid,
+    timeline.c.occurred_at,
+    timeline.c.rank,
+    timeline.c.dedupe_key,
+    timeline.c.kind,
+    timeline.c.session_number,
+    timeline.c.team_id,
+    timeline.c.operator_uuid,
+    timeline.c.platform,
+    chats.c.source,
+)
+_TIMELINE_OF_CHATS: Final = db.Prepared(
+    select(*_READ)
+    .select_from(_LINE)
+    .where(db.any_of(timeline.c.chat_uuid, "chats"))
+    .order_by(timeline.c.chat_uuid, *_ordered(timeline))
+)
+_TIMELINE_FROM: Final = db.Prepared(
+    select(*_READ)
+    .select_from(_LINE)
+    .where(timeline.c.chat_uuid == bindparam("chat"), *_after_bound(timeline))
+    .order_by(*_ordered(timeline))
+    .limit(bindparam("most"))
+)
+# The chat's last row before a time: its place is what the next row's team before it is.
+_LAST_BEFORE: Final = db.Prepared(
+    select(timeline.c.session_number, timeline.c.team_id)
+    .where(timeline.c.chat_uuid == bindparam("chat"), timeline.c.occurred_at < bindparam("at"))
+    .order_by(*_ordered(timeline, descending=True))
+    .limit(1)
+)
+_COPIES: Final = db.Prepared(
+    select(report_events).where(db.any_of(report_events.c.position, "positions"))
+)
+_COPIES_OF_CHATS: Final = db.Prepared(
+    select(report_events).where(db.any_of(report_events.c.chat_uuid, "chats"))
+)
+_FORGET: Final = (
+    db.Prepared(report_events.delete().where(db.any_of(report_events.c.chat_uuid, "chats"))),
+    db.Prepared(report_replies.delete().where(db.any_of(report_replies.c.chat_uuid, "chats"))),
+)
+
+
+def _placed(
+    rows: Iterable[Mapping[str, Any]], before: Mapping[str, Any] | None
+) -> Iterable[dict[str, Any]]:
+    """Timeline rows, in order, as the copy keeps them: with the team in charge before
+    each in its session (`before`: the row before the first)."""
+    for row in rows:
+        same = before is not None and before["session_number"] == row["session_number"]
+        platform = row["platform"]
+        yield {
+            "position": row["position"],
+            "chat_uuid": row["chat_uuid"],
+            "occurred_at": row["occurred_at"],
+            "rank": row["rank"],
+            "dedupe_key": row["dedupe_key"],
+            "kind": row["kind"],
+            "session_number": row["session_number"],
+            "team_id": row["team_id"],
+            "before_team_id": before["team_id"] if same and before is not None else None,
+            "operator_uuid": row["operator_uuid"],
+            "platform": platform[:PLATFORM_LENGTH] if isinstance(platform, str) else None,
+            "source": row["source"],
+        }
+        before = row
+
+
+# -- waits for a reply -----------------------------------------------------------------
+
+
+def waits_for_reply(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The waits for a reply among a chat's placed rows, given in order from a boundary
+    (an operator reply or an opening) or the chat's start, with every boundary between
+    and the first customer message after each: a wait begins at the first customer
+    message after a boundary, in the boundary's session, and ends at the next operator
+    reply of that session, if one comes before the next opening."""
+    found: list[dict[str, Any]] = []
+    waiting: dict[str, Any] | None = None
+    boundary: Mapping[str, Any] | None = None
+    expecting = True  # no customer message yet since the boundary
+    for row in rows:
+        kind = row["kind"]
+        if kind in _BOUNDARIES:
+            if (
+                waiting is not None
+                and kind == "operator_reply"
+                and row["session_number"] == waiting["session_number"]
+            ):
+                waiting["replied_at"] = row["occurred_at"]
+                waiting["replied_by"] = row["operator_uuid"]
+            waiting, boundary, expecting = None, row, True
+        elif kind == "message_in" and expecting:
+            expecting = False
+            number = row["session_number"]
+            if number is not None and boundary is not None and boundary["session_number"] == number:
+                waiting = _wait(row, follows_reply=boundary["kind"] == "operator_reply")
+                found.append(waiting)
+    return found
+
+
+def _wait(row: Mapping[str, Any], follows_reply: bool) -> dict[str, Any]:
+    return {
+        "position": row["position"],
+        "chat_uuid": row["chat_uuid"],
+        "occurred_at": row["occurred_at"],
+        "rank": row["rank"],
+        "dedupe_key": row["dedupe_key"],
+        "session_number": row["session_number"],
+        "team_id": row["team_id"],
+        "platform": row["platform"],
+        "source": row["source"],
+        "follows_reply": follows_reply,
+        "replied_at": None,
+        "replied_by": None,
+    }
+
+
+_EVENTS: Final = report_events
+_BOUNDARY: Final = or_(*(_EVENTS.c.kind == kind for kind in _BOUNDARIES))
+_OF_CHAT: Final = _EVENTS.c.chat_uuid == bindparam("chat")
+# The chat's last boundary before a point, and its first after one.
+_BOUNDARY_BEFORE: Final = db.Prepared(
+    select(_EVENTS)
+    .where(_OF_CHAT, _BOUNDARY, *_before_bound(_EVENTS))
+    .order_by(*_ordered(_EVENTS, descending=True))
+    .limit(1)
+)
+_BOUNDARY_AFTER: Final = db.Prepared(
+    select(_EVENTS)
+    .where(_OF_CHAT, _BOUNDARY, *_after_bound(_EVENTS))
+    .order_by(*_ordered(_EVENTS))
+    .limit(1)
+)
+_BOUNDARIES_WITHIN: Final = db.Prepared(
+    select(_EVENTS)
+    .where(
+        _OF_CHAT,
+        _BOUNDARY,
+        *_after_bound(_EVENTS, "low_", inclusive=True),
+        *_before_bound(_EVENTS, "high_", inclusive=True),
+    )
+    .order_by(*_ordered(_EVENTS))
+)
+# The first customer message after a point and before another.
+_MESSAGE_BETWEEN: Final = db.Prepared(
+    select(_EVENTS)
+    .where(
+        _OF_CHAT,
+        _EVENTS.c.kind == "message_in",
+        *_after_bound(_EVENTS, "low_"),
+        *_before_bound(_EVENTS, "high_"),
+    )
+    .order_by(*_ordered(_EVENTS))
+    .limit(1)
+)
+_WAITS_GONE: Final = db.Prepared(
+    report_replies.delete().where(
+        report_replies.c.chat_uuid == bindparam("chat"),
+        *_after_bound(report_replies, "low_"),
+        *_before_bound(report_replies, "high_"),
+    )
+)
+
+
+def _rewait(
+    connection: Connection,
+    tables: db.Tables,
+    chat_uuid: str,
+    low: tuple[int, int, str],
+    high: tuple[int, int, str],
+) -> None:
+    """Find anew the chat's waits that begin between the last boundary before `low` and
+    the first after `high` (the rows changed lie between), from the copy as it is now:
+    no wait beginning outside them changed (see the module). Each an index probe, but
+    for the boundaries among the rows changed."""
+    chat = {"chat": chat_uuid}
+    first, last, inside = db.read_together(
+        connection,
+        (_BOUNDARY_BEFORE, chat | _bound(low)),
+        (_BOUNDARY_AFTER, chat | _bound(high)),
+        (_BOUNDARIES_WITHIN, chat | _bound(low, "low_") | _bound(high, "high_")),
+        tables=tables,
+    )
+    start = first[0] if first else None
+    end = last[0] if last else None
+    boundaries: list[dict[str, Any] | None] = [start, *inside]
+    # The first customer message after each boundary, before the next one.
+    probes = []
+    for index, boundary in enumerate(boundaries):
+        upto = boundaries[index + 1] if index + 1 < len(boundaries) else end
+        values = chat | _bound(_order(boundary) if boundary else _LOWEST, "low_")
+        probes.append(
+            (_MESSAGE_BETWEEN, values | _bound(_order(upto) if upto else _HIGHEST, "high_"))
+        )
+    messages = db.read_together(connection, *probes, tables=tables)
+    rows: list[dict[str, Any]] = []
+    for boundary, message in zip(boundaries, messages, strict=True):
+        if boundary is not None:
+            rows.append(boundary)
+        rows += message
+    if end is not None:
+        rows.append(end)
+    gone = chat | _bound(_order(start) if start else _LOWEST, "low_")
+    gone |= _bound(_order(end) if end else _HIGHEST, "high_")
+    _WAITS_GONE.run(connection, [gone], tables)
+    db.insert(connection, tables[report_replies], waits_for_reply(rows))
+
+
+# -- writing the counts ----------------------------------------------------------------
+
+
+def _adding(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(report_counts).values(
+        scope=bindparam("scope", type_=report_counts.c.scope.type),
+        metric=bindparam("metric", type_=report_counts.c.metric.type),
+        hour=bindparam("hour", type_=report_counts.c.hour.type),
+        n=bindparam("n", type_=report_counts.c.n.type),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["scope", "metric", "hour"],
+        set_={"n": report_counts.c.n + statement.excluded.n},
+    )
+
+
+_ADD: Final = db.Prepared(_adding)
+_EMPTIED: Final = db.Prepared(
+    report_counts.delete().where(
+        report_counts.c.scope == bindparam("scope"),
+        report_counts.c.metric == bindparam("metric"),
+        report_counts.c.hour == bindparam("hour"),
+        report_counts.c.n == 0,
+    )
+)
+
+
+def _count(
+    connection: Connection, tables: db.Tables, counts: Counter[tuple[str, str, int]]
+) -> None:
+    """Add `counts` to the stored ones; a count that falls to nothing goes."""
+    rows: list[dict[str, Any]] = [
+        {"scope": scope, "metric": metric, "hour": hour, "n": n}
+        for (scope, metric, hour), n in sorted(counts.items())
+        if n
+    ]
+    if not rows:
+        return
+    _ADD.run(connection, rows, tables)
+    fallen = [row for row in rows if row["n"] < 0]
+    if fallen:
+        _EMPTIED.run(connection, fallen, tables)

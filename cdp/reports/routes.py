@@ -1,0 +1,257 @@
+"""Reports over HTTP: trends as JSON or CSV, and the working hours and reply targets an
+admin sets."""
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from typing import Annotated, Final, Literal
+
+from litestar import Controller, Request, get, put
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.params import Body, FromQuery, PathParameter, QueryParameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_409_CONFLICT
+
+from cdp.access import auth
+from cdp.http.csv import BOM, csv_line
+from cdp.http.problems import problem
+from cdp.log.webhook import INT64_MAX
+from cdp.reports import hours, queries, schemas
+from cdp.reports.calendar import Calendar, Group
+from cdp.reports.hours import SettingRefused
+from cdp.reports.queries import Question, ReportRefused, Scope
+from cdp.runtime.service import Service
+from cdp.times import milliseconds
+
+TeamId = Annotated[int, PathParameter(ge=0, le=INT64_MAX)]
+LocalMoment = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "A local day (`2026-11-01`: its first instant in CDP_TIMEZONE), a local time "
+            "(`2026-11-01T09:00`), or a time with its offset (`2026-11-01T09:00:00+03:00`). "
+            "Taken to the start of the hour, day, week or month it falls in."
+        )
+    ),
+]
+DEFAULT_DAYS: Final = 30
+
+
+def _refuse(name: str, message: str) -> ValidationException:
+    return ValidationException(message, extra=[{"key": name, "message": message}])
+
+
+def local_moment(name: str, value: str, calendar: Calendar) -> int:
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return calendar.midnight(date.fromisoformat(text))
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _refuse(
+            name, f"must be a day (YYYY-MM-DD) or a time (ISO 8601), got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        return calendar.instant(parsed.replace(tzinfo=calendar.zone))
+    return milliseconds(parsed)
+
+
+def period_of(
+    since: str | None, until: str | None, calendar: Calendar, now: int
+) -> tuple[int, int]:
+    """The period asked for; by default the 30 local days up to the end of today."""
+    end = (
+        local_moment("until", until, calendar)
+        if until is not None
+        else calendar.midnight(calendar.day(now) + timedelta(days=1))
+    )
+    start = (
+        local_moment("since", since, calendar)
+        if since is not None
+        else calendar.midnight(calendar.day(end - 1) - timedelta(days=DEFAULT_DAYS - 1))
+    )
+    if start >= end:
+        raise _refuse("since", f"since ({since}) must come before until ({until})")
+    return start, end
+
+
+CSV_COLUMNS: Final = ("period", "start", "count", "median_seconds", "p90_seconds", "unanswered")
+
+
+def trend_csv(trend: schemas.Trend) -> list[str]:
+    """The report's lines as CSV: each point of the period (and of the one before)."""
+    lines = [BOM + csv_line(CSV_COLUMNS)]
+    for name, series in (("current", trend.current), ("previous", trend.previous)):
+        if series is None:
+            continue
+        for point in series.points:
+            cells = [
+                name,
+                point.start.isoformat(),
+                str(point.count),
+                "" if point.median_seconds is None else str(point.median_seconds),
+                "" if point.p90_seconds is None else str(point.p90_seconds),
+                "" if point.unanswered is None else str(point.unanswered),
+            ]
+            lines.append(csv_line(cells))
+    return lines
+
+
+class ReportController(Controller):
+    path = "/reports"
+    tags = ["reports"]
+
+    @get(
+        "/trends",
+        summary="A metric over time",
+        guards=[auth.reader],
+    )
+    async def trends(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        service: NamedDependency[Service],
+        metric: FromQuery[schemas.Metric],
+        group: FromQuery[Group] = "day",
+        since: LocalMoment = None,
+        until: LocalMoment = None,
+        team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+        operator: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        source: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        platform: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        compare: FromQuery[Literal["previous"] | None] = None,
+        business_hours: FromQuery[bool] = False,
+        format: FromQuery[Literal["json", "csv"]] = "json",
+    ) -> schemas.Trend | Stream:
+        """`metric` as a series by `group` (hour, day, ISO week from Monday, month) in
+        CDP_TIMEZONE, over the period at or after `since` and before `until` (by default
+        the last 30 days, today included), taken to whole units; for one `team`,
+        `operator`, `source` or `platform` (messenger), or the whole store. With
+        `compare=previous`, the period just before it, as long, beside it. With
+        `business_hours`, waits count only working time (see PUT
+        /reports/business-hours). `format=csv`: the same points as CSV.
+
+        The metrics, exactly as counted (see docs/reports.md): `sessions_opened`,
+        `customer_messages`, `operator_replies`, `handoffs_in`, `handoffs_out` count what
+        happened in each unit; `first_response` measures each turn's wait for its first
+        reply (a turn begins at a session's opening or a handoff to the team),
+        `reply_time` each wait from a customer message that opens the session's
+        conversation or follows an operator reply to the next operator reply of the
+        session, `session_duration` each ended session from its opening to its last
+        event: each counted in the unit it began in, with the median and 90th percentile
+        (interpolated) of those answered and how many are not (yet)."""
+        calendar = Calendar(service.settings.zone())
+        clock = service.clock()
+        start, end = period_of(since, until, calendar, clock.now)
+        try:
+            scope = Scope.of(team=team, operator=operator, source=source, platform=platform)
+            question = Question(
+                metric, group, start, end, scope, business_hours, compare == "previous"
+            )
+            found = await service.reads.query(
+                queries.trend,
+                question,
+                calendar,
+                idle_ms=clock.idle_timeout_ms,
+                now=clock.now,
+            )
+        except ReportRefused as error:
+            if error.conflict:
+                return problem(request, HTTP_409_CONFLICT, str(error))  # type: ignore[return-value]
+            raise _refuse(_parameter(str(error)), str(error)) from None
+        if format == "csv":
+            name = f"{metric}-{group}-{calendar.day(start)}-{calendar.day(end - 1)}"
+            return Stream(
+                _lines(trend_csv(found)),
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            )
+        return found
+
+    @get("/business-hours", summary="Working hours and holidays", guards=[auth.reader])
+    async def business_hours(self, service: NamedDependency[Service]) -> schemas.WorkingHours:
+        """The working week and holidays that `business_hours` counts, in CDP_TIMEZONE."""
+        return await service.reads.query(hours.hours, service.settings.timezone)
+
+    @put("/business-hours", summary="Set working hours and holidays", guards=[auth.admin])
+    async def set_business_hours(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        service: NamedDependency[Service],
+        data: Annotated[schemas.NewWorkingHours, Body()],
+    ) -> schemas.WorkingHours:
+        """Replace the working week and the holidays. Every report answers by them from
+        the next request on: nothing is rebuilt. The change is recorded with the token's
+        name (GET /reports/changes)."""
+        try:
+            week = hours.week_of(data.week)
+        except SettingRefused as error:
+            raise _refuse("week", str(error)) from None
+        days = {holiday.day: holiday.name for holiday in data.holidays}
+        actor = await _actor(request)
+
+        def write() -> schemas.WorkingHours:
+            with service.engine.begin() as connection:
+                return hours.set_hours(
+                    connection, week, days, actor=actor, timezone=service.settings.timezone
+                )
+
+        return await service.rebuilds.run(write)
+
+    @get("/targets", summary="Each team's reply targets", guards=[auth.reader])
+    async def targets(self, service: NamedDependency[Service]) -> list[schemas.Targets]:
+        """Every team's first-reply and next-reply targets, by team id."""
+        found = await service.reads.query(hours.targets)
+        return list(found.values())
+
+    @put("/targets/{team_id:str}", summary="Set a team's reply targets", guards=[auth.admin])
+    async def set_targets(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        team_id: TeamId,
+        service: NamedDependency[Service],
+        data: Annotated[schemas.NewTargets, Body()],
+    ) -> schemas.Targets | None:
+        """Set the team's targets, in seconds (both null: remove them); recorded with the
+        token's name."""
+        actor = await _actor(request)
+
+        def write() -> schemas.Targets | None:
+            with service.engine.begin() as connection:
+                return hours.set_targets(
+                    connection,
+                    team_id,
+                    data.first_reply_seconds,
+                    data.next_reply_seconds,
+                    actor=actor,
+                )
+
+        try:
+            return await service.rebuilds.run(write)
+        except SettingRefused as error:
+            raise _refuse("body", str(error)) from None
+
+    @get("/changes", summary="Who changed the report settings", guards=[auth.reader])
+    async def changes(self, service: NamedDependency[Service]) -> list[schemas.SettingChange]:
+        """The latest 100 changes of working hours, holidays and targets, newest first."""
+        return await service.reads.query(hours.changes)
+
+
+def _parameter(message: str) -> str:
+    for name in ("business_hours", "operator", "team", "metric"):
+        if name in message:
+            return name
+    return "metric"
+
+
+async def _lines(lines: list[str]) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def _actor(request: Request) -> str:  # type: ignore[type-arg]
+    """Who is changing a setting: the token's name ("open" in a store without tokens)."""
+    name = await auth.gate(request).token_name(request)
+    return name or "open"
+
+
+ROUTES: Final = (ReportController,)  # see cdp.capabilities

@@ -1,0 +1,143 @@
+"""The reports' tables: what the reports projector keeps of the conversations, and the
+settings an admin gives them (working hours, holidays, each team's reply targets)."""
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cdp.tables import Base, table_of
+
+# -- kept by the reports projector, from the conversations' tables ---------------------
+
+
+class ReportEventRow(Base):
+    """Where each event of a chat fell, as the reports last counted it: its kind, session
+    and team (and the team in charge before it), with what it is counted under."""
+
+    __tablename__ = "report_events"
+    __table_args__ = (
+        Index("ix_report_events_chat_order", "chat_uuid", "occurred_at", "rank", "dedupe_key"),
+        # A chat's replies, openings and messages in order: where a wait begins and ends.
+        Index(
+            "ix_report_events_chat_kind_order",
+            "chat_uuid",
+            "kind",
+            "occurred_at",
+            "rank",
+            "dedupe_key",
+        ),
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)
+    rank: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    session_number: Mapped[int | None] = mapped_column(Integer)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The team in charge just before it in its session: a handoff's team handed out of.
+    before_team_id: Mapped[int | None] = mapped_column(BigInteger)
+    operator_uuid: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class ReportCountRow(Base):
+    """How many events of a metric happened in a local hour (its first instant), counted
+    under one scope (see cdp.reports.scopes)."""
+
+    __tablename__ = "report_counts"
+
+    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportReplyRow(Base):
+    """A customer's wait for a reply: from a customer message that opens a session's
+    conversation or follows an operator reply, to the next operator reply in the session;
+    `replied_at` None while none came."""
+
+    __tablename__ = "report_replies"
+    __table_args__ = (
+        Index("ix_report_replies_chat_order", "chat_uuid", "occurred_at", "rank", "dedupe_key"),
+        Index("ix_report_replies_started_at", "occurred_at"),
+        Index("ix_report_replies_team_id", "team_id", "occurred_at"),
+        Index("ix_report_replies_replied_by", "replied_by", "occurred_at"),
+    )
+
+    # The position of the customer message that began it.
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)  # when the wait began
+    rank: Mapped[int] = mapped_column(Integer)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    session_number: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)  # in charge when it began
+    platform: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(64))
+    # Did an operator reply come before it in the session (a next reply), or does it open
+    # the session's conversation (its first)?
+    follows_reply: Mapped[bool] = mapped_column()
+    replied_at: Mapped[int | None] = mapped_column(BigInteger)
+    replied_by: Mapped[str | None] = mapped_column(String(200))
+
+
+report_events = table_of(ReportEventRow)
+report_counts = table_of(ReportCountRow)
+report_replies = table_of(ReportReplyRow)
+
+
+# -- set by an admin -------------------------------------------------------------------
+
+
+class WorkingIntervalRow(Base):
+    """A working interval of a weekday (0 Monday ... 6 Sunday), in minutes after local
+    midnight: the weekly schedule business hours count."""
+
+    __tablename__ = "working_hours"
+
+    weekday: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    starts: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ends: Mapped[int] = mapped_column(Integer)
+
+
+class HolidayRow(Base):
+    """A local day with no working time, whatever the schedule says."""
+
+    __tablename__ = "holidays"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    name: Mapped[str | None] = mapped_column(Text)
+
+
+class TargetRow(Base):
+    """A team's reply targets: the first reply of each turn, and each next reply, within
+    so many milliseconds (of working time, when a schedule is set)."""
+
+    __tablename__ = "reply_targets"
+
+    team_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_reply_ms: Mapped[int | None] = mapped_column(BigInteger)
+    next_reply_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SettingChangeRow(Base):
+    """Who changed which report setting when, and from what to what."""
+
+    __tablename__ = "report_setting_changes"
+    __table_args__ = (Index("ix_report_setting_changes_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(200))
+    setting: Mapped[str] = mapped_column(String(64))  # working_hours, holidays, targets
+    before: Mapped[object] = mapped_column(JSON)
+    after: Mapped[object] = mapped_column(JSON)
+
+
+working_hours = table_of(WorkingIntervalRow)
+holidays = table_of(HolidayRow)
+reply_targets = table_of(TargetRow)
+setting_changes = table_of(SettingChangeRow)
