@@ -6,7 +6,7 @@ span from its first instant to the next one's: a day is 23 or 25 hours long when
 clocks change, and the hour the clocks go back over comes twice, as two hours.
 """
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 Group = Literal["hour", "day", "week", "month"]
 GROUPS: Final[tuple[Group, ...]] = get_args(Group)
 HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_MINUTES: Final = 24 * 60
 # The instants a local date can hold in any zone: 0001-01-02 and 9999-12-30, UTC.
@@ -189,6 +190,7 @@ class WorkingTime:
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._before: list[int] = []  # the working time before each span
+        self._after: list[int] = []  # and up to its end
 
     def between(self, since: int, until: int) -> int:
         """The working milliseconds in [since, until); 0 if until is not after since."""
@@ -196,6 +198,21 @@ class WorkingTime:
             return 0
         self._cover(since, until)
         return self._worked(until) - self._worked(since)
+
+    def reach(self, since: int, amount: int, *, within: int = 400 * DAY_MS) -> int | None:
+        """The instant at which `amount` ms of working time will have passed since
+        `since`; None if not within `within` ms of it."""
+        if amount <= 0:
+            return since
+        end = since
+        while end - since < within:
+            end = min(end + 14 * DAY_MS, since + within)
+            self._cover(since, end)
+            wanted = self._worked(since) + amount
+            index = bisect_left(self._after, wanted)
+            if index < len(self._starts):
+                return self._starts[index] + wanted - self._before[index]
+        return None
 
     def _worked(self, at: int) -> int:
         """The working time from the first span laid out up to `at`."""
@@ -219,7 +236,8 @@ class WorkingTime:
         self._starts = [start for start, _ in spans]
         self._ends = [end for _, end in spans]
         lengths = [end - start for start, end in spans]
-        self._before = [0, *accumulate(lengths)][: len(spans)]
+        self._after = list(accumulate(lengths))
+        self._before = [0, *self._after][: len(spans)]
 
 
 def _spans(

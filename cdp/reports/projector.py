@@ -2,8 +2,9 @@
 where the conversations fold placed each event (cdp.conversations.projector).
 
 It reads the chats projector's timeline, fed just before it in the same transaction,
-and keeps its own copy of what it counted of each event (`report_events`: kind, session,
-team, and the team in charge just before it). For each chat of a batch it walks the
+and keeps its own copy of what it counted of each event of a known type (`report_events`:
+kind, session, team, and the team in charge just before it; an event of a type not known
+counts for nothing and places nothing). For each chat of a batch it walks the
 timeline from the new events' reach (a new event changes nothing placed before it, see
 cdp.conversations.fold.Rules.reach), row by row beside its copy, until past the chat's
 latest new event a known event is placed as the copy has it, with the same team before
@@ -26,12 +27,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp import db
 from cdp.conversations.fold import Rules
-from cdp.conversations.tables import chats, timeline
+from cdp.conversations.tables import chats, sessions, timeline, waits
 from cdp.log.store import Recorded
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import scopes
 from cdp.reports.calendar import Calendar
-from cdp.reports.tables import report_counts, report_events, report_replies
+from cdp.reports.tables import report_counts, report_events, report_replies, report_waiting
 from cdp.settings import Settings
 
 _CHUNK: Final = 64
@@ -51,7 +52,7 @@ def create(settings: Settings) -> "ReportsProjector":
 class ReportsProjector:
     name = "reports"
     version = 1
-    tables: tuple[Table, ...] = (report_events, report_counts, report_replies)
+    tables: tuple[Table, ...] = (report_events, report_counts, report_replies, report_waiting)
     reads: tuple[str, ...] = ("chats",)
 
     def __init__(self, rules: Rules, calendar: Calendar) -> None:
@@ -81,6 +82,7 @@ class ReportsProjector:
             for chat_uuid, of_chat in new.items():
                 self._changed(connection, tables, chat_uuid, of_chat, counts)
         _count(connection, tables, counts)
+        _wait_now(connection, tables, list(new))
 
     def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
         """Every row of the chats, and what they added to the counts."""
@@ -156,7 +158,7 @@ class ReportsProjector:
                 was = stored.get(row["position"])
                 if was is None or any(was[name] != row[name] for name in _PLACED):
                     changed.append((was, row))
-                elif row["occurred_at"] > latest and row["kind"] != "other":
+                elif row["occurred_at"] > latest:
                     done = True
                     break
             if done or len(chunk) < _CHUNK:
@@ -233,23 +235,30 @@ _READ: Final = (
     timeline.c.platform,
     chats.c.source,
 )
+# Events of a type not known count for nothing, and place nothing (see cdp.conversations.
+# fold): the copy leaves them out.
+_KNOWN: Final = timeline.c.kind != "other"
 _TIMELINE_OF_CHATS: Final = db.Prepared(
     select(*_READ)
     .select_from(_LINE)
-    .where(db.any_of(timeline.c.chat_uuid, "chats"))
+    .where(db.any_of(timeline.c.chat_uuid, "chats"), _KNOWN)
     .order_by(timeline.c.chat_uuid, *_ordered(timeline))
 )
 _TIMELINE_FROM: Final = db.Prepared(
     select(*_READ)
     .select_from(_LINE)
-    .where(timeline.c.chat_uuid == bindparam("chat"), *_after_bound(timeline))
+    .where(timeline.c.chat_uuid == bindparam("chat"), _KNOWN, *_after_bound(timeline))
     .order_by(*_ordered(timeline))
     .limit(bindparam("most"))
 )
 # The chat's last row before a time: its place is what the next row's team before it is.
 _LAST_BEFORE: Final = db.Prepared(
     select(timeline.c.session_number, timeline.c.team_id)
-    .where(timeline.c.chat_uuid == bindparam("chat"), timeline.c.occurred_at < bindparam("at"))
+    .where(
+        timeline.c.chat_uuid == bindparam("chat"),
+        _KNOWN,
+        timeline.c.occurred_at < bindparam("at"),
+    )
     .order_by(*_ordered(timeline, descending=True))
     .limit(1)
 )
@@ -259,9 +268,9 @@ _COPIES: Final = db.Prepared(
 _COPIES_OF_CHATS: Final = db.Prepared(
     select(report_events).where(db.any_of(report_events.c.chat_uuid, "chats"))
 )
-_FORGET: Final = (
-    db.Prepared(report_events.delete().where(db.any_of(report_events.c.chat_uuid, "chats"))),
-    db.Prepared(report_replies.delete().where(db.any_of(report_replies.c.chat_uuid, "chats"))),
+_FORGET: Final = tuple(
+    db.Prepared(table.delete().where(db.any_of(table.c.chat_uuid, "chats")))
+    for table in (report_events, report_replies, report_waiting)
 )
 
 
@@ -429,6 +438,85 @@ def _rewait(
     gone |= _bound(_order(end) if end else _HIGHEST, "high_")
     _WAITS_GONE.run(connection, [gone], tables)
     db.insert(connection, tables[report_replies], waits_for_reply(rows))
+
+
+# -- who waits now ---------------------------------------------------------------------
+
+_CHAT_NOW: Final = db.Prepared(
+    select(chats.c.session_number, chats.c.team_id, chats.c.source, chats.c.platform).where(
+        chats.c.uuid == bindparam("chat")
+    )
+)
+_SESSION_NOW: Final = db.Prepared(
+    select(sessions.c.number, sessions.c.last_activity_at)
+    .where(sessions.c.chat_uuid == bindparam("chat"))
+    .order_by(sessions.c.number.desc())
+    .limit(1)
+)
+_TURN_NOW: Final = db.Prepared(
+    select(waits.c.session_number, waits.c.started_at, waits.c.replied_at)
+    .where(waits.c.chat_uuid == bindparam("chat"))
+    .order_by(waits.c.session_number.desc(), waits.c.ordinal.desc())
+    .limit(1)
+)
+_WAIT_NOW: Final = db.Prepared(
+    select(report_replies)
+    .where(report_replies.c.chat_uuid == bindparam("chat"))
+    .order_by(*_ordered(report_replies, descending=True))
+    .limit(1)
+)
+_NOT_WAITING: Final = db.Prepared(
+    report_waiting.delete().where(report_waiting.c.chat_uuid == bindparam("chat"))
+)
+
+
+def _wait_now(connection: Connection, tables: db.Tables, chat_uuids: Sequence[str]) -> None:
+    """Whether each chat's customer waits now (see tables.WaitingRow), from the chat, its
+    latest session and turn, and its latest wait: four probes a chat, sent together."""
+    probes = [
+        (query, {"chat": chat_uuid})
+        for chat_uuid in chat_uuids
+        for query in (_CHAT_NOW, _SESSION_NOW, _TURN_NOW, _WAIT_NOW)
+    ]
+    found = db.read_together(connection, *probes, tables=tables)
+    waiting: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = []
+    for index, chat_uuid in enumerate(chat_uuids):
+        chat, session, turn, wait = (
+            rows[0] if rows else None for rows in found[4 * index : 4 * index + 4]
+        )
+        row = _waiting(chat_uuid, chat, session, turn, wait)
+        (waiting if row is not None else done).append(row or {"chat": chat_uuid})
+    db.upsert(connection, tables[report_waiting], waiting, key=["chat_uuid"])
+    _NOT_WAITING.run(connection, done, tables)
+
+
+def _waiting(
+    chat_uuid: str,
+    chat: Mapping[str, Any] | None,
+    session: Mapping[str, Any] | None,
+    turn: Mapping[str, Any] | None,
+    wait: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    if chat is None or session is None or wait is None or wait["replied_at"] is not None:
+        return None
+    if wait["session_number"] != session["number"]:
+        return None  # the latest session has no customer message yet
+    current = turn is not None and turn["session_number"] == session["number"]
+    platform = chat["platform"]
+    return {
+        "chat_uuid": chat_uuid,
+        "session_number": session["number"],
+        "position": wait["position"],
+        "since": wait["occurred_at"],
+        "follows_reply": wait["follows_reply"],
+        "last_activity_at": session["last_activity_at"],
+        "team_id": chat["team_id"],
+        "turn_started_at": turn["started_at"] if current and turn is not None else None,
+        "turn_answered": bool(current and turn is not None and turn["replied_at"] is not None),
+        "source": chat["source"],
+        "platform": platform[:PLATFORM_LENGTH] if isinstance(platform, str) else None,
+    }
 
 
 # -- writing the counts ----------------------------------------------------------------

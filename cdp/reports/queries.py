@@ -8,17 +8,21 @@ settings (working hours) is worked out as the question is answered.
 """
 
 from bisect import bisect_right
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from cdp.conversations.tables import chats, sessions, timeline, waits
 from cdp.reports import hours, schemas, scopes
-from cdp.reports.calendar import Calendar, Group, WorkingTime
-from cdp.reports.tables import report_counts, report_replies
+from cdp.reports import sla as sla_module
+from cdp.reports.calendar import WEEKDAYS, Calendar, Group, WorkingTime
+from cdp.reports.tables import report_counts, report_replies, report_waiting
+from cdp.teams.queries import team_names
+from cdp.times import utc
 
 TIMES: Final = frozenset({"first_response", "reply_time", "session_duration"})
 WAITS: Final = frozenset({"first_response", "reply_time"})
@@ -292,3 +296,371 @@ def _times(
             continue
         found.append((row.opened_at, row.last_activity_at))
     return found
+
+
+# -- reply targets -----------------------------------------------------------------------
+
+
+def sla(
+    connection: Connection,
+    group: Group,
+    since: int,
+    until: int,
+    team: int | None,
+    calendar: Calendar,
+    *,
+    idle_ms: int,
+    now: int,
+) -> schemas.Sla:
+    """The targets' outcomes by unit (see sla.judge), for a team or every team."""
+    since, until = whole(calendar, group, since, until)
+    units = calendar.units(group, since, until)
+    length, working = sla_module.measure(connection, calendar)
+    targets = _targets_of(connection, team)
+    found = sla_module.waits_with_targets(
+        connection, targets, since, until, idle_ms=idle_ms, now=now
+    )
+    tallies: dict[str, list[Counter[str]]] = {
+        "first_reply": [Counter() for _ in units],
+        "next_reply": [Counter() for _ in units],
+    }
+    for wait, target in found:
+        judged = sla_module.judge(wait, target, length, now)
+        if judged.state is None:
+            continue
+        state = "open" if judged.state == "at_risk" else judged.state
+        tallies[wait.kind][bisect_right(units, wait.started_at) - 1][state] += 1
+
+    def series(kind: str) -> schemas.SlaSeries:
+        points = [
+            _sla_point(calendar.local(unit), tally)
+            for unit, tally in zip(units, tallies[kind], strict=True)
+        ]
+        total: Counter[str] = Counter()
+        for tally in tallies[kind]:
+            total.update(tally)
+        return schemas.SlaSeries(points=points, total=_sla_point(calendar.local(since), total))
+
+    return schemas.Sla(
+        group=group,
+        timezone=calendar.zone.key,
+        team=team,
+        working_time=working,
+        since=calendar.local(since),
+        until=calendar.local(until),
+        first_reply=series("first_reply"),
+        next_reply=series("next_reply"),
+    )
+
+
+def _sla_point(start: datetime, tally: Counter[str]) -> schemas.SlaPoint:
+    return schemas.SlaPoint(
+        start=start,
+        within=tally["within"],
+        breached=tally["breached"],
+        open=tally["open"],
+        open_breached=tally["open_breached"],
+    )
+
+
+def _targets_of(connection: Connection, team: int | None) -> dict[int, schemas.Targets]:
+    every = hours.targets(connection)
+    if team is None:
+        return every
+    return {team: every[team]} if team in every else {}
+
+
+def breaches(
+    connection: Connection,
+    since: int,
+    until: int,
+    team: int | None,
+    calendar: Calendar,
+    *,
+    idle_ms: int,
+    now: int,
+) -> list[schemas.Breach]:
+    """Every wait of the period that passed its target, in the order they began."""
+    length, _ = sla_module.measure(connection, calendar)
+    targets = _targets_of(connection, team)
+    found = sla_module.waits_with_targets(
+        connection, targets, since, until, idle_ms=idle_ms, now=now
+    )
+    judged = [sla_module.judge(wait, target, length, now) for wait, target in found]
+    late = [j for j in judged if j.state in ("breached", "open_breached")]
+    names = team_names(connection, sorted({j.wait.team_id for j in late}))
+    return [
+        schemas.Breach(
+            kind=j.wait.kind,
+            chat_uuid=j.wait.chat_uuid,
+            session_number=j.wait.session_number,
+            team_id=j.wait.team_id,
+            team_name=names.get(j.wait.team_id),
+            started_at=utc(j.wait.started_at),
+            replied_at=None if j.wait.replied_at is None else utc(j.wait.replied_at),
+            operator_uuid=j.wait.replied_by,
+            wait_seconds=round(j.length_ms / 1000, 3),
+            target_seconds=round(j.target_ms / 1000, 3),
+            open=j.state == "open_breached",
+        )
+        for j in late
+    ]
+
+
+def whole(calendar: Calendar, group: Group, since: int, until: int) -> tuple[int, int]:
+    """The period taken to whole units of the group."""
+    start = calendar.start(group, since)
+    end = until
+    if calendar.start(group, end) != end:
+        end = calendar.after(group, calendar.start(group, end))
+    return start, end
+
+
+# -- traffic by weekday and hour ---------------------------------------------------------
+
+
+def heatmap(
+    connection: Connection,
+    metric: str,
+    since: int,
+    until: int,
+    scope: Scope,
+    calendar: Calendar,
+) -> schemas.Heatmap:
+    """Sessions opened or customer messages by local weekday and hour of the day."""
+    if scope.kind == "operator":
+        raise ReportRefused(f"{metric} is not counted by operator; choose a team or the store")
+    since, until = whole(calendar, "hour", since, until)
+    cells = [[0] * 24 for _ in range(7)]
+    for hour, n in _counts(connection, scope.key, metric, since, until):
+        local = calendar.local(hour)
+        cells[local.weekday()][local.hour] += n
+    return schemas.Heatmap(
+        metric=metric,
+        timezone=calendar.zone.key,
+        scope=scope.described(),
+        since=calendar.local(since),
+        until=calendar.local(until),
+        weekdays=list(WEEKDAYS),
+        cells=cells,
+    )
+
+
+# -- a team's operators ------------------------------------------------------------------
+
+
+def leaderboard(
+    connection: Connection,
+    team: int,
+    since: int,
+    until: int,
+    calendar: Calendar,
+    *,
+    idle_ms: int,
+    now: int,
+) -> schemas.Leaderboard:
+    """Each operator who replied in the team's chats in the period (see docs/reports.md),
+    most replies first."""
+    since, until = whole(calendar, "hour", since, until)
+    prefix = scopes.of_operator_in_team(team, "")
+    replies: Counter[str] = Counter()
+    query = select(report_counts.c.scope, report_counts.c.n).where(
+        report_counts.c.scope >= prefix,
+        report_counts.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
+        report_counts.c.metric == "operator_replies",
+        report_counts.c.hour >= since,
+        report_counts.c.hour < until,
+    )
+    for row in connection.execute(query):
+        replies[row.scope[len(prefix) :]] += row.n
+    in_team = [
+        timeline.c.team_id == team,
+        timeline.c.kind == "operator_reply",
+        timeline.c.occurred_at >= since,
+        timeline.c.occurred_at < until,
+    ]
+    replied = (
+        select(timeline.c.operator_uuid, timeline.c.chat_uuid, timeline.c.session_number)
+        .where(*in_team)
+        .distinct()
+        .subquery()
+    )
+    sessions_of = {
+        row.operator_uuid: row.n
+        for row in connection.execute(
+            select(replied.c.operator_uuid, func.count().label("n")).group_by(
+                replied.c.operator_uuid
+            )
+        )
+    }
+    first: dict[str, list[int]] = defaultdict(list)
+    for turn in connection.execute(
+        select(waits.c.replied_by, waits.c.started_at, waits.c.replied_at).where(
+            waits.c.team_id == team,
+            waits.c.started_at >= since,
+            waits.c.started_at < until,
+            waits.c.replied_by.is_not(None),
+        )
+    ):
+        first[turn.replied_by].append(turn.replied_at - turn.started_at)
+    answered: dict[str, list[int]] = defaultdict(list)
+    for reply in connection.execute(
+        select(
+            report_replies.c.replied_by, report_replies.c.occurred_at, report_replies.c.replied_at
+        ).where(
+            report_replies.c.team_id == team,
+            report_replies.c.occurred_at >= since,
+            report_replies.c.occurred_at < until,
+            report_replies.c.replied_by.is_not(None),
+        )
+    ):
+        answered[reply.replied_by].append(reply.replied_at - reply.occurred_at)
+    late: Counter[str] = Counter()
+    targets = _targets_of(connection, team)
+    if targets:
+        length, _ = sla_module.measure(connection, calendar)
+        found = sla_module.waits_with_targets(
+            connection, targets, since, until, idle_ms=idle_ms, now=now
+        )
+        for wait, target in found:
+            judged = sla_module.judge(wait, target, length, now)
+            if wait.replied_by is not None and judged.state == "breached":
+                late[wait.replied_by] += 1
+    operators = sorted(set(replies) | set(sessions_of) | set(first) | set(answered))
+    names = operator_names(connection, operators)
+    leaders = [
+        schemas.Leader(
+            operator_uuid=uuid,
+            operator_name=names.get(uuid),
+            sessions=sessions_of.get(uuid, 0),
+            replies=replies[uuid],
+            first_response_median_seconds=_seconds(percentile(sorted(first[uuid]), 0.5)),
+            reply_time_median_seconds=_seconds(percentile(sorted(answered[uuid]), 0.5)),
+            breaches=late[uuid],
+        )
+        for uuid in operators
+    ]
+    leaders.sort(key=lambda leader: (-leader.replies, leader.operator_uuid))
+    return schemas.Leaderboard(
+        team_id=team,
+        team_name=team_names(connection, [team]).get(team),
+        timezone=calendar.zone.key,
+        since=calendar.local(since),
+        until=calendar.local(until),
+        operators=leaders,
+    )
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 3)
+
+
+def operator_names(connection: Connection, uuids: Sequence[str]) -> dict[str, str | None]:
+    """Each operator's latest name, as their latest reply gave it."""
+    names: dict[str, str | None] = {}
+    for uuid in uuids:
+        query = (
+            select(timeline.c.operator_name)
+            .where(timeline.c.operator_uuid == uuid, timeline.c.kind == "operator_reply")
+            .order_by(timeline.c.occurred_at.desc(), timeline.c.position.desc())
+            .limit(1)
+        )
+        names[uuid] = connection.scalar(query)
+    return names
+
+
+# -- who is waiting now ------------------------------------------------------------------
+
+
+def waiting(
+    connection: Connection,
+    team: int | None,
+    calendar: Calendar,
+    *,
+    idle_ms: int,
+    now: int,
+) -> schemas.Waiting:
+    """Every chat whose customer waits for a reply now, longest wait first (see
+    docs/reports.md), with when the list next changes with time alone."""
+    query = select(report_waiting).where(report_waiting.c.last_activity_at > now - idle_ms)
+    if team is not None:
+        query = query.where(report_waiting.c.team_id == team)
+    rows = sorted(connection.execute(query), key=lambda row: (row.since, row.chat_uuid))
+    targets = hours.targets(connection)
+    length, working = sla_module.measure(connection, calendar)
+    reach = WorkingTime(hours.schedule(connection), calendar).reach if working else None
+    names = team_names(connection, sorted({row.team_id for row in rows if row.team_id is not None}))
+    chats_now: list[schemas.WaitingChat] = []
+    changes = [row.last_activity_at + idle_ms for row in rows]
+    per_team: dict[int | None, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        set_for = targets.get(row.team_id) if row.team_id is not None else None
+        kind: sla_module.Kind | None = None
+        seconds: float | None = None
+        start = row.since
+        if set_for is not None:
+            if not row.turn_answered and set_for.first_reply_seconds:
+                kind, seconds = "first_reply", set_for.first_reply_seconds
+                start = row.turn_started_at if row.turn_started_at is not None else row.since
+            elif row.turn_answered and set_for.next_reply_seconds:
+                kind, seconds = "next_reply", set_for.next_reply_seconds
+        state = None
+        if kind is not None and seconds is not None:
+            target_ms = round(seconds * 1000)
+            wait = sla_module.Wait(
+                kind,
+                row.position,
+                row.chat_uuid,
+                row.session_number,
+                row.team_id,
+                start,
+                None,
+                None,
+                None,
+            )
+            state = sla_module.judge(wait, target_ms, length, now).state
+            for share in (sla_module.AT_RISK, 1.0):
+                due = round(target_ms * share)
+                at = (start + due) if reach is None else reach(start, due)
+                if at is not None and at > now:
+                    changes.append(at)
+        tally = per_team[row.team_id]
+        tally["waiting"] += 1
+        if state == "at_risk":
+            tally["at_risk"] += 1
+        elif state == "open_breached":
+            tally["breached"] += 1
+        chats_now.append(
+            schemas.WaitingChat(
+                chat_uuid=row.chat_uuid,
+                session_number=row.session_number,
+                platform=row.platform,
+                team_id=row.team_id,
+                team_name=names.get(row.team_id) if row.team_id is not None else None,
+                since=utc(row.since),
+                waiting_seconds=round(max(0, now - row.since) / 1000, 3),
+                target=kind,
+                target_seconds=seconds,
+                state=state,
+                last_activity_at=utc(row.last_activity_at),
+            )
+        )
+    teams = [
+        schemas.TeamWaiting(
+            team_id=team_id,
+            team_name=names.get(team_id) if team_id is not None else None,
+            waiting=tally["waiting"],
+            at_risk=tally["at_risk"],
+            breached=tally["breached"],
+        )
+        for team_id, tally in sorted(
+            per_team.items(), key=lambda item: (-item[1]["waiting"], item[0] or 0)
+        )
+    ]
+    future = [at for at in changes if at > now]
+    return schemas.Waiting(
+        at=utc(now),
+        changes_at=utc(min(future)) if future else None,
+        teams=teams,
+        chats=chats_now,
+    )

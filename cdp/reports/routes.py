@@ -159,13 +159,130 @@ class ReportController(Controller):
                 return problem(request, HTTP_409_CONFLICT, str(error))  # type: ignore[return-value]
             raise _refuse(_parameter(str(error)), str(error)) from None
         if format == "csv":
-            name = f"{metric}-{group}-{calendar.day(start)}-{calendar.day(end - 1)}"
-            return Stream(
-                _lines(trend_csv(found)),
-                media_type="text/csv",
-                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            return _csv(
+                trend_csv(found), f"{metric}-{group}-{calendar.day(start)}-{calendar.day(end - 1)}"
             )
         return found
+
+    @get("/sla", summary="Reply targets met and breached", guards=[auth.reader])
+    async def sla(
+        self,
+        service: NamedDependency[Service],
+        group: FromQuery[Group] = "day",
+        since: LocalMoment = None,
+        until: LocalMoment = None,
+        team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+    ) -> schemas.Sla:
+        """The waits with a target (PUT /reports/targets/{team_id}) begun in each unit of
+        the period, for `team` or every team with targets, by their state as of now:
+        answered within the target, breached (answered late, or ended without a reply
+        after it), still open within it, or still open past it. Measured in working time
+        when working hours are set."""
+        calendar = Calendar(service.settings.zone())
+        clock = service.clock()
+        start, end = period_of(since, until, calendar, clock.now)
+        return await service.reads.query(
+            queries.sla,
+            group,
+            start,
+            end,
+            team,
+            calendar,
+            idle_ms=clock.idle_timeout_ms,
+            now=clock.now,
+        )
+
+    @get("/breaches", summary="Waits that passed their target", guards=[auth.reader])
+    async def breaches(
+        self,
+        service: NamedDependency[Service],
+        since: LocalMoment = None,
+        until: LocalMoment = None,
+        team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+        format: FromQuery[Literal["json", "csv"]] = "json",
+    ) -> list[schemas.Breach] | Stream:
+        """Every wait begun in the period (by default the last 30 days) that passed its
+        team's target: the chat, team, kind of target, when it began, the reply (and
+        whose) if one came, how long it was and the target, and whether it is still
+        open. In the order they began; `format=csv` as a CSV file."""
+        calendar = Calendar(service.settings.zone())
+        clock = service.clock()
+        start, end = period_of(since, until, calendar, clock.now)
+        found = await service.reads.query(
+            queries.breaches,
+            start,
+            end,
+            team,
+            calendar,
+            idle_ms=clock.idle_timeout_ms,
+            now=clock.now,
+        )
+        if format == "csv":
+            name = f"breaches-{calendar.day(start)}-{calendar.day(end - 1)}"
+            return _csv(breaches_csv(found), name)
+        return found
+
+    @get("/heatmap", summary="Traffic by weekday and hour", guards=[auth.reader])
+    async def heatmap(
+        self,
+        service: NamedDependency[Service],
+        metric: FromQuery[Literal["sessions_opened", "customer_messages"]] = "customer_messages",
+        since: LocalMoment = None,
+        until: LocalMoment = None,
+        team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+        source: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        platform: Annotated[str | None, QueryParameter(max_length=100)] = None,
+    ) -> schemas.Heatmap:
+        """How many sessions opened or customer messages came in each local hour of each
+        weekday (Monday first) over the period, for a scope or the store."""
+        calendar = Calendar(service.settings.zone())
+        start, end = period_of(since, until, calendar, service.clock().now)
+        try:
+            scope = Scope.of(team=team, source=source, platform=platform)
+        except ReportRefused as error:
+            raise _refuse("team", str(error)) from None
+        return await service.reads.query(queries.heatmap, metric, start, end, scope, calendar)
+
+    @get("/leaderboard", summary="A team's operators side by side", guards=[auth.reader])
+    async def leaderboard(
+        self,
+        service: NamedDependency[Service],
+        team: Annotated[int, QueryParameter(ge=0, le=INT64_MAX)],
+        since: LocalMoment = None,
+        until: LocalMoment = None,
+    ) -> schemas.Leaderboard:
+        """Each operator who replied in the team's chats in the period: sessions they
+        replied in, their replies, the median of the first responses and of the reply
+        times their replies ended, and their late replies against the team's targets.
+        Most replies first."""
+        calendar = Calendar(service.settings.zone())
+        clock = service.clock()
+        start, end = period_of(since, until, calendar, clock.now)
+        return await service.reads.query(
+            queries.leaderboard,
+            team,
+            start,
+            end,
+            calendar,
+            idle_ms=clock.idle_timeout_ms,
+            now=clock.now,
+        )
+
+    @get("/waiting", summary="Who is waiting for a reply now", guards=[auth.reader])
+    async def waiting(
+        self,
+        service: NamedDependency[Service],
+        team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
+    ) -> schemas.Waiting:
+        """Every open session whose latest customer message has no operator reply after
+        it (of `team`, or every team), longest wait first, with the team's target state;
+        the count per team; and when the answer will next change with time alone
+        (`changes_at`): a session going idle, a wait passing 80% or all of its target."""
+        calendar = Calendar(service.settings.zone())
+        clock = service.clock()
+        return await service.reads.query(
+            queries.waiting, team, calendar, idle_ms=clock.idle_timeout_ms, now=clock.now
+        )
 
     @get("/business-hours", summary="Working hours and holidays", guards=[auth.reader])
     async def business_hours(self, service: NamedDependency[Service]) -> schemas.WorkingHours:
@@ -243,9 +360,36 @@ def _parameter(message: str) -> str:
     return "metric"
 
 
-async def _lines(lines: list[str]) -> AsyncIterator[str]:
-    for line in lines:
-        yield line
+def _csv(lines: list[str], name: str) -> Stream:
+    async def each() -> AsyncIterator[str]:
+        for line in lines:
+            yield line
+
+    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    return Stream(each(), media_type="text/csv", headers=headers)
+
+
+BREACH_COLUMNS: Final = (
+    "kind",
+    "chat_uuid",
+    "session_number",
+    "team_id",
+    "team_name",
+    "started_at",
+    "replied_at",
+    "operator_uuid",
+    "wait_seconds",
+    "target_seconds",
+    "open",
+)
+
+
+def breaches_csv(found: list[schemas.Breach]) -> list[str]:
+    lines = [BOM + csv_line(BREACH_COLUMNS)]
+    for breach in found:
+        row = breach.model_dump(mode="json")
+        lines.append(csv_line(["" if row[c] is None else str(row[c]) for c in BREACH_COLUMNS]))
+    return lines
 
 
 async def _actor(request: Request) -> str:  # type: ignore[type-arg]

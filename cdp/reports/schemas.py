@@ -114,3 +114,119 @@ class Trend(BaseModel):
     business_hours: bool
     current: Series
     previous: Series | None
+
+
+class SlaPoint(BaseModel):
+    """Waits with a target begun in a unit (or the whole period), by their state as of
+    the moment of asking (see docs/reports.md): answered `within` the target,
+    `breached`, still `open` within it, or `open_breached`."""
+
+    start: datetime
+    within: int
+    breached: int
+    open: int
+    open_breached: int
+
+
+class SlaSeries(BaseModel):
+    points: list[SlaPoint]
+    total: SlaPoint
+
+
+class Sla(BaseModel):
+    """The first-reply and next-reply targets' outcomes by unit, for one team (or every
+    team with targets). `working_time`: waits measured in working hours (they are set)."""
+
+    group: Literal["hour", "day", "week", "month"]
+    timezone: str
+    team: int | None
+    working_time: bool
+    since: datetime
+    until: datetime
+    first_reply: SlaSeries
+    next_reply: SlaSeries
+
+
+class Breach(BaseModel):
+    """A wait that passed its target: answered late, ended without a reply after it, or
+    still open past it (`open`)."""
+
+    kind: Literal["first_reply", "next_reply"]
+    chat_uuid: str
+    session_number: int
+    team_id: int
+    team_name: str | None
+    started_at: Instant
+    replied_at: Instant | None
+    operator_uuid: str | None  # whose reply came late, if one came
+    wait_seconds: float
+    target_seconds: float
+    open: bool
+
+
+class Heatmap(BaseModel):
+    """How many by local weekday (Monday first) and hour of the day: `cells[d][h]`."""
+
+    metric: Literal["sessions_opened", "customer_messages"]
+    timezone: str
+    scope: dict[str, str | int]
+    since: datetime
+    until: datetime
+    weekdays: list[str]
+    cells: list[list[int]]
+
+
+class Leader(BaseModel):
+    """An operator's figures in a team's chats over the period (see docs/reports.md)."""
+
+    operator_uuid: str
+    operator_name: str | None
+    sessions: int
+    replies: int
+    first_response_median_seconds: float | None
+    reply_time_median_seconds: float | None
+    breaches: int
+
+
+class Leaderboard(BaseModel):
+    team_id: int
+    team_name: str | None
+    timezone: str
+    since: datetime
+    until: datetime
+    operators: list[Leader]
+
+
+class WaitingChat(BaseModel):
+    """A chat whose customer waits for a reply now."""
+
+    chat_uuid: str
+    session_number: int
+    platform: str | None
+    team_id: int | None
+    team_name: str | None
+    since: Instant  # the wait's first message
+    waiting_seconds: float
+    target: Literal["first_reply", "next_reply"] | None  # the one that applies, if set
+    target_seconds: float | None
+    state: Literal["open", "at_risk", "open_breached"] | None
+    last_activity_at: Instant
+
+
+class TeamWaiting(BaseModel):
+    team_id: int | None
+    team_name: str | None
+    waiting: int
+    at_risk: int
+    breached: int
+
+
+class Waiting(BaseModel):
+    """Who waits for a reply now (`at`), longest first; per team; and when the list will
+    next change with time alone (a session going idle, a wait passing 80% or all of its
+    target), if it will."""
+
+    at: Instant
+    changes_at: Instant | None
+    teams: list[TeamWaiting]
+    chats: list[WaitingChat]

@@ -84,7 +84,30 @@ class ReportReplyRow(Base):
     replied_by: Mapped[str | None] = mapped_column(String(200))
 
 
+class WaitingRow(Base):
+    """A chat whose customer waits for a reply: its latest session's latest wait has no
+    operator reply (yet). It waits only while that session is open, which the time of
+    asking decides (`last_activity_at`)."""
+
+    __tablename__ = "report_waiting"
+    __table_args__ = (Index("ix_report_waiting_last_activity_at", "last_activity_at"),)
+
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    session_number: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(BigInteger)  # the wait's first message
+    since: Mapped[int] = mapped_column(BigInteger)  # when it was written
+    follows_reply: Mapped[bool] = mapped_column()
+    last_activity_at: Mapped[int] = mapped_column(BigInteger)  # of the session
+    # The team now in charge, and its turn: since when, and whether it has replied.
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    turn_started_at: Mapped[int | None] = mapped_column(BigInteger)
+    turn_answered: Mapped[bool] = mapped_column()
+    source: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(100))
+
+
 report_events = table_of(ReportEventRow)
+report_waiting = table_of(WaitingRow)
 report_counts = table_of(ReportCountRow)
 report_replies = table_of(ReportReplyRow)
 

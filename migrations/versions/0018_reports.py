@@ -72,6 +72,22 @@ def upgrade() -> None:
     op.create_index("ix_report_replies_team_id", "report_replies", ["team_id", "occurred_at"])
     op.create_index("ix_report_replies_replied_by", "report_replies", ["replied_by", "occurred_at"])
     op.create_table(
+        "report_waiting",
+        sa.Column("chat_uuid", sa.String(200), nullable=False),
+        sa.Column("session_number", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("since", sa.BigInteger(), nullable=False),
+        sa.Column("follows_reply", sa.Boolean(), nullable=False),
+        sa.Column("last_activity_at", sa.BigInteger(), nullable=False),
+        sa.Column("team_id", sa.BigInteger(), nullable=True),
+        sa.Column("turn_started_at", sa.BigInteger(), nullable=True),
+        sa.Column("turn_answered", sa.Boolean(), nullable=False),
+        sa.Column("source", sa.String(64), nullable=False),
+        sa.Column("platform", sa.String(100), nullable=True),
+        sa.PrimaryKeyConstraint("chat_uuid", name=op.f("pk_report_waiting")),
+    )
+    op.create_index("ix_report_waiting_last_activity_at", "report_waiting", ["last_activity_at"])
+    op.create_table(
         "working_hours",
         sa.Column("weekday", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("starts", sa.Integer(), autoincrement=False, nullable=False),
@@ -109,6 +125,7 @@ def downgrade() -> None:
     op.drop_table("reply_targets")
     op.drop_table("holidays")
     op.drop_table("working_hours")
+    op.drop_table("report_waiting")
     op.drop_table("report_replies")
     op.drop_table("report_counts")
     op.drop_table("report_events")

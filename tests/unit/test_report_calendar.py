@@ -156,3 +156,19 @@ def test_units_cover_a_period_whatever_the_zone():
         ) >= 364
         assert len(calendar.units("month", since, until)) == 12
         assert calendar.units("week", since, until)[0] == calendar.midnight(date(2025, 12, 29))
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.integers(0, 60 * 24 * 14), amount=st.integers(0, 60 * 24 * 3))
+def test_the_instant_a_working_time_is_reached_is_the_first_with_that_much_behind_it(start, amount):
+    work = WorkingTime(WEEKDAYS_9_TO_18, BERLIN)
+    since = ms("2026-10-20T00:00:00+02:00") + start * 60_000
+    at = work.reach(since, amount * 60_000)
+    assert at is not None
+    assert work.between(since, at) == amount * 60_000
+    if amount:
+        assert work.between(since, at - 60_000) < amount * 60_000
+
+
+def test_no_working_time_ahead_is_never_reached():
+    assert WorkingTime(Schedule(), BERLIN).reach(0, 1, within=30 * 86_400_000) is None
