@@ -3,15 +3,14 @@ and shown, and who changed them."""
 
 import getpass
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date
 from typing import Final, NoReturn
 
 import click
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, Table
 
-from cdp import db
 from cdp.cli.app import engine_for, main
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import hours, schemas
@@ -42,16 +41,9 @@ def actor() -> str:
     return f"cli:{name or 'unknown'}"
 
 
-@contextmanager
-def _changing(settings: Settings, *tables: Table) -> Iterator[Connection]:
-    """One transaction that reads the settings in `tables`, then writes them, with no other
-    writer of them in between: on SQLite the database's write lock, taken as it begins; on
-    PostgreSQL the tables', which every other writer of them (a PUT meanwhile) waits for."""
-    with db.writing(engine_for(settings, existing=True)) as connection:
-        if db.dialect(connection) == "postgresql":
-            names = ", ".join(table.name for table in tables)
-            connection.execute(text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
-        yield connection
+def _changing(settings: Settings, *tables: Table) -> AbstractContextManager[Connection]:
+    """See hours.changing: the API's writers of these settings wait for this one."""
+    return hours.changing(engine_for(settings, existing=True), *tables)
 
 
 @main.group()
@@ -429,13 +421,15 @@ def changes(settings: Settings, limit: int) -> None:
 def what_changed(change: schemas.SettingChange) -> str:
     """A change in words: each weekday, holiday or target that differs."""
     if change.setting == "working_hours":
-        return "working hours: " + _hours_changed(change.before, change.after)
+        return "working hours: " + _week_changed(change.before, change.after)
+    if change.setting == "holidays":
+        return "holidays: " + _days_changed(change.before, change.after)
     if change.setting == "targets":
         return "targets: " + _targets_changed(change.before, change.after)
     return change.setting
 
 
-def _hours_changed(before: object, after: object) -> str:
+def _week_changed(before: object, after: object) -> str:
     old_week, new_week = _week(before), _week(after)
     said = []
     for name in WEEKDAYS:
@@ -443,14 +437,19 @@ def _hours_changed(before: object, after: object) -> str:
         new = ",".join(new_week.get(name, ())) or CLOSED
         if old != new:
             said.append(f"{name} {old} -> {new}")
+    return "; ".join(said) or "set again, unchanged"
+
+
+def _days_changed(before: object, after: object) -> str:
     old_days, new_days = _days(before), _days(after)
+    said = []
     for day in sorted(old_days.keys() | new_days.keys()):
         if day not in new_days:
-            said.append(f"holiday {day} removed")
+            said.append(f"{day} removed")
         elif day not in old_days:
-            said.append(f"holiday {' '.join(filter(None, (day, new_days[day])))} added")
+            said.append(f"{' '.join(filter(None, (day, new_days[day])))} added")
         elif old_days[day] != new_days[day]:
-            said.append(f"holiday {day} renamed {_name(old_days[day])} -> {_name(new_days[day])}")
+            said.append(f"{day} renamed {_name(old_days[day])} -> {_name(new_days[day])}")
     return "; ".join(said) or "set again, unchanged"
 
 
@@ -459,27 +458,25 @@ def _name(name: str | None) -> str:
 
 
 def _week(setting: object) -> dict[str, list[str]]:
-    week = setting.get("week") if isinstance(setting, dict) else None
-    if not isinstance(week, dict):
+    if not isinstance(setting, dict):
         return {}
-    return {str(name): [str(span) for span in spans or ()] for name, spans in week.items()}
+    return {str(name): [str(span) for span in spans or ()] for name, spans in setting.items()}
 
 
 def _days(setting: object) -> dict[str, str | None]:
-    days = setting.get("holidays") if isinstance(setting, dict) else None
-    if not isinstance(days, list):
+    if not isinstance(setting, list):
         return {}
-    return {str(day.get("day")): day.get("name") for day in days if isinstance(day, dict)}
+    return {str(day.get("day")): day.get("name") for day in setting if isinstance(day, dict)}
 
 
 def _targets_changed(before: object, after: object) -> str:
     old, new = _target_of(before), _target_of(after)
     team = (new or old or {}).get("team_id", "?")
-    if old is None and new is None:
-        return "none before, none after"
-    if old is None:
+    if _none(old) and _none(new):
+        return f"team {team}: none before, none after"
+    if _none(old):
         return f"team {team} set: first {_seconds(new, 'first')}, next {_seconds(new, 'next')}"
-    if new is None:
+    if _none(new):
         return (
             f"team {team} removed (were first {_seconds(old, 'first')}, "
             f"next {_seconds(old, 'next')})"
@@ -490,6 +487,13 @@ def _targets_changed(before: object, after: object) -> str:
         if _seconds(old, kind) != _seconds(new, kind)
     ]
     return f"team {team} " + (", ".join(said) or "set again, unchanged")
+
+
+def _none(setting: Mapping[str, object] | None) -> bool:
+    """No target of either kind."""
+    return setting is None or all(
+        setting.get(f"{kind}_reply_seconds") is None for kind in ("first", "next")
+    )
 
 
 def _target_of(setting: object) -> dict[str, object] | None:

@@ -3,25 +3,46 @@ database, each change recorded with who made it (`report_setting_changes`). Repo
 them as they answer, so a change shows in the next answer, with no rebuild."""
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any, Final
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, text
 
+from cdp import db
 from cdp.reports import schemas
-from cdp.reports.calendar import DAY_MINUTES, WEEKDAYS, Interval, Schedule, clock, problems
+from cdp.reports.calendar import WEEKDAYS, Interval, Schedule, clock, problems
 from cdp.reports.tables import holidays, reply_targets, setting_changes, working_hours
 from cdp.times import now_ms, utc
 
 _SPAN: Final = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
-# The longest target there is: a year (of working time, with a schedule).
+# The shortest and longest target there is: a second, and a year (of working time, with a
+# schedule).
+SHORTEST_TARGET_SECONDS: Final = 1
 LONGEST_TARGET_SECONDS: Final = 366 * 86400
+NAME_LENGTH: Final = 200
 HOLIDAYS_MOST: Final = 1000
 
 
 class SettingRefused(ValueError):
     """A working week, holiday or target that cannot be, said in words."""
+
+
+@contextmanager
+def changing(engine: Engine, *tables: Table) -> Iterator[Connection]:
+    """One transaction that reads the settings in `tables`, then writes them, with no other
+    writer of them in between: on SQLite the database's write lock, taken as it begins; on
+    PostgreSQL the tables', which every other writer of them waits for."""
+    with db.writing(engine) as connection:
+        if db.dialect(connection) == "postgresql":
+            names = ", ".join(table.name for table in tables)
+            connection.execute(text(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE"))
+        yield connection
+
+
+HOURS_TABLES: Final = (working_hours, holidays)
+TARGETS_TABLES: Final = (reply_targets,)
 
 
 def interval(text: str) -> Interval:
@@ -61,8 +82,8 @@ def holiday_of(day: str, name: str | None) -> tuple[date, str | None]:
         parsed = date.fromisoformat(day)
     except ValueError:
         raise SettingRefused(f"{day!r} is not a day: write it as YYYY-MM-DD") from None
-    if name is not None and len(name) > 200:
-        raise SettingRefused(f"the name of holiday {day} is longer than 200 characters")
+    if name is not None and len(name) > NAME_LENGTH:
+        raise SettingRefused(f"the name of holiday {day} is longer than {NAME_LENGTH} characters")
     return parsed, name
 
 
@@ -95,9 +116,15 @@ def set_hours(
     actor: str,
     timezone: str,
 ) -> schemas.WorkingHours:
-    """Replace the working week and the holidays, and record the change."""
+    """Replace the working week and the holidays (in a transaction of `changing`), and
+    record what changed: the week, the holidays, or both."""
     if len(days) > HOLIDAYS_MOST:
         raise SettingRefused(f"{len(days)} holidays: at most {HOLIDAYS_MOST} are kept")
+    found = problems(week)
+    if found:
+        raise SettingRefused("; ".join(found))
+    for day, name in days.items():
+        holiday_of(day.isoformat(), name)
     before = hours(connection, timezone)
     connection.execute(delete(working_hours))
     connection.execute(delete(holidays))
@@ -105,7 +132,6 @@ def set_hours(
         {"weekday": day, "starts": span.starts, "ends": span.ends}
         for day, spans in sorted(week.items())
         for span in spans
-        if 0 <= span.starts < span.ends <= DAY_MINUTES
     ]
     if rows:
         connection.execute(insert(working_hours), rows)
@@ -114,13 +140,14 @@ def set_hours(
             insert(holidays), [{"day": d.isoformat(), "name": n} for d, n in sorted(days.items())]
         )
     after = hours(connection, timezone)
-    _record(
-        connection,
-        actor,
-        "working_hours",
-        before.model_dump(mode="json"),
-        after.model_dump(mode="json"),
-    )
+    if before.week != after.week:
+        _record(connection, actor, "working_hours", before.week, after.week)
+    if before.holidays != after.holidays:
+        was, now = (
+            [holiday.model_dump(mode="json") for holiday in found.holidays]
+            for found in (before, after)
+        )
+        _record(connection, actor, "holidays", was, now)
     return after
 
 
@@ -151,12 +178,13 @@ def set_targets(
     *,
     actor: str,
 ) -> schemas.Targets | None:
-    """Set a team's targets (both None: remove them), and record the change."""
+    """Set a team's targets (both None: remove them; in a transaction of `changing`), and
+    record the change, if there is one."""
     for name, value in (("first_reply", first_reply_seconds), ("next_reply", next_reply_seconds)):
-        if value is not None and not 0 < value <= LONGEST_TARGET_SECONDS:
+        if value is not None and not SHORTEST_TARGET_SECONDS <= value <= LONGEST_TARGET_SECONDS:
             raise SettingRefused(
-                f"{name} target {value} s: a target is more than 0 s and at most a year "
-                f"({LONGEST_TARGET_SECONDS} s)"
+                f"{name} target {value} s: a target is at least {SHORTEST_TARGET_SECONDS} s "
+                f"and at most a year ({LONGEST_TARGET_SECONDS} s)"
             )
     before = targets(connection).get(team_id)
     connection.execute(delete(reply_targets).where(reply_targets.c.team_id == team_id))
@@ -173,13 +201,10 @@ def set_targets(
         }
         connection.execute(insert(reply_targets), [row])
         after = targets(connection)[team_id]
-    _record(
-        connection,
-        actor,
-        "targets",
-        None if before is None else before.model_dump(mode="json"),
-        None if after is None else after.model_dump(mode="json"),
-    )
+    if before != after:
+        none = {"team_id": team_id, "first_reply_seconds": None, "next_reply_seconds": None}
+        was, now = (none if t is None else t.model_dump(mode="json") for t in (before, after))
+        _record(connection, actor, "targets", was, now)
     return after
 
 

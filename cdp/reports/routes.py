@@ -307,12 +307,15 @@ class ReportController(Controller):
         actor = await _actor(request)
 
         def write() -> schemas.WorkingHours:
-            with service.engine.begin() as connection:
+            with hours.changing(service.engine, *hours.HOURS_TABLES) as connection:
                 return hours.set_hours(
                     connection, week, days, actor=actor, timezone=service.settings.timezone
                 )
 
-        return await service.rebuilds.run(write)
+        try:
+            return await service.rebuilds.run(write)
+        except SettingRefused as error:
+            raise _refuse("holidays", str(error)) from None
 
     @get("/targets", summary="Each team's reply targets", guards=[auth.reader])
     async def targets(self, service: NamedDependency[Service]) -> list[schemas.Targets]:
@@ -333,7 +336,7 @@ class ReportController(Controller):
         actor = await _actor(request)
 
         def write() -> schemas.Targets | None:
-            with service.engine.begin() as connection:
+            with hours.changing(service.engine, *hours.TARGETS_TABLES) as connection:
                 return hours.set_targets(
                     connection,
                     team_id,

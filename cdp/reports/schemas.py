@@ -25,7 +25,7 @@ class Holiday(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     day: date
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=200)
 
 
 class WorkingHours(BaseModel):

@@ -339,7 +339,7 @@ def test_a_duration_shows_as_it_is_written(seconds: float | None, shown: str) ->
         (("--first", "5x"), "'5x' is not a duration: write 90s, 5m, 1h30m, 2h or seconds"),
         (("--next", "0"), "'0': a target is 1 ms at least"),
         (("--next", "0.0004"), "'0.0004': a target is 1 ms at least"),
-        (("--first", "400000000"), "a target is more than 0 s and at most a year"),
+        (("--first", "400000000"), "a target is at least 1 s and at most a year"),
         ((), "give --first, --next or both"),
     ],
 )
@@ -378,17 +378,22 @@ def test_each_change_is_recorded_with_the_account_that_made_it(
         ("cli:alice", "targets"),
         ("cli:alice", "targets"),
         ("cli:alice", "targets"),
-        ("cli:alice", "working_hours"),
+        ("cli:alice", "holidays"),
         ("cli:alice", "working_hours"),
     ]
-    assert answer[-1]["after"]["week"]["monday"] == ["09:00-18:00"]
+    assert answer[-1]["after"]["monday"] == ["09:00-18:00"]
+    assert answer[0]["after"] == {
+        "team_id": 12,
+        "first_reply_seconds": None,
+        "next_reply_seconds": None,
+    }
 
     lines = reports(database, "changes")
     assert [line.split("  ", 2)[1:] for line in lines] == [
         ["cli:alice", "targets: team 12 removed (were first 5m, next 15m)"],
         ["cli:alice", "targets: team 12 next none -> 15m"],
         ["cli:alice", "targets: team 12 set: first 5m, next none"],
-        ["cli:alice", "working hours: holiday 2026-12-31 New Year's Eve added"],
+        ["cli:alice", "holidays: 2026-12-31 New Year's Eve added"],
         ["cli:alice", "working hours: monday closed -> 09:00-18:00"],
     ]
     assert [line.split("  ")[0] for line in lines] == [
