@@ -478,6 +478,7 @@ def leaderboard(
         timeline.c.kind == "operator_reply",
         timeline.c.occurred_at >= since,
         timeline.c.occurred_at < until,
+        timeline.c.operator_uuid.is_not(None),
     ]
     replied = (
         select(timeline.c.operator_uuid, timeline.c.chat_uuid, timeline.c.session_number)

@@ -368,7 +368,11 @@ def _csv(lines: list[str], name: str) -> Stream:
         for line in lines:
             yield line
 
-    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
+    # The type in a header too: a handler that may also answer JSON would set that.
+    headers = {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{name}.csv"',
+    }
     return Stream(each(), media_type="text/csv", headers=headers)
 
 

@@ -1,0 +1,277 @@
+"""Reports beside the trends: reply targets and their breaches, who is waiting now, the
+heat map, the leaderboard, and the settings an admin gives them (docs/reports.md)."""
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import Engine
+
+from cdp.access import credentials
+from cdp.http.app import create_app
+from cdp.settings import Settings
+from tests.factories import now_ms, opened, reply, webhook
+
+Client = TestClient  # type: ignore[type-arg]
+MINUTE = 60_000
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def deliver(client: Client, *bodies: dict[str, Any]) -> None:
+    for body in bodies:
+        answer = client.post("/webhooks/fasttrack", json=body)
+        assert answer.status_code == 202, answer.text
+
+
+def customer(chat: str, at: int, text: str = "hello?") -> dict[str, Any]:
+    return webhook("message_created", chat=chat, at=at, message=f"{text} {at}")
+
+
+def targets(client: Client, team: int, first: float | None, following: float | None) -> None:
+    body = {"first_reply_seconds": first, "next_reply_seconds": following}
+    answer = client.put(f"/reports/targets/{team}", json=body)
+    assert answer.status_code == 200, answer.text
+
+
+# -- who is waiting now ----------------------------------------------------------------
+
+
+def test_who_waits_now_is_listed_longest_first_with_each_team_s_target_state(
+    client: Client,
+) -> None:
+    now = now_ms()
+    targets(client, 1, first=600, following=300)
+    # c-long: answered once, then the customer wrote again 20 minutes ago (next reply, 300 s).
+    deliver(client, *opened("c-long", at=now - 40 * MINUTE, team=1))
+    deliver(client, reply("c-long", at=now - 39 * MINUTE, team=1))
+    deliver(client, customer("c-long", now - 20 * MINUTE), customer("c-long", now - 5 * MINUTE))
+    # c-risk: opened 9 minutes ago, no reply yet: 90% of its first-reply target.
+    deliver(client, *opened("c-risk", at=now - 9 * MINUTE, team=1))
+    # c-fine: opened a minute ago with team 2, which has no target.
+    deliver(client, *opened("c-fine", at=now - MINUTE, team=2))
+    # c-done: answered; c-old: its session went idle a day ago.
+    deliver(client, *opened("c-done", at=now - 30 * MINUTE, team=1))
+    deliver(client, reply("c-done", at=now - 29 * MINUTE, team=1))
+    deliver(client, *opened("c-old", at=now - 25 * 60 * MINUTE, team=1))
+
+    found = client.get("/reports/waiting").json()
+    chats = [(c["chat_uuid"], c["team_id"], c["target"], c["state"]) for c in found["chats"]]
+    assert chats == [
+        ("c-long", 1, "next_reply", "open_breached"),
+        ("c-risk", 1, "first_reply", "at_risk"),
+        ("c-fine", 2, None, None),
+    ]
+    first = found["chats"][0]
+    assert first["since"] == _iso(now - 20 * MINUTE)  # the wait's first message
+    assert 20 * 60 <= first["waiting_seconds"] < 21 * 60
+    assert {(t["team_id"], t["waiting"], t["at_risk"], t["breached"]) for t in found["teams"]} == {
+        (1, 2, 1, 1),
+        (2, 1, 0, 0),
+    }
+    # Next to change: c-risk passing its target, a minute from the webhooks' now.
+    changes = datetime.fromisoformat(found["changes_at"]).timestamp() * 1000
+    assert abs(changes - (now - 9 * MINUTE + 600_000)) < 1000
+    one_team = client.get("/reports/waiting", params={"team": 2}).json()
+    assert [c["chat_uuid"] for c in one_team["chats"]] == ["c-fine"]
+
+
+def test_a_reply_even_one_delivered_late_takes_a_chat_off_the_waiting_list(
+    client: Client,
+) -> None:
+    now = now_ms()
+    deliver(client, *opened("c1", at=now - 10 * MINUTE))
+    deliver(client, customer("c1", now - 2 * MINUTE))
+    assert [c["chat_uuid"] for c in client.get("/reports/waiting").json()["chats"]] == ["c1"]
+    deliver(client, reply("c1", at=now - MINUTE))
+    assert client.get("/reports/waiting").json()["chats"] == []
+    # A reply delivered late, before the customer's last message, leaves it waiting.
+    deliver(client, *opened("c2", at=now - 10 * MINUTE))
+    deliver(client, customer("c2", now - 2 * MINUTE))
+    deliver(client, reply("c2", at=now - 5 * MINUTE))
+    waiting = client.get("/reports/waiting").json()["chats"]
+    assert [(c["chat_uuid"], c["since"]) for c in waiting] == [("c2", _iso(now - 2 * MINUTE))]
+
+
+# -- targets and breaches ----------------------------------------------------------------
+
+
+def test_targets_are_judged_answered_late_or_open_and_breaches_are_listed_alike_as_csv(
+    client: Client,
+) -> None:
+    now = now_ms()
+    targets(client, 1, first=60, following=120)
+    deliver(client, *opened("c1", at=now - 60 * MINUTE))  # answered in 30 s: within
+    deliver(client, reply("c1", at=now - 60 * MINUTE + 30_000))
+    deliver(client, customer("c1", now - 50 * MINUTE))  # next reply in 5 min: breached
+    deliver(client, reply("c1", at=now - 45 * MINUTE, operator="op-2"))
+    deliver(client, *opened("c2", at=now - 10 * MINUTE))  # no reply for 10 min: still open
+
+    sla = client.get("/reports/sla", params={"team": 1}).json()
+    first, following = sla["first_reply"]["total"], sla["next_reply"]["total"]
+    assert (first["within"], first["breached"], first["open"], first["open_breached"]) == (
+        1,
+        0,
+        0,
+        1,
+    )
+    assert (following["within"], following["breached"]) == (0, 1)
+    assert sla["working_time"] is False
+
+    breaches = client.get("/reports/breaches", params={"team": 1}).json()
+    assert [(b["chat_uuid"], b["kind"], b["operator_uuid"], b["open"]) for b in breaches] == [
+        ("c1", "next_reply", "op-2", False),
+        ("c2", "first_reply", None, True),
+    ]
+    assert breaches[0]["wait_seconds"] == 300.0
+    assert breaches[0]["target_seconds"] == 120.0
+    sheet = client.get("/reports/breaches", params={"team": 1, "format": "csv"})
+    assert sheet.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(sheet.text.lstrip("\ufeff"))))
+    assert [(r["chat_uuid"], r["kind"], r["operator_uuid"], r["open"]) for r in rows] == [
+        ("c1", "next_reply", "op-2", "False"),
+        ("c2", "first_reply", "", "True"),
+    ]
+    assert rows[0]["wait_seconds"] == "300.0"  # the open one has waited on since
+
+
+def test_with_working_hours_a_wait_over_the_night_counts_only_working_time(
+    client: Client,
+) -> None:
+    week = {name: ["09:00-18:00"] for name in ("monday", "tuesday", "wednesday", "thursday")}
+    answer = client.put("/reports/business-hours", json={"week": week})
+    assert answer.status_code == 200, answer.text
+    targets(client, 1, first=3600, following=None)
+    evening = _ms(datetime(2026, 11, 2, 17, 30, tzinfo=MOSCOW))  # a Monday
+    morning = _ms(datetime(2026, 11, 3, 9, 15, tzinfo=MOSCOW))
+    deliver(client, *opened("c1", at=evening))
+    deliver(client, reply("c1", at=morning))
+    params = {"team": 1, "since": "2026-11-02", "until": "2026-11-03"}
+    sla = client.get("/reports/sla", params=params).json()
+    assert sla["working_time"] is True
+    assert sla["first_reply"]["total"]["within"] == 1  # 45 working minutes, not 15 hours
+    trend = client.get(
+        "/reports/trends",
+        params={"metric": "first_response", "business_hours": "true", **params, "group": "day"},
+    ).json()
+    assert trend["current"]["total"]["median_seconds"] == 45 * 60
+
+
+def test_business_hours_are_refused_until_set_and_a_bad_week_names_what_is_wrong(
+    client: Client,
+) -> None:
+    before = client.get("/reports/trends", params={"metric": "reply_time", "business_hours": True})
+    assert before.status_code == 409
+    assert "PUT /reports/business-hours" in before.json()["detail"]
+    bad = client.put(
+        "/reports/business-hours", json={"week": {"monday": ["09:00-13:00", "12:00-18:00"]}}
+    )
+    assert bad.status_code == 400
+    assert "monday: 09:00-13:00 and 12:00-18:00 overlap" in bad.json()["detail"]
+    unknown = client.put("/reports/business-hours", json={"week": {"funday": ["09:00-18:00"]}})
+    assert unknown.status_code == 400
+    assert "'funday': not a weekday" in unknown.json()["detail"]
+    assert client.get("/reports/business-hours").json()["week"]["monday"] == []
+    counted = client.get(
+        "/reports/trends", params={"metric": "customer_messages", "business_hours": True}
+    )
+    assert counted.status_code == 400
+    assert "business_hours counts waits" in counted.json()["detail"]
+
+
+@pytest.fixture
+def closed(settings: Settings, engine: Engine) -> Iterator[tuple[Client, str, str]]:
+    with engine.begin() as connection:
+        read = credentials.create_token(connection, "analyst", "read")
+        admin = credentials.create_token(connection, "lead", "admin")
+    with TestClient(create_app(settings)) as client:
+        yield client, read, admin
+
+
+def test_only_an_admin_sets_hours_or_targets_and_each_change_names_the_token(
+    closed: tuple[Client, str, str],
+) -> None:
+    client, read, admin = closed
+    week = {"week": {"friday": ["10:00-16:00"]}, "holidays": [{"day": "2026-12-31"}]}
+    as_reader = {"Authorization": f"Bearer {read}"}
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    assert client.put("/reports/business-hours", json=week, headers=as_reader).status_code == 403
+    assert client.put("/reports/targets/7", json={}, headers=as_reader).status_code == 403
+    assert client.put("/reports/business-hours", json=week, headers=as_admin).status_code == 200
+    set_ = {"first_reply_seconds": 300}
+    assert client.put("/reports/targets/7", json=set_, headers=as_admin).status_code == 200
+    shown = client.get("/reports/business-hours", headers=as_reader).json()
+    assert shown["week"]["friday"] == ["10:00-16:00"]
+    assert shown["holidays"] == [{"day": "2026-12-31", "name": None}]
+    changes = client.get("/reports/changes", headers=as_reader).json()
+    assert [(c["actor"], c["setting"]) for c in changes] == [
+        ("lead", "targets"),
+        ("lead", "holidays"),
+        ("lead", "working_hours"),
+    ]
+    assert changes[0]["after"]["first_reply_seconds"] == 300
+    tiny = client.put("/reports/targets/7", json={"first_reply_seconds": 0.2}, headers=as_admin)
+    assert tiny.status_code == 400
+    assert "at least 1 s" in tiny.json()["detail"]
+
+
+# -- heat map and leaderboard ------------------------------------------------------------
+
+
+def test_the_heat_map_counts_by_local_weekday_and_hour(client: Client) -> None:
+    monday_9 = _ms(datetime(2026, 11, 2, 9, 10, tzinfo=MOSCOW))
+    sunday_23 = _ms(datetime(2026, 11, 8, 23, 59, tzinfo=MOSCOW))
+    deliver(client, *opened("c1", at=monday_9))
+    deliver(client, customer("c1", monday_9 + MINUTE), customer("c1", monday_9 + 2 * MINUTE))
+    deliver(client, *opened("c2", at=sunday_23, team=2))
+    params = {"since": "2026-11-02", "until": "2026-11-09"}
+    messages = client.get("/reports/heatmap", params=params).json()
+    assert messages["weekdays"][0] == "monday"
+    assert messages["cells"][0][9] == 3
+    assert messages["cells"][6][23] == 1
+    assert sum(map(sum, messages["cells"])) == 4
+    opened_ = client.get("/reports/heatmap", params={**params, "metric": "sessions_opened"})
+    assert sum(map(sum, opened_.json()["cells"])) == 2
+    team_2 = client.get("/reports/heatmap", params={**params, "team": 2}).json()
+    assert sum(map(sum, team_2["cells"])) == 1
+
+
+def test_the_leaderboard_sets_a_team_s_operators_side_by_side(client: Client) -> None:
+    now = now_ms()
+    targets(client, 1, first=120, following=None)
+    deliver(client, *opened("c1", at=now - 60 * MINUTE))
+    deliver(client, reply("c1", at=now - 59 * MINUTE, operator="anna"))  # 60 s first reply
+    deliver(client, reply("c1", at=now - 58 * MINUTE, operator="boris"))
+    deliver(client, *opened("c2", at=now - 30 * MINUTE))
+    deliver(client, reply("c2", at=now - 25 * MINUTE, operator="anna"))  # 300 s: late
+    deliver(client, customer("c2", now - 20 * MINUTE))
+    deliver(client, reply("c2", at=now - 19 * MINUTE, operator="anna"))
+    deliver(client, *opened("c3", at=now - 10 * MINUTE, team=2))
+    deliver(client, reply("c3", at=now - 9 * MINUTE, operator="boris", team=2))
+
+    board = client.get("/reports/leaderboard", params={"team": 1}).json()
+    leaders = {leader["operator_uuid"]: leader for leader in board["operators"]}
+    assert list(leaders) == ["anna", "boris"]  # most replies first
+    anna, boris = leaders["anna"], leaders["boris"]
+    assert (anna["sessions"], anna["replies"], anna["breaches"]) == (2, 3, 1)
+    assert anna["first_response_median_seconds"] == 180.0  # of 60 s and 300 s
+    assert (boris["sessions"], boris["replies"], boris["breaches"]) == (1, 1, 0)
+    assert boris["first_response_median_seconds"] is None  # answered no turn first
+    assert anna["operator_name"] == "Operator anna"
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000)
+        .astimezone(ZoneInfo("UTC"))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
