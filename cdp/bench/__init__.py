@@ -4,6 +4,7 @@
 GROUPS = (
     "import",
     "queries",
+    "reports",
     "console",
     "webhook",
     "http",

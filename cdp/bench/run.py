@@ -44,7 +44,7 @@ from cdp import db, paging, upgrades
 from cdp.access import credentials
 from cdp.bench import progress
 from cdp.bench.progress import Progress, note
-from cdp.bench.traffic import Traffic, lines, webhooks
+from cdp.bench.traffic import START_MS, Traffic, lines, webhooks
 from cdp.conversations import queries
 from cdp.conversations.tables import chats, timeline
 from cdp.log import chain, ingest, store, tables
@@ -56,6 +56,9 @@ from cdp.privacy import tables as privacy_tables
 from cdp.privacy.keystore import Key, Keystore
 from cdp.profiles import queries as profiles_queries
 from cdp.projections import registry
+from cdp.reports import hours as report_hours
+from cdp.reports import queries as report_queries
+from cdp.reports.calendar import WEEKDAYS, Calendar
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
 from cdp.times import now_ms
@@ -132,12 +135,15 @@ def measure(plan: Plan, report: Callable[[Figure], None]) -> list[Figure]:
         else:
             _load(big, Traffic(events=plan.events, seed=plan.seed), plan.settings)
         small = big
-        if plan.small < plan.events and plan.measures("queries", "console"):
+        if plan.small < plan.events and plan.measures("queries", "reports", "console"):
             small = fresh()
             _load(small, Traffic(events=plan.small, seed=plan.seed), plan.settings)
         if plan.measures("queries"):
             note("measuring the queries")
             take(_queries(plan, small, big))
+        if plan.measures("reports"):
+            note("measuring the reports")
+            take(_reports(plan, small, big))
         if plan.measures("console"):
             note("measuring the console's pages")
             take(_console(plan, small, big))
@@ -515,6 +521,124 @@ def _query_times(url: str, plan: Plan) -> dict[str, list[float]]:
                 times[name].append(time.perf_counter() - started)
     engine.dispose()
     keystore.dispose()
+    return times
+
+
+def _reports(plan: Plan, small_url: str, big_url: str) -> Iterator[Figure]:
+    """p50 and p99 of each report over the traffic's busiest 30 days (and one over all of
+    it, by month), at the small size and at the plan's size."""
+    at_small = _report_times(small_url, plan)
+    at_big = _report_times(big_url, plan) if big_url != small_url else at_small
+    for name, times in at_big.items():
+        for cut, label in ((50, "p50"), (99, "p99")):
+            yield Figure(
+                f"report {name} at {plan.events:,} events: {label}",
+                percentile(times, cut) * 1000,
+                "ms",
+                percentile(at_small[name], cut) * 1000,
+                f"at {plan.small:,}",
+            )
+
+
+def _report_times(url: str, plan: Plan) -> dict[str, list[float]]:
+    """What each report takes, asked as the API asks it, with every team given reply
+    targets and a working week set (so that targets and business hours are worked out)."""
+    engine = db.make_engine(url)
+    calendar = Calendar.of(plan.settings.timezone)
+    idle = plan.settings.session_idle_timeout // timedelta(milliseconds=1)
+    week = {day: ["09:00-18:00"] for day in WEEKDAYS[:5]}
+    with report_hours.changing(engine, *report_hours.HOURS_TABLES) as connection:
+        report_hours.set_hours(
+            connection, report_hours.week_of(week), {}, actor="bench", timezone=calendar.zone.key
+        )
+    with engine.connect() as connection:
+        team_ids = sorted(set(connection.scalars(select(chats.c.team_id).distinct())) - {None})
+        last = connection.scalar(select(func.max(chats.c.last_seen_at))) or 0
+    with report_hours.changing(engine, *report_hours.TARGETS_TABLES) as connection:
+        for team in team_ids:
+            report_hours.set_targets(connection, team, 300, 900, actor="bench")
+    since = calendar.midnight(calendar.day(START_MS))
+    until = calendar.midnight(calendar.day(START_MS) + timedelta(days=30))
+    year = (
+        calendar.midnight(calendar.day(START_MS)),
+        calendar.midnight(calendar.day(START_MS) + timedelta(days=365)),
+    )
+    now = last + 1  # as of the traffic's last moment: some sessions are open
+
+    def trend(
+        metric: str, scope: report_queries.Scope, **options: Any
+    ) -> Callable[[Connection, int], object]:
+        question = report_queries.Question(
+            metric,
+            options.pop("group", "day"),
+            options.pop("since", since),
+            options.pop("until", until),
+            scope,
+            **options,
+        )
+        return lambda connection, n: report_queries.trend(
+            connection, question, calendar, idle_ms=idle, now=now
+        )
+
+    def team_of(n: int) -> int:
+        found: int = team_ids[n % len(team_ids)]
+        return found
+
+    store = report_queries.Scope()
+    work: dict[str, Callable[[Connection, int], object]] = {
+        "customer messages by day": trend("customer_messages", store),
+        "customer messages by hour": trend("customer_messages", store, group="hour"),
+        "first response of a team, working time, vs before": lambda c, n: report_queries.trend(
+            c,
+            report_queries.Question(
+                "first_response",
+                "day",
+                since,
+                until,
+                report_queries.Scope("team", team_of(n)),
+                True,
+                True,
+            ),
+            calendar,
+            idle_ms=idle,
+            now=now,
+        ),
+        "first response by day": trend("first_response", store),
+        "reply time by day": trend("reply_time", store),
+        "session duration by day": trend("session_duration", store),
+        "customer messages over a year by month": trend(
+            "customer_messages", store, group="month", since=year[0], until=year[1]
+        ),
+        "first response over a year by month": trend(
+            "first_response", store, group="month", since=year[0], until=year[1]
+        ),
+        "targets met by day": lambda c, n: report_queries.sla(
+            c, "day", since, until, None, calendar, idle_ms=idle, now=now
+        ),
+        "breaches of a team": lambda c, n: report_queries.breaches(
+            c, since, until, team_of(n), calendar, idle_ms=idle, now=now
+        ),
+        "heat map": lambda c, n: report_queries.heatmap(
+            c, "customer_messages", since, until, store, calendar
+        ),
+        "leaderboard of a team": lambda c, n: report_queries.leaderboard(
+            c, team_of(n), since, until, calendar, idle_ms=idle, now=now
+        ),
+        "who is waiting now": lambda c, n: report_queries.waiting(
+            c, None, calendar, idle_ms=idle, now=now
+        ),
+    }
+    times: dict[str, list[float]] = {}
+    repeats = max(plan.repeats // 4, 10)
+    with engine.connect() as connection:
+        for name, run in work.items():
+            run(connection, 0)  # warm
+            times[name] = []
+            for n in range(repeats):
+                started = time.perf_counter()
+                run(connection, n)
+                times[name].append(time.perf_counter() - started)
+    engine.dispose()
     return times
 
 

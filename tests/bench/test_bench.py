@@ -37,6 +37,23 @@ PAGES = (
 )
 
 
+REPORTS = (
+    "customer messages by day",
+    "customer messages by hour",
+    "first response of a team, working time, vs before",
+    "first response by day",
+    "reply time by day",
+    "session duration by day",
+    "customer messages over a year by month",
+    "first response over a year by month",
+    "targets met by day",
+    "breaches of a team",
+    "heat map",
+    "leaderboard of a team",
+    "who is waiting now",
+)
+
+
 def _expected(group: str, server: str) -> set[str]:
     """The figures a run of 500 events measures in `group`."""
     waits = ("longest", "p99")
@@ -49,6 +66,9 @@ def _expected(group: str, server: str) -> set[str]:
         },
         "queries": {
             f"query {name} at 500 events: {cut}" for name in QUERIES for cut in ("p50", "p99")
+        },
+        "reports": {
+            f"report {name} at 500 events: {cut}" for name in REPORTS for cut in ("p50", "p99")
         },
         "console": {
             f"console {name} at 500 events: {cut}" for name in PAGES for cut in ("p50", "p99")
