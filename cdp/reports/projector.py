@@ -51,7 +51,7 @@ def create(settings: Settings) -> "ReportsProjector":
 
 class ReportsProjector:
     name = "reports"
-    version = 1
+    version = 2  # 2: events before a chat's first session counted in no scope
     tables: tuple[Table, ...] = (report_events, report_counts, report_replies, report_waiting)
     reads: tuple[str, ...] = ("chats",)
 

@@ -31,7 +31,7 @@ def counted(row: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(metric, scope) for each count a placed event adds one to."""
     kind = row["kind"]
     metric = _METRIC_OF.get(kind)
-    if metric is None:
+    if metric is None or row["session_number"] is None:  # before the chat's first session
         return
     shared = [ALL, of("source", row["source"])]
     if row["platform"] is not None:
