@@ -172,3 +172,20 @@ def test_the_instant_a_working_time_is_reached_is_the_first_with_that_much_behin
 
 def test_no_working_time_ahead_is_never_reached():
     assert WorkingTime(Schedule(), BERLIN).reach(0, 1, within=30 * 86_400_000) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    at=st.integers(ms("1971-01-01T00:00:00+00:00"), ms("2040-01-01T00:00:00+00:00")),
+    zone=st.sampled_from(
+        ["Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"]
+    ),
+)
+def test_an_instant_s_hour_is_its_local_hour_however_the_zone_is_offset(at, zone):
+    calendar = Calendar.of(zone)
+    local = calendar.local(at)
+    start = calendar.hour(at)
+    assert start <= at < start + 3_600_000
+    assert calendar.local(start).replace(tzinfo=None) == local.replace(
+        minute=0, second=0, microsecond=0, tzinfo=None
+    )
