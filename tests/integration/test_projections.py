@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from cdp import db, paging
 from cdp.conversations import projector, queries
@@ -25,7 +25,10 @@ from cdp.privacy import erasure, personal
 from cdp.privacy.keystore import MAIN
 from cdp.profiles import queries as profiles_queries
 from cdp.projections import registry, runner
+from cdp.reports import hours
 from cdp.reports import projector as reports_projector
+from cdp.reports import queries as report_queries
+from cdp.reports.calendar import Calendar
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
 from tests.conftest import empty
@@ -186,6 +189,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 )
             ],
         }
+        answers["reports"] = reports(connection)
         for chat in CHATS:
             found = queries.chat(connection, chat, clock, keystore=MAIN)
             answers[chat] = {
@@ -195,6 +199,66 @@ def snapshot(engine: Engine) -> dict[str, Any]:
                 "timeline": every(partial(queries.chat_timeline, connection, chat, keystore=MAIN)),
             }
     return json.loads(json.dumps(answers, default=_plain), object_hook=lambda d: _keyed(d, keys))
+
+
+# The reports are asked as of one moment, amid the histories: some sessions open.
+REPORTS_NOW = PAST + 150_000
+
+
+def reports(connection: Connection) -> dict[str, Any]:
+    """Every report's answer, for the store and each team and operator, with targets set
+    (those are the settings, not a projection: set alike on every database compared)."""
+    calendar = Calendar.of(rules().timezone)
+    idle = IDLE // timedelta(milliseconds=1)
+    since, until = PAST - 86_400_000, PAST + 86_400_000
+    at = {"idle_ms": idle, "now": REPORTS_NOW}
+    hours.set_targets(connection, 1, 30, 60, actor="test")
+    hours.set_targets(connection, 2, 5, 5, actor="test")
+    scopes = [
+        report_queries.Scope(),
+        *(report_queries.Scope("team", team) for team in (1, 2, 3)),
+        report_queries.Scope("operator", "anna"),
+        report_queries.Scope("platform", "Telegram"),
+    ]
+    found: dict[str, Any] = {}
+    for metric in (
+        "sessions_opened",
+        "customer_messages",
+        "operator_replies",
+        "handoffs_in",
+        "handoffs_out",
+        "first_response",
+        "reply_time",
+        "session_duration",
+    ):
+        for scope in scopes:
+            if scope.kind == "operator" and metric not in (
+                "operator_replies",
+                "first_response",
+                "reply_time",
+            ):
+                continue
+            question = report_queries.Question(metric, "hour", since, until, scope, compare=True)
+            found[f"{metric} {scope.key}"] = report_queries.trend(
+                connection, question, calendar, **at
+            )
+    found["sla"] = report_queries.sla(connection, "hour", since, until, None, calendar, **at)
+    found["breaches"] = report_queries.breaches(connection, since, until, None, calendar, **at)
+    found["waiting"] = report_queries.waiting(connection, None, calendar, **at)
+    found["heatmap"] = report_queries.heatmap(
+        connection, "customer_messages", since, until, report_queries.Scope(), calendar
+    )
+    for team in (1, 2, 3):
+        found[f"leaderboard {team}"] = report_queries.leaderboard(
+            connection, team, since, until, calendar, **at
+        )
+    connection.rollback()  # the targets set above
+    return {
+        name: answer.model_dump()
+        if hasattr(answer, "model_dump")
+        else [a.model_dump() for a in answer]
+        for name, answer in found.items()
+    }
 
 
 def _plain(value: object) -> object:
