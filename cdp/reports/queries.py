@@ -127,16 +127,9 @@ def trend(
                 conflict=True,
             )
         working = WorkingTime(schedule, calendar)
-    since = calendar.start(question.group, question.since)
-    until = question.until
-    if calendar.start(question.group, until) != until:
-        until = calendar.after(question.group, calendar.start(question.group, until))
-    units = calendar.units(question.group, since, until)
-    if len(units) > MOST_POINTS:
-        raise ReportRefused(
-            f"{len(units)} {question.group}s: a series holds at most {MOST_POINTS} points; "
-            "group by a longer unit or ask for a shorter period"
-        )
+    since, until = whole(calendar, question.group, question.since, question.until)
+    if (found := len(calendar.units(question.group, since, until))) > MOST_POINTS:
+        raise _too_many(question.group, found)
     measure = _measure(connection, question, calendar, working, idle_ms=idle_ms, now=now)
     current = measure(since, until)
     previous = None
@@ -314,7 +307,9 @@ def sla(
 ) -> schemas.Sla:
     """The targets' outcomes by unit (see sla.judge), for a team or every team."""
     since, until = whole(calendar, group, since, until)
-    units = calendar.units(group, since, until)
+    units = calendar.units(group, since, until)  # as many as whole() let through
+    if len(units) > MOST_POINTS:
+        raise _too_many(group, len(units))
     length, working = sla_module.measure(connection, calendar)
     targets = _targets_of(connection, team)
     found = sla_module.waits_with_targets(
@@ -407,8 +402,30 @@ def breaches(
     ]
 
 
-def whole(calendar: Calendar, group: Group, since: int, until: int) -> tuple[int, int]:
-    """The period taken to whole units of the group."""
+# How long each unit is but for the clocks' changes: what bounds how many units a period
+# holds before they are counted out (then counted exactly).
+_NOMINAL_MS: Final = {
+    "hour": 3_600_000,
+    "day": 86_400_000,
+    "week": 7 * 86_400_000,
+    "month": 28 * 86_400_000,
+}
+
+
+def _too_many(group: str, found: int) -> ReportRefused:
+    return ReportRefused(
+        f"{found} {group}s: a series holds at most {MOST_POINTS} points; group by a "
+        "longer unit or ask for a shorter period"
+    )
+
+
+def whole(
+    calendar: Calendar, group: Group, since: int, until: int, *, counted: bool = True
+) -> tuple[int, int]:
+    """The period taken to whole units of the group; ReportRefused if it would hold more
+    than MOST_POINTS of them and they are `counted` out one by one."""
+    if counted and (about := (until - since) // _NOMINAL_MS[group]) > MOST_POINTS * 1.1:
+        raise _too_many(group, about)
     start = calendar.start(group, since)
     end = until
     if calendar.start(group, end) != end:
@@ -430,7 +447,7 @@ def heatmap(
     """Sessions opened or customer messages by local weekday and hour of the day."""
     if scope.kind == "operator":
         raise ReportRefused(f"{metric} is not counted by operator; choose a team or the store")
-    since, until = whole(calendar, "hour", since, until)
+    since, until = whole(calendar, "hour", since, until, counted=False)
     cells = [[0] * 24 for _ in range(7)]
     for hour, n in _counts(connection, scope.key, metric, since, until):
         local = calendar.local(hour)
@@ -461,7 +478,7 @@ def leaderboard(
 ) -> schemas.Leaderboard:
     """Each operator who replied in the team's chats in the period (see docs/reports.md),
     most replies first."""
-    since, until = whole(calendar, "hour", since, until)
+    since, until = whole(calendar, "hour", since, until, counted=False)
     prefix = scopes.of_operator_in_team(team, "")
     replies: Counter[str] = Counter()
     query = select(report_counts.c.scope, report_counts.c.n).where(

@@ -44,16 +44,27 @@ def _refuse(name: str, message: str) -> ValidationException:
 def local_moment(name: str, value: str, calendar: Calendar) -> int:
     text = value.strip()
     try:
-        if len(text) == 10:
-            return calendar.midnight(date.fromisoformat(text))
-        parsed = datetime.fromisoformat(text)
+        parsed = (
+            datetime.combine(date.fromisoformat(text), datetime.min.time())
+            if len(text) == 10
+            else datetime.fromisoformat(text)
+        )
     except ValueError:
         raise _refuse(
             name, f"must be a day (YYYY-MM-DD) or a time (ISO 8601), got {value!r}"
         ) from None
+    if not EARLIEST <= parsed.date() <= LATEST:
+        raise _refuse(name, f"must lie between {EARLIEST} and {LATEST}")
+    if len(text) == 10:
+        return calendar.midnight(parsed.date())
     if parsed.tzinfo is None:
         return calendar.instant(parsed.replace(tzinfo=calendar.zone))
     return milliseconds(parsed)
+
+
+# The years a report's period may lie in.
+EARLIEST: Final = date(1970, 1, 2)
+LATEST: Final = date(2199, 12, 31)
 
 
 def period_of(
@@ -70,6 +81,9 @@ def period_of(
         if since is not None
         else calendar.midnight(calendar.day(end - 1) - timedelta(days=DEFAULT_DAYS - 1))
     )
+    for name, at in (("since", start), ("until", end)):
+        if not calendar.midnight(EARLIEST) <= at <= calendar.midnight(LATEST):
+            raise _refuse(name, f"must lie between {EARLIEST} and {LATEST}")
     if start >= end:
         raise _refuse("since", f"since ({since}) must come before until ({until})")
     return start, end
@@ -181,16 +195,19 @@ class ReportController(Controller):
         calendar = Calendar(service.settings.zone())
         clock = service.clock()
         start, end = period_of(since, until, calendar, clock.now)
-        return await service.reads.query(
-            queries.sla,
-            group,
-            start,
-            end,
-            team,
-            calendar,
-            idle_ms=clock.idle_timeout_ms,
-            now=clock.now,
-        )
+        try:
+            return await service.reads.query(
+                queries.sla,
+                group,
+                start,
+                end,
+                team,
+                calendar,
+                idle_ms=clock.idle_timeout_ms,
+                now=clock.now,
+            )
+        except ReportRefused as error:
+            raise _refuse("group", str(error)) from None
 
     @get("/breaches", summary="Waits that passed their target", guards=[auth.reader])
     async def breaches(
@@ -357,6 +374,11 @@ class ReportController(Controller):
 
 
 def _parameter(message: str) -> str:
+    """The parameter a refusal is about, as its words name it."""
+    if "points" in message:
+        return "group"
+    if "one scope" in message:
+        return "scope"
     for name in ("business_hours", "operator", "team", "metric"):
         if name in message:
             return name

@@ -275,3 +275,83 @@ def _iso(ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "named", "says"),
+    [
+        ("/reports/trends", {"metric": "nothing"}, "metric", ""),
+        ("/reports/trends", {"metric": "reply_time", "since": "0001-01-01"}, "since", "between"),
+        (
+            "/reports/trends",
+            {"metric": "reply_time", "until": "9999-12-31T23:59"},
+            "until",
+            "between",
+        ),
+        ("/reports/trends", {"metric": "reply_time", "since": "next tuesday"}, "since", "ISO 8601"),
+        (
+            "/reports/trends",
+            {"metric": "reply_time", "since": "2026-11-02", "until": "2026-11-01"},
+            "since",
+            "before",
+        ),
+        (
+            "/reports/trends",
+            {"metric": "reply_time", "group": "hour", "since": "1971-01-01", "until": "2199-01-01"},
+            "group",
+            "at most 9000",
+        ),
+        (
+            "/reports/trends",
+            {"metric": "reply_time", "team": 1, "platform": "VK"},
+            "scope",
+            "one scope",
+        ),
+        (
+            "/reports/trends",
+            {"metric": "handoffs_in", "operator": "anna"},
+            "operator",
+            "by operator",
+        ),
+        (
+            "/reports/sla",
+            {"group": "hour", "since": "1971-01-01", "until": "2199-01-01"},
+            "group",
+            "at most 9000",
+        ),
+        ("/reports/leaderboard", {}, "team", ""),
+        ("/reports/heatmap", {"metric": "operator_replies"}, "metric", ""),
+    ],
+)
+def test_a_report_asked_wrongly_is_a_400_naming_the_parameter_at_once(
+    client: Client, path: str, params: dict[str, Any], named: str, says: str
+) -> None:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 400, answer.text
+    assert named in [error["path"] for error in answer.json()["errors"]], answer.json()
+    assert says in answer.json()["detail"]
+
+
+def test_a_year_by_hour_or_decades_by_month_are_answered_whole(client: Client) -> None:
+    deliver(client, *opened("c1", at=_ms(datetime(2026, 3, 29, 12, tzinfo=MOSCOW))))
+    by_hour = client.get(
+        "/reports/trends",
+        params={
+            "metric": "sessions_opened",
+            "group": "hour",
+            "since": "2026-01-01",
+            "until": "2027-01-01",
+        },
+    ).json()
+    assert len(by_hour["current"]["points"]) == 365 * 24  # Moscow keeps one offset all year
+    assert by_hour["current"]["total"]["count"] == 1
+    decades = client.get(
+        "/reports/trends",
+        params={
+            "metric": "sessions_opened",
+            "group": "month",
+            "since": "1990-01-01",
+            "until": "2199-01-01",
+        },
+    ).json()
+    assert len(decades["current"]["points"]) == (2199 - 1990) * 12
