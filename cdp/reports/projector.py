@@ -32,7 +32,16 @@ from cdp.log.store import Recorded
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import scopes
 from cdp.reports.calendar import Calendar
-from cdp.reports.tables import report_counts, report_events, report_replies, report_waiting
+from cdp.reports.lengths import Changes
+from cdp.reports.tables import (
+    report_counts,
+    report_events,
+    report_lengths,
+    report_replies,
+    report_sessions,
+    report_turns,
+    report_waiting,
+)
 from cdp.settings import Settings
 
 _CHUNK: Final = 64
@@ -52,7 +61,15 @@ def create(settings: Settings) -> "ReportsProjector":
 class ReportsProjector:
     name = "reports"
     version = 2  # 2: events before a chat's first session counted in no scope
-    tables: tuple[Table, ...] = (report_events, report_counts, report_replies, report_waiting)
+    tables: tuple[Table, ...] = (
+        report_events,
+        report_counts,
+        report_replies,
+        report_turns,
+        report_sessions,
+        report_lengths,
+        report_waiting,
+    )
     reads: tuple[str, ...] = ("chats",)
 
     def __init__(self, rules: Rules, calendar: Calendar) -> None:
@@ -76,20 +93,38 @@ class ReportsProjector:
         if not new:
             return
         counts: Counter[tuple[str, str, int]] = Counter()
+        lengths = Changes(self.calendar)
         if fresh:
-            self._whole(connection, tables, list(new), counts)
+            self._whole(connection, tables, list(new), counts, lengths)
         else:
             for chat_uuid, of_chat in new.items():
-                self._changed(connection, tables, chat_uuid, of_chat, counts)
+                self._changed(connection, tables, chat_uuid, of_chat, counts, lengths)
         _count(connection, tables, counts)
+        lengths.write(connection, tables)
         _wait_now(connection, tables, list(new))
 
     def forget(self, connection: Connection, chats: Sequence[str], tables: db.Tables) -> None:
         """Every row of the chats, and what they added to the counts."""
         counts: Counter[tuple[str, str, int]] = Counter()
-        for row in _COPIES_OF_CHATS.rows(connection, {"chats": list(chats)}, tables):
+        lengths = Changes(self.calendar)
+        values = {"chats": list(chats)}
+        for row in _COPIES_OF_CHATS.rows(connection, values, tables):
             self._add(counts, row, -1)
+        copies, turns, replies = db.read_together(
+            connection,
+            (_SESSION_COPIES_OF_CHATS, values),
+            (_TURN_COPIES_OF_CHATS, values),
+            (_REPLIES_OF_CHATS, values),
+            tables=tables,
+        )
+        for row in copies:
+            lengths.session(row, -1)
+        for row in turns:
+            lengths.turn(row, -1)
+        for row in replies:
+            lengths.reply(row, -1)
         _count(connection, tables, counts)
+        lengths.write(connection, tables)
         for statement in _FORGET:
             statement.run(connection, [{"chats": list(chats)}], tables)
 
@@ -111,9 +146,18 @@ class ReportsProjector:
         tables: db.Tables,
         chat_uuids: list[str],
         counts: Counter[tuple[str, str, int]],
+        lengths: Changes,
     ) -> None:
+        values = {"chats": chat_uuids}
+        lines, turns, found_sessions = db.read_together(
+            connection,
+            (_TIMELINE_OF_CHATS, values),
+            (_TURNS_OF_CHATS, values),
+            (_SESSIONS_OF_CHATS, values),
+            tables=tables,
+        )
         rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in _TIMELINE_OF_CHATS.rows(connection, {"chats": chat_uuids}, tables):
+        for row in lines:
             rows[row["chat_uuid"]].append(row)
         copies, replies = [], []
         for chat_rows in rows.values():
@@ -122,8 +166,24 @@ class ReportsProjector:
             for row in placed:
                 self._add(counts, row, 1)
             replies += waits_for_reply(placed)
+        by_position = {row["position"]: row for row in copies}
+        openings = {
+            (row["chat_uuid"], row["session_number"]): row
+            for row in copies
+            if row["kind"] == "session_opened"
+        }
+        turn_copies = [_turn_copy(row, by_position) for row in turns]
+        session_copies = [_session_copy(row, openings) for row in found_sessions]
+        for reply in replies:
+            lengths.reply(reply, 1)
+        for turn in turn_copies:
+            lengths.turn(turn, 1)
+        for session in session_copies:
+            lengths.session(session, 1)
         db.insert(connection, tables[report_events], copies)
         db.insert(connection, tables[report_replies], replies)
+        db.insert(connection, tables[report_turns], turn_copies)
+        db.insert(connection, tables[report_sessions], session_copies)
 
     # -- live ----------------------------------------------------------------------------
 
@@ -134,8 +194,9 @@ class ReportsProjector:
         chat_uuid: str,
         batch: Sequence[Recorded],
         counts: Counter[tuple[str, str, int]],
+        lengths: Changes,
     ) -> None:
-        """Bring the chat's copy, counts and waits up to date with its timeline."""
+        """Bring the chat's copy, counts, waits and lengths up to date with its timeline."""
         reach = self.rules.reach(min(r.incoming.webhook.timestamp for r in batch))
         latest = max(r.incoming.webhook.timestamp for r in batch)
         found = _LAST_BEFORE.rows(connection, {"chat": chat_uuid, "at": reach}, tables)
@@ -173,7 +234,19 @@ class ReportsProjector:
         db.upsert(connection, tables[report_events], [row for _, row in changed], key=["position"])
         low = min(_order(row) for _, row in changed)
         high = max(_order(row) for _, row in changed)
-        _rewait(connection, tables, chat_uuid, low, high)
+        waited, waits_now = _rewait(connection, tables, chat_uuid, low, high)
+        for reply in waited:
+            lengths.reply(reply, -1)
+        for reply in waits_now:
+            lengths.reply(reply, 1)
+        numbers = {
+            number
+            for was, row in changed
+            for number in (was["session_number"] if was else None, row["session_number"])
+            if number is not None
+        }
+        if numbers:
+            _recount_sessions(connection, tables, chat_uuid, sorted(numbers), lengths)
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -270,7 +343,7 @@ _COPIES_OF_CHATS: Final = db.Prepared(
 )
 _FORGET: Final = tuple(
     db.Prepared(table.delete().where(db.any_of(table.c.chat_uuid, "chats")))
-    for table in (report_events, report_replies, report_waiting)
+    for table in (report_events, report_replies, report_turns, report_sessions, report_waiting)
 )
 
 
@@ -387,6 +460,13 @@ _MESSAGE_BETWEEN: Final = db.Prepared(
     .order_by(*_ordered(_EVENTS))
     .limit(1)
 )
+_WAITS_WITHIN: Final = db.Prepared(
+    select(report_replies).where(
+        report_replies.c.chat_uuid == bindparam("chat"),
+        *_after_bound(report_replies, "low_"),
+        *_before_bound(report_replies, "high_"),
+    )
+)
 _WAITS_GONE: Final = db.Prepared(
     report_replies.delete().where(
         report_replies.c.chat_uuid == bindparam("chat"),
@@ -402,11 +482,11 @@ def _rewait(
     chat_uuid: str,
     low: tuple[int, int, str],
     high: tuple[int, int, str],
-) -> None:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Find anew the chat's waits that begin between the last boundary before `low` and
     the first after `high` (the rows changed lie between), from the copy as it is now:
     no wait beginning outside them changed (see the module). Each an index probe, but
-    for the boundaries among the rows changed."""
+    for the boundaries among the rows changed. The waits there were, and are now."""
     chat = {"chat": chat_uuid}
     first, last, inside = db.read_together(
         connection,
@@ -436,8 +516,160 @@ def _rewait(
         rows.append(end)
     gone = chat | _bound(_order(start) if start else _LOWEST, "low_")
     gone |= _bound(_order(end) if end else _HIGHEST, "high_")
+    before = _WAITS_WITHIN.rows(connection, gone, tables)
     _WAITS_GONE.run(connection, [gone], tables)
-    db.insert(connection, tables[report_replies], waits_for_reply(rows))
+    after = waits_for_reply(rows)
+    db.insert(connection, tables[report_replies], after)
+    return before, after
+
+
+# -- turns and sessions -------------------------------------------------------------------
+
+_TURNS_OF_CHATS: Final = db.Prepared(select(waits).where(db.any_of(waits.c.chat_uuid, "chats")))
+_SESSIONS_OF_CHATS: Final = db.Prepared(
+    select(
+        sessions.c.chat_uuid,
+        sessions.c.number,
+        sessions.c.opened_at,
+        sessions.c.last_activity_at,
+        sessions.c.teams,
+    ).where(db.any_of(sessions.c.chat_uuid, "chats"))
+)
+_TURN_COPIES_OF_CHATS: Final = db.Prepared(
+    select(report_turns).where(db.any_of(report_turns.c.chat_uuid, "chats"))
+)
+_SESSION_COPIES_OF_CHATS: Final = db.Prepared(
+    select(report_sessions).where(db.any_of(report_sessions.c.chat_uuid, "chats"))
+)
+_REPLIES_OF_CHATS: Final = db.Prepared(
+    select(report_replies).where(db.any_of(report_replies.c.chat_uuid, "chats"))
+)
+_TURNS_OF: Final = db.Prepared(
+    select(waits).where(
+        waits.c.chat_uuid == bindparam("chat"), db.any_of(waits.c.session_number, "numbers")
+    )
+)
+_SESSIONS_OF: Final = db.Prepared(
+    select(
+        sessions.c.chat_uuid,
+        sessions.c.number,
+        sessions.c.opened_at,
+        sessions.c.last_activity_at,
+        sessions.c.teams,
+    ).where(sessions.c.chat_uuid == bindparam("chat"), db.any_of(sessions.c.number, "numbers"))
+)
+_TURN_COPIES_OF: Final = db.Prepared(
+    select(report_turns).where(
+        report_turns.c.chat_uuid == bindparam("chat"),
+        db.any_of(report_turns.c.session_number, "numbers"),
+    )
+)
+_SESSION_COPIES_OF: Final = db.Prepared(
+    select(report_sessions).where(
+        report_sessions.c.chat_uuid == bindparam("chat"),
+        db.any_of(report_sessions.c.number, "numbers"),
+    )
+)
+_OPENINGS_OF: Final = db.Prepared(
+    select(report_events).where(
+        report_events.c.chat_uuid == bindparam("chat"),
+        report_events.c.kind == "session_opened",
+        db.any_of(report_events.c.session_number, "numbers"),
+    )
+)
+_TURN_COPIES_GONE: Final = db.Prepared(
+    report_turns.delete().where(db.any_of(report_turns.c.position, "positions"))
+)
+_SESSION_COPY_GONE: Final = db.Prepared(
+    report_sessions.delete().where(
+        report_sessions.c.chat_uuid == bindparam("chat_uuid"),
+        report_sessions.c.number == bindparam("number"),
+    )
+)
+
+
+def _turn_copy(turn: Mapping[str, Any], copies: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """A turn as the reports keep it: with the messenger of the event that began it."""
+    start = copies.get(turn["position"])
+    return {
+        "position": turn["position"],
+        "chat_uuid": turn["chat_uuid"],
+        "session_number": turn["session_number"],
+        "team_id": turn["team_id"],
+        "started_at": turn["started_at"],
+        "replied_at": turn["replied_at"],
+        "replied_by": turn["replied_by"],
+        "platform": start["platform"] if start is not None else None,
+        "source": turn["source"],
+    }
+
+
+def _session_copy(
+    session: Mapping[str, Any], openings: Mapping[tuple[str, int], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A session as the reports keep it: the team and messenger its opening names."""
+    opening = openings.get((session["chat_uuid"], session["number"]))
+    teams = session["teams"]
+    return {
+        "chat_uuid": session["chat_uuid"],
+        "number": session["number"],
+        "opened_at": session["opened_at"],
+        "last_activity_at": session["last_activity_at"],
+        "team_id": teams[0] if teams else None,
+        "platform": opening["platform"] if opening is not None else None,
+        "source": opening["source"] if opening is not None else "",
+    }
+
+
+def _recount_sessions(
+    connection: Connection,
+    tables: db.Tables,
+    chat_uuid: str,
+    numbers: Sequence[int],
+    lengths: Changes,
+) -> None:
+    """Bring the copies of the sessions `numbers` of a chat, and of their turns, up to date
+    (their rows changed, or their numbers did), with the lengths they count."""
+    values = {"chat": chat_uuid, "numbers": list(numbers)}
+    turns, found, old_turns, old_sessions, openings = db.read_together(
+        connection,
+        (_TURNS_OF, values),
+        (_SESSIONS_OF, values),
+        (_TURN_COPIES_OF, values),
+        (_SESSION_COPIES_OF, values),
+        (_OPENINGS_OF, values),
+        tables=tables,
+    )
+    starts = _COPIES.rows(connection, {"positions": [t["position"] for t in turns]}, tables)
+    by_position = {row["position"]: row for row in starts}
+    opened = {(row["chat_uuid"], row["session_number"]): row for row in openings}
+    new_turns = {t["position"]: _turn_copy(t, by_position) for t in turns}
+    was_turns = {t["position"]: t for t in old_turns}
+    changed_turns = [t for p, t in new_turns.items() if was_turns.get(p) != t]
+    for position, turn in was_turns.items():
+        if new_turns.get(position) != turn:
+            lengths.turn(turn, -1)
+    for turn in changed_turns:
+        lengths.turn(turn, 1)
+    gone = [p for p in was_turns if p not in new_turns]
+    if gone:
+        _TURN_COPIES_GONE.run(connection, [{"positions": gone}], tables)
+    db.upsert(connection, tables[report_turns], changed_turns, key=["position"])
+    new_sessions = {(s["chat_uuid"], s["number"]): _session_copy(s, opened) for s in found}
+    was_sessions = {(s["chat_uuid"], s["number"]): s for s in old_sessions}
+    changed_sessions = [s for k, s in new_sessions.items() if was_sessions.get(k) != s]
+    for key, session in was_sessions.items():
+        if new_sessions.get(key) != session:
+            lengths.session(session, -1)
+    for session in changed_sessions:
+        lengths.session(session, 1)
+    ended = [
+        {"chat_uuid": chat, "number": number}
+        for chat, number in was_sessions
+        if (chat, number) not in new_sessions
+    ]
+    _SESSION_COPY_GONE.run(connection, ended, tables)
+    db.upsert(connection, tables[report_sessions], changed_sessions, key=["chat_uuid", "number"])
 
 
 # -- who waits now ---------------------------------------------------------------------

@@ -16,11 +16,18 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, func, select
 
-from cdp.conversations.tables import chats, sessions, timeline, waits
+from cdp.conversations.tables import timeline, waits
 from cdp.reports import hours, schemas, scopes
 from cdp.reports import sla as sla_module
 from cdp.reports.calendar import WEEKDAYS, Calendar, Group, WorkingTime
-from cdp.reports.tables import report_counts, report_replies, report_waiting
+from cdp.reports.lengths import unpacked
+from cdp.reports.tables import (
+    report_counts,
+    report_lengths,
+    report_replies,
+    report_sessions,
+    report_waiting,
+)
 from cdp.teams.queries import team_names
 from cdp.times import utc
 
@@ -171,16 +178,27 @@ def _measure(
             return schemas.Series(
                 since=calendar.local(since), until=calendar.local(until), points=points, total=total
             )
-        measured = _times(connection, question, since, until, idle_ms=idle_ms, now=now)
         lengths: list[list[int]] = [[] for _ in units]
         missing = [0] * len(units)
-        for began, ended in measured:
-            index = bisect_right(units, began) - 1
-            if ended is None:
-                missing[index] += 1
-            else:
-                length = ended - began if working is None else working.between(began, ended)
-                lengths[index].append(length)
+        if working is None:  # the lengths kept by the hour
+            for hour, packed, unanswered in _kept(connection, question, since, until):
+                index = bisect_right(units, hour) - 1
+                lengths[index] += unpacked(packed)
+                missing[index] += unanswered
+            if question.metric == "session_duration":  # not ended yet: not counted
+                for began, length in _open_sessions(
+                    connection, question.scope, since, until, idle_ms=idle_ms, now=now
+                ):
+                    found = lengths[bisect_right(units, began) - 1]
+                    found.remove(length)
+        else:
+            measured = _times(connection, question, since, until, idle_ms=idle_ms, now=now)
+            for began, ended in measured:
+                index = bisect_right(units, began) - 1
+                if ended is None:
+                    missing[index] += 1
+                else:
+                    lengths[index].append(working.between(began, ended))
         waits = question.metric in WAITS
         points = [
             _point(at, found, missing[n] if waits else None)
@@ -229,6 +247,44 @@ def _counts(
     return [(row.hour, row.n) for row in connection.execute(query)]
 
 
+def _kept(
+    connection: Connection, question: Question, since: int, until: int
+) -> list[tuple[int, bytes, int]]:
+    """The kept lengths of the metric under the scope, by the hour they began in."""
+    query = select(
+        report_lengths.c.hour, report_lengths.c.lengths, report_lengths.c.unanswered
+    ).where(
+        report_lengths.c.scope == question.scope.key,
+        report_lengths.c.metric == question.metric,
+        report_lengths.c.hour >= since,
+        report_lengths.c.hour < until,
+    )
+    return [(row.hour, row.lengths, row.unanswered) for row in connection.execute(query)]
+
+
+def _open_sessions(
+    connection: Connection, scope: Scope, since: int, until: int, *, idle_ms: int, now: int
+) -> list[tuple[int, int]]:
+    """(opened_at, length) of the sessions of the scope begun in [since, until) that have
+    not ended at `now`: their lengths are kept, but not counted yet."""
+    where = [
+        report_sessions.c.last_activity_at > now - idle_ms,
+        report_sessions.c.opened_at >= since,
+        report_sessions.c.opened_at < until,
+    ]
+    column = {
+        "team": report_sessions.c.team_id,
+        "source": report_sessions.c.source,
+        "platform": report_sessions.c.platform,
+    }.get(scope.kind or "")
+    if column is not None:
+        where.append(column == scope.value)
+    query = select(report_sessions.c.opened_at, report_sessions.c.last_activity_at).where(*where)
+    return [
+        (row.opened_at, row.last_activity_at - row.opened_at) for row in connection.execute(query)
+    ]
+
+
 def _times(
     connection: Connection,
     question: Question,
@@ -238,8 +294,8 @@ def _times(
     idle_ms: int,
     now: int,
 ) -> list[tuple[int, int | None]]:
-    """(began, ended) of each time the metric measures that began in [since, until):
-    ended None for a wait with no reply (yet). Sessions count once they have ended."""
+    """(began, ended) of each wait of the metric that began in [since, until): ended None
+    for one with no reply (yet). What business hours are worked out from."""
     scope = question.scope
     if question.metric == "first_response":
         where = [waits.c.started_at >= since, waits.c.started_at < until]
@@ -268,27 +324,7 @@ def _times(
             where.append(column == scope.value)
         query = select(replies.c.occurred_at, replies.c.replied_at).where(*where)
         return [(row.occurred_at, row.replied_at) for row in connection.execute(query)]
-    # session_duration: sessions that began in the period and have ended (gone idle).
-    where = [
-        sessions.c.opened_at >= since,
-        sessions.c.opened_at < until,
-        sessions.c.last_activity_at <= now - idle_ms,
-    ]
-    if scope.kind == "source":
-        where.append(chats.c.source == scope.value)
-    elif scope.kind == "platform":
-        where.append(chats.c.platform == scope.value)
-    query = (
-        select(sessions.c.opened_at, sessions.c.last_activity_at, sessions.c.teams)
-        .select_from(sessions.join(chats, chats.c.uuid == sessions.c.chat_uuid))
-        .where(*where)
-    )
-    found = []
-    for row in connection.execute(query):
-        if scope.kind == "team" and (not row.teams or row.teams[0] != scope.value):
-            continue
-        found.append((row.opened_at, row.last_activity_at))
-    return found
+    raise AssertionError(f"{question.metric} is not a wait")
 
 
 # -- reply targets -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The reports' tables: what the reports projector keeps of the conversations, and the
 settings an admin gives them (working hours, holidays, each team's reply targets)."""
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cdp.tables import Base, table_of
@@ -84,6 +84,57 @@ class ReportReplyRow(Base):
     replied_by: Mapped[str | None] = mapped_column(String(200))
 
 
+class ReportTurnRow(Base):
+    """A team's turn as the reports last counted it (the chats projector's `waits`, with
+    the messenger its first event names): a first-response wait."""
+
+    __tablename__ = "report_turns"
+    __table_args__ = (Index("ix_report_turns_chat_session", "chat_uuid", "session_number"),)
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_uuid: Mapped[str] = mapped_column(String(200))
+    session_number: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    replied_at: Mapped[int | None] = mapped_column(BigInteger)
+    replied_by: Mapped[str | None] = mapped_column(String(200))
+    platform: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class ReportSessionRow(Base):
+    """A session as the reports last counted it: its opening, its last event, the team and
+    messenger its opening names."""
+
+    __tablename__ = "report_sessions"
+    __table_args__ = (
+        # The sessions still open at a moment: their lengths are not counted yet.
+        Index("ix_report_sessions_last_activity_at", "last_activity_at"),
+    )
+
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    last_activity_at: Mapped[int] = mapped_column(BigInteger)
+    team_id: Mapped[int | None] = mapped_column(BigInteger)
+    platform: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class ReportLengthRow(Base):
+    """The lengths (ms) of the waits or sessions of a metric begun in a local hour, under
+    a scope, sorted, packed as little-endian 64-bit integers; and how many waits got no
+    reply. What a percentile over any units is read from, without the rows."""
+
+    __tablename__ = "report_lengths"
+
+    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    lengths: Mapped[bytes] = mapped_column(LargeBinary)
+    unanswered: Mapped[int] = mapped_column(BigInteger)
+
+
 class WaitingRow(Base):
     """A chat whose customer waits for a reply: its latest session's latest wait has no
     operator reply (yet). It waits only while that session is open, which the time of
@@ -107,6 +158,9 @@ class WaitingRow(Base):
 
 
 report_events = table_of(ReportEventRow)
+report_turns = table_of(ReportTurnRow)
+report_sessions = table_of(ReportSessionRow)
+report_lengths = table_of(ReportLengthRow)
 report_waiting = table_of(WaitingRow)
 report_counts = table_of(ReportCountRow)
 report_replies = table_of(ReportReplyRow)

@@ -72,6 +72,41 @@ def upgrade() -> None:
     op.create_index("ix_report_replies_team_id", "report_replies", ["team_id", "occurred_at"])
     op.create_index("ix_report_replies_replied_by", "report_replies", ["replied_by", "occurred_at"])
     op.create_table(
+        "report_turns",
+        sa.Column("position", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("chat_uuid", sa.String(200), nullable=False),
+        sa.Column("session_number", sa.Integer(), nullable=False),
+        sa.Column("team_id", sa.BigInteger(), nullable=False),
+        sa.Column("started_at", sa.BigInteger(), nullable=False),
+        sa.Column("replied_at", sa.BigInteger(), nullable=True),
+        sa.Column("replied_by", sa.String(200), nullable=True),
+        sa.Column("platform", sa.String(100), nullable=True),
+        sa.Column("source", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("position", name=op.f("pk_report_turns")),
+    )
+    op.create_index("ix_report_turns_chat_session", "report_turns", ["chat_uuid", "session_number"])
+    op.create_table(
+        "report_sessions",
+        sa.Column("chat_uuid", sa.String(200), nullable=False),
+        sa.Column("number", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("opened_at", sa.BigInteger(), nullable=False),
+        sa.Column("last_activity_at", sa.BigInteger(), nullable=False),
+        sa.Column("team_id", sa.BigInteger(), nullable=True),
+        sa.Column("platform", sa.String(100), nullable=True),
+        sa.Column("source", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("chat_uuid", "number", name=op.f("pk_report_sessions")),
+    )
+    op.create_index("ix_report_sessions_last_activity_at", "report_sessions", ["last_activity_at"])
+    op.create_table(
+        "report_lengths",
+        sa.Column("scope", sa.String(400), nullable=False),
+        sa.Column("metric", sa.String(32), nullable=False),
+        sa.Column("hour", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("lengths", sa.LargeBinary(), nullable=False),
+        sa.Column("unanswered", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "metric", "hour", name=op.f("pk_report_lengths")),
+    )
+    op.create_table(
         "report_waiting",
         sa.Column("chat_uuid", sa.String(200), nullable=False),
         sa.Column("session_number", sa.Integer(), nullable=False),
@@ -126,6 +161,9 @@ def downgrade() -> None:
     op.drop_table("holidays")
     op.drop_table("working_hours")
     op.drop_table("report_waiting")
+    op.drop_table("report_lengths")
+    op.drop_table("report_sessions")
+    op.drop_table("report_turns")
     op.drop_table("report_replies")
     op.drop_table("report_counts")
     op.drop_table("report_events")

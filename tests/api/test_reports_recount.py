@@ -345,19 +345,16 @@ class Began:
 def recount(chats: dict[str, list[Placed]], sources: dict[str, str]) -> list[Fact]:
     facts: list[Fact] = []
     for chat, events in chats.items():
-        # A chat's messenger: the latest one its events of known types named.
-        named = [platform_of(e.body) for e in events if e.kind != "other"]
-        latest = [p for p in named if p is not None]
         sessions: dict[int, list[Placed]] = {}
         for event in events:
             if event.session is not None:  # events before the first session are in none
                 sessions.setdefault(event.session, []).append(event)
         for session in sessions.values():
-            facts += session_facts(session, sources[chat], latest[-1] if latest else None)
+            facts += session_facts(session, sources[chat])
     return facts
 
 
-def session_facts(session: list[Placed], source: str, messenger: str | None) -> Iterator[Fact]:
+def session_facts(session: list[Placed], source: str) -> Iterator[Fact]:
     def scoped(**scopes: str | int | None) -> frozenset[tuple[str, str | int]]:
         return frozenset((k, v) for k, v in {"source": source, **scopes}.items() if v is not None)
 
@@ -406,7 +403,8 @@ def session_facts(session: list[Placed], source: str, messenger: str | None) -> 
     # Every session has ended: its last event is weeks old. Events of unknown types change
     # no session, so its last event is the last of a known type.
     last = [event for event in session if event.kind != "other"][-1]
-    scopes = scoped(team=opening.team, platform=messenger)
+    # A session's messenger: the one its opening names.
+    scopes = scoped(team=opening.team, platform=platform_of(opening.body))
     yield Fact("session_duration", opening.at, scopes, last.at)
 
 
