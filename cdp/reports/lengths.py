@@ -54,7 +54,15 @@ class Changes:
         """A team's turn: a first-response wait, begun at `started_at`."""
         length = None if row["replied_at"] is None else row["replied_at"] - row["started_at"]
         shared = [*_shared(row), scopes.of("team", row["team_id"])]
-        self._count("first_response", row["started_at"], shared, row["replied_by"], length, sign)
+        self._count(
+            "first_response",
+            row["started_at"],
+            shared,
+            row["replied_by"],
+            length,
+            sign,
+            row["team_id"],
+        )
 
     def reply(self, row: Mapping[str, Any], sign: int) -> None:
         """A customer's wait for a reply, begun at `occurred_at`."""
@@ -63,7 +71,7 @@ class Changes:
         shared = _shared(row)
         if row["team_id"] is not None:
             shared.append(scopes.of("team", row["team_id"]))
-        self._count("reply_time", begun, shared, row["replied_by"], length, sign)
+        self._count("reply_time", begun, shared, row["replied_by"], length, sign, row["team_id"])
 
     def session(self, row: Mapping[str, Any], sign: int) -> None:
         """A session, from its opening to its last event (counted once it has ended: the
@@ -82,11 +90,14 @@ class Changes:
         operator: str | None,
         length: int | None,
         sign: int,
+        team: int | None = None,
     ) -> None:
         hour = self.calendar.hour(begun)
         keys = [(scope, metric, hour) for scope in shared]
         if operator is not None and length is not None:  # an operator's: those they ended
             keys.append((scopes.of("operator", operator), metric, hour))
+            if team is not None:  # within the team (the leaderboard's)
+                keys.append((scopes.of_operator_in_team(team, operator), metric, hour))
         for key in keys:
             if length is None:
                 self.unanswered[key] += sign

@@ -548,27 +548,18 @@ def leaderboard(
         )
     }
     first: dict[str, list[int]] = defaultdict(list)
-    for turn in connection.execute(
-        select(waits.c.replied_by, waits.c.started_at, waits.c.replied_at).where(
-            waits.c.team_id == team,
-            waits.c.started_at >= since,
-            waits.c.started_at < until,
-            waits.c.replied_by.is_not(None),
-        )
-    ):
-        first[turn.replied_by].append(turn.replied_at - turn.started_at)
     answered: dict[str, list[int]] = defaultdict(list)
-    for reply in connection.execute(
-        select(
-            report_replies.c.replied_by, report_replies.c.occurred_at, report_replies.c.replied_at
-        ).where(
-            report_replies.c.team_id == team,
-            report_replies.c.occurred_at >= since,
-            report_replies.c.occurred_at < until,
-            report_replies.c.replied_by.is_not(None),
-        )
-    ):
-        answered[reply.replied_by].append(reply.replied_at - reply.occurred_at)
+    kept = {"first_response": first, "reply_time": answered}
+    query = select(report_lengths.c.scope, report_lengths.c.metric, report_lengths.c.lengths).where(
+        report_lengths.c.scope >= prefix,
+        report_lengths.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
+        report_lengths.c.metric.in_(sorted(kept)),
+        report_lengths.c.hour >= since,
+        report_lengths.c.hour < until,
+    )
+    for lengths_row in connection.execute(query):
+        name = lengths_row.scope[len(prefix) :]
+        kept[lengths_row.metric][name] += unpacked(lengths_row.lengths)
     late: Counter[str] = Counter()
     targets = _targets_of(connection, team)
     if targets:

@@ -81,7 +81,7 @@ def waits_with_targets(
     now: int,
 ) -> list[tuple[Wait, int]]:
     """Every wait begun in [since, until) of a team with a target of its kind, with that
-    target (ms), in the order they began."""
+    target (ms), in the order they began (then by chat)."""
     first = {
         t: round(v.first_reply_seconds * 1000) for t, v in targets.items() if v.first_reply_seconds
     }
@@ -168,5 +168,15 @@ def waits_with_targets(
                 ended if ended <= idle_before else None,
             )
             found.append((wait, after[reply.team_id]))
-    found.sort(key=lambda pair: (pair[0].started_at, pair[0].position))
+    # In an order no delivery order changes (positions do): when, then whose.
+    found.sort(
+        key=lambda pair: (
+            pair[0].started_at,
+            pair[0].chat_uuid,
+            pair[0].session_number,
+            pair[0].kind,
+            pair[0].team_id,
+            pair[0].position,
+        )
+    )
     return found
