@@ -20,6 +20,7 @@ from cdp.console import access, views
 from cdp.console.forms import AnyRequest, Day, Days, TeamChoice
 from cdp.console.forms import team as team_choice
 from cdp.console.render import HEADERS, page
+from cdp.console.reports import waiting_page
 from cdp.http.csv import csv_line
 from cdp.log.webhook import INT64_MAX
 from cdp.paging import Listing
@@ -87,21 +88,30 @@ class Pages(Controller):
     include_in_schema = False
 
     @get("/")
-    async def start(self, request: AnyRequest) -> Response[str]:
+    async def start(
+        self, request: AnyRequest, service: NamedDependency[Service], team: TeamChoice = None
+    ) -> Response[str]:
+        """Who is waiting for a reply now, following the log; the search beside it."""
+        return await waiting_page(request, service, team_choice(team, "team"), start=True)
+
+    @get("/search")
+    async def search_form(self, request: AnyRequest) -> Response[str]:
         return await page(request, "search.html", found=None)
 
-    @post("/", status_code=200, request_max_body_size=FORM_BYTES)
+    @post("/search", status_code=200, request_max_body_size=FORM_BYTES)
     async def search(
         self, request: AnyRequest, data: Form, service: NamedDependency[Service]
     ) -> Response[str]:
         """Posted, not asked in the URL: a phone number or a name is personal data, and
         URLs end up in logs and histories."""
-        access.check_form(request, data)
-        text = data.get("q", "")[:1000]
-        found = await service.reads.query(
-            views.search, service.keystore, text, service.settings.phone_region, service.clock()
-        )
-        return await page(request, "search.html", found=found)
+        return await _search(request, data, service)
+
+    @post("/", status_code=200, request_max_body_size=FORM_BYTES)
+    async def search_here(
+        self, request: AnyRequest, data: Form, service: NamedDependency[Service]
+    ) -> Response[str]:
+        """A search posted where the start page held it before it listed who is waiting."""
+        return await _search(request, data, service)
 
     @get("/profiles/{uuid:str}")
     async def profile(
@@ -310,6 +320,15 @@ class Operations(Controller):
         access.check_form(request, data)
         await routes.start_build(service, data.get("projection") or None)
         return Redirect(f"{access.PATH}/operations/", status_code=303)
+
+
+async def _search(request: AnyRequest, data: dict[str, str], service: Service) -> Response[str]:
+    access.check_form(request, data)
+    text = data.get("q", "")[:1000]
+    found = await service.reads.query(
+        views.search, service.keystore, text, service.settings.phone_region, service.clock()
+    )
+    return await page(request, "search.html", found=found)
 
 
 @dataclass(frozen=True)
