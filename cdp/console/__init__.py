@@ -14,7 +14,7 @@ from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from cdp.console import access, pages
+from cdp.console import access, pages, reports
 from cdp.console.render import error_page, templates
 from cdp.http import problems
 
@@ -30,7 +30,7 @@ def routes() -> list[ControllerRouterHandler]:
     return [
         Router(
             path="/",
-            route_handlers=[pages.SignIn, pages.Pages, pages.Operations],
+            route_handlers=[pages.SignIn, pages.Pages, reports.Reports, pages.Operations],
             exception_handlers={
                 access.SignInNeeded: _sign_in,
                 **{kind: _shown(handler) for kind, handler in problems.HANDLERS.items()},

@@ -54,6 +54,19 @@ async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], role: Role) 
         raise
 
 
+async def still_signed_in(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Would the console's cookie still let this connection read? Asked again and again by
+    a request that lasts (a live list), so that a token revoked meanwhile ends it; counted
+    against no rate limit, as signed_in() is when the request comes."""
+    gate = auth.gate(connection)
+    if await gate.open():
+        return True
+    token = connection.cookies.get(TOKEN_COOKIE)
+    if not token or len(token) > _MAX_TOKEN:
+        return False
+    return (await gate.keys.current()).caller(token) is not None
+
+
 async def reader(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: signed in with a read or admin token (or the store is open)."""
     connection.state.caller = await signed_in(connection, "read")

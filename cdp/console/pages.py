@@ -1,25 +1,26 @@
 """The console's pages: each parses its request, reads one view (cdp.console.views) in a
 worker thread, and renders it."""
 
-import re
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Final
+from datetime import date, datetime, timedelta
+from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Body, FromPath, FromQuery, PathParameter, QueryParameter
 from litestar.response import Redirect, Stream
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 
 from cdp.access import auth
 from cdp.console import access, views
+from cdp.console.forms import AnyRequest, Day, Days, TeamChoice
+from cdp.console.forms import team as team_choice
 from cdp.console.render import HEADERS, page
+from cdp.console.reports import waiting_page
 from cdp.http.csv import csv_line
 from cdp.log.webhook import INT64_MAX
 from cdp.paging import Listing
@@ -28,13 +29,8 @@ from cdp.runtime.service import Service
 from cdp.teams import queries
 from cdp.teams.queries import Period
 from cdp.teams.routes import TeamId
-from cdp.times import milliseconds
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
-AnyRequest = Request[Any, Any, Any]
-Day = Annotated[str | None, QueryParameter(description="A day, YYYY-MM-DD, in CDP_TIMEZONE")]
-# A team chosen in a form, or none: the form sends "" for "all teams".
-TeamChoice = Annotated[str | None, QueryParameter(description="A team id, or empty for all")]
 # The team page's period when none is chosen: a week, up to the day of the team's latest
 # activity (today, for a team at work).
 DEFAULT_DAYS: Final = 7
@@ -92,21 +88,30 @@ class Pages(Controller):
     include_in_schema = False
 
     @get("/")
-    async def start(self, request: AnyRequest) -> Response[str]:
+    async def start(
+        self, request: AnyRequest, service: NamedDependency[Service], team: TeamChoice = None
+    ) -> Response[str]:
+        """Who is waiting for a reply now, following the log; the search beside it."""
+        return await waiting_page(request, service, team_choice(team, "team"), start=True)
+
+    @get("/search")
+    async def search_form(self, request: AnyRequest) -> Response[str]:
         return await page(request, "search.html", found=None)
 
-    @post("/", status_code=200, request_max_body_size=FORM_BYTES)
+    @post("/search", status_code=200, request_max_body_size=FORM_BYTES)
     async def search(
         self, request: AnyRequest, data: Form, service: NamedDependency[Service]
     ) -> Response[str]:
         """Posted, not asked in the URL: a phone number or a name is personal data, and
         URLs end up in logs and histories."""
-        access.check_form(request, data)
-        text = data.get("q", "")[:1000]
-        found = await service.reads.query(
-            views.search, service.keystore, text, service.settings.phone_region, service.clock()
-        )
-        return await page(request, "search.html", found=found)
+        return await _search(request, data, service)
+
+    @post("/", status_code=200, request_max_body_size=FORM_BYTES)
+    async def search_here(
+        self, request: AnyRequest, data: Form, service: NamedDependency[Service]
+    ) -> Response[str]:
+        """A search posted where the start page held it before it listed who is waiting."""
+        return await _search(request, data, service)
 
     @get("/profiles/{uuid:str}")
     async def profile(
@@ -198,7 +203,7 @@ class Pages(Controller):
         until: Day = None,
         after: FromQuery[str | None] = None,
     ) -> Response[str]:
-        team, days = _team(team_id), Days.read(since, until)
+        team, days = team_choice(team_id), Days.read(since, until)
         start, end = days.bounds(service.settings.zone())
         found = await service.reads.query(
             views.audit, service.keystore, Listing(after, AUDIT_PAGE), team, start, end
@@ -223,7 +228,7 @@ class Pages(Controller):
         until: Day = None,
     ) -> Stream:
         """Every handoff the filter selects, in the page's columns, read page by page."""
-        team, days, zone = _team(team_id), Days.read(since, until), service.settings.zone()
+        team, days, zone = team_choice(team_id), Days.read(since, until), service.settings.zone()
         start, end = days.bounds(zone)
 
         async def rows() -> AsyncIterator[str]:
@@ -317,47 +322,13 @@ class Operations(Controller):
         return Redirect(f"{access.PATH}/operations/", status_code=303)
 
 
-def _team(value: str | None) -> int | None:
-    """A team id chosen in a form, None for "all teams"; a 400 naming team_id if it is none."""
-    if not value:
-        return None
-    if value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= INT64_MAX:
-        return int(value)
-    message = f"must be a team id, an integer from 0 to 2^63-1, got {value[:40]!r}"
-    raise ValidationException(message, extra=[{"key": "team_id", "message": message}])
-
-
-@dataclass(frozen=True)
-class Days:
-    """A period chosen as days in the console's zone, both ends included; None: no end."""
-
-    since: date | None
-    until: date | None
-
-    @classmethod
-    def read(cls, since: str | None, until: str | None) -> "Days":
-        """The days of a form; a 400 naming the field that is no day, or is after the other."""
-        days = cls(_day("since", since), _day("until", until))
-        if days.since is not None and days.until is not None and days.since > days.until:
-            message = f"since ({days.since}) is after until ({days.until})"
-            raise ValidationException(message, extra=[{"key": "since", "message": message}])
-        return days
-
-    def bounds(self, zone: ZoneInfo) -> tuple[int | None, int | None]:
-        """From the start of `since` to the end of `until`, in ms."""
-
-        def start_of(day: date | None) -> int | None:
-            if day is None:
-                return None
-            return milliseconds(datetime.combine(day, time(), zone))
-
-        end = None if self.until in (None, date.max) else self.until + timedelta(days=1)
-        return start_of(self.since), start_of(end)
-
-    def shown(self) -> tuple[str, str]:
-        """The days as a form shows them (YYYY-MM-DD), "" for none."""
-        since, until = (day.isoformat() if day else "" for day in (self.since, self.until))
-        return since, until
+async def _search(request: AnyRequest, data: dict[str, str], service: Service) -> Response[str]:
+    access.check_form(request, data)
+    text = data.get("q", "")[:1000]
+    found = await service.reads.query(
+        views.search, service.keystore, text, service.settings.phone_region, service.clock()
+    )
+    return await page(request, "search.html", found=found)
 
 
 @dataclass(frozen=True)
@@ -375,16 +346,3 @@ class DefaultDays:
         week = timedelta(days=DEFAULT_DAYS - 1)
         recent = None if last == today else Days(today - week, today)
         return cls(Days(last - week, last), latest, recent)
-
-
-def _day(name: str, value: str | None) -> date | None:
-    if not value:
-        return None
-    if _DAY.fullmatch(value):
-        with suppress(ValueError):
-            return date.fromisoformat(value)
-    message = f"must be a day, YYYY-MM-DD, got {value[:40]!r}"
-    raise ValidationException(message, extra=[{"key": name, "message": message}])
-
-
-_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -81,7 +81,7 @@ def _given(
 ) -> tuple[dict[str, Any], list[Cookie]]:
     """`context`, with the words of the browser's language, who is signed in, and the value
     its forms must carry (see access.check_form); and the CSRF cookie, if it is new."""
-    words = Words(language(request.headers.get("accept-language")))
+    words = words_of(request)
     csrf, cookie = access.csrf_value(request)
     given = context | {
         "t": words,
@@ -92,6 +92,11 @@ def _given(
         "path": request.url.path,
     }
     return given, [cookie] if cookie else []
+
+
+def words_of(request: Request[Any, Any, Any]) -> Words:
+    """The words of the language the browser prefers."""
+    return Words(language(request.headers.get("accept-language")))
 
 
 def moment(at: datetime | None, zone: ZoneInfo) -> Markup:

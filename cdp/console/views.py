@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from cdp.access import queries, schemas
 from cdp.conversations import queries as conversations_queries
@@ -22,6 +22,7 @@ from cdp.http import schemas as http_schemas
 from cdp.http.csv import csv_line
 from cdp.log import queries as log_queries
 from cdp.log import schemas as log_schemas
+from cdp.log import store
 from cdp.log.webhook import identifier_problem
 from cdp.paging import Clock, Listing
 from cdp.privacy.keystore import Keystore
@@ -31,6 +32,12 @@ from cdp.profiles.phones import normalize
 from cdp.projections import schemas as projections_schemas
 from cdp.projections.builds import states
 from cdp.projections.runner import Projector
+from cdp.reports import hours, scopes
+from cdp.reports import queries as reports_queries
+from cdp.reports import schemas as reports_schemas
+from cdp.reports.calendar import Calendar
+from cdp.reports.queries import Question, ReportRefused, Scope
+from cdp.reports.tables import report_counts
 from cdp.teams import queries as teams_queries
 from cdp.teams import schemas as teams_schemas
 from cdp.teams.queries import Period
@@ -417,3 +424,198 @@ def _csv_cells(handoff: conversations_schemas.Handoff, zone: ZoneInfo) -> list[s
         handoff.source,
         str(handoff.position),
     ]
+
+
+# -- reports (docs/reports.md), read from cdp.reports.queries as the API reads them ----------
+
+# Messengers and sources a report's form offers, at most.
+MOST_CHOICES: Final = 100
+# Breaches a page lists; the CSV holds them all.
+BREACHES_SHOWN: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """What a report's form chooses among: every team, and the sources and messengers the
+    reports have counted something under."""
+
+    teams: list[teams_schemas.KnownTeam]
+    sources: list[str]
+    platforms: list[str]
+
+
+def choices(connection: Connection) -> Choices:
+    return Choices(
+        teams_queries.known_teams(connection),
+        _counted_under(connection, "source"),
+        _counted_under(connection, "platform"),
+    )
+
+
+def _counted_under(connection: Connection, kind: scopes.Kind) -> list[str]:
+    """The values of the scopes of `kind` the reports keep counts under, in order: each
+    found by one seek of report_counts' key (`scope > the one before`), not a scan of it.
+    The reports' queries offer no list of them."""
+    prefix = scopes.of(kind, "")
+    found: list[str] = []
+    last = prefix
+    while len(found) < MOST_CHOICES:
+        scope = connection.scalar(
+            select(func.min(report_counts.c.scope)).where(report_counts.c.scope > last)
+        )
+        if scope is None or not scope.startswith(prefix):
+            break
+        found.append(scope[len(prefix) :])
+        last = scope
+    return found
+
+
+def trend(
+    connection: Connection, question: Question, calendar: Calendar, clock: Clock
+) -> reports_schemas.Trend:
+    """The trend, as GET /reports/trends answers it (ReportRefused as it refuses it)."""
+    return reports_queries.trend(
+        connection, question, calendar, idle_ms=clock.idle_timeout_ms, now=clock.now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPage:
+    trend: reports_schemas.Trend | None  # None: refused
+    refused: ReportRefused | None
+    choices: Choices
+
+
+def trend_page(
+    connection: Connection, question: Question | None, calendar: Calendar, clock: Clock
+) -> TrendPage:
+    """The trend asked (none if the question was refused already), or why it is refused;
+    and what the form chooses among."""
+    found, refused = None, None
+    if question is not None:
+        try:
+            found = trend(connection, question, calendar, clock)
+        except ReportRefused as error:
+            refused = error
+    return TrendPage(found, refused, choices(connection))
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapPage:
+    heatmap: reports_schemas.Heatmap
+    choices: Choices
+
+
+def heatmap(
+    connection: Connection,
+    metric: str,
+    since: int,
+    until: int,
+    scope: Scope,
+    calendar: Calendar,
+) -> HeatmapPage:
+    found = reports_queries.heatmap(connection, metric, since, until, scope, calendar)
+    return HeatmapPage(found, choices(connection))
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingPage:
+    waiting: reports_schemas.Waiting
+    chat_names: dict[str, str]  # the customer's name in each chat, if known
+    teams: list[teams_schemas.KnownTeam]  # every team, to choose among
+    head: int  # the log's latest position when it was read: the page is as of it
+
+
+def waiting(
+    connection: Connection,
+    keystore: Keystore,
+    team: int | None,
+    calendar: Calendar,
+    clock: Clock,
+) -> WaitingPage:
+    """Who waits for a reply now, as GET /reports/waiting answers it, with the chats' names.
+    The log's head is read first: every event up to it is in the list (positions follow
+    commit order), so a page that follows the log from there misses nothing."""
+    head = store.head(connection)
+    found = reports_queries.waiting(
+        connection, team, calendar, idle_ms=clock.idle_timeout_ms, now=clock.now
+    )
+    names = conversations_queries.chat_names(
+        connection, [chat.chat_uuid for chat in found.chats], keystore=keystore
+    )
+    return WaitingPage(found, names, teams_queries.known_teams(connection), head)
+
+
+@dataclass(frozen=True, slots=True)
+class BreachesPage:
+    breaches: list[reports_schemas.Breach]  # every one, in the order they began
+    chat_names: dict[str, str]  # of those shown
+    operator_names: dict[str, str | None]  # of those shown
+    teams: list[teams_schemas.KnownTeam]
+    targets: bool  # does any team have a target?
+
+
+def breaches(
+    connection: Connection,
+    keystore: Keystore,
+    since: int,
+    until: int,
+    team: int | None,
+    calendar: Calendar,
+    clock: Clock,
+) -> BreachesPage:
+    found = breaches_of(connection, since, until, team, calendar, clock)
+    shown = found[:BREACHES_SHOWN]
+    names = conversations_queries.chat_names(
+        connection, sorted({breach.chat_uuid for breach in shown}), keystore=keystore
+    )
+    operators = sorted({b.operator_uuid for b in shown if b.operator_uuid is not None})
+    return BreachesPage(
+        found,
+        names,
+        reports_queries.operator_names(connection, operators),
+        teams_queries.known_teams(connection),
+        bool(hours.targets(connection)),
+    )
+
+
+def breaches_of(
+    connection: Connection,
+    since: int,
+    until: int,
+    team: int | None,
+    calendar: Calendar,
+    clock: Clock,
+) -> list[reports_schemas.Breach]:
+    """The breaches, as GET /reports/breaches answers them."""
+    return reports_queries.breaches(
+        connection, since, until, team, calendar, idle_ms=clock.idle_timeout_ms, now=clock.now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardPage:
+    board: reports_schemas.Leaderboard | None  # None: no team chosen
+    teams: list[teams_schemas.KnownTeam]
+
+
+def leaderboard(
+    connection: Connection,
+    team: int | None,
+    since: int,
+    until: int,
+    calendar: Calendar,
+    clock: Clock,
+) -> LeaderboardPage:
+    board = None
+    if team is not None:
+        board = reports_queries.leaderboard(
+            connection,
+            team,
+            since,
+            until,
+            calendar,
+            idle_ms=clock.idle_timeout_ms,
+            now=clock.now,
+        )
+    return LeaderboardPage(board, teams_queries.known_teams(connection))

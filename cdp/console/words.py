@@ -205,6 +205,186 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
     "hours_short": ("h", "ч"),
     "days_short": ("d", "д"),
     "time_zone": ("Times in", "Время:"),
+    # Reports (docs/reports.md).
+    "reports": ("Reports", "Отчёты"),
+    "waiting_now": ("Waiting now", "Ждут ответа"),
+    "trends": ("Trends", "Динамика"),
+    "heatmap": ("Heat map", "Тепловая карта"),
+    "leaderboard": ("Leaderboard", "Операторы команды"),
+    "breaches": ("Breaches", "Нарушения"),
+    "find_customer": ("Find a customer", "Найти клиента"),
+    "metric": ("Metric", "Показатель"),
+    "metric_sessions_opened": ("Sessions opened", "Открыто сессий"),
+    "metric_customer_messages": ("Customer messages", "Сообщения клиентов"),
+    "metric_operator_replies": ("Operator replies", "Ответы операторов"),
+    "metric_handoffs_in": ("Handoffs in", "Передачи в команду"),
+    "metric_handoffs_out": ("Handoffs out", "Передачи из команды"),
+    "metric_first_response": ("First response", "Первый ответ"),
+    "metric_reply_time": ("Reply time", "Время ответа"),
+    "metric_session_duration": ("Session duration", "Длительность сессии"),
+    "group": ("By", "Шаг"),
+    "group_hour": ("hour", "час"),
+    "group_day": ("day", "день"),
+    "group_week": ("week", "неделя"),
+    "group_month": ("month", "месяц"),
+    "all_sources": ("All sources", "Все источники"),
+    "all_platforms": ("All messengers", "Все мессенджеры"),
+    "operator_uuid": ("Operator uuid", "uuid оператора"),
+    "scope": ("Counted for", "Для кого считать"),
+    "scope_hint": (
+        "One at most: a team, an operator, a source or a messenger; none for the whole store.",
+        "Не больше одного: команда, оператор, источник или мессенджер; ничего — всё хранилище.",
+    ),
+    "compare": ("Compare with the period before", "Сравнить с предыдущим периодом"),
+    "business_hours": ("Working time only", "Только рабочее время"),
+    "business_hours_hint": (
+        "Waits (first response, reply time) count only working hours.",
+        "Ожидания (первый ответ, время ответа) считаются только в рабочие часы.",
+    ),
+    "default_period": (
+        "No days chosen: the last {n} days, today included.",
+        "Дни не выбраны: последние {n} дней, включая сегодня.",
+    ),
+    "this_period": ("This period", "Этот период"),
+    "period_before": ("The period before", "Предыдущий период"),
+    "median": ("Median", "Медиана"),
+    "p90": ("90% within", "90% в пределах"),
+    "counted": ("Counted", "Учтено"),
+    "count": ("Count", "Количество"),
+    "whole_period": ("Whole period", "Весь период"),
+    "unit": ("Period", "Период"),
+    "chart_by": ("{metric} by {group}", "{metric}, шаг: {group}"),
+    "chart_desc_count": (
+        "{period}: {total} in all; the most in one {group}: {most}.",
+        "{period}: всего {total}; больше всего за один шаг ({group}): {most}.",
+    ),
+    "chart_desc_time": (
+        "{period}: {n} counted, median {median}, 90% within {p90}.",
+        "{period}: учтено {n}, медиана {median}, 90% в пределах {p90}.",
+    ),
+    "chart_desc_before": ("The period before:", "Предыдущий период:"),
+    "chart_desc_table": ("Every point is in the table below.", "Все точки — в таблице ниже."),
+    "legend_current": ("this period", "этот период"),
+    "legend_median": ("median, this period", "медиана, этот период"),
+    "legend_p90": ("90% within, this period", "90% в пределах, этот период"),
+    "legend_previous": ("the period before", "предыдущий период"),
+    "legend_previous_median": ("median, the period before", "медиана, предыдущий период"),
+    "points_table": ("The chart's points", "Точки графика"),
+    "refused": ("This report cannot be drawn as asked", "Такой отчёт построить нельзя"),
+    "refused_hours_not_set": (
+        "Working hours are not set, so waits cannot be counted in working time. An admin "
+        "sets them from the command line (cdp reports hours set, see docs/operations.md) or "
+        "with PUT /reports/business-hours; until then, untick “Working time only”.",
+        "Рабочие часы не заданы, поэтому ожидания нельзя считать в рабочем времени. "
+        "Администратор задаёт их командой cdp reports hours set (см. docs/operations.md) "
+        "или запросом PUT /reports/business-hours; а пока снимите флажок «Только рабочее "
+        "время».",
+    ),
+    "refused_hours_counts": (
+        "Working time applies to waits only: choose First response or Reply time, or untick "
+        "“Working time only”.",
+        "Рабочее время применяется только к ожиданиям: выберите «Первый ответ» или «Время "
+        "ответа» или снимите флажок «Только рабочее время».",
+    ),
+    "refused_operator": (
+        "Webhooks name an operator only in replies, so by operator only Operator replies, "
+        "First response and Reply time are counted: choose one of them, or a team instead.",
+        "Вебхуки называют оператора только в ответах, поэтому по оператору считаются только "
+        "«Ответы операторов», «Первый ответ» и «Время ответа»: выберите один из них или "
+        "команду вместо оператора.",
+    ),
+    "refused_scope": (
+        "Choose one of a team, an operator, a source or a messenger, not several.",
+        "Выберите что-то одно: команду, оператора, источник или мессенджер.",
+    ),
+    "refused_points": (
+        "Too many points for one chart: group by a longer step or choose fewer days.",
+        "Слишком много точек для одного графика: выберите шаг крупнее или меньше дней.",
+    ),
+    "refused_other": ("The server said:", "Ответ сервера:"),
+    "heatmap_caption": (
+        "{metric} by weekday and local hour, {period}",
+        "{metric} по дням недели и часам, {period}",
+    ),
+    "hour": ("Hour", "Час"),
+    "weekday": ("Weekday", "День недели"),
+    "total": ("Total", "Всего"),
+    "heatmap_scale": (
+        "Darker cells hold more; each cell shows its number.",
+        "Чем темнее ячейка, тем больше; число — в каждой ячейке.",
+    ),
+    "weekday_monday": ("Monday", "Понедельник"),
+    "weekday_tuesday": ("Tuesday", "Вторник"),
+    "weekday_wednesday": ("Wednesday", "Среда"),
+    "weekday_thursday": ("Thursday", "Четверг"),
+    "weekday_friday": ("Friday", "Пятница"),
+    "weekday_saturday": ("Saturday", "Суббота"),
+    "weekday_sunday": ("Sunday", "Воскресенье"),
+    "choose_team": (
+        "Choose a team to see its operators side by side.",
+        "Выберите команду, чтобы сравнить её операторов.",
+    ),
+    "replies": ("Replies", "Ответы"),
+    "first_response_median": ("First response, median", "Первый ответ, медиана"),
+    "reply_time_median": ("Reply time, median", "Время ответа, медиана"),
+    "late_replies": ("Late replies", "Ответы с опозданием"),
+    "no_operators": (
+        "No operator replied in this team's chats in this period.",
+        "За этот период операторы не отвечали в чатах команды.",
+    ),
+    "leaderboard_note": (
+        "Sessions and replies while the chat was the team's; medians of the waits each "
+        "operator's reply ended; late replies against the team's targets.",
+        "Сессии и ответы, пока чат был у команды; медианы ожиданий, которые закрыл ответ "
+        "оператора; ответы позже нормы команды.",
+    ),
+    "kind": ("Kind", "Вид"),
+    "target": ("Target", "Норма"),
+    "kind_first_reply": ("first reply", "первый ответ"),
+    "kind_next_reply": ("next reply", "следующий ответ"),
+    "began": ("Began", "Начало"),
+    "waited": ("Waited", "Ждал"),
+    "still_open": ("Still open", "Ещё ждёт"),
+    "late_reply_by": ("Late reply by", "Ответил с опозданием"),
+    "no_breaches": ("No wait passed its target in this period.", "За этот период нарушений нет."),
+    "no_targets": (
+        "No team has reply targets yet: an admin sets them with cdp reports targets set (see "
+        "docs/operations.md) or PUT /reports/targets/{team_id}.",
+        "Нормы ответа ещё не заданы ни одной команде: администратор задаёт их командой cdp "
+        "reports targets set (см. docs/operations.md) или запросом PUT "
+        "/reports/targets/{team_id}.",
+    ),
+    "breaches_shown": (
+        "The first {n} of {total} are shown; the CSV holds every one.",
+        "Показаны первые {n} из {total}; в CSV — все.",
+    ),
+    "breaches_csv_note": (
+        "The CSV holds the same rows as GET /reports/breaches?format=csv.",
+        "CSV содержит те же строки, что GET /reports/breaches?format=csv.",
+    ),
+    "trend_csv_note": (
+        "The CSV holds the same points as GET /reports/trends?format=csv.",
+        "CSV содержит те же точки, что GET /reports/trends?format=csv.",
+    ),
+    "waiting_since": ("Since", "С"),
+    "waiting_for": ("Waiting", "Ждёт"),
+    "state_open": ("within target", "в пределах нормы"),
+    "state_at_risk": ("at risk", "под угрозой"),
+    "state_open_breached": ("breached", "нарушено"),
+    "state_none": ("no target", "нормы нет"),
+    "team_counts": (
+        "{waiting} waiting · {at_risk} at risk · {breached} breached",
+        "ждут: {waiting} · под угрозой: {at_risk} · нарушено: {breached}",
+    ),
+    "no_team": ("No team", "Без команды"),
+    "nobody_waiting": ("Nobody is waiting for a reply.", "Никто не ждёт ответа."),
+    "waiting_note": (
+        "Every chat whose customer waits for a reply now, longest first. The list follows "
+        "each webhook and the passing of time by itself.",
+        "Все чаты, где клиент сейчас ждёт ответа, дольше всех ждущие — первыми. Список "
+        "обновляется сам: с каждым вебхуком и со временем.",
+    ),
+    "as_of": ("As of", "По состоянию на"),
 }
 
 

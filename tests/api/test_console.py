@@ -205,7 +205,7 @@ def test_wrong_tokens_count_against_the_address_as_on_the_api(
 def test_the_console_speaks_the_browsers_language(
     open_console: Client, accept_language: str, expected: str
 ) -> None:
-    page = open_console.get("/console/", headers={"Accept-Language": accept_language})
+    page = open_console.get("/console/search", headers={"Accept-Language": accept_language})
     assert f"<h1>{expected}</h1>" in page.text
     assert f'<html lang="{"ru" if expected == "Поиск" else "en"}">' in page.text
 

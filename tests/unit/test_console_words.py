@@ -13,6 +13,8 @@ from cdp.console.render import duration
 from cdp.console.words import _WORDS, Words, language
 from cdp.http.schemas import SessionState
 from cdp.projections.schemas import Build, Projection
+from cdp.reports import schemas as report_schemas
+from cdp.reports.calendar import GROUPS, WEEKDAYS
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,8 @@ def test_a_length_of_time_is_shown_in_its_two_largest_units() -> None:
 
 
 TEMPLATES = Path(words.__file__).parent / "templates"
+# A waiting chat's state, None when its team has no target (shown as "none").
+WAITING_STATE = get_args(report_schemas.WaitingChat.model_fields["state"].annotation)[0]
 # Said in no language: the product's name.
 NAMES = {"cdp"}
 # The keys a template makes of a value, and the values it may be.
@@ -83,6 +87,24 @@ MADE_KEYS = {
     "chat.session.state": list(get_args(SessionState)),
     "session.state": list(get_args(SessionState)),
     "item.message_type": ["image", "document"],  # only these are looked up
+    # The reports' pages (cdp.console.reports).
+    "key": ["trends", "heatmap", "leaderboard", "breaches", "waiting_now"],
+    "refused": [
+        "refused_hours_not_set",
+        "refused_hours_counts",
+        "refused_operator",
+        "refused_scope",
+        "refused_points",
+    ],
+    '"metric_" ~ metric': [f"metric_{m}" for m in get_args(report_schemas.Metric)],
+    '"metric_" ~ trend.metric': [f"metric_{m}" for m in get_args(report_schemas.Metric)],
+    '"metric_" ~ view.metric': ["metric_customer_messages", "metric_sessions_opened"],
+    '"group_" ~ group': [f"group_{group}" for group in GROUPS],
+    '"group_" ~ trend.group': [f"group_{group}" for group in GROUPS],
+    '"weekday_" ~ weekday': [f"weekday_{day}" for day in WEEKDAYS],
+    '"kind_" ~ breach.kind': ["kind_first_reply", "kind_next_reply"],
+    '"kind_" ~ chat.target': ["kind_first_reply", "kind_next_reply"],
+    '"state_" ~ state': [*(f"state_{state}" for state in get_args(WAITING_STATE)), "state_none"],
 }
 
 
