@@ -6,6 +6,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cdp.tables import Base, table_of
 
+# A scope (`team:12/operator:<uuid>`) compared byte for byte on every database: a team's
+# operators are read as the range of keys that begin with its prefix, which a linguistic
+# collation (PostgreSQL's default in most locales) would order otherwise.
+SCOPE = String(400).with_variant(String(400, collation="C"), "postgresql")
+
 # -- kept by the reports projector, from the conversations' tables ---------------------
 
 
@@ -48,7 +53,7 @@ class ReportCountRow(Base):
 
     __tablename__ = "report_counts"
 
-    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    scope: Mapped[str] = mapped_column(SCOPE, primary_key=True)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(BigInteger)
@@ -128,7 +133,7 @@ class ReportLengthRow(Base):
 
     __tablename__ = "report_lengths"
 
-    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    scope: Mapped[str] = mapped_column(SCOPE, primary_key=True)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     lengths: Mapped[bytes] = mapped_column(LargeBinary)

@@ -20,6 +20,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ORDER = ["occurred_at", "rank", "dedupe_key"]
+# Compared byte for byte: a team's operators are a range of keys (see cdp.reports.tables).
+_SCOPE = sa.String(400).with_variant(sa.String(400, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -45,7 +47,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "report_counts",
-        sa.Column("scope", sa.String(400), nullable=False),
+        sa.Column("scope", _SCOPE, nullable=False),
         sa.Column("metric", sa.String(32), nullable=False),
         sa.Column("hour", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
@@ -99,7 +101,7 @@ def upgrade() -> None:
     op.create_index("ix_report_sessions_last_activity_at", "report_sessions", ["last_activity_at"])
     op.create_table(
         "report_lengths",
-        sa.Column("scope", sa.String(400), nullable=False),
+        sa.Column("scope", _SCOPE, nullable=False),
         sa.Column("metric", sa.String(32), nullable=False),
         sa.Column("hour", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("lengths", sa.LargeBinary(), nullable=False),
