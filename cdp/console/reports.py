@@ -41,14 +41,20 @@ from cdp.log.webhook import INT64_MAX
 from cdp.reports import routes as report_routes
 from cdp.reports import schemas
 from cdp.reports.calendar import DAY_MS, HOUR_MS, Calendar, Group
-from cdp.reports.queries import MOST_POINTS, TIMES, WAITS, Question, ReportRefused, Scope
+from cdp.reports.queries import (
+    BY_OPERATOR,
+    MOST_POINTS,
+    TIMES,
+    WAITS,
+    Question,
+    ReportRefused,
+    Scope,
+)
 from cdp.runtime.service import Overloaded, Service
 
 PATH: Final = f"{access.PATH}/reports"
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 HeatmapMetric = Literal["customer_messages", "sessions_opened"]
-# By operator, only what their replies did is counted (see docs/reports.md, Scopes).
-BY_OPERATOR: Final = frozenset({"operator_replies", "first_response", "reply_time"})
 # The longest a local hour, day, week or month can be (a day the clocks go back is 25
 # hours): a period longer than MOST_POINTS of them has more points than a trend holds,
 # refused before the query lays them out one by one.

@@ -28,7 +28,7 @@ from cdp.reports.tables import (
     report_sessions,
     report_waiting,
 )
-from cdp.teams.queries import team_names
+from cdp.teams.queries import percentile, team_names
 from cdp.times import utc
 
 TIMES: Final = frozenset({"first_response", "reply_time", "session_duration"})
@@ -90,7 +90,7 @@ class Scope:
 
 
 # What an operator's scope can count: what their replies did.
-_BY_OPERATOR: Final = frozenset({"operator_replies", "first_response", "reply_time"})
+BY_OPERATOR: Final = frozenset({"operator_replies", "first_response", "reply_time"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +115,10 @@ def trend(
     """The metric's series for the period (taken to whole units of the group) and, with
     `compare`, for the one before it (see Calendar.earlier)."""
     metric, scope = question.metric, question.scope
-    if scope.kind == "operator" and metric not in _BY_OPERATOR:
+    if scope.kind == "operator" and metric not in BY_OPERATOR:
         raise ReportRefused(
             f"{metric} is not counted by operator (webhooks name an operator only in "
-            f"replies); by operator: {', '.join(sorted(_BY_OPERATOR))}"
+            f"replies); by operator: {', '.join(sorted(BY_OPERATOR))}"
         )
     if question.business_hours and metric not in WAITS:
         raise ReportRefused(
@@ -223,16 +223,6 @@ def _point(start: datetime, lengths: list[int], unanswered: int | None) -> schem
         p90_seconds=None if p90 is None else round(p90 / 1000, 3),
         unanswered=unanswered,
     )
-
-
-def percentile(ordered: Sequence[int], fraction: float) -> float | None:
-    """As PostgreSQL's percentile_cont: interpolated between the two nearest of `ordered`."""
-    if not ordered:
-        return None
-    at = fraction * (len(ordered) - 1)
-    below = int(at)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (at - below)
 
 
 def _counts(

@@ -213,7 +213,7 @@ def _first_responses(
         count, median, p90, *below = found
     else:  # SQLite has no percentile_cont: the lengths, in one pass, sorted here
         lengths = sorted(connection.scalars(select(waited).where(*answered)))
-        count, median, p90 = len(lengths), _percentile(lengths, 0.5), _percentile(lengths, 0.9)
+        count, median, p90 = len(lengths), percentile(lengths, 0.5), percentile(lengths, 0.9)
         below = [bisect_left(lengths, bound * 1000) for bound in BANDS]
     within = [*below, count]
     return schemas.FirstResponses(
@@ -227,7 +227,7 @@ def _first_responses(
     )
 
 
-def _percentile(ordered: Sequence[int], fraction: float) -> float | None:
+def percentile(ordered: Sequence[int], fraction: float) -> float | None:
     """As PostgreSQL's percentile_cont: interpolated between the two nearest of `ordered`."""
     if not ordered:
         return None
