@@ -65,7 +65,7 @@ KINDS = (
     "other",
 )
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-SEEDS = (1, 2, 3)  # of the traffic that every figure is recounted from; others below
+SEEDS = (1, 2)  # of the traffic that every figure is recounted from; others below
 
 
 def ms(moment: datetime) -> int:

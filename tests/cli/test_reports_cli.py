@@ -3,6 +3,7 @@ the same by the command and the HTTP API, refused in words when they cannot be, 
 recorded with `cli:` and the account that ran the command."""
 
 import getpass
+import shutil
 import threading
 import time
 from datetime import date
@@ -36,6 +37,15 @@ WEEK_JSON = {
     "saturday": ["10:00-14:00"],
     "sunday": [],
 }
+
+
+@pytest.fixture
+def one_database(tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated SQLite store alone: for the many ways of writing a setting, which the
+    command reads before any database is asked (each rule on both is tested apart)."""
+    path = tmp_path / "cdp.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 def reports(database: str, *args: str) -> list[str]:
@@ -85,10 +95,10 @@ def test_an_empty_store_shows_every_day_closed_and_how_to_set_them(database: str
     ],
 )
 def test_weekdays_by_name_abbreviation_range_or_list_and_a_day_left_out_is_closed(
-    database: str, given: tuple[str, ...]
+    one_database: str, given: tuple[str, ...]
 ) -> None:
-    reports(database, "hours", "set", *given)
-    week = reports(database, "hours", "show")[1:8]
+    reports(one_database, "hours", "set", *given)
+    week = reports(one_database, "hours", "show")[1:8]
     assert week == [
         *(f"{day:<10} 09:00-18:00" for day in hours.WEEKDAYS[:5]),
         "saturday   closed",
@@ -141,16 +151,16 @@ def test_24_00_ends_the_day(database: str) -> None:
     ],
 )
 def test_a_week_that_cannot_be_is_refused_in_words_and_nothing_changes(
-    database: str, given: tuple[str, ...], said: str
+    one_database: str, given: tuple[str, ...], said: str
 ) -> None:
-    reports(database, "hours", "set", *WEEK)
-    reports(database, "holidays", "add", "2026-12-31")
-    before, recorded = reports(database, "hours", "show"), changes_recorded(database)
-    result = cdp(database, "reports", "hours", "set", *given)
+    reports(one_database, "hours", "set", *WEEK)
+    reports(one_database, "holidays", "add", "2026-12-31")
+    before, recorded = reports(one_database, "hours", "show"), changes_recorded(one_database)
+    result = cdp(one_database, "reports", "hours", "set", *given)
     assert result.exit_code == 2, result.output
     assert said in result.output
-    assert reports(database, "hours", "show") == before
-    assert changes_recorded(database) == recorded
+    assert reports(one_database, "hours", "show") == before
+    assert changes_recorded(one_database) == recorded
 
 
 # -- holidays --------------------------------------------------------------------------
@@ -205,15 +215,15 @@ def test_holidays_added_renamed_and_removed_keep_the_week(
     ],
 )
 def test_a_holiday_that_cannot_be_is_refused_and_nothing_changes(
-    database: str, args: tuple[str, ...], status: int, said: str
+    one_database: str, args: tuple[str, ...], status: int, said: str
 ) -> None:
-    reports(database, "holidays", "add", "2026-12-31")
-    recorded = changes_recorded(database)
-    result = cdp(database, "reports", "holidays", *args)
+    reports(one_database, "holidays", "add", "2026-12-31")
+    recorded = changes_recorded(one_database)
+    result = cdp(one_database, "reports", "holidays", *args)
     assert result.exit_code == status, result.output
     assert said in result.output
-    assert reports(database, "holidays", "list") == ["2026-12-31"]
-    assert changes_recorded(database) == recorded
+    assert reports(one_database, "holidays", "list") == ["2026-12-31"]
+    assert changes_recorded(one_database) == recorded
 
 
 def test_a_holiday_added_meanwhile_over_http_is_kept(postgres_url: str) -> None:
@@ -344,15 +354,15 @@ def test_a_duration_shows_as_it_is_written(seconds: float | None, shown: str) ->
     ],
 )
 def test_a_target_that_cannot_be_is_refused_and_nothing_changes(
-    database: str, args: tuple[str, ...], said: str
+    one_database: str, args: tuple[str, ...], said: str
 ) -> None:
-    reports(database, "targets", "set", "12", "--first", "5m")
-    recorded = changes_recorded(database)
-    result = cdp(database, "reports", "targets", "set", "12", *args)
+    reports(one_database, "targets", "set", "12", "--first", "5m")
+    recorded = changes_recorded(one_database)
+    result = cdp(one_database, "reports", "targets", "set", "12", *args)
     assert result.exit_code == 2, result.output
     assert said in result.output
-    assert reports(database, "targets", "show") == ["team 12: first 5m, next none"]
-    assert changes_recorded(database) == recorded
+    assert reports(one_database, "targets", "show") == ["team 12: first 5m, next none"]
+    assert changes_recorded(one_database) == recorded
 
 
 # -- who changed what ------------------------------------------------------------------
