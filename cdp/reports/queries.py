@@ -190,7 +190,8 @@ def _measure(
                     connection, question.scope, since, until, idle_ms=idle_ms, now=now
                 ):
                     found = lengths[bisect_right(units, began) - 1]
-                    found.remove(length)
+                    if length in found:  # kept with its session, always: never a failed read
+                        found.remove(length)
         else:
             measured = _times(connection, question, since, until, idle_ms=idle_ms, now=now)
             for began, ended in measured:
