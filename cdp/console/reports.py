@@ -40,10 +40,9 @@ from cdp.log.stream import Slot, Streams
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import routes as report_routes
 from cdp.reports import schemas
-from cdp.reports.calendar import DAY_MS, HOUR_MS, Calendar, Group
+from cdp.reports.calendar import Calendar, Group
 from cdp.reports.queries import (
     BY_OPERATOR,
-    MOST_POINTS,
     TIMES,
     WAITS,
     Question,
@@ -55,15 +54,6 @@ from cdp.runtime.service import Overloaded, Service
 PATH: Final = f"{access.PATH}/reports"
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 HeatmapMetric = Literal["customer_messages", "sessions_opened"]
-# The longest a local hour, day, week or month can be (a day the clocks go back is 25
-# hours): a period longer than MOST_POINTS of them has more points than a trend holds,
-# refused before the query lays them out one by one.
-LONGEST: Final[dict[str, int]] = {
-    "hour": 2 * HOUR_MS,
-    "day": 26 * HOUR_MS,
-    "week": 7 * 26 * HOUR_MS,
-    "month": 32 * DAY_MS,
-}
 # How often a live list asks whether its cookie's token still holds, in seconds.
 CHECK_EVERY: Final = 1.0
 _RETRY: Final = ServerSentEventMessage(data=None, retry=2000).encode()
@@ -160,7 +150,6 @@ class Reports(Controller):
         form = replace(form, compare=compare, business_hours=business_hours)
         if question is not None:
             question = replace(question, business_hours=business_hours, compare=compare)
-            refused = _too_many(question)
         calendar, clock = Calendar(service.settings.zone()), service.clock()
         found = await service.reads.query(
             views.trend_page, None if refused else question, calendar, clock
@@ -213,7 +202,6 @@ class Reports(Controller):
         )
         if question is not None:
             question = replace(question, business_hours=business_hours, compare=compare)
-            refused = _too_many(question)
         if question is None or refused is not None:
             _refuse(refused)
         calendar, clock = Calendar(service.settings.zone()), service.clock()
@@ -480,14 +468,6 @@ async def _nap(ring: asyncio.Event, seconds: float) -> None:
             await ring.wait()
     except TimeoutError:
         pass
-
-
-def _too_many(question: Question) -> ReportRefused | None:
-    """A trend of surely more points than one holds, refused before it is asked: the query
-    would lay out each unit of the period first."""
-    if (question.until - question.since) // LONGEST[question.group] > MOST_POINTS:
-        return ReportRefused(f"more than {MOST_POINTS} {question.group}s: too many points")
-    return None
 
 
 # Each refusal said in the console's words, and its status as the API gives it.

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from cdp.access import credentials
 from cdp.http.app import create_app
 from cdp.settings import Settings
+from tests.api.test_reports import customer, deliver, targets
 from tests.api.test_stream import Message, messages
 from tests.conftest import Server
 from tests.factories import now_ms, opened, reply, webhook
@@ -45,21 +46,6 @@ def client(settings: Settings) -> Iterator[Client]:
     quiet = settings.model_copy(update={"stream_heartbeat": timedelta(seconds=1)})
     with TestClient(create_app(quiet), base_url="https://testserver.local") as client:
         yield client
-
-
-def deliver(client: Client, *bodies: dict[str, Any]) -> None:
-    for body in bodies:
-        answer = client.post("/webhooks/fasttrack", json=body)
-        assert answer.status_code == 202, answer.text
-
-
-def customer(chat: str, moment: int, text: str = "hello?") -> dict[str, Any]:
-    return webhook("message_created", chat=chat, at=moment, message=f"{text} {moment}")
-
-
-def targets(client: Client, team: int, first: float | None, following: float | None) -> None:
-    body = {"first_reply_seconds": first, "next_reply_seconds": following}
-    assert client.put(f"/reports/targets/{team}", json=body).status_code == 200
 
 
 def text_of(fragment: str) -> str:
