@@ -23,6 +23,7 @@ SHORTEST_TARGET_SECONDS: Final = 1
 LONGEST_TARGET_SECONDS: Final = 366 * 86400
 NAME_LENGTH: Final = 200
 HOLIDAYS_MOST: Final = 1000
+INTERVALS_MOST: Final = 48  # of a weekday
 
 
 class SettingRefused(ValueError):
@@ -63,6 +64,9 @@ def week_of(given: Mapping[str, Sequence[str]]) -> dict[int, tuple[Interval, ...
         raise SettingRefused(
             f"{', '.join(map(repr, unknown))}: not a weekday; write {', '.join(WEEKDAYS)}"
         )
+    crowded = [name for name, texts in given.items() if len(texts) > INTERVALS_MOST]
+    if crowded:
+        raise SettingRefused(f"{', '.join(crowded)}: more than {INTERVALS_MOST} intervals in a day")
     week = {
         WEEKDAYS.index(name): tuple(sorted((interval(text) for text in texts), key=_start))
         for name, texts in given.items()

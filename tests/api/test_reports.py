@@ -184,6 +184,14 @@ def test_business_hours_are_refused_until_set_and_a_bad_week_names_what_is_wrong
     )
     assert bad.status_code == 400
     assert "monday: 09:00-13:00 and 12:00-18:00 overlap" in bad.json()["detail"]
+    crowded = [f"{h:02d}:00-{h:02d}:30" for h in range(24)] + [
+        f"{h:02d}:40-{h:02d}:50" for h in range(24)
+    ]
+    many = client.put(
+        "/reports/business-hours", json={"week": {"monday": [*crowded, "23:55-24:00"]}}
+    )
+    assert many.status_code == 400
+    assert "monday: more than 48 intervals in a day" in many.json()["detail"]
     unknown = client.put("/reports/business-hours", json={"week": {"funday": ["09:00-18:00"]}})
     assert unknown.status_code == 400
     assert "'funday': not a weekday" in unknown.json()["detail"]
