@@ -186,7 +186,8 @@ class Settings(BaseSettings):
         timedelta, _SECONDS, _between(timedelta(seconds=1), timedelta(hours=1))
     ] = timedelta(seconds=5)
 
-    # The zone the console shows times in (with UTC on hover): an IANA name.
+    # The zone the console shows times in (with UTC on hover), and the reports count their
+    # hours, days, weeks and months in: an IANA name.
     timezone: str = "Europe/Moscow"
 
     @field_validator("database_url")
@@ -238,7 +239,7 @@ class Settings(BaseSettings):
         return value
 
     def zone(self) -> ZoneInfo:
-        """The console's time zone."""
+        """The console's and the reports' time zone."""
         return ZoneInfo(self.timezone)
 
     @field_validator("phone_region")
