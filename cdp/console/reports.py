@@ -423,9 +423,9 @@ async def _changes(
             return
         if head > after:
             yield _changed(head)
-        # Every event after the head, as the feed reads it: the list cares that there are
-        # some, not what they say.
-        follower = feed.join((), head, None, slot.give_back)
+        # Word of every event after the head, as the feed reads it: the list cares that
+        # there are some, not what they say, so none is opened for it.
+        follower = feed.join((), head, None, slot.give_back, positions_only=True)
         spoke = checked = time.monotonic()
         while True:
             if follower.cut is not None:  # a client that does not read: it connects again
@@ -440,7 +440,8 @@ async def _changes(
                 if not await access.still_signed_in(request):
                     return
                 checked = time.monotonic()
-            if follower.take():
+            if follower.moved:
+                follower.moved = False
                 yield _changed(follower.after)
                 spoke = time.monotonic()
                 continue

@@ -92,8 +92,14 @@ class Follower:
         until: int | None,
         most: int,
         give_back: Callable[[], None],
+        *,
+        positions_only: bool = False,
     ) -> None:
         self.filters, self.until, self.most = filters, until, most
+        # It wants to know that events were logged, not what they say: it is handed none,
+        # and no event is opened for it; `moved` tells it the log moved past `after`.
+        self.positions_only = positions_only
+        self.moved = False
         # Every event up to here that matches was handed to it (or sent by its own reads).
         self.after = after
         self.give_back = give_back  # its place among the open streams
@@ -166,11 +172,20 @@ class Feed:
         return self._task is None or self.reached - after <= PAGE
 
     def join(
-        self, filters: Filters, after: int, until: int | None, give_back: Callable[[], None]
+        self,
+        filters: Filters,
+        after: int,
+        until: int | None,
+        give_back: Callable[[], None],
+        *,
+        positions_only: bool = False,
     ) -> Follower:
         """Follow the feed from `after` (starting it, if no stream did): the events after it
-        that match are handed to the follower as they are read."""
-        follower = Follower(filters, after, until, self.buffer, give_back)
+        that match are handed to the follower as they are read; or, `positions_only`, only
+        word that there are some (see Follower)."""
+        follower = Follower(
+            filters, after, until, self.buffer, give_back, positions_only=positions_only
+        )
         self.followers[follower] = None
         if self._task is None:
             self.reached = after
@@ -289,8 +304,14 @@ class Feed:
         the events that match a set of filters are found, and encoded, once."""
         alike: dict[Filters, list[Follower]] = {}
         for follower in chosen:
-            if follower in self.followers:  # not gone while the page was read
-                alike.setdefault(follower.filters, []).append(follower)
+            if follower not in self.followers:  # gone while the page was read
+                continue
+            if follower.positions_only:
+                if tail.read_to > follower.after:
+                    follower.after, follower.moved = tail.read_to, True
+                    follower.ready.set()
+                continue
+            alike.setdefault(follower.filters, []).append(follower)
         encoded: dict[int, bytes] = {}  # by position
         for filters, followers in alike.items():
             found = [event for event in tail.items if matches(filters, event)]
@@ -347,6 +368,8 @@ def _wanted(followers: Iterable[Follower]) -> Callable[[Any], bool]:
     followers as they were when the read began."""
     lowest: dict[Filters, int] = {}
     for follower in followers:
+        if follower.positions_only:  # it opens nothing
+            continue
         lowest[follower.filters] = min(lowest.get(follower.filters, follower.after), follower.after)
     wants = list(lowest.items())
 

@@ -49,6 +49,7 @@ class Lane:
     def __init__(self, log: list[Event]) -> None:
         self.log = log
         self.reads: list[list[int]] = []  # the positions each read took
+        self.opened: list[int] = []  # those some follower wanted opened
         self.failures: list[Exception] = []  # raised by the next reads, in turn
 
     async def query(
@@ -62,7 +63,9 @@ class Lane:
         self.reads.append([row.position for row in rows])
         head = self.log[-1].position if self.log else 0
         last = rows[-1].position if rows else after
-        tail = Tail([row for row in rows if wanted(row)], last if more else max(head, last), more)
+        chosen = [row for row in rows if wanted(row)]
+        self.opened += [row.position for row in chosen]
+        tail = Tail(chosen, last if more else max(head, last), more)
         return tail, len(rows)
 
     def read(self) -> list[int]:
@@ -139,6 +142,31 @@ def test_each_event_is_read_once_and_handed_to_every_follower_that_matches_once(
             assert follower.cut is None
         assert metrics.stream_events.labels("shared")._value.get() == 250
         await until(lambda: not the_feed.running)  # none follows: the feed stops
+
+    run(test)
+
+
+def test_a_follower_of_positions_alone_is_told_the_log_moved_and_opens_no_event() -> None:
+    log = [event(n, chat="ab"[n % 2]) for n in range(1, 11)]
+
+    async def test() -> None:
+        the_feed, lane, bell, _ = a_feed(log)
+        watcher = the_feed.join((), 3, None, lambda: None, positions_only=True)
+        await until(lambda: watcher.moved)
+        assert watcher.after == 10
+        assert lane.opened == []  # read, but opened for nobody
+        assert watcher.take() == b""  # it is handed no message
+        watcher.moved = False
+        reader = the_feed.join(filters_of({"chat_uuid": "a"}), 10, None, lambda: None)
+        log.extend(event(n, chat="ab"[n % 2]) for n in range(11, 15))
+        bell.ring()
+        await until(lambda: watcher.moved and reader.after == 14)
+        assert watcher.after == 14
+        assert lane.opened == [12, 14]  # only what the other follower wants
+        assert sent(reader.take()) == [12, 14]
+        the_feed.leave(watcher)
+        the_feed.leave(reader)
+        await until(lambda: not the_feed.running)
 
     run(test)
 
