@@ -548,7 +548,8 @@ def waiting(
 
 @dataclass(frozen=True, slots=True)
 class BreachesPage:
-    breaches: list[reports_schemas.Breach]  # every one, in the order they began
+    breaches: list[reports_schemas.Breach]  # the first BREACHES_SHOWN, in the order they began
+    total: int  # how many there are
     chat_names: dict[str, str]  # of those shown
     operator_names: dict[str, str | None]  # of those shown
     teams: list[teams_schemas.KnownTeam]
@@ -564,14 +565,24 @@ def breaches(
     calendar: Calendar,
     clock: Clock,
 ) -> BreachesPage:
-    found = breaches_of(connection, since, until, team, calendar, clock)
-    shown = found[:BREACHES_SHOWN]
+    found = reports_queries.breaches(
+        connection,
+        since,
+        until,
+        team,
+        calendar,
+        idle_ms=clock.idle_timeout_ms,
+        now=clock.now,
+        limit=BREACHES_SHOWN,
+    )
+    shown = found.items
     names = conversations_queries.chat_names(
         connection, sorted({breach.chat_uuid for breach in shown}), keystore=keystore
     )
     operators = sorted({b.operator_uuid for b in shown if b.operator_uuid is not None})
     return BreachesPage(
-        found,
+        shown,
+        found.total,
         names,
         reports_queries.operator_names(connection, operators),
         teams_queries.known_teams(connection),
@@ -587,10 +598,10 @@ def breaches_of(
     calendar: Calendar,
     clock: Clock,
 ) -> list[reports_schemas.Breach]:
-    """The breaches, as GET /reports/breaches answers them."""
+    """Every breach, as GET /reports/breaches?format=csv gives them."""
     return reports_queries.breaches(
         connection, since, until, team, calendar, idle_ms=clock.idle_timeout_ms, now=clock.now
-    )
+    ).items
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import accumulate, pairwise
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 Group = Literal["hour", "day", "week", "month"]
 GROUPS: Final[tuple[Group, ...]] = get_args(Group)
@@ -212,6 +214,26 @@ class WorkingTime:
             return 0
         self._cover(since, until)
         return self._worked(until) - self._worked(since)
+
+    def spent(self, since: "np.ndarray[Any, Any]", until: "np.ndarray[Any, Any]") -> Any:
+        """`between` of each pair of `since` and `until` (int64 arrays), at once."""
+        if not len(since):
+            return np.zeros(0, dtype=np.int64)
+        self._cover(int(since.min()), int(max(until.max(), since.max())))
+        starts = np.asarray(self._starts, dtype=np.int64)
+        ends = np.asarray(self._ends, dtype=np.int64)
+        before = np.asarray(self._before, dtype=np.int64)
+        if not len(starts):  # no working time at all in those days
+            return np.zeros(len(since), dtype=np.int64)
+
+        def worked(at: "np.ndarray[Any, Any]") -> Any:
+            index = np.searchsorted(starts, at, side="right") - 1
+            inside = index >= 0
+            at_index = np.where(inside, index, 0)
+            done = before[at_index] + np.minimum(at, ends[at_index]) - starts[at_index]
+            return np.where(inside, done, 0)
+
+        return np.where(until > since, worked(until) - worked(since), 0)
 
     def reach(self, since: int, amount: int, *, within: int = 400 * DAY_MS) -> int | None:
         """The instant at which `amount` ms of working time will have passed since

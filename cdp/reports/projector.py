@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, tuple_
+from sqlalchemy import Connection, Table, bindparam, func, literal_column, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp import db
@@ -32,13 +32,14 @@ from cdp.log.store import Recorded
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import scopes
 from cdp.reports.calendar import Calendar
-from cdp.reports.lengths import Changes
+from cdp.reports.records import Changes
 from cdp.reports.tables import (
     report_counts,
     report_events,
-    report_lengths,
+    report_operator_sessions,
     report_replies,
     report_sessions,
+    report_times,
     report_turns,
     report_waiting,
 )
@@ -60,14 +61,17 @@ def create(settings: Settings) -> "ReportsProjector":
 
 class ReportsProjector:
     name = "reports"
-    version = 2  # 2: events before a chat's first session counted in no scope
+    # 2: events before a chat's first session counted in no scope; 3: waits and sessions
+    # kept as records (with how each ended), and operators' sessions
+    version = 3
     tables: tuple[Table, ...] = (
         report_events,
         report_counts,
         report_replies,
         report_turns,
         report_sessions,
-        report_lengths,
+        report_times,
+        report_operator_sessions,
         report_waiting,
     )
     reads: tuple[str, ...] = ("chats",)
@@ -123,6 +127,8 @@ class ReportsProjector:
             lengths.turn(row, -1)
         for row in replies:
             lengths.reply(row, -1)
+        for row in _OPERATOR_SESSIONS_OF_CHATS.rows(connection, values, tables):
+            self._add_session_of(counts, row, -1)
         _count(connection, tables, counts)
         lengths.write(connection, tables)
         for statement in _FORGET:
@@ -137,6 +143,13 @@ class ReportsProjector:
         hour = self.calendar.hour(row["occurred_at"])
         for metric, scope in scopes.counted(row):
             counts[(scope, metric, hour)] += sign
+
+    def _add_session_of(
+        self, counts: Counter[tuple[str, str, int]], row: Mapping[str, Any], sign: int
+    ) -> None:
+        """Count an operator's session in a team (see tables.OperatorSessionRow)."""
+        scope = scopes.of_operator_in_team(row["team_id"], row["operator_uuid"])
+        counts[(scope, scopes.OPERATOR_SESSIONS, self.calendar.hour(row["first_at"]))] += sign
 
     # -- a rebuild -----------------------------------------------------------------------
 
@@ -172,9 +185,14 @@ class ReportsProjector:
             for row in copies
             if row["kind"] == "session_opened"
         }
-        turn_copies = [_turn_copy(row, by_position) for row in turns]
+        ends = {
+            (row["chat_uuid"], row["number"]): row["last_activity_at"] for row in found_sessions
+        }
+        turn_copies = [_turn_copy(row, by_position, ends) for row in turns]
         session_copies = [_session_copy(row, openings) for row in found_sessions]
         for reply in replies:
+            if reply["replied_at"] is None:
+                reply["closed_at"] = ends.get((reply["chat_uuid"], reply["session_number"]))
             lengths.reply(reply, 1)
         for turn in turn_copies:
             lengths.turn(turn, 1)
@@ -184,6 +202,10 @@ class ReportsProjector:
         db.insert(connection, tables[report_replies], replies)
         db.insert(connection, tables[report_turns], turn_copies)
         db.insert(connection, tables[report_sessions], session_copies)
+        firsts = _first_replies(copies)
+        for row in firsts:
+            self._add_session_of(counts, row, 1)
+        db.insert(connection, tables[report_operator_sessions], firsts)
 
     # -- live ----------------------------------------------------------------------------
 
@@ -245,8 +267,69 @@ class ReportsProjector:
             for number in (was["session_number"] if was else None, row["session_number"])
             if number is not None
         }
+        numbers |= {reply["session_number"] for reply in (*waited, *waits_now)}
+        # Each operator's first reply in a session and team, for those the changed rows
+        # were or are replies of (their sessions are among `numbers`): an index probe each,
+        # sent with the sessions' reads, and the stored ones to compare.
+        wanted = sorted(
+            {
+                (row["session_number"], row["team_id"], row["operator_uuid"])
+                for pair in changed
+                for row in pair
+                if row is not None and _of_operator_session(row)
+            }
+        )
+        probes = [
+            (_FIRST_REPLY, {"chat": chat_uuid, "number": n, "team": t, "operator": o})
+            for n, t, o in wanted
+        ]
+        if wanted:
+            of_sessions = {"chat": chat_uuid, "numbers": sorted({n for n, _, _ in wanted})}
+            probes.append((_OPERATOR_SESSIONS_OF, of_sessions))
         if numbers:
-            _recount_sessions(connection, tables, chat_uuid, sorted(numbers), lengths)
+            firsts = _recount_sessions(
+                connection, tables, chat_uuid, sorted(numbers), lengths, probes
+            )
+            if wanted:
+                self._recount_operator_sessions(
+                    connection, tables, chat_uuid, wanted, firsts, counts
+                )
+
+    def _recount_operator_sessions(
+        self,
+        connection: Connection,
+        tables: db.Tables,
+        chat_uuid: str,
+        wanted: Sequence[tuple[int, int, str]],
+        found: Sequence[list[dict[str, Any]]],
+        counts: Counter[tuple[str, str, int]],
+    ) -> None:
+        """Count the operators' sessions `wanted` (session, team, operator) anew from their
+        first replies and the stored rows, as `found` (see _changed)."""
+        stored = {(r["session_number"], r["team_id"], r["operator_uuid"]): r for r in found[-1]}
+        upserts, gone = [], []
+        for (number, team, operator), first in zip(wanted, found[:-1], strict=True):
+            was = stored.get((number, team, operator))
+            first_at = first[0]["first_at"] if first and first[0]["first_at"] is not None else None
+            if was is not None and was["first_at"] == first_at:
+                continue
+            if was is not None:
+                self._add_session_of(counts, was, -1)
+            key = {"chat_uuid": chat_uuid, "session_number": number, "team_id": team}
+            key["operator_uuid"] = operator
+            if first_at is None:
+                gone.append(key)
+                continue
+            row = {**key, "first_at": first_at}
+            self._add_session_of(counts, row, 1)
+            upserts.append(row)
+        _OPERATOR_SESSION_GONE.run(connection, gone, tables)
+        db.upsert(
+            connection,
+            tables[report_operator_sessions],
+            upserts,
+            key=["chat_uuid", "session_number", "team_id", "operator_uuid"],
+        )
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -343,7 +426,75 @@ _COPIES_OF_CHATS: Final = db.Prepared(
 )
 _FORGET: Final = tuple(
     db.Prepared(table.delete().where(db.any_of(table.c.chat_uuid, "chats")))
-    for table in (report_events, report_replies, report_turns, report_sessions, report_waiting)
+    for table in (
+        report_events,
+        report_replies,
+        report_turns,
+        report_sessions,
+        report_waiting,
+        report_operator_sessions,
+    )
+)
+
+
+# -- operators' sessions -----------------------------------------------------------------
+
+
+def _of_operator_session(row: Mapping[str, Any]) -> bool:
+    return (
+        row["kind"] == "operator_reply"
+        and row["session_number"] is not None
+        and row["team_id"] is not None
+        and row["operator_uuid"] is not None
+    )
+
+
+def _first_replies(copies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each operator's first reply in each session and team among a chat's placed rows."""
+    first: dict[tuple[str, int, int, str], int] = {}
+    for row in copies:
+        if _of_operator_session(row):
+            key = (row["chat_uuid"], row["session_number"], row["team_id"], row["operator_uuid"])
+            if key not in first or row["occurred_at"] < first[key]:
+                first[key] = row["occurred_at"]
+    return [
+        {
+            "chat_uuid": chat,
+            "session_number": number,
+            "team_id": team,
+            "operator_uuid": operator,
+            "first_at": at,
+        }
+        for (chat, number, team, operator), at in sorted(first.items())
+    ]
+
+
+_FIRST_REPLY: Final = db.Prepared(
+    select(func.min(report_events.c.occurred_at).label("first_at")).where(
+        report_events.c.chat_uuid == bindparam("chat"),
+        report_events.c.session_number == bindparam("number"),
+        report_events.c.team_id == bindparam("team"),
+        report_events.c.operator_uuid == bindparam("operator"),
+        # Written out, not bound: what lets each database take the partial index.
+        report_events.c.kind == literal_column("'operator_reply'"),
+    )
+)
+_OPERATOR_SESSIONS_OF: Final = db.Prepared(
+    select(report_operator_sessions).where(
+        report_operator_sessions.c.chat_uuid == bindparam("chat"),
+        db.any_of(report_operator_sessions.c.session_number, "numbers"),
+    )
+)
+_OPERATOR_SESSIONS_OF_CHATS: Final = db.Prepared(
+    select(report_operator_sessions).where(db.any_of(report_operator_sessions.c.chat_uuid, "chats"))
+)
+_OPERATOR_SESSION_GONE: Final = db.Prepared(
+    report_operator_sessions.delete().where(
+        report_operator_sessions.c.chat_uuid == bindparam("chat_uuid"),
+        report_operator_sessions.c.session_number == bindparam("session_number"),
+        report_operator_sessions.c.team_id == bindparam("team_id"),
+        report_operator_sessions.c.operator_uuid == bindparam("operator_uuid"),
+    )
 )
 
 
@@ -419,6 +570,7 @@ def _wait(row: Mapping[str, Any], follows_reply: bool) -> dict[str, Any]:
         "follows_reply": follows_reply,
         "replied_at": None,
         "replied_by": None,
+        "closed_at": None,
     }
 
 
@@ -544,10 +696,11 @@ _SESSION_COPIES_OF_CHATS: Final = db.Prepared(
 _REPLIES_OF_CHATS: Final = db.Prepared(
     select(report_replies).where(db.any_of(report_replies.c.chat_uuid, "chats"))
 )
+# With the messenger of the event that began each (as the copy placed it).
 _TURNS_OF: Final = db.Prepared(
-    select(waits).where(
-        waits.c.chat_uuid == bindparam("chat"), db.any_of(waits.c.session_number, "numbers")
-    )
+    select(waits, report_events.c.platform.label("start_platform"))
+    .select_from(waits.outerjoin(report_events, report_events.c.position == waits.c.position))
+    .where(waits.c.chat_uuid == bindparam("chat"), db.any_of(waits.c.session_number, "numbers"))
 )
 _SESSIONS_OF: Final = db.Prepared(
     select(
@@ -577,6 +730,13 @@ _OPENINGS_OF: Final = db.Prepared(
         db.any_of(report_events.c.session_number, "numbers"),
     )
 )
+_UNANSWERED_OF: Final = db.Prepared(
+    select(report_replies).where(
+        report_replies.c.chat_uuid == bindparam("chat"),
+        db.any_of(report_replies.c.session_number, "numbers"),
+        report_replies.c.replied_at.is_(None),
+    )
+)
 _TURN_COPIES_GONE: Final = db.Prepared(
     report_turns.delete().where(db.any_of(report_turns.c.position, "positions"))
 )
@@ -588,9 +748,15 @@ _SESSION_COPY_GONE: Final = db.Prepared(
 )
 
 
-def _turn_copy(turn: Mapping[str, Any], copies: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """A turn as the reports keep it: with the messenger of the event that began it."""
+def _turn_copy(
+    turn: Mapping[str, Any],
+    copies: Mapping[int, Mapping[str, Any]],
+    ends: Mapping[tuple[str, int], int],
+) -> dict[str, Any]:
+    """A turn as the reports keep it: with the messenger of the event that began it, and
+    for one unanswered and not handed on, when its session last saw an event (`ends`)."""
     start = copies.get(turn["position"])
+    open_ended = turn["replied_at"] is None and turn["handed_off_at"] is None
     return {
         "position": turn["position"],
         "chat_uuid": turn["chat_uuid"],
@@ -599,6 +765,8 @@ def _turn_copy(turn: Mapping[str, Any], copies: Mapping[int, Mapping[str, Any]])
         "started_at": turn["started_at"],
         "replied_at": turn["replied_at"],
         "replied_by": turn["replied_by"],
+        "handed_off_at": turn["handed_off_at"],
+        "closed_at": ends.get((turn["chat_uuid"], turn["session_number"])) if open_ended else None,
         "platform": start["platform"] if start is not None else None,
         "source": turn["source"],
     }
@@ -627,23 +795,36 @@ def _recount_sessions(
     chat_uuid: str,
     numbers: Sequence[int],
     lengths: Changes,
-) -> None:
+    also: Sequence[tuple[db.Prepared, Mapping[str, Any]]] = (),
+) -> list[list[dict[str, Any]]]:
     """Bring the copies of the sessions `numbers` of a chat, and of their turns, up to date
-    (their rows changed, or their numbers did), with the lengths they count."""
+    (their rows changed, or their numbers did), with the records they count; the rows of
+    the queries `also`, sent with its own reads."""
     values = {"chat": chat_uuid, "numbers": list(numbers)}
-    turns, found, old_turns, old_sessions, openings = db.read_together(
+    turns, found, old_turns, old_sessions, openings, unanswered, *others = db.read_together(
         connection,
         (_TURNS_OF, values),
         (_SESSIONS_OF, values),
         (_TURN_COPIES_OF, values),
         (_SESSION_COPIES_OF, values),
         (_OPENINGS_OF, values),
+        (_UNANSWERED_OF, values),
+        *also,
         tables=tables,
     )
-    starts = _COPIES.rows(connection, {"positions": [t["position"] for t in turns]}, tables)
-    by_position = {row["position"]: row for row in starts}
+    by_position = {t["position"]: {"platform": t["start_platform"]} for t in turns}
     opened = {(row["chat_uuid"], row["session_number"]): row for row in openings}
-    new_turns = {t["position"]: _turn_copy(t, by_position) for t in turns}
+    ends = {(row["chat_uuid"], row["number"]): row["last_activity_at"] for row in found}
+    # A wait with no reply ends with its session: when that session last saw an event.
+    closed = []
+    for reply in unanswered:
+        closed_at = ends.get((reply["chat_uuid"], reply["session_number"]))
+        if reply["closed_at"] != closed_at:
+            lengths.reply(reply, -1)
+            closed.append({**reply, "closed_at": closed_at})
+            lengths.reply(closed[-1], 1)
+    db.upsert(connection, tables[report_replies], closed, key=["position"])
+    new_turns = {t["position"]: _turn_copy(t, by_position, ends) for t in turns}
     was_turns = {t["position"]: t for t in old_turns}
     changed_turns = [t for p, t in new_turns.items() if was_turns.get(p) != t]
     for position, turn in was_turns.items():
@@ -670,6 +851,7 @@ def _recount_sessions(
     ]
     _SESSION_COPY_GONE.run(connection, ended, tables)
     db.upsert(connection, tables[report_sessions], changed_sessions, key=["chat_uuid", "number"])
+    return others
 
 
 # -- who waits now ---------------------------------------------------------------------

@@ -7,25 +7,27 @@ when it began. What depends on the moment of asking (has a session ended?) or on
 settings (working hours) is worked out as the question is answered.
 """
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, func, select
+import numpy as np
+from sqlalchemy import BigInteger, Connection, Integer, String, column, select
 
-from cdp.conversations.tables import timeline, waits
+from cdp import db, paging
+from cdp.conversations.tables import timeline
 from cdp.reports import hours, schemas, scopes
 from cdp.reports import sla as sla_module
 from cdp.reports.calendar import WEEKDAYS, Calendar, Group, WorkingTime
-from cdp.reports.lengths import unpacked
+from cdp.reports.kept import Kept, of_scope, under_prefix
+from cdp.reports.records import REPLIED, WITH_SESSION
 from cdp.reports.tables import (
     report_counts,
-    report_lengths,
     report_replies,
-    report_sessions,
+    report_turns,
     report_waiting,
 )
 from cdp.teams.queries import percentile, team_names
@@ -178,35 +180,36 @@ def _measure(
             return schemas.Series(
                 since=calendar.local(since), until=calendar.local(until), points=points, total=total
             )
-        lengths: list[list[int]] = [[] for _ in units]
-        missing = [0] * len(units)
-        if working is None:  # the lengths kept by the hour
-            for hour, packed, unanswered in _kept(connection, question, since, until):
-                index = bisect_right(units, hour) - 1
-                lengths[index] += unpacked(packed)
-                missing[index] += unanswered
-            if question.metric == "session_duration":  # not ended yet: not counted
-                for began, length in _open_sessions(
-                    connection, question.scope, since, until, idle_ms=idle_ms, now=now
-                ):
-                    found = lengths[bisect_right(units, began) - 1]
-                    if length in found:  # kept with its session, always: never a failed read
-                        found.remove(length)
+        kept = of_scope(connection, question.scope.key, [question.metric], since, until)
+        found = kept[question.metric]
+        unit = np.searchsorted(np.asarray(units, dtype=np.int64), found.began, side="right") - 1
+        if question.metric == "session_duration":  # counted once over
+            counted = found.ended <= now - idle_ms
+            missing = None
         else:
-            measured = _times(connection, question, since, until, idle_ms=idle_ms, now=now)
-            for began, ended in measured:
-                index = bisect_right(units, began) - 1
-                if ended is None:
-                    missing[index] += 1
-                else:
-                    lengths[index].append(working.between(began, ended))
-        waits = question.metric in WAITS
+            counted = found.how == REPLIED
+            missing = np.bincount(unit[~counted], minlength=len(units))
+        if working is None:
+            lengths = found.ended - found.began
+        else:
+            lengths = working.spent(found.began, found.ended)
+        lengths, unit = lengths[counted], unit[counted]
+        order = np.lexsort((lengths, unit))
+        lengths, unit = lengths[order], unit[order]
+        bounds = np.searchsorted(unit, np.arange(len(units) + 1))
         points = [
-            _point(at, found, missing[n] if waits else None)
-            for n, (at, found) in enumerate(zip(local, lengths, strict=True))
+            _point(
+                at,
+                lengths[bounds[n] : bounds[n + 1]],
+                None if missing is None else int(missing[n]),
+            )
+            for n, at in enumerate(local)
         ]
-        every = [length for found in lengths for length in found]
-        total = _point(calendar.local(since), every, sum(missing) if waits else None)
+        total = _point(
+            calendar.local(since),
+            np.sort(lengths),
+            None if missing is None else int(missing.sum()),
+        )
         return schemas.Series(
             since=calendar.local(since), until=calendar.local(until), points=points, total=total
         )
@@ -214,14 +217,14 @@ def _measure(
     return series
 
 
-def _point(start: datetime, lengths: list[int], unanswered: int | None) -> schemas.Point:
-    lengths.sort()
+def _point(start: datetime, lengths: Any, unanswered: int | None) -> schemas.Point:
+    """A unit's point from its lengths (ms, in order)."""
     median, p90 = percentile(lengths, 0.5), percentile(lengths, 0.9)
     return schemas.Point(
         start=start,
         count=len(lengths),
-        median_seconds=None if median is None else round(median / 1000, 3),
-        p90_seconds=None if p90 is None else round(p90 / 1000, 3),
+        median_seconds=_seconds(median),
+        p90_seconds=_seconds(p90),
         unanswered=unanswered,
     )
 
@@ -236,86 +239,6 @@ def _counts(
         report_counts.c.hour < until,
     )
     return [(row.hour, row.n) for row in connection.execute(query)]
-
-
-def _kept(
-    connection: Connection, question: Question, since: int, until: int
-) -> list[tuple[int, bytes, int]]:
-    """The kept lengths of the metric under the scope, by the hour they began in."""
-    query = select(
-        report_lengths.c.hour, report_lengths.c.lengths, report_lengths.c.unanswered
-    ).where(
-        report_lengths.c.scope == question.scope.key,
-        report_lengths.c.metric == question.metric,
-        report_lengths.c.hour >= since,
-        report_lengths.c.hour < until,
-    )
-    return [(row.hour, row.lengths, row.unanswered) for row in connection.execute(query)]
-
-
-def _open_sessions(
-    connection: Connection, scope: Scope, since: int, until: int, *, idle_ms: int, now: int
-) -> list[tuple[int, int]]:
-    """(opened_at, length) of the sessions of the scope begun in [since, until) that have
-    not ended at `now`: their lengths are kept, but not counted yet."""
-    where = [
-        report_sessions.c.last_activity_at > now - idle_ms,
-        report_sessions.c.opened_at >= since,
-        report_sessions.c.opened_at < until,
-    ]
-    column = {
-        "team": report_sessions.c.team_id,
-        "source": report_sessions.c.source,
-        "platform": report_sessions.c.platform,
-    }.get(scope.kind or "")
-    if column is not None:
-        where.append(column == scope.value)
-    query = select(report_sessions.c.opened_at, report_sessions.c.last_activity_at).where(*where)
-    return [
-        (row.opened_at, row.last_activity_at - row.opened_at) for row in connection.execute(query)
-    ]
-
-
-def _times(
-    connection: Connection,
-    question: Question,
-    since: int,
-    until: int,
-    *,
-    idle_ms: int,
-    now: int,
-) -> list[tuple[int, int | None]]:
-    """(began, ended) of each wait of the metric that began in [since, until): ended None
-    for one with no reply (yet). What business hours are worked out from."""
-    scope = question.scope
-    if question.metric == "first_response":
-        where = [waits.c.started_at >= since, waits.c.started_at < until]
-        table: Any = waits
-        if scope.kind == "team":
-            where.append(waits.c.team_id == scope.value)
-        elif scope.kind == "operator":
-            where.append(waits.c.replied_by == scope.value)
-        elif scope.kind == "source":
-            where.append(waits.c.source == scope.value)
-        elif scope.kind == "platform":
-            table = waits.join(timeline, timeline.c.position == waits.c.position)
-            where.append(timeline.c.platform == scope.value)
-        query = select(waits.c.started_at, waits.c.replied_at).select_from(table).where(*where)
-        return [(row.started_at, row.replied_at) for row in connection.execute(query)]
-    if question.metric == "reply_time":
-        replies = report_replies
-        where = [replies.c.occurred_at >= since, replies.c.occurred_at < until]
-        column = {
-            "team": replies.c.team_id,
-            "operator": replies.c.replied_by,
-            "source": replies.c.source,
-            "platform": replies.c.platform,
-        }.get(scope.kind or "")
-        if column is not None:
-            where.append(column == scope.value)
-        query = select(replies.c.occurred_at, replies.c.replied_at).where(*where)
-        return [(row.occurred_at, row.replied_at) for row in connection.execute(query)]
-    raise AssertionError(f"{question.metric} is not a wait")
 
 
 # -- reply targets -----------------------------------------------------------------------
@@ -337,37 +260,30 @@ def sla(
     units = calendar.units(group, since, until)  # as many as whole() let through
     if len(units) > MOST_POINTS:
         raise _too_many(group, len(units))
-    length, working = sla_module.measure(connection, calendar)
-    targets = _targets_of(connection, team)
-    found = sla_module.waits_with_targets(
-        connection, targets, since, until, idle_ms=idle_ms, now=now
-    )
-    tallies: dict[str, list[Counter[str]]] = {
-        "first_reply": [Counter() for _ in units],
-        "next_reply": [Counter() for _ in units],
+    tallies = {
+        kind: np.zeros((len(units), len(sla_module.STATES)), dtype=np.int64)
+        for kind in ("first_reply", "next_reply")
     }
-    for wait, target in found:
-        judged = sla_module.judge(wait, target, length, now)
-        if judged.state is None:
-            continue
-        state = "open" if judged.state == "at_risk" else judged.state
-        tallies[wait.kind][bisect_right(units, wait.started_at) - 1][state] += 1
+    bounds = np.asarray(units, dtype=np.int64)
+    for kind, outcomes in _judged(
+        connection, team, since, until, calendar, idle_ms=idle_ms, now=now
+    ):
+        unit = np.searchsorted(bounds, outcomes.kept.began, side="right") - 1
+        np.add.at(tallies[kind], (unit, outcomes.states), 1)
 
     def series(kind: str) -> schemas.SlaSeries:
         points = [
             _sla_point(calendar.local(unit), tally)
             for unit, tally in zip(units, tallies[kind], strict=True)
         ]
-        total: Counter[str] = Counter()
-        for tally in tallies[kind]:
-            total.update(tally)
+        total = tallies[kind].sum(axis=0)
         return schemas.SlaSeries(points=points, total=_sla_point(calendar.local(since), total))
 
     return schemas.Sla(
         group=group,
         timezone=calendar.zone.key,
         team=team,
-        working_time=working,
+        working_time=not hours.schedule(connection).empty,
         since=calendar.local(since),
         until=calendar.local(until),
         first_reply=series("first_reply"),
@@ -375,14 +291,62 @@ def sla(
     )
 
 
-def _sla_point(start: datetime, tally: Counter[str]) -> schemas.SlaPoint:
+def _sla_point(start: datetime, tally: Any) -> schemas.SlaPoint:
+    """A unit's outcomes from its count of each state (see sla.STATES): those at risk are
+    open."""
     return schemas.SlaPoint(
         start=start,
-        within=tally["within"],
-        breached=tally["breached"],
-        open=tally["open"],
-        open_breached=tally["open_breached"],
+        within=int(tally[sla_module.WITHIN]),
+        breached=int(tally[sla_module.BREACHED]),
+        open=int(tally[sla_module.OPEN] + tally[sla_module.AT_RISK_CODE]),
+        open_breached=int(tally[sla_module.OPEN_BREACHED]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcomes:
+    """Waits with a target, each judged (see sla.judge_all)."""
+
+    kept: Kept
+    states: Any
+    took: Any  # ms
+    target: Any  # ms
+
+
+def _judged(
+    connection: Connection,
+    team: int | None,
+    since: int,
+    until: int,
+    calendar: Calendar,
+    *,
+    idle_ms: int,
+    now: int,
+) -> list[tuple[sla_module.Kind, _Outcomes]]:
+    """The waits begun in [since, until) of the team (or of every team) that has a target
+    of their kind, judged as of `now`."""
+    first, after = sla_module.targets_ms(_targets_of(connection, team))
+    if not first and not after:
+        return []
+    length, _ = sla_module.spent(connection, calendar)
+    scope = scopes.ALL if team is None else scopes.of("team", team)
+    kept = of_scope(connection, scope, ["first_response", "reply_time"], since, until)
+    found: list[tuple[sla_module.Kind, _Outcomes]] = []
+    kinds: tuple[tuple[sla_module.Kind, str, dict[int, int]], ...] = (
+        ("first_reply", "first_response", first),
+        ("next_reply", "reply_time", after),
+    )
+    for kind, metric, targets in kinds:
+        if not targets:
+            continue
+        chosen, target = sla_module.with_targets(
+            kept[metric], targets, follows_reply=kind == "next_reply"
+        )
+        states, took = sla_module.judge_all(
+            chosen, target, length, now=now, idle_before=now - idle_ms
+        )
+        found.append((kind, _Outcomes(chosen, states, took, target)))
+    return found
 
 
 def _targets_of(connection: Connection, team: int | None) -> dict[int, schemas.Targets]:
@@ -390,6 +354,22 @@ def _targets_of(connection: Connection, team: int | None) -> dict[int, schemas.T
     if team is None:
         return every
     return {team: every[team]} if team in every else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Breaches:
+    """A page of breaches, the cursor of the next (None: the last page), and how many
+    there are in all."""
+
+    items: list[schemas.Breach]
+    next: str | None
+    total: int
+
+
+# A breach's place in the list: when it began, then its chat, session, kind, team and
+# position (an order no delivery order changes but for the position, which breaks ties
+# alone).
+_BreachKey = tuple[int, str, int, str, int, int]
 
 
 def breaches(
@@ -401,32 +381,106 @@ def breaches(
     *,
     idle_ms: int,
     now: int,
-) -> list[schemas.Breach]:
-    """Every wait of the period that passed its target, in the order they began."""
-    length, _ = sla_module.measure(connection, calendar)
-    targets = _targets_of(connection, team)
-    found = sla_module.waits_with_targets(
-        connection, targets, since, until, idle_ms=idle_ms, now=now
-    )
-    judged = [sla_module.judge(wait, target, length, now) for wait, target in found]
-    late = [j for j in judged if j.state in ("breached", "open_breached")]
-    names = team_names(connection, sorted({j.wait.team_id for j in late}))
-    return [
-        schemas.Breach(
-            kind=j.wait.kind,
-            chat_uuid=j.wait.chat_uuid,
-            session_number=j.wait.session_number,
-            team_id=j.wait.team_id,
-            team_name=names.get(j.wait.team_id),
-            started_at=utc(j.wait.started_at),
-            replied_at=None if j.wait.replied_at is None else utc(j.wait.replied_at),
-            operator_uuid=j.wait.replied_by,
-            wait_seconds=round(j.length_ms / 1000, 3),
-            target_seconds=round(j.target_ms / 1000, 3),
-            open=j.state == "open_breached",
+    limit: int | None = None,
+    after: str | None = None,
+) -> Breaches:
+    """The waits of the period that passed their target, in the order they began: every
+    one, or `limit` of them after the cursor `after` (a `next` it gave). Each is judged
+    from the kept records at once; only those of the page are looked up."""
+    late: list[tuple[int, sla_module.Kind, int, int, int, int, int, int]] = []
+    for kind, outcomes in _judged(
+        connection, team, since, until, calendar, idle_ms=idle_ms, now=now
+    ):
+        chosen = (outcomes.states == sla_module.BREACHED) | (
+            outcomes.states == sla_module.OPEN_BREACHED
         )
-        for j in late
-    ]
+        kept = outcomes.kept.where(chosen)
+        late += zip(
+            kept.began.tolist(),
+            [kind] * len(kept),
+            kept.position.tolist(),
+            kept.ended.tolist(),
+            kept.how.tolist(),
+            kept.team.tolist(),
+            outcomes.took[chosen].tolist(),
+            outcomes.target[chosen].tolist(),
+            strict=True,
+        )
+    late.sort()
+    total = len(late)
+    cursor = None if after is None else _breach_cursor(after)
+    skipped = 0  # of the cursor's moment: those up to it are known once looked up
+    if cursor is not None:
+        late = late[bisect_left(late, (cursor[0],)) :]
+        skipped = bisect_right(late, (cursor[0], "~"))
+    page = late
+    if limit is not None and len(late) > skipped + limit:  # and every wait of its last moment
+        last = late[skipped + limit][0]
+        page = late[: bisect_right(late, (last, "~"))]
+    whose = _whose(connection, page)
+    names = team_names(connection, sorted({wait[5] for wait in page}))
+    keyed: list[tuple[_BreachKey, schemas.Breach]] = []
+    for began, kind, position, ended, how, team_id, took, target in page:
+        if (kind, position) not in whose:
+            continue
+        chat_uuid, number, operator = whose[(kind, position)]
+        key = (began, chat_uuid, number, kind, team_id, position)
+        if cursor is not None and key <= cursor:
+            continue
+        breach = schemas.Breach(
+            kind=kind,
+            chat_uuid=chat_uuid,
+            session_number=number,
+            team_id=team_id,
+            team_name=names.get(team_id),
+            started_at=utc(began),
+            replied_at=utc(ended) if how == REPLIED else None,
+            operator_uuid=operator,
+            wait_seconds=round(took / 1000, 3),
+            target_seconds=round(target / 1000, 3),
+            open=how == WITH_SESSION and ended > now - idle_ms,
+        )
+        keyed.append((key, breach))
+    keyed.sort(key=lambda pair: pair[0])
+    following = None
+    if limit is not None and len(keyed) > limit:
+        keyed = keyed[:limit]
+        following = paging.encode_cursor(list(keyed[-1][0]))
+    return Breaches([breach for _, breach in keyed], following, total)
+
+
+def _breach_cursor(after: str) -> _BreachKey:
+    """A cursor of the breaches' list, checked (paging.BadCursor if it is not one)."""
+    began, chat_uuid, number, kind, team_id, position = paging.decode_cursor(after, _BREACH_ORDER)
+    return (began, chat_uuid, number, kind, team_id, position)
+
+
+_BREACH_ORDER: Final = (
+    column("started_at", BigInteger()),
+    column("chat_uuid", String()),
+    column("session_number", Integer()),
+    column("kind", String()),
+    column("team_id", BigInteger()),
+    column("position", BigInteger()),
+)
+
+
+def _whose(
+    connection: Connection, late: Sequence[tuple[Any, ...]]
+) -> dict[tuple[str, int], tuple[str, int, str | None]]:
+    """(chat, session, who replied) of each wait of `late` (began, kind, position, ...), by
+    (kind, position)."""
+    found: dict[tuple[str, int], tuple[str, int, str | None]] = {}
+    for kind, table in (("first_reply", report_turns), ("next_reply", report_replies)):
+        positions = sorted({wait[2] for wait in late if wait[1] == kind})
+        if not positions:
+            continue
+        query = select(
+            table.c.position, table.c.chat_uuid, table.c.session_number, table.c.replied_by
+        ).where(db.any_of(table.c.position, "positions"))
+        for row in connection.execute(query, {"positions": positions}):
+            found[(kind, row.position)] = (row.chat_uuid, row.session_number, row.replied_by)
+    return found
 
 
 # How long each unit is but for the clocks' changes: what bounds how many units a period
@@ -508,60 +562,34 @@ def leaderboard(
     since, until = whole(calendar, "hour", since, until, counted=False)
     prefix = scopes.of_operator_in_team(team, "")
     replies: Counter[str] = Counter()
-    query = select(report_counts.c.scope, report_counts.c.n).where(
+    sessions_of: Counter[str] = Counter()
+    counted = {"operator_replies": replies, scopes.OPERATOR_SESSIONS: sessions_of}
+    query = select(report_counts.c.scope, report_counts.c.metric, report_counts.c.n).where(
         report_counts.c.scope >= prefix,
         report_counts.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
-        report_counts.c.metric == "operator_replies",
+        report_counts.c.metric.in_(sorted(counted)),
         report_counts.c.hour >= since,
         report_counts.c.hour < until,
     )
     for row in connection.execute(query):
-        replies[row.scope[len(prefix) :]] += row.n
-    in_team = [
-        timeline.c.team_id == team,
-        timeline.c.kind == "operator_reply",
-        timeline.c.occurred_at >= since,
-        timeline.c.occurred_at < until,
-        timeline.c.operator_uuid.is_not(None),
-    ]
-    replied = (
-        select(timeline.c.operator_uuid, timeline.c.chat_uuid, timeline.c.session_number)
-        .where(*in_team)
-        .distinct()
-        .subquery()
-    )
-    sessions_of = {
-        row.operator_uuid: row.n
-        for row in connection.execute(
-            select(replied.c.operator_uuid, func.count().label("n")).group_by(
-                replied.c.operator_uuid
-            )
-        )
-    }
-    first: dict[str, list[int]] = defaultdict(list)
-    answered: dict[str, list[int]] = defaultdict(list)
-    kept = {"first_response": first, "reply_time": answered}
-    query = select(report_lengths.c.scope, report_lengths.c.metric, report_lengths.c.lengths).where(
-        report_lengths.c.scope >= prefix,
-        report_lengths.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
-        report_lengths.c.metric.in_(sorted(kept)),
-        report_lengths.c.hour >= since,
-        report_lengths.c.hour < until,
-    )
-    for lengths_row in connection.execute(query):
-        name = lengths_row.scope[len(prefix) :]
-        kept[lengths_row.metric][name] += unpacked(lengths_row.lengths)
+        counted[row.metric][row.scope[len(prefix) :]] += row.n
+    kept = under_prefix(connection, prefix, ["first_response", "reply_time"], since, until)
+    first_targets, next_targets = sla_module.targets_ms(_targets_of(connection, team))
+    length = sla_module.spent(connection, calendar)[0] if first_targets or next_targets else None
+    first: dict[str, Any] = {}
+    answered: dict[str, Any] = {}
     late: Counter[str] = Counter()
-    targets = _targets_of(connection, team)
-    if targets:
-        length, _ = sla_module.measure(connection, calendar)
-        found = sla_module.waits_with_targets(
-            connection, targets, since, until, idle_ms=idle_ms, now=now
+    for (uuid, metric), found in kept.items():
+        lengths = np.sort(found.ended - found.began)  # of waits they answered
+        (first if metric == "first_response" else answered)[uuid] = lengths
+        targets = first_targets if metric == "first_response" else next_targets
+        if length is None or not targets:
+            continue
+        chosen, target = sla_module.with_targets(
+            found, targets, follows_reply=metric == "reply_time"
         )
-        for wait, target in found:
-            judged = sla_module.judge(wait, target, length, now)
-            if wait.replied_by is not None and judged.state == "breached":
-                late[wait.replied_by] += 1
+        states, _ = sla_module.judge_all(chosen, target, length, now=now, idle_before=now - idle_ms)
+        late[uuid] += int(np.count_nonzero(states == sla_module.BREACHED))
     operators = sorted(set(replies) | set(sessions_of) | set(first) | set(answered))
     names = operator_names(connection, operators)
     leaders = [
@@ -570,8 +598,8 @@ def leaderboard(
             operator_name=names.get(uuid),
             sessions=sessions_of.get(uuid, 0),
             replies=replies[uuid],
-            first_response_median_seconds=_seconds(percentile(sorted(first[uuid]), 0.5)),
-            reply_time_median_seconds=_seconds(percentile(sorted(answered[uuid]), 0.5)),
+            first_response_median_seconds=_seconds(percentile(first.get(uuid, _NONE), 0.5)),
+            reply_time_median_seconds=_seconds(percentile(answered.get(uuid, _NONE), 0.5)),
             breaches=late[uuid],
         )
         for uuid in operators
@@ -587,8 +615,11 @@ def leaderboard(
     )
 
 
+_NONE: Final = np.zeros(0, dtype=np.int64)
+
+
 def _seconds(ms: float | None) -> float | None:
-    return None if ms is None else round(ms / 1000, 3)
+    return None if ms is None else round(float(ms) / 1000, 3)
 
 
 def operator_names(connection: Connection, uuids: Sequence[str]) -> dict[str, str | None]:

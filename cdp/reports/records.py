@@ -1,16 +1,31 @@
-"""The lengths of waits and sessions, kept sorted per metric, scope and local hour, so that
-a median over any units is read from a few rows, not from every wait (see
-tables.ReportLengthRow).
+"""The waits and sessions the reports measure, kept per metric, scope and local hour as
+records of five 64-bit integers, so that a report over any units reads a few rows and
+works out medians, working time and targets' outcomes from them in bulk, without the
+rows of each wait (see tables.ReportTimesRow).
 
-The reports projector hands this module each wait or session it adds or takes away (a
-turn, a wait for a reply, a session: what the rows of `report_turns`, `report_replies`
-and `report_sessions` say); each is counted under its scopes, in the local hour it began.
+A record is (began, ended, flags, team, position):
+
+- `first_response`: a team's turn (cdp.conversations.tables.waits), begun at its start;
+- `reply_time`: a customer's wait for a reply (tables.ReportReplyRow);
+- `session_duration`: a session, from its opening.
+
+`ended` is when it ended and `flags` how (HOW_MASK): REPLIED (a reply came then),
+HANDED_OFF (handed on to another team then, unanswered) or WITH_SESSION (no reply: it
+ends when its session does, which is over once `ended`, the session's last event, is
+further back than the idle timeout; a session's own record is one such). FOLLOWS_REPLY
+marks a wait for a reply that follows an operator reply (a next reply, with its target).
+`team` is the team in charge when it began (NO_TEAM for none), and `position` the log
+position of the event that began it (a session's: its number).
+
+The reports projector hands this module each turn, wait and session it adds or takes
+away (rows of `report_turns`, `report_replies` and `report_sessions`): each is counted
+under its scopes, in the local hour it began. The records of a key are kept sorted, so
+that a rebuild writes them byte for byte as the live projector did.
 """
 
 import sys
 from array import array
-from bisect import bisect_left, insort
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -19,128 +34,145 @@ from sqlalchemy import BigInteger, Connection, String, bindparam, select, tuple_
 from cdp import db
 from cdp.reports import scopes
 from cdp.reports.calendar import Calendar
-from cdp.reports.tables import report_lengths
+from cdp.reports.tables import report_times
 
 _LITTLE: Final = sys.byteorder == "little"
 
+WIDTH: Final = 5  # integers a record
+BEGAN, ENDED, FLAGS, TEAM, POSITION = range(WIDTH)
+REPLIED: Final = 0
+HANDED_OFF: Final = 1
+WITH_SESSION: Final = 2
+HOW_MASK: Final = 3
+FOLLOWS_REPLY: Final = 4
+NO_TEAM: Final = -(2**63)
+
 Key = tuple[str, str, int]  # scope, metric, hour
+Record = tuple[int, int, int, int, int]
 
 
-def packed(lengths: Sequence[int]) -> bytes:
-    found = array("q", lengths)
+def packed(records: Iterable[Record]) -> bytes:
+    found = array("q", [value for record in records for value in record])
     if not _LITTLE:  # pragma: no cover - every machine this runs on is little-endian
         found.byteswap()
     return found.tobytes()
 
 
-def unpacked(data: bytes) -> "array[int]":
+def unpacked(data: bytes) -> list[Record]:
     found = array("q")
     found.frombytes(data)
     if not _LITTLE:  # pragma: no cover
         found.byteswap()
-    return found
+    values = iter(found)
+    return list(zip(values, values, values, values, values, strict=True))
+
+
+def _team(team: int | None) -> int:
+    return NO_TEAM if team is None else team
+
+
+def turn_record(row: Mapping[str, Any]) -> Record:
+    """A team's turn as a record (see the module)."""
+    began = row["started_at"]
+    if row["replied_at"] is not None:
+        ended, how = row["replied_at"], REPLIED
+    elif row["handed_off_at"] is not None:
+        ended, how = row["handed_off_at"], HANDED_OFF
+    else:
+        ended, how = row["closed_at"] if row["closed_at"] is not None else began, WITH_SESSION
+    return (began, ended, how, _team(row["team_id"]), row["position"])
+
+
+def reply_record(row: Mapping[str, Any]) -> Record:
+    """A customer's wait for a reply as a record."""
+    began = row["occurred_at"]
+    if row["replied_at"] is not None:
+        ended, how = row["replied_at"], REPLIED
+    else:
+        ended, how = row["closed_at"] if row["closed_at"] is not None else began, WITH_SESSION
+    flags = how | (FOLLOWS_REPLY if row["follows_reply"] else 0)
+    return (began, ended, flags, _team(row["team_id"]), row["position"])
+
+
+def session_record(row: Mapping[str, Any]) -> Record:
+    """A session as a record: from its opening to its last event."""
+    return (
+        row["opened_at"],
+        row["last_activity_at"],
+        WITH_SESSION,
+        _team(row["team_id"]),
+        row["number"],
+    )
 
 
 class Changes:
-    """Lengths to add and take away, and unanswered waits, per key."""
+    """Records to add and take away, per key: one added and taken away in the same batch
+    comes to nothing."""
 
     def __init__(self, calendar: Calendar) -> None:
         self.calendar = calendar
-        self.added: defaultdict[Key, list[int]] = defaultdict(list)
-        self.removed: defaultdict[Key, list[int]] = defaultdict(list)
-        self.unanswered: defaultdict[Key, int] = defaultdict(int)
+        self.delta: defaultdict[Key, Counter[Record]] = defaultdict(Counter)
 
     def turn(self, row: Mapping[str, Any], sign: int) -> None:
-        """A team's turn: a first-response wait, begun at `started_at`."""
-        length = None if row["replied_at"] is None else row["replied_at"] - row["started_at"]
+        record = turn_record(row)
         shared = [*_shared(row), scopes.of("team", row["team_id"])]
-        self._count(
-            "first_response",
-            row["started_at"],
-            shared,
-            row["replied_by"],
-            length,
-            sign,
-            row["team_id"],
-        )
+        self._count("first_response", record, shared, row["replied_by"], sign, row["team_id"])
 
     def reply(self, row: Mapping[str, Any], sign: int) -> None:
-        """A customer's wait for a reply, begun at `occurred_at`."""
-        begun = row["occurred_at"]
-        length = None if row["replied_at"] is None else row["replied_at"] - begun
+        record = reply_record(row)
         shared = _shared(row)
         if row["team_id"] is not None:
             shared.append(scopes.of("team", row["team_id"]))
-        self._count("reply_time", begun, shared, row["replied_by"], length, sign, row["team_id"])
+        self._count("reply_time", record, shared, row["replied_by"], sign, row["team_id"])
 
     def session(self, row: Mapping[str, Any], sign: int) -> None:
-        """A session, from its opening to its last event (counted once it has ended: the
-        queries take out those still open)."""
         shared = _shared(row)
         if row["team_id"] is not None:
             shared.append(scopes.of("team", row["team_id"]))
-        length = row["last_activity_at"] - row["opened_at"]
-        self._count("session_duration", row["opened_at"], shared, None, length, sign)
+        self._count("session_duration", session_record(row), shared, None, sign)
 
     def _count(
         self,
         metric: str,
-        begun: int,
+        record: Record,
         shared: Iterable[str],
         operator: str | None,
-        length: int | None,
         sign: int,
         team: int | None = None,
     ) -> None:
-        hour = self.calendar.hour(begun)
+        hour = self.calendar.hour(record[BEGAN])
         keys = [(scope, metric, hour) for scope in shared]
-        if operator is not None and length is not None:  # an operator's: those they ended
+        if operator is not None and record[FLAGS] & HOW_MASK == REPLIED:  # those they ended
             keys.append((scopes.of("operator", operator), metric, hour))
             if team is not None:  # within the team (the leaderboard's)
                 keys.append((scopes.of_operator_in_team(team, operator), metric, hour))
         for key in keys:
-            if length is None:
-                self.unanswered[key] += sign
-            elif sign > 0:
-                self.added[key].append(length)
-            else:
-                self.removed[key].append(length)
+            self.delta[key][record] += sign
 
     def write(self, connection: Connection, tables: db.Tables) -> None:
         """Bring the stored rows of every key changed up to date."""
-        keys = sorted({*self.added, *self.removed, *self.unanswered})
+        keys = sorted(key for key, delta in self.delta.items() if any(delta.values()))
         if not keys:
             return
-        stored: dict[Key, dict[str, Any]] = {}
+        stored: dict[Key, bytes] = {}
         for chunk in _chunks(keys, 200):
             values = {"keys": [{"scope": s, "metric": m, "hour": h} for s, m, h in chunk]}
             for found in _STORED.rows(connection, values, tables):
-                stored[(found["scope"], found["metric"], found["hour"])] = found
+                stored[(found["scope"], found["metric"], found["hour"])] = found["records"]
         upserts, gone = [], []
         for key in keys:
-            row = stored.get(key)
-            lengths = list(unpacked(row["lengths"])) if row is not None else []
-            unanswered = (row["unanswered"] if row is not None else 0) + self.unanswered.get(key, 0)
-            for length in self.removed.get(key, ()):
-                index = bisect_left(lengths, length)
-                if index < len(lengths) and lengths[index] == length:
-                    del lengths[index]
-            for length in self.added.get(key, ()):
-                insort(lengths, length)
+            held = Counter(unpacked(stored[key])) if key in stored else Counter()
+            for record, n in self.delta[key].items():
+                held[record] = max(0, held[record] + n)  # never below none: a read never fails
             scope, metric, hour = key
-            if lengths or unanswered:
+            records = sorted(held.elements())
+            if records:
                 upserts.append(
-                    {
-                        "scope": scope,
-                        "metric": metric,
-                        "hour": hour,
-                        "lengths": packed(lengths),
-                        "unanswered": unanswered,
-                    }
+                    {"scope": scope, "metric": metric, "hour": hour, "records": packed(records)}
                 )
-            elif row is not None:
+            elif key in stored:
                 gone.append({"scope": scope, "metric": metric, "hour": hour})
-        db.upsert(connection, tables[report_lengths], upserts, key=["scope", "metric", "hour"])
+        db.upsert(connection, tables[report_times], upserts, key=["scope", "metric", "hour"])
         _GONE.run(connection, gone, tables)
 
 
@@ -159,18 +191,18 @@ def _chunks(items: Sequence[Key], size: int) -> Iterable[Sequence[Key]]:
 def _stored(dialect: str) -> Any:
     columns = {"scope": String(), "metric": String(), "hour": BigInteger()}
     wanted = db.records("keys", dialect, columns)
-    return select(report_lengths).join(
+    return select(report_times).join(
         wanted,
-        tuple_(report_lengths.c.scope, report_lengths.c.metric, report_lengths.c.hour)
+        tuple_(report_times.c.scope, report_times.c.metric, report_times.c.hour)
         == tuple_(wanted.c.scope, wanted.c.metric, wanted.c.hour),
     )
 
 
 _STORED: Final = db.Prepared(_stored)
 _GONE: Final = db.Prepared(
-    report_lengths.delete().where(
-        report_lengths.c.scope == bindparam("scope"),
-        report_lengths.c.metric == bindparam("metric"),
-        report_lengths.c.hour == bindparam("hour"),
+    report_times.delete().where(
+        report_times.c.scope == bindparam("scope"),
+        report_times.c.metric == bindparam("metric"),
+        report_times.c.hour == bindparam("hour"),
     )
 )

@@ -16,7 +16,9 @@ from litestar.status_codes import HTTP_409_CONFLICT
 
 from cdp.access import auth
 from cdp.http.csv import BOM, csv_line
+from cdp.http.params import After, Limit
 from cdp.http.problems import problem
+from cdp.http.schemas import Page
 from cdp.log.webhook import INT64_MAX
 from cdp.reports import hours, queries, schemas
 from cdp.reports.calendar import Calendar, Group
@@ -242,14 +244,18 @@ class ReportController(Controller):
         until: LocalMoment = None,
         team: Annotated[int | None, QueryParameter(ge=0, le=INT64_MAX)] = None,
         format: FromQuery[Literal["json", "csv"]] = "json",
-    ) -> list[schemas.Breach]:
-        """Every wait begun in the period (by default the last 30 days) that passed its
+        after: After = None,
+        limit: Limit = 100,
+    ) -> Page[schemas.Breach]:
+        """The waits begun in the period (by default the last 30 days) that passed their
         team's target: the chat, team, kind of target, when it began, the reply (and
         whose) if one came, how long it was and the target, and whether it is still
-        open. In the order they began; `format=csv` as a CSV file."""
+        open. In the order they began, a page at a time (`after=<next>` for the next);
+        `format=csv` as a CSV file of every one (`after` and `limit` do not apply)."""
         calendar = Calendar(service.settings.zone())
         clock = service.clock()
         start, end = period_of(since, until, calendar, clock.now)
+        every = format == "csv"
         found = await service.reads.query(
             queries.breaches,
             start,
@@ -258,11 +264,13 @@ class ReportController(Controller):
             calendar,
             idle_ms=clock.idle_timeout_ms,
             now=clock.now,
+            limit=None if every else limit,
+            after=None if every else after,
         )
-        if format == "csv":
+        if every:
             name = f"breaches-{calendar.day(start)}-{calendar.day(end - 1)}"
-            return _csv(breaches_csv(found), name)  # type: ignore[return-value]
-        return found
+            return _csv(breaches_csv(found.items), name)  # type: ignore[return-value]
+        return Page[schemas.Breach](items=found.items, next=found.next)
 
     @get("/heatmap", summary="Traffic by weekday and hour", guards=[auth.reader])
     async def heatmap(

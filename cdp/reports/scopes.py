@@ -15,6 +15,9 @@ Counted = Literal[
     "sessions_opened", "customer_messages", "operator_replies", "handoffs_in", "handoffs_out"
 ]
 COUNTED: Final[tuple[Counted, ...]] = get_args(Counted)
+# An operator's sessions in a team (kept under team:T/operator:O alone): counted in the
+# hour of their first reply in the session while the team was in charge.
+OPERATOR_SESSIONS: Final = "operator_sessions"
 # The scopes each count is kept under besides the store, sources and messengers.
 BY_OPERATOR: Final = frozenset({"operator_replies"})
 

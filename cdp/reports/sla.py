@@ -8,14 +8,15 @@ clock time otherwise.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from sqlalchemy import Connection, and_, select
+import numpy as np
+from sqlalchemy import Connection
 
-from cdp.conversations.tables import sessions, waits
 from cdp.reports import hours, schemas
 from cdp.reports.calendar import Calendar, WorkingTime
-from cdp.reports.tables import report_replies
+from cdp.reports.kept import Kept
+from cdp.reports.records import FOLLOWS_REPLY, REPLIED, WITH_SESSION
 
 Kind = Literal["first_reply", "next_reply"]
 State = Literal["within", "breached", "open", "at_risk", "open_breached"]
@@ -71,112 +72,79 @@ def judge(wait: Wait, target_ms: int, length: Measure, now: int) -> Judged:
     return Judged(wait, "at_risk" if took > AT_RISK * target_ms else "open", took, target_ms)
 
 
-def waits_with_targets(
-    connection: Connection,
-    targets: Mapping[int, schemas.Targets],
-    since: int,
-    until: int,
-    *,
-    idle_ms: int,
-    now: int,
-) -> list[tuple[Wait, int]]:
-    """Every wait begun in [since, until) of a team with a target of its kind, with that
-    target (ms), in the order they began (then by chat)."""
+# The states as codes, for many waits at once (see judge_all).
+STATES: Final[tuple[State | None, ...]] = (
+    None,
+    "within",
+    "breached",
+    "open",
+    "at_risk",
+    "open_breached",
+)
+NONE, WITHIN, BREACHED, OPEN, AT_RISK_CODE, OPEN_BREACHED = range(len(STATES))
+Spent = Callable[[Any, Any], Any]
+
+
+def spent(connection: Connection, calendar: Calendar) -> tuple[Spent, bool]:
+    """`measure` for many waits at once (int64 arrays)."""
+    schedule = hours.schedule(connection)
+    if schedule.empty:
+        return (lambda since, until: np.maximum(0, until - since)), False
+    return WorkingTime(schedule, calendar).spent, True
+
+
+def judge_all(
+    kept: Kept, target_ms: Any, length: Spent, *, now: int, idle_before: int
+) -> tuple[Any, Any]:
+    """`judge` of each of the records against its target: (state codes, lengths in ms).
+    One with no reply that ends with its session is still open while that session is."""
+    how = kept.how
+    still = (how == WITH_SESSION) & (kept.ended > idle_before)
+    took = length(kept.began, np.where(still, now, kept.ended))
+    late = took > target_ms
+    states = np.select(
+        [
+            how == REPLIED,
+            still & late,
+            still & (took > AT_RISK * target_ms),
+            still,
+            late,
+        ],
+        [
+            np.where(late, BREACHED, WITHIN),
+            OPEN_BREACHED,
+            AT_RISK_CODE,
+            OPEN,
+            BREACHED,
+        ],
+        NONE,
+    )
+    return states, took
+
+
+def with_targets(
+    kept: Kept, targets: Mapping[int, int], *, follows_reply: bool
+) -> tuple[Kept, Any]:
+    """The records of teams with a target (and for a next reply, of waits that follow an
+    operator reply), with the target (ms) of each."""
+    mask = np.ones(len(kept), dtype=bool)
+    if follows_reply:
+        mask &= (kept.flags & FOLLOWS_REPLY) != 0
+    teams = np.array(sorted(targets), dtype=np.int64)
+    values = np.array([targets[team] for team in sorted(targets)], dtype=np.int64)
+    if not len(teams):
+        return kept.where(np.zeros(len(kept), dtype=bool)), np.zeros(0, dtype=np.int64)
+    index = np.minimum(np.searchsorted(teams, kept.team), len(teams) - 1)
+    mask &= teams[index] == kept.team
+    return kept.where(mask), values[index[mask]]
+
+
+def targets_ms(targets: Mapping[int, schemas.Targets]) -> tuple[dict[int, int], dict[int, int]]:
+    """Each team's first-reply and next-reply targets in ms, of the teams that set one."""
     first = {
         t: round(v.first_reply_seconds * 1000) for t, v in targets.items() if v.first_reply_seconds
     }
     after = {
         t: round(v.next_reply_seconds * 1000) for t, v in targets.items() if v.next_reply_seconds
     }
-    found: list[tuple[Wait, int]] = []
-    idle_before = now - idle_ms
-    of_session = and_(
-        sessions.c.chat_uuid == waits.c.chat_uuid, sessions.c.number == waits.c.session_number
-    )
-    if first:
-        query = (
-            select(
-                waits.c.position,
-                waits.c.chat_uuid,
-                waits.c.session_number,
-                waits.c.team_id,
-                waits.c.started_at,
-                waits.c.replied_at,
-                waits.c.replied_by,
-                waits.c.handed_off_at,
-                sessions.c.last_activity_at,
-            )
-            .select_from(waits.join(sessions, of_session))
-            .where(
-                waits.c.team_id.in_(sorted(first)),
-                waits.c.started_at >= since,
-                waits.c.started_at < until,
-            )
-        )
-        for row in connection.execute(query):
-            closed = row.handed_off_at
-            if closed is None and row.last_activity_at <= idle_before:
-                closed = row.last_activity_at
-            wait = Wait(
-                "first_reply",
-                row.position,
-                row.chat_uuid,
-                row.session_number,
-                row.team_id,
-                row.started_at,
-                row.replied_at,
-                row.replied_by,
-                closed,
-            )
-            found.append((wait, first[row.team_id]))
-    if after:
-        replies = report_replies
-        of_reply_session = and_(
-            sessions.c.chat_uuid == replies.c.chat_uuid,
-            sessions.c.number == replies.c.session_number,
-        )
-        query = (
-            select(
-                replies.c.position,
-                replies.c.chat_uuid,
-                replies.c.session_number,
-                replies.c.team_id,
-                replies.c.occurred_at,
-                replies.c.replied_at,
-                replies.c.replied_by,
-                sessions.c.last_activity_at,
-            )
-            .select_from(replies.join(sessions, of_reply_session))
-            .where(
-                replies.c.follows_reply.is_(True),
-                replies.c.team_id.in_(sorted(after)),
-                replies.c.occurred_at >= since,
-                replies.c.occurred_at < until,
-            )
-        )
-        for reply in connection.execute(query):
-            ended = reply.last_activity_at
-            wait = Wait(
-                "next_reply",
-                reply.position,
-                reply.chat_uuid,
-                reply.session_number,
-                reply.team_id,
-                reply.occurred_at,
-                reply.replied_at,
-                reply.replied_by,
-                ended if ended <= idle_before else None,
-            )
-            found.append((wait, after[reply.team_id]))
-    # In an order no delivery order changes (positions do): when, then whose.
-    found.sort(
-        key=lambda pair: (
-            pair[0].started_at,
-            pair[0].chat_uuid,
-            pair[0].session_number,
-            pair[0].kind,
-            pair[0].team_id,
-            pair[0].position,
-        )
-    )
-    return found
+    return first, after

@@ -1,7 +1,7 @@
 """The reports' tables: what the reports projector keeps of the conversations, and the
 settings an admin gives them (working hours, holidays, each team's reply targets)."""
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cdp.tables import Base, table_of
@@ -29,6 +29,18 @@ class ReportEventRow(Base):
             "occurred_at",
             "rank",
             "dedupe_key",
+        ),
+        # Each operator's first reply in a session while a team was in charge (the
+        # leaderboard's sessions, see report_operator_sessions).
+        Index(
+            "ix_report_events_replies",
+            "chat_uuid",
+            "session_number",
+            "team_id",
+            "operator_uuid",
+            "occurred_at",
+            sqlite_where=literal_column("kind") == "operator_reply",
+            postgresql_where=literal_column("kind") == "operator_reply",
         ),
     )
 
@@ -70,6 +82,14 @@ class ReportReplyRow(Base):
         Index("ix_report_replies_started_at", "occurred_at"),
         Index("ix_report_replies_team_id", "team_id", "occurred_at"),
         Index("ix_report_replies_replied_by", "replied_by", "occurred_at"),
+        # A session's wait with no reply: its last, if any (see closed_at).
+        Index(
+            "ix_report_replies_unanswered",
+            "chat_uuid",
+            "session_number",
+            sqlite_where=literal_column("replied_at").is_(None),
+            postgresql_where=literal_column("replied_at").is_(None),
+        ),
     )
 
     # The position of the customer message that began it.
@@ -87,6 +107,9 @@ class ReportReplyRow(Base):
     follows_reply: Mapped[bool] = mapped_column()
     replied_at: Mapped[int | None] = mapped_column(BigInteger)
     replied_by: Mapped[str | None] = mapped_column(String(200))
+    # For one with no reply: when its session last saw an event (it ends when that
+    # session does).
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReportTurnRow(Base):
@@ -103,6 +126,9 @@ class ReportTurnRow(Base):
     started_at: Mapped[int] = mapped_column(BigInteger)
     replied_at: Mapped[int | None] = mapped_column(BigInteger)
     replied_by: Mapped[str | None] = mapped_column(String(200))
+    handed_off_at: Mapped[int | None] = mapped_column(BigInteger)
+    # For one with no reply that was not handed on: when its session last saw an event.
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
     platform: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(64))
 
@@ -126,18 +152,31 @@ class ReportSessionRow(Base):
     source: Mapped[str] = mapped_column(String(64))
 
 
-class ReportLengthRow(Base):
-    """The lengths (ms) of the waits or sessions of a metric begun in a local hour, under
-    a scope, sorted, packed as little-endian 64-bit integers; and how many waits got no
-    reply. What a percentile over any units is read from, without the rows."""
+class ReportTimesRow(Base):
+    """The waits or sessions of a metric begun in a local hour, under a scope: one record
+    of five little-endian 64-bit integers each (see cdp.reports.records), in order. What
+    a percentile, a target's outcome or working time over any units is worked out from,
+    without the rows."""
 
-    __tablename__ = "report_lengths"
+    __tablename__ = "report_times"
 
     scope: Mapped[str] = mapped_column(SCOPE, primary_key=True)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    lengths: Mapped[bytes] = mapped_column(LargeBinary)
-    unanswered: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OperatorSessionRow(Base):
+    """An operator's first reply in a session while a team was in charge: a session of
+    theirs in the team's leaderboard, counted in the local hour of that reply."""
+
+    __tablename__ = "report_operator_sessions"
+
+    chat_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    session_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    team_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    operator_uuid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class WaitingRow(Base):
@@ -165,7 +204,8 @@ class WaitingRow(Base):
 report_events = table_of(ReportEventRow)
 report_turns = table_of(ReportTurnRow)
 report_sessions = table_of(ReportSessionRow)
-report_lengths = table_of(ReportLengthRow)
+report_times = table_of(ReportTimesRow)
+report_operator_sessions = table_of(OperatorSessionRow)
 report_waiting = table_of(WaitingRow)
 report_counts = table_of(ReportCountRow)
 report_replies = table_of(ReportReplyRow)

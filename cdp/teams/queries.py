@@ -229,12 +229,12 @@ def _first_responses(
 
 def percentile(ordered: Sequence[int], fraction: float) -> float | None:
     """As PostgreSQL's percentile_cont: interpolated between the two nearest of `ordered`."""
-    if not ordered:
+    if not len(ordered):  # a list, or an array (whose truth is not its length)
         return None
     at = fraction * (len(ordered) - 1)
     below = int(at)
     above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (at - below)
+    return float(ordered[below] + (ordered[above] - ordered[below]) * (at - below))
 
 
 def team_names(connection: Connection, ids: Sequence[int]) -> dict[int, str | None]:

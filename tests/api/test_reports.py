@@ -134,7 +134,7 @@ def test_targets_are_judged_answered_late_or_open_and_breaches_are_listed_alike_
     assert (following["within"], following["breached"]) == (0, 1)
     assert sla["working_time"] is False
 
-    breaches = client.get("/reports/breaches", params={"team": 1}).json()
+    breaches = client.get("/reports/breaches", params={"team": 1}).json()["items"]
     assert [(b["chat_uuid"], b["kind"], b["operator_uuid"], b["open"]) for b in breaches] == [
         ("c1", "next_reply", "op-2", False),
         ("c2", "first_reply", None, True),
@@ -149,6 +149,38 @@ def test_targets_are_judged_answered_late_or_open_and_breaches_are_listed_alike_
         ("c2", "first_reply", "", "True"),
     ]
     assert rows[0]["wait_seconds"] == "300.0"  # the open one has waited on since
+
+
+def test_breaches_come_a_page_at_a_time_in_the_order_of_the_whole_list(client: Client) -> None:
+    targets(client, 1, first=60, following=60)
+    start = now_ms() - 120 * MINUTE
+    for n in range(7):  # two chats open at each moment: ties broken by the chat
+        for chat in (f"b{n}", f"a{n}"):
+            deliver(client, *opened(chat, at=start + n * MINUTE))
+            deliver(client, reply(chat, at=start + n * MINUTE + 5 * MINUTE))
+    every = client.get("/reports/breaches", params={"team": 1, "limit": 1000}).json()
+    assert every["next"] is None
+    expected = [(b["started_at"], b["chat_uuid"]) for b in every["items"]]
+    assert len(expected) == 14
+    assert expected == sorted(expected)
+    pages, after = [], None
+    while True:
+        params: dict[str, str | int] = {"team": 1, "limit": 3}
+        if after is not None:
+            params["after"] = after
+        page = client.get("/reports/breaches", params=params).json()
+        assert len(page["items"]) <= 3
+        pages += [(b["started_at"], b["chat_uuid"]) for b in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert pages == expected
+    sheet = client.get("/reports/breaches", params={"team": 1, "format": "csv", "limit": 2})
+    rows = list(csv.DictReader(io.StringIO(sheet.text.lstrip("\ufeff"))))
+    assert len(rows) == 14  # a file holds every one
+    forged = client.get("/reports/breaches", params={"team": 1, "after": "bm90IGEgY3Vyc29y"})
+    assert forged.status_code == 400
+    assert "after" in forged.text or "cursor" in forged.text
 
 
 def test_with_working_hours_a_wait_over_the_night_counts_only_working_time(
@@ -282,6 +314,32 @@ def test_the_leaderboard_sets_a_team_s_operators_side_by_side(client: Client) ->
     assert (boris["sessions"], boris["replies"], boris["breaches"]) == (1, 1, 0)
     assert boris["first_response_median_seconds"] is None  # answered no turn first
     assert anna["operator_name"] == "Operator anna"
+
+
+def test_an_operator_s_session_counts_in_the_period_of_their_first_reply_there(
+    client: Client,
+) -> None:
+    evening = _ms(datetime(2026, 11, 2, 23, 50, tzinfo=MOSCOW))
+    deliver(client, *opened("c1", at=evening))
+    deliver(client, reply("c1", at=evening + 5 * MINUTE, operator="anna"))  # on the 2nd
+    deliver(client, customer("c1", evening + 12 * MINUTE))
+    deliver(client, reply("c1", at=evening + 15 * MINUTE, operator="anna"))  # on the 3rd
+    deliver(client, reply("c1", at=evening + 16 * MINUTE, operator="boris"))  # his first
+
+    def board(day: str) -> dict[str, tuple[int, int]]:
+        after = {"2026-11-02": "2026-11-03", "2026-11-03": "2026-11-04"}[day]
+        params = {"team": 1, "since": day, "until": after}
+        answer = client.get("/reports/leaderboard", params=params).json()
+        assert "operators" in answer, answer
+        found = answer["operators"]
+        return {each["operator_uuid"]: (each["sessions"], each["replies"]) for each in found}
+
+    assert board("2026-11-02") == {"anna": (1, 1)}
+    assert board("2026-11-03") == {"anna": (0, 1), "boris": (1, 1)}
+    # His first reply there, delivered late, moves his session to the day before.
+    deliver(client, reply("c1", at=evening + MINUTE, operator="boris"))
+    assert board("2026-11-03") == {"anna": (0, 1), "boris": (0, 1)}
+    assert board("2026-11-02") == {"anna": (1, 1), "boris": (1, 1)}
 
 
 def _ms(moment: datetime) -> int:

@@ -47,7 +47,7 @@ REPORTS = (
     "customer messages over a year by month",
     "first response over a year by month",
     "targets met by day",
-    "breaches of a team",
+    "breaches of a team, a page",
     "heat map",
     "leaderboard of a team",
     "who is waiting now",

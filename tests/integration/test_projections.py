@@ -238,7 +238,9 @@ def reports(connection: Connection) -> dict[str, Any]:
                 connection, question, calendar, **at
             )
     found["sla"] = report_queries.sla(connection, "day", since, until, None, calendar, **at)
-    found["breaches"] = report_queries.breaches(connection, since, until, None, calendar, **at)
+    found["breaches"] = report_queries.breaches(
+        connection, since, until, None, calendar, **at
+    ).items
     found["waiting"] = report_queries.waiting(connection, None, calendar, **at)
     found["heatmap"] = report_queries.heatmap(
         connection, "customer_messages", since, until, report_queries.Scope(), calendar

@@ -1,0 +1,88 @@
+"""The records of waits and sessions the reports projector keeps (cdp.reports.records),
+read back for a period as arrays, so that a report works them out in bulk."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, select
+
+from cdp.reports.records import BEGAN, ENDED, FLAGS, HOW_MASK, POSITION, TEAM, WIDTH
+from cdp.reports.tables import report_times
+
+Array = "np.ndarray[Any, Any]"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """Records as columns: one row each (see cdp.reports.records)."""
+
+    began: Any
+    ended: Any
+    flags: Any
+    team: Any
+    position: Any
+
+    @classmethod
+    def of(cls, blobs: Iterable[bytes]) -> "Kept":
+        joined = b"".join(blobs)
+        table = np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH)
+        return cls(
+            table[:, BEGAN],
+            table[:, ENDED],
+            table[:, FLAGS],
+            table[:, TEAM],
+            table[:, POSITION],
+        )
+
+    def __len__(self) -> int:
+        return len(self.began)
+
+    @property
+    def how(self) -> Any:
+        return self.flags & HOW_MASK
+
+    def where(self, mask: Any) -> "Kept":
+        return Kept(
+            self.began[mask],
+            self.ended[mask],
+            self.flags[mask],
+            self.team[mask],
+            self.position[mask],
+        )
+
+
+def of_scope(
+    connection: Connection, scope: str, metrics: Sequence[str], since: int, until: int
+) -> dict[str, Kept]:
+    """The records of each metric under `scope` begun in [since, until)."""
+    query = select(report_times.c.metric, report_times.c.records).where(
+        report_times.c.scope == scope,
+        report_times.c.metric.in_(sorted(metrics)),
+        report_times.c.hour >= since,
+        report_times.c.hour < until,
+    )
+    blobs: dict[str, list[bytes]] = {metric: [] for metric in metrics}
+    for metric, records in connection.execute(query):
+        blobs[metric].append(records)
+    return {metric: Kept.of(found) for metric, found in blobs.items()}
+
+
+def under_prefix(
+    connection: Connection, prefix: str, metrics: Sequence[str], since: int, until: int
+) -> dict[tuple[str, str], Kept]:
+    """The records of each metric under every scope that begins with `prefix`, begun in
+    [since, until): by (the rest of the scope, metric)."""
+    query = select(report_times.c.scope, report_times.c.metric, report_times.c.records).where(
+        report_times.c.scope >= prefix,
+        report_times.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
+        report_times.c.metric.in_(sorted(metrics)),
+        report_times.c.hour >= since,
+        report_times.c.hour < until,
+    )
+    blobs: defaultdict[tuple[str, str], list[bytes]] = defaultdict(list)
+    for scope, metric, records in connection.execute(query):
+        blobs[(scope[len(prefix) :], metric)].append(records)
+    return {key: Kept.of(found) for key, found in blobs.items()}
