@@ -34,6 +34,11 @@ PAGES = (
     "log",
     "log event",
     "operations",
+    "report: a team's first response in working time, vs before",
+    "report: heat map",
+    "report: a team's leaderboard",
+    "report: a team's breaches",
+    "report: who is waiting now",
 )
 
 

@@ -29,6 +29,7 @@ from cdp.reports import hours
 from cdp.reports import projector as reports_projector
 from cdp.reports import queries as report_queries
 from cdp.reports.calendar import Calendar
+from cdp.reports.records import POSITION, unpacked
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
 from tests.conftest import empty
@@ -482,6 +483,16 @@ def long_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
+def _records(packed: bytes, metric: str, keys: dict[int, str]) -> list[tuple[Any, ...]]:
+    """A blob of records (cdp.reports.records), with each position replaced by its event's
+    key (a session's record holds its number instead), in order."""
+    found = []
+    for record in unpacked(packed):
+        head, position = record[:POSITION], record[POSITION]
+        found.append((*head, position if metric == "session_duration" else keys[position]))
+    return sorted(found)
+
+
 def stored(engine: Engine) -> dict[str, Any]:
     """The rows of every table of every projector in the registry, with log positions
     replaced by the events' keys."""
@@ -495,6 +506,8 @@ def stored(engine: Engine) -> dict[str, Any]:
             for row in rows:
                 if "position" in row:
                     row["position"] = keys[row["position"]]
+                if "records" in row:  # report_times: each record names a position too
+                    row["records"] = _records(row["records"], row["metric"], keys)
             found[table.name] = sorted(rows, key=lambda row: json.dumps(row, default=str))
     return found
 
