@@ -66,6 +66,10 @@ class Calendar:
     def day(self, at: int) -> date:
         return self.local(at).date()
 
+    def midnight_of(self, at: int) -> int:
+        """The first instant of the local day `at` falls in (worked out once an hour)."""
+        return _midnight_of_hour(self, self.hour(at))
+
     def start(self, group: Group, at: int) -> int:
         """The first instant of the hour, day, week or month `at` falls in."""
         if group == "hour":
@@ -111,6 +115,11 @@ _QUARTER_MS: Final = 900_000
 @lru_cache(maxsize=1 << 17)
 def _hour_of_quarter(calendar: Calendar, quarter: int) -> int:
     return calendar._hour(quarter * _QUARTER_MS)
+
+
+@lru_cache(maxsize=1 << 16)
+def _midnight_of_hour(calendar: Calendar, hour: int) -> int:
+    return calendar.midnight(calendar.day(hour))
 
 
 def first_day(group: Group, day: date) -> date:

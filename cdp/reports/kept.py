@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, select
 
-from cdp.reports.records import BEGAN, ENDED, FLAGS, HOW_MASK, POSITION, TEAM, WIDTH
+from cdp.reports.records import BEGAN, ENDED, FLAG_BITS, HOW_MASK, KEY, TEAM, WIDTH
 from cdp.reports.tables import report_times
 
 Array = "np.ndarray[Any, Any]"
@@ -21,37 +21,32 @@ class Kept:
 
     began: Any
     ended: Any
-    flags: Any
     team: Any
-    position: Any
+    key: Any  # position * 8 + flags
 
     @classmethod
     def of(cls, blobs: Iterable[bytes]) -> "Kept":
         joined = b"".join(blobs)
         table = np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH)
-        return cls(
-            table[:, BEGAN],
-            table[:, ENDED],
-            table[:, FLAGS],
-            table[:, TEAM],
-            table[:, POSITION],
-        )
+        return cls(table[:, BEGAN], table[:, ENDED], table[:, TEAM], table[:, KEY])
 
     def __len__(self) -> int:
         return len(self.began)
 
     @property
+    def flags(self) -> Any:
+        return self.key & ((1 << FLAG_BITS) - 1)
+
+    @property
     def how(self) -> Any:
-        return self.flags & HOW_MASK
+        return self.key & HOW_MASK
+
+    @property
+    def position(self) -> Any:
+        return self.key >> FLAG_BITS
 
     def where(self, mask: Any) -> "Kept":
-        return Kept(
-            self.began[mask],
-            self.ended[mask],
-            self.flags[mask],
-            self.team[mask],
-            self.position[mask],
-        )
+        return Kept(self.began[mask], self.ended[mask], self.team[mask], self.key[mask])
 
 
 def of_scope(

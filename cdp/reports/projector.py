@@ -142,14 +142,17 @@ class ReportsProjector:
         """Count a placed event in (or, with sign -1, out of) `counts`."""
         hour = self.calendar.hour(row["occurred_at"])
         for metric, scope in scopes.counted(row):
-            counts[(scope, metric, hour)] += sign
+            # An operator's within a team (the leaderboard's, of whole days): by the day.
+            at = self.calendar.midnight_of(hour) if scopes.IN_TEAM in scope else hour
+            counts[(scope, metric, at)] += sign
 
     def _add_session_of(
         self, counts: Counter[tuple[str, str, int]], row: Mapping[str, Any], sign: int
     ) -> None:
         """Count an operator's session in a team (see tables.OperatorSessionRow)."""
         scope = scopes.of_operator_in_team(row["team_id"], row["operator_uuid"])
-        counts[(scope, scopes.OPERATOR_SESSIONS, self.calendar.hour(row["first_at"]))] += sign
+        day = self.calendar.midnight_of(row["first_at"])
+        counts[(scope, scopes.OPERATOR_SESSIONS, day)] += sign
 
     # -- a rebuild -----------------------------------------------------------------------
 

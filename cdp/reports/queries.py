@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import BigInteger, Connection, Integer, String, column, select
+from sqlalchemy import BigInteger, Connection, Integer, String, column, func, select
 
 from cdp import db, paging
 from cdp.conversations.tables import timeline
@@ -559,20 +559,24 @@ def leaderboard(
 ) -> schemas.Leaderboard:
     """Each operator who replied in the team's chats in the period (see docs/reports.md),
     most replies first."""
-    since, until = whole(calendar, "hour", since, until, counted=False)
+    since, until = whole(calendar, "day", since, until, counted=False)  # kept by the day
     prefix = scopes.of_operator_in_team(team, "")
     replies: Counter[str] = Counter()
     sessions_of: Counter[str] = Counter()
     counted = {"operator_replies": replies, scopes.OPERATOR_SESSIONS: sessions_of}
-    query = select(report_counts.c.scope, report_counts.c.metric, report_counts.c.n).where(
-        report_counts.c.scope >= prefix,
-        report_counts.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
-        report_counts.c.metric.in_(sorted(counted)),
-        report_counts.c.hour >= since,
-        report_counts.c.hour < until,
+    query = (
+        select(report_counts.c.scope, report_counts.c.metric, func.sum(report_counts.c.n))
+        .where(
+            report_counts.c.scope >= prefix,
+            report_counts.c.scope < prefix[:-1] + chr(ord(prefix[-1]) + 1),
+            report_counts.c.metric.in_(sorted(counted)),
+            report_counts.c.hour >= since,
+            report_counts.c.hour < until,
+        )
+        .group_by(report_counts.c.scope, report_counts.c.metric)
     )
-    for row in connection.execute(query):
-        counted[row.metric][row.scope[len(prefix) :]] += row.n
+    for scope, metric, n in connection.execute(query):
+        counted[metric][scope[len(prefix) :]] += int(n)
     kept = under_prefix(connection, prefix, ["first_response", "reply_time"], since, until)
     first_targets, next_targets = sla_module.targets_ms(_targets_of(connection, team))
     length = sla_module.spent(connection, calendar)[0] if first_targets or next_targets else None

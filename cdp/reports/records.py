@@ -3,7 +3,7 @@ records of five 64-bit integers, so that a report over any units reads a few row
 works out medians, working time and targets' outcomes from them in bulk, without the
 rows of each wait (see tables.ReportTimesRow).
 
-A record is (began, ended, flags, team, position):
+A record is four 64-bit integers, (began, ended, team, position * 8 + flags):
 
 - `first_response`: a team's turn (cdp.conversations.tables.waits), begun at its start;
 - `reply_time`: a customer's wait for a reply (tables.ReportReplyRow);
@@ -15,12 +15,14 @@ ends when its session does, which is over once `ended`, the session's last event
 further back than the idle timeout; a session's own record is one such). FOLLOWS_REPLY
 marks a wait for a reply that follows an operator reply (a next reply, with its target).
 `team` is the team in charge when it began (NO_TEAM for none), and `position` the log
-position of the event that began it (a session's: its number).
+position of the event that began it (a session's: its number); positions are far below
+2**60, so flags take the low three bits of the last.
 
 The reports projector hands this module each turn, wait and session it adds or takes
 away (rows of `report_turns`, `report_replies` and `report_sessions`): each is counted
-under its scopes, in the local hour it began. The records of a key are kept sorted, so
-that a rebuild writes them byte for byte as the live projector did.
+under its scopes, in the local hour it began; under an operator within a team (the
+leaderboard's, which counts whole days), in the local day. The records of a key are kept
+sorted, so that a rebuild writes them byte for byte as the live projector did.
 """
 
 import sys
@@ -38,8 +40,9 @@ from cdp.reports.tables import report_times
 
 _LITTLE: Final = sys.byteorder == "little"
 
-WIDTH: Final = 5  # integers a record
-BEGAN, ENDED, FLAGS, TEAM, POSITION = range(WIDTH)
+WIDTH: Final = 4  # integers a record
+BEGAN, ENDED, TEAM, KEY = range(WIDTH)
+FLAG_BITS: Final = 3
 REPLIED: Final = 0
 HANDED_OFF: Final = 1
 WITH_SESSION: Final = 2
@@ -48,7 +51,7 @@ FOLLOWS_REPLY: Final = 4
 NO_TEAM: Final = -(2**63)
 
 Key = tuple[str, str, int]  # scope, metric, hour
-Record = tuple[int, int, int, int, int]
+Record = tuple[int, int, int, int]
 
 
 def packed(records: Iterable[Record]) -> bytes:
@@ -64,7 +67,7 @@ def unpacked(data: bytes) -> list[Record]:
     if not _LITTLE:  # pragma: no cover
         found.byteswap()
     values = iter(found)
-    return list(zip(values, values, values, values, values, strict=True))
+    return list(zip(values, values, values, values, strict=True))
 
 
 def _team(team: int | None) -> int:
@@ -80,7 +83,7 @@ def turn_record(row: Mapping[str, Any]) -> Record:
         ended, how = row["handed_off_at"], HANDED_OFF
     else:
         ended, how = row["closed_at"] if row["closed_at"] is not None else began, WITH_SESSION
-    return (began, ended, how, _team(row["team_id"]), row["position"])
+    return (began, ended, _team(row["team_id"]), row["position"] << FLAG_BITS | how)
 
 
 def reply_record(row: Mapping[str, Any]) -> Record:
@@ -91,7 +94,7 @@ def reply_record(row: Mapping[str, Any]) -> Record:
     else:
         ended, how = row["closed_at"] if row["closed_at"] is not None else began, WITH_SESSION
     flags = how | (FOLLOWS_REPLY if row["follows_reply"] else 0)
-    return (began, ended, flags, _team(row["team_id"]), row["position"])
+    return (began, ended, _team(row["team_id"]), row["position"] << FLAG_BITS | flags)
 
 
 def session_record(row: Mapping[str, Any]) -> Record:
@@ -99,9 +102,8 @@ def session_record(row: Mapping[str, Any]) -> Record:
     return (
         row["opened_at"],
         row["last_activity_at"],
-        WITH_SESSION,
         _team(row["team_id"]),
-        row["number"],
+        row["number"] << FLAG_BITS | WITH_SESSION,
     )
 
 
@@ -142,10 +144,11 @@ class Changes:
     ) -> None:
         hour = self.calendar.hour(record[BEGAN])
         keys = [(scope, metric, hour) for scope in shared]
-        if operator is not None and record[FLAGS] & HOW_MASK == REPLIED:  # those they ended
+        if operator is not None and record[KEY] & HOW_MASK == REPLIED:  # those they ended
             keys.append((scopes.of("operator", operator), metric, hour))
-            if team is not None:  # within the team (the leaderboard's)
-                keys.append((scopes.of_operator_in_team(team, operator), metric, hour))
+            if team is not None:  # within the team (the leaderboard's): by the day
+                day = self.calendar.midnight_of(record[BEGAN])
+                keys.append((scopes.of_operator_in_team(team, operator), metric, day))
         for key in keys:
             self.delta[key][record] += sign
 

@@ -26,8 +26,13 @@ def of(kind: Kind, value: object) -> str:
     return f"{kind}:{value}"
 
 
+IN_TEAM: Final = "/operator:"
+
+
 def of_operator_in_team(team_id: int, operator_uuid: str) -> str:
-    return f"team:{team_id}/operator:{operator_uuid}"
+    """An operator within a team: the leaderboard's scope, whose counts and records are
+    kept by the local day (not the hour)."""
+    return f"team:{team_id}{IN_TEAM}{operator_uuid}"
 
 
 def counted(row: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

@@ -154,7 +154,7 @@ class ReportSessionRow(Base):
 
 class ReportTimesRow(Base):
     """The waits or sessions of a metric begun in a local hour, under a scope: one record
-    of five little-endian 64-bit integers each (see cdp.reports.records), in order. What
+    of four little-endian 64-bit integers each (see cdp.reports.records), in order. What
     a percentile, a target's outcome or working time over any units is worked out from,
     without the rows."""
 

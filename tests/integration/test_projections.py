@@ -29,7 +29,7 @@ from cdp.reports import hours
 from cdp.reports import projector as reports_projector
 from cdp.reports import queries as report_queries
 from cdp.reports.calendar import Calendar
-from cdp.reports.records import POSITION, unpacked
+from cdp.reports.records import FLAG_BITS, KEY, unpacked
 from cdp.settings import Settings
 from cdp.teams import queries as teams_queries
 from tests.conftest import empty
@@ -488,8 +488,8 @@ def _records(packed: bytes, metric: str, keys: dict[int, str]) -> list[tuple[Any
     key (a session's record holds its number instead), in order."""
     found = []
     for record in unpacked(packed):
-        head, position = record[:POSITION], record[POSITION]
-        found.append((*head, position if metric == "session_duration" else keys[position]))
+        head, position, flags = record[:KEY], record[KEY] >> FLAG_BITS, record[KEY] & 7
+        found.append((*head, position if metric == "session_duration" else keys[position], flags))
     return sorted(found)
 
 
