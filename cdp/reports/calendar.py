@@ -228,21 +228,21 @@ class WorkingTime:
         """`between` of each pair of `since` and `until` (int64 arrays), at once."""
         if not len(since):
             return np.zeros(0, dtype=np.int64)
-        self._cover(int(since.min()), int(max(until.max(), since.max())))
-        starts = np.asarray(self._starts, dtype=np.int64)
-        ends = np.asarray(self._ends, dtype=np.int64)
-        before = np.asarray(self._before, dtype=np.int64)
-        if not len(starts):  # no working time at all in those days
-            return np.zeros(len(since), dtype=np.int64)
+        first = int(min(since.min(), until.min()))
+        self._cover(first, int(max(until.max(), since.max())))
+        # A span of nothing first, before every instant asked about: each instant then has
+        # a span at or before it, and the working time up to it is that span's offset
+        # (the working time before it, less its start) plus the end of it reached.
+        floor = min([first, *self._starts[:1]])
+        starts = np.asarray([floor, *self._starts], dtype=np.int64)
+        ends = np.asarray([floor, *self._ends], dtype=np.int64)
+        offsets = np.asarray([0, *self._before], dtype=np.int64) - starts
 
         def worked(at: "np.ndarray[Any, Any]") -> Any:
             index = np.searchsorted(starts, at, side="right") - 1
-            inside = index >= 0
-            at_index = np.where(inside, index, 0)
-            done = before[at_index] + np.minimum(at, ends[at_index]) - starts[at_index]
-            return np.where(inside, done, 0)
+            return offsets[index] + np.minimum(at, ends[index])
 
-        return np.where(until > since, worked(until) - worked(since), 0)
+        return np.maximum(worked(until) - worked(since), 0)
 
     def reach(self, since: int, amount: int, *, within: int = 400 * DAY_MS) -> int | None:
         """The instant at which `amount` ms of working time will have passed since

@@ -194,13 +194,14 @@ def _measure(
         else:
             lengths = working.spent(found.began, found.ended)
         lengths, unit = lengths[counted], unit[counted]
-        order = np.lexsort((lengths, unit))
-        lengths, unit = lengths[order], unit[order]
+        if np.any(unit[1:] < unit[:-1]):  # read in the order they began, so never but here
+            order = np.argsort(unit, kind="stable")
+            lengths, unit = lengths[order], unit[order]
         bounds = np.searchsorted(unit, np.arange(len(units) + 1))
         points = [
             _point(
                 at,
-                lengths[bounds[n] : bounds[n + 1]],
+                np.sort(lengths[bounds[n] : bounds[n + 1]]),
                 None if missing is None else int(missing[n]),
             )
             for n, at in enumerate(local)
@@ -269,7 +270,9 @@ def sla(
         connection, team, since, until, calendar, idle_ms=idle_ms, now=now
     ):
         unit = np.searchsorted(bounds, outcomes.kept.began, side="right") - 1
-        np.add.at(tallies[kind], (unit, outcomes.states), 1)
+        cells = (unit * len(sla_module.STATES) + outcomes.states)[outcomes.targeted]
+        counted = np.bincount(cells, minlength=len(units) * len(sla_module.STATES))
+        tallies[kind] += counted.reshape(len(units), len(sla_module.STATES))
 
     def series(kind: str) -> schemas.SlaSeries:
         points = [
@@ -305,9 +308,10 @@ def _sla_point(start: datetime, tally: Any) -> schemas.SlaPoint:
 
 @dataclass(frozen=True, slots=True)
 class _Outcomes:
-    """Waits with a target, each judged (see sla.judge_all)."""
+    """Waits judged (see sla.judge_all): those `targeted` have a target of their kind."""
 
     kept: Kept
+    targeted: Any
     states: Any
     took: Any  # ms
     target: Any  # ms
@@ -339,13 +343,12 @@ def _judged(
     for kind, metric, targets in kinds:
         if not targets:
             continue
-        chosen, target = sla_module.with_targets(
-            kept[metric], targets, follows_reply=kind == "next_reply"
-        )
+        # Every record is judged, those with no target too: cheaper than leaving them out.
+        target = sla_module.targets_for(kept[metric], targets, follows_reply=kind == "next_reply")
         states, took = sla_module.judge_all(
-            chosen, target, length, now=now, idle_before=now - idle_ms
+            kept[metric], target, length, now=now, idle_before=now - idle_ms
         )
-        found.append((kind, _Outcomes(chosen, states, took, target)))
+        found.append((kind, _Outcomes(kept[metric], target > 0, states, took, target)))
     return found
 
 
@@ -391,9 +394,10 @@ def breaches(
     for kind, outcomes in _judged(
         connection, team, since, until, calendar, idle_ms=idle_ms, now=now
     ):
-        chosen = (outcomes.states == sla_module.BREACHED) | (
+        late_ones = (outcomes.states == sla_module.BREACHED) | (
             outcomes.states == sla_module.OPEN_BREACHED
         )
+        chosen = np.flatnonzero(late_ones & outcomes.targeted)
         kept = outcomes.kept.where(chosen)
         late += zip(
             kept.began.tolist(),
@@ -589,11 +593,9 @@ def leaderboard(
         targets = first_targets if metric == "first_response" else next_targets
         if length is None or not targets:
             continue
-        chosen, target = sla_module.with_targets(
-            found, targets, follows_reply=metric == "reply_time"
-        )
-        states, _ = sla_module.judge_all(chosen, target, length, now=now, idle_before=now - idle_ms)
-        late[uuid] += int(np.count_nonzero(states == sla_module.BREACHED))
+        target = sla_module.targets_for(found, targets, follows_reply=metric == "reply_time")
+        states, _ = sla_module.judge_all(found, target, length, now=now, idle_before=now - idle_ms)
+        late[uuid] += int(np.count_nonzero((states == sla_module.BREACHED) & (target > 0)))
     operators = sorted(set(replies) | set(sessions_of) | set(first) | set(answered))
     names = operator_names(connection, operators)
     leaders = [

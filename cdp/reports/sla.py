@@ -122,21 +122,21 @@ def judge_all(
     return states, took
 
 
-def with_targets(
-    kept: Kept, targets: Mapping[int, int], *, follows_reply: bool
-) -> tuple[Kept, Any]:
-    """The records of teams with a target (and for a next reply, of waits that follow an
-    operator reply), with the target (ms) of each."""
-    mask = np.ones(len(kept), dtype=bool)
+def targets_for(kept: Kept, targets: Mapping[int, int], *, follows_reply: bool) -> Any:
+    """The target (ms) of each record: its team's, 0 for one of a team without a target
+    (or, for a next reply, for a wait that does not follow an operator reply)."""
+    found = np.zeros(len(kept), dtype=np.int64)
+    if len(targets) <= 16:  # as most stores have: a comparison a team
+        for team, target in targets.items():
+            found[kept.team == team] = target
+    else:
+        teams = np.array(sorted(targets), dtype=np.int64)
+        values = np.array([targets[team] for team in sorted(targets)], dtype=np.int64)
+        index = np.minimum(np.searchsorted(teams, kept.team), len(teams) - 1)
+        found = np.where(teams[index] == kept.team, values[index], 0)
     if follows_reply:
-        mask &= (kept.flags & FOLLOWS_REPLY) != 0
-    teams = np.array(sorted(targets), dtype=np.int64)
-    values = np.array([targets[team] for team in sorted(targets)], dtype=np.int64)
-    if not len(teams):
-        return kept.where(np.zeros(len(kept), dtype=bool)), np.zeros(0, dtype=np.int64)
-    index = np.minimum(np.searchsorted(teams, kept.team), len(teams) - 1)
-    mask &= teams[index] == kept.team
-    return kept.where(mask), values[index[mask]]
+        found[(kept.flags & FOLLOWS_REPLY) == 0] = 0
+    return found
 
 
 def targets_ms(targets: Mapping[int, schemas.Targets]) -> tuple[dict[int, int], dict[int, int]]:

@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +121,20 @@ intervals = st.lists(
 )
 
 
+def _merged(week: dict[int, list[tuple[int, int]]]) -> dict[int, tuple[Interval, ...]]:
+    """Half hours, overlaps merged: a good week."""
+    merged = {}
+    for day, spans in week.items():
+        kept: list[Interval] = []
+        for low, high in sorted(spans):
+            if kept and low * 30 <= kept[-1].ends:
+                kept[-1] = Interval(kept[-1].starts, max(kept[-1].ends, high * 30))
+            else:
+                kept.append(Interval(low * 30, high * 30))
+        merged[day] = tuple(kept)
+    return merged
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     week=st.dictionaries(st.integers(0, 6), intervals, max_size=7),
@@ -129,20 +144,37 @@ intervals = st.lists(
 )
 def test_working_time_equals_a_minute_by_minute_recount(week, start, length, zone):
     calendar = Calendar.of(zone)
-    merged = {}
-    for day, spans in week.items():  # half hours, overlaps merged: a good week
-        kept: list[Interval] = []
-        for low, high in sorted(spans):
-            if kept and low * 30 <= kept[-1].ends:
-                kept[-1] = Interval(kept[-1].starts, max(kept[-1].ends, high * 30))
-            else:
-                kept.append(Interval(low * 30, high * 30))
-        merged[day] = tuple(kept)
-    schedule = Schedule(week=merged, holidays=frozenset({date(2026, 10, 26)}))
+    schedule = Schedule(week=_merged(week), holidays=frozenset({date(2026, 10, 26)}))
     since = ms("2026-10-15T00:00:00+00:00") + start * 60_000
     until = since + length * 60_000
     expected = _minutes_worked(schedule, calendar, since, until)
     assert WorkingTime(schedule, calendar).between(since, until) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    week=st.dictionaries(st.integers(0, 6), intervals, max_size=7),
+    pairs=st.lists(
+        st.tuples(st.integers(-60 * 24 * 3, 60 * 24 * 20), st.integers(-60 * 24 * 3, 60 * 24 * 9)),
+        min_size=1,
+        max_size=20,
+    ),
+    zone=st.sampled_from(["Europe/Berlin", "Asia/Kolkata", "America/Santiago", "UTC"]),
+)
+def test_working_time_of_many_waits_at_once_is_each_one_s(week, pairs, zone):
+    """WorkingTime.spent, as the reports use it, against `between` wait by wait: waits
+    that end before they begin count nothing, and those before the first working span
+    nothing before it."""
+    calendar = Calendar.of(zone)
+    schedule = Schedule(week=_merged(week), holidays=frozenset({date(2026, 10, 19)}))
+    base = ms("2026-10-15T00:00:00+00:00")
+    since = np.array([base + start * 60_000 for start, _ in pairs], dtype=np.int64)
+    until = np.array([base + (start + length) * 60_000 for start, length in pairs], dtype=np.int64)
+    expected = [
+        WorkingTime(schedule, calendar).between(int(a), int(b))
+        for a, b in zip(since, until, strict=True)
+    ]
+    assert WorkingTime(schedule, calendar).spent(since, until).tolist() == expected
 
 
 def test_units_cover_a_period_whatever_the_zone():
