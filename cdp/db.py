@@ -588,10 +588,15 @@ class Prepared:
     Errors are SQLAlchemy's, as from Connection.execute.
     """
 
-    __slots__ = ("_forms", "statement")
+    __slots__ = ("_forms", "binary", "statement")
 
-    def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement]) -> None:
+    def __init__(
+        self, statement: ClauseElement | Callable[[str], ClauseElement], *, binary: bool = False
+    ) -> None:
         self.statement = statement
+        # PostgreSQL sends the rows in its binary format: for large binary values, which
+        # its text format doubles as hex.
+        self.binary = binary
         self._forms: dict[str, _Form] = {}
 
     def rows(
@@ -662,20 +667,25 @@ def read_together(
         running = []
         for query, values in queries:
             form = query._form(connection, tables)
-            cursor = stack.enter_context(_cursor(connection, form.sql))
+            cursor = stack.enter_context(_cursor(connection, form.sql, binary=query.binary))
             cursor.execute(form.sql, form.values(values))
             running.append((query, form, cursor))
         return [query._rows(form, cursor.fetchall()) for query, form, cursor in running]
 
 
 @contextmanager
-def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
-    """A cursor of the connection's driver, whose errors are raised as SQLAlchemy's are."""
+def _cursor(connection: Connection, sql: str, *, binary: bool = False) -> Iterator[Any]:
+    """A cursor of the connection's driver, whose errors are raised as SQLAlchemy's are;
+    `binary`: one that reads rows in PostgreSQL's binary format."""
     raw = connection.connection
     cursor = None
     try:
         with _raised_as_sqlalchemy(connection, sql):
-            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            driver = raw.driver_connection
+            if binary and connection.dialect.name == "postgresql":
+                cursor = driver.cursor(binary=True)  # type: ignore[union-attr]
+            else:
+                cursor = driver.cursor()  # type: ignore[union-attr]
             yield cursor
     finally:
         if cursor is not None:

@@ -90,7 +90,8 @@ _IN_PERIOD: Final = (
 _OF_SCOPE: Final = db.Prepared(
     select(report_times.c.metric, report_times.c.records)
     .where(report_times.c.scope == bindparam("scope"), *_IN_PERIOD)
-    .order_by(report_times.c.metric, report_times.c.hour)
+    .order_by(report_times.c.metric, report_times.c.hour),
+    binary=True,
 )
 _UNDER_PREFIX: Final = db.Prepared(
     select(report_times.c.scope, report_times.c.metric, report_times.c.records)
@@ -99,5 +100,6 @@ _UNDER_PREFIX: Final = db.Prepared(
         report_times.c.scope < bindparam("high"),
         *_IN_PERIOD,
     )
-    .order_by(report_times.c.scope, report_times.c.metric, report_times.c.hour)
+    .order_by(report_times.c.scope, report_times.c.metric, report_times.c.hour),
+    binary=True,
 )
