@@ -449,7 +449,9 @@ def create(connection: Connection, tables: Sequence[Table]) -> None:
         for index in table.indexes:
             columns = [ddl.c[column.name] for column in index.columns]
             name = _index_name(connection, index.name or "")
-            connection.execute(CreateIndex(Index(name, *columns, unique=index.unique)))
+            # With what each database is given of it: a partial index's condition, say.
+            made = Index(name, *columns, unique=index.unique, **index.dialect_kwargs)
+            connection.execute(CreateIndex(made))
 
 
 def swap(connection: Connection, tables: Sequence[Table]) -> None:

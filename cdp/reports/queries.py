@@ -189,11 +189,8 @@ def _measure(
         else:
             counted = found.how == REPLIED
             missing = np.bincount(unit[~counted], minlength=len(units))
-        if working is None:
-            lengths = found.ended - found.began
-        else:
-            lengths = working.spent(found.began, found.ended)
-        lengths, unit = lengths[counted], unit[counted]
+        began, ended, unit = found.began[counted], found.ended[counted], unit[counted]
+        lengths = ended - began if working is None else working.spent(began, ended)
         if np.any(unit[1:] < unit[:-1]):  # read in the order they began, so never but here
             order = np.argsort(unit, kind="stable")
             lengths, unit = lengths[order], unit[order]
