@@ -28,8 +28,10 @@ class Kept:
     @classmethod
     def of(cls, blobs: Iterable[bytes]) -> "Kept":
         joined = b"".join(blobs)
-        table = np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH)
-        return cls(table[:, BEGAN], table[:, ENDED], table[:, TEAM], table[:, KEY])
+        # A column each, laid out one after the other: what is worked out of them reads
+        # them whole, many times over, faster than strided over the records.
+        columns = np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH).T.copy()
+        return cls(columns[BEGAN], columns[ENDED], columns[TEAM], columns[KEY])
 
     def __len__(self) -> int:
         return len(self.began)
