@@ -30,7 +30,7 @@ class Kept:
         joined = b"".join(blobs)
         # A column each, laid out one after the other: what is worked out of them reads
         # them whole, many times over, faster than strided over the records.
-        columns = np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH).T.copy()
+        columns = np.ascontiguousarray(np.frombuffer(joined, dtype="<i8").reshape(-1, WIDTH).T)
         return cls(columns[BEGAN], columns[ENDED], columns[TEAM], columns[KEY])
 
     def __len__(self) -> int:
