@@ -444,6 +444,15 @@ def create(connection: Connection, tables: Sequence[Table]) -> None:
     for table in tables:
         connection.execute(DropTable(shadow(table), if_exists=True))
         connection.execute(CreateTable(shadow(table)))
+        if connection.dialect.name == "postgresql":  # how a column is stored, as migrated
+            for column in table.columns:
+                if storage := column.info.get("postgresql_storage"):
+                    connection.execute(
+                        text(
+                            f'ALTER TABLE "{shadow(table).name}" ALTER COLUMN "{column.name}" '
+                            f"SET STORAGE {storage}"
+                        )
+                    )
     for table in tables:
         ddl = shadow(table).to_metadata(MetaData())  # what the indexes attach to, then go
         for index in table.indexes:

@@ -163,7 +163,9 @@ class ReportTimesRow(Base):
     scope: Mapped[str] = mapped_column(SCOPE, primary_key=True)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    records: Mapped[bytes] = mapped_column(LargeBinary)
+    # Stored apart and not compressed on PostgreSQL: rewritten by every webhook that adds
+    # a record and read a month at a time, and what compression saves is read back slower.
+    records: Mapped[bytes] = mapped_column(LargeBinary, info={"postgresql_storage": "EXTERNAL"})
 
 
 class OperatorSessionRow(Base):

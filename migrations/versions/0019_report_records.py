@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("records", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "metric", "hour", name=op.f("pk_report_times")),
     )
+    if op.get_bind().dialect.name == "postgresql":  # see cdp.reports.tables.ReportTimesRow
+        op.execute("ALTER TABLE report_times ALTER COLUMN records SET STORAGE EXTERNAL")
     op.create_table(
         "report_operator_sessions",
         sa.Column("chat_uuid", sa.String(200), nullable=False),

@@ -87,6 +87,37 @@ def test_a_build_makes_partial_indexes_partial_as_the_migrations_do(engine: Engi
     assert {name: built[name] for name in partial} == {name: migrated[name] for name in partial}
 
 
+def test_a_build_stores_columns_as_the_migrations_do(engine: Engine) -> None:
+    """On PostgreSQL, the reports' records are stored apart, uncompressed (see
+    cdp.reports.tables.ReportTimesRow); SQLite has no such setting."""
+    stored = {
+        (table.name, column.name): column.info["postgresql_storage"]
+        for projection in REGISTRY
+        for table in projection.tables
+        for column in table.columns
+        if "postgresql_storage" in column.info
+    }
+    assert stored == {("report_times", "records"): "EXTERNAL"}
+    if engine.dialect.name != "postgresql":
+        return
+    query = text(
+        "SELECT attstorage FROM pg_attribute "
+        "WHERE attrelid = CAST(:table AS regclass) AND attname = :column"
+    )
+
+    def storage() -> list[str]:
+        with engine.connect() as connection:
+            return [
+                connection.scalar(query, {"table": table, "column": column})
+                for table, column in stored
+            ]
+
+    assert storage() == ["e"]  # as migrated
+    log(engine, *history("c1", "p1"))
+    builds.build(engine, REGISTRY, MAIN)
+    assert storage() == ["e"]  # and as built anew, swapped in
+
+
 def test_after_one_build_only_sqlite_s_index_names_differ_from_the_models(engine: Engine) -> None:
     log(engine, *history("c1", "p1"))
     builds.build(engine, REGISTRY, MAIN)
