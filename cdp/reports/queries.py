@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, Connection, Integer, String, column, func, se
 
 from cdp import db, paging
 from cdp.conversations.tables import timeline
-from cdp.reports import hours, schemas, scopes
+from cdp.reports import hours, outcomes, schemas, scopes
 from cdp.reports import sla as sla_module
 from cdp.reports.calendar import WEEKDAYS, Calendar, Group, WorkingTime
 from cdp.reports.kept import Kept, of_scope, under_prefix
@@ -263,13 +263,35 @@ def sla(
         for kind in ("first_reply", "next_reply")
     }
     bounds = np.asarray(units, dtype=np.int64)
-    for kind, outcomes in _judged(
-        connection, team, since, until, calendar, idle_ms=idle_ms, now=now
-    ):
-        unit = np.searchsorted(bounds, outcomes.kept.began, side="right") - 1
-        cells = (unit * len(sla_module.STATES) + outcomes.states)[outcomes.targeted]
-        counted = np.bincount(cells, minlength=len(units) * len(sla_module.STATES))
-        tallies[kind] += counted.reshape(len(units), len(sla_module.STATES))
+    first, after = sla_module.targets_ms(_targets_of(connection, team))
+    schedule = hours.schedule(connection)
+    length, _ = sla_module.spent(connection, calendar)
+    scope = scopes.ALL if team is None else scopes.of("team", team)
+    kinds: tuple[tuple[sla_module.Kind, str, dict[int, int]], ...] = (
+        ("first_reply", "first_response", first),
+        ("next_reply", "reply_time", after),
+    )
+    for kind, metric, targets in kinds:
+        if not targets:
+            continue
+        setting = outcomes.setting_of(
+            targets, sorted(schedule.week.items()), sorted(schedule.holidays), calendar.zone.key
+        )
+        found, counts = outcomes.by_hour(
+            connection,
+            scope,
+            metric,
+            targets,
+            follows_reply=kind == "next_reply",
+            length=length,
+            setting=setting,
+            since=since,
+            until=until,
+            now=now,
+            idle_ms=idle_ms,
+        )
+        unit = np.searchsorted(bounds, found, side="right") - 1
+        np.add.at(tallies[kind], unit, counts)
 
     def series(kind: str) -> schemas.SlaSeries:
         points = [
@@ -388,14 +410,12 @@ def breaches(
     one, or `limit` of them after the cursor `after` (a `next` it gave). Each is judged
     from the kept records at once; only those of the page are looked up."""
     late: list[tuple[int, sla_module.Kind, int, int, int, int, int, int]] = []
-    for kind, outcomes in _judged(
-        connection, team, since, until, calendar, idle_ms=idle_ms, now=now
-    ):
-        late_ones = (outcomes.states == sla_module.BREACHED) | (
-            outcomes.states == sla_module.OPEN_BREACHED
+    for kind, judged in _judged(connection, team, since, until, calendar, idle_ms=idle_ms, now=now):
+        late_ones = (judged.states == sla_module.BREACHED) | (
+            judged.states == sla_module.OPEN_BREACHED
         )
-        chosen = np.flatnonzero(late_ones & outcomes.targeted)
-        kept = outcomes.kept.where(chosen)
+        chosen = np.flatnonzero(late_ones & judged.targeted)
+        kept = judged.kept.where(chosen)
         late += zip(
             kept.began.tolist(),
             [kind] * len(kept),
@@ -403,8 +423,8 @@ def breaches(
             kept.ended.tolist(),
             kept.how.tolist(),
             kept.team.tolist(),
-            outcomes.took[chosen].tolist(),
-            outcomes.target[chosen].tolist(),
+            judged.took[chosen].tolist(),
+            judged.target[chosen].tolist(),
             strict=True,
         )
     late.sort()

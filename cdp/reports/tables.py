@@ -166,6 +166,9 @@ class ReportTimesRow(Base):
     # Stored apart and not compressed on PostgreSQL: rewritten by every webhook that adds
     # a record and read a month at a time, and what compression saves is read back slower.
     records: Mapped[bytes] = mapped_column(LargeBinary, info={"postgresql_storage": "EXTERNAL"})
+    # A digest of the records: what a report that keeps what it worked out of an hour
+    # checks, without reading the records again (see cdp.reports.outcomes).
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class OperatorSessionRow(Base):

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("metric", sa.String(32), nullable=False),
         sa.Column("hour", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("records", sa.LargeBinary(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "metric", "hour", name=op.f("pk_report_times")),
     )
     if op.get_bind().dialect.name == "postgresql":  # see cdp.reports.tables.ReportTimesRow

@@ -183,6 +183,34 @@ def test_breaches_come_a_page_at_a_time_in_the_order_of_the_whole_list(client: C
     assert "after" in forged.text or "cursor" in forged.text
 
 
+def test_what_targets_met_keeps_of_past_hours_follows_targets_hours_and_late_webhooks(
+    client: Client,
+) -> None:
+    """The SLA report keeps each past hour's outcomes (cdp.reports.outcomes): a new
+    target, a new working week or a late webhook into that hour changes the answer."""
+    monday = _ms(datetime(2026, 11, 2, 10, 0, tzinfo=MOSCOW))
+    deliver(client, *opened("c1", at=monday))
+    deliver(client, reply("c1", at=monday + 10 * MINUTE))  # a first reply in 10 minutes
+    params = {"team": 1, "since": "2026-11-02", "until": "2026-11-03"}
+
+    def outcome() -> tuple[int, int]:
+        total = client.get("/reports/sla", params=params).json()["first_reply"]["total"]
+        return total["within"], total["breached"]
+
+    targets(client, 1, first=15 * 60, following=None)
+    assert outcome() == (1, 0)
+    assert outcome() == (1, 0)  # asked again: from what was kept
+    targets(client, 1, first=5 * 60, following=None)
+    assert outcome() == (0, 1)
+    week = {"monday": ["10:05-18:00"]}  # only 5 working minutes before the reply
+    assert client.put("/reports/business-hours", json={"week": week}).status_code == 200
+    assert outcome() == (1, 0)
+    deliver(client, *opened("c2", at=monday + MINUTE))  # late, into the same hour
+    assert outcome() == (1, 0)  # c2's turn ended unanswered in no working time: neither
+    deliver(client, reply("c2", at=monday + 30 * MINUTE))
+    assert outcome() == (1, 1)
+
+
 def test_with_working_hours_a_wait_over_the_night_counts_only_working_time(
     client: Client,
 ) -> None:
