@@ -320,13 +320,15 @@ class Reports(Controller):
         team: TeamChoice = None,
         since: Day = None,
         until: Day = None,
+        after: FromQuery[str | None] = None,
     ) -> Response[str]:
-        """Every wait of the period that passed its target (GET /reports/breaches)."""
+        """The waits of the period that passed their target, a page at a time (GET
+        /reports/breaches)."""
         calendar, clock = Calendar(service.settings.zone()), service.clock()
         start, end, days = period(Days.read(since, until), calendar, clock.now)
         form = Asked(days, team_choice(team, "team"), "")
         found = await service.reads.query(
-            views.breaches, service.keystore, start, end, form.team, calendar, clock
+            views.breaches, service.keystore, start, end, form.team, calendar, clock, after
         )
         return await page(
             request, "breaches.html", form=form, view=found, shown=views.BREACHES_SHOWN

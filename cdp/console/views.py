@@ -431,7 +431,7 @@ def _csv_cells(handoff: conversations_schemas.Handoff, zone: ZoneInfo) -> list[s
 # Messengers and sources a report's form offers, at most.
 MOST_CHOICES: Final = 100
 # Breaches a page lists; the CSV holds them all.
-BREACHES_SHOWN: Final = 500
+BREACHES_SHOWN: Final = 100  # a page, as the API's
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,8 +548,9 @@ def waiting(
 
 @dataclass(frozen=True, slots=True)
 class BreachesPage:
-    breaches: list[reports_schemas.Breach]  # the first BREACHES_SHOWN, in the order they began
+    breaches: list[reports_schemas.Breach]  # a page of BREACHES_SHOWN, in the order they began
     total: int  # how many there are
+    next: str | None  # the next page's cursor
     chat_names: dict[str, str]  # of those shown
     operator_names: dict[str, str | None]  # of those shown
     teams: list[teams_schemas.KnownTeam]
@@ -564,6 +565,7 @@ def breaches(
     team: int | None,
     calendar: Calendar,
     clock: Clock,
+    after: str | None = None,
 ) -> BreachesPage:
     found = reports_queries.breaches(
         connection,
@@ -574,6 +576,7 @@ def breaches(
         idle_ms=clock.idle_timeout_ms,
         now=clock.now,
         limit=BREACHES_SHOWN,
+        after=after,
     )
     shown = found.items
     names = conversations_queries.chat_names(
@@ -583,6 +586,7 @@ def breaches(
     return BreachesPage(
         shown,
         found.total,
+        found.next,
         names,
         reports_queries.operator_names(connection, operators),
         teams_queries.known_teams(connection),

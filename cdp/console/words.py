@@ -355,8 +355,8 @@ _WORDS: Final[dict[str, tuple[str, str]]] = {
         "/reports/targets/{team_id}.",
     ),
     "breaches_shown": (
-        "The first {n} of {total} are shown; the CSV holds every one.",
-        "Показаны первые {n} из {total}; в CSV — все.",
+        "{n} of {total} here, a page at a time; the CSV holds every one.",
+        "Здесь {n} из {total}, по страницам; в CSV — все.",
     ),
     "breaches_csv_note": (
         "The CSV holds the same rows as GET /reports/breaches?format=csv.",

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine
 
 from cdp.access import credentials
+from cdp.console import views
 from cdp.http.app import create_app
 from cdp.settings import Settings
 from tests.api.test_reports import customer, deliver, targets
@@ -309,6 +310,22 @@ def test_breaches_link_each_chat_and_download_as_the_apis_csv(week: Client) -> N
     assert b"c2" in console.content
     none = week.get("/console/reports/breaches", params={**WEEK, "team": "2"}, headers=RUSSIAN).text
     assert "За этот период нарушений нет." in none
+
+
+def test_breaches_come_a_page_at_a_time_with_a_link_to_the_next(
+    week: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "BREACHES_SHOWN", 1)
+    deliver(week, *opened("c4", at=at(4, 11), team=1))  # Wednesday: 4 min, late too
+    deliver(week, reply("c4", at=at(4, 11, 4), team=1))
+    page = week.get("/console/reports/breaches", params=WEEK, headers=ENGLISH).text
+    assert [row[0] for row in rows(page, "breaches")] == ["c2"]
+    assert "1 of 2 here, a page at a time; the CSV holds every one." in page
+    following = re.search(r'<a class="button" id="next" href="([^"]+)"', page)
+    assert following is not None
+    second = week.get(html.unescape(following.group(1)), headers=ENGLISH).text
+    assert [row[0] for row in rows(second, "breaches")] == ["c4"]
+    assert 'id="next"' not in second
 
 
 def test_a_store_with_no_targets_says_where_to_set_them(client: Client) -> None:
