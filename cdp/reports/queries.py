@@ -263,17 +263,10 @@ def sla(
         for kind in ("first_reply", "next_reply")
     }
     bounds = np.asarray(units, dtype=np.int64)
-    first, after = sla_module.targets_ms(_targets_of(connection, team))
     schedule = hours.schedule(connection)
     length, _ = sla_module.spent(connection, calendar)
     scope = scopes.ALL if team is None else scopes.of("team", team)
-    kinds: tuple[tuple[sla_module.Kind, str, dict[int, int]], ...] = (
-        ("first_reply", "first_response", first),
-        ("next_reply", "reply_time", after),
-    )
-    for kind, metric, targets in kinds:
-        if not targets:
-            continue
+    for kind, metric, targets in _kinds(connection, team):
         setting = outcomes.setting_of(
             targets, sorted(schedule.week.items()), sorted(schedule.holidays), calendar.zone.key
         )
@@ -336,6 +329,19 @@ class _Outcomes:
     target: Any  # ms
 
 
+def _kinds(
+    connection: Connection, team: int | None
+) -> list[tuple[sla_module.Kind, str, dict[int, int]]]:
+    """Each kind of target some team has (of `team`, or of every team), with the metric
+    whose waits it applies to and each team's target in ms."""
+    first, after = sla_module.targets_ms(_targets_of(connection, team))
+    found: list[tuple[sla_module.Kind, str, dict[int, int]]] = [
+        ("first_reply", "first_response", first),
+        ("next_reply", "reply_time", after),
+    ]
+    return [(kind, metric, targets) for kind, metric, targets in found if targets]
+
+
 def _judged(
     connection: Connection,
     team: int | None,
@@ -348,20 +354,14 @@ def _judged(
 ) -> list[tuple[sla_module.Kind, _Outcomes]]:
     """The waits begun in [since, until) of the team (or of every team) that has a target
     of their kind, judged as of `now`."""
-    first, after = sla_module.targets_ms(_targets_of(connection, team))
-    if not first and not after:
+    kinds = _kinds(connection, team)
+    if not kinds:
         return []
     length, _ = sla_module.spent(connection, calendar)
     scope = scopes.ALL if team is None else scopes.of("team", team)
     kept = of_scope(connection, scope, ["first_response", "reply_time"], since, until)
     found: list[tuple[sla_module.Kind, _Outcomes]] = []
-    kinds: tuple[tuple[sla_module.Kind, str, dict[int, int]], ...] = (
-        ("first_reply", "first_response", first),
-        ("next_reply", "reply_time", after),
-    )
     for kind, metric, targets in kinds:
-        if not targets:
-            continue
         # Every record is judged, those with no target too: cheaper than leaving them out.
         target = sla_module.targets_for(kept[metric], targets, follows_reply=kind == "next_reply")
         states, took = sla_module.judge_all(
