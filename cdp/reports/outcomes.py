@@ -25,7 +25,7 @@ from cdp.reports.kept import Kept
 from cdp.reports.records import WIDTH, WITH_SESSION
 from cdp.reports.tables import report_times
 
-MOST: Final = 200_000  # hours kept, of every scope, metric and setting
+MOST: Final = 50_000  # hours kept, of every scope, metric and setting: some 15 MB
 _LOCK: Final = threading.Lock()
 _KEPT: Final[OrderedDict[Hashable, Any]] = OrderedDict()
 
