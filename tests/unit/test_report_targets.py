@@ -26,7 +26,7 @@ waits = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(waits=waits)
 def test_judging_many_waits_at_once_is_judging_each(waits):
     began = np.array([NOW + b * MINUTE for b, _, _, _ in waits], dtype=np.int64)
