@@ -85,10 +85,13 @@ def by_hour(
     still = (kept.how == WITH_SESSION) & (kept.ended > now - idle_ms) & targeted
     open_in = np.bincount(of_hour[still], minlength=len(listed))
     fresh: dict[Hashable, Any] = {}
+    # Kept under the version read with the records: one written between the two reads
+    # is then only worked out again.
+    read_as = {at[row["hour"]]: row["version"] for row in rows}
     for i in missing:
         counts[i] = counted[i]
-        if not open_in[i]:  # judged alike at any later moment: kept
-            fresh[keys[i]] = counted[i].copy()
+        if not open_in[i] and i in read_as:  # judged alike at any later moment: kept
+            fresh[(*keys[i][:-1], read_as[i])] = counted[i].copy()
     with _LOCK:
         _KEPT.update(fresh)
         while len(_KEPT) > MOST:
@@ -111,7 +114,7 @@ _VERSIONS: Final = db.Prepared(
     )
 )
 _RECORDS: Final = db.Prepared(
-    select(report_times.c.hour, report_times.c.records).where(
+    select(report_times.c.hour, report_times.c.records, report_times.c.version).where(
         report_times.c.scope == bindparam("scope"),
         report_times.c.metric == bindparam("metric"),
         db.any_of(report_times.c.hour, "hours"),
