@@ -112,22 +112,24 @@ class ReportsProjector:
         counts: Counter[tuple[str, str, int]] = Counter()
         lengths = Changes(self.calendar)
         values = {"chats": list(chats)}
-        for row in _COPIES_OF_CHATS.rows(connection, values, tables):
-            self._add(counts, row, -1)
-        copies, turns, replies = db.read_together(
+        events, copies, turns, replies, operators = db.read_together(
             connection,
+            (_COPIES_OF_CHATS, values),
             (_SESSION_COPIES_OF_CHATS, values),
             (_TURN_COPIES_OF_CHATS, values),
             (_REPLIES_OF_CHATS, values),
+            (_OPERATOR_SESSIONS_OF_CHATS, values),
             tables=tables,
         )
+        for row in events:
+            self._add(counts, row, -1)
         for row in copies:
             lengths.session(row, -1)
         for row in turns:
             lengths.turn(row, -1)
         for row in replies:
             lengths.reply(row, -1)
-        for row in _OPERATOR_SESSIONS_OF_CHATS.rows(connection, values, tables):
+        for row in operators:
             self._add_session_of(counts, row, -1)
         _count(connection, tables, counts)
         lengths.write(connection, tables)
