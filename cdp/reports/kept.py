@@ -13,8 +13,6 @@ from cdp import db
 from cdp.reports.records import BEGAN, ENDED, FLAG_BITS, HOW_MASK, KEY, TEAM, WIDTH
 from cdp.reports.tables import report_times
 
-Array = "np.ndarray[Any, Any]"
-
 
 @dataclass(frozen=True, slots=True)
 class Kept:

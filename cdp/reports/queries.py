@@ -264,7 +264,7 @@ def sla(
     }
     bounds = np.asarray(units, dtype=np.int64)
     schedule = hours.schedule(connection)
-    length, _ = sla_module.spent(connection, calendar)
+    length, working = sla_module.spent_under(schedule, calendar)
     scope = scopes.ALL if team is None else scopes.of("team", team)
     for kind, metric, targets in _kinds(connection, team):
         setting = outcomes.setting_of(
@@ -298,7 +298,7 @@ def sla(
         group=group,
         timezone=calendar.zone.key,
         team=team,
-        working_time=not hours.schedule(connection).empty,
+        working_time=working,
         since=calendar.local(since),
         until=calendar.local(until),
         first_reply=series("first_reply"),

@@ -56,13 +56,6 @@ Key = tuple[str, str, int]  # scope, metric, hour
 Record = tuple[int, int, int, int]
 
 
-def packed(records: Iterable[Record]) -> bytes:
-    found = array("q", [value for record in records for value in record])
-    if not _LITTLE:  # pragma: no cover - every machine this runs on is little-endian
-        found.byteswap()
-    return found.tobytes()
-
-
 def unpacked(data: bytes) -> list[Record]:
     found = array("q")
     found.frombytes(data)

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from cdp.reports import hours, schemas
-from cdp.reports.calendar import Calendar, WorkingTime
+from cdp.reports.calendar import Calendar, Schedule, WorkingTime
 from cdp.reports.kept import Kept
 from cdp.reports.records import FOLLOWS_REPLY, REPLIED, WITH_SESSION
 
@@ -87,7 +87,11 @@ Spent = Callable[[Any, Any], Any]
 
 def spent(connection: Connection, calendar: Calendar) -> tuple[Spent, bool]:
     """`measure` for many waits at once (int64 arrays)."""
-    schedule = hours.schedule(connection)
+    return spent_under(hours.schedule(connection), calendar)
+
+
+def spent_under(schedule: Schedule, calendar: Calendar) -> tuple[Spent, bool]:
+    """`spent` under a schedule already read."""
     if schedule.empty:
         return (lambda since, until: np.maximum(0, until - since)), False
     return WorkingTime(schedule, calendar).spent, True
